@@ -1,0 +1,165 @@
+//! Catalog checks as a user of `tactful catalog check` meets them: the example is valid, and each
+//! kind of mistake is reported once, at its line and column, with a useful message.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[brand]
+name = "Shop"
+
+[sources.web]
+write_key = "wk_test_12345"
+
+[purposes."essential.service"]
+name = "Running the shop"
+description = "We use your details to run the shop."
+benefit = "Your orders arrive."
+
+[properties."traits.email"]
+category = "user.contact.email"
+purposes = ["essential.service"]
+retention = "1y"
+identifier = "email"
+"#;
+
+/// Problems for `text` as `(line, column, message fragment)`; panics if the catalog is valid.
+fn problems(text: &str) -> Vec<(usize, usize, String)> {
+    let errors = Catalog::parse(text).expect_err("catalog should be refused");
+    errors.problems.into_iter().map(|problem| (problem.line, problem.column, problem.message)).collect()
+}
+
+fn check(text: &str, line: usize, fragment: &str) {
+    let found = problems(text);
+    assert!(
+        found.iter().any(|(at, _, message)| *at == line && message.contains(fragment)),
+        "expected {fragment:?} at line {line}, got {found:#?}"
+    );
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let catalog = Catalog::parse(Catalog::example_text())
+        .unwrap_or_else(|errors| panic!("{}", errors.render("example")));
+    assert_eq!(catalog.brand().name, "Fernhill Market");
+    assert!(catalog.source_by_write_key("wk_web_fernhill_demo").is_some());
+    assert!(
+        catalog.property_by_path("traits.email").is_some_and(|p| p.identifier == Some(IdentifierKind::Email))
+    );
+    assert!(catalog.has_properties_below("properties.products[]"));
+    assert!(catalog.has_properties_below("properties.products"));
+    assert!(catalog.has_properties_below("properties"));
+    assert!(!catalog.has_properties_below("properties.product_id"));
+    let order = catalog.event("Order Completed").expect("declared");
+    assert_eq!(order.feedback, Some(Feedback::Purchase));
+    assert_eq!(catalog.property(order.item.expect("item")).path, "properties.products[].product_id");
+    assert!(catalog.purpose("essential.service").expect("declared").is_essential());
+    assert!(!catalog.purpose("personalize.content").expect("declared").is_essential());
+    assert_eq!(catalog.jurisdiction("us-ca").expect("declared").request_deadline_days, 45);
+}
+
+#[test]
+fn a_minimal_catalog_is_valid() {
+    let catalog = Catalog::parse(MINIMAL).expect("valid");
+    assert_eq!(catalog.sources().len(), 1);
+    assert_eq!(catalog.source_by_write_key("wk_test_12345").map(|s| s.key.as_str()), Some("web"));
+    assert!(catalog.source_by_write_key("wk_test_1234").is_none());
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let found = problems("[brand]\nname = \"Shop\n");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, 2);
+}
+
+#[test]
+fn unknown_fields_are_refused_at_their_position() {
+    let text = MINIMAL.replace("retention = \"1y\"", "retention = \"1y\"\nretension = \"2y\"");
+    check(&text, 17, "unknown field `retension`");
+}
+
+#[test]
+fn unknown_taxonomy_keys_suggest_the_right_one() {
+    let text = MINIMAL.replace("user.contact.email\"", "user.contact.emial\"");
+    check(&text, 14, "did you mean \"user.contact.email\"");
+    let text = MINIMAL.replace("[purposes.\"essential.service\"]", "[purposes.\"esential.service\"]");
+    check(&text, 8, "not a fideslang data use");
+}
+
+#[test]
+fn custom_children_of_known_keys_are_allowed() {
+    let text = MINIMAL.replace("user.contact.email\"", "user.contact.email.work\"");
+    assert!(Catalog::parse(&text).is_ok());
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let text = MINIMAL
+        .replace("user.contact.email\"", "usr.contact.email\"")
+        .replace("retention = \"1y\"", "retention = \"forever\"")
+        .replace("[\"essential.service\"]", "[\"marketing.communications.email\"]");
+    let found = problems(&text);
+    let lines: Vec<usize> = found.iter().map(|(line, _, _)| *line).collect();
+    assert_eq!(lines, [14, 15, 16], "{found:#?}");
+    assert!(found[0].2.contains("usr.contact.email"));
+    assert!(found[1].2.contains("not declared under [purposes]"));
+    assert!(found[2].2.contains("retention must look like"));
+}
+
+#[test]
+fn sensitive_categories_must_be_marked() {
+    let text = format!(
+        "{MINIMAL}\n[properties.\"traits.diagnosis\"]\ncategory = \"user.health.medical_diagnosis\"\npurposes = [\"essential.service\"]\nretention = \"1y\"\n"
+    );
+    check(&text, 20, "sensitive category");
+    let marked = text.replace("retention = \"1y\"\n", "retention = \"1y\"\nsensitive = true\n");
+    assert!(Catalog::parse(&marked).is_ok());
+}
+
+#[test]
+fn references_must_resolve() {
+    let text = MINIMAL.replace(
+        "write_key = \"wk_test_12345\"",
+        "write_key = \"wk_test_12345\"\ndefault_jurisdiction = \"eu\"",
+    );
+    check(&text, 7, "unknown jurisdiction \"eu\"");
+    let text = format!("{MINIMAL}\n[events.\"Order Completed\"]\nitem = \"properties.order_id\"\n");
+    check(&text, 20, "item property \"properties.order_id\" is not declared");
+}
+
+#[test]
+fn paths_are_checked() {
+    let text = MINIMAL.replace("\"traits.email\"", "\"email\"");
+    check(&text, 13, "must start with traits., properties. or context.");
+    let text = MINIMAL.replace("\"traits.email\"", "\"context.consent.categoryPreferences\"");
+    check(&text, 13, "consent signals");
+    let text = format!(
+        "{MINIMAL}\n[properties.\"traits.email.domain\"]\ncategory = \"user.contact.email\"\npurposes = [\"essential.service\"]\nretention = \"1y\"\n"
+    );
+    check(&text, 19, "lies inside traits.email");
+}
+
+#[test]
+fn write_keys_are_unique_and_long_enough() {
+    let text = format!("{MINIMAL}\n[sources.app]\nwrite_key = \"wk_test_12345\"\n");
+    check(&text, 20, "already used by another source");
+    let text = MINIMAL.replace("wk_test_12345", "short");
+    check(&text, 6, "at least 8 characters");
+}
+
+#[test]
+fn a_catalog_without_sources_is_refused() {
+    let text = MINIMAL.replace("[sources.web]\nwrite_key = \"wk_test_12345\"\n", "");
+    let found = problems(&text);
+    assert!(
+        found.iter().any(|(line, _, message)| *line == 0 && message.contains("no [sources.*]")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn rendering_names_file_line_and_column() {
+    let errors = Catalog::parse(&MINIMAL.replace("\"1y\"", "\"1 year\"")).expect_err("invalid");
+    let rendered = errors.render("tactful.toml");
+    assert!(rendered.starts_with("tactful.toml:16:13: retention must look like"), "{rendered}");
+}

@@ -1,0 +1,11 @@
+//! Tactful's domain: the catalog, the taxonomy, the tracking protocol, minimization and identity
+//! rules. Everything here is pure: no files, sockets, clocks or databases, so every decision can be
+//! tested exhaustively and every backend makes the same ones.
+
+pub mod catalog;
+pub mod identity;
+pub mod minimize;
+pub mod retention;
+pub mod secret;
+pub mod segment;
+pub mod taxonomy;

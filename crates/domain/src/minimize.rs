@@ -1,0 +1,277 @@
+//! Minimization at the door: of an incoming message, keep only what the catalog declares, and say
+//! what was dropped and why. Nothing undeclared ever reaches the store.
+
+use serde_json::{Map, Value};
+
+use crate::catalog::{Catalog, Property, PropertyId, Source};
+use crate::identity::IdentifierKind;
+use crate::segment::{Message, MessageType};
+
+/// Why a property of an incoming event was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The catalog does not declare this path.
+    Undeclared,
+    /// The property is in a sensitive category and its source may not deliver sensitive data.
+    SensitiveNotAllowed,
+    /// The `track` event name is not in the catalog's tracking plan; the whole event was dropped.
+    UndeclaredEvent,
+    /// No purpose of the property is currently permitted for this subject.
+    NotPermitted,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Undeclared => "undeclared",
+            DropReason::SensitiveNotAllowed => "sensitive_not_allowed",
+            DropReason::UndeclaredEvent => "undeclared_event",
+            DropReason::NotPermitted => "not_permitted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DropReason> {
+        Some(match text {
+            "undeclared" => DropReason::Undeclared,
+            "sensitive_not_allowed" => DropReason::SensitiveNotAllowed,
+            "undeclared_event" => DropReason::UndeclaredEvent,
+            "not_permitted" => DropReason::NotPermitted,
+            _ => return None,
+        })
+    }
+}
+
+/// A dropped path, written so it can be counted without revealing data: segments that do not look
+/// like field names (they might hold an email or an id) are replaced by `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dropped {
+    pub path: String,
+    pub reason: DropReason,
+}
+
+/// What may be stored of one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Minimized {
+    /// The kept parts, shaped like the message: `traits`, `properties`, `context` and the message's
+    /// own descriptive fields (`name`, `category`, `groupId`).
+    pub record: Map<String, Value>,
+    /// Declared properties present in `record`.
+    pub kept: Vec<PropertyId>,
+    /// Profile values to set (identify traits at declared paths outside arrays).
+    pub profile: Vec<(PropertyId, Value)>,
+    /// Identifiers found in declared identifier properties.
+    pub identifiers: Vec<(IdentifierKind, String)>,
+    pub dropped: Vec<Dropped>,
+}
+
+/// What happens to an event that breaks the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Keep(Minimized),
+    /// The whole event is dropped (undeclared event name on a lenient source); count these.
+    DropEvent(Vec<Dropped>),
+    /// The event is refused (strict source).
+    Reject {
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// Message fields that are part of the protocol rather than data about the person; they are used
+/// (ids, times) or ignored (SDK bookkeeping) but never counted as dropped properties.
+const PROTOCOL_FIELDS: &[&str] = &[
+    "type",
+    "userId",
+    "anonymousId",
+    "previousId",
+    "messageId",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+    "event",
+    "integrations",
+    "writeKey",
+    "version",
+    "channel",
+    "_metadata",
+    "sequence",
+    "options",
+];
+
+/// Applies the catalog to a validated message from `source`.
+pub fn minimize(catalog: &Catalog, source: &Source, message: &Message) -> Verdict {
+    if let Some(name) = &message.event {
+        if catalog.event(name).is_none() {
+            let dropped = vec![Dropped { path: "event".into(), reason: DropReason::UndeclaredEvent }];
+            if source.strict {
+                return Verdict::Reject {
+                    code: "undeclared_event",
+                    message: "this track event is not in the catalog's [events] tracking plan".into(),
+                };
+            }
+            return Verdict::DropEvent(dropped);
+        }
+    }
+    let mut walk =
+        Walk { catalog, source, kind: message.kind, out: Minimized::default(), path: String::new() };
+    for (key, value) in &message.object {
+        match key.as_str() {
+            "traits" | "properties" | "context" => {
+                walk.path.clear();
+                walk.path.push_str(key);
+                if let Some(kept) = walk.value(value) {
+                    walk.out.record.insert(key.clone(), kept);
+                }
+            }
+            // Descriptive fields of the call itself; sealed with the event like any property.
+            "name" | "category" | "groupId" => {
+                walk.out.record.insert(key.clone(), value.clone());
+            }
+            field if PROTOCOL_FIELDS.contains(&field) => {}
+            other => {
+                let path = if looks_like_field_name(other) { other.to_owned() } else { "*".to_owned() };
+                walk.drop(path, DropReason::Undeclared);
+            }
+        }
+    }
+    let mut out = walk.out;
+    out.kept.sort_unstable();
+    out.kept.dedup();
+    if source.strict {
+        if let Some(first) = out.dropped.iter().find(|dropped| dropped.reason == DropReason::Undeclared) {
+            return Verdict::Reject {
+                code: "undeclared_property",
+                message: format!("{} is not declared in the catalog and this source is strict", first.path),
+            };
+        }
+    }
+    Verdict::Keep(out)
+}
+
+struct Walk<'a> {
+    catalog: &'a Catalog,
+    source: &'a Source,
+    kind: MessageType,
+    out: Minimized,
+    /// Path of the value being walked, e.g. `properties.products[]`.
+    path: String,
+}
+
+impl Walk<'_> {
+    /// Returns what is kept of the value at `self.path`, recording drops on the way.
+    fn value(&mut self, value: &Value) -> Option<Value> {
+        if let Some(property) = self.catalog.property_by_path(&self.path) {
+            return self.declared(property, value);
+        }
+        // Consent signals ride in `context` but are not properties: the consent ledger reads them.
+        if self.path == "context.consent" || self.path == "context.consentManagement" {
+            return None;
+        }
+        match value {
+            Value::Object(object) if self.catalog.has_properties_below(&self.path) => {
+                let mut kept = Map::new();
+                for (key, child) in object {
+                    if !looks_like_field_name(key) {
+                        // Declared paths are made of field names, so this key matches none; it may be
+                        // someone's email used as a key, so it is counted as `*`.
+                        let path = format!("{}.*", counted_path(&self.path));
+                        self.drop(path, DropReason::Undeclared);
+                        continue;
+                    }
+                    let length = self.path.len();
+                    self.path.push('.');
+                    self.path.push_str(key);
+                    if let Some(child) = self.value(child) {
+                        kept.insert(key.clone(), child);
+                    }
+                    self.path.truncate(length);
+                }
+                (!kept.is_empty()).then_some(Value::Object(kept))
+            }
+            Value::Array(items) if self.catalog.has_properties_below(&format!("{}[]", self.path)) => {
+                let length = self.path.len();
+                self.path.push_str("[]");
+                let kept: Vec<Value> = items.iter().filter_map(|item| self.value(item)).collect();
+                self.path.truncate(length);
+                (!kept.is_empty()).then_some(Value::Array(kept))
+            }
+            _ => {
+                let path = counted_path(&self.path);
+                self.drop(path, DropReason::Undeclared);
+                None
+            }
+        }
+    }
+
+    fn declared(&mut self, property: &Property, value: &Value) -> Option<Value> {
+        if property.sensitive && !self.source.allow_sensitive {
+            self.drop(property.path.clone(), DropReason::SensitiveNotAllowed);
+            return None;
+        }
+        self.out.kept.push(property.id);
+        if let (Some(kind), Some(text)) = (&property.identifier, identifier_text(value)) {
+            if kind.normalize(&text).is_ok() {
+                self.out.identifiers.push((kind.clone(), text));
+            }
+        }
+        let at_top_of_traits = self.path.starts_with("traits.") && !self.path.contains("[]");
+        if at_top_of_traits && self.kind == MessageType::Identify {
+            self.out.profile.push((property.id, value.clone()));
+        }
+        Some(value.clone())
+    }
+
+    fn drop(&mut self, path: String, reason: DropReason) {
+        self.out.dropped.push(Dropped { path, reason });
+    }
+}
+
+fn identifier_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A path safe to count: field-name-like segments are kept, anything else (which could be a
+/// person's email or id used as a key) becomes `*`, and the whole is bounded in length.
+pub fn counted_path(path: &str) -> String {
+    let mut counted = String::with_capacity(path.len().min(128));
+    for (index, segment) in path.split('.').enumerate() {
+        if index > 0 {
+            counted.push('.');
+        }
+        let (name, array) = match segment.strip_suffix("[]") {
+            Some(name) => (name, "[]"),
+            None => (segment, ""),
+        };
+        if looks_like_field_name(name) {
+            counted.push_str(name);
+        } else {
+            counted.push('*');
+        }
+        counted.push_str(array);
+        if counted.len() > 120 {
+            counted.truncate(120);
+            counted.push('…');
+            break;
+        }
+    }
+    counted
+}
+
+/// Whether a key looks like a field name rather than data: letters, digits, `_`, `-`, `$`, starting
+/// with a letter, `_` or `$`, short, and without a long run of digits (a card or phone number).
+pub fn looks_like_field_name(segment: &str) -> bool {
+    let digits_in_a_row = segment.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+    !segment.is_empty()
+        && segment.len() <= 48
+        && segment.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+        && digits_in_a_row < 5
+}
+
+#[cfg(test)]
+mod tests;
