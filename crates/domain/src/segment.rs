@@ -320,7 +320,10 @@ pub fn validate(raw: RawEvent, received_at: i64) -> Result<Message, EventError> 
         MessageType::Track => match object.get("event") {
             Some(Value::String(name)) if !name.trim().is_empty() => Some(name.clone()),
             _ => {
-                return Err(EventError::new("missing_event", "a track call needs a non-empty \"event\" name"));
+                return Err(EventError::new(
+                    "missing_event",
+                    "a track call needs a non-empty \"event\" name",
+                ));
             }
         },
         _ => None,

@@ -1,1 +1,359 @@
-//! placeholder
+//! The vault: Tactful's key hierarchy and every cryptographic operation on personal data. No personal
+//! value is written anywhere without passing through [`SubjectKey::seal`], and no identifier is looked
+//! up except through [`Vault::blind`].
+//!
+//! Hierarchy: a **master key** (file, environment or KMS; never stored in the database) wraps
+//! - one random **data key per subject** (XChaCha20-Poly1305), which seals that person's values;
+//!   destroying the wrapped key makes all of them unreadable at once (crypto-shredding);
+//! - a random **index root**, from which HKDF derives the keys of blind indexes and deduplication.
+//!   Because the root is random and only *wrapped* by the master key, rotating the master key
+//!   re-wraps it without changing any blind index.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Bytes of every symmetric key.
+pub const KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 24;
+const TAG_BYTES: usize = 16;
+/// First byte of every sealed value and wrapped key: the format version.
+const FORMAT_V1: u8 = 1;
+/// Bytes of a master key's identifier stored with each wrapped key.
+const KEY_ID_BYTES: usize = 8;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VaultError {
+    #[error("a master key must be 32 bytes, given as 64 hex digits or 44 base64 characters")]
+    MalformedMasterKey,
+    #[error(
+        "this data was sealed under master key {found}, but the configured master key is {expected}; \
+         start with the master key this database was created with"
+    )]
+    WrongMasterKey { found: String, expected: String },
+    #[error("a wrapped key or sealed value is damaged, or was moved from where it belongs")]
+    Unauthentic,
+    #[error("unknown format version {0}")]
+    UnknownFormat(u8),
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Associated data binding a ciphertext to where it belongs: a domain label and the parts that
+/// locate it (subject id, field path, …), each length-prefixed so parts cannot be shifted.
+fn associated_data(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut ad =
+        Vec::with_capacity(16 + domain.len() + parts.iter().map(|part| part.len() + 4).sum::<usize>());
+    ad.extend_from_slice(b"tactful/v1/");
+    ad.extend_from_slice(domain.as_bytes());
+    for part in parts {
+        ad.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+        ad.extend_from_slice(part);
+    }
+    ad
+}
+
+/// The root of the hierarchy. It never leaves the process; the database only ever sees what it wraps.
+pub struct MasterKey {
+    bytes: Zeroizing<[u8; KEY_BYTES]>,
+    id: [u8; KEY_ID_BYTES],
+}
+
+impl MasterKey {
+    pub fn generate() -> MasterKey {
+        MasterKey::from_bytes(random_bytes())
+    }
+
+    pub fn from_bytes(mut bytes: [u8; KEY_BYTES]) -> MasterKey {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&bytes).expect("HMAC takes any key length");
+        mac.update(b"tactful/v1/master-key-id");
+        let digest = mac.finalize().into_bytes();
+        let mut id = [0u8; KEY_ID_BYTES];
+        id.copy_from_slice(&digest[..KEY_ID_BYTES]);
+        let key = MasterKey { bytes: Zeroizing::new(bytes), id };
+        bytes.zeroize();
+        key
+    }
+
+    /// Reads a key written as 64 hex digits or standard base64 (surrounding whitespace ignored).
+    pub fn from_text(text: &str) -> Result<MasterKey, VaultError> {
+        let text = Zeroizing::new(text.trim().to_owned());
+        let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
+        if text.len() == 2 * KEY_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            for (index, byte) in bytes.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16)
+                    .map_err(|_| VaultError::MalformedMasterKey)?;
+            }
+        } else {
+            use base64::Engine as _;
+            let decoded = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.as_bytes())
+                    .map_err(|_| VaultError::MalformedMasterKey)?,
+            );
+            if decoded.len() != KEY_BYTES {
+                return Err(VaultError::MalformedMasterKey);
+            }
+            bytes.copy_from_slice(&decoded);
+        }
+        Ok(MasterKey::from_bytes(*bytes))
+    }
+
+    /// The key as 64 hex digits, for writing the key file. Handle the result as a secret.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::with_capacity(2 * KEY_BYTES));
+        for byte in self.bytes.iter() {
+            text.push_str(&format!("{byte:02x}"));
+        }
+        text
+    }
+
+    /// A short public identifier of this key (not secret), stored with everything it wraps.
+    pub fn id(&self) -> String {
+        self.id.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    fn wrapping_cipher(&self) -> XChaCha20Poly1305 {
+        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<Sha256>::new(None, self.bytes.as_slice())
+            .expand(b"tactful/v1/key-wrapping", derived.as_mut_slice())
+            .expect("32 bytes is a valid HKDF output length");
+        XChaCha20Poly1305::new(&(*derived).into())
+    }
+
+    /// Wraps a key for storage, bound to `label` (a subject id or a root name) so a wrapped key
+    /// cannot be moved to another subject.
+    fn wrap(&self, label: &str, key: &[u8; KEY_BYTES]) -> Vec<u8> {
+        let nonce: [u8; NONCE_BYTES] = random_bytes();
+        let mut header = Vec::with_capacity(1 + KEY_ID_BYTES);
+        header.push(FORMAT_V1);
+        header.extend_from_slice(&self.id);
+        let ad = associated_data("wrap", &[&header, label.as_bytes()]);
+        let ciphertext = self
+            .wrapping_cipher()
+            .encrypt(&XNonce::from(nonce), Payload { msg: key, aad: &ad })
+            .expect("encrypting 32 bytes cannot fail");
+        let mut wrapped = header;
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&ciphertext);
+        wrapped
+    }
+
+    fn unwrap(&self, label: &str, wrapped: &[u8]) -> Result<Zeroizing<[u8; KEY_BYTES]>, VaultError> {
+        let header_len = 1 + KEY_ID_BYTES;
+        if wrapped.len() != header_len + NONCE_BYTES + KEY_BYTES + TAG_BYTES {
+            return Err(VaultError::Unauthentic);
+        }
+        if wrapped[0] != FORMAT_V1 {
+            return Err(VaultError::UnknownFormat(wrapped[0]));
+        }
+        let (header, rest) = wrapped.split_at(header_len);
+        if header[1..] != self.id {
+            let found = header[1..].iter().map(|byte| format!("{byte:02x}")).collect();
+            return Err(VaultError::WrongMasterKey { found, expected: self.id() });
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+        let nonce = XNonce::try_from(nonce).map_err(|_| VaultError::Unauthentic)?;
+        let ad = associated_data("wrap", &[header, label.as_bytes()]);
+        let plain = Zeroizing::new(
+            self.wrapping_cipher()
+                .decrypt(&nonce, Payload { msg: ciphertext, aad: &ad })
+                .map_err(|_| VaultError::Unauthentic)?,
+        );
+        let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+        key.copy_from_slice(&plain);
+        Ok(key)
+    }
+
+    /// A new random index root, wrapped for storage in the database's keyring.
+    pub fn new_index_root(&self) -> Vec<u8> {
+        let root = Zeroizing::new(random_bytes::<KEY_BYTES>());
+        self.wrap(INDEX_ROOT_LABEL, &root)
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({}, **redacted**)", self.id())
+    }
+}
+
+const INDEX_ROOT_LABEL: &str = "keyring/index-root";
+
+/// What an identifier or a messageId becomes before it is stored or looked up: a keyed hash that
+/// reveals nothing without the index key and cannot be reversed even with it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Blind(pub [u8; 32]);
+
+impl fmt::Debug for Blind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blind({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// The vault used by a running server: the master key and the keys derived from the index root.
+pub struct Vault {
+    master: MasterKey,
+    blind_index: Hmac<Sha256>,
+    dedupe: Hmac<Sha256>,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault").field("master", &self.master).finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Opens the vault with the master key and the database's wrapped index root.
+    pub fn open(master: MasterKey, wrapped_index_root: &[u8]) -> Result<Vault, VaultError> {
+        let root = master.unwrap(INDEX_ROOT_LABEL, wrapped_index_root)?;
+        let derive = |label: &[u8]| {
+            let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+            Hkdf::<Sha256>::new(None, root.as_slice())
+                .expand(label, key.as_mut_slice())
+                .expect("32 bytes is a valid HKDF output length");
+            <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice()).expect("HMAC takes any key length")
+        };
+        Ok(Vault {
+            blind_index: derive(b"tactful/v1/blind-index"),
+            dedupe: derive(b"tactful/v1/dedupe"),
+            master,
+        })
+    }
+
+    pub fn master_key_id(&self) -> String {
+        self.master.id()
+    }
+
+    /// The blind index of a normalized identifier of a kind (`email`, `user_id`, …).
+    pub fn blind(&self, kind: &str, normalized: &str) -> Blind {
+        let mut mac = self.blind_index.clone();
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(normalized.as_bytes());
+        Blind(mac.finalize().into_bytes().into())
+    }
+
+    /// The deduplication key of a messageId from a source: equal for retries of the same event,
+    /// unlinkable to the messageId without the key.
+    pub fn dedupe_key(&self, source: &str, message_id: &str) -> [u8; 16] {
+        let mut mac = self.dedupe.clone();
+        mac.update(source.as_bytes());
+        mac.update(&[0]);
+        mac.update(message_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        key
+    }
+
+    /// A new subject: a random id (never derived from personal data) and its data key, with the key
+    /// wrapped for storage.
+    pub fn new_subject(&self) -> NewSubject {
+        let id = new_subject_id();
+        let key = Zeroizing::new(random_bytes::<KEY_BYTES>());
+        let wrapped = self.master.wrap(&subject_label(&id), &key);
+        NewSubject { key: SubjectKey { key }, wrapped, id }
+    }
+
+    /// Unwraps a subject's data key from storage.
+    pub fn subject_key(&self, subject_id: &str, wrapped: &[u8]) -> Result<SubjectKey, VaultError> {
+        Ok(SubjectKey { key: self.master.unwrap(&subject_label(subject_id), wrapped)? })
+    }
+}
+
+fn subject_label(subject_id: &str) -> String {
+    format!("subject/{subject_id}")
+}
+
+/// A random subject id: `sub_` and 26 base32 characters (128 random bits).
+pub fn new_subject_id() -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bytes: [u8; 16] = random_bytes();
+    let mut bits: u128 = u128::from_be_bytes(bytes);
+    let mut id = String::with_capacity(30);
+    id.push_str("sub_");
+    for _ in 0..26 {
+        id.push(char::from(ALPHABET[(bits & 31) as usize]));
+        bits >>= 5;
+    }
+    id
+}
+
+/// A freshly created subject.
+pub struct NewSubject {
+    pub id: String,
+    pub key: SubjectKey,
+    /// The data key wrapped by the master key, to store with the subject.
+    pub wrapped: Vec<u8>,
+}
+
+/// One person's data key. Zeroized when dropped.
+pub struct SubjectKey {
+    key: Zeroizing<[u8; KEY_BYTES]>,
+}
+
+impl fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectKey(**redacted**)")
+    }
+}
+
+impl SubjectKey {
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&(*self.key).into())
+    }
+
+    /// Seals a personal value. `domain` and `parts` say where it belongs (for example `"event"` and
+    /// `[subject id, event id]`, or `"profile"` and `[subject id, path]`); opening it anywhere else fails.
+    pub fn seal(&self, domain: &str, parts: &[&[u8]], plaintext: &[u8]) -> Vec<u8> {
+        let nonce: [u8; NONCE_BYTES] = random_bytes();
+        let ad = associated_data(domain, parts);
+        let ciphertext = self
+            .cipher()
+            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &ad })
+            .expect("XChaCha20-Poly1305 encrypts any message that fits in memory");
+        let mut sealed = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
+        sealed.push(FORMAT_V1);
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        sealed
+    }
+
+    /// Opens a value sealed with [`SubjectKey::seal`] under the same `domain` and `parts`.
+    pub fn open(
+        &self,
+        domain: &str,
+        parts: &[&[u8]],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let Some((&version, rest)) = sealed.split_first() else { return Err(VaultError::Unauthentic) };
+        if version != FORMAT_V1 {
+            return Err(VaultError::UnknownFormat(version));
+        }
+        if rest.len() < NONCE_BYTES + TAG_BYTES {
+            return Err(VaultError::Unauthentic);
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+        let nonce = XNonce::try_from(nonce).map_err(|_| VaultError::Unauthentic)?;
+        let ad = associated_data(domain, parts);
+        self.cipher()
+            .decrypt(&nonce, Payload { msg: ciphertext, aad: &ad })
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::Unauthentic)
+    }
+}
+
+#[cfg(test)]
+mod tests;

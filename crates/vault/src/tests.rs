@@ -1,0 +1,132 @@
+//! The vault's promises: round-trips, binding to place, wrong keys refused, blind indexes stable and
+//! keyed.
+
+use super::*;
+use proptest::prelude::*;
+
+fn vault() -> Vault {
+    let master = MasterKey::generate();
+    let root = master.new_index_root();
+    Vault::open(master, &root).unwrap()
+}
+
+proptest! {
+    #[test]
+    fn sealing_round_trips(plaintext in proptest::collection::vec(any::<u8>(), 0..2048), path in "[a-z.]{1,40}") {
+        let vault = vault();
+        let subject = vault.new_subject();
+        let sealed = subject.key.seal("profile", &[subject.id.as_bytes(), path.as_bytes()], &plaintext);
+        let opened = subject.key.open("profile", &[subject.id.as_bytes(), path.as_bytes()], &sealed).unwrap();
+        prop_assert_eq!(opened.as_slice(), plaintext.as_slice());
+        // Unwrapping the stored key gives a key that opens it too.
+        let key = vault.subject_key(&subject.id, &subject.wrapped).unwrap();
+        prop_assert!(key.open("profile", &[subject.id.as_bytes(), path.as_bytes()], &sealed).is_ok());
+    }
+
+    #[test]
+    fn any_flipped_bit_is_detected(index in 0usize..64, bit in 0u8..8) {
+        let subject = vault().new_subject();
+        let mut sealed = subject.key.seal("event", &[b"s", b"e"], b"ada@example.com and some more bytes here");
+        let index = index % sealed.len();
+        sealed[index] ^= 1 << bit;
+        prop_assert!(subject.key.open("event", &[b"s", b"e"], &sealed).is_err());
+    }
+}
+
+#[test]
+fn sealed_values_do_not_move_between_places() {
+    let subject = vault().new_subject();
+    let sealed = subject.key.seal("profile", &[b"sub_a", b"traits.email"], b"ada@example.com");
+    assert_eq!(
+        subject.key.open("profile", &[b"sub_a", b"traits.name"], &sealed).unwrap_err(),
+        VaultError::Unauthentic
+    );
+    assert_eq!(
+        subject.key.open("profile", &[b"sub_b", b"traits.email"], &sealed).unwrap_err(),
+        VaultError::Unauthentic
+    );
+    assert_eq!(
+        subject.key.open("event", &[b"sub_a", b"traits.email"], &sealed).unwrap_err(),
+        VaultError::Unauthentic
+    );
+    // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+    let sealed = subject.key.seal("profile", &[b"ab", b"c"], b"x");
+    assert!(subject.key.open("profile", &[b"a", b"bc"], &sealed).is_err());
+}
+
+#[test]
+fn sealing_twice_gives_different_ciphertexts() {
+    let subject = vault().new_subject();
+    let first = subject.key.seal("profile", &[b"s"], b"same");
+    let second = subject.key.seal("profile", &[b"s"], b"same");
+    assert_ne!(first, second);
+    assert!(!first.windows(4).any(|window| window == b"same"));
+}
+
+#[test]
+fn another_persons_key_opens_nothing() {
+    let vault = vault();
+    let ada = vault.new_subject();
+    let bob = vault.new_subject();
+    let sealed = ada.key.seal("event", &[ada.id.as_bytes()], b"ada's purchase");
+    assert!(bob.key.open("event", &[ada.id.as_bytes()], &sealed).is_err());
+    // A wrapped key moved to another subject does not unwrap.
+    assert_eq!(vault.subject_key(&bob.id, &ada.wrapped).unwrap_err(), VaultError::Unauthentic);
+}
+
+#[test]
+fn a_different_master_key_is_named_not_mistaken_for_damage() {
+    let master = MasterKey::generate();
+    let root = master.new_index_root();
+    let other = MasterKey::generate();
+    let other_id = other.id();
+    match Vault::open(other, &root) {
+        Err(VaultError::WrongMasterKey { found, expected }) => {
+            assert_eq!(found, master.id());
+            assert_eq!(expected, other_id);
+        }
+        other => panic!("expected WrongMasterKey, got {other:?}"),
+    }
+}
+
+#[test]
+fn master_keys_read_from_hex_and_base64() {
+    let key = MasterKey::generate();
+    let hex = key.to_hex();
+    assert_eq!(MasterKey::from_text(&hex).unwrap().id(), key.id());
+    assert_eq!(MasterKey::from_text(&format!("  {}\n", hex.as_str())).unwrap().id(), key.id());
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    assert_eq!(MasterKey::from_text(&b64).unwrap().id(), MasterKey::from_bytes([7u8; 32]).id());
+    assert_eq!(MasterKey::from_text("too short").unwrap_err(), VaultError::MalformedMasterKey);
+    assert_eq!(MasterKey::from_text(&"zz".repeat(32)).unwrap_err(), VaultError::MalformedMasterKey);
+    assert!(!format!("{key:?}").contains(hex.as_str()));
+}
+
+#[test]
+fn blind_indexes_are_stable_keyed_and_kind_separated() {
+    let master = MasterKey::from_bytes([1u8; 32]);
+    let root = master.new_index_root();
+    let vault = Vault::open(master, &root).unwrap();
+    assert_eq!(vault.blind("email", "ada@example.com"), vault.blind("email", "ada@example.com"));
+    assert_ne!(vault.blind("email", "ada@example.com"), vault.blind("user_id", "ada@example.com"));
+    // Reopening with the same root gives the same index; another root (another database) does not.
+    let reopened = Vault::open(MasterKey::from_bytes([1u8; 32]), &root).unwrap();
+    assert_eq!(reopened.blind("email", "ada@example.com"), vault.blind("email", "ada@example.com"));
+    let other_root = MasterKey::from_bytes([1u8; 32]).new_index_root();
+    let other = Vault::open(MasterKey::from_bytes([1u8; 32]), &other_root).unwrap();
+    assert_ne!(other.blind("email", "ada@example.com"), vault.blind("email", "ada@example.com"));
+    assert_eq!(vault.dedupe_key("web", "m1"), vault.dedupe_key("web", "m1"));
+    assert_ne!(vault.dedupe_key("web", "m1"), vault.dedupe_key("app", "m1"));
+}
+
+#[test]
+fn subject_ids_are_random_and_well_formed() {
+    let a = new_subject_id();
+    let b = new_subject_id();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 30);
+    assert!(
+        a.starts_with("sub_") && a[4..].chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
+    );
+}
