@@ -114,7 +114,7 @@ impl FromStr for IdentifierKind {
 }
 
 /// What the store currently knows about one identifier of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding<S> {
     pub subject: S,
     /// Whether that subject is known, i.e. has a userId.
@@ -155,34 +155,34 @@ pub struct Plan<S> {
 /// - Without a userId, the event belongs to the subject of its strongest bound identifier (declared
 ///   identifiers such as email before the anonymousId); nothing merges without a userId.
 /// - Unbound identifiers bind to the target.
-pub fn plan<S: Copy + PartialEq>(claims: &[Claim<S>]) -> Plan<S> {
+pub fn plan<S: Clone + PartialEq>(claims: &[Claim<S>]) -> Plan<S> {
     let user = claims.iter().position(|claim| claim.kind == IdentifierKind::UserId);
     let mut bind = Vec::new();
     let mut merge: Vec<S> = Vec::new();
 
     let target = match user {
         Some(user_index) => {
-            let mut target = claims[user_index].bound.map(|bound| bound.subject);
+            let mut target = claims[user_index].bound.as_ref().map(|bound| bound.subject.clone());
             if target.is_none() {
                 // Logging in for the first time: adopt the first anonymous subject instead of
                 // creating a new one and merging it.
                 target = claims
                     .iter()
-                    .filter_map(|claim| claim.bound)
+                    .filter_map(|claim| claim.bound.as_ref())
                     .find(|bound| !bound.known)
-                    .map(|bound| bound.subject);
+                    .map(|bound| bound.subject.clone());
                 bind.push(user_index);
             }
             for (index, claim) in claims.iter().enumerate() {
                 if index == user_index {
                     continue;
                 }
-                match claim.bound {
+                match &claim.bound {
                     None => bind.push(index),
-                    Some(bound) if Some(bound.subject) == target => {}
+                    Some(bound) if target.as_ref() == Some(&bound.subject) => {}
                     Some(bound) if !bound.known => {
                         if !merge.contains(&bound.subject) {
-                            merge.push(bound.subject);
+                            merge.push(bound.subject.clone());
                         }
                     }
                     Some(_) if claim.kind == IdentifierKind::AnonymousId => bind.push(index),
@@ -196,8 +196,8 @@ pub fn plan<S: Copy + PartialEq>(claims: &[Claim<S>]) -> Plan<S> {
                 .iter()
                 .filter(|claim| claim.bound.is_some())
                 .min_by_key(|claim| claim.kind == IdentifierKind::AnonymousId)
-                .and_then(|claim| claim.bound)
-                .map(|bound| bound.subject);
+                .and_then(|claim| claim.bound.as_ref())
+                .map(|bound| bound.subject.clone());
             for (index, claim) in claims.iter().enumerate() {
                 if claim.bound.is_none() {
                     bind.push(index);
@@ -214,24 +214,24 @@ pub fn plan<S: Copy + PartialEq>(claims: &[Claim<S>]) -> Plan<S> {
 /// previous subject merges into the user's even when both are known. `previous` claims are the
 /// previousId looked up both as a userId and as an anonymousId; when neither is bound, both are
 /// bound, so later events under either kind find the person.
-pub fn plan_alias<S: Copy + PartialEq>(
+pub fn plan_alias<S: Clone + PartialEq>(
     user: Option<Binding<S>>,
     previous: &[Option<Binding<S>>],
 ) -> AliasPlan<S> {
-    let previous_subjects: Vec<S> = previous.iter().flatten().map(|bound| bound.subject).collect();
+    let previous_subjects: Vec<S> = previous.iter().flatten().map(|bound| bound.subject.clone()).collect();
     match user {
         Some(user) => AliasPlan {
-            target: Target::Existing(user.subject),
             bind_user: false,
             bind_previous: previous_subjects.is_empty(),
-            merge: dedup(previous_subjects.into_iter().filter(|&subject| subject != user.subject)),
+            merge: dedup(previous_subjects.into_iter().filter(|subject| *subject != user.subject)),
+            target: Target::Existing(user.subject),
         },
-        None => match previous_subjects.first() {
-            Some(&first) => AliasPlan {
-                target: Target::Existing(first),
+        None => match previous_subjects.first().cloned() {
+            Some(first) => AliasPlan {
                 bind_user: true,
                 bind_previous: false,
-                merge: dedup(previous_subjects.into_iter().filter(|&subject| subject != first)),
+                merge: dedup(previous_subjects.into_iter().filter(|subject| *subject != first)),
+                target: Target::Existing(first),
             },
             None => {
                 AliasPlan { target: Target::New, bind_user: true, bind_previous: true, merge: Vec::new() }

@@ -101,17 +101,17 @@ const PROTOCOL_FIELDS: &[&str] = &[
 
 /// Applies the catalog to a validated message from `source`.
 pub fn minimize(catalog: &Catalog, source: &Source, message: &Message) -> Verdict {
-    if let Some(name) = &message.event {
-        if catalog.event(name).is_none() {
-            let dropped = vec![Dropped { path: "event".into(), reason: DropReason::UndeclaredEvent }];
-            if source.strict {
-                return Verdict::Reject {
-                    code: "undeclared_event",
-                    message: "this track event is not in the catalog's [events] tracking plan".into(),
-                };
-            }
-            return Verdict::DropEvent(dropped);
+    if let Some(name) = &message.event
+        && catalog.event(name).is_none()
+    {
+        let dropped = vec![Dropped { path: "event".into(), reason: DropReason::UndeclaredEvent }];
+        if source.strict {
+            return Verdict::Reject {
+                code: "undeclared_event",
+                message: "this track event is not in the catalog's [events] tracking plan".into(),
+            };
         }
+        return Verdict::DropEvent(dropped);
     }
     let mut walk =
         Walk { catalog, source, kind: message.kind, out: Minimized::default(), path: String::new() };
@@ -138,13 +138,13 @@ pub fn minimize(catalog: &Catalog, source: &Source, message: &Message) -> Verdic
     let mut out = walk.out;
     out.kept.sort_unstable();
     out.kept.dedup();
-    if source.strict {
-        if let Some(first) = out.dropped.iter().find(|dropped| dropped.reason == DropReason::Undeclared) {
-            return Verdict::Reject {
-                code: "undeclared_property",
-                message: format!("{} is not declared in the catalog and this source is strict", first.path),
-            };
-        }
+    if source.strict
+        && let Some(first) = out.dropped.iter().find(|dropped| dropped.reason == DropReason::Undeclared)
+    {
+        return Verdict::Reject {
+            code: "undeclared_property",
+            message: format!("{} is not declared in the catalog and this source is strict", first.path),
+        };
     }
     Verdict::Keep(out)
 }
@@ -210,10 +210,10 @@ impl Walk<'_> {
             return None;
         }
         self.out.kept.push(property.id);
-        if let (Some(kind), Some(text)) = (&property.identifier, identifier_text(value)) {
-            if kind.normalize(&text).is_ok() {
-                self.out.identifiers.push((kind.clone(), text));
-            }
+        if let (Some(kind), Some(text)) = (&property.identifier, identifier_text(value))
+            && kind.normalize(&text).is_ok()
+        {
+            self.out.identifiers.push((kind.clone(), text));
         }
         let at_top_of_traits = self.path.starts_with("traits.") && !self.path.contains("[]");
         if at_top_of_traits && self.kind == MessageType::Identify {

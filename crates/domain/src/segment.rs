@@ -190,10 +190,10 @@ pub fn parse_body(endpoint: Endpoint, body: &[u8]) -> Result<Body, BodyError> {
                     };
                     merge_envelope(&mut object, "context", envelope.context.as_ref());
                     merge_envelope(&mut object, "integrations", envelope.integrations.as_ref());
-                    if !object.contains_key("sentAt") {
-                        if let Some(sent_at) = &envelope.sent_at {
-                            object.insert("sentAt".into(), sent_at.clone());
-                        }
+                    if !object.contains_key("sentAt")
+                        && let Some(sent_at) = &envelope.sent_at
+                    {
+                        object.insert("sentAt".into(), sent_at.clone());
                     }
                     let write_key = string_field(&object, "writeKey").or_else(|| envelope_key.clone());
                     Ok(RawEvent { object, write_key, implied_type: None })

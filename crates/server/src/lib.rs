@@ -1,1 +1,108 @@
-//! placeholder
+//! Tactful's HTTP server (axum). **Boundary:** only this crate knows HTTP and JSON wire shapes; it
+//! turns requests into domain calls and store operations, and domain results into responses.
+
+pub mod config;
+pub mod error;
+mod ingest;
+pub mod keys;
+pub mod metrics;
+mod routes;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tactful_domain::catalog::Catalog;
+use tactful_store::Store;
+use tactful_vault::Vault;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use config::Config;
+pub use routes::v1::tracking::PATHS as TRACKING_PATHS;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Ingestion requests allowed at once; the rest get 429.
+    pub inflight: Arc<Semaphore>,
+}
+
+/// Why the server did not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the catalog {path}: {error}")]
+    CatalogUnreadable { path: String, error: std::io::Error },
+    #[error("the catalog is invalid:\n{0}")]
+    CatalogInvalid(String),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] tactful_store::StoreError),
+    #[error("cannot listen on {address}: {error}")]
+    Listen { address: String, error: std::io::Error },
+}
+
+/// Reads and validates a catalog file; the errors are those of `tactful catalog check`.
+pub fn load_catalog(path: &Path) -> Result<Catalog, StartError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| StartError::CatalogUnreadable { path: path.display().to_string(), error })?;
+    Catalog::parse(&text)
+        .map_err(|errors| StartError::CatalogInvalid(errors.render(&path.display().to_string())))
+}
+
+impl AppState {
+    /// Opens everything the server needs: catalog, master key, database, vault.
+    pub async fn open(config: &Config, catalog: Catalog) -> Result<AppState, StartError> {
+        let (master, source) = keys::load_master_key(config.master_key.as_ref(), &config.master_key_file)?;
+        match source {
+            keys::KeySource::CreatedFile => tracing::warn!(
+                file = %config.master_key_file.display(),
+                "created a new master key; back it up: without it the stored data cannot be read"
+            ),
+            keys::KeySource::ExistingFile => {
+                tracing::info!(file = %config.master_key_file.display(), "read the master key file");
+            }
+            keys::KeySource::Environment => tracing::info!("read the master key from TACTFUL_MASTER_KEY"),
+        }
+        let opened = tactful_store::open(&config.database, master).await?;
+        Ok(AppState {
+            catalog: Arc::new(catalog),
+            store: opened.store,
+            vault: opened.vault,
+            metrics: Arc::new(metrics::Metrics::new()),
+            inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+        })
+    }
+}
+
+/// The whole HTTP application, ready to serve or to call in tests with `tower::ServiceExt::oneshot`.
+pub fn app(state: Arc<AppState>) -> axum::Router {
+    routes::router(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Binds the configured address with a message that says what to do when it is taken.
+pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| StartError::Listen { address: config.listen.to_string(), error })
+}
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,1 +1,223 @@
-//! placeholder
+//! Storage: the [`Store`] trait the rest of Tactful programs against, and one implementation per
+//! database, each owning its migrations. The backend is chosen once, from the database URL, by
+//! [`open`]; everything else holds an `Arc<dyn Store>`.
+//!
+//! **Boundary:** a store writes only what the vault sealed or blinded. Plaintext personal values
+//! arrive in [`IngestEvent`]s and leave through [`tactful_vault::SubjectKey::seal`] inside the same
+//! transaction that writes them.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tactful_domain::identity::IdentifierKind;
+use tactful_domain::minimize::{DropReason, Dropped};
+use tactful_domain::segment::MessageType;
+use tactful_vault::{Blind, MasterKey, Vault, VaultError};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of a store. The first group is about the database as a whole; `Internal` is a bug or
+/// corruption and is logged, never shown to clients in detail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database URL {0:?} is not supported: use sqlite:PATH (or a file path) or postgres://…")]
+    UnsupportedUrl(String),
+    #[error(
+        "the database schema is at version {found}, newer than this tactful knows ({known}); \
+         run a newer tactful, or restore a backup made for this version"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("internal storage error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One identifier of an event, ready for lookup: its blind index and, for storage, its normalized
+/// value (which the store seals under the subject's key).
+#[derive(Debug, Clone)]
+pub struct IdentityClaim {
+    pub kind: IdentifierKind,
+    pub blind: Blind,
+    pub value: String,
+}
+
+/// An accepted event, minimized and ready to store. Produced by the ingestion pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestEvent {
+    /// Catalog key of the source.
+    pub source: String,
+    /// Keyed hash of the messageId (per source): retries of the same event have the same key.
+    pub dedupe: [u8; 16],
+    pub kind: MessageType,
+    /// Declared `track` event name, stored in clear (names come from the catalog's tracking plan).
+    pub name: Option<String>,
+    /// When it happened (Unix milliseconds, corrected for clock skew).
+    pub timestamp: i64,
+    pub received_at: i64,
+    /// Identifiers of the event: userId, anonymousId, declared identifier properties.
+    pub identities: Vec<IdentityClaim>,
+    /// For `alias`: the previousId looked up as a userId and as an anonymousId.
+    pub alias_previous: Option<[IdentityClaim; 2]>,
+    /// The kept record (JSON), sealed under the subject's key.
+    pub record: Vec<u8>,
+    /// Profile values to set: (property path, JSON value).
+    pub profile: Vec<(String, Vec<u8>)>,
+    /// What minimization dropped, to count.
+    pub dropped: Vec<Dropped>,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Stored {
+        subject: String,
+    },
+    /// An event with the same messageId from the same source was already stored.
+    Duplicate,
+}
+
+/// One subject's stored data, still sealed; open it with the keys of [`SubjectData::keys`].
+#[derive(Debug, Clone, Default)]
+pub struct SubjectData {
+    pub subject: String,
+    /// Wrapped data keys of the subject and of every subject merged into it.
+    pub keys: Vec<(String, Vec<u8>)>,
+    pub identities: Vec<StoredIdentity>,
+    pub profile: Vec<StoredProfileValue>,
+    pub events: Vec<StoredEvent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredIdentity {
+    pub subject: String,
+    pub kind: String,
+    pub blind: Blind,
+    pub sealed: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredProfileValue {
+    pub subject: String,
+    pub path: String,
+    pub sealed: Vec<u8>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub subject: String,
+    pub source: String,
+    pub dedupe: [u8; 16],
+    pub kind: String,
+    pub name: Option<String>,
+    pub timestamp: i64,
+    pub received_at: i64,
+    pub sealed: Vec<u8>,
+}
+
+/// How many times a path was dropped at ingestion, per source and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropCount {
+    pub source: String,
+    pub path: String,
+    pub reason: DropReason,
+    pub count: u64,
+    pub last_seen: i64,
+}
+
+/// Totals for operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub subjects: u64,
+    pub identities: u64,
+    pub events: u64,
+    pub profile_values: u64,
+}
+
+/// Associated-data labels: where a sealed value belongs. Opening a value under another label,
+/// subject or path fails.
+pub mod seal_context {
+    pub const EVENT: &str = "event";
+    pub const PROFILE: &str = "profile";
+    pub const IDENTITY: &str = "identity";
+
+    pub fn event<'a>(subject: &'a str, source: &'a str, dedupe: &'a [u8; 16]) -> [&'a [u8]; 3] {
+        [subject.as_bytes(), source.as_bytes(), dedupe]
+    }
+
+    pub fn profile<'a>(subject: &'a str, path: &'a str) -> [&'a [u8]; 2] {
+        [subject.as_bytes(), path.as_bytes()]
+    }
+
+    pub fn identity<'a>(subject: &'a str, blind: &'a [u8; 32]) -> [&'a [u8]; 2] {
+        [subject.as_bytes(), blind]
+    }
+}
+
+/// The storage interface. Every method is safe to call from many tasks and, for backends that
+/// support it, from many server instances at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Stores accepted events. Returns once they are durably committed: acknowledged means stored.
+    async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>>;
+
+    /// The subject an identifier points to, following merges.
+    async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>>;
+
+    /// Everything stored about a subject (and the subjects merged into it), sealed.
+    async fn subject_data(&self, subject: &str) -> Result<Option<SubjectData>>;
+
+    /// Durable drop counters of minimization, per source, path and reason.
+    async fn drop_counts(&self) -> Result<Vec<DropCount>>;
+
+    async fn stats(&self) -> Result<Stats>;
+
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A store opened with its vault.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+}
+
+/// Opens the database named by `url` (`sqlite:PATH`, a plain file path, or `postgres://…`), migrates
+/// it, and opens the vault with `master` and the database's index root (created on first start).
+pub async fn open(url: &str, master: MasterKey) -> Result<Opened> {
+    let path = sqlite_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+    let (store, vault) = SqliteStore::open(path, master).await?;
+    Ok(Opened { store: Arc::new(store), vault })
+}
+
+/// The file path of a SQLite URL: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
+fn sqlite_path(url: &str) -> Option<&str> {
+    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return (!rest.is_empty()).then_some(rest);
+    }
+    (!url.contains("://") && !url.is_empty()).then_some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(sqlite_path("sqlite:data/tactful.db"), Some("data/tactful.db"));
+        assert_eq!(sqlite_path("sqlite:///var/lib/tactful.db"), Some("/var/lib/tactful.db"));
+        assert_eq!(sqlite_path("tactful.db"), Some("tactful.db"));
+        assert_eq!(sqlite_path("mysql://host/db"), None);
+        assert_eq!(sqlite_path("sqlite:"), None);
+    }
+}

@@ -245,16 +245,16 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         } else if source_by_write_key.insert(write_key.clone(), id).is_some() {
             checker.at(raw.write_key.span(), "this write_key is already used by another source");
         }
-        if let Some(jurisdiction) = &raw.default_jurisdiction {
-            if !jurisdictions.iter().any(|declared| &declared.key == jurisdiction.get_ref()) {
-                checker.at(
-                    jurisdiction.span(),
-                    format!(
-                        "unknown jurisdiction {:?}: declare it under [jurisdictions]",
-                        jurisdiction.get_ref()
-                    ),
-                );
-            }
+        if let Some(jurisdiction) = &raw.default_jurisdiction
+            && !jurisdictions.iter().any(|declared| &declared.key == jurisdiction.get_ref())
+        {
+            checker.at(
+                jurisdiction.span(),
+                format!(
+                    "unknown jurisdiction {:?}: declare it under [jurisdictions]",
+                    jurisdiction.get_ref()
+                ),
+            );
         }
         for origin in &raw.allowed_origins {
             let origin_text = origin.get_ref();

@@ -1,0 +1,189 @@
+//! The one configuration struct. Every setting is a flag with a `TACTFUL_…` environment variable and
+//! may also come from a TOML file (`--config`); precedence is file < environment < flag, and unknown
+//! keys in the file are refused.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use serde::Deserialize;
+use tactful_domain::secret::Secret;
+
+/// How the server runs. `tactful config example` prints this as an annotated TOML file.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// TOML file with any of these settings (flags and environment variables override it).
+    #[arg(long = "config", env = "TACTFUL_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on.
+    #[arg(long, env = "TACTFUL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite:PATH` (embedded, the default) or `postgres://…`.
+    #[arg(long, env = "TACTFUL_DATABASE", default_value = "sqlite:tactful-data/tactful.db")]
+    pub database: String,
+
+    /// The catalog (data map).
+    #[arg(long, env = "TACTFUL_CATALOG", default_value = "tactful.toml")]
+    pub catalog: PathBuf,
+
+    /// File holding the master key (64 hex digits); created with mode 0600 on first start.
+    #[arg(long, env = "TACTFUL_MASTER_KEY_FILE", default_value = "tactful-data/master.key")]
+    pub master_key_file: PathBuf,
+
+    /// The master key itself (64 hex digits or base64), instead of the file. Environment only.
+    #[arg(long, env = "TACTFUL_MASTER_KEY", hide = true, hide_env_values = true)]
+    pub master_key: Option<Secret>,
+
+    /// Requests processed at once; beyond this, ingestion answers 429 with Retry-After.
+    #[arg(long, env = "TACTFUL_MAX_INFLIGHT", default_value_t = 512)]
+    pub max_inflight: usize,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "TACTFUL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// The same settings as they may appear in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database: Option<String>,
+    catalog: Option<PathBuf>,
+    master_key_file: Option<PathBuf>,
+    max_inflight: Option<usize>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("the configuration file {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Applies the `--config` file beneath flags and environment variables: a file value is used only
+    /// where the command line and the environment left the default. Relative paths in the file are
+    /// relative to the file.
+    pub fn with_file(mut self, matches: &ArgMatches) -> Result<Config, ConfigError> {
+        let Some(path) = self.config_file.clone() else { return Ok(self) };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| ConfigError::Read { path: path.clone(), error })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|error| ConfigError::Invalid {
+            path: path.clone(),
+            message: error.message().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let defaulted = |id: &str| matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue));
+        if let (Some(listen), true) = (file.listen, defaulted("listen")) {
+            self.listen = listen;
+        }
+        if let (Some(database), true) = (file.database, defaulted("database")) {
+            self.database = database;
+        }
+        if let (Some(catalog), true) = (file.catalog, defaulted("catalog")) {
+            self.catalog = base.join(catalog);
+        }
+        if let (Some(key_file), true) = (file.master_key_file, defaulted("master_key_file")) {
+            self.master_key_file = base.join(key_file);
+        }
+        if let (Some(max_inflight), true) = (file.max_inflight, defaulted("max_inflight")) {
+            self.max_inflight = max_inflight;
+        }
+        if let (Some(format), true) = (file.log_format, defaulted("log_format")) {
+            if format != "text" && format != "json" {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: "log_format must be \"text\" or \"json\"".into(),
+                });
+            }
+            self.log_format = format;
+        }
+        Ok(self)
+    }
+
+    /// An annotated example configuration file.
+    pub fn example() -> &'static str {
+        r#"# Tactful server configuration. Every setting can also be given as a flag (--listen) or an
+# environment variable (TACTFUL_LISTEN); flags beat the environment, which beats this file.
+
+# Address to listen on.
+listen = "127.0.0.1:8080"
+
+# Database: "sqlite:PATH" for the embedded store, or "postgres://user:pass@host/db".
+database = "sqlite:tactful-data/tactful.db"
+
+# The catalog (data map). Relative paths are relative to this file.
+catalog = "tactful.toml"
+
+# The master key file (created with mode 0600 on first start). Keep a backup somewhere safe:
+# without it the data in the database cannot be read. In production prefer the TACTFUL_MASTER_KEY
+# environment variable, filled from your secret manager.
+master_key_file = "tactful-data/master.key"
+
+# Requests processed at once; beyond this, ingestion answers 429 with Retry-After.
+max_inflight = 512
+
+# "text" for people, "json" for log collectors.
+log_format = "text"
+"#
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn load(args: &[&str], file: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tactful-server.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["tactful".to_owned(), "--config".to_owned(), path.display().to_string()];
+        argv.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        cli.config.with_file(&matches)
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let config =
+            load(&["--listen", "0.0.0.0:9000"], "listen = \"127.0.0.1:7000\"\nmax_inflight = 64\n").unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.max_inflight, 64);
+        assert_eq!(config.database, "sqlite:tactful-data/tactful.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = load(&[], "listne = \"127.0.0.1:7000\"\n").unwrap_err();
+        assert!(error.to_string().contains("unknown field `listne`"), "{error}");
+    }
+
+    #[test]
+    fn the_example_is_a_valid_file() {
+        let config = load(&[], Config::example()).unwrap();
+        assert!(config.catalog.ends_with("tactful.toml"));
+    }
+
+    #[test]
+    fn the_master_key_never_prints() {
+        let config = Config {
+            master_key: Some(Secret::new("00".repeat(32))),
+            ..Cli::try_parse_from(["tactful"]).unwrap().config
+        };
+        assert!(!format!("{config:?}").contains(&"00".repeat(32)));
+    }
+}

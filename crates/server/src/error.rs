@@ -1,0 +1,221 @@
+//! The one API error type: a single table maps each error code to its HTTP status and default
+//! message, and every error renders as `{"error": {"code", "message", …}}`. Internal details never
+//! reach the client; the logging middleware writes them to the log once.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tactful_store::StoreError;
+
+/// Every error code the API can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    JsonTooDeep,
+    NotAnObject,
+    MissingBatch,
+    EmptyBatch,
+    BatchTooLarge,
+    RequestTooLarge,
+    EventTooLarge,
+    InvalidEvent,
+    NoValidEvents,
+    UnsupportedMediaType,
+    UnsupportedEncoding,
+    InvalidGzip,
+    MissingWriteKey,
+    UnknownWriteKey,
+    Overloaded,
+    NotFound,
+    MethodNotAllowed,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The table: code, status, default message.
+    const fn entry(self) -> (&'static str, StatusCode, &'static str) {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => ("invalid_json", StatusCode::BAD_REQUEST, "the body is not valid JSON"),
+            JsonTooDeep => ("json_too_deep", StatusCode::BAD_REQUEST, "the body nests JSON too deeply"),
+            NotAnObject => ("not_an_object", StatusCode::BAD_REQUEST, "the body must be a JSON object"),
+            MissingBatch => ("missing_batch", StatusCode::BAD_REQUEST, "a batch needs a \"batch\" array"),
+            EmptyBatch => ("empty_batch", StatusCode::BAD_REQUEST, "a batch must hold at least one event"),
+            BatchTooLarge => ("batch_too_large", StatusCode::BAD_REQUEST, "the batch holds too many events"),
+            RequestTooLarge => {
+                ("request_too_large", StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large")
+            }
+            EventTooLarge => ("event_too_large", StatusCode::PAYLOAD_TOO_LARGE, "the event is too large"),
+            InvalidEvent => ("invalid_event", StatusCode::BAD_REQUEST, "the event is invalid"),
+            NoValidEvents => {
+                ("no_valid_events", StatusCode::BAD_REQUEST, "no event in the batch could be accepted")
+            }
+            UnsupportedMediaType => (
+                "unsupported_media_type",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as application/json or text/plain",
+            ),
+            UnsupportedEncoding => (
+                "unsupported_encoding",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the only content encoding accepted is gzip",
+            ),
+            InvalidGzip => {
+                ("invalid_gzip", StatusCode::BAD_REQUEST, "the body says gzip but does not decompress")
+            }
+            MissingWriteKey => (
+                "missing_write_key",
+                StatusCode::UNAUTHORIZED,
+                "send the source's write key as HTTP Basic user name or as \"writeKey\" in the body",
+            ),
+            UnknownWriteKey => {
+                ("unknown_write_key", StatusCode::UNAUTHORIZED, "the write key belongs to no source")
+            }
+            Overloaded => (
+                "overloaded",
+                StatusCode::TOO_MANY_REQUESTS,
+                "the server is busy; retry after the number of seconds in Retry-After",
+            ),
+            NotFound => ("not_found", StatusCode::NOT_FOUND, "there is nothing at this path"),
+            MethodNotAllowed => (
+                "method_not_allowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this path does not accept this method",
+            ),
+            Unavailable => (
+                "unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; nothing was stored, retry later",
+            ),
+            Internal => (
+                "internal",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "something went wrong on our side; nothing was stored",
+            ),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.entry().0
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.entry().1
+    }
+
+    pub fn default_message(self) -> &'static str {
+        self.entry().2
+    }
+}
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Extra fields merged into the error object (for example the rejected events of a batch).
+    pub details: Option<Value>,
+    /// Logged by the middleware, never sent.
+    pub internal: Option<String>,
+    pub retry_after_seconds: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode) -> ApiError {
+        ApiError {
+            code,
+            message: code.default_message().to_owned(),
+            details: None,
+            internal: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { message: message.into(), ..ApiError::new(code) }
+    }
+
+    pub fn details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        ApiError { internal: Some(detail.to_string()), ..ApiError::new(ErrorCode::Internal) }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Unavailable(_) => ApiError {
+                internal: Some(error.to_string()),
+                retry_after_seconds: Some(1),
+                ..ApiError::new(ErrorCode::Unavailable)
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Internal detail of an error response, picked up and logged by the request-logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code.as_str(), "message": self.message});
+        if let (Some(Value::Object(extra)), Some(object)) = (self.details, error.as_object_mut()) {
+            object.extend(extra);
+        }
+        let mut response = (self.code.status(), Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(detail) = self.internal {
+            response.extensions_mut().insert(InternalDetail(detail));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_statuses_are_errors() {
+        use ErrorCode::*;
+        let all = [
+            InvalidJson,
+            JsonTooDeep,
+            NotAnObject,
+            MissingBatch,
+            EmptyBatch,
+            BatchTooLarge,
+            RequestTooLarge,
+            EventTooLarge,
+            InvalidEvent,
+            NoValidEvents,
+            UnsupportedMediaType,
+            UnsupportedEncoding,
+            InvalidGzip,
+            MissingWriteKey,
+            UnknownWriteKey,
+            Overloaded,
+            NotFound,
+            MethodNotAllowed,
+            Unavailable,
+            Internal,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for code in all {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert!(code.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert!(!code.default_message().is_empty());
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Routes under `/v1`.
+
+pub mod projects;
+pub mod tracking;

@@ -1,0 +1,484 @@
+//! The embedded store: one SQLite file in WAL mode. SQLite has one writer at a time, so all writes go
+//! through a single writer thread that commits many requests in one transaction (group commit): each
+//! request runs in its own savepoint, one `fsync` makes them all durable, and only then is any of
+//! them acknowledged. Reads use a small pool of read-only connections beside it.
+
+mod ingest;
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tactful_domain::minimize::DropReason;
+use tactful_vault::{Blind, MasterKey, SubjectKey, Vault};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    DropCount, IngestEvent, IngestOutcome, Result, Stats, Store, StoreError, StoredEvent, StoredIdentity,
+    StoredProfileValue, SubjectData,
+};
+
+/// Migrations in order; `PRAGMA user_version` records how many have been applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
+
+/// Most requests committed together in one transaction.
+const MAX_JOBS_PER_COMMIT: usize = 128;
+/// Unwrapped data keys kept by the writer; beyond this the cache starts over.
+const KEY_CACHE_LIMIT: usize = 50_000;
+
+/// What the writer thread owns.
+pub(crate) struct Writer {
+    conn: Connection,
+    vault: Arc<Vault>,
+    keys: HashMap<String, SubjectKey>,
+}
+
+/// Sent back to a request once its transaction committed (or failed).
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+/// A unit of work for the writer: runs inside a savepoint, says whether it succeeded, and how to reply.
+/// It is given no writer when its transaction could not even begin, and then only fails.
+type Job = Box<dyn FnOnce(Option<&mut Writer>) -> (bool, Reply) + Send>;
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<ReaderPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`, then opens the vault.
+    pub async fn open(path: impl AsRef<Path>, master: MasterKey) -> Result<(SqliteStore, Arc<Vault>)> {
+        let path = path.as_ref().to_path_buf();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (job_tx, job_rx) = mpsc::channel::<Job>(1024);
+        let thread_path = path.clone();
+        std::thread::Builder::new()
+            .name("tactful-sqlite-writer".into())
+            .spawn(move || match open_writer(&thread_path, master) {
+                Ok(writer) => {
+                    let vault = writer.vault.clone();
+                    let _ = ready_tx.send(Ok(vault));
+                    run_writer(writer, job_rx);
+                }
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                }
+            })
+            .map_err(|error| StoreError::Internal(format!("cannot start the writer thread: {error}")))?;
+        let vault =
+            ready_rx.await.map_err(|_| StoreError::Internal("the writer thread stopped".into()))??;
+        let store = SqliteStore {
+            writer: job_tx,
+            readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }),
+        };
+        Ok((store, vault))
+    }
+
+    /// Runs `work` on the writer thread inside the next group commit and returns its result once the
+    /// transaction is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |writer| {
+            let result = match writer {
+                Some(writer) => work(writer),
+                None => Err(StoreError::Unavailable("the database could not begin a transaction".into())),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            });
+            (ok, reply)
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer thread stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Internal("a write was abandoned; see the server log".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(work))
+            .await
+            .map_err(|error| StoreError::Internal(format!("a read task failed: {error}")))?
+    }
+}
+
+fn sql(error: rusqlite::Error) -> StoreError {
+    match error {
+        rusqlite::Error::SqliteFailure(code, _)
+            if matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::ReadOnly
+            ) =>
+        {
+            StoreError::Unavailable(error.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        sql(error)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable (the WAL is
+    // fsynced), which is what "acknowledged means committed" needs; secure_delete overwrites deleted
+    // content so erased ciphertext does not linger in free pages.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(())
+}
+
+fn open_writer(path: &Path, master: MasterKey) -> Result<Writer> {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", parent.display()))
+        })?;
+    }
+    let conn = Connection::open(path)
+        .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", path.display())))?;
+    restrict_permissions(path);
+    configure(&conn)?;
+    migrate(&conn)?;
+    let wrapped_root = index_root(&conn, &master)?;
+    let vault = Arc::new(Vault::open(master, &wrapped_root)?);
+    Ok(Writer { conn, vault, keys: HashMap::new() })
+}
+
+/// The database holds only sealed data, but there is no reason for other users to read it.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        let version = index + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;\n{migration}\nPRAGMA user_version = {version};\nCOMMIT;"
+        ))
+        .map_err(|error| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::Internal(format!("migration {version} failed: {error}"))
+        })?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn index_root(conn: &Connection, master: &MasterKey) -> Result<Vec<u8>> {
+    let existing: Option<Vec<u8>> = conn
+        .query_row("SELECT wrapped FROM keyring WHERE name = 'index_root'", [], |row| row.get(0))
+        .optional()?;
+    if let Some(wrapped) = existing {
+        return Ok(wrapped);
+    }
+    let wrapped = master.new_index_root();
+    conn.execute(
+        "INSERT INTO keyring (name, wrapped, created_at) VALUES ('index_root', ?1, ?2)",
+        params![wrapped, now_millis()],
+    )?;
+    Ok(wrapped)
+}
+
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The writer loop: take every job waiting (up to a bound), run each in its own savepoint inside one
+/// transaction, commit once, then answer them all.
+fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_JOBS_PER_COMMIT {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(%error, "cannot begin a transaction");
+            for job in batch {
+                let (_, reply) = job(None);
+                reply(Ok(()));
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for job in batch {
+            if let Err(error) = writer.conn.execute_batch("SAVEPOINT job") {
+                tracing::error!(%error, "cannot open a savepoint");
+                let (_, reply) = job(None);
+                replies.push(reply);
+                continue;
+            }
+            let (ok, reply) = match catch_unwind(AssertUnwindSafe(|| job(Some(&mut writer)))) {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!("a write job panicked; its changes are rolled back");
+                    let reply: Reply = Box::new(|_| {});
+                    (false, reply)
+                }
+            };
+            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            if let Err(error) = writer.conn.execute_batch(end) {
+                tracing::error!(%error, "cannot close a savepoint");
+            }
+            replies.push(reply);
+        }
+        let committed = writer.conn.execute_batch("COMMIT").map_err(sql);
+        if committed.is_err() {
+            let _ = writer.conn.execute_batch("ROLLBACK");
+            // Cached keys may belong to subjects whose creation was just rolled back.
+            writer.keys.clear();
+        }
+        for reply in replies {
+            reply(match &committed {
+                Ok(()) => Ok(()),
+                Err(error) => Err(StoreError::Unavailable(error.to_string())),
+            });
+        }
+    }
+}
+
+impl Writer {
+    /// The data key of `subject`, unwrapped once and cached.
+    fn key(&mut self, subject: &str) -> Result<&SubjectKey> {
+        if !self.keys.contains_key(subject) {
+            let wrapped: Vec<u8> = self
+                .conn
+                .prepare_cached("SELECT wrapped_key FROM subjects WHERE id = ?1")?
+                .query_row([subject], |row| row.get(0))?;
+            let key = self.vault.subject_key(subject, &wrapped)?;
+            if self.keys.len() >= KEY_CACHE_LIMIT {
+                self.keys.clear();
+            }
+            self.keys.insert(subject.to_owned(), key);
+        }
+        Ok(&self.keys[subject])
+    }
+}
+
+/// Read-only connections, opened on demand and reused.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.idle.lock().map_err(|_| StoreError::Internal("reader pool poisoned".into()))?.pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+                conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")?;
+                conn
+            }
+        };
+        let result = work(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 8
+        {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// The subject at the root of `subject`'s merge family.
+fn family_root(conn: &Connection, subject: &str) -> Result<Option<String>> {
+    let row: Option<Option<String>> = conn
+        .prepare_cached("SELECT merged_into FROM subjects WHERE id = ?1")?
+        .query_row([subject], |row| row.get(0))
+        .optional()?;
+    Ok(row.map(|merged_into| merged_into.unwrap_or_else(|| subject.to_owned())))
+}
+
+fn blind_from(bytes: Vec<u8>) -> Result<Blind> {
+    let array: [u8; 32] =
+        bytes.try_into().map_err(|_| StoreError::Internal("a blind index is not 32 bytes".into()))?;
+    Ok(Blind(array))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>> {
+        self.write(move |writer| ingest::ingest(writer, events)).await
+    }
+
+    async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT subject_id FROM identities WHERE blind = ?1")?
+                .query_row([blind.0.as_slice()], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn subject_data(&self, subject: &str) -> Result<Option<SubjectData>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| {
+            let Some(root) = family_root(conn, &subject)? else { return Ok(None) };
+            let mut data = SubjectData { subject: root.clone(), ..SubjectData::default() };
+            let mut members = conn
+                .prepare_cached("SELECT id, wrapped_key FROM subjects WHERE id = ?1 OR merged_into = ?1")?;
+            data.keys = members
+                .query_map([&root], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (member, _) in &data.keys {
+                let mut identities =
+                    conn.prepare_cached("SELECT kind, blind, sealed FROM identities WHERE subject_id = ?1")?;
+                for row in identities.query_map([member], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Vec<u8>>(2)?))
+                })? {
+                    let (kind, blind, sealed) = row?;
+                    data.identities.push(StoredIdentity {
+                        subject: member.clone(),
+                        kind,
+                        blind: blind_from(blind)?,
+                        sealed,
+                    });
+                }
+                let mut profile = conn.prepare_cached(
+                    "SELECT path, sealed, updated_at FROM profile_values WHERE subject_id = ?1",
+                )?;
+                for row in profile.query_map([member], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))? {
+                    let (path, sealed, updated_at) = row?;
+                    data.profile.push(StoredProfileValue {
+                        subject: member.clone(),
+                        path,
+                        sealed,
+                        updated_at,
+                    });
+                }
+                let mut events = conn.prepare_cached(
+                    "SELECT source, dedupe, type, name, timestamp, received_at, sealed
+                     FROM events WHERE subject_id = ?1 ORDER BY timestamp, seq",
+                )?;
+                for row in events.query_map([member], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, Vec<u8>>(6)?,
+                    ))
+                })? {
+                    let (source, dedupe, kind, name, timestamp, received_at, sealed) = row?;
+                    let dedupe = dedupe
+                        .try_into()
+                        .map_err(|_| StoreError::Internal("a dedupe key is not 16 bytes".into()))?;
+                    data.events.push(StoredEvent {
+                        subject: member.clone(),
+                        source,
+                        dedupe,
+                        kind,
+                        name,
+                        timestamp,
+                        received_at,
+                        sealed,
+                    });
+                }
+            }
+            data.events.sort_by_key(|event| event.timestamp);
+            // The newest value of a path wins across the family.
+            data.profile.sort_by(|a, b| a.path.cmp(&b.path).then(b.updated_at.cmp(&a.updated_at)));
+            data.profile.dedup_by(|later, first| later.path == first.path);
+            Ok(Some(data))
+        })
+        .await
+    }
+
+    async fn drop_counts(&self) -> Result<Vec<DropCount>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT source, path, reason, count, last_seen FROM dropped_properties ORDER BY source, count DESC, path",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (source, path, reason, count, last_seen) = row?;
+                let reason = DropReason::parse(&reason)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown drop reason {reason:?}")))?;
+                counts.push(DropCount { source, path, reason, count: u64::try_from(count).unwrap_or(0), last_seen });
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.read(|conn| {
+            let count = |table: &str| -> Result<u64> {
+                let n: i64 =
+                    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            };
+            Ok(Stats {
+                subjects: count("subjects")?,
+                identities: count("identities")?,
+                events: count("events")?,
+                profile_values: count("profile_values")?,
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
