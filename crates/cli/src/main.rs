@@ -1,1 +1,229 @@
-fn main() {}
+//! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
+//! benchmarks. A thin layer over the server and store crates.
+
+use tactful::{bench, demo, shutdown_signal};
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tactful_domain::catalog::Catalog;
+use tactful_server::{AppState, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "tactful", version, about = "Personalization that keeps its promises on privacy.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Run the demo: the example shop's catalog, generated customers, and the server.
+    Demo(demo::DemoArgs),
+    /// Work with catalogs (data maps).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Print an annotated example configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show what minimization dropped at ingestion, per source, path and reason (all instances).
+    Dropped {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Show how much the store holds.
+    Stats {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Benchmarks that print their figures beside a reference measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Check a catalog and report every problem with its line and column.
+    Check {
+        /// The catalog file.
+        file: PathBuf,
+    },
+    /// Print the annotated example catalog of a web shop.
+    Example,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print an annotated configuration file.
+    Example,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Events per second through POST /v1/batch, beside a do-nothing handler.
+    Ingest(bench::IngestArgs),
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let sub_matches = matches.subcommand().map(|(_, sub)| sub.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, sub_matches)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Result<ExitCode> {
+    let with_file = |config: Config| -> anyhow::Result<Config> {
+        match &matches {
+            Some(matches) => Ok(config.with_file(matches)?),
+            None => Ok(config),
+        }
+    };
+    match command {
+        Command::Serve { config } => {
+            let config = with_file(config)?;
+            init_logging(&config.log_format);
+            serve(config).await?;
+        }
+        Command::Demo(args) => {
+            init_logging("text");
+            demo::run(args).await?;
+        }
+        Command::Catalog(CatalogCommand::Check { file }) => return Ok(check_catalog(&file)),
+        Command::Catalog(CatalogCommand::Example) => print!("{}", Catalog::example_text()),
+        Command::Config(ConfigCommand::Example) => print!("{}", Config::example()),
+        Command::Dropped { config } => {
+            let state = open_quietly(with_file(config)?).await?;
+            let counts = state.store.drop_counts().await?;
+            if counts.is_empty() {
+                println!("Nothing has been dropped.");
+            } else {
+                println!("{:<12} {:<44} {:<22} {:>10}  LAST SEEN", "SOURCE", "PATH", "REASON", "COUNT");
+                for count in counts {
+                    println!(
+                        "{:<12} {:<44} {:<22} {:>10}  {}",
+                        count.source,
+                        count.path,
+                        count.reason.as_str(),
+                        count.count,
+                        tactful_domain::segment::format_time(count.last_seen)
+                    );
+                }
+            }
+        }
+        Command::Stats { config } => {
+            let state = open_quietly(with_file(config)?).await?;
+            let stats = state.store.stats().await?;
+            println!("backend:        {}", state.store.backend());
+            println!("subjects:       {}", stats.subjects);
+            println!("identifiers:    {}", stats.identities);
+            println!("events:         {}", stats.events);
+            println!("profile values: {}", stats.profile_values);
+        }
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            init_logging_level("warn");
+            bench::ingest(args).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_catalog(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("{}: cannot read: {error}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match Catalog::parse(&text) {
+        Ok(catalog) => {
+            println!(
+                "{}: ok — {} sources, {} purposes, {} properties, {} events, {} jurisdictions, {} roles",
+                file.display(),
+                catalog.sources().len(),
+                catalog.purposes().len(),
+                catalog.properties().len(),
+                catalog.events().len(),
+                catalog.jurisdictions().len(),
+                catalog.roles().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}", errors.render(&file.display().to_string()));
+            eprintln!("{} problem(s) found", errors.problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let catalog = tactful_server::load_catalog(&config.catalog)?;
+    let state = std::sync::Arc::new(AppState::open(&config, catalog).await?);
+    let listener = tactful_server::bind(&config).await?;
+    let address = listener.local_addr().context("reading the listening address")?;
+    tracing::info!(
+        %address,
+        database = state.store.backend(),
+        brand = %state.catalog.brand().name,
+        "Tactful is listening"
+    );
+    tactful_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the store for a one-off command, without the server's start-up log lines.
+async fn open_quietly(config: Config) -> anyhow::Result<AppState> {
+    let catalog = match tactful_server::load_catalog(&config.catalog) {
+        Ok(catalog) => catalog,
+        Err(_) => Catalog::parse(Catalog::example_text())
+            .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
+    };
+    Ok(AppState::open(&config, catalog).await?)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn init_logging_level(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

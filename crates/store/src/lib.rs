@@ -135,6 +135,7 @@ pub struct DropCount {
 /// Totals for operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// People: subjects not merged into another.
     pub subjects: u64,
     pub identities: u64,
     pub events: u64,

@@ -469,7 +469,7 @@ impl Store for SqliteStore {
                 Ok(u64::try_from(n).unwrap_or(0))
             };
             Ok(Stats {
-                subjects: count("subjects")?,
+                subjects: count("subjects WHERE merged_into IS NULL")?,
                 identities: count("identities")?,
                 events: count("events")?,
                 profile_values: count("profile_values")?,

@@ -1,0 +1,230 @@
+//! `tactful bench ingest`: events per second and latency through `POST /v1/batch` over loopback, for
+//! Tactful's full path (auth, catalog, minimization, identity, encryption, durable commit) and, in
+//! the same run, for a do-nothing handler that only parses the same bodies — the ceiling the machine
+//! allows — with the ratio between them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tactful_domain::catalog::Catalog;
+use tactful_server::{AppState, Config};
+
+use crate::client::Client;
+use crate::demo::shop;
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Seconds to measure each target.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent clients (each with its own keep-alive connection).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+}
+
+/// Events prepared once as JSON text split around their messageId, so requests are cheap to build
+/// and every event sent is new.
+struct Templates {
+    parts: Vec<(String, String)>,
+}
+
+impl Templates {
+    fn new() -> Templates {
+        let products = shop::products();
+        let now = tactful_server::now_millis();
+        let mut parts = Vec::new();
+        for index in 0..1_000 {
+            for (channel, mut event) in shop::customer(&products, 7, index, now).events {
+                event["writeKey"] = json!(channel.write_key());
+                event["messageId"] = json!("@@ID@@");
+                let text = event.to_string();
+                if let Some((before, after)) = text.split_once("@@ID@@") {
+                    parts.push((before.to_owned(), after.to_owned()));
+                }
+            }
+        }
+        Templates { parts }
+    }
+
+    /// A batch body of `size` events starting at template `start`, with fresh messageIds.
+    fn body(&self, run: &str, sequence: u64, start: usize, size: usize) -> Bytes {
+        let mut body = String::with_capacity(size * 700);
+        body.push_str(r#"{"batch":["#);
+        for offset in 0..size {
+            let (before, after) = &self.parts[(start + offset) % self.parts.len()];
+            if offset > 0 {
+                body.push(',');
+            }
+            body.push_str(before);
+            body.push_str(&format!("{run}-{sequence}-{offset}"));
+            body.push_str(after);
+        }
+        body.push_str(&format!(r#"],"sentAt":"{}"}}"#, crate::demo::iso(tactful_server::now_millis())));
+        Bytes::from(body)
+    }
+}
+
+/// What one target achieved.
+pub struct Figures {
+    pub events_per_second: f64,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub acknowledged: u64,
+}
+
+/// Drives `base` with `clients` concurrent senders for `seconds`.
+pub async fn drive(base: &str, args: &IngestArgs, run: &str) -> anyhow::Result<Figures> {
+    let templates = Arc::new(Templates::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_index in 0..args.clients {
+        let client = Client::new(base.to_owned());
+        let (templates, stop, acknowledged) = (templates.clone(), stop.clone(), acknowledged.clone());
+        let (batch, run) = (args.batch, format!("{run}-{client_index}"));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut sequence = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let start = usize::try_from(sequence).unwrap_or(0) * batch + client_index * 7_919;
+                let body = templates.body(&run, sequence, start, batch);
+                let sent = Instant::now();
+                let (status, answer) = client.post("/v1/batch", "wk_web_fernhill_demo", body).await?;
+                anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&answer));
+                latencies.push(sent.elapsed());
+                acknowledged.fetch_add(batch as u64, Ordering::Relaxed);
+                sequence += 1;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let acknowledged = acknowledged.load(Ordering::Relaxed);
+    Ok(Figures {
+        events_per_second: acknowledged as f64 / elapsed,
+        requests_per_second: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        acknowledged,
+    })
+}
+
+/// The reference: parse the body as JSON, answer 200. Nothing a server could do is cheaper.
+pub async fn reference_server() -> anyhow::Result<String> {
+    let app = axum::Router::new()
+        .route(
+            "/v1/batch",
+            post(|body: Bytes| async move {
+                let parsed: Result<Value, _> = serde_json::from_slice(&body);
+                axum::Json(json!({"success": parsed.is_ok()}))
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+/// Tactful on the embedded store in a temporary directory, with the example catalog.
+pub async fn tactful_server(dir: &std::path::Path) -> anyhow::Result<(String, Arc<AppState>)> {
+    let config = Config {
+        config_file: None,
+        listen: "127.0.0.1:0".parse()?,
+        database: format!("sqlite:{}", dir.join("bench.db").display()),
+        catalog: "examples/tactful.toml".into(),
+        master_key_file: dir.join("master.key"),
+        master_key: None,
+        max_inflight: 4096,
+        log_format: "text".into(),
+    };
+    let catalog = Catalog::parse(Catalog::example_text())
+        .map_err(|errors| anyhow::anyhow!(errors.render("example")))?;
+    let state = Arc::new(AppState::open(&config, catalog).await?);
+    let listener = tactful_server::bind(&config).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(tactful_server::serve(listener, state.clone(), std::future::pending()));
+    Ok((base, state))
+}
+
+fn resident_megabytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes / 1024.0)
+}
+
+pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    println!(
+        "Ingestion benchmark: POST /v1/batch, {} events per request, {} concurrent clients, {} s per target, loopback, {} cores",
+        args.batch,
+        args.clients,
+        args.seconds,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    let reference_base = reference_server().await?;
+    let reference = drive(&reference_base, &args, "ref").await.context("driving the reference server")?;
+
+    let dir = tempfile::tempdir()?;
+    let (base, state) = tactful_server(dir.path()).await?;
+    let memory_before = resident_megabytes();
+    let tactful = drive(&base, &args, "bench").await.context("driving Tactful")?;
+    let memory_after = resident_megabytes();
+    let stored = state.store.stats().await?.events;
+
+    println!();
+    println!("{:<34}{:>12}{:>10}{:>10}{:>10}", "", "events/s", "req/s", "p50 ms", "p99 ms");
+    for (name, figures) in
+        [("reference (parse JSON, answer 200)", &reference), ("tactful, embedded SQLite", &tactful)]
+    {
+        println!(
+            "{:<34}{:>12.0}{:>10.0}{:>10.1}{:>10.1}",
+            name, figures.events_per_second, figures.requests_per_second, figures.p50_ms, figures.p99_ms
+        );
+    }
+    println!(
+        "{:<34}{:>12.2}",
+        "ratio tactful / reference",
+        tactful.events_per_second / reference.events_per_second
+    );
+    println!();
+    println!(
+        "Durability: {} events acknowledged, {} in the store{}.",
+        tactful.acknowledged,
+        stored,
+        if stored >= tactful.acknowledged {
+            " (every acknowledged event committed)"
+        } else {
+            " — MISSING EVENTS"
+        }
+    );
+    if let (Some(before), Some(after)) = (memory_before, memory_after) {
+        println!(
+            "Memory (whole process, resident): {before:.0} MB before the Tactful run, {after:.0} MB after."
+        );
+    }
+    anyhow::ensure!(stored >= tactful.acknowledged, "acknowledged events are missing from the store");
+    Ok(())
+}

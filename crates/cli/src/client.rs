@@ -1,0 +1,58 @@
+//! A small HTTP/1.1 client for the demo and the benchmarks: plain HTTP on loopback, keep-alive, no
+//! TLS (it only ever talks to a Tactful it started or was pointed at).
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Clone)]
+pub struct Client {
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl Client {
+    /// A client for `base`, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: impl Into<String>) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let inner = HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(connector);
+        Client { inner, base: base.into() }
+    }
+
+    /// POSTs `body` to `path` with HTTP Basic for `write_key`; returns the status and the body.
+    pub async fn post(
+        &self,
+        path: &str,
+        write_key: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{write_key}:"));
+        let request = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Basic {auth}"))
+            .body(Full::new(body))
+            .context("building a request")?;
+        let response =
+            self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.context("reading a response")?.to_bytes();
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::get(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .context("building a request")?;
+        let response =
+            self.inner.request(request).await.with_context(|| format!("GET {}{path}", self.base))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.context("reading a response")?.to_bytes();
+        Ok((status, body))
+    }
+}

@@ -1,0 +1,200 @@
+//! `tactful demo`: the whole product on the embedded store with the example catalog, filled with a
+//! generated shop sent through the real ingestion path (HTTP, as SDKs send), so a newcomer can look
+//! around at once.
+
+pub mod shop;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tactful_domain::catalog::Catalog;
+use tactful_server::{AppState, Config};
+
+use crate::client::Client;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its database and master key.
+    #[arg(long, default_value = "tactful-demo")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// How many customers to generate.
+    #[arg(long, default_value_t = 2_000)]
+    pub customers: u64,
+    /// Seed of the generated shop (the same seed generates the same shop).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// A catalog to use instead of the shipped example (it must declare the example's sources).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
+
+/// RFC 3339 for Unix milliseconds.
+pub fn iso(millis: i64) -> String {
+    tactful_domain::segment::format_time(millis)
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let catalog = match &args.catalog {
+        Some(path) => tactful_server::load_catalog(path)?,
+        None => Catalog::parse(Catalog::example_text())
+            .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
+    };
+    let config = Config {
+        config_file: None,
+        listen: args.listen,
+        database: format!("sqlite:{}", args.data_dir.join("tactful.db").display()),
+        catalog: args.catalog.clone().unwrap_or_else(|| "examples/tactful.toml".into()),
+        master_key_file: args.data_dir.join("master.key"),
+        master_key: None,
+        max_inflight: 512,
+        log_format: "text".into(),
+    };
+    let state = Arc::new(AppState::open(&config, catalog).await?);
+    let listener = tactful_server::bind(&config)
+        .await
+        .context("is another Tactful running? `tactful demo --listen 127.0.0.1:0` picks a free port")?;
+    let address = listener.local_addr()?;
+    let base = format!("http://{address}");
+    let server = tokio::spawn(tactful_server::serve(listener, state.clone(), crate::shutdown_signal()));
+
+    let client = Client::new(base.clone());
+    let summary = generate(&client, args.customers, args.seed).await?;
+    let stats = state.store.stats().await?;
+    let drops: u64 = state.store.drop_counts().await?.iter().map(|count| count.count).sum();
+    let example_email = summary.example_email.clone().unwrap_or_else(|| "ada.lovelace.0@example.com".into());
+
+    println!();
+    println!("Tactful is running at {base}");
+    println!(
+        "  data:    {} (embedded SQLite, every personal value encrypted per person)",
+        args.data_dir.display()
+    );
+    println!("  catalog: {} — {}", config.catalog.display(), state.catalog.brand().name);
+    println!();
+    println!(
+        "Generated {} customers: {} events sent, {} newly stored, {} already there.",
+        args.customers, summary.sent, summary.stored, summary.duplicates
+    );
+    println!(
+        "The store holds {} people, {} events; minimization has dropped {} undeclared or refused properties.",
+        stats.subjects, stats.events, drops
+    );
+    println!();
+    println!("Try:");
+    println!("  # send an event the way analytics SDKs do (the undeclared `coupon` is dropped and counted)");
+    println!(
+        "  curl -s {base}/v1/track -u wk_web_fernhill_demo: -H 'content-type: application/json' \\\n    -d '{}'",
+        json!({"userId": "you-1", "event": "Product Viewed", "properties": {"product_id": "sku-0001", "coupon": "SAVE10"}})
+    );
+    println!("  # what minimization dropped, per source and path");
+    println!("  curl -s {base}/metrics | grep properties_dropped");
+    println!(
+        "  cargo run --release -- dropped --database sqlite:{}/tactful.db --master-key-file {}/master.key",
+        args.data_dir.display(),
+        args.data_dir.display()
+    );
+    println!("  # the settings analytics.js loads");
+    println!("  curl -s {base}/v1/projects/wk_web_fernhill_demo/settings");
+    println!("  # a generated customer to look for: {example_email}");
+    println!();
+    println!("Press Ctrl-C to stop.");
+    server.await??;
+    Ok(())
+}
+
+pub struct Summary {
+    pub sent: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub example_email: Option<String>,
+}
+
+/// Sends the generated shop through `client` with a few concurrent senders, each keeping its
+/// customers' events in order, batched per source like SDKs batch.
+pub async fn generate(client: &Client, customers: u64, seed: u64) -> anyhow::Result<Summary> {
+    const SENDERS: u64 = 4;
+    const BATCH: usize = 100;
+    let products = Arc::new(shop::products());
+    let now = tactful_server::now_millis();
+    let progress = indicatif::ProgressBar::new(customers);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {pos}/{len} customers, {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    progress.set_message("generating");
+    let sent = Arc::new(AtomicU64::new(0));
+    let stored = Arc::new(AtomicU64::new(0));
+    let duplicates = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        let (client, products, progress) = (client.clone(), products.clone(), progress.clone());
+        let (sent, stored, duplicates) = (sent.clone(), stored.clone(), duplicates.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut pending: HashMap<shop::Channel, Vec<Value>> = HashMap::new();
+            for index in (sender..customers).step_by(usize::try_from(SENDERS).unwrap_or(1)) {
+                for (channel, event) in shop::customer(&products, seed, index, now).events {
+                    let queue = pending.entry(channel).or_default();
+                    queue.push(event);
+                    if queue.len() >= BATCH {
+                        let batch = std::mem::take(queue);
+                        send(&client, channel, batch, &sent, &stored, &duplicates).await?;
+                    }
+                }
+                progress.inc(1);
+            }
+            for (channel, batch) in pending {
+                if !batch.is_empty() {
+                    send(&client, channel, batch, &sent, &stored, &duplicates).await?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    progress.finish_with_message("done");
+    let example_email = (customers > 0).then(|| shop::customer(&products, seed, 0, now).email);
+    Ok(Summary {
+        sent: sent.load(Ordering::Relaxed),
+        stored: stored.load(Ordering::Relaxed),
+        duplicates: duplicates.load(Ordering::Relaxed),
+        example_email,
+    })
+}
+
+async fn send(
+    client: &Client,
+    channel: shop::Channel,
+    batch: Vec<Value>,
+    sent: &AtomicU64,
+    stored: &AtomicU64,
+    duplicates: &AtomicU64,
+) -> anyhow::Result<()> {
+    let count = batch.len() as u64;
+    let body = Bytes::from(serde_json::to_vec(
+        &json!({"batch": batch, "sentAt": iso(tactful_server::now_millis())}),
+    )?);
+    let (status, answer) = client.post("/v1/batch", channel.write_key(), body).await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "the server refused a demo batch ({status}): {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let answer: Value = serde_json::from_slice(&answer)?;
+    sent.fetch_add(count, Ordering::Relaxed);
+    stored.fetch_add(answer["stored"].as_u64().unwrap_or(0), Ordering::Relaxed);
+    duplicates.fetch_add(answer["duplicates"].as_u64().unwrap_or(0), Ordering::Relaxed);
+    Ok(())
+}

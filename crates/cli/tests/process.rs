@@ -1,0 +1,200 @@
+//! End-to-end tests on real server processes: `tactful serve` as an operator runs it, killed with
+//! SIGKILL during sustained ingestion, and the catalog check as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tactful::client::Client;
+use tactful_domain::catalog::Catalog;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tactful");
+
+/// A running `tactful serve` and the address it listens on.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the server on `dir` and waits for its "listening" log line (no polling, no sleeps).
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--catalog"])
+            .arg(dir.join("tactful.toml"))
+            .arg("--database")
+            .arg(format!("sqlite:{}", dir.join("tactful.db").display()))
+            .arg("--master-key-file")
+            .arg(dir.join("master.key"))
+            .env("RUST_LOG", "info")
+            .env_remove("TACTFUL_MASTER_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tactful serve");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let address = loop {
+            let line = lines.next().expect("the server exited before listening").expect("read stderr");
+            if let Some(rest) = line.split("address=").nth(1) {
+                break rest.split_whitespace().next().expect("an address").to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base: format!("http://{address}") }
+    }
+
+    fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_catalog(dir: &Path) {
+    std::fs::write(dir.join("tactful.toml"), Catalog::example_text()).unwrap();
+}
+
+fn batch(client: usize, sequence: usize) -> Bytes {
+    let events: Vec<Value> = (0..50)
+        .map(|index| {
+            json!({
+                "type": if index % 10 == 0 { "identify" } else { "track" },
+                "event": "Product Viewed",
+                "userId": format!("crash-{client}-{}", (sequence * 50 + index) % 97),
+                "messageId": format!("crash-{client}-{sequence}-{index}"),
+                "traits": {"email": format!("crash{client}.{index}@example.com")},
+                "properties": {"product_id": format!("sku-{index:04}")},
+                "context": {"ip": "192.0.2.10"}
+            })
+        })
+        .collect();
+    Bytes::from(json!({"batch": events}).to_string())
+}
+
+/// `kill -9` during sustained ingestion loses no acknowledged event and leaves a consistent store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_ingestion_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    write_catalog(dir.path());
+    let server = Server::start(dir.path());
+    let client = Client::new(server.base.clone());
+
+    // Four senders push batches as fast as they are acknowledged; each acknowledged batch is kept.
+    // They stop only when a request fails, which happens once the server is killed.
+    let acknowledged: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let mut senders = Vec::new();
+    for sender in 0..4 {
+        let (client, acknowledged, progress) = (client.clone(), acknowledged.clone(), progress.clone());
+        senders.push(tokio::spawn(async move {
+            for sequence in 0.. {
+                let body = batch(sender, sequence);
+                match client.post("/v1/batch", "wk_web_fernhill_demo", body.clone()).await {
+                    Ok((status, _)) if status.is_success() => {
+                        acknowledged.lock().unwrap().push(body);
+                        progress.notify_one();
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    // Kill once a good amount of work has been acknowledged, while the senders are still sending.
+    let waited = tokio::time::timeout(Duration::from_secs(120), async {
+        while acknowledged.lock().unwrap().len() < 100 {
+            progress.notified().await;
+        }
+    });
+    waited.await.expect("the server acknowledged too little");
+    server.kill_hard();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // The store is consistent after the crash.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tactful.db")).unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        assert_eq!(check, "ok");
+    }
+
+    // After a restart, every acknowledged event is already there: resending it stores nothing new.
+    let server = Server::start(dir.path());
+    let client = Client::new(server.base.clone());
+    for body in &acknowledged {
+        let (status, answer) = client.post("/v1/batch", "wk_web_fernhill_demo", body.clone()).await.unwrap();
+        assert!(status.is_success());
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["duplicates"], 50, "an acknowledged batch was lost: {answer}");
+        assert_eq!(answer["stored"], 0);
+    }
+    drop(server);
+}
+
+#[test]
+fn catalog_check_reports_every_problem_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.toml");
+    let broken = Catalog::example_text()
+        .replacen("category = \"user.contact.email\"", "category = \"user.contact.emial\"", 1)
+        .replacen("retention = \"30d\"", "retention = \"a month\"", 1);
+    std::fs::write(&file, broken).unwrap();
+    let output = Command::new(BINARY).args(["catalog", "check"]).arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|line| line.contains("broken.toml:")).collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("did you mean \"user.contact.email\""), "{stderr}");
+    assert!(lines[1].contains("retention must look like"), "{stderr}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, Catalog::example_text()).unwrap();
+    let output = Command::new(BINARY).args(["catalog", "check"]).arg(&good).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn the_server_refuses_to_start_on_an_invalid_catalog_with_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tactful.toml"),
+        Catalog::example_text().replacen("\"1y\"", "\"forever\"", 1),
+    )
+    .unwrap();
+    let check = Command::new(BINARY)
+        .args(["catalog", "check"])
+        .arg(dir.path().join("tactful.toml"))
+        .output()
+        .unwrap();
+    let serve = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--catalog"])
+        .arg(dir.path().join("tactful.toml"))
+        .arg("--database")
+        .arg(format!("sqlite:{}", dir.path().join("t.db").display()))
+        .arg("--master-key-file")
+        .arg(dir.path().join("k"))
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    let problem = String::from_utf8_lossy(&check.stderr).lines().next().unwrap().to_owned();
+    assert!(problem.contains("retention must look like"));
+    assert!(
+        String::from_utf8_lossy(&serve.stderr).contains(&problem),
+        "{}",
+        String::from_utf8_lossy(&serve.stderr)
+    );
+    assert!(!dir.path().join("t.db").exists(), "nothing was created");
+}
