@@ -5,16 +5,17 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 use tactful_domain::identity::{self, Binding, Claim, IdentifierKind, Target};
+use tactful_vault::Blind;
 
 use super::{Writer, now_millis};
 use crate::{IdentityClaim, IngestEvent, IngestOutcome, Result, StoreError, seal_context};
 
-pub(super) fn ingest(writer: &mut Writer, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>> {
+pub(super) fn ingest(writer: &mut Writer, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
     let mut outcomes = Vec::with_capacity(events.len());
     let mut drops: HashMap<(String, String, &'static str), i64> = HashMap::new();
     let now = now_millis();
     for event in events {
-        if is_duplicate(writer, &event)? {
+        if is_duplicate(writer, event)? {
             outcomes.push(IngestOutcome::Duplicate);
             continue;
         }
@@ -23,8 +24,8 @@ pub(super) fn ingest(writer: &mut Writer, events: Vec<IngestEvent>) -> Result<Ve
                 .entry((event.source.clone(), dropped.path.clone(), dropped.reason.as_str()))
                 .or_default() += 1;
         }
-        let subject = resolve(writer, &event, now)?;
-        store_event(writer, &subject, &event)?;
+        let subject = resolve(writer, event, now)?;
+        store_event(writer, &subject, event)?;
         outcomes.push(IngestOutcome::Stored { subject });
     }
     for ((source, path, reason), count) in drops {
@@ -48,15 +49,40 @@ fn is_duplicate(writer: &Writer, event: &IngestEvent) -> Result<bool> {
         .is_some())
 }
 
-/// The current binding of an identifier, if any.
-fn lookup(writer: &Writer, claim: &IdentityClaim) -> Result<Option<Binding<String>>> {
-    Ok(writer
-        .conn
-        .prepare_cached(
-            "SELECT i.subject_id, s.known FROM identities i JOIN subjects s ON s.id = i.subject_id WHERE i.blind = ?1",
-        )?
-        .query_row([claim.blind.0.as_slice()], |row| Ok(Binding { subject: row.get(0)?, known: row.get(1)? }))
-        .optional()?)
+/// The current binding of an identifier, if any, from the writer's caches when it can.
+fn lookup(writer: &mut Writer, claim: &IdentityClaim) -> Result<Option<Binding<String>>> {
+    let subject = match writer.bindings.get(&claim.blind) {
+        Some(subject) => subject.clone(),
+        None => {
+            let found: Option<String> = writer
+                .conn
+                .prepare_cached("SELECT subject_id FROM identities WHERE blind = ?1")?
+                .query_row([claim.blind.0.as_slice()], |row| row.get(0))
+                .optional()?;
+            let Some(subject) = found else { return Ok(None) };
+            remember(&mut writer.bindings, claim.blind, subject.clone());
+            subject
+        }
+    };
+    let known = match writer.known.get(&subject) {
+        Some(&known) => known,
+        None => {
+            let known: bool = writer
+                .conn
+                .prepare_cached("SELECT known FROM subjects WHERE id = ?1")?
+                .query_row([&subject], |row| row.get(0))?;
+            remember(&mut writer.known, subject.clone(), known);
+            known
+        }
+    };
+    Ok(Some(Binding { subject, known }))
+}
+
+fn remember<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
+    if cache.len() >= super::CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, value);
 }
 
 /// Finds or creates the event's subject and brings identifiers up to date, by the domain's rules.
@@ -114,6 +140,7 @@ fn target_subject(writer: &mut Writer, target: Target<String>, now: i64) -> Resu
                 )?
                 .execute(params![created.id, created.wrapped, now])?;
             writer.keys.insert(created.id.clone(), created.key);
+            remember(&mut writer.known, created.id.clone(), false);
             Ok(created.id)
         }
     }
@@ -133,8 +160,10 @@ fn bind(writer: &mut Writer, subject: &str, claim: &IdentityClaim, now: i64) -> 
              ON CONFLICT (blind) DO UPDATE SET subject_id = excluded.subject_id, sealed = excluded.sealed",
         )?
         .execute(params![claim.blind.0.as_slice(), claim.kind.as_str(), subject, sealed, now])?;
+    remember(&mut writer.bindings, claim.blind, subject.to_owned());
     if claim.kind == IdentifierKind::UserId {
         writer.conn.prepare_cached("UPDATE subjects SET known = 1 WHERE id = ?1")?.execute([subject])?;
+        remember(&mut writer.known, subject.to_owned(), true);
     }
     Ok(())
 }
@@ -161,6 +190,7 @@ fn merge(writer: &mut Writer, from: &str, into: &str) -> Result<()> {
             .conn
             .prepare_cached("UPDATE identities SET subject_id = ?1, sealed = ?2 WHERE blind = ?3")?
             .execute(params![into, resealed, blind.as_slice()])?;
+        remember(&mut writer.bindings, Blind(blind), into.to_owned());
     }
     writer
         .conn
@@ -170,6 +200,8 @@ fn merge(writer: &mut Writer, from: &str, into: &str) -> Result<()> {
         .conn
         .prepare_cached("UPDATE subjects SET known = max(known, (SELECT known FROM subjects WHERE id = ?2)) WHERE id = ?1")?
         .execute(params![into, from])?;
+    writer.known.remove(into);
+    writer.known.remove(from);
     tracing::debug!("merged a subject into another");
     Ok(())
 }

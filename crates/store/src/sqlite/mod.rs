@@ -26,25 +26,65 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
 
 /// Most requests committed together in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 128;
-/// Unwrapped data keys kept by the writer; beyond this the cache starts over.
-const KEY_CACHE_LIMIT: usize = 50_000;
+/// Entries kept in each of the writer's caches; beyond this a cache starts over.
+const CACHE_LIMIT: usize = 100_000;
 
-/// What the writer thread owns.
+/// What the writer thread owns. As the only writer of this database, it can cache what it wrote:
+/// identity bindings, whether subjects are known, and unwrapped data keys. A job that rolls back
+/// clears the caches, since they may hold what it did.
 pub(crate) struct Writer {
     conn: Connection,
     vault: Arc<Vault>,
     keys: HashMap<String, SubjectKey>,
+    bindings: HashMap<Blind, String>,
+    known: HashMap<String, bool>,
 }
 
-/// Sent back to a request once its transaction committed (or failed).
-type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-/// A unit of work for the writer: runs inside a savepoint, says whether it succeeded, and how to reply.
-/// It is given no writer when its transaction could not even begin, and then only fails.
-type Job = Box<dyn FnOnce(Option<&mut Writer>) -> (bool, Reply) + Send>;
+/// A unit of work for the writer thread. `run` may be called more than once: when another job of
+/// the same group commit fails, the transaction is rolled back and the remaining jobs run again.
+trait Job: Send {
+    /// Runs inside the group's transaction; says whether it succeeded.
+    fn run(&mut self, writer: &mut Writer) -> bool;
+    /// Answers the caller once the transaction committed, or could not.
+    fn finish(self: Box<Self>, committed: Result<()>);
+}
+
+struct WriteJob<F, T> {
+    work: F,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> Job for WriteJob<F, T>
+where
+    F: FnMut(&mut Writer) -> Result<T> + Send,
+    T: Send,
+{
+    fn run(&mut self, writer: &mut Writer) -> bool {
+        let result = (self.work)(writer);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<()>) {
+        let result = match (self.result, committed) {
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(error)) => Err(error),
+            (None, Ok(())) => {
+                Err(StoreError::Internal("a write failed unexpectedly; see the server log".into()))
+            }
+        };
+        let _ = self.reply.send(result);
+    }
+}
 
 pub struct SqliteStore {
-    writer: mpsc::Sender<Job>,
+    writer: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<ReaderPool>,
+    /// Dropping this stops the checkpointer.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 impl SqliteStore {
@@ -52,10 +92,10 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>, master: MasterKey) -> Result<(SqliteStore, Arc<Vault>)> {
         let path = path.as_ref().to_path_buf();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (job_tx, job_rx) = mpsc::channel::<Job>(1024);
+        let (job_tx, job_rx) = mpsc::channel::<Box<dyn Job>>(1024);
         let thread_path = path.clone();
         std::thread::Builder::new()
-            .name("tactful-sqlite-writer".into())
+            .name("tactful-writer".into())
             .spawn(move || match open_writer(&thread_path, master) {
                 Ok(writer) => {
                     let vault = writer.vault.clone();
@@ -69,31 +109,31 @@ impl SqliteStore {
             .map_err(|error| StoreError::Internal(format!("cannot start the writer thread: {error}")))?;
         let vault =
             ready_rx.await.map_err(|_| StoreError::Internal("the writer thread stopped".into()))??;
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let checkpoint_path = path.clone();
+        std::thread::Builder::new()
+            .name("tactful-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoint_path, stop_rx))
+            .map_err(|error| {
+                StoreError::Internal(format!("cannot start the checkpointer thread: {error}"))
+            })?;
         let store = SqliteStore {
             writer: job_tx,
             readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }),
+            _checkpointer: stop_tx,
         };
         Ok((store, vault))
     }
 
     /// Runs `work` on the writer thread inside the next group commit and returns its result once the
-    /// transaction is durable.
+    /// transaction is durable. `work` may run more than once (see [`Job`]); it must not keep effects
+    /// outside the transaction.
     async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+        work: impl FnMut(&mut Writer) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |writer| {
-            let result = match writer {
-                Some(writer) => work(writer),
-                None => Err(StoreError::Unavailable("the database could not begin a transaction".into())),
-            };
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |committed| {
-                let _ = tx.send(committed.and(result));
-            });
-            (ok, reply)
-        });
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(WriteJob { work, result: None, reply });
         self.writer
             .send(job)
             .await
@@ -140,15 +180,44 @@ impl From<rusqlite::Error> for StoreError {
 fn configure(conn: &Connection) -> Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable (the WAL is
     // fsynced), which is what "acknowledged means committed" needs; secure_delete overwrites deleted
-    // content so erased ciphertext does not linger in free pages.
+    // content so erased ciphertext does not linger in free pages. The writer checkpoints every 8000
+    // pages itself: a checkpoint that completes lets the WAL restart from its beginning and reuse its
+    // blocks (a checkpointer on another thread never catches up under sustained writes, and a WAL
+    // that only grows costs more in the kernel than the checkpoints do).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA secure_delete = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;
+         PRAGMA wal_autocheckpoint = 8000;",
     )?;
     Ok(())
+}
+
+/// How often the WAL is truncated to nothing, so that values overwritten or deleted in the database
+/// do not linger in it: the bound on how long erased ciphertext can survive in the WAL.
+pub const WAL_TRUNCATE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Truncates the WAL periodically from its own connection. Stops when the store is dropped (the
+/// channel closes).
+fn run_checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+    let conn = match Connection::open(&path) {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::error!(%error, "the WAL checkpointer cannot open the database");
+            return;
+        }
+    };
+    let _ = conn.execute_batch("PRAGMA busy_timeout = 5000;");
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_TRUNCATE_EVERY) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; retrying later");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn open_writer(path: &Path, master: MasterKey) -> Result<Writer> {
@@ -157,14 +226,17 @@ fn open_writer(path: &Path, master: MasterKey) -> Result<Writer> {
             StoreError::Unavailable(format!("cannot create {}: {error}", parent.display()))
         })?;
     }
-    let conn = Connection::open(path)
+    // Only the writer thread uses this connection, so SQLite's per-call mutex is not needed.
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
         .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", path.display())))?;
     restrict_permissions(path);
     configure(&conn)?;
     migrate(&conn)?;
     let wrapped_root = index_root(&conn, &master)?;
     let vault = Arc::new(Vault::open(master, &wrapped_root)?);
-    Ok(Writer { conn, vault, keys: HashMap::new() })
+    Ok(Writer { conn, vault, keys: HashMap::new(), bindings: HashMap::new(), known: HashMap::new() })
 }
 
 /// The database holds only sealed data, but there is no reason for other users to read it.
@@ -217,63 +289,73 @@ pub(crate) fn now_millis() -> i64 {
         .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The writer loop: take every job waiting (up to a bound), run each in its own savepoint inside one
-/// transaction, commit once, then answer them all.
-fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Job>) {
+/// The writer loop: take every job waiting (up to a bound), run them all in one transaction, commit
+/// once, then answer them all. If a job fails, the transaction rolls back, that job gets its error,
+/// and the others run again without it; failures are rare, so no savepoint is paid for per job.
+fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
     while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_JOBS_PER_COMMIT {
+        let mut pending = vec![first];
+        while pending.len() < MAX_JOBS_PER_COMMIT {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => pending.push(job),
                 Err(_) => break,
             }
         }
-        if let Err(error) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!(%error, "cannot begin a transaction");
-            for job in batch {
-                let (_, reply) = job(None);
-                reply(Ok(()));
-            }
-            continue;
-        }
-        let mut replies = Vec::with_capacity(batch.len());
-        for job in batch {
-            if let Err(error) = writer.conn.execute_batch("SAVEPOINT job") {
-                tracing::error!(%error, "cannot open a savepoint");
-                let (_, reply) = job(None);
-                replies.push(reply);
-                continue;
-            }
-            let (ok, reply) = match catch_unwind(AssertUnwindSafe(|| job(Some(&mut writer)))) {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    tracing::error!("a write job panicked; its changes are rolled back");
-                    let reply: Reply = Box::new(|_| {});
-                    (false, reply)
+        while !pending.is_empty() {
+            if let Err(error) = writer.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([]))
+            {
+                tracing::error!(%error, "cannot begin a transaction");
+                for job in pending.drain(..) {
+                    job.finish(Err(StoreError::Unavailable(format!("cannot begin a transaction: {error}"))));
                 }
-            };
-            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-            if let Err(error) = writer.conn.execute_batch(end) {
-                tracing::error!(%error, "cannot close a savepoint");
+                break;
             }
-            replies.push(reply);
-        }
-        let committed = writer.conn.execute_batch("COMMIT").map_err(sql);
-        if committed.is_err() {
-            let _ = writer.conn.execute_batch("ROLLBACK");
-            // Cached keys may belong to subjects whose creation was just rolled back.
-            writer.keys.clear();
-        }
-        for reply in replies {
-            reply(match &committed {
-                Ok(()) => Ok(()),
-                Err(error) => Err(StoreError::Unavailable(error.to_string())),
+            let failed = pending.iter_mut().position(|job| {
+                let ok = catch_unwind(AssertUnwindSafe(|| job.run(&mut writer)));
+                if ok.is_err() {
+                    tracing::error!("a write job panicked; its transaction is rolled back");
+                }
+                !ok.unwrap_or(false)
             });
+            match failed {
+                None => {
+                    let committed = writer
+                        .conn
+                        .prepare_cached("COMMIT")
+                        .and_then(|mut s| s.execute([]))
+                        .map(|_| ())
+                        .map_err(sql);
+                    if committed.is_err() {
+                        let _ = writer.conn.execute_batch("ROLLBACK");
+                        writer.forget();
+                    }
+                    for job in pending.drain(..) {
+                        job.finish(match &committed {
+                            Ok(()) => Ok(()),
+                            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+                        });
+                    }
+                }
+                Some(index) => {
+                    if let Err(error) = writer.conn.execute_batch("ROLLBACK") {
+                        tracing::error!(%error, "cannot roll back a failed write");
+                    }
+                    writer.forget();
+                    pending.remove(index).finish(Ok(()));
+                }
+            }
         }
     }
 }
 
 impl Writer {
+    /// Drops every cache, after a rollback undid what they may remember.
+    fn forget(&mut self) {
+        self.keys.clear();
+        self.bindings.clear();
+        self.known.clear();
+    }
+
     /// The data key of `subject`, unwrapped once and cached.
     fn key(&mut self, subject: &str) -> Result<&SubjectKey> {
         if !self.keys.contains_key(subject) {
@@ -282,7 +364,7 @@ impl Writer {
                 .prepare_cached("SELECT wrapped_key FROM subjects WHERE id = ?1")?
                 .query_row([subject], |row| row.get(0))?;
             let key = self.vault.subject_key(subject, &wrapped)?;
-            if self.keys.len() >= KEY_CACHE_LIMIT {
+            if self.keys.len() >= CACHE_LIMIT {
                 self.keys.clear();
             }
             self.keys.insert(subject.to_owned(), key);
@@ -346,7 +428,7 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>> {
-        self.write(move |writer| ingest::ingest(writer, events)).await
+        self.write(move |writer| ingest::ingest(writer, &events)).await
     }
 
     async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>> {
@@ -480,5 +562,111 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SqliteStore::open(dir.path().join("t.db"), MasterKey::generate()).await.unwrap();
+        (dir, store)
+    }
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM keyring", [], |row| row.get(0)).unwrap()
+    }
+
+    /// A failing job in a group commit rolls back alone: the others commit, and their work ran
+    /// exactly as if the failing job had never been there.
+    #[tokio::test]
+    async fn a_failing_job_does_not_spoil_its_group_commit() {
+        let (_dir, store) = store().await;
+        let insert = |name: &'static str| {
+            move |writer: &mut Writer| -> Result<()> {
+                writer.conn.execute(
+                    "INSERT INTO keyring (name, wrapped, created_at) VALUES (?1, x'00', 0)",
+                    [name],
+                )?;
+                Ok(())
+            }
+        };
+        let failing = |writer: &mut Writer| -> Result<()> {
+            writer
+                .conn
+                .execute("INSERT INTO keyring (name, wrapped, created_at) VALUES ('doomed', x'00', 0)", [])?;
+            Err(StoreError::Internal("this job fails after writing".into()))
+        };
+        // Hold the writer on a first job so the next three queue up and commit as one group.
+        let store = Arc::new(store);
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Mutex::new(hold);
+        let (started_tx, started) = oneshot::channel::<()>();
+        let started_tx = Mutex::new(Some(started_tx));
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |_| {
+                        if let Some(started) = started_tx.lock().unwrap().take() {
+                            let _ = started.send(());
+                        }
+                        let _ = hold.lock().unwrap().recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        let spawn = |work: Box<dyn FnMut(&mut Writer) -> Result<()> + Send>| {
+            let store = store.clone();
+            tokio::spawn(async move { store.write(work).await })
+        };
+        let first = spawn(Box::new(insert("one")));
+        let bad = spawn(Box::new(failing));
+        let second = spawn(Box::new(insert("two")));
+        while store.writer.max_capacity() - store.writer.capacity() < 3 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let (first, bad, second) = (first.await.unwrap(), bad.await.unwrap(), second.await.unwrap());
+        assert!(first.is_ok() && second.is_ok());
+        assert!(matches!(bad, Err(StoreError::Internal(message)) if message.contains("fails after writing")));
+        let names: Vec<String> = store
+            .read(|conn| {
+                let mut statement = conn.prepare("SELECT name FROM keyring ORDER BY name")?;
+                Ok(statement.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(names, ["index_root", "one", "two"]);
+        assert_eq!(store.read(|conn| Ok(count(conn))).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path, MasterKey::generate()).await.unwrap());
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        match SqliteStore::open(&path, MasterKey::generate()).await {
+            Err(StoreError::SchemaTooNew { found: 99, known }) => assert_eq!(known, MIGRATIONS.len() as i64),
+            other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test]
+    async fn another_master_key_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path, MasterKey::generate()).await.unwrap());
+        let error = SqliteStore::open(&path, MasterKey::generate()).await.map(|_| ()).unwrap_err();
+        assert!(
+            error.to_string().contains("start with the master key this database was created with"),
+            "{error}"
+        );
     }
 }

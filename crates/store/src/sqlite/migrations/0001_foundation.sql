@@ -18,7 +18,7 @@ CREATE TABLE subjects (
     merged_into TEXT REFERENCES subjects (id),
     created_at  INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX subjects_merged_into ON subjects (merged_into) WHERE merged_into IS NOT NULL;
+CREATE INDEX subjects_merged_into ON subjects (merged_into);
 
 -- Identifiers by blind index (keyed hash of kind and normalized value); the value itself is sealed.
 CREATE TABLE identities (
