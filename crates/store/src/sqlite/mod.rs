@@ -620,7 +620,8 @@ mod tests {
             }
         });
         started.await.unwrap();
-        let spawn = |work: Box<dyn FnMut(&mut Writer) -> Result<()> + Send>| {
+        type Work = Box<dyn FnMut(&mut Writer) -> Result<()> + Send>;
+        let spawn = |work: Work| {
             let store = store.clone();
             tokio::spawn(async move { store.write(work).await })
         };
