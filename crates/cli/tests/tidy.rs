@@ -29,14 +29,19 @@ fn every_source_file_says_why_it_exists() {
         .filter(|file| !std::fs::read_to_string(file).unwrap().starts_with("//!"))
         .map(|file| file.strip_prefix(workspace()).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "these files do not open with a `//!` line saying why they exist: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "these files do not open with a `//!` line saying why they exist: {missing:#?}"
+    );
 }
 
 #[test]
 fn the_domain_crate_does_no_io() {
     let manifest = std::fs::read_to_string(workspace().join("crates/domain/Cargo.toml")).unwrap();
     let dependencies = manifest.split("[dependencies]").nth(1).unwrap().split("\n[").next().unwrap();
-    for forbidden in ["axum", "hyper", "tokio", "rusqlite", "sqlx", "reqwest", "tactful-store", "tactful-server"] {
+    for forbidden in
+        ["axum", "hyper", "tokio", "rusqlite", "sqlx", "reqwest", "tactful-store", "tactful-server"]
+    {
         assert!(
             !dependencies.lines().any(|line| line.trim_start().starts_with(forbidden)),
             "the domain crate must not depend on {forbidden}"

@@ -6,6 +6,7 @@
 //! arrive in [`IngestEvent`]s and leave through [`tactful_vault::SubjectKey::seal`] inside the same
 //! transaction that writes them.
 
+mod resolve;
 mod sqlite;
 
 use std::sync::Arc;

@@ -27,7 +27,7 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
 /// Most requests committed together in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 128;
 /// Entries kept in each of the writer's caches; beyond this a cache starts over.
-const CACHE_LIMIT: usize = 100_000;
+pub(super) const CACHE_LIMIT: usize = 100_000;
 
 /// What the writer thread owns. As the only writer of this database, it can cache what it wrote:
 /// identity bindings, whether subjects are known, and unwrapped data keys. A job that rolls back
@@ -35,7 +35,7 @@ const CACHE_LIMIT: usize = 100_000;
 pub(crate) struct Writer {
     conn: Connection,
     vault: Arc<Vault>,
-    keys: HashMap<String, SubjectKey>,
+    keys: HashMap<String, Arc<SubjectKey>>,
     bindings: HashMap<Blind, String>,
     known: HashMap<String, bool>,
 }
@@ -357,19 +357,20 @@ impl Writer {
     }
 
     /// The data key of `subject`, unwrapped once and cached.
-    fn key(&mut self, subject: &str) -> Result<&SubjectKey> {
-        if !self.keys.contains_key(subject) {
-            let wrapped: Vec<u8> = self
-                .conn
-                .prepare_cached("SELECT wrapped_key FROM subjects WHERE id = ?1")?
-                .query_row([subject], |row| row.get(0))?;
-            let key = self.vault.subject_key(subject, &wrapped)?;
-            if self.keys.len() >= CACHE_LIMIT {
-                self.keys.clear();
-            }
-            self.keys.insert(subject.to_owned(), key);
+    fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>> {
+        if let Some(key) = self.keys.get(subject) {
+            return Ok(key.clone());
         }
-        Ok(&self.keys[subject])
+        let wrapped: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT wrapped_key FROM subjects WHERE id = ?1")?
+            .query_row([subject], |row| row.get(0))?;
+        let key = Arc::new(self.vault.subject_key(subject, &wrapped)?);
+        if self.keys.len() >= CACHE_LIMIT {
+            self.keys.clear();
+        }
+        self.keys.insert(subject.to_owned(), key.clone());
+        Ok(key)
     }
 }
 
