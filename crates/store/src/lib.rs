@@ -6,6 +6,7 @@
 //! arrive in [`IngestEvent`]s and leave through [`tactful_vault::SubjectKey::seal`] inside the same
 //! transaction that writes them.
 
+mod postgres;
 mod resolve;
 mod sqlite;
 
@@ -17,6 +18,7 @@ use tactful_domain::minimize::{DropReason, Dropped};
 use tactful_domain::segment::MessageType;
 use tactful_vault::{Blind, MasterKey, Vault, VaultError};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Errors of a store. The first group is about the database as a whole; `Internal` is a bug or
@@ -34,6 +36,9 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// Another instance changed what this write depended on; the write can be retried.
+    #[error("a concurrent change conflicted with this write: {0}")]
+    Conflict(String),
     #[error("internal storage error: {0}")]
     Internal(String),
 }
@@ -133,6 +138,19 @@ pub struct DropCount {
     pub last_seen: i64,
 }
 
+/// A message of the transactional outbox: written in the same transaction as the change that
+/// caused it, delivered later by whichever instance claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub topic: String,
+    /// Opaque to the store; callers seal anything personal before enqueueing.
+    pub payload: Vec<u8>,
+    /// Claims so far, this one included.
+    pub attempts: u32,
+    pub created_at: i64,
+}
+
 /// Totals for operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -186,6 +204,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+
+    /// Adds a message to the outbox, due at once. Returns its id.
+    async fn outbox_enqueue(&self, topic: &str, payload: Vec<u8>, now: i64) -> Result<String>;
+
+    /// Claims up to `limit` due messages of `topic` for `lease_ms`. While the lease runs no other
+    /// caller — in this process or another instance — claims them; if the claimer dies, they become
+    /// due again when the lease ends.
+    async fn outbox_claim(
+        &self,
+        topic: &str,
+        limit: u32,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxMessage>>;
+
+    /// Removes a delivered message.
+    async fn outbox_complete(&self, id: &str) -> Result<()>;
+
+    /// Releases a message whose delivery failed, due again at `not_before`.
+    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()>;
+
+    /// Leader-free periodic jobs: whether `owner` should run job `name` now. True for exactly one
+    /// caller per period (`every_ms`) across all instances; that caller holds a lease for `lease_ms`
+    /// (if it dies, another runs the job once the lease ends).
+    async fn job_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        every_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool>;
+
+    /// Ends `owner`'s lease on job `name` early, once the run is done.
+    async fn job_release(&self, name: &str, owner: &str) -> Result<()>;
 }
 
 /// A store opened with its vault.
@@ -197,9 +250,45 @@ pub struct Opened {
 /// Opens the database named by `url` (`sqlite:PATH`, a plain file path, or `postgres://…`), migrates
 /// it, and opens the vault with `master` and the database's index root (created on first start).
 pub async fn open(url: &str, master: MasterKey) -> Result<Opened> {
+    open_with(url, master, &Options::default()).await
+}
+
+/// How to reach the database; only PostgreSQL uses these.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections in the pool of each server instance.
+    pub pool_size: u32,
+    /// How long to keep retrying an unreachable database at start before giving up.
+    pub connect_for: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { pool_size: 16, connect_for: std::time::Duration::from_secs(30) }
+    }
+}
+
+/// [`open`] with explicit [`Options`].
+pub async fn open_with(url: &str, master: MasterKey, options: &Options) -> Result<Opened> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (store, vault) = PostgresStore::open(url, master, options).await?;
+        return Ok(Opened { store: Arc::new(store), vault });
+    }
     let path = sqlite_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
     let (store, vault) = SqliteStore::open(path, master).await?;
     Ok(Opened { store: Arc::new(store), vault })
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A random id for an outbox message (random, not a sequence: no hot spot on distributed engines).
+pub(crate) fn new_message_id() -> String {
+    tactful_vault::new_subject_id().replacen("sub_", "msg_", 1)
 }
 
 /// The file path of a SQLite URL: `sqlite:PATH`, `sqlite://PATH`, or a plain path.

@@ -37,6 +37,14 @@ pub(crate) struct IdentityRow {
     pub previous: Option<String>,
 }
 
+pub(crate) struct Merge {
+    pub from: String,
+    pub into: String,
+    /// Whether `from` was known when the merge was decided; a backend shared by several servers
+    /// merges only if that still holds (a person who logged in meanwhile is not merged implicitly).
+    pub from_known: bool,
+}
+
 pub(crate) struct EventRow {
     pub source: String,
     pub dedupe: [u8; 16],
@@ -64,9 +72,9 @@ pub(crate) struct Rows {
     /// Subjects created by this batch that merged into another: `(subject, family root)`.
     pub created_merged: Vec<(String, String)>,
     pub identities: Vec<IdentityRow>,
-    /// Existing family roots merged into another family: `(from, into)`. The backend moves the
-    /// identifiers still pointing at `from` (re-sealing them) and re-roots `from`'s family.
-    pub merges: Vec<(String, String)>,
+    /// Existing family roots merged into another family. The backend moves the identifiers still
+    /// pointing at `from` (re-sealing them) and re-roots `from`'s family.
+    pub merges: Vec<Merge>,
     /// Existing subjects that became known (a userId now points to them).
     pub known: Vec<String>,
     pub events: Vec<EventRow>,
@@ -268,10 +276,11 @@ impl State<'_> {
             if self.created_ids.contains(&subject) {
                 created_merged.push((subject, root));
             } else {
-                merges.push((subject, root));
+                let from_known = self.known_before.get(&subject).copied().unwrap_or(false);
+                merges.push(Merge { from: subject, into: root, from_known });
             }
         }
-        merges.sort();
+        merges.sort_by(|a, b| a.from.cmp(&b.from));
         created_merged.sort();
 
         let mut identities = Vec::with_capacity(self.touched.len());

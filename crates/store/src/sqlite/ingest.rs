@@ -98,8 +98,8 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
             .execute(params![row.blind.0.as_slice(), row.kind, row.subject, row.sealed, now])?;
         remember(&mut writer.bindings, row.blind, row.subject.clone());
     }
-    for (from, into) in &rows.merges {
-        merge(writer, from, into)?;
+    for merged in &rows.merges {
+        merge(writer, &merged.from, &merged.into)?;
     }
     for subject in &rows.known {
         writer.conn.prepare_cached("UPDATE subjects SET known = 1 WHERE id = ?1")?.execute([subject])?;

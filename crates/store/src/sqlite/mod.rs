@@ -17,12 +17,13 @@ use tactful_vault::{Blind, MasterKey, SubjectKey, Vault};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    DropCount, IngestEvent, IngestOutcome, Result, Stats, Store, StoreError, StoredEvent, StoredIdentity,
-    StoredProfileValue, SubjectData,
+    DropCount, IngestEvent, IngestOutcome, OutboxMessage, Result, Stats, Store, StoreError, StoredEvent,
+    StoredIdentity, StoredProfileValue, SubjectData,
 };
 
 /// Migrations in order; `PRAGMA user_version` records how many have been applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_foundation.sql"), include_str!("migrations/0002_coordination.sql")];
 
 /// Most requests committed together in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 128;
@@ -283,11 +284,7 @@ fn index_root(conn: &Connection, master: &MasterKey) -> Result<Vec<u8>> {
     Ok(wrapped)
 }
 
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::now_millis;
 
 /// The writer loop: take every job waiting (up to a bound), run them all in one transaction, commit
 /// once, then answer them all. If a job fails, the transaction rolls back, that job gets its error,
@@ -564,6 +561,130 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
+
+    async fn outbox_enqueue(&self, topic: &str, payload: Vec<u8>, now: i64) -> Result<String> {
+        let topic = topic.to_owned();
+        let id = crate::new_message_id();
+        let returned = id.clone();
+        self.write(move |writer| {
+            writer
+                .conn
+                .prepare_cached(
+                    "INSERT INTO outbox (id, topic, payload, created_at, not_before) VALUES (?1, ?2, ?3, ?4, ?4)",
+                )?
+                .execute(params![id, topic, payload, now])?;
+            Ok(())
+        })
+        .await?;
+        Ok(returned)
+    }
+
+    async fn outbox_claim(
+        &self,
+        topic: &str,
+        limit: u32,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxMessage>> {
+        let topic = topic.to_owned();
+        self.write(move |writer| {
+            let mut statement = writer.conn.prepare_cached(
+                "UPDATE outbox SET leased_until = ?3 + ?4, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM outbox
+                              WHERE topic = ?1 AND not_before <= ?3 AND (leased_until IS NULL OR leased_until <= ?3)
+                              ORDER BY not_before, id LIMIT ?2)
+                 RETURNING id, topic, payload, attempts, created_at",
+            )?;
+            let mut claimed = statement
+                .query_map(params![topic, limit, now, lease_ms], |row| {
+                    Ok(OutboxMessage {
+                        id: row.get(0)?,
+                        topic: row.get(1)?,
+                        payload: row.get(2)?,
+                        attempts: row.get(3)?,
+                        created_at: row.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn outbox_complete(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |writer| {
+            writer.conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([&id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()> {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        self.write(move |writer| {
+            writer
+                .conn
+                .prepare_cached(
+                    "UPDATE outbox SET not_before = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, not_before, error])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn job_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        every_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.write(move |writer| {
+            writer
+                .conn
+                .prepare_cached(
+                    "INSERT INTO jobs (name, next_run_at) VALUES (?1, 0) ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute([&name])?;
+            let claimed = writer
+                .conn
+                .prepare_cached(
+                    "UPDATE jobs SET leased_by = ?2, leased_until = ?3 + ?5, next_run_at = ?3 + ?4
+                     WHERE name = ?1 AND next_run_at <= ?3 AND (leased_until IS NULL OR leased_until <= ?3)",
+                )?
+                .execute(params![name, owner, now, every_ms, lease_ms])?;
+            Ok(claimed == 1)
+        })
+        .await
+    }
+
+    async fn job_release(&self, name: &str, owner: &str) -> Result<()> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.write(move |writer| {
+            writer
+                .conn
+                .prepare_cached("UPDATE jobs SET leased_by = NULL, leased_until = NULL WHERE name = ?1 AND leased_by = ?2")?
+                .execute([&name, &owner])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The next value of counter `name`, inside the caller's transaction: gapless, because a
+/// transaction that rolls back takes its increment with it.
+#[allow(dead_code)]
+pub(crate) fn next_counter_value(conn: &Connection, name: &str) -> Result<i64> {
+    conn.prepare_cached("INSERT INTO counters (name, value) VALUES (?1, 0) ON CONFLICT (name) DO NOTHING")?
+        .execute([name])?;
+    Ok(conn
+        .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value")?
+        .query_row([name], |row| row.get(0))?)
 }
 
 #[cfg(test)]

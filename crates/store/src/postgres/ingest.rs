@@ -1,0 +1,432 @@
+//! Ingestion on PostgreSQL: one transaction per request, a handful of set-based statements whatever
+//! the batch size (round trips, not rows, are what costs over a network), and optimistic concurrency
+//! between instances: every write that depends on what was read checks it still holds, and a batch
+//! that lost a race is retried whole, seeing the winner's writes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::Row;
+use tactful_domain::identity::Binding;
+use tactful_vault::{Blind, SubjectKey};
+
+use super::PostgresStore;
+use crate::resolve::{self, Lookup, Rows};
+use crate::{IngestEvent, IngestOutcome, Result, StoreError, seal_context};
+
+/// Attempts of one batch before giving up with 503 (each lost race means another instance made
+/// progress, so this is reached only under pathological contention).
+const MAX_ATTEMPTS: u32 = 8;
+/// Unwrapped data keys kept per instance; beyond this the cache starts over.
+const KEY_CACHE_LIMIT: usize = 100_000;
+
+/// Unwrapped data keys, shared by this instance's requests.
+#[derive(Default)]
+pub(crate) struct KeyCache(Mutex<HashMap<String, Arc<SubjectKey>>>);
+
+impl KeyCache {
+    fn get(&self, subject: &str) -> Option<Arc<SubjectKey>> {
+        self.0.lock().ok()?.get(subject).cloned()
+    }
+
+    fn put(&self, subject: &str, key: Arc<SubjectKey>) {
+        if let Ok(mut keys) = self.0.lock() {
+            if keys.len() >= KEY_CACHE_LIMIT {
+                keys.clear();
+            }
+            keys.insert(subject.to_owned(), key);
+        }
+    }
+}
+
+pub(super) async fn ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
+    let mut delay = Duration::from_millis(5);
+    let mut attempt = 1;
+    loop {
+        match try_ingest(store, events).await {
+            Err(StoreError::Conflict(reason)) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, %reason, "a concurrent write won; retrying the batch");
+                // Jitter spreads out instances that collided so they do not collide again.
+                let jitter = rand_jitter(delay);
+                tokio::time::sleep(delay + jitter).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+                attempt += 1;
+            }
+            Err(StoreError::Conflict(reason)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "gave up after {attempt} conflicting attempts: {reason}"
+                )));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn rand_jitter(delay: Duration) -> Duration {
+    let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let random =
+        u64::from_le_bytes(tactful_vault::new_subject_id().as_bytes()[4..12].try_into().unwrap_or([0; 8]));
+    Duration::from_nanos(random % nanos)
+}
+
+/// What the batch read before resolving: bindings (by family root), raw identity targets, and the
+/// wrapped keys of every subject met.
+struct Snapshot<'a> {
+    store: &'a PostgresStore,
+    bindings: HashMap<Blind, Binding<String>>,
+    wrapped: HashMap<String, Vec<u8>>,
+}
+
+impl Lookup for Snapshot<'_> {
+    fn binding(&mut self, blind: &Blind) -> Result<Option<Binding<String>>> {
+        Ok(self.bindings.get(blind).cloned())
+    }
+
+    fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>> {
+        if let Some(key) = self.store.keys.get(subject) {
+            return Ok(key);
+        }
+        let wrapped = self.wrapped.get(subject).ok_or_else(|| {
+            StoreError::Internal("no wrapped key was read for a subject of the batch".into())
+        })?;
+        let key = Arc::new(self.store.vault.subject_key(subject, wrapped)?);
+        self.store.keys.put(subject, key.clone());
+        Ok(key)
+    }
+}
+
+/// A foreign-key violation here means a subject vanished (erased by another instance) between read
+/// and write: retry, and the batch resolves against what is there now.
+fn conflict_on_missing_subject(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(database) = &error
+        && database.code().as_deref() == Some("23503")
+    {
+        return StoreError::Conflict("a subject was removed concurrently".into());
+    }
+    super::pg(error)
+}
+
+async fn try_ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
+    let mut tx = store.pool.begin().await?;
+
+    // Which events are already stored.
+    let sources: Vec<&str> = events.iter().map(|event| event.source.as_str()).collect();
+    let dedupes: Vec<&[u8]> = events.iter().map(|event| event.dedupe.as_slice()).collect();
+    let stored: HashSet<(String, Vec<u8>)> = sqlx::query(
+        "SELECT e.source, e.dedupe FROM events e
+         JOIN UNNEST($1::text[], $2::bytea[]) AS k(source, dedupe) ON e.source = k.source AND e.dedupe = k.dedupe",
+    )
+    .bind(&sources)
+    .bind(&dedupes)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|row| Ok((row.try_get("source")?, row.try_get("dedupe")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let duplicate: Vec<bool> =
+        events.iter().map(|event| stored.contains(&(event.source.clone(), event.dedupe.to_vec()))).collect();
+
+    // Every identifier the batch mentions, by family root, with the keys of those subjects.
+    let mut blinds: Vec<&[u8]> = Vec::new();
+    for (event, _) in events.iter().zip(&duplicate).filter(|(_, duplicate)| !**duplicate) {
+        blinds.extend(event.identities.iter().map(|claim| claim.blind.0.as_slice()));
+        if let Some(previous) = &event.alias_previous {
+            blinds.extend(previous.iter().map(|claim| claim.blind.0.as_slice()));
+        }
+    }
+    blinds.sort_unstable();
+    blinds.dedup();
+    let mut snapshot = Snapshot { store, bindings: HashMap::new(), wrapped: HashMap::new() };
+    let mut raw_targets: HashMap<Blind, String> = HashMap::new();
+    if !blinds.is_empty() {
+        for row in sqlx::query(
+            "SELECT i.blind, i.subject_id, r.id AS root, r.known, r.wrapped_key
+             FROM identities i
+             JOIN subjects s ON s.id = i.subject_id
+             JOIN subjects r ON r.id = COALESCE(s.merged_into, s.id)
+             WHERE i.blind = ANY($1)",
+        )
+        .bind(&blinds)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let blind = super::blind_from(row.try_get("blind")?)?;
+            let root: String = row.try_get("root")?;
+            raw_targets.insert(blind, row.try_get("subject_id")?);
+            snapshot.wrapped.insert(root.clone(), row.try_get("wrapped_key")?);
+            snapshot.bindings.insert(blind, Binding { subject: root, known: row.try_get("known")? });
+        }
+    }
+
+    let rows = resolve::resolve(&store.vault, events, &duplicate, &mut snapshot)?;
+    // On any error the transaction is dropped, which rolls it back: nothing is half-written.
+    let outcomes = write(&mut tx, &mut snapshot, &raw_targets, rows).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn write(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    snapshot: &mut Snapshot<'_>,
+    raw_targets: &HashMap<Blind, String>,
+    mut rows: Rows,
+) -> Result<Vec<IngestOutcome>> {
+    let now = crate::now_millis();
+    if !rows.created.is_empty() {
+        let ids: Vec<&str> = rows.created.iter().map(|created| created.id.as_str()).collect();
+        let wrapped: Vec<&[u8]> = rows.created.iter().map(|created| created.wrapped.as_slice()).collect();
+        let known: Vec<bool> = rows.created.iter().map(|created| created.known).collect();
+        sqlx::query(
+            "INSERT INTO subjects (id, wrapped_key, known, created_at)
+             SELECT id, wrapped_key, known, $4 FROM UNNEST($1::text[], $2::bytea[], $3::bool[]) AS t(id, wrapped_key, known)",
+        )
+        .bind(&ids)
+        .bind(&wrapped)
+        .bind(&known)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        for created in &rows.created {
+            snapshot.store.keys.put(&created.id, created.key.clone());
+        }
+    }
+    if !rows.created_merged.is_empty() {
+        let (ids, roots): (Vec<&str>, Vec<&str>) =
+            rows.created_merged.iter().map(|(id, root)| (id.as_str(), root.as_str())).unzip();
+        sqlx::query(
+            "UPDATE subjects SET merged_into = t.root FROM UNNEST($1::text[], $2::text[]) AS t(id, root)
+             WHERE subjects.id = t.id",
+        )
+        .bind(&ids)
+        .bind(&roots)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_missing_subject)?;
+    }
+
+    // Identifiers: new bindings only where still unbound, moves only from where they were read.
+    rows.identities.sort_by_key(|a| a.blind);
+    let (new, moved): (Vec<_>, Vec<_>) = rows.identities.iter().partition(|row| row.previous.is_none());
+    if !new.is_empty() {
+        let blinds: Vec<&[u8]> = new.iter().map(|row| row.blind.0.as_slice()).collect();
+        let kinds: Vec<&str> = new.iter().map(|row| row.kind.as_str()).collect();
+        let subjects: Vec<&str> = new.iter().map(|row| row.subject.as_str()).collect();
+        let sealed: Vec<&[u8]> = new.iter().map(|row| row.sealed.as_slice()).collect();
+        let written = sqlx::query(
+            "INSERT INTO identities (blind, kind, subject_id, sealed, created_at)
+             SELECT blind, kind, subject_id, sealed, $5
+             FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::bytea[]) AS t(blind, kind, subject_id, sealed)
+             ON CONFLICT (blind) DO NOTHING",
+        )
+        .bind(&blinds)
+        .bind(&kinds)
+        .bind(&subjects)
+        .bind(&sealed)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_missing_subject)?
+        .rows_affected();
+        if written != new.len() as u64 {
+            return Err(StoreError::Conflict("an identifier was bound concurrently".into()));
+        }
+    }
+    if !moved.is_empty() {
+        let blinds: Vec<&[u8]> = moved.iter().map(|row| row.blind.0.as_slice()).collect();
+        let subjects: Vec<&str> = moved.iter().map(|row| row.subject.as_str()).collect();
+        let sealed: Vec<&[u8]> = moved.iter().map(|row| row.sealed.as_slice()).collect();
+        let expected: Vec<&str> = moved
+            .iter()
+            .map(|row| {
+                raw_targets.get(&row.blind).map_or(row.previous.as_deref().unwrap_or(""), String::as_str)
+            })
+            .collect();
+        let written = sqlx::query(
+            "UPDATE identities SET subject_id = t.subject_id, sealed = t.sealed
+             FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::text[]) AS t(blind, subject_id, sealed, expected)
+             WHERE identities.blind = t.blind AND identities.subject_id = t.expected",
+        )
+        .bind(&blinds)
+        .bind(&subjects)
+        .bind(&sealed)
+        .bind(&expected)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_missing_subject)?
+        .rows_affected();
+        if written != moved.len() as u64 {
+            return Err(StoreError::Conflict("an identifier moved concurrently".into()));
+        }
+    }
+
+    for merge in &rows.merges {
+        let merged = sqlx::query(
+            "UPDATE subjects SET merged_into = $2 WHERE id = $1 AND merged_into IS NULL AND known = $3",
+        )
+        .bind(&merge.from)
+        .bind(&merge.into)
+        .bind(merge.from_known)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_missing_subject)?
+        .rows_affected();
+        if merged != 1 {
+            return Err(StoreError::Conflict("a subject changed while it was being merged".into()));
+        }
+        sqlx::query("UPDATE subjects SET merged_into = $2 WHERE merged_into = $1")
+            .bind(&merge.from)
+            .bind(&merge.into)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE subjects SET known = known OR $2 WHERE id = $1")
+            .bind(&merge.into)
+            .bind(merge.from_known)
+            .execute(&mut **tx)
+            .await?;
+        let remaining = sqlx::query(
+            "SELECT blind, sealed FROM identities WHERE subject_id = $1 ORDER BY blind FOR UPDATE",
+        )
+        .bind(&merge.from)
+        .fetch_all(&mut **tx)
+        .await?;
+        let (from_key, into_key) =
+            (key_for(snapshot, &rows, &merge.from)?, key_for(snapshot, &rows, &merge.into)?);
+        let mut blinds = Vec::with_capacity(remaining.len());
+        let mut sealed = Vec::with_capacity(remaining.len());
+        for row in remaining {
+            let blind = super::blind_from(row.try_get("blind")?)?;
+            let value: Vec<u8> = row.try_get("sealed")?;
+            let plain = from_key.open(
+                seal_context::IDENTITY,
+                &seal_context::identity(&merge.from, &blind.0),
+                &value,
+            )?;
+            sealed.push(into_key.seal(
+                seal_context::IDENTITY,
+                &seal_context::identity(&merge.into, &blind.0),
+                &plain,
+            ));
+            blinds.push(blind.0.to_vec());
+        }
+        if !blinds.is_empty() {
+            sqlx::query(
+                "UPDATE identities SET subject_id = $3, sealed = t.sealed
+                 FROM UNNEST($1::bytea[], $2::bytea[]) AS t(blind, sealed) WHERE identities.blind = t.blind",
+            )
+            .bind(&blinds)
+            .bind(&sealed)
+            .bind(&merge.into)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+
+    if !rows.known.is_empty() {
+        sqlx::query("UPDATE subjects SET known = TRUE WHERE id = ANY($1)")
+            .bind(&rows.known)
+            .execute(&mut **tx)
+            .await?;
+    }
+
+    if !rows.events.is_empty() {
+        let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
+        let dedupes: Vec<&[u8]> = rows.events.iter().map(|event| event.dedupe.as_slice()).collect();
+        let subjects: Vec<&str> = rows.events.iter().map(|event| event.subject.as_str()).collect();
+        let kinds: Vec<&str> = rows.events.iter().map(|event| event.kind).collect();
+        let names: Vec<Option<&str>> = rows.events.iter().map(|event| event.name.as_deref()).collect();
+        let timestamps: Vec<i64> = rows.events.iter().map(|event| event.timestamp).collect();
+        let received: Vec<i64> = rows.events.iter().map(|event| event.received_at).collect();
+        let sealed: Vec<&[u8]> = rows.events.iter().map(|event| event.sealed.as_slice()).collect();
+        // A retry racing its original on another instance: the first to commit stores the event;
+        // here it simply does not come back, and is answered as a duplicate.
+        let inserted: HashSet<(String, Vec<u8>)> = sqlx::query(
+            "INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed)
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::bytea[])
+             ON CONFLICT (source, dedupe) DO NOTHING
+             RETURNING source, dedupe",
+        )
+        .bind(&sources)
+        .bind(&dedupes)
+        .bind(&subjects)
+        .bind(&kinds)
+        .bind(&names)
+        .bind(&timestamps)
+        .bind(&received)
+        .bind(&sealed)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(conflict_on_missing_subject)?
+        .into_iter()
+        .map(|row| Ok((row.try_get("source")?, row.try_get("dedupe")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        if inserted.len() != rows.events.len() {
+            let lost: HashSet<[u8; 16]> = rows
+                .events
+                .iter()
+                .filter(|event| !inserted.contains(&(event.source.clone(), event.dedupe.to_vec())))
+                .map(|event| event.dedupe)
+                .collect();
+            let mut stored_events = rows.events.iter();
+            for outcome in &mut rows.outcomes {
+                if matches!(outcome, IngestOutcome::Stored { .. })
+                    && let Some(event) = stored_events.next()
+                    && lost.contains(&event.dedupe)
+                {
+                    *outcome = IngestOutcome::Duplicate;
+                }
+            }
+        }
+    }
+
+    if !rows.profile.is_empty() {
+        let subjects: Vec<&str> = rows.profile.iter().map(|value| value.subject.as_str()).collect();
+        let paths: Vec<&str> = rows.profile.iter().map(|value| value.path.as_str()).collect();
+        let sealed: Vec<&[u8]> = rows.profile.iter().map(|value| value.sealed.as_slice()).collect();
+        let updated: Vec<i64> = rows.profile.iter().map(|value| value.updated_at).collect();
+        // An older identify arriving late does not overwrite a newer value.
+        sqlx::query(
+            "INSERT INTO profile_values (subject_id, path, sealed, updated_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int8[])
+             ON CONFLICT (subject_id, path) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at
+             WHERE excluded.updated_at >= profile_values.updated_at",
+        )
+        .bind(&subjects)
+        .bind(&paths)
+        .bind(&sealed)
+        .bind(&updated)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_missing_subject)?;
+    }
+
+    if !rows.drops.is_empty() {
+        let sources: Vec<&str> = rows.drops.iter().map(|drop| drop.0.as_str()).collect();
+        let paths: Vec<&str> = rows.drops.iter().map(|drop| drop.1.as_str()).collect();
+        let reasons: Vec<&str> = rows.drops.iter().map(|drop| drop.2).collect();
+        let counts: Vec<i64> = rows.drops.iter().map(|drop| drop.3).collect();
+        sqlx::query(
+            "INSERT INTO dropped_properties (source, path, reason, count, last_seen)
+             SELECT source, path, reason, count, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])
+                 AS t(source, path, reason, count)
+             ON CONFLICT (source, path, reason)
+             DO UPDATE SET count = dropped_properties.count + excluded.count, last_seen = excluded.last_seen",
+        )
+        .bind(&sources)
+        .bind(&paths)
+        .bind(&reasons)
+        .bind(&counts)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(rows.outcomes)
+}
+
+/// The key of a subject met in this batch: created by it, or read with its bindings.
+fn key_for(snapshot: &mut Snapshot<'_>, rows: &Rows, subject: &str) -> Result<Arc<SubjectKey>> {
+    match rows.created.iter().find(|created| created.id == subject) {
+        Some(created) => Ok(created.key.clone()),
+        None => snapshot.key(subject),
+    }
+}

@@ -1,0 +1,422 @@
+//! The PostgreSQL store, for many stateless server instances over one database (and for
+//! Postgres-compatible distributed engines: see ARCHITECTURE.md for the SQL features avoided).
+//! Every write is one transaction whose correctness does not depend on being the only writer:
+//! inserts that must not collide use `ON CONFLICT DO NOTHING` and count what they wrote, updates are
+//! conditional on what was read, and a write that finds the world changed under it is retried whole.
+
+mod ingest;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row};
+use tactful_domain::minimize::DropReason;
+use tactful_vault::{Blind, MasterKey, Vault};
+
+use crate::{
+    DropCount, IngestEvent, IngestOutcome, Options, OutboxMessage, Result, Stats, Store, StoreError,
+    StoredEvent, StoredIdentity, StoredProfileValue, SubjectData,
+};
+
+/// Migrations in order; the `tactful_migrations` table records which are applied.
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_foundation.sql"), include_str!("migrations/0002_coordination.sql")];
+
+pub struct PostgresStore {
+    pool: PgPool,
+    vault: std::sync::Arc<Vault>,
+    keys: ingest::KeyCache,
+}
+
+/// Classifies a database error: what a retry can fix, what means the database is away, and bugs.
+pub(crate) fn pg(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database) => match database.code().as_deref() {
+            // serialization_failure, deadlock_detected: another transaction won; retry.
+            Some("40001" | "40P01") => StoreError::Conflict(database.message().to_owned()),
+            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, read-only.
+            Some("57P01" | "57P02" | "57P03" | "53300" | "25006") => {
+                StoreError::Unavailable(database.message().to_owned())
+            }
+            Some(code) if code.starts_with("08") => StoreError::Unavailable(database.message().to_owned()),
+            _ => StoreError::Internal(error.to_string()),
+        },
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::Unavailable(error.to_string())
+        }
+        sqlx::Error::Protocol(_) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Internal(error.to_string()),
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        pg(error)
+    }
+}
+
+/// Where the database is, without the password, for messages.
+fn describe(options: &PgConnectOptions) -> String {
+    format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or("(default)"))
+}
+
+impl PostgresStore {
+    /// Connects (retrying with backoff while the database is unreachable, up to
+    /// `options.connect_for`), migrates, and opens the vault.
+    pub async fn open(
+        url: &str,
+        master: MasterKey,
+        options: &Options,
+    ) -> Result<(PostgresStore, std::sync::Arc<Vault>)> {
+        let connect: PgConnectOptions = url
+            .parse()
+            .map_err(|error| StoreError::Unavailable(format!("the database URL is not valid: {error}")))?;
+        let connect = connect.log_statements(tracing::log::LevelFilter::Trace);
+        let place = describe(&connect);
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        let pool = loop {
+            let attempt = PgPoolOptions::new()
+                .max_connections(options.pool_size.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(connect.clone())
+                .await;
+            match attempt {
+                Ok(pool) => break pool,
+                Err(error) => {
+                    let error = pg(error);
+                    if !matches!(error, StoreError::Unavailable(_))
+                        || started.elapsed() + delay > options.connect_for
+                    {
+                        return Err(StoreError::Unavailable(format!(
+                            "cannot reach PostgreSQL at {place} (tried for {}s): {error}",
+                            started.elapsed().as_secs()
+                        )));
+                    }
+                    tracing::warn!(database = %place, %error, retry_in_ms = delay.as_millis() as u64, "PostgreSQL is unreachable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        migrate(&pool).await?;
+        let wrapped_root = index_root(&pool, &master).await?;
+        let vault = std::sync::Arc::new(Vault::open(master, &wrapped_root)?);
+        tracing::info!(database = %place, pool = options.pool_size, "connected to PostgreSQL");
+        Ok((PostgresStore { pool, vault: vault.clone(), keys: ingest::KeyCache::default() }, vault))
+    }
+}
+
+/// Applies pending migrations. Several instances may start at once: each migration records its
+/// version in the same transaction as its DDL, and a second instance trying the same version waits
+/// on the first's row, then finds it applied and moves on.
+async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS tactful_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM tactful_migrations").fetch_one(pool).await?;
+    let found = found.unwrap_or(0);
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        let mut tx = pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO tactful_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(crate::now_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            continue;
+        }
+        sqlx::raw_sql(AssertSqlSafe(*migration))
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| StoreError::Internal(format!("migration {version} failed: {error}")))?;
+        tx.commit().await?;
+        tracing::info!(version, "applied PostgreSQL migration");
+    }
+    Ok(())
+}
+
+/// The wrapped index root, created by whichever instance starts first.
+async fn index_root(pool: &PgPool, master: &MasterKey) -> Result<Vec<u8>> {
+    sqlx::query("INSERT INTO keyring (name, wrapped, created_at) VALUES ('index_root', $1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(master.new_index_root())
+        .bind(crate::now_millis())
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT wrapped FROM keyring WHERE name = 'index_root'").fetch_one(pool).await?)
+}
+
+fn blind_from(bytes: Vec<u8>) -> Result<Blind> {
+    let array: [u8; 32] =
+        bytes.try_into().map_err(|_| StoreError::Internal("a blind index is not 32 bytes".into()))?;
+    Ok(Blind(array))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>> {
+        ingest::ingest(self, &events).await
+    }
+
+    async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT subject_id FROM identities WHERE blind = $1")
+            .bind(blind.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn subject_data(&self, subject: &str) -> Result<Option<SubjectData>> {
+        let mut tx = self.pool.begin().await?;
+        let root: Option<Option<String>> =
+            sqlx::query_scalar("SELECT merged_into FROM subjects WHERE id = $1")
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(merged_into) = root else { return Ok(None) };
+        let root = merged_into.unwrap_or_else(|| subject.to_owned());
+        let mut data = SubjectData { subject: root.clone(), ..SubjectData::default() };
+        data.keys =
+            sqlx::query("SELECT id, wrapped_key FROM subjects WHERE id = $1 OR merged_into = $1 ORDER BY id")
+                .bind(&root)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get("id")?, row.try_get("wrapped_key")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        let members: Vec<String> = data.keys.iter().map(|(id, _)| id.clone()).collect();
+        for row in
+            sqlx::query("SELECT subject_id, kind, blind, sealed FROM identities WHERE subject_id = ANY($1)")
+                .bind(&members)
+                .fetch_all(&mut *tx)
+                .await?
+        {
+            data.identities.push(StoredIdentity {
+                subject: row.try_get("subject_id")?,
+                kind: row.try_get("kind")?,
+                blind: blind_from(row.try_get("blind")?)?,
+                sealed: row.try_get("sealed")?,
+            });
+        }
+        for row in sqlx::query(
+            "SELECT subject_id, path, sealed, updated_at FROM profile_values WHERE subject_id = ANY($1)",
+        )
+        .bind(&members)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            data.profile.push(StoredProfileValue {
+                subject: row.try_get("subject_id")?,
+                path: row.try_get("path")?,
+                sealed: row.try_get("sealed")?,
+                updated_at: row.try_get("updated_at")?,
+            });
+        }
+        for row in sqlx::query(
+            "SELECT subject_id, source, dedupe, type, name, timestamp, received_at, sealed FROM events
+             WHERE subject_id = ANY($1) ORDER BY timestamp, received_at, dedupe",
+        )
+        .bind(&members)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let dedupe: Vec<u8> = row.try_get("dedupe")?;
+            data.events.push(StoredEvent {
+                subject: row.try_get("subject_id")?,
+                source: row.try_get("source")?,
+                dedupe: dedupe
+                    .try_into()
+                    .map_err(|_| StoreError::Internal("a dedupe key is not 16 bytes".into()))?,
+                kind: row.try_get("type")?,
+                name: row.try_get("name")?,
+                timestamp: row.try_get("timestamp")?,
+                received_at: row.try_get("received_at")?,
+                sealed: row.try_get("sealed")?,
+            });
+        }
+        tx.commit().await?;
+        data.profile.sort_by(|a, b| a.path.cmp(&b.path).then(b.updated_at.cmp(&a.updated_at)));
+        data.profile.dedup_by(|later, first| later.path == first.path);
+        Ok(Some(data))
+    }
+
+    async fn drop_counts(&self) -> Result<Vec<DropCount>> {
+        let rows = sqlx::query(
+            "SELECT source, path, reason, count, last_seen FROM dropped_properties ORDER BY source, count DESC, path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let reason: String = row.try_get("reason")?;
+                Ok(DropCount {
+                    source: row.try_get("source")?,
+                    path: row.try_get("path")?,
+                    reason: DropReason::parse(&reason)
+                        .ok_or_else(|| StoreError::Internal(format!("unknown drop reason {reason:?}")))?,
+                    count: u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
+                    last_seen: row.try_get("last_seen")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM subjects WHERE merged_into IS NULL) AS subjects,
+                    (SELECT count(*) FROM identities) AS identities,
+                    (SELECT count(*) FROM events) AS events,
+                    (SELECT count(*) FROM profile_values) AS profile_values",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count =
+            |name: &str| -> Result<u64> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
+        Ok(Stats {
+            subjects: count("subjects")?,
+            identities: count("identities")?,
+            events: count("events")?,
+            profile_values: count("profile_values")?,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn outbox_enqueue(&self, topic: &str, payload: Vec<u8>, now: i64) -> Result<String> {
+        let id = crate::new_message_id();
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, payload, created_at, not_before) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&id)
+        .bind(topic)
+        .bind(payload)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn outbox_claim(
+        &self,
+        topic: &str,
+        limit: u32,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxMessage>> {
+        // SKIP LOCKED: instances claiming at once each get different messages instead of waiting.
+        let rows = sqlx::query(
+            "UPDATE outbox SET leased_until = $3 + $4, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE topic = $1 AND not_before <= $3 AND (leased_until IS NULL OR leased_until <= $3)
+                          ORDER BY not_before, id LIMIT $2
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id, topic, payload, attempts, created_at",
+        )
+        .bind(topic)
+        .bind(i64::from(limit))
+        .bind(now)
+        .bind(lease_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.try_get("id")?,
+                    topic: row.try_get("topic")?,
+                    payload: row.try_get("payload")?,
+                    attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn outbox_complete(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET not_before = $2, leased_until = NULL, last_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(not_before)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn job_claim(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        every_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        sqlx::query("INSERT INTO jobs (name, next_run_at) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        let claimed = sqlx::query(
+            "UPDATE jobs SET leased_by = $2, leased_until = $3 + $5, next_run_at = $3 + $4
+             WHERE name = $1 AND next_run_at <= $3 AND (leased_until IS NULL OR leased_until <= $3)",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now)
+        .bind(every_ms)
+        .bind(lease_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
+    async fn job_release(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET leased_by = NULL, leased_until = NULL WHERE name = $1 AND leased_by = $2",
+        )
+        .bind(name)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The next value of counter `name`, inside the caller's transaction: gapless, because the row stays
+/// locked until that transaction ends and a rollback takes the increment with it.
+#[allow(dead_code)]
+pub(crate) async fn next_counter_value(tx: &mut sqlx::PgConnection, name: &str) -> Result<i64> {
+    sqlx::query("INSERT INTO counters (name, value) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    Ok(sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?)
+}
