@@ -154,14 +154,11 @@ pub async fn reference_server() -> anyhow::Result<String> {
 /// Tactful on the embedded store in a temporary directory, with the example catalog.
 pub async fn tactful_server(dir: &std::path::Path) -> anyhow::Result<(String, Arc<AppState>)> {
     let config = Config {
-        config_file: None,
         listen: "127.0.0.1:0".parse()?,
         database: format!("sqlite:{}", dir.join("bench.db").display()),
-        catalog: "examples/tactful.toml".into(),
         master_key_file: dir.join("master.key"),
-        master_key: None,
         max_inflight: 4096,
-        log_format: "text".into(),
+        ..Config::default()
     };
     let catalog = Catalog::parse(Catalog::example_text())
         .map_err(|errors| anyhow::anyhow!(errors.render("example")))?;

@@ -10,6 +10,14 @@ use clap::{ArgMatches, Args};
 use serde::Deserialize;
 use tactful_domain::secret::Secret;
 
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DATABASE: &str = "sqlite:tactful-data/tactful.db";
+const DEFAULT_CATALOG: &str = "tactful.toml";
+const DEFAULT_MASTER_KEY_FILE: &str = "tactful-data/master.key";
+const DEFAULT_MAX_INFLIGHT: usize = 512;
+const DEFAULT_POOL_SIZE: u32 = 16;
+const DEFAULT_CONNECT_TIMEOUT: u64 = 30;
+
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -18,19 +26,27 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
 
     /// Address to listen on.
-    #[arg(long, env = "TACTFUL_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "TACTFUL_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Database URL: `sqlite:PATH` (embedded, the default) or `postgres://…`.
-    #[arg(long, env = "TACTFUL_DATABASE", default_value = "sqlite:tactful-data/tactful.db")]
+    #[arg(long, env = "TACTFUL_DATABASE", default_value = DEFAULT_DATABASE)]
     pub database: String,
 
+    /// Connections each instance keeps to PostgreSQL.
+    #[arg(long, env = "TACTFUL_DATABASE_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE)]
+    pub database_pool_size: u32,
+
+    /// Seconds to keep retrying an unreachable database at start before giving up.
+    #[arg(long, env = "TACTFUL_DATABASE_CONNECT_TIMEOUT", default_value_t = DEFAULT_CONNECT_TIMEOUT)]
+    pub database_connect_timeout: u64,
+
     /// The catalog (data map).
-    #[arg(long, env = "TACTFUL_CATALOG", default_value = "tactful.toml")]
+    #[arg(long, env = "TACTFUL_CATALOG", default_value = DEFAULT_CATALOG)]
     pub catalog: PathBuf,
 
     /// File holding the master key (64 hex digits); created with mode 0600 on first start.
-    #[arg(long, env = "TACTFUL_MASTER_KEY_FILE", default_value = "tactful-data/master.key")]
+    #[arg(long, env = "TACTFUL_MASTER_KEY_FILE", default_value = DEFAULT_MASTER_KEY_FILE)]
     pub master_key_file: PathBuf,
 
     /// The master key itself (64 hex digits or base64), instead of the file. Environment only.
@@ -38,12 +54,40 @@ pub struct Config {
     pub master_key: Option<Secret>,
 
     /// Requests processed at once; beyond this, ingestion answers 429 with Retry-After.
-    #[arg(long, env = "TACTFUL_MAX_INFLIGHT", default_value_t = 512)]
+    #[arg(long, env = "TACTFUL_MAX_INFLIGHT", default_value_t = DEFAULT_MAX_INFLIGHT)]
     pub max_inflight: usize,
 
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "TACTFUL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+impl Default for Config {
+    /// The defaults of every setting, without reading flags, environment or file.
+    fn default() -> Self {
+        Config {
+            config_file: None,
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            database: DEFAULT_DATABASE.to_owned(),
+            database_pool_size: DEFAULT_POOL_SIZE,
+            database_connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            catalog: DEFAULT_CATALOG.into(),
+            master_key_file: DEFAULT_MASTER_KEY_FILE.into(),
+            master_key: None,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            log_format: "text".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// What the store needs to know beyond the URL.
+    pub fn store_options(&self) -> tactful_store::Options {
+        tactful_store::Options {
+            pool_size: self.database_pool_size,
+            connect_for: std::time::Duration::from_secs(self.database_connect_timeout),
+        }
+    }
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -52,6 +96,8 @@ pub struct Config {
 struct FileConfig {
     listen: Option<SocketAddr>,
     database: Option<String>,
+    database_pool_size: Option<u32>,
+    database_connect_timeout: Option<u64>,
     catalog: Option<PathBuf>,
     master_key_file: Option<PathBuf>,
     max_inflight: Option<usize>,
@@ -86,6 +132,13 @@ impl Config {
         if let (Some(database), true) = (file.database, defaulted("database")) {
             self.database = database;
         }
+        if let (Some(size), true) = (file.database_pool_size, defaulted("database_pool_size")) {
+            self.database_pool_size = size;
+        }
+        if let (Some(seconds), true) = (file.database_connect_timeout, defaulted("database_connect_timeout"))
+        {
+            self.database_connect_timeout = seconds;
+        }
         if let (Some(catalog), true) = (file.catalog, defaulted("catalog")) {
             self.catalog = base.join(catalog);
         }
@@ -115,8 +168,14 @@ impl Config {
 # Address to listen on.
 listen = "127.0.0.1:8080"
 
-# Database: "sqlite:PATH" for the embedded store, or "postgres://user:pass@host/db".
+# Database: "sqlite:PATH" for the embedded store (one server process), or
+# "postgres://user:pass@host:5432/db" for several stateless instances over one database.
 database = "sqlite:tactful-data/tactful.db"
+
+# PostgreSQL only: connections each instance keeps, and how long to keep retrying an unreachable
+# database at start (with backoff) before giving up.
+database_pool_size = 16
+database_connect_timeout = 30
 
 # The catalog (data map). Relative paths are relative to this file.
 catalog = "tactful.toml"
@@ -167,6 +226,13 @@ mod tests {
     }
 
     #[test]
+    fn defaults_match_the_flags_defaults() {
+        let parsed = Cli::try_parse_from(["tactful"]).unwrap().config;
+        let default = Config::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let error = load(&[], "listne = \"127.0.0.1:7000\"\n").unwrap_err();
         assert!(error.to_string().contains("unknown field `listne`"), "{error}");
@@ -180,10 +246,7 @@ mod tests {
 
     #[test]
     fn the_master_key_never_prints() {
-        let config = Config {
-            master_key: Some(Secret::new("00".repeat(32))),
-            ..Cli::try_parse_from(["tactful"]).unwrap().config
-        };
+        let config = Config { master_key: Some(Secret::new("00".repeat(32))), ..Config::default() };
         assert!(!format!("{config:?}").contains(&"00".repeat(32)));
     }
 }

@@ -68,7 +68,7 @@ impl AppState {
             }
             keys::KeySource::Environment => tracing::info!("read the master key from TACTFUL_MASTER_KEY"),
         }
-        let opened = tactful_store::open(&config.database, master).await?;
+        let opened = tactful_store::open_with(&config.database, master, &config.store_options()).await?;
         Ok(AppState {
             catalog: Arc::new(catalog),
             store: opened.store,

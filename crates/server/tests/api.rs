@@ -57,14 +57,10 @@ impl Harness {
     async fn with_inflight(max_inflight: usize) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
-            config_file: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
             database: format!("sqlite:{}", dir.path().join("tactful.db").display()),
-            catalog: dir.path().join("unused.toml"),
             master_key_file: dir.path().join("master.key"),
-            master_key: None,
             max_inflight,
-            log_format: "text".into(),
+            ..Config::default()
         };
         let state = Arc::new(AppState::open(&config, test_catalog()).await.unwrap());
         Harness { state, dir }

@@ -9,6 +9,8 @@
 mod postgres;
 mod resolve;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@
 //! it was skipped; with `CI` set, it fails instead.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -49,42 +48,8 @@ async fn sqlite() -> Backend {
 /// A fresh database on the PostgreSQL server named by `TACTFUL_TEST_POSTGRES_URL`, or `None`
 /// (saying so on the terminal) when there is none.
 async fn postgres() -> Option<Backend> {
-    let url = fresh_postgres_database().await?;
+    let url = tactful_store::testing::fresh_postgres_database().await?;
     Some(open_backend(url, None).await)
-}
-
-pub async fn fresh_postgres_database() -> Option<String> {
-    let Ok(admin) = std::env::var("TACTFUL_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the PostgreSQL half of the conformance suite: set TACTFUL_TEST_POSTGRES_URL"
-        );
-        static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| {
-            // Written to the terminal directly, so the test harness does not swallow it.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\nSKIPPED: the PostgreSQL half of the storage conformance suite (set TACTFUL_TEST_POSTGRES_URL, \
-                 e.g. with scripts/test-postgres)\n"
-            );
-        });
-        return None;
-    };
-    use sqlx::Connection as _;
-    let mut admin_conn =
-        sqlx::PgConnection::connect(&admin).await.expect("connect to TACTFUL_TEST_POSTGRES_URL");
-    let name = format!("tactful_t_{}", &tactful_vault::new_subject_id()[4..16]);
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
-    let (base, query) =
-        admin.split_once('?').map_or((admin.as_str(), None), |(base, query)| (base, Some(query)));
-    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-    Some(match query {
-        Some(query) => format!("{prefix}/{name}?{query}"),
-        None => format!("{prefix}/{name}"),
-    })
 }
 
 /// Runs each listed test on SQLite and on PostgreSQL.
@@ -599,4 +564,68 @@ async fn periodic_jobs_run_once_per_period_across_instances(backend: Backend) {
     assert!(second.job_claim("slow", "b", T0 + 10 * minute, minute, 10 * minute).await.unwrap());
     // Jobs are independent.
     assert!(first.job_claim("wal-truncate", "a", T0, hour, 60_000).await.unwrap());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Schema versions: a newer tactful migrates an older database; an older tactful refuses a newer one.
+
+#[tokio::test]
+async fn sqlite_an_older_schema_is_migrated_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../src/sqlite/migrations/0001_foundation.sql")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1; INSERT INTO subjects (id, wrapped_key, known, created_at) VALUES ('sub_old', x'00', 0, 0);").unwrap();
+    }
+    let url = format!("sqlite:{}", path.display());
+    check_migrates_then_refuses(&url, async {
+        rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_an_older_schema_is_migrated_and_a_newer_one_refused() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE tactful_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+         INSERT INTO tactful_migrations VALUES (1, 0);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!("../src/postgres/migrations/0001_foundation.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO subjects (id, wrapped_key, known, created_at) VALUES ('sub_old', '\\x00', FALSE, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    check_migrates_then_refuses(&url, async {
+        sqlx::raw_sql("INSERT INTO tactful_migrations VALUES (99, 0)").execute(&pool).await.unwrap();
+    })
+    .await;
+}
+
+/// Opens `url` (at schema version 1, holding one subject), then runs `make_newer` and opens again.
+async fn check_migrates_then_refuses(url: &str, make_newer: impl std::future::Future<Output = ()>) {
+    let opened = tactful_store::open_with(url, MasterKey::generate(), &options())
+        .await
+        .expect("an older schema migrates");
+    assert_eq!(opened.store.stats().await.unwrap().subjects, 1, "existing data survives the migration");
+    opened.store.outbox_enqueue("t", Vec::new(), T0).await.expect("the newer tables exist");
+    drop(opened);
+    make_newer.await;
+    match tactful_store::open_with(url, MasterKey::generate(), &options()).await {
+        Err(error @ StoreError::SchemaTooNew { found: 99, .. }) => {
+            assert!(error.to_string().contains("run a newer tactful"), "{error}");
+        }
+        Err(other) => panic!("expected SchemaTooNew, got {other}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
 }

@@ -34,6 +34,9 @@ pub struct DemoArgs {
     /// A catalog to use instead of the shipped example (it must declare the example's sources).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// A database to use instead of SQLite in the data directory, e.g. postgres://…
+    #[arg(long, env = "TACTFUL_DATABASE")]
+    pub database: Option<String>,
 }
 
 /// RFC 3339 for Unix milliseconds.
@@ -48,14 +51,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
     };
     let config = Config {
-        config_file: None,
         listen: args.listen,
-        database: format!("sqlite:{}", args.data_dir.join("tactful.db").display()),
+        database: args
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("tactful.db").display())),
         catalog: args.catalog.clone().unwrap_or_else(|| "examples/tactful.toml".into()),
         master_key_file: args.data_dir.join("master.key"),
-        master_key: None,
-        max_inflight: 512,
-        log_format: "text".into(),
+        ..Config::default()
     };
     let state = Arc::new(AppState::open(&config, catalog).await?);
     let listener = tactful_server::bind(&config)
@@ -73,10 +76,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!();
     println!("Tactful is running at {base}");
-    println!(
-        "  data:    {} (embedded SQLite, every personal value encrypted per person)",
-        args.data_dir.display()
-    );
+    let database = match state.store.backend() {
+        "sqlite" => format!("embedded SQLite in {}", args.data_dir.display()),
+        other => format!("{other}, master key in {}", args.data_dir.display()),
+    };
+    println!("  data:    {database} (every personal value encrypted per person)");
     println!("  catalog: {} — {}", config.catalog.display(), state.catalog.brand().name);
     println!();
     println!(
@@ -97,8 +101,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  # what minimization dropped, per source and path");
     println!("  curl -s {base}/metrics | grep properties_dropped");
     println!(
-        "  cargo run --release -- dropped --database sqlite:{}/tactful.db --master-key-file {}/master.key",
-        args.data_dir.display(),
+        "  cargo run --release -- dropped --database '{}' --master-key-file {}/master.key",
+        redact_password(&config.database),
         args.data_dir.display()
     );
     println!("  # the settings analytics.js loads");
@@ -108,6 +112,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
     server.await??;
     Ok(())
+}
+
+/// A database URL fit to print: the password, if any, replaced by `***`.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 pub struct Summary {
@@ -197,4 +215,20 @@ async fn send(
     stored.fetch_add(answer["stored"].as_u64().unwrap_or(0), Ordering::Relaxed);
     duplicates.fetch_add(answer["duplicates"].as_u64().unwrap_or(0), Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(
+            super::redact_password("postgres://app:s3cret@db:5432/tactful"),
+            "postgres://app:***@db:5432/tactful"
+        );
+        assert_eq!(
+            super::redact_password("sqlite:tactful-demo/tactful.db"),
+            "sqlite:tactful-demo/tactful.db"
+        );
+        assert_eq!(super::redact_password("postgres://app@db/tactful"), "postgres://app@db/tactful");
+    }
 }
