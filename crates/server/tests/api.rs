@@ -55,9 +55,19 @@ impl Harness {
     }
 
     async fn with_inflight(max_inflight: usize) -> Harness {
+        Harness::open(max_inflight, None).await
+    }
+
+    /// On PostgreSQL at `url`.
+    async fn on(url: String) -> Harness {
+        Harness::open(64, Some(url)).await
+    }
+
+    async fn open(max_inflight: usize, database: Option<String>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
-            database: format!("sqlite:{}", dir.path().join("tactful.db").display()),
+            database: database
+                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("tactful.db").display())),
             master_key_file: dir.path().join("master.key"),
             max_inflight,
             ..Config::default()
@@ -689,6 +699,77 @@ async fn an_overloaded_server_answers_429_with_retry_after() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers[header::RETRY_AFTER], "1");
     assert_eq!(body["error"]["code"], "overloaded");
+}
+
+/// A database connection dropped in the middle of a request: the client gets a clear 503 with
+/// Retry-After, nothing of the request is half-written, and its retry is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_request_answers_503_and_the_retry_stores_once() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    let harness = Harness::on(url.clone()).await;
+    // A test-only trigger that stalls inserts into events while armed, so the request can be caught
+    // mid-transaction and its connection terminated, as a network failure or failover would.
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE test_switch (armed BOOLEAN NOT NULL); INSERT INTO test_switch VALUES (TRUE);
+         CREATE FUNCTION test_stall() RETURNS trigger AS $$
+         BEGIN IF (SELECT armed FROM test_switch) THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER test_stall BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION test_stall();",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "nina", "messageId": "n-1", "traits": {"email": "nina@example.com"}},
+        {"type": "track", "userId": "nina", "event": "Product Viewed", "messageId": "n-2"}
+    ]});
+    let request = {
+        let state = harness.state.clone();
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let request = Request::post("/v1/batch")
+                .header(header::AUTHORIZATION, basic("wk_web_fernhill_demo"))
+                .body(Body::from(batch.to_string()))
+                .unwrap();
+            let response = tactful_server::app(state).oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body: Value =
+                serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+            (status, headers, body)
+        })
+    };
+    // Wait for the request's transaction to reach the stalled insert, then cut its connection.
+    let stalled = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let pid: Option<i32> =
+                sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+                    .fetch_optional(&admin)
+                    .await
+                    .unwrap();
+            if let Some(pid) = pid {
+                break pid;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the request reached the database");
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(stalled).execute(&admin).await.unwrap();
+    let (status, headers, body) = request.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    let stats = harness.state.store.stats().await.unwrap();
+    assert_eq!((stats.subjects, stats.identities, stats.events), (0, 0, 0), "nothing half-written");
+
+    sqlx::raw_sql("UPDATE test_switch SET armed = FALSE").execute(&admin).await.unwrap();
+    let (status, body) = harness.post("/v1/batch", batch.clone()).await;
+    assert_eq!((status, body["stored"].as_u64()), (StatusCode::OK, Some(2)), "{body}");
+    let (_, body) = harness.post("/v1/batch", batch).await;
+    assert_eq!((body["stored"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(2)));
+    let stats = harness.state.store.stats().await.unwrap();
+    assert_eq!((stats.subjects, stats.events), (1, 2));
 }
 
 /// The promise: no personal value is stored in clear anywhere in the database file or its WAL, and

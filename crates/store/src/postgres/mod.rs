@@ -76,29 +76,45 @@ impl PostgresStore {
         let place = describe(&connect);
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
+        // One plain connection first: it fails fast when the server is down (a pool would wait out
+        // its acquire timeout), so the retries and their messages come at a human pace.
         let pool = loop {
-            let attempt = PgPoolOptions::new()
-                .max_connections(options.pool_size.max(2))
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(connect.clone())
-                .await;
-            match attempt {
-                Ok(pool) => break pool,
-                Err(error) => {
-                    let error = pg(error);
-                    if !matches!(error, StoreError::Unavailable(_))
-                        || started.elapsed() + delay > options.connect_for
-                    {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect),
+            )
+            .await;
+            let error = match attempt {
+                Ok(Ok(conn)) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                    break PgPoolOptions::new()
+                        .max_connections(options.pool_size.max(2))
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_with(connect.clone())
+                        .await
+                        .map_err(|error| {
+                            StoreError::Unavailable(format!("cannot open a pool to {place}: {error}"))
+                        })?;
+                }
+                Ok(Err(error)) => match pg(error) {
+                    StoreError::Unavailable(reason) => reason,
+                    other => {
                         return Err(StoreError::Unavailable(format!(
-                            "cannot reach PostgreSQL at {place} (tried for {}s): {error}",
-                            started.elapsed().as_secs()
+                            "cannot connect to PostgreSQL at {place}: {other}"
                         )));
                     }
-                    tracing::warn!(database = %place, %error, retry_in_ms = delay.as_millis() as u64, "PostgreSQL is unreachable; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+                },
+                Err(_) => "no answer within 5 s".to_owned(),
+            };
+            if started.elapsed() + delay > options.connect_for {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot reach PostgreSQL at {place} (tried for {} s): {error}",
+                    started.elapsed().as_secs()
+                )));
             }
+            tracing::warn!(database = %place, %error, retry_in_ms = delay.as_millis() as u64, "PostgreSQL is unreachable; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         };
         migrate(&pool).await?;
         let wrapped_root = index_root(&pool, &master).await?;
