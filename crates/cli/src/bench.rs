@@ -31,6 +31,10 @@ pub struct IngestArgs {
     /// Skip the reference run (for profiling Tactful alone).
     #[arg(long)]
     pub skip_reference: bool,
+    /// Also measure PostgreSQL, with one and with two server instances, on a fresh database created
+    /// (and dropped afterwards) on this server; the role needs CREATEDB.
+    #[arg(long, env = "TACTFUL_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
 }
 
 /// Events prepared once as JSON text split around their messageId, so requests are cheap to build
@@ -84,15 +88,16 @@ pub struct Figures {
     pub acknowledged: u64,
 }
 
-/// Drives `base` with `clients` concurrent senders for `seconds`.
-pub async fn drive(base: &str, args: &IngestArgs, run: &str) -> anyhow::Result<Figures> {
+/// Drives the servers at `bases` (clients spread over them) with `clients` concurrent senders for
+/// `seconds`.
+pub async fn drive(bases: &[String], args: &IngestArgs, run: &str) -> anyhow::Result<Figures> {
     let templates = Arc::new(Templates::new());
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client_index in 0..args.clients {
-        let client = Client::new(base.to_owned());
+        let client = Client::new(bases[client_index % bases.len()].clone());
         let (templates, stop, acknowledged) = (templates.clone(), stop.clone(), acknowledged.clone());
         let (batch, run) = (args.batch, format!("{run}-{client_index}"));
         tasks.push(tokio::spawn(async move {
@@ -151,12 +156,15 @@ pub async fn reference_server() -> anyhow::Result<String> {
     Ok(base)
 }
 
-/// Tactful on the embedded store in a temporary directory, with the example catalog.
-pub async fn tactful_server(dir: &std::path::Path) -> anyhow::Result<(String, Arc<AppState>)> {
+/// A Tactful server on `database` with the example catalog and the master key in `key_file`.
+pub async fn tactful_server(
+    database: String,
+    key_file: std::path::PathBuf,
+) -> anyhow::Result<(String, Arc<AppState>)> {
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
-        database: format!("sqlite:{}", dir.join("bench.db").display()),
-        master_key_file: dir.join("master.key"),
+        database,
+        master_key_file: key_file,
         max_inflight: 4096,
         ..Config::default()
     };
@@ -167,6 +175,67 @@ pub async fn tactful_server(dir: &std::path::Path) -> anyhow::Result<(String, Ar
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(tactful_server::serve(listener, state.clone(), std::future::pending()));
     Ok((base, state))
+}
+
+/// Measures `instances` servers over `database`, and checks every acknowledged event is stored.
+async fn measure(
+    database: &str,
+    instances: usize,
+    dir: &std::path::Path,
+    args: &IngestArgs,
+    run: &str,
+) -> anyhow::Result<Figures> {
+    let mut bases = Vec::new();
+    let mut states = Vec::new();
+    for _ in 0..instances {
+        let (base, state) = tactful_server(database.to_owned(), dir.join("master.key")).await?;
+        bases.push(base);
+        states.push(state);
+    }
+    let before = states[0].store.stats().await?.events;
+    let figures = drive(&bases, args, run).await?;
+    let stored = states[0].store.stats().await?.events - before;
+    anyhow::ensure!(
+        stored >= figures.acknowledged,
+        "{} events acknowledged but only {stored} stored",
+        figures.acknowledged
+    );
+    Ok(figures)
+}
+
+/// A fresh database on the PostgreSQL server of `url`, dropped when the guard goes.
+struct ScratchDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create(admin: &str) -> anyhow::Result<ScratchDatabase> {
+        use sqlx::Connection as _;
+        let name = format!("tactful_bench_{}", &tactful_vault::new_subject_id()[4..14]);
+        let mut conn =
+            sqlx::PgConnection::connect(admin).await.context("connecting to the benchmark's PostgreSQL")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .context("creating a scratch database (the role needs CREATEDB)")?;
+        let (base, query) = admin.split_once('?').map_or((admin, None), |(base, query)| (base, Some(query)));
+        let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+        let url = match query {
+            Some(query) => format!("{prefix}/{name}?{query}"),
+            None => format!("{prefix}/{name}"),
+        };
+        Ok(ScratchDatabase { admin: admin.to_owned(), name, url })
+    }
+
+    async fn drop_database(self) {
+        use sqlx::Connection as _;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+        }
+    }
 }
 
 fn resident_megabytes() -> Option<f64> {
@@ -188,51 +257,69 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         None
     } else {
         let reference_base = reference_server().await?;
-        Some(drive(&reference_base, &args, "ref").await.context("driving the reference server")?)
+        Some(drive(&[reference_base], &args, "ref").await.context("driving the reference server")?)
     };
 
     let dir = tempfile::tempdir()?;
-    let (base, state) = tactful_server(dir.path()).await?;
+    let sqlite_url = format!("sqlite:{}", dir.path().join("bench.db").display());
     let memory_before = resident_megabytes();
-    let tactful = drive(&base, &args, "bench").await.context("driving Tactful")?;
+    let sqlite =
+        measure(&sqlite_url, 1, dir.path(), &args, "sqlite").await.context("driving Tactful on SQLite")?;
     let memory_after = resident_megabytes();
-    let stored = state.store.stats().await?.events;
+
+    let mut postgres = Vec::new();
+    if let Some(admin) = &args.postgres {
+        for instances in [1, 2] {
+            let scratch = ScratchDatabase::create(admin).await?;
+            let measured =
+                measure(&scratch.url, instances, dir.path(), &args, &format!("pg{instances}")).await;
+            scratch.drop_database().await;
+            postgres.push((instances, measured.context("driving Tactful on PostgreSQL")?));
+        }
+    }
 
     println!();
-    println!("{:<34}{:>12}{:>10}{:>10}{:>10}", "", "events/s", "req/s", "p50 ms", "p99 ms");
+    println!("{:<40}{:>12}{:>10}{:>10}{:>10}", "", "events/s", "req/s", "p50 ms", "p99 ms");
     let row = |name: &str, figures: &Figures| {
         println!(
-            "{:<34}{:>12.0}{:>10.0}{:>10.1}{:>10.1}",
+            "{:<40}{:>12.0}{:>10.0}{:>10.1}{:>10.1}",
             name, figures.events_per_second, figures.requests_per_second, figures.p50_ms, figures.p99_ms
         );
     };
     if let Some(reference) = &reference {
         row("reference (parse JSON, answer 200)", reference);
     }
-    row("tactful, embedded SQLite", &tactful);
+    row("tactful, embedded SQLite", &sqlite);
+    for (instances, figures) in &postgres {
+        let name =
+            format!("tactful, PostgreSQL, {instances} instance{}", if *instances == 1 { "" } else { "s" });
+        row(&name, figures);
+    }
     if let Some(reference) = &reference {
         println!(
-            "{:<34}{:>12.2}",
-            "ratio tactful / reference",
-            tactful.events_per_second / reference.events_per_second
+            "{:<40}{:>12.2}",
+            "ratio tactful (SQLite) / reference",
+            sqlite.events_per_second / reference.events_per_second
         );
     }
     println!();
     println!(
-        "Durability: {} events acknowledged, {} in the store{}.",
-        tactful.acknowledged,
-        stored,
-        if stored >= tactful.acknowledged {
-            " (every acknowledged event committed)"
-        } else {
-            " — MISSING EVENTS"
-        }
+        "Durability: every acknowledged event was found in the store ({} on SQLite{}).",
+        sqlite.acknowledged,
+        postgres
+            .iter()
+            .map(|(instances, figures)| format!(", {} on PostgreSQL x{instances}", figures.acknowledged))
+            .collect::<String>()
     );
     if let (Some(before), Some(after)) = (memory_before, memory_after) {
         println!(
-            "Memory (whole process, resident): {before:.0} MB before the Tactful run, {after:.0} MB after."
+            "Memory (whole process, resident): {before:.0} MB before the SQLite run, {after:.0} MB after."
         );
     }
-    anyhow::ensure!(stored >= tactful.acknowledged, "acknowledged events are missing from the store");
+    if args.postgres.is_none() {
+        println!(
+            "PostgreSQL: not measured (pass --postgres postgres://… or set TACTFUL_BENCH_POSTGRES_URL)."
+        );
+    }
     Ok(())
 }

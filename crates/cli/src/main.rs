@@ -47,6 +47,28 @@ enum Command {
     /// Benchmarks that print their figures beside a reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Master keys: generate one, rotate to a new one.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key (64 hex digits), or write it to a file with mode 0600.
+    Generate {
+        /// Write the key to this file (which must not exist) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Re-wrap every subject's data key under the current master key. Run it once all instances
+    /// have the new key as current and the old one as previous; see docs/deployment.md.
+    Rotate {
+        #[command(flatten)]
+        config: Box<Config>,
+        /// Subjects re-wrapped per database transaction.
+        #[arg(long, default_value_t = 1_000)]
+        batch: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +164,45 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             println!("identifiers:    {}", stats.identities);
             println!("events:         {}", stats.events);
             println!("profile values: {}", stats.profile_values);
+        }
+        Command::Keys(KeysCommand::Generate { out }) => {
+            let key = tactful_vault::MasterKey::generate();
+            match out {
+                Some(path) => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::OpenOptionsExt;
+                        options.mode(0o600);
+                    }
+                    let mut file =
+                        options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+                    std::io::Write::write_all(&mut file, format!("{}\n", key.to_hex().as_str()).as_bytes())?;
+                    eprintln!("wrote master key {} to {}", key.id(), path.display());
+                }
+                None => println!("{}", key.to_hex().as_str()),
+            }
+        }
+        Command::Keys(KeysCommand::Rotate { config, batch }) => {
+            let config = with_file(*config)?;
+            init_logging_level("warn");
+            let state = open_quietly(config).await?;
+            let (mut cursor, mut rewrapped) = (None, 0u64);
+            loop {
+                let page = state.store.rewrap_keys(cursor, batch.max(1)).await?;
+                rewrapped += page.rewrapped;
+                cursor = page.next;
+                eprint!("\rre-wrapped {rewrapped} keys so far");
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            eprintln!();
+            println!(
+                "Every data key is now wrapped under master key {}. Remove the previous key from every instance.",
+                state.vault.master_key_id()
+            );
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             init_logging_level("warn");

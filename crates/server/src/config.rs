@@ -53,6 +53,25 @@ pub struct Config {
     #[arg(long, env = "TACTFUL_MASTER_KEY", hide = true, hide_env_values = true)]
     pub master_key: Option<Secret>,
 
+    /// During a master-key rotation: files holding the keys being replaced (repeatable). Data they
+    /// wrapped stays readable until `tactful keys rotate` has re-wrapped it.
+    #[arg(
+        long = "previous-master-key-file",
+        env = "TACTFUL_PREVIOUS_MASTER_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub previous_master_key_files: Vec<PathBuf>,
+
+    /// During a master-key rotation: the keys being replaced, comma-separated. Environment only.
+    #[arg(
+        long = "previous-master-keys",
+        env = "TACTFUL_PREVIOUS_MASTER_KEYS",
+        value_delimiter = ',',
+        hide = true,
+        hide_env_values = true
+    )]
+    pub previous_master_keys: Vec<Secret>,
+
     /// Requests processed at once; beyond this, ingestion answers 429 with Retry-After.
     #[arg(long, env = "TACTFUL_MAX_INFLIGHT", default_value_t = DEFAULT_MAX_INFLIGHT)]
     pub max_inflight: usize,
@@ -74,6 +93,8 @@ impl Default for Config {
             catalog: DEFAULT_CATALOG.into(),
             master_key_file: DEFAULT_MASTER_KEY_FILE.into(),
             master_key: None,
+            previous_master_key_files: Vec::new(),
+            previous_master_keys: Vec::new(),
             max_inflight: DEFAULT_MAX_INFLIGHT,
             log_format: "text".to_owned(),
         }

@@ -40,7 +40,7 @@ pub enum StartError {
     CatalogInvalid(String),
     #[error(transparent)]
     Key(#[from] keys::KeyError),
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Store(#[from] tactful_store::StoreError),
     #[error("cannot listen on {address}: {error}")]
     Listen { address: String, error: std::io::Error },
@@ -57,17 +57,13 @@ pub fn load_catalog(path: &Path) -> Result<Catalog, StartError> {
 impl AppState {
     /// Opens everything the server needs: catalog, master key, database, vault.
     pub async fn open(config: &Config, catalog: Catalog) -> Result<AppState, StartError> {
-        let (master, source) = keys::load_master_key(config.master_key.as_ref(), &config.master_key_file)?;
-        match source {
-            keys::KeySource::CreatedFile => tracing::warn!(
-                file = %config.master_key_file.display(),
-                "created a new master key; back it up: without it the stored data cannot be read"
-            ),
-            keys::KeySource::ExistingFile => {
-                tracing::info!(file = %config.master_key_file.display(), "read the master key file");
-            }
-            keys::KeySource::Environment => tracing::info!("read the master key from TACTFUL_MASTER_KEY"),
-        }
+        let (master, from) = keys::load_keys(config)?;
+        tracing::info!(
+            %from,
+            key = %master.current.id(),
+            previous = master.previous.len(),
+            "loaded the master key"
+        );
         let opened = tactful_store::open_with(&config.database, master, &config.store_options()).await?;
         Ok(AppState {
             catalog: Arc::new(catalog),

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tactful_domain::identity::IdentifierKind;
 use tactful_domain::minimize::{DropReason, Dropped};
 use tactful_domain::segment::MessageType;
-use tactful_vault::{Blind, MasterKey, Vault, VaultError};
+use tactful_vault::{Blind, MasterKeys, Vault, VaultError};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -241,6 +241,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends `owner`'s lease on job `name` early, once the run is done.
     async fn job_release(&self, name: &str, owner: &str) -> Result<()>;
+
+    /// Master-key rotation: re-wraps under the current master key up to `limit` subject keys
+    /// (and, on the first call, the keyring), in id order after `after`. Call again with the
+    /// returned cursor until it is `None`. Safe to run while servers keep writing.
+    async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch>;
+}
+
+/// Progress of a master-key rotation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewrapBatch {
+    /// Keys re-wrapped by this call.
+    pub rewrapped: u64,
+    /// Where to continue, or `None` when every subject has been visited.
+    pub next: Option<String>,
 }
 
 /// A store opened with its vault.
@@ -251,7 +265,7 @@ pub struct Opened {
 
 /// Opens the database named by `url` (`sqlite:PATH`, a plain file path, or `postgres://…`), migrates
 /// it, and opens the vault with `master` and the database's index root (created on first start).
-pub async fn open(url: &str, master: MasterKey) -> Result<Opened> {
+pub async fn open(url: &str, master: impl Into<MasterKeys>) -> Result<Opened> {
     open_with(url, master, &Options::default()).await
 }
 
@@ -271,7 +285,8 @@ impl Default for Options {
 }
 
 /// [`open`] with explicit [`Options`].
-pub async fn open_with(url: &str, master: MasterKey, options: &Options) -> Result<Opened> {
+pub async fn open_with(url: &str, master: impl Into<MasterKeys>, options: &Options) -> Result<Opened> {
+    let master = master.into();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (store, vault) = PostgresStore::open(url, master, options).await?;
         return Ok(Opened { store: Arc::new(store), vault });

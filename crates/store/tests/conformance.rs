@@ -11,7 +11,7 @@ use tactful_domain::identity::IdentifierKind;
 use tactful_domain::minimize::{DropReason, Dropped};
 use tactful_domain::segment::MessageType;
 use tactful_store::{IdentityClaim, IngestEvent, IngestOutcome, Options, Store, StoreError, seal_context};
-use tactful_vault::{MasterKey, Vault};
+use tactful_vault::{MasterKey, MasterKeys, Vault};
 
 /// One backend under test: an opened store, and how to open the same database again.
 struct Backend {
@@ -87,6 +87,7 @@ conformance!(
     reopening_keeps_identifiers_findable_and_refuses_another_master_key,
     outbox_claims_never_overlap_and_leases_expire,
     periodic_jobs_run_once_per_period_across_instances,
+    rotating_the_master_key_keeps_everything_readable,
 );
 
 // ------------------------------------------------------------------------------------------------
@@ -564,6 +565,76 @@ async fn periodic_jobs_run_once_per_period_across_instances(backend: Backend) {
     assert!(second.job_claim("slow", "b", T0 + 10 * minute, minute, 10 * minute).await.unwrap());
     // Jobs are independent.
     assert!(first.job_claim("wal-truncate", "a", T0, hour, 60_000).await.unwrap());
+}
+
+/// A rotation as operators run it: instances get the new key with the old one as previous, the
+/// rewrap runs in pages while they keep writing, then the old key goes.
+async fn rotating_the_master_key_keeps_everything_readable(backend: Backend) {
+    ingest(
+        &backend,
+        vec![event("1").user("ada").email("ada@example.com").identify(json!({"first_name": "Ada"}))],
+    )
+    .await;
+    let new_hex = MasterKey::generate().to_hex().to_string();
+    let keys = |current: &str, previous: Option<&str>| MasterKeys {
+        current: MasterKey::from_text(current).unwrap(),
+        previous: previous.into_iter().map(|text| MasterKey::from_text(text).unwrap()).collect(),
+    };
+    let during =
+        tactful_store::open_with(&backend.url, keys(&new_hex, Some(&backend.master_hex)), &options())
+            .await
+            .unwrap();
+    let during = Backend {
+        store: during.store,
+        vault: during.vault,
+        url: backend.url.clone(),
+        master_hex: new_hex.clone(),
+        _dir: None,
+    };
+    ingest(&during, vec![event("2").user("bea").identify(json!({"first_name": "Bea"}))]).await;
+    let ada = subject_of(&during, "user_id", "ada").await.unwrap();
+    assert_eq!(
+        open_subject(&during, &ada).await.profile[0].1,
+        json!("Ada"),
+        "old keys still open during the rotation"
+    );
+
+    let (mut cursor, mut rewrapped, mut pages) = (None, 0, 0);
+    loop {
+        let batch = during.store.rewrap_keys(cursor, 1).await.unwrap();
+        rewrapped += batch.rewrapped;
+        pages += 1;
+        cursor = batch.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(rewrapped, 1, "only ada's key was under the old master key");
+    assert!(pages >= 2, "the rotation pages through subjects");
+
+    let after = tactful_store::open_with(&backend.url, keys(&new_hex, None), &options()).await.unwrap();
+    let after = Backend {
+        store: after.store,
+        vault: after.vault,
+        url: backend.url.clone(),
+        master_hex: new_hex,
+        _dir: None,
+    };
+    let ada = subject_of(&after, "user_id", "ada").await.expect("blind indexes survive the rotation");
+    assert_eq!(open_subject(&after, &ada).await.profile[0].1, json!("Ada"));
+    let bea = subject_of(&after, "user_id", "bea").await.unwrap();
+    assert_eq!(open_subject(&after, &bea).await.profile[0].1, json!("Bea"));
+    match tactful_store::open_with(
+        &backend.url,
+        MasterKey::from_text(&backend.master_hex).unwrap(),
+        &options(),
+    )
+    .await
+    {
+        Err(StoreError::Vault(tactful_vault::VaultError::WrongMasterKey { .. })) => {}
+        Err(other) => panic!("expected WrongMasterKey, got {other}"),
+        Ok(_) => panic!("the retired key must no longer open the database"),
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

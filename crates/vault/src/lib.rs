@@ -201,9 +201,36 @@ impl fmt::Debug for Blind {
     }
 }
 
-/// The vault used by a running server: the master key and the keys derived from the index root.
+/// The master key in use and, during a rotation, the ones it replaces: new keys are wrapped under
+/// `current`; keys wrapped under a `previous` one still unwrap until they are re-wrapped.
+#[derive(Debug)]
+pub struct MasterKeys {
+    pub current: MasterKey,
+    pub previous: Vec<MasterKey>,
+}
+
+impl From<MasterKey> for MasterKeys {
+    fn from(current: MasterKey) -> Self {
+        MasterKeys { current, previous: Vec::new() }
+    }
+}
+
+impl MasterKeys {
+    /// The master key a wrapped key was wrapped under, if it is one of these.
+    fn for_wrapped(&self, wrapped: &[u8]) -> Result<&MasterKey, VaultError> {
+        let id = wrapped.get(1..=KEY_ID_BYTES).ok_or(VaultError::Unauthentic)?;
+        std::iter::once(&self.current).chain(&self.previous).find(|key| key.id == id).ok_or_else(|| {
+            VaultError::WrongMasterKey {
+                found: id.iter().map(|byte| format!("{byte:02x}")).collect(),
+                expected: self.current.id(),
+            }
+        })
+    }
+}
+
+/// The vault used by a running server: the master keys and the keys derived from the index root.
 pub struct Vault {
-    master: MasterKey,
+    master: MasterKeys,
     blind_index: Hmac<Sha256>,
     dedupe: Hmac<Sha256>,
 }
@@ -215,9 +242,10 @@ impl fmt::Debug for Vault {
 }
 
 impl Vault {
-    /// Opens the vault with the master key and the database's wrapped index root.
-    pub fn open(master: MasterKey, wrapped_index_root: &[u8]) -> Result<Vault, VaultError> {
-        let root = master.unwrap(INDEX_ROOT_LABEL, wrapped_index_root)?;
+    /// Opens the vault with the master key(s) and the database's wrapped index root.
+    pub fn open(master: impl Into<MasterKeys>, wrapped_index_root: &[u8]) -> Result<Vault, VaultError> {
+        let master = master.into();
+        let root = master.for_wrapped(wrapped_index_root)?.unwrap(INDEX_ROOT_LABEL, wrapped_index_root)?;
         let derive = |label: &[u8]| {
             let mut key = Zeroizing::new([0u8; KEY_BYTES]);
             Hkdf::<Sha256>::new(None, root.as_slice())
@@ -233,7 +261,31 @@ impl Vault {
     }
 
     pub fn master_key_id(&self) -> String {
-        self.master.id()
+        self.master.current.id()
+    }
+
+    /// The index root re-wrapped under the current master key, if it was wrapped under another.
+    pub fn rewrap_index_root(&self, wrapped: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        self.rewrap(INDEX_ROOT_LABEL, wrapped)
+    }
+
+    /// A subject's data key re-wrapped under the current master key, if it was wrapped under another
+    /// (during a rotation). The data key itself, and so every sealed value, is unchanged.
+    pub fn rewrap_subject_key(
+        &self,
+        subject_id: &str,
+        wrapped: &[u8],
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        self.rewrap(&subject_label(subject_id), wrapped)
+    }
+
+    fn rewrap(&self, label: &str, wrapped: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        let under = self.master.for_wrapped(wrapped)?;
+        if under.id == self.master.current.id {
+            return Ok(None);
+        }
+        let key = under.unwrap(label, wrapped)?;
+        Ok(Some(self.master.current.wrap(label, &key)))
     }
 
     /// The blind index of a normalized identifier of a kind (`email`, `user_id`, …).
@@ -263,13 +315,13 @@ impl Vault {
     pub fn new_subject(&self) -> NewSubject {
         let id = new_subject_id();
         let key = Zeroizing::new(random_bytes::<KEY_BYTES>());
-        let wrapped = self.master.wrap(&subject_label(&id), &key);
+        let wrapped = self.master.current.wrap(&subject_label(&id), &key);
         NewSubject { key: SubjectKey { key }, wrapped, id }
     }
 
     /// Unwraps a subject's data key from storage.
     pub fn subject_key(&self, subject_id: &str, wrapped: &[u8]) -> Result<SubjectKey, VaultError> {
-        Ok(SubjectKey { key: self.master.unwrap(&subject_label(subject_id), wrapped)? })
+        Ok(SubjectKey { key: self.master.for_wrapped(wrapped)?.unwrap(&subject_label(subject_id), wrapped)? })
     }
 }
 

@@ -130,3 +130,42 @@ fn subject_ids_are_random_and_well_formed() {
         a.starts_with("sub_") && a[4..].chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
     );
 }
+
+#[test]
+fn rotation_rewraps_keys_without_changing_them() {
+    let old = MasterKey::from_bytes([3u8; 32]);
+    let root = old.new_index_root();
+    let before = Vault::open(MasterKey::from_bytes([3u8; 32]), &root).unwrap();
+    let subject = before.new_subject();
+    let sealed = subject.key.seal("event", &[subject.id.as_bytes()], b"kept across the rotation");
+    let blind = before.blind("email", "ada@example.com");
+
+    // During the rotation: the new key is current, the old one still opens what it wrapped.
+    let during = Vault::open(
+        MasterKeys {
+            current: MasterKey::from_bytes([4u8; 32]),
+            previous: vec![MasterKey::from_bytes([3u8; 32])],
+        },
+        &root,
+    )
+    .unwrap();
+    assert_eq!(during.blind("email", "ada@example.com"), blind, "blind indexes survive rotation");
+    let rewrapped = during.rewrap_subject_key(&subject.id, &subject.wrapped).unwrap().expect("re-wrapped");
+    let new_root = during.rewrap_index_root(&root).unwrap().expect("re-wrapped");
+    assert_eq!(during.rewrap_subject_key(&subject.id, &rewrapped).unwrap(), None, "already current");
+    let key = during.subject_key(&subject.id, &subject.wrapped).unwrap();
+    assert!(key.open("event", &[subject.id.as_bytes()], &sealed).is_ok());
+
+    // After: the new key alone opens everything; the old key alone opens nothing.
+    let after = Vault::open(MasterKey::from_bytes([4u8; 32]), &new_root).unwrap();
+    let key = after.subject_key(&subject.id, &rewrapped).unwrap();
+    assert_eq!(
+        key.open("event", &[subject.id.as_bytes()], &sealed).unwrap().as_slice(),
+        b"kept across the rotation"
+    );
+    assert_eq!(after.blind("email", "ada@example.com"), blind);
+    assert!(matches!(
+        Vault::open(MasterKey::from_bytes([3u8; 32]), &new_root),
+        Err(VaultError::WrongMasterKey { .. })
+    ));
+}

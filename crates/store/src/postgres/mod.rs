@@ -12,11 +12,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 use tactful_domain::minimize::DropReason;
-use tactful_vault::{Blind, MasterKey, Vault};
+use tactful_vault::{Blind, MasterKeys, Vault};
 
 use crate::{
-    DropCount, IngestEvent, IngestOutcome, Options, OutboxMessage, Result, Stats, Store, StoreError,
-    StoredEvent, StoredIdentity, StoredProfileValue, SubjectData,
+    DropCount, IngestEvent, IngestOutcome, Options, OutboxMessage, Result, RewrapBatch, Stats, Store,
+    StoreError, StoredEvent, StoredIdentity, StoredProfileValue, SubjectData,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -66,9 +66,10 @@ impl PostgresStore {
     /// `options.connect_for`), migrates, and opens the vault.
     pub async fn open(
         url: &str,
-        master: MasterKey,
+        master: impl Into<MasterKeys>,
         options: &Options,
     ) -> Result<(PostgresStore, std::sync::Arc<Vault>)> {
+        let master = master.into();
         let connect: PgConnectOptions = url
             .parse()
             .map_err(|error| StoreError::Unavailable(format!("the database URL is not valid: {error}")))?;
@@ -166,9 +167,9 @@ async fn migrate(pool: &PgPool) -> Result<()> {
 }
 
 /// The wrapped index root, created by whichever instance starts first.
-async fn index_root(pool: &PgPool, master: &MasterKey) -> Result<Vec<u8>> {
+async fn index_root(pool: &PgPool, master: &MasterKeys) -> Result<Vec<u8>> {
     sqlx::query("INSERT INTO keyring (name, wrapped, created_at) VALUES ('index_root', $1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(master.new_index_root())
+        .bind(master.current.new_index_root())
         .bind(crate::now_millis())
         .execute(pool)
         .await?;
@@ -421,6 +422,52 @@ impl Store for PostgresStore {
         .await?;
         Ok(())
     }
+
+    async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch> {
+        self.rewrap(after, limit).await
+    }
+}
+
+impl PostgresStore {
+    async fn rewrap(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch> {
+        let mut rewrapped = 0;
+        if after.is_none() {
+            let root: Vec<u8> = sqlx::query_scalar("SELECT wrapped FROM keyring WHERE name = 'index_root'")
+                .fetch_one(&self.pool)
+                .await?;
+            if let Some(new) = self.vault.rewrap_index_root(&root)? {
+                sqlx::query("UPDATE keyring SET wrapped = $1 WHERE name = 'index_root' AND wrapped = $2")
+                    .bind(new)
+                    .bind(&root)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        let rows = sqlx::query("SELECT id, wrapped_key FROM subjects WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after.as_deref().unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut last = None;
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let wrapped: Vec<u8> = row.try_get("wrapped_key")?;
+            if let Some(new) = self.vault.rewrap_subject_key(&id, &wrapped)? {
+                // Conditional: another instance rotating at the same time, or a concurrent erasure,
+                // simply wins.
+                rewrapped +=
+                    sqlx::query("UPDATE subjects SET wrapped_key = $1 WHERE id = $2 AND wrapped_key = $3")
+                        .bind(new)
+                        .bind(&id)
+                        .bind(&wrapped)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+            }
+            last = Some(id);
+        }
+        Ok(RewrapBatch { rewrapped, next: if rows.len() == limit as usize { last } else { None } })
+    }
 }
 
 /// The next value of counter `name`, inside the caller's transaction: gapless, because the row stays
@@ -446,7 +493,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn counters_stay_gapless_when_transactions_roll_back() {
         let Some(url) = crate::testing::fresh_postgres_database().await else { return };
-        let (store, _) = PostgresStore::open(&url, MasterKey::generate(), &Options::default()).await.unwrap();
+        let (store, _) = PostgresStore::open(&url, tactful_vault::MasterKey::generate(), &Options::default())
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for index in 0..24 {
             let pool = store.pool.clone();

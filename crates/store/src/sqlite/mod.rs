@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tactful_domain::minimize::DropReason;
-use tactful_vault::{Blind, MasterKey, SubjectKey, Vault};
+use tactful_vault::{Blind, MasterKeys, SubjectKey, Vault};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    DropCount, IngestEvent, IngestOutcome, OutboxMessage, Result, Stats, Store, StoreError, StoredEvent,
-    StoredIdentity, StoredProfileValue, SubjectData,
+    DropCount, IngestEvent, IngestOutcome, OutboxMessage, Result, RewrapBatch, Stats, Store, StoreError,
+    StoredEvent, StoredIdentity, StoredProfileValue, SubjectData,
 };
 
 /// Migrations in order; `PRAGMA user_version` records how many have been applied.
@@ -90,7 +90,11 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`, then opens the vault.
-    pub async fn open(path: impl AsRef<Path>, master: MasterKey) -> Result<(SqliteStore, Arc<Vault>)> {
+    pub async fn open(
+        path: impl AsRef<Path>,
+        master: impl Into<MasterKeys>,
+    ) -> Result<(SqliteStore, Arc<Vault>)> {
+        let master = master.into();
         let path = path.as_ref().to_path_buf();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (job_tx, job_rx) = mpsc::channel::<Box<dyn Job>>(1024);
@@ -221,7 +225,7 @@ fn run_checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn open_writer(path: &Path, master: MasterKey) -> Result<Writer> {
+fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
     if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| {
             StoreError::Unavailable(format!("cannot create {}: {error}", parent.display()))
@@ -269,14 +273,14 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn index_root(conn: &Connection, master: &MasterKey) -> Result<Vec<u8>> {
+fn index_root(conn: &Connection, master: &MasterKeys) -> Result<Vec<u8>> {
     let existing: Option<Vec<u8>> = conn
         .query_row("SELECT wrapped FROM keyring WHERE name = 'index_root'", [], |row| row.get(0))
         .optional()?;
     if let Some(wrapped) = existing {
         return Ok(wrapped);
     }
-    let wrapped = master.new_index_root();
+    let wrapped = master.current.new_index_root();
     conn.execute(
         "INSERT INTO keyring (name, wrapped, created_at) VALUES ('index_root', ?1, ?2)",
         params![wrapped, now_millis()],
@@ -674,6 +678,45 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch> {
+        self.write(move |writer| {
+            let mut rewrapped = 0;
+            if after.is_none() {
+                let root: Vec<u8> = writer.conn.query_row(
+                    "SELECT wrapped FROM keyring WHERE name = 'index_root'",
+                    [],
+                    |row| row.get(0),
+                )?;
+                if let Some(new) = writer.vault.rewrap_index_root(&root)? {
+                    writer
+                        .conn
+                        .execute("UPDATE keyring SET wrapped = ?1 WHERE name = 'index_root'", [new])?;
+                }
+            }
+            let rows: Vec<(String, Vec<u8>)> = writer
+                .conn
+                .prepare_cached("SELECT id, wrapped_key FROM subjects WHERE id > ?1 ORDER BY id LIMIT ?2")?
+                .query_map(params![after.as_deref().unwrap_or(""), limit], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, wrapped) in &rows {
+                if let Some(new) = writer.vault.rewrap_subject_key(id, wrapped)? {
+                    rewrapped += writer
+                        .conn
+                        .prepare_cached(
+                            "UPDATE subjects SET wrapped_key = ?1 WHERE id = ?2 AND wrapped_key = ?3",
+                        )?
+                        .execute(params![new, id, wrapped])? as u64;
+                }
+            }
+            let next =
+                (rows.len() == limit as usize).then(|| rows.last().map(|(id, _)| id.clone())).flatten();
+            Ok(RewrapBatch { rewrapped, next })
+        })
+        .await
+    }
 }
 
 /// The next value of counter `name`, inside the caller's transaction: gapless, because a
@@ -690,6 +733,7 @@ pub(crate) fn next_counter_value(conn: &Connection, name: &str) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tactful_vault::MasterKey;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
