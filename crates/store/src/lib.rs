@@ -296,6 +296,26 @@ pub async fn open_with(url: &str, master: impl Into<MasterKeys>, options: &Optio
     Ok(Opened { store: Arc::new(store), vault })
 }
 
+/// A blind index read back from the database.
+pub(crate) fn blind_from(bytes: Vec<u8>) -> Result<Blind> {
+    let array: [u8; 32] =
+        bytes.try_into().map_err(|_| StoreError::Internal("a blind index is not 32 bytes".into()))?;
+    Ok(Blind(array))
+}
+
+/// A dedupe key read back from the database.
+pub(crate) fn dedupe_from(bytes: Vec<u8>) -> Result<[u8; 16]> {
+    bytes.try_into().map_err(|_| StoreError::Internal("a dedupe key is not 16 bytes".into()))
+}
+
+impl SubjectData {
+    /// Keeps, per path, the newest profile value across the family.
+    pub(crate) fn keep_newest_profile_values(&mut self) {
+        self.profile.sort_by(|a, b| a.path.cmp(&b.path).then(b.updated_at.cmp(&a.updated_at)));
+        self.profile.dedup_by(|later, first| later.path == first.path);
+    }
+}
+
 /// Unix milliseconds now.
 pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()

@@ -151,7 +151,7 @@ async fn try_ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec
         .fetch_all(&mut *tx)
         .await?
         {
-            let blind = super::blind_from(row.try_get("blind")?)?;
+            let blind = crate::blind_from(row.try_get("blind")?)?;
             let root: String = row.try_get("root")?;
             raw_targets.insert(blind, row.try_get("subject_id")?);
             snapshot.wrapped.insert(root.clone(), row.try_get("wrapped_key")?);
@@ -295,7 +295,7 @@ async fn write(
         let mut blinds = Vec::with_capacity(remaining.len());
         let mut sealed = Vec::with_capacity(remaining.len());
         for row in remaining {
-            let blind = super::blind_from(row.try_get("blind")?)?;
+            let blind = crate::blind_from(row.try_get("blind")?)?;
             let value: Vec<u8> = row.try_get("sealed")?;
             let plain = from_key.open(
                 seal_context::IDENTITY,

@@ -176,12 +176,6 @@ async fn index_root(pool: &PgPool, master: &MasterKeys) -> Result<Vec<u8>> {
     Ok(sqlx::query_scalar("SELECT wrapped FROM keyring WHERE name = 'index_root'").fetch_one(pool).await?)
 }
 
-fn blind_from(bytes: Vec<u8>) -> Result<Blind> {
-    let array: [u8; 32] =
-        bytes.try_into().map_err(|_| StoreError::Internal("a blind index is not 32 bytes".into()))?;
-    Ok(Blind(array))
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -227,7 +221,7 @@ impl Store for PostgresStore {
             data.identities.push(StoredIdentity {
                 subject: row.try_get("subject_id")?,
                 kind: row.try_get("kind")?,
-                blind: blind_from(row.try_get("blind")?)?,
+                blind: crate::blind_from(row.try_get("blind")?)?,
                 sealed: row.try_get("sealed")?,
             });
         }
@@ -257,9 +251,7 @@ impl Store for PostgresStore {
             data.events.push(StoredEvent {
                 subject: row.try_get("subject_id")?,
                 source: row.try_get("source")?,
-                dedupe: dedupe
-                    .try_into()
-                    .map_err(|_| StoreError::Internal("a dedupe key is not 16 bytes".into()))?,
+                dedupe: crate::dedupe_from(dedupe)?,
                 kind: row.try_get("type")?,
                 name: row.try_get("name")?,
                 timestamp: row.try_get("timestamp")?,
@@ -268,8 +260,7 @@ impl Store for PostgresStore {
             });
         }
         tx.commit().await?;
-        data.profile.sort_by(|a, b| a.path.cmp(&b.path).then(b.updated_at.cmp(&a.updated_at)));
-        data.profile.dedup_by(|later, first| later.path == first.path);
+        data.keep_newest_profile_values();
         Ok(Some(data))
     }
 

@@ -10,7 +10,7 @@ use tactful_vault::{Blind, SubjectKey};
 
 use super::{CACHE_LIMIT, Writer, now_millis};
 use crate::resolve::{self, Lookup, Rows};
-use crate::{IngestEvent, IngestOutcome, Result, StoreError, seal_context};
+use crate::{IngestEvent, IngestOutcome, Result, seal_context};
 
 pub(super) fn ingest(writer: &mut Writer, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
     let duplicate: Vec<bool> =
@@ -157,12 +157,7 @@ fn merge(writer: &mut Writer, from: &str, into: &str) -> Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     let (from_key, into_key) = (writer.key(from)?, writer.key(into)?);
     for (blind, sealed) in rows {
-        let blind = Blind(
-            blind
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Internal("a blind index is not 32 bytes".into()))?,
-        );
+        let blind = crate::blind_from(blind)?;
         let value =
             from_key.open(seal_context::IDENTITY, &seal_context::identity(from, &blind.0), &sealed)?;
         let resealed = into_key.seal(seal_context::IDENTITY, &seal_context::identity(into, &blind.0), &value);

@@ -417,12 +417,6 @@ fn family_root(conn: &Connection, subject: &str) -> Result<Option<String>> {
     Ok(row.map(|merged_into| merged_into.unwrap_or_else(|| subject.to_owned())))
 }
 
-fn blind_from(bytes: Vec<u8>) -> Result<Blind> {
-    let array: [u8; 32] =
-        bytes.try_into().map_err(|_| StoreError::Internal("a blind index is not 32 bytes".into()))?;
-    Ok(Blind(array))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -463,7 +457,7 @@ impl Store for SqliteStore {
                     data.identities.push(StoredIdentity {
                         subject: member.clone(),
                         kind,
-                        blind: blind_from(blind)?,
+                        blind: crate::blind_from(blind)?,
                         sealed,
                     });
                 }
@@ -495,9 +489,7 @@ impl Store for SqliteStore {
                     ))
                 })? {
                     let (source, dedupe, kind, name, timestamp, received_at, sealed) = row?;
-                    let dedupe = dedupe
-                        .try_into()
-                        .map_err(|_| StoreError::Internal("a dedupe key is not 16 bytes".into()))?;
+                    let dedupe = crate::dedupe_from(dedupe)?;
                     data.events.push(StoredEvent {
                         subject: member.clone(),
                         source,
@@ -512,8 +504,7 @@ impl Store for SqliteStore {
             }
             data.events.sort_by_key(|event| event.timestamp);
             // The newest value of a path wins across the family.
-            data.profile.sort_by(|a, b| a.path.cmp(&b.path).then(b.updated_at.cmp(&a.updated_at)));
-            data.profile.dedup_by(|later, first| later.path == first.path);
+            data.keep_newest_profile_values();
             Ok(Some(data))
         })
         .await
