@@ -233,6 +233,8 @@ pub struct Vault {
     master: MasterKeys,
     blind_index: Hmac<Sha256>,
     dedupe: Hmac<Sha256>,
+    pseudonym: Hmac<Sha256>,
+    signing: ed25519_dalek::SigningKey,
 }
 
 impl fmt::Debug for Vault {
@@ -253,9 +255,15 @@ impl Vault {
                 .expect("32 bytes is a valid HKDF output length");
             <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice()).expect("HMAC takes any key length")
         };
+        let mut seed = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<Sha256>::new(None, root.as_slice())
+            .expand(b"tactful/v1/signing", seed.as_mut_slice())
+            .expect("32 bytes is a valid HKDF output length");
         Ok(Vault {
             blind_index: derive(b"tactful/v1/blind-index"),
             dedupe: derive(b"tactful/v1/dedupe"),
+            pseudonym: derive(b"tactful/v1/audit-pseudonym"),
+            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
             master,
         })
     }
@@ -310,6 +318,28 @@ impl Vault {
         key
     }
 
+    /// The pseudonym of a subject in the audit log: a keyed hash of its id, so the log names nobody
+    /// while a subject's own entries can still be found for their access log.
+    pub fn subject_pseudonym(&self, subject_id: &str) -> String {
+        let mut mac = self.pseudonym.clone();
+        mac.update(subject_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// Signs `message` with the brand's Ed25519 key (derived from the index root, so it survives
+    /// master-key rotation). `context` separates what is signed (receipts, checkpoints) so a
+    /// signature on one can never pass for the other.
+    pub fn sign(&self, context: &str, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.signing.sign(&signed_bytes(context, message)).to_bytes()
+    }
+
+    /// The brand's public signing key, to publish so anyone can verify receipts and checkpoints.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.signing.verifying_key().to_bytes())
+    }
+
     /// A new subject: a random id (never derived from personal data) and its data key, with the key
     /// wrapped for storage.
     pub fn new_subject(&self) -> NewSubject {
@@ -322,6 +352,46 @@ impl Vault {
     /// Unwraps a subject's data key from storage.
     pub fn subject_key(&self, subject_id: &str, wrapped: &[u8]) -> Result<SubjectKey, VaultError> {
         Ok(SubjectKey { key: self.master.for_wrapped(wrapped)?.unwrap(&subject_label(subject_id), wrapped)? })
+    }
+}
+
+fn signed_bytes(context: &str, message: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(context.len() + 1 + message.len());
+    bytes.extend_from_slice(context.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(message);
+    bytes
+}
+
+/// An Ed25519 public key, as the brand publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// A short identifier: the first 8 bytes of its SHA-256, in hex.
+    pub fn id(&self) -> String {
+        use sha2::Digest as _;
+        let digest = Sha256::digest(self.0);
+        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    pub fn to_base64(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    pub fn from_base64(text: &str) -> Option<PublicKey> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
+        Some(PublicKey(bytes.try_into().ok()?))
+    }
+
+    /// Whether `signature` is this key's signature of `message` in `context` (strict verification:
+    /// no malleable or small-order forgeries).
+    pub fn verify(&self, context: &str, message: &[u8], signature: &[u8; 64]) -> bool {
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else { return false };
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
+        key.verify_strict(&signed_bytes(context, message), &signature).is_ok()
     }
 }
 

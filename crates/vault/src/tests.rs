@@ -169,3 +169,41 @@ fn rotation_rewraps_keys_without_changing_them() {
         Err(VaultError::WrongMasterKey { .. })
     ));
 }
+
+#[test]
+fn signatures_verify_only_for_their_context_and_message() {
+    let vault = vault();
+    let public = vault.public_key();
+    let signature = vault.sign("receipt", b"ada gave consent");
+    assert!(public.verify("receipt", b"ada gave consent", &signature));
+    assert!(!public.verify("checkpoint", b"ada gave consent", &signature), "contexts are separate");
+    assert!(!public.verify("receipt", b"ada gave consent!", &signature));
+    let mut forged = signature;
+    forged[10] ^= 1;
+    assert!(!public.verify("receipt", b"ada gave consent", &forged));
+    let other = super::tests::vault();
+    assert!(!other.public_key().verify("receipt", b"ada gave consent", &signature), "another brand's key");
+    assert_eq!(PublicKey::from_base64(&public.to_base64()), Some(public));
+    assert_eq!(public.id().len(), 16);
+}
+
+#[test]
+fn the_signing_key_and_pseudonyms_survive_master_key_rotation() {
+    let old = MasterKey::from_bytes([5u8; 32]);
+    let root = old.new_index_root();
+    let before = Vault::open(old, &root).unwrap();
+    let during = Vault::open(
+        MasterKeys {
+            current: MasterKey::from_bytes([6u8; 32]),
+            previous: vec![MasterKey::from_bytes([5u8; 32])],
+        },
+        &root,
+    )
+    .unwrap();
+    let after =
+        Vault::open(MasterKey::from_bytes([6u8; 32]), &during.rewrap_index_root(&root).unwrap().unwrap())
+            .unwrap();
+    assert_eq!(before.public_key(), after.public_key());
+    assert_eq!(before.subject_pseudonym("sub_x"), after.subject_pseudonym("sub_x"));
+    assert_ne!(before.subject_pseudonym("sub_x"), before.subject_pseudonym("sub_y"));
+}

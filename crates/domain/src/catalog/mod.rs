@@ -21,6 +21,10 @@ pub struct Catalog {
     events: Vec<EventSpec>,
     jurisdictions: Vec<Jurisdiction>,
     roles: Vec<Role>,
+    subjects: SubjectTraits,
+    /// Consent category ids (as consent management platforms send them) and the purposes they mean.
+    consent_categories: Vec<(String, Vec<String>)>,
+    guardrails: Vec<Guardrail>,
     source_by_write_key: HashMap<String, SourceId>,
     property_by_path: HashMap<String, PropertyId>,
     /// Every proper prefix of a declared path, so the minimizer knows when to descend into an object.
@@ -34,6 +38,13 @@ pub struct SourceId(pub(crate) u16);
 /// Index of a property in its catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PropertyId(pub(crate) u16);
+
+impl PropertyId {
+    /// Position in [`Catalog::properties`], for tables indexed by property.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Brand {
@@ -130,6 +141,57 @@ pub struct Jurisdiction {
     pub regime: Regime,
     /// Days the brand has to answer a data-subject request.
     pub request_deadline_days: u32,
+    /// Country codes (`DE`) and regions (`US-CA`) whose people fall under this jurisdiction.
+    pub countries: Vec<String>,
+    /// Marketing by email or SMS needs its own explicit consent, whatever the regime.
+    pub channel_consent: bool,
+    /// Analytics purposes may not use personal data (categories under `user.`).
+    pub no_personal_data_in_analytics: bool,
+}
+
+/// Where in incoming events a subject's attributes come from.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectTraits {
+    /// Path of a country code (`DE`), which picks the subject's jurisdiction.
+    pub country: Option<String>,
+    /// Path of a region within the country (`CA`), making `US-CA`.
+    pub region: Option<String>,
+    /// Path of a date of birth (`YYYY-MM-DD`), which tells minors apart.
+    pub birthday: Option<String>,
+    /// Below this age a subject is a minor.
+    pub adult_age: u32,
+}
+
+/// A brand-written rule beyond the regimes: never use these categories for these purposes, for
+/// subjects of these jurisdictions (empty: all) and, if set, only for minors or adults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardrail {
+    pub name: String,
+    pub description: Option<String>,
+    /// Data categories it protects (empty: every category).
+    pub categories: Vec<String>,
+    /// Purposes it forbids them for (empty: every purpose).
+    pub purposes: Vec<String>,
+    pub jurisdictions: Vec<String>,
+    pub minors: Option<bool>,
+}
+
+impl Guardrail {
+    pub fn applies_to_category(&self, category: &str) -> bool {
+        self.categories.is_empty()
+            || self.categories.iter().any(|protected| crate::taxonomy::covers(protected, category))
+    }
+
+    pub fn applies_to_purpose(&self, purpose: &str) -> bool {
+        self.purposes.is_empty()
+            || self.purposes.iter().any(|forbidden| crate::taxonomy::covers(forbidden, purpose))
+    }
+
+    pub fn applies_to_subject(&self, jurisdiction: Option<&str>, minor: bool) -> bool {
+        let in_jurisdiction = self.jurisdictions.is_empty()
+            || jurisdiction.is_some_and(|key| self.jurisdictions.iter().any(|listed| listed == key));
+        in_jurisdiction && self.minors.is_none_or(|minors| minors == minor)
+    }
 }
 
 /// A role API keys can carry: which purposes it may read for and which categories it may see.
@@ -216,6 +278,40 @@ impl Catalog {
 
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.iter().find(|role| role.name == name)
+    }
+
+    pub fn subject_traits(&self) -> &SubjectTraits {
+        &self.subjects
+    }
+
+    /// The jurisdiction of people in `country` (and `region` within it), if one is declared.
+    pub fn jurisdiction_for_location(&self, country: &str, region: Option<&str>) -> Option<&Jurisdiction> {
+        let country = country.trim().to_ascii_uppercase();
+        let region = region.map(|region| format!("{country}-{}", region.trim().to_ascii_uppercase()));
+        let listed = |code: &str| self.jurisdictions.iter().find(|j| j.countries.iter().any(|c| c == code));
+        region.as_deref().and_then(listed).or_else(|| listed(&country))
+    }
+
+    pub fn consent_categories(&self) -> &[(String, Vec<String>)] {
+        &self.consent_categories
+    }
+
+    /// The purposes a consent category id stands for.
+    pub fn consent_category(&self, id: &str) -> Option<&[String]> {
+        self.consent_categories.iter().find(|(known, _)| known == id).map(|(_, purposes)| purposes.as_slice())
+    }
+
+    pub fn guardrails(&self) -> &[Guardrail] {
+        &self.guardrails
+    }
+
+    /// Position of a declared purpose, for tables indexed by purpose.
+    pub fn purpose_index(&self, key: &str) -> Option<usize> {
+        self.purposes.iter().position(|purpose| purpose.key == key)
+    }
+
+    pub fn jurisdiction_index(&self, key: &str) -> Option<usize> {
+        self.jurisdictions.iter().position(|jurisdiction| jurisdiction.key == key)
     }
 
     /// The annotated example catalog of a web shop that ships with Tactful and drives the demo.

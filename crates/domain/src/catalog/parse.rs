@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{
-    Brand, Catalog, EventSpec, Feedback, Jurisdiction, Property, PropertyId, Purpose, Regime, Role, Source,
-    SourceId,
+    Brand, Catalog, EventSpec, Feedback, Guardrail, Jurisdiction, Property, PropertyId, Purpose, Regime,
+    Role, Source, SourceId, SubjectTraits,
 };
 use crate::identity::IdentifierKind;
 use crate::retention::Retention;
@@ -74,6 +74,35 @@ struct RawCatalog {
     events: BTreeMap<S<String>, RawEvent>,
     #[serde(default)]
     roles: BTreeMap<S<String>, RawRole>,
+    #[serde(default)]
+    subjects: Option<RawSubjects>,
+    #[serde(default)]
+    consent_categories: BTreeMap<S<String>, Vec<S<String>>>,
+    #[serde(default)]
+    guardrails: Vec<RawGuardrail>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubjects {
+    country_trait: Option<S<String>>,
+    region_trait: Option<S<String>>,
+    birthday_trait: Option<S<String>>,
+    adult_age: Option<S<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuardrail {
+    name: S<String>,
+    description: Option<String>,
+    #[serde(default)]
+    categories: Vec<S<String>>,
+    #[serde(default)]
+    purposes: Vec<S<String>>,
+    #[serde(default)]
+    jurisdictions: Vec<S<String>>,
+    minors: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +133,11 @@ struct RawJurisdiction {
     name: S<String>,
     regime: Regime,
     request_deadline_days: Option<S<u32>>,
+    #[serde(default)]
+    countries: Vec<S<String>>,
+    channel_consent: Option<bool>,
+    #[serde(default)]
+    no_personal_data_in_analytics: bool,
 }
 
 #[derive(Deserialize)]
@@ -218,11 +252,27 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
                 Some(days) => days.into_inner(),
                 None => default_deadline,
             };
+            for country in &raw.countries {
+                let code = country.get_ref();
+                let well_formed = match code.split_once('-') {
+                    Some((country, region)) => is_country(country) && !region.is_empty() && region.len() <= 3,
+                    None => is_country(code),
+                };
+                if !well_formed {
+                    checker.at(
+                        country.span(),
+                        format!("{code:?} is not a country code (\"DE\") or region (\"US-CA\")"),
+                    );
+                }
+            }
             Jurisdiction {
                 key: key.into_inner(),
                 name: checker.non_empty(&raw.name, "jurisdiction name"),
                 regime: raw.regime,
                 request_deadline_days,
+                countries: raw.countries.into_iter().map(Spanned::into_inner).collect(),
+                channel_consent: raw.channel_consent.unwrap_or(true),
+                no_personal_data_in_analytics: raw.no_personal_data_in_analytics,
             }
         })
         .collect();
@@ -421,6 +471,126 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         })
         .collect();
 
+    let mut seen_countries: HashMap<String, String> = HashMap::new();
+    for jurisdiction in &jurisdictions {
+        for country in &jurisdiction.countries {
+            if let Some(other) = seen_countries.insert(country.clone(), jurisdiction.key.clone()) {
+                checker.problems.push(Problem {
+                    line: 0,
+                    column: 0,
+                    message: format!(
+                        "{country} is listed in both jurisdictions {other} and {}",
+                        jurisdiction.key
+                    ),
+                });
+            }
+        }
+    }
+
+    let subjects = match raw.subjects {
+        None => SubjectTraits::default(),
+        Some(raw) => {
+            let mut trait_path = |path: Option<S<String>>| {
+                let path = path?;
+                let inside_declared = property_by_path.contains_key(path.get_ref())
+                    || path
+                        .get_ref()
+                        .char_indices()
+                        .any(|(at, c)| c == '.' && property_by_path.contains_key(&path.get_ref()[..at]));
+                if !inside_declared {
+                    checker.at(
+                        path.span(),
+                        format!(
+                            "{} is not collected: declare it (or an object holding it) under [properties]",
+                            path.get_ref()
+                        ),
+                    );
+                }
+                Some(path.into_inner())
+            };
+            let country = trait_path(raw.country_trait);
+            let region = trait_path(raw.region_trait);
+            let birthday = trait_path(raw.birthday_trait);
+            let adult_age = match raw.adult_age {
+                Some(age) if !(1..=30).contains(age.get_ref()) => {
+                    checker.at(age.span(), "adult_age must be between 1 and 30");
+                    18
+                }
+                Some(age) => age.into_inner(),
+                None => 18,
+            };
+            SubjectTraits { country, region, birthday, adult_age }
+        }
+    };
+
+    let consent_categories = in_file_order(raw.consent_categories)
+        .into_iter()
+        .map(|(id, mapped)| {
+            if mapped.is_empty() {
+                checker.at(id.span(), "a consent category must map to at least one purpose");
+            }
+            for purpose in &mapped {
+                if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
+                    checker.at(
+                        purpose.span(),
+                        format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()),
+                    );
+                }
+            }
+            (id.into_inner(), mapped.into_iter().map(Spanned::into_inner).collect())
+        })
+        .collect();
+
+    let mut guardrails: Vec<Guardrail> = Vec::new();
+    for raw in raw.guardrails {
+        let name = checker.non_empty(&raw.name, "guardrail name");
+        if guardrails.iter().any(|existing| existing.name == name) {
+            checker.at(raw.name.span(), format!("another guardrail is already named {name:?}"));
+        }
+        for category in &raw.categories {
+            check_taxonomy_key(checker, category, TaxonomyKind::Category);
+        }
+        for purpose in &raw.purposes {
+            check_taxonomy_key(checker, purpose, TaxonomyKind::DataUse);
+        }
+        for jurisdiction in &raw.jurisdictions {
+            if !jurisdictions.iter().any(|declared| &declared.key == jurisdiction.get_ref()) {
+                checker.at(
+                    jurisdiction.span(),
+                    format!(
+                        "unknown jurisdiction {:?}: declare it under [jurisdictions]",
+                        jurisdiction.get_ref()
+                    ),
+                );
+            }
+        }
+        let guardrail = Guardrail {
+            name,
+            description: raw.description,
+            categories: raw.categories.into_iter().map(Spanned::into_inner).collect(),
+            purposes: raw.purposes.into_iter().map(Spanned::into_inner).collect(),
+            jurisdictions: raw.jurisdictions.into_iter().map(Spanned::into_inner).collect(),
+            minors: raw.minors,
+        };
+        if guardrail.categories.is_empty() && guardrail.purposes.is_empty() {
+            checker.at(
+                raw.name.span(),
+                "a guardrail needs categories, purposes, or both: it would forbid everything",
+            );
+        } else {
+            // Analysable at load: a rule that matches no declared property and purpose is a typo or
+            // stale, and would silently protect nothing.
+            let matches_something = properties.iter().any(|property| {
+                guardrail.applies_to_category(&property.category)
+                    && property.purposes.iter().any(|purpose| guardrail.applies_to_purpose(purpose))
+            });
+            if !matches_something {
+                checker.at(raw.name.span(), format!("guardrail {:?} matches no declared property and purpose, so it would protect nothing", guardrail.name));
+            }
+        }
+        guardrails.push(guardrail);
+    }
+
     Catalog {
         brand,
         sources,
@@ -429,10 +599,17 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         events,
         jurisdictions,
         roles,
+        subjects,
+        consent_categories,
+        guardrails,
         source_by_write_key,
         property_by_path,
         path_prefixes,
     }
+}
+
+fn is_country(code: &str) -> bool {
+    code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase())
 }
 
 /// Keys of sources, jurisdictions and roles appear in URLs, logs and the CLI: keep them simple.

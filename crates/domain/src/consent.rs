@@ -1,0 +1,342 @@
+//! The consent ledger as data: append-only consent events per subject and purpose, the current state
+//! derived by folding them, and the consent signals that arrive on events (Segment's
+//! `context.consent`, RudderStack's `context.consentManagement`, the Global Privacy Control).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+
+/// What happened to a consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentKind {
+    Given,
+    Withdrawn,
+    /// Its expiry passed (recorded so the ledger tells the whole story).
+    Expired,
+    /// Given again, typically with a new expiry.
+    Renewed,
+}
+
+impl ConsentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentKind::Given => "given",
+            ConsentKind::Withdrawn => "withdrawn",
+            ConsentKind::Expired => "expired",
+            ConsentKind::Renewed => "renewed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ConsentKind> {
+        Some(match text {
+            "given" => ConsentKind::Given,
+            "withdrawn" => ConsentKind::Withdrawn,
+            "expired" => ConsentKind::Expired,
+            "renewed" => ConsentKind::Renewed,
+            _ => return None,
+        })
+    }
+}
+
+/// How a consent was collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMethod {
+    /// The person acted on a consent banner or form (including a CMP's signal on an event).
+    Explicit,
+    /// The person switched it in Tactful's preference center.
+    PreferenceCenter,
+    /// The brand recorded what the person told it, through the API.
+    Api,
+    /// Brought over from a previous system; counts as given, not as explicit.
+    Imported,
+    /// The default of an opt-out regime, recorded for the record.
+    OptOutDefault,
+    /// The browser's Global Privacy Control signal (`Sec-GPC: 1`): an opt-out of sale and sharing.
+    Gpc,
+}
+
+impl ConsentMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentMethod::Explicit => "explicit",
+            ConsentMethod::PreferenceCenter => "preference_center",
+            ConsentMethod::Api => "api",
+            ConsentMethod::Imported => "imported",
+            ConsentMethod::OptOutDefault => "opt_out_default",
+            ConsentMethod::Gpc => "gpc",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ConsentMethod> {
+        Some(match text {
+            "explicit" => ConsentMethod::Explicit,
+            "preference_center" => ConsentMethod::PreferenceCenter,
+            "api" => ConsentMethod::Api,
+            "imported" => ConsentMethod::Imported,
+            "opt_out_default" => ConsentMethod::OptOutDefault,
+            "gpc" => ConsentMethod::Gpc,
+            _ => return None,
+        })
+    }
+
+    /// Whether the person themselves expressed it (what sensitive data and channel consent need).
+    pub fn is_explicit(self) -> bool {
+        matches!(self, ConsentMethod::Explicit | ConsentMethod::PreferenceCenter | ConsentMethod::Api)
+    }
+}
+
+/// One entry of the consent ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEvent {
+    /// Random; also breaks ties between events at the same millisecond.
+    pub id: String,
+    pub purpose: String,
+    pub kind: ConsentKind,
+    pub method: ConsentMethod,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub expires_at: Option<i64>,
+    /// The version of the purpose's wording the person saw.
+    pub version: u32,
+    /// Where it came from: a source key, `api`, `preference_center`.
+    pub source: Option<String>,
+    pub jurisdiction: Option<String>,
+}
+
+/// The latest event of one purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub kind: ConsentKind,
+    pub method: ConsentMethod,
+    pub at: i64,
+    pub expires_at: Option<i64>,
+    pub version: u32,
+    id: String,
+}
+
+/// What a purpose's consent amounts to now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    NoSignal,
+    Given {
+        /// Expressed by the person (not imported, not a default).
+        explicit: bool,
+        /// Given to the purpose's current wording.
+        current: bool,
+    },
+    Withdrawn,
+    Expired,
+}
+
+/// Current consent per purpose, folded from the ledger. The last event wins, ordered by time and
+/// then id, so the fold is commutative and associative: folding the ledger in any order, in any
+/// chunks, or merging folds of parts, gives the same state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentStates {
+    by_purpose: BTreeMap<String, ConsentRecord>,
+}
+
+impl ConsentStates {
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a ConsentEvent>) -> ConsentStates {
+        let mut states = ConsentStates::default();
+        for event in events {
+            states.apply(event);
+        }
+        states
+    }
+
+    pub fn apply(&mut self, event: &ConsentEvent) {
+        let record = ConsentRecord {
+            kind: event.kind,
+            method: event.method,
+            at: event.at,
+            expires_at: event.expires_at,
+            version: event.version,
+            id: event.id.clone(),
+        };
+        self.put(&event.purpose, record);
+    }
+
+    fn put(&mut self, purpose: &str, record: ConsentRecord) {
+        match self.by_purpose.get(purpose) {
+            Some(existing) if (existing.at, &existing.id) >= (record.at, &record.id) => {}
+            _ => {
+                self.by_purpose.insert(purpose.to_owned(), record);
+            }
+        }
+    }
+
+    /// Combines two folds (for example of two subjects that turned out to be one person).
+    pub fn merge(&mut self, other: &ConsentStates) {
+        for (purpose, record) in &other.by_purpose {
+            self.put(purpose, record.clone());
+        }
+    }
+
+    pub fn get(&self, purpose: &str) -> Option<&ConsentRecord> {
+        self.by_purpose.get(purpose)
+    }
+
+    pub fn purposes(&self) -> impl Iterator<Item = (&str, &ConsentRecord)> {
+        self.by_purpose.iter().map(|(purpose, record)| (purpose.as_str(), record))
+    }
+
+    /// What the consent to `purpose` amounts to at `now`, against the purpose's current version.
+    pub fn status(&self, purpose: &str, current_version: u32, now: i64) -> Status {
+        match self.by_purpose.get(purpose) {
+            None => Status::NoSignal,
+            Some(record) => match record.kind {
+                ConsentKind::Withdrawn => Status::Withdrawn,
+                ConsentKind::Expired => Status::Expired,
+                ConsentKind::Given | ConsentKind::Renewed
+                    if record.expires_at.is_some_and(|end| end <= now) =>
+                {
+                    Status::Expired
+                }
+                ConsentKind::Given | ConsentKind::Renewed => Status::Given {
+                    explicit: record.method.is_explicit(),
+                    current: record.version >= current_version,
+                },
+            },
+        }
+    }
+
+    /// Whether recording `signal` would change anything: signals repeat on every event a browser
+    /// sends, and only changes belong in the ledger. A GPC opt-out does not override consent the
+    /// person gave explicitly (that conflict is theirs to resolve, in the preference center).
+    pub fn changes(&self, signal: &ConsentSignal, current_version: u32, now: i64) -> bool {
+        let status = self.status(&signal.purpose, current_version, now);
+        match signal.kind {
+            ConsentKind::Withdrawn if signal.method == ConsentMethod::Gpc => {
+                !matches!(status, Status::Withdrawn | Status::Given { explicit: true, .. })
+            }
+            ConsentKind::Withdrawn => status != Status::Withdrawn,
+            ConsentKind::Given | ConsentKind::Renewed => {
+                !matches!(status, Status::Given { current: true, .. })
+            }
+            ConsentKind::Expired => matches!(status, Status::Given { .. }),
+        }
+    }
+}
+
+/// A consent change carried by an event or a request, before it becomes a ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentSignal {
+    pub purpose: String,
+    pub kind: ConsentKind,
+    pub method: ConsentMethod,
+}
+
+/// A consent object on an event that cannot be read; the event is refused rather than guessed at,
+/// since a garbled "no" must not turn into a "yes".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedConsent(pub String);
+
+/// The consent signals of an event's `context`: Segment's `consent.categoryPreferences` and
+/// RudderStack's `consentManagement`, through the catalog's consent categories. No object means no
+/// signal; an empty `categoryPreferences` means every category is denied. Where categories
+/// disagree about a purpose, denial wins.
+pub fn signals_from_context(
+    catalog: &Catalog,
+    context: Option<&Value>,
+) -> Result<Vec<ConsentSignal>, MalformedConsent> {
+    let Some(Value::Object(context)) = context else { return Ok(Vec::new()) };
+    let mut decided: BTreeMap<String, bool> = BTreeMap::new();
+    let mut decide = |category: &str, granted: bool| {
+        for purpose in catalog.consent_category(category).unwrap_or(&[]) {
+            let entry = decided.entry(purpose.clone()).or_insert(granted);
+            *entry = *entry && granted;
+        }
+    };
+    match context.get("consent") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(consent)) => match consent.get("categoryPreferences") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(preferences)) if preferences.is_empty() => {
+                for (category, _) in catalog.consent_categories() {
+                    decide(category, false);
+                }
+            }
+            Some(Value::Object(preferences)) => {
+                for (category, granted) in preferences {
+                    let Value::Bool(granted) = granted else {
+                        return Err(MalformedConsent(format!(
+                            "context.consent.categoryPreferences.{category} must be true or false"
+                        )));
+                    };
+                    decide(category, *granted);
+                }
+            }
+            Some(_) => {
+                return Err(MalformedConsent("context.consent.categoryPreferences must be an object".into()));
+            }
+        },
+        Some(_) => return Err(MalformedConsent("context.consent must be an object".into())),
+    }
+    match context.get("consentManagement") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(management)) => {
+            for (field, granted) in [("allowedConsentIds", true), ("deniedConsentIds", false)] {
+                match management.get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(ids)) => {
+                        for id in ids {
+                            let Value::String(id) = id else {
+                                return Err(MalformedConsent(format!(
+                                    "context.consentManagement.{field} must hold strings"
+                                )));
+                            };
+                            decide(id, granted);
+                        }
+                    }
+                    Some(_) => {
+                        return Err(MalformedConsent(format!(
+                            "context.consentManagement.{field} must be an array"
+                        )));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(MalformedConsent("context.consentManagement must be an object".into())),
+    }
+    Ok(decided
+        .into_iter()
+        .map(|(purpose, granted)| ConsentSignal {
+            purpose,
+            kind: if granted { ConsentKind::Given } else { ConsentKind::Withdrawn },
+            method: ConsentMethod::Explicit,
+        })
+        .collect())
+}
+
+/// Purposes that amount to selling or sharing personal data, or targeting ads with it: what the
+/// Global Privacy Control opts out of (CCPA/CPRA, 11 CCR §7025; Colorado).
+const SALE_AND_SHARING: &[&str] = &["third_party_sharing", "marketing.advertising.third_party", "sales"];
+
+/// Whether a purpose is sale, sharing or targeted advertising.
+pub fn is_sale_or_sharing(purpose: &str) -> bool {
+    SALE_AND_SHARING.iter().any(|root| crate::taxonomy::covers(root, purpose))
+}
+
+/// The withdrawals a `Sec-GPC: 1` header means: every declared sale-or-sharing purpose.
+pub fn gpc_signals(catalog: &Catalog) -> Vec<ConsentSignal> {
+    catalog
+        .purposes()
+        .iter()
+        .filter(|purpose| is_sale_or_sharing(&purpose.key))
+        .map(|purpose| ConsentSignal {
+            purpose: purpose.key.clone(),
+            kind: ConsentKind::Withdrawn,
+            method: ConsentMethod::Gpc,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
