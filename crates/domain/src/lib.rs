@@ -2,9 +2,14 @@
 //! rules. Everything here is pure: no files, sockets, clocks or databases, so every decision can be
 //! tested exhaustively and every backend makes the same ones.
 
+pub mod audit;
 pub mod catalog;
+pub mod consent;
 pub mod identity;
+pub mod merkle;
 pub mod minimize;
+pub mod policy;
+pub mod receipt;
 pub mod retention;
 pub mod secret;
 pub mod segment;

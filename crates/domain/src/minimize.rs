@@ -235,6 +235,53 @@ fn identifier_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Removes the given declared properties from a kept record (for example those a subject's consent
+/// does not permit), dropping objects and arrays left empty. Paths are those of the catalog.
+pub fn withhold(catalog: &Catalog, record: &mut Map<String, Value>, withheld: &[PropertyId]) {
+    if withheld.is_empty() {
+        return;
+    }
+    let paths: Vec<&str> = withheld.iter().map(|&id| catalog.property(id).path.as_str()).collect();
+    let mut path = String::new();
+    record.retain(|key, value| {
+        path.clear();
+        path.push_str(key);
+        prune(value, &mut path, &paths)
+    });
+}
+
+/// Prunes `value` at `path`; false when nothing of it is left.
+fn prune(value: &mut Value, path: &mut String, withheld: &[&str]) -> bool {
+    if withheld.contains(&path.as_str()) {
+        return false;
+    }
+    if !withheld.iter().any(|candidate| candidate.len() > path.len() && candidate.starts_with(path.as_str()))
+    {
+        return true;
+    }
+    match value {
+        Value::Object(object) => {
+            object.retain(|key, child| {
+                let length = path.len();
+                path.push('.');
+                path.push_str(key);
+                let keep = prune(child, path, withheld);
+                path.truncate(length);
+                keep
+            });
+            !object.is_empty()
+        }
+        Value::Array(items) => {
+            let length = path.len();
+            path.push_str("[]");
+            items.retain_mut(|item| prune(item, path, withheld));
+            path.truncate(length);
+            !items.is_empty()
+        }
+        _ => true,
+    }
+}
+
 /// A path safe to count: field-name-like segments are kept, anything else (which could be a
 /// person's email or id used as a key) becomes `*`, and the whole is bounded in length.
 pub fn counted_path(path: &str) -> String {

@@ -8,10 +8,10 @@
 
 use serde_json::{Value, json};
 use tactful_domain::catalog::Catalog;
-use tactful_domain::identity::IdentifierKind;
+use tactful_domain::consent::{self, ConsentSignal};
 use tactful_domain::minimize::{self, Verdict};
-use tactful_domain::segment::{self, Endpoint, EventError, Message, MessageType};
-use tactful_store::{IdentityClaim, IngestEvent, IngestOutcome};
+use tactful_domain::segment::{self, Endpoint, EventError, Message};
+use tactful_store::{IngestEvent, IngestOutcome};
 use tactful_vault::Vault;
 
 use crate::error::{ApiError, ErrorCode};
@@ -39,15 +39,23 @@ pub struct Prepared {
     pub events: Vec<IngestEvent>,
 }
 
-/// Parses and judges a request body. `header_write_key` is the key from `Authorization`, if any.
+/// What the request itself says beyond its body.
+pub struct RequestSignals<'a> {
+    /// The write key from `Authorization`, if any.
+    pub write_key: Option<&'a str>,
+    /// `Sec-GPC: 1`: the browser's Global Privacy Control, an opt-out of sale and sharing.
+    pub gpc: bool,
+    pub received_at: i64,
+}
+
+/// Parses and judges a request body.
 pub fn prepare(
     catalog: &Catalog,
     vault: &Vault,
     metrics: &Metrics,
     endpoint: Endpoint,
     body: &[u8],
-    header_write_key: Option<&str>,
-    received_at: i64,
+    request: &RequestSignals<'_>,
 ) -> Result<Prepared, ApiError> {
     let parsed = segment::parse_body(endpoint, body).map_err(|error| {
         let code = match error {
@@ -65,52 +73,7 @@ pub fn prepare(
     for raw in parsed.events {
         let slot = match raw {
             Err(error) => Slot::Rejected(error),
-            Ok(raw) => {
-                let write_key = raw.write_key.clone().or_else(|| header_write_key.map(str::to_owned));
-                match write_key.as_deref().map(|key| catalog.source_by_write_key(key)) {
-                    None => Slot::Rejected(EventError::new(
-                        ErrorCode::MissingWriteKey.as_str(),
-                        ErrorCode::MissingWriteKey.default_message(),
-                    )),
-                    Some(None) => Slot::Rejected(EventError::new(
-                        ErrorCode::UnknownWriteKey.as_str(),
-                        ErrorCode::UnknownWriteKey.default_message(),
-                    )),
-                    Some(Some(source)) => match segment::validate(raw, received_at) {
-                        Err(error) => Slot::Rejected(error),
-                        Ok(message) => match minimize::minimize(catalog, source, &message) {
-                            Verdict::Reject { code, message } => {
-                                Slot::Rejected(EventError::new(code, message))
-                            }
-                            Verdict::DropEvent(dropped) => {
-                                for drop in dropped {
-                                    metrics.count_drop(&source.key, &drop.path, drop.reason.as_str());
-                                }
-                                Slot::Dropped { source: source.key.clone() }
-                            }
-                            Verdict::Keep(minimized) => {
-                                let event = ingest_event(
-                                    catalog,
-                                    vault,
-                                    &source.key,
-                                    &message,
-                                    minimized,
-                                    received_at,
-                                );
-                                for drop in &event.dropped {
-                                    prepared.drops.push((
-                                        source.key.clone(),
-                                        drop.path.clone(),
-                                        drop.reason.as_str(),
-                                    ));
-                                }
-                                prepared.events.push(event);
-                                Slot::Pending { index: prepared.events.len() - 1, source: source.key.clone() }
-                            }
-                        },
-                    },
-                }
-            }
+            Ok(raw) => judge(catalog, vault, metrics, raw, request, &mut prepared),
         };
         prepared.slots.push(slot);
     }
@@ -118,6 +81,52 @@ pub fn prepare(
         return Err(nothing_accepted(&prepared.slots, endpoint));
     }
     Ok(prepared)
+}
+
+/// Judges one event: its write key, validity, the catalog, its consent signals.
+fn judge(
+    catalog: &Catalog,
+    vault: &Vault,
+    metrics: &Metrics,
+    raw: segment::RawEvent,
+    request: &RequestSignals<'_>,
+    prepared: &mut Prepared,
+) -> Slot {
+    let write_key = raw.write_key.clone().or_else(|| request.write_key.map(str::to_owned));
+    let source = match write_key.as_deref().map(|key| catalog.source_by_write_key(key)) {
+        None => return rejected(ErrorCode::MissingWriteKey),
+        Some(None) => return rejected(ErrorCode::UnknownWriteKey),
+        Some(Some(source)) => source,
+    };
+    let message = match segment::validate(raw, request.received_at) {
+        Ok(message) => message,
+        Err(error) => return Slot::Rejected(error),
+    };
+    let minimized = match minimize::minimize(catalog, source, &message) {
+        Verdict::Keep(minimized) => minimized,
+        Verdict::Reject { code, message } => return Slot::Rejected(EventError::new(code, message)),
+        Verdict::DropEvent(dropped) => {
+            for drop in dropped {
+                metrics.count_drop(&source.key, &drop.path, drop.reason.as_str());
+            }
+            return Slot::Dropped { source: source.key.clone() };
+        }
+    };
+    let consent = match consent_of(catalog, &message, request.gpc) {
+        Ok(consent) => consent,
+        Err(error) => return Slot::Rejected(error),
+    };
+    let event =
+        IngestEvent::from_message(catalog, vault, source, &message, minimized, consent, request.received_at);
+    for drop in &event.dropped {
+        prepared.drops.push((source.key.clone(), drop.path.clone(), drop.reason.as_str()));
+    }
+    prepared.events.push(event);
+    Slot::Pending { index: prepared.events.len() - 1, source: source.key.clone() }
+}
+
+fn rejected(code: ErrorCode) -> Slot {
+    Slot::Rejected(EventError::new(code.as_str(), code.default_message()))
 }
 
 /// The error for a request of which no event was accepted.
@@ -161,75 +170,14 @@ fn rejected_list(slots: &[Slot]) -> Vec<Value> {
         .collect()
 }
 
-/// Builds what the store needs: blind indexes of every identifier, the record and profile values as
-/// JSON bytes (the store seals them), and the drops to count.
-fn ingest_event(
-    catalog: &Catalog,
-    vault: &Vault,
-    source: &str,
-    message: &Message,
-    minimized: minimize::Minimized,
-    received_at: i64,
-) -> IngestEvent {
-    let claim = |kind: IdentifierKind, raw: &str| {
-        kind.normalize(raw).ok().map(|value| IdentityClaim {
-            blind: vault.blind(kind.as_str(), &value),
-            kind,
-            value,
-        })
-    };
-    let mut identities: Vec<IdentityClaim> = Vec::with_capacity(2 + minimized.identifiers.len());
-    if let Some(user_id) = message.user_id.as_deref().and_then(|id| claim(IdentifierKind::UserId, id)) {
-        identities.push(user_id);
+/// The consent changes an event carries: its consent context, and the request's GPC signal.
+fn consent_of(catalog: &Catalog, message: &Message, gpc: bool) -> Result<Vec<ConsentSignal>, EventError> {
+    let mut signals = consent::signals_from_context(catalog, message.object.get("context"))
+        .map_err(|error| EventError::new("invalid_consent", error.to_string()))?;
+    if gpc {
+        signals.extend(consent::gpc_signals(catalog));
     }
-    let alias_previous = match (message.kind, message.previous_id.as_deref()) {
-        (MessageType::Alias, Some(previous)) => {
-            match (claim(IdentifierKind::UserId, previous), claim(IdentifierKind::AnonymousId, previous)) {
-                (Some(as_user), Some(as_anonymous)) => Some([as_user, as_anonymous]),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    if alias_previous.is_none() {
-        if let Some(anonymous) =
-            message.anonymous_id.as_deref().and_then(|id| claim(IdentifierKind::AnonymousId, id))
-        {
-            identities.push(anonymous);
-        }
-        for (kind, raw) in &minimized.identifiers {
-            if let Some(found) = claim(kind.clone(), raw)
-                && !identities.iter().any(|known| known.blind == found.blind)
-            {
-                identities.push(found);
-            }
-        }
-    }
-    let message_id = message.message_id.clone().unwrap_or_else(random_message_id);
-    IngestEvent {
-        source: source.to_owned(),
-        dedupe: vault.dedupe_key(source, &message_id),
-        kind: message.kind,
-        name: message.event.clone(),
-        timestamp: message.timestamp,
-        received_at,
-        identities,
-        alias_previous,
-        record: serde_json::to_vec(&minimized.record).unwrap_or_default(),
-        profile: minimized
-            .profile
-            .iter()
-            .map(|(id, value)| {
-                (catalog.property(*id).path.clone(), serde_json::to_vec(value).unwrap_or_default())
-            })
-            .collect(),
-        dropped: minimized.dropped,
-    }
-}
-
-/// Events without a messageId cannot be deduplicated; they get a random one.
-fn random_message_id() -> String {
-    tactful_vault::new_subject_id().replacen("sub_", "gen_", 1)
+    Ok(signals)
 }
 
 /// The answer to a request once the store committed its events.

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tactful_domain::catalog::Catalog;
+use tactful_domain::policy::Policy;
 use tactful_store::Store;
 use tactful_vault::Vault;
 use tokio::net::TcpListener;
@@ -24,6 +25,8 @@ pub use routes::v1::tracking::PATHS as TRACKING_PATHS;
 /// What every request handler shares.
 pub struct AppState {
     pub catalog: Arc<Catalog>,
+    /// The catalog's compiled access policy.
+    pub policy: Arc<Policy>,
     pub store: Arc<dyn Store>,
     pub vault: Arc<Vault>,
     pub metrics: Arc<metrics::Metrics>,
@@ -65,8 +68,10 @@ impl AppState {
             "loaded the master key"
         );
         let opened = tactful_store::open_with(&config.database, master, &config.store_options()).await?;
+        let catalog = Arc::new(catalog);
         Ok(AppState {
-            catalog: Arc::new(catalog),
+            policy: Arc::new(Policy::new(catalog.clone())),
+            catalog,
             store: opened.store,
             vault: opened.vault,
             metrics: Arc::new(metrics::Metrics::new()),

@@ -14,7 +14,9 @@ use tactful_server::{AppState, Config};
 use tactful_store::seal_context;
 use tower::ServiceExt;
 
-/// The example catalog plus the sources and events the recorded SDK fixtures use.
+/// The example catalog plus the sources and events the recorded SDK fixtures use. Its sources are
+/// placed in an opt-out jurisdiction: these tests are about the protocol, not about consent (which
+/// has tests of its own, with an EU source).
 fn test_catalog() -> Catalog {
     let extra = r#"
 [sources.python]
@@ -41,7 +43,26 @@ category = "user.behavior.purchase_history"
 purposes = ["essential.legal_obligation"]
 retention = "10y"
 "#;
-    Catalog::parse(&format!("{}{extra}", Catalog::example_text())).expect("test catalog")
+    let example =
+        Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
+    let extra = extra
+        .replace(
+            "write_key = \"wk_python_fixture\"",
+            "write_key = \"wk_python_fixture\"\ndefault_jurisdiction = \"us-ca\"",
+        )
+        .replace(
+            "write_key = \"wk_node_fixture\"",
+            "write_key = \"wk_node_fixture\"\ndefault_jurisdiction = \"us-ca\"",
+        )
+        .replace(
+            "write_key = \"wk_browser_fixture\"",
+            "write_key = \"wk_browser_fixture\"\ndefault_jurisdiction = \"us-ca\"",
+        )
+        .replace(
+            "write_key = \"wk_java_fixture\"",
+            "write_key = \"wk_java_fixture\"\ndefault_jurisdiction = \"us-ca\"",
+        );
+    Catalog::parse(&format!("{example}{extra}")).expect("test catalog")
 }
 
 struct Harness {

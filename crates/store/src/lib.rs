@@ -6,6 +6,7 @@
 //! arrive in [`IngestEvent`]s and leave through [`tactful_vault::SubjectKey::seal`] inside the same
 //! transaction that writes them.
 
+mod event;
 mod postgres;
 mod resolve;
 mod sqlite;
@@ -15,8 +16,12 @@ pub mod testing;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tactful_domain::audit::{AuditEvent, Checkpoint};
+use tactful_domain::catalog::PropertyId;
+use tactful_domain::consent::{ConsentEvent, ConsentSignal, ConsentStates};
 use tactful_domain::identity::IdentifierKind;
 use tactful_domain::minimize::{DropReason, Dropped};
+use tactful_domain::policy::Policy;
 use tactful_domain::segment::MessageType;
 use tactful_vault::{Blind, MasterKeys, Vault, VaultError};
 
@@ -73,12 +78,24 @@ pub struct IngestEvent {
     pub identities: Vec<IdentityClaim>,
     /// For `alias`: the previousId looked up as a userId and as an anonymousId.
     pub alias_previous: Option<[IdentityClaim; 2]>,
-    /// The kept record (JSON), sealed under the subject's key.
-    pub record: Vec<u8>,
-    /// Profile values to set: (property path, JSON value).
-    pub profile: Vec<(String, Vec<u8>)>,
+    /// What minimization kept, shaped like the message. The subject's consent may withhold more
+    /// of it before it is sealed.
+    pub record: serde_json::Map<String, serde_json::Value>,
+    /// Declared properties present in `record`.
+    pub kept: Vec<PropertyId>,
+    /// Profile values to set (identify traits).
+    pub profile: Vec<(PropertyId, serde_json::Value)>,
     /// What minimization dropped, to count.
     pub dropped: Vec<Dropped>,
+    /// Consent changes the event carries (its consent context, a GPC header): applied to the
+    /// subject before the event's own properties are judged.
+    pub consent: Vec<ConsentSignal>,
+    /// The subject's jurisdiction as this event tells it (from its country trait), if it does.
+    pub jurisdiction: Option<String>,
+    /// Whether the subject is a minor, as this event tells it (from its birthday trait), if it does.
+    pub minor: Option<bool>,
+    /// The jurisdiction of the event's source, for subjects first seen here.
+    pub default_jurisdiction: Option<String>,
 }
 
 /// What became of one event.
@@ -140,6 +157,64 @@ pub struct DropCount {
     pub last_seen: i64,
 }
 
+/// What decisions need to know of a subject (its family root): attributes and consent ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectState {
+    /// The family root this state is of.
+    pub subject: String,
+    pub jurisdiction: Option<String>,
+    pub minor: bool,
+    pub restricted: bool,
+    /// The family's consent ledger, oldest first.
+    pub ledger: Vec<ConsentEvent>,
+}
+
+impl SubjectState {
+    pub fn consents(&self) -> ConsentStates {
+        ConsentStates::fold(&self.ledger)
+    }
+}
+
+/// A consent ledger entry with its subject, for exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub subject: String,
+    pub event: ConsentEvent,
+}
+
+/// A signed consent receipt as stored (its id is the consent event's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReceipt {
+    pub id: String,
+    pub subject: String,
+    pub created_at: i64,
+    /// The signed receipt, JSON.
+    pub body: String,
+}
+
+/// An API key as stored: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id (`key_…`), shown in logs and the audit log.
+    pub id: String,
+    pub hash: [u8; 32],
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// An audit log entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditEntry {
+    pub seq: u64,
+    pub at: i64,
+    /// Its JSON text, which the leaf hash covers.
+    pub text: String,
+    pub leaf: [u8; 32],
+}
+
 /// A message of the transactional outbox: written in the same transaction as the change that
 /// caused it, delivered later by whichever instance claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,8 +265,56 @@ pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
-    /// Stores accepted events. Returns once they are durably committed: acknowledged means stored.
-    async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>>;
+    /// Stores accepted events, applying their consent signals and then `policy` to what each
+    /// subject permits. Returns once they are durably committed: acknowledged means stored.
+    async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>>;
+
+    /// The attributes and consent ledger of a subject's family, if it exists.
+    async fn subject_state(&self, subject: &str) -> Result<Option<SubjectState>>;
+
+    /// Appends consent events (with their signed receipts, same ids) to a subject's family ledger,
+    /// and their audit entries, in one transaction.
+    async fn record_consents(
+        &self,
+        subject: &str,
+        events: Vec<(ConsentEvent, String)>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()>;
+
+    /// The whole consent ledger, for exports, in `(at, id)` order after `after`.
+    async fn consent_ledger(&self, after: Option<(i64, String)>, limit: u32) -> Result<Vec<LedgerEntry>>;
+
+    async fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>>;
+
+    /// The receipts of a subject's family, oldest first.
+    async fn receipts(&self, subject: &str) -> Result<Vec<StoredReceipt>>;
+
+    /// Appends entries to the audit log; returns their positions.
+    async fn audit_append(&self, events: Vec<AuditEvent>, at: i64) -> Result<Vec<u64>>;
+
+    /// Audit entries after position `after`, in order.
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>>;
+
+    /// The audit entries about the subject with this pseudonym, newest first.
+    async fn audit_for_subject(&self, pseudonym: &str, limit: u32) -> Result<Vec<StoredAuditEntry>>;
+
+    /// Signs the log's current head (if it grew since the last checkpoint) and returns the newest
+    /// checkpoint, if the log has any entry.
+    async fn audit_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>>;
+
+    /// Every stored checkpoint, oldest first.
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;
+
+    /// Stores a new API key (its hash) with the audit entry of its creation.
+    async fn create_api_key(&self, key: ApiKeyRecord, audit: AuditEvent) -> Result<()>;
+
+    /// The key whose secret hashes to `hash`, if any (revoked and expired ones included).
+    async fn api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyRecord>>;
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revokes a key; false if there is no such key or it was already revoked.
+    async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditEvent) -> Result<bool>;
 
     /// The subject an identifier points to, following merges.
     async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>>;
@@ -321,6 +444,11 @@ pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A random id for a consent event and its receipt.
+pub(crate) fn new_receipt_id() -> String {
+    tactful_vault::new_subject_id().replacen("sub_", "cr_", 1)
 }
 
 /// A random id for an outbox message (random, not a sequence: no hot spot on distributed engines).

@@ -1,22 +1,31 @@
 //! Turning a batch of accepted events into rows, the same way on every backend: which events are
 //! duplicates, which subject each belongs to (the domain's identity rules, applied event by event in
-//! order), which identifiers bind or move, which subjects merge — and every personal value sealed
-//! under the right person's key. Backends only look things up and write the rows.
+//! order), which identifiers bind or move, which subjects merge, what the event says of the
+//! subject's jurisdiction and consent — and then what of the event the subject's consent permits,
+//! sealed under the right person's key. Backends only look things up and write the rows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use tactful_domain::audit::AuditEvent;
+use tactful_domain::catalog::{Catalog, PropertyId};
+use tactful_domain::consent::{ConsentEvent, ConsentStates};
 use tactful_domain::identity::{self, Binding, Claim, IdentifierKind, Target};
+use tactful_domain::minimize::{self, DropReason};
+use tactful_domain::policy::{Policy, SubjectContext};
+use tactful_domain::receipt;
 use tactful_vault::{Blind, SubjectKey, Vault};
 
-use crate::{IdentityClaim, IngestEvent, IngestOutcome, Result, seal_context};
+use crate::{IdentityClaim, IngestEvent, IngestOutcome, Result, SubjectState, seal_context};
 
 /// What a backend must answer while a batch is resolved.
 pub(crate) trait Lookup {
-    /// The subject an identifier points to now, and whether that subject is known.
+    /// The subject an identifier points to now (its family root), and whether it is known.
     fn binding(&mut self, blind: &Blind) -> Result<Option<Binding<String>>>;
     /// The data key of an existing subject.
     fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>>;
+    /// Attributes and consent ledger of an existing family root.
+    fn state(&mut self, subject: &str) -> Result<SubjectState>;
 }
 
 /// A subject created by the batch.
@@ -24,6 +33,8 @@ pub(crate) struct CreatedSubject {
     pub id: String,
     pub wrapped: Vec<u8>,
     pub known: bool,
+    pub jurisdiction: Option<String>,
+    pub minor: bool,
     pub key: Arc<SubjectKey>,
 }
 
@@ -63,8 +74,23 @@ pub(crate) struct ProfileRow {
     pub updated_at: i64,
 }
 
+/// New attributes of an existing subject.
+pub(crate) struct AttributeRow {
+    pub subject: String,
+    pub jurisdiction: Option<String>,
+    pub minor: bool,
+}
+
+/// A consent ledger entry to append, with its signed receipt.
+pub(crate) struct ConsentRow {
+    pub subject: String,
+    pub event: ConsentEvent,
+    pub receipt: String,
+}
+
 /// Everything a batch writes. Backends write it in field order: subjects, their merges within the
-/// batch, identities, merges of existing subjects, known flags, events, profile values, drops.
+/// batch, identities, merges of existing subjects, known flags, attributes, consents, events,
+/// profile values, drops, audit entries.
 pub(crate) struct Rows {
     /// Per event, in order.
     pub outcomes: Vec<IngestOutcome>,
@@ -77,23 +103,30 @@ pub(crate) struct Rows {
     pub merges: Vec<Merge>,
     /// Existing subjects that became known (a userId now points to them).
     pub known: Vec<String>,
+    pub attributes: Vec<AttributeRow>,
+    pub consents: Vec<ConsentRow>,
     pub events: Vec<EventRow>,
     /// The newest value per subject and path.
     pub profile: Vec<ProfileRow>,
     /// `(source, path, reason, count)`.
     pub drops: Vec<(String, String, &'static str, i64)>,
+    pub audit: Vec<AuditEvent>,
 }
 
-/// Resolves `events` (those with `duplicate[i]` set are already stored) into rows.
+/// Resolves `events` (those with `duplicate[i]` set are already stored) into rows, at `now`.
 pub(crate) fn resolve(
     vault: &Vault,
+    policy: &Policy,
     events: &[IngestEvent],
     duplicate: &[bool],
     lookup: &mut dyn Lookup,
+    now: i64,
 ) -> Result<Rows> {
     let mut state = State {
         lookup,
         vault,
+        policy,
+        catalog: policy.catalog().clone(),
         bindings: HashMap::new(),
         initial: HashMap::new(),
         touched: Vec::new(),
@@ -102,10 +135,14 @@ pub(crate) fn resolve(
         parent: HashMap::new(),
         created: Vec::new(),
         created_ids: HashSet::new(),
+        subjects: HashMap::new(),
+        attributes_changed: HashSet::new(),
+        consents: Vec::new(),
+        audit: Vec::new(),
     };
     let mut outcomes = Vec::with_capacity(events.len());
     let mut seen: HashSet<(&str, [u8; 16])> = HashSet::new();
-    let mut event_subjects: Vec<(usize, String)> = Vec::with_capacity(events.len());
+    let mut stored: Vec<Stored> = Vec::with_capacity(events.len());
     let mut drops: HashMap<(String, String, &'static str), i64> = HashMap::new();
 
     for (index, event) in events.iter().enumerate() {
@@ -124,15 +161,40 @@ pub(crate) fn resolve(
             Some(previous) => state.alias(event, previous)?,
             None => state.event(event)?,
         };
-        event_subjects.push((index, subject.clone()));
+        state.learn(&subject, event)?;
+        // Consent arriving with the event counts before the event's own properties are judged.
+        state.consent(&subject, event)?;
+        let withheld = state.withheld(&subject, event, now)?;
+        for property in &withheld {
+            let path = state.catalog.property(*property).path.clone();
+            *drops.entry((event.source.clone(), path, DropReason::NotPermitted.as_str())).or_default() += 1;
+        }
+        stored.push(Stored { index, subject: subject.clone(), withheld });
         outcomes.push(IngestOutcome::Stored { subject });
     }
-    state.finish(events, outcomes, event_subjects, drops)
+    state.finish(events, outcomes, stored, drops)
+}
+
+/// An event to store: which one, under which subject, without which properties.
+struct Stored {
+    index: usize,
+    subject: String,
+    withheld: Vec<PropertyId>,
+}
+
+/// A subject's attributes and consent as the batch sees them.
+struct Known {
+    jurisdiction: Option<String>,
+    minor: bool,
+    restricted: bool,
+    consents: ConsentStates,
 }
 
 struct State<'a> {
     lookup: &'a mut dyn Lookup,
     vault: &'a Vault,
+    policy: &'a Policy,
+    catalog: Arc<Catalog>,
     /// Current view of identifiers met in this batch (`None`: unbound).
     bindings: HashMap<Blind, Option<String>>,
     /// Where each identifier pointed before the batch.
@@ -146,6 +208,11 @@ struct State<'a> {
     parent: HashMap<String, String>,
     created: Vec<CreatedSubject>,
     created_ids: HashSet<String>,
+    /// Attributes and consent of family roots met.
+    subjects: HashMap<String, Known>,
+    attributes_changed: HashSet<String>,
+    consents: Vec<ConsentRow>,
+    audit: Vec<AuditEvent>,
 }
 
 impl State<'_> {
@@ -176,18 +243,31 @@ impl State<'_> {
         }))
     }
 
-    fn target(&mut self, target: Target<String>) -> String {
+    fn target(&mut self, target: Target<String>, event: &IngestEvent) -> String {
         match target {
             Target::Existing(subject) => self.root(&subject),
             Target::New => {
                 let created = self.vault.new_subject();
                 let id = created.id.clone();
+                let jurisdiction = event.jurisdiction.clone().or_else(|| event.default_jurisdiction.clone());
+                let minor = event.minor.unwrap_or(false);
                 self.known.insert(id.clone(), false);
                 self.created_ids.insert(id.clone());
+                self.subjects.insert(
+                    id.clone(),
+                    Known {
+                        jurisdiction: jurisdiction.clone(),
+                        minor,
+                        restricted: false,
+                        consents: ConsentStates::default(),
+                    },
+                );
                 self.created.push(CreatedSubject {
                     id: created.id,
                     wrapped: created.wrapped,
                     known: false,
+                    jurisdiction,
+                    minor,
                     key: Arc::new(created.key),
                 });
                 id
@@ -205,15 +285,52 @@ impl State<'_> {
         }
     }
 
-    fn merge(&mut self, from: &str, into: &str) {
+    fn merge(&mut self, from: &str, into: &str) -> Result<()> {
         let from = self.root(from);
         if from == into {
-            return;
+            return Ok(());
         }
         let known =
             self.known.get(&from).copied().unwrap_or(false) || self.known.get(into).copied().unwrap_or(false);
         self.known.insert(into.to_owned(), known);
+        // The person's consents and attributes follow them into the family: consents fold together
+        // (the latest choice per purpose wins); a jurisdiction known on either side is kept.
+        let merged = self.take_known(&from)?;
+        let target = self.known_of(into)?;
+        target.consents.merge(&merged.consents);
+        if target.jurisdiction.is_none() && merged.jurisdiction.is_some() {
+            target.jurisdiction = merged.jurisdiction;
+            self.attributes_changed.insert(into.to_owned());
+        }
+        let target = self.known_of(into)?;
+        if merged.minor && !target.minor {
+            target.minor = true;
+            self.attributes_changed.insert(into.to_owned());
+        }
         self.parent.insert(from, into.to_owned());
+        Ok(())
+    }
+
+    fn known_of(&mut self, subject: &str) -> Result<&mut Known> {
+        if !self.subjects.contains_key(subject) {
+            let state = self.lookup.state(subject)?;
+            let consents = state.consents();
+            self.subjects.insert(
+                subject.to_owned(),
+                Known {
+                    jurisdiction: state.jurisdiction,
+                    minor: state.minor,
+                    restricted: state.restricted,
+                    consents,
+                },
+            );
+        }
+        Ok(self.subjects.get_mut(subject).expect("inserted above"))
+    }
+
+    fn take_known(&mut self, subject: &str) -> Result<Known> {
+        self.known_of(subject)?;
+        Ok(self.subjects.remove(subject).expect("loaded above"))
     }
 
     fn event(&mut self, event: &IngestEvent) -> Result<String> {
@@ -222,9 +339,9 @@ impl State<'_> {
             claims.push(Claim { kind: claim.kind.clone(), bound: self.binding(&claim.blind)? });
         }
         let plan = identity::plan(&claims);
-        let target = self.target(plan.target);
+        let target = self.target(plan.target, event);
         for merged in plan.merge {
-            self.merge(&merged, &target);
+            self.merge(&merged, &target)?;
         }
         for index in plan.bind {
             self.bind(&target, &event.identities[index]);
@@ -240,9 +357,9 @@ impl State<'_> {
         let user_binding = self.binding(&user.blind)?;
         let previous_bindings = [self.binding(&previous[0].blind)?, self.binding(&previous[1].blind)?];
         let plan = identity::plan_alias(user_binding, &previous_bindings);
-        let target = self.target(plan.target);
+        let target = self.target(plan.target, event);
         for merged in plan.merge {
-            self.merge(&merged, &target);
+            self.merge(&merged, &target)?;
         }
         if plan.bind_user {
             self.bind(&target, user);
@@ -252,6 +369,91 @@ impl State<'_> {
             self.bind(&target, &previous[1]);
         }
         Ok(target)
+    }
+
+    /// What the event tells of the subject: its jurisdiction (from its country), whether a minor.
+    fn learn(&mut self, subject: &str, event: &IngestEvent) -> Result<()> {
+        let known = self.known_of(subject)?;
+        let mut changed = false;
+        if let Some(jurisdiction) = &event.jurisdiction {
+            if known.jurisdiction.as_ref() != Some(jurisdiction) {
+                known.jurisdiction = Some(jurisdiction.clone());
+                changed = true;
+            }
+        } else if known.jurisdiction.is_none() && event.default_jurisdiction.is_some() {
+            known.jurisdiction = event.default_jurisdiction.clone();
+            changed = true;
+        }
+        if let Some(minor) = event.minor
+            && known.minor != minor
+        {
+            known.minor = minor;
+            changed = true;
+        }
+        if changed && !self.created_ids.contains(subject) {
+            self.attributes_changed.insert(subject.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Records the consent changes the event carries, each with a signed receipt and an audit entry.
+    fn consent(&mut self, subject: &str, event: &IngestEvent) -> Result<()> {
+        if event.consent.is_empty() {
+            return Ok(());
+        }
+        let catalog = self.catalog.clone();
+        let known = self.known_of(subject)?;
+        let jurisdiction = known.jurisdiction.clone();
+        let mut recorded = Vec::new();
+        for signal in &event.consent {
+            let Some(purpose) = catalog.purpose(&signal.purpose) else { continue };
+            // An older event (an offline queue, a late retry) does not undo a newer choice.
+            if known.consents.get(&signal.purpose).is_some_and(|record| record.at > event.timestamp) {
+                continue;
+            }
+            if !known.consents.changes(signal, purpose.version, event.timestamp) {
+                continue;
+            }
+            let entry = ConsentEvent {
+                id: crate::new_receipt_id(),
+                purpose: signal.purpose.clone(),
+                kind: signal.kind,
+                method: signal.method,
+                at: event.timestamp,
+                expires_at: None,
+                version: purpose.version,
+                source: Some(event.source.clone()),
+                jurisdiction: jurisdiction.clone(),
+            };
+            known.consents.apply(&entry);
+            recorded.push(entry);
+        }
+        for entry in recorded {
+            let (row, audit) = consent_row(self.vault, &catalog, subject, entry);
+            self.consents.push(row);
+            self.audit.push(audit);
+        }
+        Ok(())
+    }
+
+    /// The kept properties of the event that the subject's consent and the policy do not permit.
+    fn withheld(&mut self, subject: &str, event: &IngestEvent, now: i64) -> Result<Vec<PropertyId>> {
+        let policy = self.policy;
+        let catalog = self.catalog.clone();
+        let known = self.known_of(subject)?;
+        let context = SubjectContext {
+            jurisdiction: known.jurisdiction.as_deref().and_then(|key| catalog.jurisdiction_index(key)),
+            minor: known.minor,
+            restricted: known.restricted,
+            consents: known.consents.clone(),
+        };
+        let consents = policy.consents(&context, now);
+        Ok(event
+            .kept
+            .iter()
+            .copied()
+            .filter(|&property| policy.storable(&context, &consents, property).is_err())
+            .collect())
     }
 
     fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>> {
@@ -265,7 +467,7 @@ impl State<'_> {
         mut self,
         events: &[IngestEvent],
         outcomes: Vec<IngestOutcome>,
-        event_subjects: Vec<(usize, String)>,
+        stored: Vec<Stored>,
         drops: HashMap<(String, String, &'static str), i64>,
     ) -> Result<Rows> {
         let merged: Vec<String> = self.parent.keys().cloned().collect();
@@ -302,6 +504,10 @@ impl State<'_> {
 
         for created in &mut self.created {
             created.known = self.known.get(&created.id).copied().unwrap_or(false);
+            if let Some(known) = self.subjects.get(&created.id) {
+                created.jurisdiction.clone_from(&known.jurisdiction);
+                created.minor = known.minor;
+            }
         }
         let mut known: Vec<String> = self
             .known
@@ -314,32 +520,54 @@ impl State<'_> {
             .map(|(subject, _)| subject.clone())
             .collect();
         known.sort();
+        let mut attributes: Vec<AttributeRow> = self
+            .attributes_changed
+            .iter()
+            .filter(|subject| !self.created_ids.contains(*subject) && !self.parent.contains_key(*subject))
+            .filter_map(|subject| {
+                self.subjects.get(subject).map(|known| AttributeRow {
+                    subject: subject.clone(),
+                    jurisdiction: known.jurisdiction.clone(),
+                    minor: known.minor,
+                })
+            })
+            .collect();
+        attributes.sort_by(|a, b| a.subject.cmp(&b.subject));
 
-        let mut rows_events = Vec::with_capacity(event_subjects.len());
+        let catalog = self.catalog.clone();
+        let mut rows_events = Vec::with_capacity(stored.len());
         let mut profile: HashMap<(String, String), ProfileRow> = HashMap::new();
-        for (index, subject) in event_subjects {
+        for Stored { index, subject, withheld } in stored {
             let event = &events[index];
             let key = self.key(&subject)?;
+            let record = if withheld.is_empty() {
+                serde_json::to_vec(&event.record)
+            } else {
+                let mut record = event.record.clone();
+                minimize::withhold(&catalog, &mut record, &withheld);
+                serde_json::to_vec(&record)
+            }
+            .map_err(|error| crate::StoreError::Internal(format!("cannot encode a record: {error}")))?;
             let sealed = key.seal(
                 seal_context::EVENT,
                 &seal_context::event(&subject, &event.source, &event.dedupe),
-                &event.record,
+                &record,
             );
-            for (path, value) in &event.profile {
+            for (property, value) in &event.profile {
+                if withheld.contains(property) {
+                    continue;
+                }
+                let path = catalog.property(*property).path.clone();
                 let newer = profile
                     .get(&(subject.clone(), path.clone()))
                     .is_none_or(|existing| existing.updated_at <= event.timestamp);
                 if newer {
+                    let bytes = serde_json::to_vec(value).unwrap_or_default();
                     let sealed =
-                        key.seal(seal_context::PROFILE, &seal_context::profile(&subject, path), value);
+                        key.seal(seal_context::PROFILE, &seal_context::profile(&subject, &path), &bytes);
                     profile.insert(
                         (subject.clone(), path.clone()),
-                        ProfileRow {
-                            subject: subject.clone(),
-                            path: path.clone(),
-                            sealed,
-                            updated_at: event.timestamp,
-                        },
+                        ProfileRow { subject: subject.clone(), path, sealed, updated_at: event.timestamp },
                     );
                 }
             }
@@ -367,9 +595,35 @@ impl State<'_> {
             identities,
             merges,
             known,
+            attributes,
+            consents: self.consents,
             events: rows_events,
             profile,
             drops,
+            audit: self.audit,
         })
     }
+}
+
+/// The ledger row, signed receipt and audit entry of one consent change of `subject`.
+pub(crate) fn consent_row(
+    vault: &Vault,
+    catalog: &Catalog,
+    subject: &str,
+    event: ConsentEvent,
+) -> (ConsentRow, AuditEvent) {
+    let body = receipt::receipt(catalog, subject, &event);
+    let signature = vault.sign(receipt::SIGNING_CONTEXT, &receipt::signing_bytes(&body));
+    let public_key = vault.public_key();
+    let signed = receipt::signed(body, &signature, &public_key.0, &public_key.id());
+    let audit = AuditEvent::Consent {
+        subject: vault.subject_pseudonym(subject),
+        purpose: event.purpose.clone(),
+        change: event.kind,
+        method: event.method,
+        version: event.version,
+        receipt: event.id.clone(),
+        source: event.source.clone(),
+    };
+    (ConsentRow { subject: subject.to_owned(), receipt: signed.to_string(), event }, audit)
 }

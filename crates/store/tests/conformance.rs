@@ -7,16 +7,20 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tactful_domain::identity::IdentifierKind;
-use tactful_domain::minimize::{DropReason, Dropped};
-use tactful_domain::segment::MessageType;
-use tactful_store::{IdentityClaim, IngestEvent, IngestOutcome, Options, Store, StoreError, seal_context};
+use tactful_domain::audit::{AuditEvent, CHECKPOINT_CONTEXT, Checkpoint, Verifier};
+use tactful_domain::catalog::Catalog;
+use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod};
+use tactful_domain::consent::{gpc_signals, signals_from_context};
+use tactful_domain::minimize::{self, Verdict};
+use tactful_domain::policy::Policy;
+use tactful_store::{ApiKeyRecord, IngestEvent, IngestOutcome, Options, Store, StoreError, seal_context};
 use tactful_vault::{MasterKey, MasterKeys, Vault};
 
 /// One backend under test: an opened store, and how to open the same database again.
 struct Backend {
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
+    policy: Arc<Policy>,
     url: String,
     master_hex: String,
     _dir: Option<tempfile::TempDir>,
@@ -36,7 +40,8 @@ async fn open_backend(url: String, dir: Option<tempfile::TempDir>) -> Backend {
     let master = MasterKey::generate();
     let master_hex = master.to_hex().to_string();
     let opened = tactful_store::open_with(&url, master, &options()).await.expect("open the store");
-    Backend { store: opened.store, vault: opened.vault, url, master_hex, _dir: dir }
+    let policy = Arc::new(Policy::new(Arc::new(conformance_catalog())));
+    Backend { store: opened.store, vault: opened.vault, policy, url, master_hex, _dir: dir }
 }
 
 async fn sqlite() -> Backend {
@@ -88,6 +93,10 @@ conformance!(
     outbox_claims_never_overlap_and_leases_expire,
     periodic_jobs_run_once_per_period_across_instances,
     rotating_the_master_key_keeps_everything_readable,
+    consent_on_an_event_counts_before_its_properties_are_judged,
+    consents_recorded_through_the_api_come_with_receipts_and_audit_entries,
+    the_audit_log_is_gapless_signed_and_verifiable_across_instances,
+    api_keys_are_stored_hashed_and_revocable,
 );
 
 // ------------------------------------------------------------------------------------------------
@@ -95,118 +104,115 @@ conformance!(
 
 const T0: i64 = 1_700_000_000_000;
 
+/// The example catalog, with its sources in an opt-out jurisdiction so storage tests are not about
+/// consent, plus an EU source for the tests that are.
+fn conformance_catalog() -> Catalog {
+    let text =
+        Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
+    let extra = "\n[sources.eu-web]\nwrite_key = \"wk_eu_web_12345\"\ndefault_jurisdiction = \"eu\"\n";
+    Catalog::parse(&format!("{text}{extra}")).expect("conformance catalog")
+}
+
+/// A message as an SDK would send it, built up by the test, then taken through the real
+/// validation, minimization and consent reading before it reaches the store.
 struct Event {
-    kind: MessageType,
-    message_id: String,
-    user_id: Option<String>,
-    anonymous_id: Option<String>,
-    email: Option<String>,
-    previous_id: Option<String>,
-    timestamp: i64,
-    record: Value,
-    profile: Vec<(&'static str, Value)>,
-    dropped: Vec<&'static str>,
+    message: Value,
+    source: &'static str,
+    gpc: bool,
+}
+
+fn iso(millis: i64) -> String {
+    tactful_domain::segment::format_time(millis)
 }
 
 fn event(message_id: &str) -> Event {
     Event {
-        kind: MessageType::Track,
-        message_id: message_id.to_owned(),
-        user_id: None,
-        anonymous_id: None,
-        email: None,
-        previous_id: None,
-        timestamp: T0,
-        record: json!({"properties": {"product_id": "p1"}}),
-        profile: Vec::new(),
-        dropped: Vec::new(),
+        message: json!({"type": "track", "event": "Product Viewed", "messageId": message_id, "timestamp": iso(T0),
+                        "properties": {"product_id": "p1"}}),
+        source: "web",
+        gpc: false,
     }
 }
 
 impl Event {
     fn user(mut self, id: &str) -> Event {
-        self.user_id = Some(id.to_owned());
+        self.message["userId"] = json!(id);
         self
     }
     fn anonymous(mut self, id: &str) -> Event {
-        self.anonymous_id = Some(id.to_owned());
+        self.message["anonymousId"] = json!(id);
         self
     }
     fn email(mut self, email: &str) -> Event {
-        self.email = Some(email.to_owned());
+        self.message["traits"]["email"] = json!(email);
         self
     }
     fn identify(mut self, traits: Value) -> Event {
-        self.kind = MessageType::Identify;
+        let object = self.message.as_object_mut().unwrap();
+        object.insert("type".into(), json!("identify"));
+        object.remove("event");
+        object.remove("properties");
         for (key, value) in traits.as_object().unwrap() {
-            let path: &'static str = Box::leak(format!("traits.{key}").into_boxed_str());
-            self.profile.push((path, value.clone()));
+            self.message["traits"][key] = value.clone();
         }
-        self.record = json!({"traits": traits});
         self
     }
     fn alias(mut self, previous: &str, user: &str) -> Event {
-        self.kind = MessageType::Alias;
-        self.previous_id = Some(previous.to_owned());
-        self.user_id = Some(user.to_owned());
+        let object = self.message.as_object_mut().unwrap();
+        object.insert("type".into(), json!("alias"));
+        object.remove("event");
+        object.remove("properties");
+        object.insert("previousId".into(), json!(previous));
+        object.insert("userId".into(), json!(user));
         self
     }
     fn at(mut self, timestamp: i64) -> Event {
-        self.timestamp = timestamp;
+        self.message["timestamp"] = json!(iso(timestamp));
         self
     }
-    fn dropping(mut self, paths: &[&'static str]) -> Event {
-        self.dropped.extend_from_slice(paths);
+    /// Adds undeclared properties, which minimization drops and counts.
+    fn dropping(mut self, paths: &[&str]) -> Event {
+        for path in paths {
+            let (root, field) = path.split_once('.').unwrap();
+            self.message[root][field] = json!("undeclared");
+        }
+        self
+    }
+    fn from(mut self, source: &'static str) -> Event {
+        self.source = source;
+        self
+    }
+    fn consent(mut self, preferences: Value) -> Event {
+        self.message["context"]["consent"]["categoryPreferences"] = preferences;
+        self
+    }
+    fn gpc(mut self) -> Event {
+        self.gpc = true;
         self
     }
 
-    fn build(self, vault: &Vault) -> IngestEvent {
-        let claim = |kind: IdentifierKind, value: &str| {
-            let value = kind.normalize(value).unwrap();
-            IdentityClaim { blind: vault.blind(kind.as_str(), &value), kind, value }
+    fn build(self, backend: &Backend) -> IngestEvent {
+        let catalog = backend.policy.catalog();
+        let source = catalog.source_by_key(self.source).expect("declared source");
+        let raw = tactful_domain::segment::RawEvent {
+            object: self.message.as_object().unwrap().clone(),
+            write_key: None,
+            implied_type: None,
         };
-        let mut identities = Vec::new();
-        if let Some(user) = &self.user_id {
-            identities.push(claim(IdentifierKind::UserId, user));
+        let message = tactful_domain::segment::validate(raw, T0).expect("a valid message");
+        let Verdict::Keep(minimized) = minimize::minimize(catalog, source, &message) else { panic!("kept") };
+        let mut consent =
+            signals_from_context(catalog, message.object.get("context")).expect("readable consent");
+        if self.gpc {
+            consent.extend(gpc_signals(catalog));
         }
-        let alias_previous = self.previous_id.as_deref().map(|previous| {
-            [claim(IdentifierKind::UserId, previous), claim(IdentifierKind::AnonymousId, previous)]
-        });
-        if alias_previous.is_none() {
-            if let Some(anonymous) = &self.anonymous_id {
-                identities.push(claim(IdentifierKind::AnonymousId, anonymous));
-            }
-            if let Some(email) = &self.email {
-                identities.push(claim(IdentifierKind::Email, email));
-            }
-        }
-        IngestEvent {
-            source: "web".into(),
-            dedupe: vault.dedupe_key("web", &self.message_id),
-            kind: self.kind,
-            name: (self.kind == MessageType::Track).then(|| "Product Viewed".to_owned()),
-            timestamp: self.timestamp,
-            received_at: self.timestamp,
-            identities,
-            alias_previous,
-            record: serde_json::to_vec(&self.record).unwrap(),
-            profile: self
-                .profile
-                .into_iter()
-                .map(|(path, value)| (path.to_owned(), serde_json::to_vec(&value).unwrap()))
-                .collect(),
-            dropped: self
-                .dropped
-                .into_iter()
-                .map(|path| Dropped { path: path.to_owned(), reason: DropReason::Undeclared })
-                .collect(),
-        }
+        IngestEvent::from_message(catalog, &backend.vault, source, &message, minimized, consent, T0)
     }
 }
 
 async fn ingest(backend: &Backend, events: Vec<Event>) -> Vec<IngestOutcome> {
-    let built = events.into_iter().map(|event| event.build(&backend.vault)).collect();
-    backend.store.ingest(built).await.expect("ingest")
+    let built = events.into_iter().map(|event| event.build(backend)).collect();
+    backend.store.ingest(built, backend.policy.clone()).await.expect("ingest")
 }
 
 async fn subject_of(backend: &Backend, kind: &str, value: &str) -> Option<String> {
@@ -270,6 +276,16 @@ async fn open_subject(backend: &Backend, subject: &str) -> Opened {
         })
         .collect();
     Opened { events, profile, identifiers }
+}
+
+async fn first_name(backend: &Backend, subject: &str) -> Value {
+    let opened = open_subject(backend, subject).await;
+    opened
+        .profile
+        .into_iter()
+        .find(|(path, _)| path == "traits.first_name")
+        .map(|(_, value)| value)
+        .unwrap_or_default()
 }
 
 fn stored_count(outcomes: &[IngestOutcome]) -> usize {
@@ -453,18 +469,13 @@ async fn the_same_person_from_many_writers_is_one_subject(backend: Backend) {
     let mut tasks = Vec::new();
     for writer in 0..16 {
         let store = stores[writer % 2].clone();
-        let vault = backend.vault.clone();
-        tasks.push(tokio::spawn(async move {
-            let events = vec![
-                event(&format!("w{writer}-1")).anonymous(&format!("device-{writer}")).build(&vault),
-                event(&format!("w{writer}-2"))
-                    .user("zoe")
-                    .anonymous(&format!("device-{writer}"))
-                    .build(&vault),
-                event(&format!("shared-{}", writer % 4)).user("zoe").build(&vault),
-            ];
-            store.ingest(events).await
-        }));
+        let events = vec![
+            event(&format!("w{writer}-1")).anonymous(&format!("device-{writer}")).build(&backend),
+            event(&format!("w{writer}-2")).user("zoe").anonymous(&format!("device-{writer}")).build(&backend),
+            event(&format!("shared-{}", writer % 4)).user("zoe").build(&backend),
+        ];
+        let policy = backend.policy.clone();
+        tasks.push(tokio::spawn(async move { store.ingest(events, policy).await }));
     }
     let mut stored = 0;
     for task in tasks {
@@ -587,17 +598,14 @@ async fn rotating_the_master_key_keeps_everything_readable(backend: Backend) {
     let during = Backend {
         store: during.store,
         vault: during.vault,
+        policy: backend.policy.clone(),
         url: backend.url.clone(),
         master_hex: new_hex.clone(),
         _dir: None,
     };
     ingest(&during, vec![event("2").user("bea").identify(json!({"first_name": "Bea"}))]).await;
     let ada = subject_of(&during, "user_id", "ada").await.unwrap();
-    assert_eq!(
-        open_subject(&during, &ada).await.profile[0].1,
-        json!("Ada"),
-        "old keys still open during the rotation"
-    );
+    assert_eq!(first_name(&during, &ada).await, json!("Ada"), "old keys still open during the rotation");
 
     let (mut cursor, mut rewrapped, mut pages) = (None, 0, 0);
     loop {
@@ -616,14 +624,15 @@ async fn rotating_the_master_key_keeps_everything_readable(backend: Backend) {
     let after = Backend {
         store: after.store,
         vault: after.vault,
+        policy: backend.policy.clone(),
         url: backend.url.clone(),
         master_hex: new_hex,
         _dir: None,
     };
     let ada = subject_of(&after, "user_id", "ada").await.expect("blind indexes survive the rotation");
-    assert_eq!(open_subject(&after, &ada).await.profile[0].1, json!("Ada"));
+    assert_eq!(first_name(&after, &ada).await, json!("Ada"));
     let bea = subject_of(&after, "user_id", "bea").await.unwrap();
-    assert_eq!(open_subject(&after, &bea).await.profile[0].1, json!("Bea"));
+    assert_eq!(first_name(&after, &bea).await, json!("Bea"));
     match tactful_store::open_with(
         &backend.url,
         MasterKey::from_text(&backend.master_hex).unwrap(),
@@ -635,6 +644,220 @@ async fn rotating_the_master_key_keeps_everything_readable(backend: Backend) {
         Err(other) => panic!("expected WrongMasterKey, got {other}"),
         Ok(_) => panic!("the retired key must no longer open the database"),
     }
+}
+
+/// The event's own consent is applied first; what no permitted purpose covers is never stored, but
+/// counted.
+async fn consent_on_an_event_counts_before_its_properties_are_judged(backend: Backend) {
+    // An EU person with no consent: the product they viewed serves only consent-based purposes.
+    ingest(&backend, vec![event("1").user("eve").from("eu-web")]).await;
+    let eve = subject_of(&backend, "user_id", "eve").await.unwrap();
+    assert_eq!(
+        open_subject(&backend, &eve).await.events,
+        [json!({})],
+        "the event is kept, its product is not"
+    );
+    let counts = backend.store.drop_counts().await.unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|count| count.path == "properties.product_id" && count.reason.as_str() == "not_permitted")
+    );
+
+    // The same person accepts personalization on the banner: that event's product is stored.
+    ingest(&backend, vec![event("2").user("eve").from("eu-web").consent(json!({"Personalization": true}))])
+        .await;
+    let opened = open_subject(&backend, &eve).await;
+    assert!(opened.events.contains(&json!({"properties": {"product_id": "p1"}})), "{:?}", opened.events);
+    assert_eq!(opened.events.len(), 2);
+    let state = backend.store.subject_state(&eve).await.unwrap().unwrap();
+    assert_eq!(state.jurisdiction.as_deref(), Some("eu"));
+    assert_eq!(state.ledger.len(), 1);
+    assert_eq!(state.ledger[0].purpose, "personalize.content");
+    assert_eq!(backend.store.receipts(&eve).await.unwrap().len(), 1, "the change has a receipt");
+
+    // Banners repeat their choices on every event; only changes enter the ledger.
+    ingest(&backend, vec![event("3").user("eve").from("eu-web").consent(json!({"Personalization": true}))])
+        .await;
+    assert_eq!(backend.store.subject_state(&eve).await.unwrap().unwrap().ledger.len(), 1);
+
+    // GPC on a Californian: sale and sharing are withdrawn once, and recorded as GPC.
+    ingest(&backend, vec![event("4").user("cal").gpc(), event("5").user("cal").gpc()]).await;
+    let cal = subject_of(&backend, "user_id", "cal").await.unwrap();
+    let state = backend.store.subject_state(&cal).await.unwrap().unwrap();
+    assert_eq!(state.jurisdiction.as_deref(), Some("us-ca"));
+    assert_eq!(state.ledger.len(), 1);
+    assert_eq!(state.ledger[0].method, tactful_domain::consent::ConsentMethod::Gpc);
+    // Its audit entries name the subject by pseudonym only.
+    let entries = backend.store.audit_for_subject(&backend.vault.subject_pseudonym(&cal), 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(!entries[0].text.contains(&cal) && !entries[0].text.contains("cal\""));
+}
+
+async fn consents_recorded_through_the_api_come_with_receipts_and_audit_entries(backend: Backend) {
+    ingest(&backend, vec![event("1").user("ann").email("ann@example.com")]).await;
+    let ann = subject_of(&backend, "user_id", "ann").await.unwrap();
+    let consent = |id: &str, kind, at| ConsentEvent {
+        id: id.into(),
+        purpose: "marketing.communications.email".into(),
+        kind,
+        method: ConsentMethod::Api,
+        at,
+        expires_at: None,
+        version: 1,
+        source: Some("api".into()),
+        jurisdiction: None,
+    };
+    let audit = |id: &str| AuditEvent::Consent {
+        subject: backend.vault.subject_pseudonym(&ann),
+        purpose: "marketing.communications.email".into(),
+        change: ConsentKind::Given,
+        method: ConsentMethod::Api,
+        version: 1,
+        receipt: id.into(),
+        source: None,
+    };
+    backend
+        .store
+        .record_consents(
+            &ann,
+            vec![(consent("cr_a", ConsentKind::Given, T0), "{\"receipt\":1}".into())],
+            vec![audit("cr_a")],
+        )
+        .await
+        .unwrap();
+    backend
+        .store
+        .record_consents(
+            &ann,
+            vec![(consent("cr_b", ConsentKind::Withdrawn, T0 + 5), "{\"receipt\":2}".into())],
+            vec![audit("cr_b")],
+        )
+        .await
+        .unwrap();
+    let state = backend.store.subject_state(&ann).await.unwrap().unwrap();
+    assert_eq!(state.ledger.iter().map(|event| event.id.as_str()).collect::<Vec<_>>(), ["cr_a", "cr_b"]);
+    assert_eq!(
+        state.consents().status("marketing.communications.email", 1, T0 + 10),
+        tactful_domain::consent::Status::Withdrawn
+    );
+    let receipt = backend.store.receipt("cr_b").await.unwrap().unwrap();
+    assert_eq!((receipt.subject.as_str(), receipt.body.as_str()), (ann.as_str(), "{\"receipt\":2}"));
+    assert!(backend.store.receipt("cr_nope").await.unwrap().is_none());
+    let ledger = backend.store.consent_ledger(None, 10).await.unwrap();
+    assert_eq!(ledger.len(), 2);
+    let next = backend
+        .store
+        .consent_ledger(Some((ledger[0].event.at, ledger[0].event.id.clone())), 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1, "the export pages by (time, id)");
+    assert_eq!(next[0].event.id, "cr_b");
+    assert_eq!(backend.store.audit_entries(0, 100).await.unwrap().len(), 2);
+}
+
+/// Appends from two instances at once stay gapless, and the signed checkpoints verify.
+async fn the_audit_log_is_gapless_signed_and_verifiable_across_instances(backend: Backend) {
+    let second = backend.reopen().await.unwrap().store;
+    let key = |index: usize| AuditEvent::KeyRevoked { key: format!("key_{index}") };
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = if writer % 2 == 0 { backend.store.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for round in 0..5 {
+                positions.extend(
+                    store
+                        .audit_append(vec![key(writer * 10 + round), key(writer * 10 + round + 100)], T0)
+                        .await
+                        .unwrap(),
+                );
+            }
+            positions
+        }));
+    }
+    let mut positions = Vec::new();
+    for task in tasks {
+        positions.extend(task.await.unwrap());
+    }
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=80).collect::<Vec<u64>>(), "positions are gapless and unique");
+    let first = backend.store.audit_checkpoint(T0).await.unwrap().unwrap();
+    assert_eq!(first.size, 80);
+    assert_eq!(
+        backend.store.audit_checkpoint(T0 + 1).await.unwrap().unwrap(),
+        first,
+        "an unchanged head is not signed again"
+    );
+    backend.store.audit_append(vec![key(999)], T0).await.unwrap();
+    let second_checkpoint = second.audit_checkpoint(T0 + 2).await.unwrap().unwrap();
+    assert_eq!(second_checkpoint.size, 81);
+    let checkpoints = backend.store.audit_checkpoints().await.unwrap();
+    assert_eq!(checkpoints.len(), 2);
+    let public = tactful_vault::PublicKey(backend.vault.public_key().0);
+    let mut verified = Vec::new();
+    for checkpoint in &checkpoints {
+        let root = checkpoint.root_hash().unwrap();
+        use base64::Engine as _;
+        let signature: [u8; 64] = base64::engine::general_purpose::STANDARD
+            .decode(&checkpoint.signature)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert!(public.verify(
+            CHECKPOINT_CONTEXT,
+            &Checkpoint::message(checkpoint.size, &root, checkpoint.at),
+            &signature
+        ));
+        verified.push((checkpoint.size, root, format!("stored {}", checkpoint.size)));
+    }
+    let mut verifier = Verifier::new(verified);
+    for entry in backend.store.audit_entries(0, 1_000).await.unwrap() {
+        verifier.entry(entry.seq, &entry.text, &entry.leaf);
+    }
+    let report = verifier.finish();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 81);
+    assert_eq!(backend.store.audit_entries(80, 10).await.unwrap().len(), 1);
+}
+
+async fn api_keys_are_stored_hashed_and_revocable(backend: Backend) {
+    let record = ApiKeyRecord {
+        id: "key_test".into(),
+        hash: [7u8; 32],
+        name: "email tool".into(),
+        role: "marketing".into(),
+        created_at: T0,
+        expires_at: Some(T0 + 1_000),
+        revoked_at: None,
+    };
+    let created = AuditEvent::KeyCreated {
+        key: "key_test".into(),
+        name: "email tool".into(),
+        role: "marketing".into(),
+        expires_at: Some(T0 + 1_000),
+    };
+    backend.store.create_api_key(record.clone(), created).await.unwrap();
+    assert_eq!(backend.store.api_key([7u8; 32]).await.unwrap(), Some(record.clone()));
+    assert_eq!(backend.store.api_key([8u8; 32]).await.unwrap(), None);
+    assert_eq!(backend.store.api_keys().await.unwrap(), [record]);
+    let revoked = AuditEvent::KeyRevoked { key: "key_test".into() };
+    assert!(backend.store.revoke_api_key("key_test", T0 + 5, revoked.clone()).await.unwrap());
+    assert!(
+        !backend.store.revoke_api_key("key_test", T0 + 6, revoked.clone()).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!backend.store.revoke_api_key("key_nope", T0 + 6, revoked).await.unwrap());
+    assert_eq!(backend.store.api_key([7u8; 32]).await.unwrap().unwrap().revoked_at, Some(T0 + 5));
+    let kinds: Vec<String> = backend
+        .store
+        .audit_entries(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| serde_json::from_str::<Value>(&entry.text).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["key_created", "key_revoked"]);
 }
 
 // ------------------------------------------------------------------------------------------------

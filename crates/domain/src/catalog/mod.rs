@@ -292,6 +292,40 @@ impl Catalog {
         region.as_deref().and_then(listed).or_else(|| listed(&country))
     }
 
+    /// What a kept record says of its subject: the jurisdiction its country (and region) picks,
+    /// and whether the subject is a minor on `at` (Unix milliseconds), from the declared traits.
+    pub fn observed_attributes(
+        &self,
+        record: &serde_json::Map<String, serde_json::Value>,
+        at: i64,
+    ) -> (Option<String>, Option<bool>) {
+        let text = |path: &Option<String>| -> Option<String> {
+            let mut segments = path.as_deref()?.split('.');
+            let mut value = record.get(segments.next()?)?;
+            for segment in segments {
+                value = value.get(segment)?;
+            }
+            value.as_str().map(|text| text.trim().to_owned()).filter(|text| !text.is_empty())
+        };
+        let traits = &self.subjects;
+        let jurisdiction = text(&traits.country).and_then(|country| {
+            let region = text(&traits.region);
+            self.jurisdiction_for_location(&country, region.as_deref())
+                .map(|jurisdiction| jurisdiction.key.clone())
+        });
+        let minor = text(&traits.birthday).and_then(|birthday| {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let born = time::Date::parse(birthday.get(..10)?, &format).ok()?;
+            let today = time::OffsetDateTime::from_unix_timestamp(at.div_euclid(1000)).ok()?.date();
+            let mut age = today.year() - born.year();
+            if (today.month() as u8, today.day()) < (born.month() as u8, born.day()) {
+                age -= 1;
+            }
+            Some(age < i32::try_from(traits.adult_age).unwrap_or(18))
+        });
+        (jurisdiction, minor)
+    }
+
     pub fn consent_categories(&self) -> &[(String, Vec<String>)] {
         &self.consent_categories
     }

@@ -163,3 +163,25 @@ fn rendering_names_file_line_and_column() {
     let rendered = errors.render("tactful.toml");
     assert!(rendered.starts_with("tactful.toml:16:13: retention must look like"), "{rendered}");
 }
+
+#[test]
+fn subjects_attributes_come_from_the_declared_traits() {
+    let catalog = Catalog::parse(Catalog::example_text()).unwrap();
+    let record = |value: serde_json::Value| value.as_object().unwrap().clone();
+    let at = 1_700_000_000_000; // 2023-11-14
+    let check = |traits: serde_json::Value, expected: (Option<&str>, Option<bool>)| {
+        let observed = catalog.observed_attributes(&record(serde_json::json!({ "traits": traits })), at);
+        assert_eq!((observed.0.as_deref(), observed.1), expected, "{traits}");
+    };
+    check(serde_json::json!({"address": {"country": "DE"}}), (Some("eu"), None));
+    check(serde_json::json!({"address": {"country": "us", "state": "ca"}}), (Some("us-ca"), None));
+    check(serde_json::json!({"address": {"country": "US", "state": "NY"}}), (None, None));
+    check(
+        serde_json::json!({"address": {"country": "GB"}, "birthday": "2010-01-01"}),
+        (Some("uk"), Some(true)),
+    );
+    check(serde_json::json!({"birthday": "2005-11-14"}), (None, Some(false)));
+    check(serde_json::json!({"birthday": "2005-11-15"}), (None, Some(true)));
+    check(serde_json::json!({"birthday": "not a date"}), (None, None));
+    check(serde_json::json!({}), (None, None));
+}

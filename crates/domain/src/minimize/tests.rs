@@ -175,3 +175,26 @@ fn undeclared_top_level_fields_are_counted_but_protocol_fields_are_not() {
     assert_eq!(dropped(&kept), [("email", "undeclared")]);
     assert_eq!(kept.record["name"], "Home");
 }
+
+#[test]
+fn withholding_removes_exactly_the_named_properties() {
+    let catalog = catalog();
+    let web = catalog.source_by_key("web").unwrap();
+    let event = message(
+        MessageType::Track,
+        json!({"userId": "u1", "event": "Order Completed",
+               "properties": {"order_id": "o-1", "revenue": 10, "products": [{"product_id": "p1", "quantity": 1}, {"product_id": "p2"}]},
+               "context": {"ip": "192.0.2.1"}}),
+    );
+    let mut kept = keep(minimize(&catalog, web, &event));
+    let id = |path: &str| catalog.property_by_path(path).unwrap().id;
+    withhold(
+        &catalog,
+        &mut kept.record,
+        &[id("context.ip"), id("properties.products[].product_id"), id("properties.revenue")],
+    );
+    assert_eq!(
+        Value::Object(kept.record),
+        json!({"properties": {"order_id": "o-1", "products": [{"quantity": 1}]}})
+    );
+}

@@ -13,7 +13,9 @@ use tactful_vault::{Blind, SubjectKey};
 
 use super::PostgresStore;
 use crate::resolve::{self, Lookup, Rows};
-use crate::{IngestEvent, IngestOutcome, Result, StoreError, seal_context};
+use tactful_domain::policy::Policy;
+
+use crate::{IngestEvent, IngestOutcome, Result, StoreError, SubjectState, seal_context};
 
 /// Attempts of one batch before giving up with 503 (each lost race means another instance made
 /// progress, so this is reached only under pathological contention).
@@ -40,11 +42,15 @@ impl KeyCache {
     }
 }
 
-pub(super) async fn ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
+pub(super) async fn ingest(
+    store: &PostgresStore,
+    policy: &Policy,
+    events: &[IngestEvent],
+) -> Result<Vec<IngestOutcome>> {
     let mut delay = Duration::from_millis(5);
     let mut attempt = 1;
     loop {
-        match try_ingest(store, events).await {
+        match try_ingest(store, policy, events).await {
             Err(StoreError::Conflict(reason)) if attempt < MAX_ATTEMPTS => {
                 tracing::debug!(attempt, %reason, "a concurrent write won; retrying the batch");
                 // Jitter spreads out instances that collided so they do not collide again.
@@ -76,6 +82,7 @@ struct Snapshot<'a> {
     store: &'a PostgresStore,
     bindings: HashMap<Blind, Binding<String>>,
     wrapped: HashMap<String, Vec<u8>>,
+    states: HashMap<String, SubjectState>,
 }
 
 impl Lookup for Snapshot<'_> {
@@ -94,6 +101,13 @@ impl Lookup for Snapshot<'_> {
         self.store.keys.put(subject, key.clone());
         Ok(key)
     }
+
+    fn state(&mut self, subject: &str) -> Result<SubjectState> {
+        self.states
+            .get(subject)
+            .cloned()
+            .ok_or_else(|| StoreError::Internal("no state was read for a subject of the batch".into()))
+    }
 }
 
 /// A foreign-key violation here means a subject vanished (erased by another instance) between read
@@ -107,7 +121,11 @@ fn conflict_on_missing_subject(error: sqlx::Error) -> StoreError {
     super::pg(error)
 }
 
-async fn try_ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
+async fn try_ingest(
+    store: &PostgresStore,
+    policy: &Policy,
+    events: &[IngestEvent],
+) -> Result<Vec<IngestOutcome>> {
     let mut tx = store.pool.begin().await?;
 
     // Which events are already stored.
@@ -137,7 +155,8 @@ async fn try_ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec
     }
     blinds.sort_unstable();
     blinds.dedup();
-    let mut snapshot = Snapshot { store, bindings: HashMap::new(), wrapped: HashMap::new() };
+    let mut snapshot =
+        Snapshot { store, bindings: HashMap::new(), wrapped: HashMap::new(), states: HashMap::new() };
     let mut raw_targets: HashMap<Blind, String> = HashMap::new();
     if !blinds.is_empty() {
         for row in sqlx::query(
@@ -159,7 +178,12 @@ async fn try_ingest(store: &PostgresStore, events: &[IngestEvent]) -> Result<Vec
         }
     }
 
-    let rows = resolve::resolve(&store.vault, events, &duplicate, &mut snapshot)?;
+    let roots: Vec<String> = snapshot.wrapped.keys().cloned().collect();
+    for state in super::access::subject_states(&mut tx, &roots).await? {
+        snapshot.states.insert(state.subject.clone(), state);
+    }
+    let now = crate::now_millis();
+    let rows = resolve::resolve(&store.vault, policy, events, &duplicate, &mut snapshot, now)?;
     // On any error the transaction is dropped, which rolls it back: nothing is half-written.
     let outcomes = write(&mut tx, &mut snapshot, &raw_targets, rows).await?;
     tx.commit().await?;
@@ -177,14 +201,20 @@ async fn write(
         let ids: Vec<&str> = rows.created.iter().map(|created| created.id.as_str()).collect();
         let wrapped: Vec<&[u8]> = rows.created.iter().map(|created| created.wrapped.as_slice()).collect();
         let known: Vec<bool> = rows.created.iter().map(|created| created.known).collect();
+        let jurisdictions: Vec<Option<&str>> =
+            rows.created.iter().map(|created| created.jurisdiction.as_deref()).collect();
+        let minors: Vec<bool> = rows.created.iter().map(|created| created.minor).collect();
         sqlx::query(
-            "INSERT INTO subjects (id, wrapped_key, known, created_at)
-             SELECT id, wrapped_key, known, $4 FROM UNNEST($1::text[], $2::bytea[], $3::bool[]) AS t(id, wrapped_key, known)",
+            "INSERT INTO subjects (id, wrapped_key, known, jurisdiction, minor, created_at)
+             SELECT id, wrapped_key, known, jurisdiction, minor, $4
+             FROM UNNEST($1::text[], $2::bytea[], $3::bool[], $5::text[], $6::bool[]) AS t(id, wrapped_key, known, jurisdiction, minor)",
         )
         .bind(&ids)
         .bind(&wrapped)
         .bind(&known)
         .bind(now)
+        .bind(&jurisdictions)
+        .bind(&minors)
         .execute(&mut **tx)
         .await?;
         for created in &rows.created {
@@ -328,6 +358,22 @@ async fn write(
             .execute(&mut **tx)
             .await?;
     }
+    if !rows.attributes.is_empty() {
+        let subjects: Vec<&str> = rows.attributes.iter().map(|row| row.subject.as_str()).collect();
+        let jurisdictions: Vec<Option<&str>> =
+            rows.attributes.iter().map(|row| row.jurisdiction.as_deref()).collect();
+        let minors: Vec<bool> = rows.attributes.iter().map(|row| row.minor).collect();
+        sqlx::query(
+            "UPDATE subjects SET jurisdiction = t.jurisdiction, minor = t.minor
+             FROM UNNEST($1::text[], $2::text[], $3::bool[]) AS t(id, jurisdiction, minor) WHERE subjects.id = t.id",
+        )
+        .bind(&subjects)
+        .bind(&jurisdictions)
+        .bind(&minors)
+        .execute(&mut **tx)
+        .await?;
+    }
+    super::access::write_consents(tx, &rows.consents, now).await?;
 
     if !rows.events.is_empty() {
         let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
@@ -420,6 +466,8 @@ async fn write(
         .execute(&mut **tx)
         .await?;
     }
+    // Last: the audit log's lock is held only from here to the commit.
+    super::access::append_audit(tx, &rows.audit, now).await?;
     Ok(rows.outcomes)
 }
 

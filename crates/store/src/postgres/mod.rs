@@ -4,6 +4,7 @@
 //! inserts that must not collide use `ON CONFLICT DO NOTHING` and count what they wrote, updates are
 //! conditional on what was read, and a write that finds the world changed under it is retried whole.
 
+mod access;
 mod ingest;
 
 use std::time::{Duration, Instant};
@@ -14,14 +15,25 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, MasterKeys, Vault};
 
+use std::sync::Arc;
+
+use tactful_domain::audit::{AuditEvent, Checkpoint};
+use tactful_domain::consent::ConsentEvent;
+use tactful_domain::policy::Policy;
+
+use crate::resolve::ConsentRow;
 use crate::{
-    DropCount, IngestEvent, IngestOutcome, Options, OutboxMessage, Result, RewrapBatch, Stats, Store,
-    StoreError, StoredEvent, StoredIdentity, StoredProfileValue, SubjectData,
+    ApiKeyRecord, DropCount, IngestEvent, IngestOutcome, LedgerEntry, Options, OutboxMessage, Result,
+    RewrapBatch, Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
+    StoredReceipt, SubjectData, SubjectState,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_foundation.sql"), include_str!("migrations/0002_coordination.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_foundation.sql"),
+    include_str!("migrations/0002_coordination.sql"),
+    include_str!("migrations/0003_consent_access_audit.sql"),
+];
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -182,8 +194,102 @@ impl Store for PostgresStore {
         "postgres"
     }
 
-    async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>> {
-        ingest::ingest(self, &events).await
+    async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>> {
+        ingest::ingest(self, &policy, &events).await
+    }
+
+    async fn subject_state(&self, subject: &str) -> Result<Option<SubjectState>> {
+        let mut conn = self.pool.acquire().await?;
+        access::subject_state(&mut conn, subject).await
+    }
+
+    async fn record_consents(
+        &self,
+        subject: &str,
+        events: Vec<(ConsentEvent, String)>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let root = access::root(&mut tx, subject)
+            .await?
+            .ok_or_else(|| StoreError::Internal("consent for a subject that does not exist".into()))?;
+        let rows: Vec<ConsentRow> = events
+            .into_iter()
+            .map(|(event, receipt)| ConsentRow { subject: root.clone(), event, receipt })
+            .collect();
+        let now = crate::now_millis();
+        access::write_consents(&mut tx, &rows, now).await?;
+        access::append_audit(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consent_ledger(&self, after: Option<(i64, String)>, limit: u32) -> Result<Vec<LedgerEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        access::consent_ledger(&mut conn, after, limit).await
+    }
+
+    async fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>> {
+        let mut conn = self.pool.acquire().await?;
+        access::receipt(&mut conn, id).await
+    }
+
+    async fn receipts(&self, subject: &str) -> Result<Vec<StoredReceipt>> {
+        let mut conn = self.pool.acquire().await?;
+        access::receipts(&mut conn, subject).await
+    }
+
+    async fn audit_append(&self, events: Vec<AuditEvent>, at: i64) -> Result<Vec<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let positions = access::append_audit(&mut tx, &events, at).await?;
+        tx.commit().await?;
+        Ok(positions)
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        access::audit_entries(&mut conn, after, limit).await
+    }
+
+    async fn audit_for_subject(&self, pseudonym: &str, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        access::audit_for_subject(&mut conn, pseudonym, limit).await
+    }
+
+    async fn audit_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>> {
+        let mut tx = self.pool.begin().await?;
+        let checkpoint = access::audit_checkpoint(&mut tx, &self.vault, at).await?;
+        tx.commit().await?;
+        Ok(checkpoint)
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let mut conn = self.pool.acquire().await?;
+        access::audit_checkpoints(&mut conn).await
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord, audit: AuditEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        access::create_api_key(&mut tx, &key, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        access::api_key(&mut conn, &hash).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        access::api_keys(&mut conn).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditEvent) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let revoked = access::revoke_api_key(&mut tx, id, at, &audit).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>> {

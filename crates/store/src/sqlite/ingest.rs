@@ -10,13 +10,20 @@ use tactful_vault::{Blind, SubjectKey};
 
 use super::{CACHE_LIMIT, Writer, now_millis};
 use crate::resolve::{self, Lookup, Rows};
-use crate::{IngestEvent, IngestOutcome, Result, seal_context};
+use tactful_domain::policy::Policy;
 
-pub(super) fn ingest(writer: &mut Writer, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
+use crate::{IngestEvent, IngestOutcome, Result, SubjectState, seal_context};
+
+pub(super) fn ingest(
+    writer: &mut Writer,
+    policy: &Policy,
+    events: &[IngestEvent],
+) -> Result<Vec<IngestOutcome>> {
     let duplicate: Vec<bool> =
         events.iter().map(|event| is_duplicate(writer, event)).collect::<Result<_>>()?;
     let vault = writer.vault.clone();
-    let rows = resolve::resolve(&vault, events, &duplicate, writer)?;
+    let now = now_millis();
+    let rows = resolve::resolve(&vault, policy, events, &duplicate, writer, now)?;
     write(writer, rows)
 }
 
@@ -68,6 +75,11 @@ impl Lookup for Writer {
     fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>> {
         Writer::key(self, subject)
     }
+
+    fn state(&mut self, subject: &str) -> Result<SubjectState> {
+        super::access::subject_state(&self.conn, subject)?
+            .ok_or_else(|| crate::StoreError::Internal("a subject met in a batch does not exist".into()))
+    }
 }
 
 fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
@@ -76,9 +88,17 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
         writer
             .conn
             .prepare_cached(
-                "INSERT INTO subjects (id, wrapped_key, known, created_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO subjects (id, wrapped_key, known, jurisdiction, minor, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![created.id, created.wrapped, created.known, now])?;
+            .execute(params![
+                created.id,
+                created.wrapped,
+                created.known,
+                created.jurisdiction,
+                created.minor,
+                now
+            ])?;
         remember(&mut writer.keys, created.id.clone(), created.key.clone());
         remember(&mut writer.known, created.id.clone(), created.known);
     }
@@ -105,6 +125,13 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
         writer.conn.prepare_cached("UPDATE subjects SET known = 1 WHERE id = ?1")?.execute([subject])?;
         remember(&mut writer.known, subject.clone(), true);
     }
+    for attributes in &rows.attributes {
+        writer
+            .conn
+            .prepare_cached("UPDATE subjects SET jurisdiction = ?2, minor = ?3 WHERE id = ?1")?
+            .execute(params![attributes.subject, attributes.jurisdiction, attributes.minor])?;
+    }
+    super::access::write_consents(&writer.conn, &rows.consents, now)?;
     for event in &rows.events {
         writer
             .conn
@@ -143,6 +170,7 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
             )?
             .execute(params![source, path, reason, count, now])?;
     }
+    super::access::append_audit(writer, &rows.audit, now)?;
     Ok(rows.outcomes)
 }
 

@@ -3,6 +3,7 @@
 //! request runs in its own savepoint, one `fsync` makes them all durable, and only then is any of
 //! them acknowledged. Reads use a small pool of read-only connections beside it.
 
+mod access;
 mod ingest;
 
 use std::collections::HashMap;
@@ -16,14 +17,23 @@ use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, MasterKeys, SubjectKey, Vault};
 use tokio::sync::{mpsc, oneshot};
 
+use tactful_domain::audit::{AuditEvent, Checkpoint};
+use tactful_domain::consent::ConsentEvent;
+use tactful_domain::policy::Policy;
+
+use crate::resolve::ConsentRow;
 use crate::{
-    DropCount, IngestEvent, IngestOutcome, OutboxMessage, Result, RewrapBatch, Stats, Store, StoreError,
-    StoredEvent, StoredIdentity, StoredProfileValue, SubjectData,
+    ApiKeyRecord, DropCount, IngestEvent, IngestOutcome, LedgerEntry, OutboxMessage, Result, RewrapBatch,
+    Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
+    StoredReceipt, SubjectData, SubjectState,
 };
 
 /// Migrations in order; `PRAGMA user_version` records how many have been applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_foundation.sql"), include_str!("migrations/0002_coordination.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_foundation.sql"),
+    include_str!("migrations/0002_coordination.sql"),
+    include_str!("migrations/0003_consent_access_audit.sql"),
+];
 
 /// Most requests committed together in one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 128;
@@ -39,6 +49,11 @@ pub(crate) struct Writer {
     keys: HashMap<String, Arc<SubjectKey>>,
     bindings: HashMap<Blind, String>,
     known: HashMap<String, bool>,
+    /// The audit log's size and Merkle frontier.
+    audit_head: Option<(u64, tactful_domain::merkle::Frontier)>,
+    /// SQLite's `data_version` when the caches were last known good: it changes when another
+    /// connection (another process, a second handle) commits, and then the caches are dropped.
+    data_version: i64,
 }
 
 /// A unit of work for the writer thread. `run` may be called more than once: when another job of
@@ -241,7 +256,15 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
     migrate(&conn)?;
     let wrapped_root = index_root(&conn, &master)?;
     let vault = Arc::new(Vault::open(master, &wrapped_root)?);
-    Ok(Writer { conn, vault, keys: HashMap::new(), bindings: HashMap::new(), known: HashMap::new() })
+    Ok(Writer {
+        conn,
+        vault,
+        keys: HashMap::new(),
+        bindings: HashMap::new(),
+        known: HashMap::new(),
+        audit_head: None,
+        data_version: 0,
+    })
 }
 
 /// The database holds only sealed data, but there is no reason for other users to read it.
@@ -311,6 +334,7 @@ fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
                 }
                 break;
             }
+            writer.forget_if_changed_elsewhere();
             let failed = pending.iter_mut().position(|job| {
                 let ok = catch_unwind(AssertUnwindSafe(|| job.run(&mut writer)));
                 if ok.is_err() {
@@ -350,11 +374,22 @@ fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
 }
 
 impl Writer {
+    /// Drops the caches if another connection committed since this writer last looked (the
+    /// embedded store is meant for one process, but a second handle must not be misled).
+    fn forget_if_changed_elsewhere(&mut self) {
+        let version: i64 = self.conn.query_row("PRAGMA data_version", [], |row| row.get(0)).unwrap_or(-1);
+        if version != self.data_version {
+            self.forget();
+            self.data_version = version;
+        }
+    }
+
     /// Drops every cache, after a rollback undid what they may remember.
     fn forget(&mut self) {
         self.keys.clear();
         self.bindings.clear();
         self.known.clear();
+        self.audit_head = None;
     }
 
     /// The data key of `subject`, unwrapped once and cached.
@@ -423,8 +458,91 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn ingest(&self, events: Vec<IngestEvent>) -> Result<Vec<IngestOutcome>> {
-        self.write(move |writer| ingest::ingest(writer, &events)).await
+    async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>> {
+        self.write(move |writer| ingest::ingest(writer, &policy, &events)).await
+    }
+
+    async fn subject_state(&self, subject: &str) -> Result<Option<SubjectState>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| access::subject_state(conn, &subject)).await
+    }
+
+    async fn record_consents(
+        &self,
+        subject: &str,
+        events: Vec<(ConsentEvent, String)>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let subject = subject.to_owned();
+        self.write(move |writer| {
+            let root = access::root(&writer.conn, &subject)?
+                .ok_or_else(|| StoreError::Internal("consent for a subject that does not exist".into()))?;
+            let rows: Vec<ConsentRow> = events
+                .iter()
+                .map(|(event, receipt)| ConsentRow {
+                    subject: root.clone(),
+                    event: event.clone(),
+                    receipt: receipt.clone(),
+                })
+                .collect();
+            let now = now_millis();
+            access::write_consents(&writer.conn, &rows, now)?;
+            access::append_audit(writer, &audit, now)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consent_ledger(&self, after: Option<(i64, String)>, limit: u32) -> Result<Vec<LedgerEntry>> {
+        self.read(move |conn| access::consent_ledger(conn, after, limit)).await
+    }
+
+    async fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>> {
+        let id = id.to_owned();
+        self.read(move |conn| access::receipt(conn, &id)).await
+    }
+
+    async fn receipts(&self, subject: &str) -> Result<Vec<StoredReceipt>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| access::receipts(conn, &subject)).await
+    }
+
+    async fn audit_append(&self, events: Vec<AuditEvent>, at: i64) -> Result<Vec<u64>> {
+        self.write(move |writer| access::append_audit(writer, &events, at)).await
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        self.read(move |conn| access::audit_entries(conn, after, limit)).await
+    }
+
+    async fn audit_for_subject(&self, pseudonym: &str, limit: u32) -> Result<Vec<StoredAuditEntry>> {
+        let pseudonym = pseudonym.to_owned();
+        self.read(move |conn| access::audit_for_subject(conn, &pseudonym, limit)).await
+    }
+
+    async fn audit_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>> {
+        self.write(move |writer| access::audit_checkpoint(writer, at)).await
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.read(access::audit_checkpoints).await
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord, audit: AuditEvent) -> Result<()> {
+        self.write(move |writer| access::create_api_key(writer, &key, &audit)).await
+    }
+
+    async fn api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyRecord>> {
+        self.read(move |conn| access::api_key(conn, &hash)).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.read(access::api_keys).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditEvent) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |writer| access::revoke_api_key(writer, &id, at, &audit)).await
     }
 
     async fn subject_by_identifier(&self, blind: Blind) -> Result<Option<String>> {

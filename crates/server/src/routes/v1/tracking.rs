@@ -79,17 +79,17 @@ async fn ingest_permitted(
     let bytes = read_body(headers, body).await?;
     let bytes = decode(headers, bytes)?;
     let received_at = crate::now_millis();
-    let mut prepared = ingest::prepare(
-        &state.catalog,
-        &state.vault,
-        &state.metrics,
-        endpoint,
-        &bytes,
-        header_write_key(headers).as_deref(),
+    let write_key = header_write_key(headers);
+    let signals = ingest::RequestSignals {
+        write_key: write_key.as_deref(),
+        gpc: headers.get("sec-gpc").is_some_and(|value| value.as_bytes().trim_ascii() == b"1"),
         received_at,
-    )?;
+    };
+    let mut prepared =
+        ingest::prepare(&state.catalog, &state.vault, &state.metrics, endpoint, &bytes, &signals)?;
     let events = std::mem::take(&mut prepared.events);
-    let outcomes = if events.is_empty() { Vec::new() } else { state.store.ingest(events).await? };
+    let outcomes =
+        if events.is_empty() { Vec::new() } else { state.store.ingest(events, state.policy.clone()).await? };
     Ok(Json(ingest::answer(&prepared, &outcomes, &state.metrics)))
 }
 

@@ -1,0 +1,333 @@
+//! The audit log's entries and its verification. Every access, decision, consent change and key
+//! change is an entry; entries are leaves of an RFC 6962 Merkle tree whose roots are signed at
+//! checkpoints, so altering, removing, reordering or truncating entries is detected by anyone who
+//! kept a checkpoint. Entries name subjects only by pseudonym and hold no personal value.
+
+use serde::{Deserialize, Serialize};
+
+use crate::consent::{ConsentKind, ConsentMethod};
+use crate::merkle::{self, Frontier, Hash};
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// A purpose-gated read of a subject's data.
+    Read {
+        /// The API key that read (its public id).
+        actor: String,
+        role: String,
+        purpose: String,
+        /// The subject's pseudonym.
+        subject: String,
+        /// Data categories returned.
+        returned: Vec<String>,
+        withheld: Vec<Withheld>,
+        decision: ReadDecision,
+    },
+    /// A consent change (the ledger entry and its receipt).
+    Consent {
+        subject: String,
+        purpose: String,
+        change: ConsentKind,
+        method: ConsentMethod,
+        version: u32,
+        receipt: String,
+        source: Option<String>,
+    },
+    KeyCreated {
+        key: String,
+        name: String,
+        role: String,
+        expires_at: Option<i64>,
+    },
+    KeyRevoked {
+        key: String,
+    },
+    /// The server started with a catalog (its hash, so a changed data map shows in the log).
+    PolicyLoaded {
+        catalog_sha256: String,
+        purposes: usize,
+        properties: usize,
+        jurisdictions: usize,
+        guardrails: Vec<String>,
+    },
+}
+
+impl AuditEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::Read { .. } => "read",
+            AuditEvent::Consent { .. } => "consent",
+            AuditEvent::KeyCreated { .. } => "key_created",
+            AuditEvent::KeyRevoked { .. } => "key_revoked",
+            AuditEvent::PolicyLoaded { .. } => "policy_loaded",
+        }
+    }
+
+    /// The pseudonym of the subject concerned, if any (to find a person's own access log).
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            AuditEvent::Read { subject, .. } | AuditEvent::Consent { subject, .. } => Some(subject),
+            _ => None,
+        }
+    }
+}
+
+/// Properties a read left out: how many of a category, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Withheld {
+    pub category: String,
+    pub reason: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadDecision {
+    /// Everything asked for was returned.
+    Permitted,
+    /// Some properties were withheld.
+    Partial,
+    /// Nothing could be returned.
+    Denied,
+}
+
+/// An entry as stored: its position, time and event. Its text is what the leaf hash covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: i64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+impl AuditEntry {
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn leaf(text: &str) -> Hash {
+        merkle::leaf_hash(text.as_bytes())
+    }
+}
+
+/// What a checkpoint signature covers, kept apart from every other signature of the brand.
+pub const CHECKPOINT_CONTEXT: &str = "tactful-audit-checkpoint-v1";
+
+/// A signed tree head: the log had `size` entries with Merkle root `root` at `at`. Exported for
+/// outside parties to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub size: u64,
+    /// Hex.
+    pub root: String,
+    pub at: i64,
+    pub key_id: String,
+    /// Base64 Ed25519 public key.
+    pub public_key: String,
+    /// Base64 Ed25519 signature of [`Checkpoint::message`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The bytes signed for a checkpoint.
+    pub fn message(size: u64, root: &Hash, at: i64) -> Vec<u8> {
+        format!("size {size}\nroot {}\nat {at}\n", hex(root)).into_bytes()
+    }
+
+    pub fn root_hash(&self) -> Option<Hash> {
+        unhex(&self.root)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub fn unhex(text: &str) -> Option<Hash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (index, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * index..2 * index + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// A way the log differs from what it should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Entries `from..=to` are missing.
+    Missing { from: u64, to: u64 },
+    /// Entry `seq` does not match its recorded hash: edited in place.
+    Altered { seq: u64 },
+    /// The entry stored at `seq` says it belongs at `records`: moved or swapped.
+    Moved { seq: u64, records: u64 },
+    /// The first `size` entries no longer give the root a signed checkpoint recorded: an entry after
+    /// `after` was changed and its hash recomputed to hide it.
+    Diverged { after: u64, size: u64, origin: String },
+    /// The log ends after `have` entries, but a checkpoint covered `kept`.
+    Truncated { have: u64, kept: u64 },
+    /// A checkpoint's signature does not verify.
+    BadSignature { size: u64, origin: String },
+}
+
+impl Problem {
+    /// The earliest entry the problem concerns.
+    pub fn first_entry(&self) -> u64 {
+        match self {
+            Problem::Missing { from, .. } => *from,
+            Problem::Altered { seq } | Problem::Moved { seq, .. } => *seq,
+            Problem::Diverged { after, .. } => after + 1,
+            Problem::Truncated { have, .. } => have + 1,
+            Problem::BadSignature { size, .. } => *size,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Problem::Missing { from, to } if from == to => format!("entry {from} is missing (removed)"),
+            Problem::Missing { from, to } => format!("entries {from} to {to} are missing (removed)"),
+            Problem::Altered { seq } => {
+                format!("entry {seq} was altered: its content does not match its hash")
+            }
+            Problem::Moved { seq, records } => {
+                format!("entry {seq} holds the entry of position {records}: entries were moved or reordered")
+            }
+            Problem::Diverged { after, size, origin } => format!(
+                "the first {size} entries no longer match the signed checkpoint ({origin}): an entry after {after} was altered and its hash rewritten"
+            ),
+            Problem::Truncated { have, kept } => {
+                format!(
+                    "the log was truncated: it ends at entry {have}, but a checkpoint covered {kept} entries"
+                )
+            }
+            Problem::BadSignature { size, origin } => {
+                format!("the checkpoint at {size} entries ({origin}) has an invalid signature")
+            }
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub entries: u64,
+    pub root: Hash,
+    /// Signed checkpoints the log was checked against.
+    pub checkpoints: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The first entry that is not as it was, when the log is not intact.
+    pub fn first_bad_entry(&self) -> Option<u64> {
+        self.problems.iter().map(Problem::first_entry).min()
+    }
+}
+
+/// Checks a log entry by entry, in order, against checkpoints whose signatures the caller verified
+/// (pass `BadSignature` problems for the others to [`Verifier::reject`]).
+#[derive(Debug)]
+pub struct Verifier {
+    frontier: Frontier,
+    next_seq: u64,
+    /// `(size, root, origin)`, sorted by size.
+    checkpoints: Vec<(u64, Hash, String)>,
+    next_checkpoint: usize,
+    last_matching: u64,
+    problems: Vec<Problem>,
+}
+
+#[derive(Deserialize)]
+struct Position {
+    seq: u64,
+}
+
+impl Verifier {
+    pub fn new(mut checkpoints: Vec<(u64, Hash, String)>) -> Verifier {
+        checkpoints.sort_by_key(|(size, _, _)| *size);
+        checkpoints.dedup_by(|later, earlier| later.0 == earlier.0 && later.1 == earlier.1);
+        Verifier {
+            frontier: Frontier::new(),
+            next_seq: 1,
+            checkpoints,
+            next_checkpoint: 0,
+            last_matching: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn reject(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    /// The next stored entry: its position, text and recorded leaf hash.
+    pub fn entry(&mut self, seq: u64, text: &str, recorded_leaf: &Hash) {
+        if seq > self.next_seq {
+            self.problems.push(Problem::Missing { from: self.next_seq, to: seq - 1 });
+        }
+        let leaf = AuditEntry::leaf(text);
+        if &leaf != recorded_leaf {
+            self.problems.push(Problem::Altered { seq });
+        } else {
+            match serde_json::from_str::<Position>(text) {
+                Ok(position) if position.seq == seq => {}
+                Ok(position) => self.problems.push(Problem::Moved { seq, records: position.seq }),
+                Err(_) => self.problems.push(Problem::Altered { seq }),
+            }
+        }
+        self.frontier.push(leaf);
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.compare_checkpoints();
+    }
+
+    fn compare_checkpoints(&mut self) {
+        let size = self.frontier.size();
+        while let Some((checkpoint_size, root, origin)) = self.checkpoints.get(self.next_checkpoint) {
+            if *checkpoint_size > size {
+                break;
+            }
+            if *checkpoint_size == size {
+                if self.frontier.root() == *root {
+                    self.last_matching = size;
+                } else if self.problems.is_empty() {
+                    // Only the first divergence says something: once an entry is bad, every later
+                    // checkpoint differs too. A divergence already explained by a named entry
+                    // (altered, missing, moved) adds nothing.
+                    self.problems.push(Problem::Diverged {
+                        after: self.last_matching,
+                        size,
+                        origin: origin.clone(),
+                    });
+                }
+            }
+            self.next_checkpoint += 1;
+        }
+    }
+
+    pub fn finish(mut self) -> Report {
+        let have = self.frontier.size();
+        if let Some((kept, _, _)) = self.checkpoints.last()
+            && *kept > have
+        {
+            self.problems.push(Problem::Truncated { have, kept: *kept });
+        }
+        self.problems.sort_by_key(Problem::first_entry);
+        Report {
+            entries: have,
+            root: self.frontier.root(),
+            checkpoints: self.checkpoints.len(),
+            problems: self.problems,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! Consent receipts: for every consent change, a record the person can keep, with the fields of
+//! ISO/IEC TS 27560 and, as its compact export form, Kantara Consent Receipt v1.1. The receipt is
+//! signed (Ed25519) over its canonical JSON, so anyone with the brand's public key can check it.
+
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::consent::{ConsentEvent, ConsentKind};
+use crate::segment::format_time;
+
+/// What a receipt signature covers, kept apart from every other signature of the brand.
+pub const SIGNING_CONTEXT: &str = "tactful-consent-receipt-v1";
+
+/// The unsigned receipt of one consent change of subject `subject` (a random, pseudonymous id).
+pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value {
+    let brand = catalog.brand();
+    let purpose = catalog.purpose(&event.purpose);
+    let serving: Vec<&crate::catalog::Property> = catalog
+        .properties()
+        .iter()
+        .filter(|property| property.purposes.iter().any(|key| crate::taxonomy::covers(key, &event.purpose)))
+        .collect();
+    let mut categories: Vec<&str> = serving.iter().map(|property| property.category.as_str()).collect();
+    categories.sort_unstable();
+    categories.dedup();
+    let mut sensitive: Vec<&str> = serving
+        .iter()
+        .filter(|property| property.sensitive)
+        .map(|property| property.category.as_str())
+        .collect();
+    sensitive.sort_unstable();
+    sensitive.dedup();
+    let mut retention: Vec<String> = serving.iter().map(|property| property.retention.in_words()).collect();
+    retention.sort_unstable();
+    retention.dedup();
+    let jurisdiction = event.jurisdiction.as_deref().and_then(|key| catalog.jurisdiction(key));
+    let purpose_name = purpose.map_or(event.purpose.as_str(), |purpose| purpose.name.as_str());
+    let consent_type = match event.kind {
+        ConsentKind::Given | ConsentKind::Renewed if event.method.is_explicit() => "EXPLICIT",
+        ConsentKind::Given | ConsentKind::Renewed => "IMPLICIT",
+        ConsentKind::Withdrawn => "WITHDRAWN",
+        ConsentKind::Expired => "EXPIRED",
+    };
+    json!({
+        // Kantara Consent Receipt v1.1.
+        "version": "KI-CR-v1.1.0",
+        "jurisdiction": jurisdiction.map_or("unknown", |jurisdiction| jurisdiction.name.as_str()),
+        "consentTimestamp": event.at.div_euclid(1000),
+        "collectionMethod": event.method.as_str(),
+        "consentReceiptID": event.id,
+        "language": "en",
+        "piiPrincipalId": subject,
+        "piiControllers": [{
+            "piiController": brand.name,
+            "contact": brand.contact,
+            "email": brand.contact,
+            "piiControllerUrl": brand.policy_url,
+        }],
+        "policyUrl": brand.policy_url,
+        "services": [{
+            "service": brand.name,
+            "purposes": [{
+                "purpose": purpose_name,
+                "purposeCategory": [event.purpose],
+                "consentType": consent_type,
+                "piiCategory": categories,
+                "primaryPurpose": false,
+                "termination": match event.expires_at {
+                    Some(end) => format!("expires {}", format_time(end)),
+                    None => "until withdrawn".to_owned(),
+                },
+                "thirdPartyDisclosure": crate::consent::is_sale_or_sharing(&event.purpose),
+            }],
+        }],
+        "sensitive": !sensitive.is_empty(),
+        "spiCat": sensitive,
+        // ISO/IEC TS 27560 consent record.
+        "iso27560": {
+            "recordId": event.id,
+            "dataSubjectId": subject,
+            "controller": brand.name,
+            "noticeVersion": event.version,
+            "purposes": [{"key": event.purpose, "name": purpose_name, "description": purpose.map(|p| p.description.as_str())}],
+            "dataCategories": categories,
+            "recipients": [],
+            "retention": retention,
+            "jurisdiction": event.jurisdiction,
+            "legalBasis": "consent",
+            "event": {
+                "type": event.kind.as_str(),
+                "timestamp": format_time(event.at),
+                "method": event.method.as_str(),
+                "source": event.source,
+                "expires": event.expires_at.map(format_time),
+            },
+        },
+    })
+}
+
+/// The bytes a receipt's signature covers: its canonical JSON (object keys sorted, no whitespace),
+/// which any reader can recompute from the receipt, however it was reformatted in between.
+pub fn signing_bytes(receipt: &Value) -> Vec<u8> {
+    serde_json::to_vec(receipt).unwrap_or_default()
+}
+
+/// A signed receipt as handed out: the receipt, and the signature with the key that made it.
+pub fn signed(receipt: Value, signature: &[u8; 64], public_key: &[u8; 32], key_id: &str) -> Value {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    json!({
+        "receipt": receipt,
+        "signature": {"algorithm": "Ed25519", "keyId": key_id, "publicKey": encode(public_key), "value": encode(signature)},
+    })
+}
+
+/// The parts of a signed receipt needed to check it.
+#[derive(Debug)]
+pub struct Parts {
+    pub receipt: Value,
+    pub signature: [u8; 64],
+    pub public_key: [u8; 32],
+}
+
+/// Splits a signed receipt, or says what is wrong with its shape.
+pub fn parts(signed: &Value) -> Result<Parts, String> {
+    use base64::Engine as _;
+    let decode = |field: &str| -> Result<Vec<u8>, String> {
+        let text =
+            signed["signature"][field].as_str().ok_or_else(|| format!("signature.{field} is missing"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| format!("signature.{field} is not base64"))
+    };
+    if signed["signature"]["algorithm"] != "Ed25519" {
+        return Err("signature.algorithm must be Ed25519".into());
+    }
+    let receipt =
+        signed.get("receipt").filter(|receipt| receipt.is_object()).ok_or("receipt is missing")?.clone();
+    let signature = decode("value")?.try_into().map_err(|_| "signature.value must be 64 bytes".to_owned())?;
+    let public_key =
+        decode("publicKey")?.try_into().map_err(|_| "signature.publicKey must be 32 bytes".to_owned())?;
+    Ok(Parts { receipt, signature, public_key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::ConsentMethod;
+
+    #[test]
+    fn a_receipt_carries_kantara_and_iso_fields_and_no_personal_value() {
+        let catalog = Catalog::parse(Catalog::example_text()).unwrap();
+        let event = ConsentEvent {
+            id: "cr_1".into(),
+            purpose: "personalize.content".into(),
+            kind: ConsentKind::Given,
+            method: ConsentMethod::PreferenceCenter,
+            at: 1_700_000_000_123,
+            expires_at: None,
+            version: 1,
+            source: Some("preference_center".into()),
+            jurisdiction: Some("eu".into()),
+        };
+        let receipt = receipt(&catalog, "sub_abc", &event);
+        assert_eq!(receipt["version"], "KI-CR-v1.1.0");
+        assert_eq!(receipt["consentTimestamp"], 1_700_000_000);
+        assert_eq!(receipt["piiPrincipalId"], "sub_abc");
+        assert_eq!(receipt["jurisdiction"], "European Union and EEA (GDPR)");
+        assert_eq!(receipt["services"][0]["purposes"][0]["consentType"], "EXPLICIT");
+        assert_eq!(receipt["services"][0]["purposes"][0]["purpose"], "Product recommendations");
+        assert!(
+            receipt["services"][0]["purposes"][0]["piiCategory"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("user.behavior.browsing_history"))
+        );
+        assert_eq!(receipt["iso27560"]["event"]["type"], "given");
+        assert_eq!(receipt["iso27560"]["noticeVersion"], 1);
+        // Canonical bytes do not depend on formatting.
+        let reformatted: Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&receipt).unwrap()).unwrap();
+        assert_eq!(signing_bytes(&reformatted), signing_bytes(&receipt));
+    }
+
+    #[test]
+    fn signed_receipts_split_back_and_malformed_ones_are_named() {
+        let signed = signed(json!({"a": 1}), &[7u8; 64], &[9u8; 32], "k1");
+        let split = parts(&signed).unwrap();
+        assert_eq!(split.signature, [7u8; 64]);
+        assert_eq!(split.public_key, [9u8; 32]);
+        assert_eq!(split.receipt, json!({"a": 1}));
+        let mut broken = signed.clone();
+        broken["signature"]["value"] = json!("not base64!");
+        assert!(parts(&broken).unwrap_err().contains("base64"));
+        assert!(parts(&json!({"receipt": {}})).is_err());
+    }
+}

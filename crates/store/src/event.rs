@@ -1,0 +1,85 @@
+//! Building an [`IngestEvent`] from a validated, minimized message: identifiers turned into blind
+//! indexes, the deduplication key, and what the message says of its subject. The ingestion
+//! pipeline and the tests build events the same way, here.
+
+use tactful_domain::catalog::{Catalog, Source};
+use tactful_domain::consent::ConsentSignal;
+use tactful_domain::identity::IdentifierKind;
+use tactful_domain::minimize::Minimized;
+use tactful_domain::segment::{Message, MessageType};
+use tactful_vault::Vault;
+
+use crate::{IdentityClaim, IngestEvent};
+
+impl IngestEvent {
+    /// The event to store for `message` from `source`, kept as `minimized`, carrying `consent`.
+    pub fn from_message(
+        catalog: &Catalog,
+        vault: &Vault,
+        source: &Source,
+        message: &Message,
+        minimized: Minimized,
+        consent: Vec<ConsentSignal>,
+        received_at: i64,
+    ) -> IngestEvent {
+        let claim = |kind: IdentifierKind, raw: &str| {
+            kind.normalize(raw).ok().map(|value| IdentityClaim {
+                blind: vault.blind(kind.as_str(), &value),
+                kind,
+                value,
+            })
+        };
+        let mut identities: Vec<IdentityClaim> = Vec::with_capacity(2 + minimized.identifiers.len());
+        if let Some(user_id) = message.user_id.as_deref().and_then(|id| claim(IdentifierKind::UserId, id)) {
+            identities.push(user_id);
+        }
+        let alias_previous = match (message.kind, message.previous_id.as_deref()) {
+            (MessageType::Alias, Some(previous)) => {
+                match (claim(IdentifierKind::UserId, previous), claim(IdentifierKind::AnonymousId, previous))
+                {
+                    (Some(as_user), Some(as_anonymous)) => Some([as_user, as_anonymous]),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if alias_previous.is_none() {
+            if let Some(anonymous) =
+                message.anonymous_id.as_deref().and_then(|id| claim(IdentifierKind::AnonymousId, id))
+            {
+                identities.push(anonymous);
+            }
+            for (kind, raw) in &minimized.identifiers {
+                if let Some(found) = claim(kind.clone(), raw)
+                    && !identities.iter().any(|known| known.blind == found.blind)
+                {
+                    identities.push(found);
+                }
+            }
+        }
+        // Events without a messageId cannot be deduplicated; they get a random one.
+        let message_id = message
+            .message_id
+            .clone()
+            .unwrap_or_else(|| tactful_vault::new_subject_id().replacen("sub_", "gen_", 1));
+        let (jurisdiction, minor) = catalog.observed_attributes(&minimized.record, message.timestamp);
+        IngestEvent {
+            source: source.key.clone(),
+            dedupe: vault.dedupe_key(&source.key, &message_id),
+            kind: message.kind,
+            name: message.event.clone(),
+            timestamp: message.timestamp,
+            received_at,
+            identities,
+            alias_previous,
+            record: minimized.record,
+            kept: minimized.kept,
+            profile: minimized.profile,
+            dropped: minimized.dropped,
+            consent,
+            jurisdiction,
+            minor,
+            default_jurisdiction: source.default_jurisdiction.clone(),
+        }
+    }
+}
