@@ -1,6 +1,7 @@
 //! The `tactful` command as a library, so its integration tests (and the benchmarks) can drive the
 //! same client, demo generator and server start-up that the binary uses.
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod demo;

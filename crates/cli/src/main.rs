@@ -1,7 +1,7 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{bench, demo, shutdown_signal};
+use tactful::{admin, bench, demo, shutdown_signal};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,6 +50,30 @@ enum Command {
     /// Master keys: generate one, rotate to a new one.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// API keys for the brand API: create (shown once), list, revoke.
+    ApiKeys {
+        #[command(flatten)]
+        config: Box<Config>,
+        #[command(subcommand)]
+        command: admin::ApiKeysCommand,
+    },
+    /// The tamper-evident audit log: verify it, sign a checkpoint to keep elsewhere.
+    Audit {
+        #[command(flatten)]
+        config: Box<Config>,
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
+    /// The consent ledger: export it.
+    Consents {
+        #[command(flatten)]
+        config: Box<Config>,
+        #[command(subcommand)]
+        command: admin::ConsentsCommand,
+    },
+    /// Consent receipts: verify one's signature (needs no database).
+    #[command(subcommand)]
+    Receipt(admin::ReceiptCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +228,21 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
                 state.vault.master_key_id()
             );
         }
+        Command::ApiKeys { config, command } => {
+            init_logging_level("warn");
+            return admin::api_keys(&open_quietly(with_file(*config)?).await?, command).await;
+        }
+        Command::Audit { config, command } => {
+            init_logging_level("warn");
+            return admin::audit(&open_quietly(with_file(*config)?).await?, command).await;
+        }
+        Command::Consents { config, command } => {
+            init_logging_level("warn");
+            return admin::consents(&open_quietly(with_file(*config)?).await?, command).await;
+        }
+        Command::Receipt(admin::ReceiptCommand::Verify { file, public_key }) => {
+            return admin::verify_receipt(&file, public_key.as_deref());
+        }
         Command::Bench(BenchCommand::Ingest(args)) => {
             init_logging_level("warn");
             bench::ingest(args).await?;
@@ -245,6 +284,8 @@ fn check_catalog(file: &std::path::Path) -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let catalog = tactful_server::load_catalog(&config.catalog)?;
     let state = std::sync::Arc::new(AppState::open(&config, catalog).await?);
+    tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
+        .await?;
     let listener = tactful_server::bind(&config).await?;
     let address = listener.local_addr().context("reading the listening address")?;
     tracing::info!(

@@ -141,6 +141,13 @@ pub struct ConsentStates {
     by_purpose: BTreeMap<String, ConsentRecord>,
 }
 
+impl ConsentRecord {
+    /// The id of the ledger entry (and of its receipt).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl ConsentStates {
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a ConsentEvent>) -> ConsentStates {
         let mut states = ConsentStates::default();

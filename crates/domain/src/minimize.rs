@@ -237,22 +237,31 @@ fn identifier_text(value: &Value) -> Option<String> {
 
 /// Removes the given declared properties from a kept record (for example those a subject's consent
 /// does not permit), dropping objects and arrays left empty. Paths are those of the catalog.
-pub fn withhold(catalog: &Catalog, record: &mut Map<String, Value>, withheld: &[PropertyId]) {
+/// Returns the properties that were present and removed.
+pub fn withhold(
+    catalog: &Catalog,
+    record: &mut Map<String, Value>,
+    withheld: &[PropertyId],
+) -> Vec<PropertyId> {
     if withheld.is_empty() {
-        return;
+        return Vec::new();
     }
     let paths: Vec<&str> = withheld.iter().map(|&id| catalog.property(id).path.as_str()).collect();
+    let mut removed = vec![false; paths.len()];
     let mut path = String::new();
     record.retain(|key, value| {
         path.clear();
         path.push_str(key);
-        prune(value, &mut path, &paths)
+        prune(value, &mut path, &paths, &mut removed)
     });
+    withheld.iter().zip(removed).filter(|(_, removed)| *removed).map(|(&id, _)| id).collect()
 }
 
-/// Prunes `value` at `path`; false when nothing of it is left.
-fn prune(value: &mut Value, path: &mut String, withheld: &[&str]) -> bool {
-    if withheld.contains(&path.as_str()) {
+/// Prunes `value` at `path`, marking in `removed` which withheld paths it removed; false when
+/// nothing of it is left.
+fn prune(value: &mut Value, path: &mut String, withheld: &[&str], removed: &mut [bool]) -> bool {
+    if let Some(index) = withheld.iter().position(|candidate| *candidate == path.as_str()) {
+        removed[index] = true;
         return false;
     }
     if !withheld.iter().any(|candidate| candidate.len() > path.len() && candidate.starts_with(path.as_str()))
@@ -265,7 +274,7 @@ fn prune(value: &mut Value, path: &mut String, withheld: &[&str]) -> bool {
                 let length = path.len();
                 path.push('.');
                 path.push_str(key);
-                let keep = prune(child, path, withheld);
+                let keep = prune(child, path, withheld, removed);
                 path.truncate(length);
                 keep
             });
@@ -274,7 +283,7 @@ fn prune(value: &mut Value, path: &mut String, withheld: &[&str]) -> bool {
         Value::Array(items) => {
             let length = path.len();
             path.push_str("[]");
-            items.retain_mut(|item| prune(item, path, withheld));
+            items.retain_mut(|item| prune(item, path, withheld, removed));
             path.truncate(length);
             !items.is_empty()
         }

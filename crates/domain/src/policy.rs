@@ -191,6 +191,18 @@ impl Policy {
         Err(first.unwrap_or(Reason::PurposeNotServed))
     }
 
+    /// A reason as API answers and the audit log name it: its code, and for a guardrail its name
+    /// (`guardrail:no-profiling-of-minors`).
+    pub fn describe(&self, reason: Reason) -> String {
+        match reason {
+            Reason::Guardrail(index) => match self.catalog.guardrails().get(usize::from(index)) {
+                Some(guardrail) => format!("guardrail:{}", guardrail.name),
+                None => reason.code().to_owned(),
+            },
+            other => other.code().to_owned(),
+        }
+    }
+
     /// May `role` read `property` for purpose number `purpose`, whoever the subject?
     pub fn role_may_read(&self, role: &Role, property: PropertyId, purpose: usize) -> bool {
         let Some(purpose) = self.catalog.purposes().get(purpose) else { return false };

@@ -17,6 +17,7 @@ const DEFAULT_MASTER_KEY_FILE: &str = "tactful-data/master.key";
 const DEFAULT_MAX_INFLIGHT: usize = 512;
 const DEFAULT_POOL_SIZE: u32 = 16;
 const DEFAULT_CONNECT_TIMEOUT: u64 = 30;
+const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
 
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
@@ -79,6 +80,10 @@ pub struct Config {
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "TACTFUL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// Seconds between signed checkpoints of the audit log (one instance signs per period).
+    #[arg(long, env = "TACTFUL_AUDIT_CHECKPOINT_SECONDS", default_value_t = DEFAULT_AUDIT_CHECKPOINT_SECONDS)]
+    pub audit_checkpoint_seconds: u64,
 }
 
 impl Default for Config {
@@ -97,6 +102,7 @@ impl Default for Config {
             previous_master_keys: Vec::new(),
             max_inflight: DEFAULT_MAX_INFLIGHT,
             log_format: "text".to_owned(),
+            audit_checkpoint_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
         }
     }
 }
@@ -123,6 +129,7 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     max_inflight: Option<usize>,
     log_format: Option<String>,
+    audit_checkpoint_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +185,10 @@ impl Config {
             }
             self.log_format = format;
         }
+        if let (Some(seconds), true) = (file.audit_checkpoint_seconds, defaulted("audit_checkpoint_seconds"))
+        {
+            self.audit_checkpoint_seconds = seconds;
+        }
         Ok(self)
     }
 
@@ -211,6 +222,11 @@ max_inflight = 512
 
 # "text" for people, "json" for log collectors.
 log_format = "text"
+
+# Seconds between signed checkpoints of the audit log. Whichever instance finds one due signs it;
+# hand checkpoints to an outside party (tactful audit checkpoint --out FILE) to make the log
+# tamper-evident even against someone who controls the database.
+audit_checkpoint_seconds = 60
 "#
     }
 }

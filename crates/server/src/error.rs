@@ -26,6 +26,17 @@ pub enum ErrorCode {
     InvalidGzip,
     MissingWriteKey,
     UnknownWriteKey,
+    MissingApiKey,
+    InvalidApiKey,
+    ExpiredApiKey,
+    RevokedApiKey,
+    Forbidden,
+    PurposeRequired,
+    UnknownPurpose,
+    UnknownSubject,
+    InvalidIdentifier,
+    InvalidRequest,
+    UnknownReceipt,
     Overloaded,
     NotFound,
     MethodNotAllowed,
@@ -72,6 +83,37 @@ impl ErrorCode {
             ),
             UnknownWriteKey => {
                 ("unknown_write_key", StatusCode::UNAUTHORIZED, "the write key belongs to no source")
+            }
+            MissingApiKey => (
+                "missing_api_key",
+                StatusCode::UNAUTHORIZED,
+                "send an API key as \"Authorization: Bearer tk_…\" (create one with tactful api-keys create)",
+            ),
+            InvalidApiKey => {
+                ("invalid_api_key", StatusCode::UNAUTHORIZED, "the API key is not one this server issued")
+            }
+            ExpiredApiKey => ("expired_api_key", StatusCode::UNAUTHORIZED, "the API key has expired"),
+            RevokedApiKey => ("revoked_api_key", StatusCode::UNAUTHORIZED, "the API key has been revoked"),
+            Forbidden => ("forbidden", StatusCode::FORBIDDEN, "this key's role may not do this"),
+            PurposeRequired => (
+                "purpose_required",
+                StatusCode::BAD_REQUEST,
+                "say why you read: add ?purpose= with one of the catalog's purposes",
+            ),
+            UnknownPurpose => {
+                ("unknown_purpose", StatusCode::BAD_REQUEST, "the catalog declares no such purpose")
+            }
+            UnknownSubject => {
+                ("unknown_subject", StatusCode::NOT_FOUND, "no customer has this id or identifier")
+            }
+            InvalidIdentifier => (
+                "invalid_identifier",
+                StatusCode::BAD_REQUEST,
+                "name a customer as sub_… or kind:value (email:ada@example.com, user_id:u-1)",
+            ),
+            InvalidRequest => ("invalid_request", StatusCode::BAD_REQUEST, "the request is invalid"),
+            UnknownReceipt => {
+                ("unknown_receipt", StatusCode::NOT_FOUND, "this customer has no receipt with this id")
             }
             Overloaded => (
                 "overloaded",
@@ -186,29 +228,15 @@ mod tests {
     use super::*;
 
     #[test]
+    #[rustfmt::skip]
     fn codes_are_unique_snake_case_and_statuses_are_errors() {
         use ErrorCode::*;
         let all = [
-            InvalidJson,
-            JsonTooDeep,
-            NotAnObject,
-            MissingBatch,
-            EmptyBatch,
-            BatchTooLarge,
-            RequestTooLarge,
-            EventTooLarge,
-            InvalidEvent,
-            NoValidEvents,
-            UnsupportedMediaType,
-            UnsupportedEncoding,
-            InvalidGzip,
-            MissingWriteKey,
-            UnknownWriteKey,
-            Overloaded,
-            NotFound,
-            MethodNotAllowed,
-            Unavailable,
-            Internal,
+            InvalidJson, JsonTooDeep, NotAnObject, MissingBatch, EmptyBatch, BatchTooLarge, RequestTooLarge,
+            EventTooLarge, InvalidEvent, NoValidEvents, UnsupportedMediaType, UnsupportedEncoding, InvalidGzip,
+            MissingWriteKey, UnknownWriteKey, MissingApiKey, InvalidApiKey, ExpiredApiKey, RevokedApiKey, Forbidden,
+            PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier, InvalidRequest, UnknownReceipt,
+            Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
         ];
         let mut seen = std::collections::HashSet::new();
         for code in all {

@@ -1,12 +1,14 @@
 //! Tactful's HTTP server (axum). **Boundary:** only this crate knows HTTP and JSON wire shapes; it
 //! turns requests into domain calls and store operations, and domain results into responses.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 mod ingest;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
-mod routes;
+pub mod routes;
 
 use std::future::Future;
 use std::path::Path;

@@ -10,8 +10,6 @@ use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tactful_domain::catalog::Catalog;
-use tactful_server::{AppState, Config};
-use tactful_store::seal_context;
 use tower::ServiceExt;
 
 /// The example catalog plus the sources and events the recorded SDK fixtures use. Its sources are
@@ -65,10 +63,9 @@ retention = "10y"
     Catalog::parse(&format!("{example}{extra}")).expect("test catalog")
 }
 
-struct Harness {
-    state: Arc<AppState>,
-    dir: tempfile::TempDir,
-}
+mod common;
+
+use common::{Harness, basic};
 
 impl Harness {
     async fn new() -> Harness {
@@ -76,38 +73,12 @@ impl Harness {
     }
 
     async fn with_inflight(max_inflight: usize) -> Harness {
-        Harness::open(max_inflight, None).await
+        Harness::open(test_catalog(), max_inflight, None).await
     }
 
     /// On PostgreSQL at `url`.
     async fn on(url: String) -> Harness {
-        Harness::open(64, Some(url)).await
-    }
-
-    async fn open(max_inflight: usize, database: Option<String>) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            database: database
-                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("tactful.db").display())),
-            master_key_file: dir.path().join("master.key"),
-            max_inflight,
-            ..Config::default()
-        };
-        let state = Arc::new(AppState::open(&config, test_catalog()).await.unwrap());
-        Harness { state, dir }
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let response = tactful_server::app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        (status, headers, body)
+        Harness::open(test_catalog(), 64, Some(url)).await
     }
 
     /// POSTs JSON with the web source's write key as HTTP Basic.
@@ -120,72 +91,6 @@ impl Harness {
         let (status, _, body) = self.send(request).await;
         (status, body)
     }
-
-    async fn subject_of(&self, kind: &str, value: &str) -> Option<String> {
-        self.state.store.subject_by_identifier(self.state.vault.blind(kind, value)).await.unwrap()
-    }
-
-    /// Every stored record of a subject, decrypted.
-    async fn records(&self, subject: &str) -> Vec<(String, Option<String>, i64, Value)> {
-        let data = self.state.store.subject_data(subject).await.unwrap().expect("subject exists");
-        data.events
-            .iter()
-            .map(|event| {
-                let wrapped = &data.keys.iter().find(|(id, _)| *id == event.subject).unwrap().1;
-                let key = self.state.vault.subject_key(&event.subject, wrapped).unwrap();
-                let plain = key
-                    .open(
-                        seal_context::EVENT,
-                        &seal_context::event(&event.subject, &event.source, &event.dedupe),
-                        &event.sealed,
-                    )
-                    .unwrap();
-                (
-                    event.kind.clone(),
-                    event.name.clone(),
-                    event.timestamp,
-                    serde_json::from_slice(&plain).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    async fn profile(&self, subject: &str) -> serde_json::Map<String, Value> {
-        let data = self.state.store.subject_data(subject).await.unwrap().expect("subject exists");
-        data.profile
-            .iter()
-            .map(|value| {
-                let wrapped = &data.keys.iter().find(|(id, _)| *id == value.subject).unwrap().1;
-                let key = self.state.vault.subject_key(&value.subject, wrapped).unwrap();
-                let plain = key
-                    .open(
-                        seal_context::PROFILE,
-                        &seal_context::profile(&value.subject, &value.path),
-                        &value.sealed,
-                    )
-                    .unwrap();
-                (value.path.clone(), serde_json::from_slice(&plain).unwrap())
-            })
-            .collect()
-    }
-
-    async fn event_count(&self) -> u64 {
-        self.state.store.stats().await.unwrap().events
-    }
-
-    fn database_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for name in ["tactful.db", "tactful.db-wal"] {
-            if let Ok(content) = std::fs::read(self.dir.path().join(name)) {
-                bytes.extend(content);
-            }
-        }
-        bytes
-    }
-}
-
-fn basic(key: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
 }
 
 /// A recorded SDK request, replayed as sent.

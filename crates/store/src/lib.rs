@@ -6,8 +6,10 @@
 //! arrive in [`IngestEvent`]s and leave through [`tactful_vault::SubjectKey::seal`] inside the same
 //! transaction that writes them.
 
+pub mod audit;
 mod event;
 mod postgres;
+mod read;
 mod resolve;
 mod sqlite;
 #[doc(hidden)]
@@ -26,6 +28,8 @@ use tactful_domain::segment::MessageType;
 use tactful_vault::{Blind, MasterKeys, Vault, VaultError};
 
 pub use postgres::PostgresStore;
+pub use read::{OpenEvent, OpenIdentity, OpenProfileValue};
+pub use resolve::signed_consent;
 pub use sqlite::SqliteStore;
 
 /// Errors of a store. The first group is about the database as a whole; `Internal` is a bug or
@@ -447,7 +451,7 @@ pub(crate) fn now_millis() -> i64 {
 }
 
 /// A random id for a consent event and its receipt.
-pub(crate) fn new_receipt_id() -> String {
+pub fn new_receipt_id() -> String {
     tactful_vault::new_subject_id().replacen("sub_", "cr_", 1)
 }
 

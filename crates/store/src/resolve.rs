@@ -606,6 +606,18 @@ impl State<'_> {
 }
 
 /// The ledger row, signed receipt and audit entry of one consent change of `subject`.
+/// A consent event with its signed receipt and its audit entry, as [`crate::Store::record_consents`]
+/// takes them. Every consent change, whichever door it came in by, is signed here.
+pub fn signed_consent(
+    vault: &Vault,
+    catalog: &Catalog,
+    subject: &str,
+    event: ConsentEvent,
+) -> ((ConsentEvent, String), AuditEvent) {
+    let (row, audit) = consent_row(vault, catalog, subject, event);
+    ((row.event, row.receipt), audit)
+}
+
 pub(crate) fn consent_row(
     vault: &Vault,
     catalog: &Catalog,

@@ -13,7 +13,7 @@ use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod};
 use tactful_domain::consent::{gpc_signals, signals_from_context};
 use tactful_domain::minimize::{self, Verdict};
 use tactful_domain::policy::Policy;
-use tactful_store::{ApiKeyRecord, IngestEvent, IngestOutcome, Options, Store, StoreError, seal_context};
+use tactful_store::{ApiKeyRecord, IngestEvent, IngestOutcome, Options, Store, StoreError};
 use tactful_vault::{MasterKey, MasterKeys, Vault};
 
 /// One backend under test: an opened store, and how to open the same database again.
@@ -229,53 +229,22 @@ struct Opened {
 
 async fn open_subject(backend: &Backend, subject: &str) -> Opened {
     let data = backend.store.subject_data(subject).await.unwrap().expect("subject exists");
-    let key = |member: &str| {
-        let wrapped = &data.keys.iter().find(|(id, _)| id == member).expect("member key").1;
-        backend.vault.subject_key(member, wrapped).unwrap()
-    };
-    let events = data
-        .events
-        .iter()
-        .map(|event| {
-            let plain = key(&event.subject)
-                .open(
-                    seal_context::EVENT,
-                    &seal_context::event(&event.subject, &event.source, &event.dedupe),
-                    &event.sealed,
-                )
-                .unwrap();
-            serde_json::from_slice(&plain).unwrap()
-        })
-        .collect();
-    let profile = data
-        .profile
-        .iter()
-        .map(|value| {
-            let plain = key(&value.subject)
-                .open(
-                    seal_context::PROFILE,
-                    &seal_context::profile(&value.subject, &value.path),
-                    &value.sealed,
-                )
-                .unwrap();
-            (value.path.clone(), serde_json::from_slice(&plain).unwrap())
-        })
-        .collect();
-    let identifiers = data
-        .identities
-        .iter()
-        .map(|identity| {
-            let plain = key(&identity.subject)
-                .open(
-                    seal_context::IDENTITY,
-                    &seal_context::identity(&identity.subject, &identity.blind.0),
-                    &identity.sealed,
-                )
-                .unwrap();
-            (identity.kind.clone(), String::from_utf8(plain.to_vec()).unwrap())
-        })
-        .collect();
-    Opened { events, profile, identifiers }
+    let vault = &backend.vault;
+    Opened {
+        events: data.open_events(vault).unwrap().into_iter().map(|event| event.record).collect(),
+        profile: data
+            .open_profile(vault)
+            .unwrap()
+            .into_iter()
+            .map(|value| (value.path, value.value))
+            .collect(),
+        identifiers: data
+            .open_identities(vault)
+            .unwrap()
+            .into_iter()
+            .map(|identity| (identity.kind, identity.value.to_string()))
+            .collect(),
+    }
 }
 
 async fn first_name(backend: &Backend, subject: &str) -> Value {

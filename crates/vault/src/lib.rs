@@ -17,7 +17,10 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
+
+/// Re-exported so callers hold decrypted values in the same zeroizing wrapper.
+pub use zeroize::Zeroizing;
 
 /// Bytes of every symmetric key.
 pub const KEY_BYTES: usize = 32;
@@ -397,6 +400,48 @@ impl PublicKey {
 
 fn subject_label(subject_id: &str) -> String {
     format!("subject/{subject_id}")
+}
+
+/// A new API key: its public id (`key_…`, for logs and the audit log), the key itself (`tk_…`,
+/// shown once, never stored), and the hash that is stored.
+pub fn new_api_key() -> (String, Zeroizing<String>, [u8; 32]) {
+    let id = base32(&random_bytes::<8>());
+    let secret = Zeroizing::new(base32(&random_bytes::<32>()));
+    let key = Zeroizing::new(format!("tk_{id}_{}", secret.as_str()));
+    let hash = api_key_hash(&key);
+    (format!("key_{id}"), key, hash)
+}
+
+/// The stored form of an API key. Keys are 256 random bits, so a plain SHA-256 is as strong as a
+/// slow password hash here, and lets a request be checked with one indexed lookup.
+pub fn api_key_hash(key: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    Sha256::digest(key.trim().as_bytes()).into()
+}
+
+/// The public id of an API key as written (`tk_<id>_…` → `key_<id>`), if it looks like one.
+pub fn api_key_id(key: &str) -> Option<String> {
+    let rest = key.trim().strip_prefix("tk_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then(|| format!("key_{id}"))
+}
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut text = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut buffer, mut bits) = (0u32, 0);
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            text.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        text.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    text
 }
 
 /// A random subject id: `sub_` and 26 base32 characters (128 random bits).

@@ -207,3 +207,19 @@ fn the_signing_key_and_pseudonyms_survive_master_key_rotation() {
     assert_eq!(before.subject_pseudonym("sub_x"), after.subject_pseudonym("sub_x"));
     assert_ne!(before.subject_pseudonym("sub_x"), before.subject_pseudonym("sub_y"));
 }
+
+#[test]
+fn api_keys_are_random_hashed_and_carry_their_public_id() {
+    let (id, key, hash) = new_api_key();
+    assert!(key.starts_with("tk_") && id.starts_with("key_"));
+    assert_eq!(api_key_id(&key).as_deref(), Some(id.as_str()));
+    assert_eq!(api_key_hash(&key), hash);
+    assert_eq!(api_key_hash(&format!(" {} ", key.as_str())), hash, "surrounding whitespace is ignored");
+    let (other_id, other, other_hash) = new_api_key();
+    assert_ne!(id, other_id);
+    assert_ne!(hash, other_hash);
+    assert_ne!(key.as_str(), other.as_str());
+    assert!(key.len() > 60);
+    assert_eq!(api_key_id("Bearer nonsense"), None);
+    assert_eq!(api_key_id("tk_onlyid"), None);
+}

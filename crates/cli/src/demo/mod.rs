@@ -61,6 +61,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     let state = Arc::new(AppState::open(&config, catalog).await?);
+    tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
+        .await?;
     let listener = tactful_server::bind(&config)
         .await
         .context("is another Tactful running? `tactful demo --listen 127.0.0.1:0` picks a free port")?;
@@ -73,6 +75,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stats = state.store.stats().await?;
     let drops: u64 = state.store.drop_counts().await?.iter().map(|count| count.count).sum();
     let example_email = summary.example_email.clone().unwrap_or_else(|| "ada.lovelace.0@example.com".into());
+    let keys = demo_api_keys(&state).await?;
 
     println!();
     println!("Tactful is running at {base}");
@@ -107,11 +110,62 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  # the settings analytics.js loads");
     println!("  curl -s {base}/v1/projects/wk_web_fernhill_demo/settings");
-    println!("  # a generated customer to look for: {example_email}");
+    if let Some(keys) = &keys {
+        println!();
+        println!("The brand API (keys made for this run; `tactful api-keys create` makes real ones):");
+        println!("  # what the email team may see of a customer, and what is withheld and why");
+        println!(
+            "  curl -s '{base}/v1/subjects/email:{example_email}/profile?purpose=marketing.communications.email&events=3' \\\n    -H 'authorization: Bearer {}'",
+            keys.marketing.as_str()
+        );
+        println!("  # their consents, the ledger and signed receipts (the privacy team's key)");
+        println!(
+            "  curl -s {base}/v1/subjects/email:{example_email}/consents -H 'authorization: Bearer {}'",
+            keys.privacy.as_str()
+        );
+        println!("  # record a consent the customer gave you, and get its signed receipt");
+        println!(
+            "  curl -s {base}/v1/subjects/email:{example_email}/consents -H 'authorization: Bearer {}' \\\n    -H 'content-type: application/json' -d '{}'",
+            keys.privacy.as_str(),
+            json!({"changes": [{"purpose": "marketing.communications.email", "status": "given", "method": "explicit"}]})
+        );
+        println!("  # who read this customer's data, when and why; and whether the audit log is intact");
+        println!(
+            "  curl -s {base}/v1/subjects/email:{example_email}/access-log -H 'authorization: Bearer {}'",
+            keys.privacy.as_str()
+        );
+        println!("  curl -s {base}/v1/audit/verify -H 'authorization: Bearer {}'", keys.privacy.as_str());
+    }
     println!();
     println!("Press Ctrl-C to stop.");
     server.await??;
     Ok(())
+}
+
+struct DemoKeys {
+    privacy: tactful_vault::Zeroizing<String>,
+    marketing: tactful_vault::Zeroizing<String>,
+}
+
+/// Fresh API keys for this demo run (the previous run's are revoked: a key is shown only once), if
+/// the catalog declares the example's privacy and marketing roles.
+async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
+    const PRIVACY: &str = "demo: privacy team";
+    const MARKETING: &str = "demo: email marketing";
+    let now = tactful_server::now_millis();
+    for key in state.store.api_keys().await? {
+        if (key.name == PRIVACY || key.name == MARKETING) && key.revoked_at.is_none() {
+            let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: key.id.clone() };
+            state.store.revoke_api_key(&key.id, now, audit).await?;
+        }
+    }
+    let create = |name, role| tactful_server::auth::create_api_key(state, name, role, None);
+    if state.catalog.role("privacy").is_none() || state.catalog.role("marketing").is_none() {
+        return Ok(None);
+    }
+    let privacy = create(PRIVACY, "privacy").await?.1;
+    let marketing = create(MARKETING, "marketing").await?.1;
+    Ok(Some(DemoKeys { privacy, marketing }))
 }
 
 /// A database URL fit to print: the password, if any, replaced by `***`.
@@ -183,7 +237,10 @@ pub async fn generate(client: &Client, customers: u64, seed: u64) -> anyhow::Res
         task.await??;
     }
     progress.finish_with_message("done");
-    let example_email = (customers > 0).then(|| shop::customer(&products, seed, 0, now).email);
+    let example_email = (0..customers)
+        .map(|index| shop::customer(&products, seed, index, now))
+        .find(|customer| customer.registered)
+        .map(|customer| customer.email);
     Ok(Summary {
         sent: sent.load(Ordering::Relaxed),
         stored: stored.load(Ordering::Relaxed),

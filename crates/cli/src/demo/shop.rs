@@ -141,6 +141,8 @@ impl Channel {
 /// One generated customer and everything they sent, in time order.
 pub struct Customer {
     pub email: String,
+    /// Whether they signed up (so their email identifies them).
+    pub registered: bool,
     pub events: Vec<(Channel, Value)>,
 }
 
@@ -169,6 +171,14 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
     );
     let user_agent = *USER_AGENTS.choose(&mut rng).unwrap_or(&USER_AGENTS[0]);
     let app_user = rng.random_bool(0.15);
+    // The consent banner: what this customer chose, sent with every event as analytics.js's consent
+    // wrapper does. Declining is as common as it is in real shops.
+    let consent = json!({"categoryPreferences": {
+        "Personalization": rng.random_bool(0.7),
+        "Analytics": rng.random_bool(0.6),
+        "Email": rng.random_bool(0.4),
+        "Advertising": rng.random_bool(0.25),
+    }});
 
     let mut events = Vec::new();
     let mut message = 0u32;
@@ -196,7 +206,7 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
         };
         let context = |channel: Channel, page: Option<(&str, &str)>, rng: &mut StdRng| {
             let mut context = json!({
-                "ip": ip, "locale": locale, "timezone": "Europe/Berlin",
+                "ip": ip, "locale": locale, "timezone": "Europe/Berlin", "consent": consent,
                 "library": match channel {
                     Channel::Ios => json!({"name": "analytics-swift", "version": "1.5.11"}),
                     _ => json!({"name": "analytics.js", "version": "npm:next-1.84.3"}),
@@ -318,7 +328,7 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
             events.push((Channel::Backend, with_type(order, "track")));
         }
     }
-    Customer { email, events }
+    Customer { email, registered: signed_up, events }
 }
 
 fn with_type(mut event: Value, kind: &str) -> Value {

@@ -29,6 +29,8 @@ pub struct Catalog {
     property_by_path: HashMap<String, PropertyId>,
     /// Every proper prefix of a declared path, so the minimizer knows when to descend into an object.
     path_prefixes: HashSet<String>,
+    /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
+    sha256: String,
 }
 
 /// Index of a source in its catalog.
@@ -207,6 +209,11 @@ impl Catalog {
     /// Parses and validates a catalog, reporting every problem found with its position.
     pub fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         parse::parse(text)
+    }
+
+    /// SHA-256 of the text the catalog was parsed from, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     pub fn brand(&self) -> &Brand {

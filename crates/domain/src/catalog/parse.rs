@@ -219,8 +219,10 @@ pub(super) fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         CatalogErrors { problems: vec![Problem { line, column, message: error.message().trim().to_owned() }] }
     })?;
     let mut checker = Checker { text, problems: Vec::new() };
-    let catalog = check(raw, &mut checker);
+    let mut catalog = check(raw, &mut checker);
     if checker.problems.is_empty() {
+        use sha2::Digest as _;
+        catalog.sha256 = crate::audit::hex(&sha2::Sha256::digest(text.as_bytes()));
         Ok(catalog)
     } else {
         checker.problems.sort_by_key(|problem| (problem.line, problem.column));
@@ -605,6 +607,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         source_by_write_key,
         property_by_path,
         path_prefixes,
+        sha256: String::new(),
     }
 }
 

@@ -188,13 +188,23 @@ fn withholding_removes_exactly_the_named_properties() {
     );
     let mut kept = keep(minimize(&catalog, web, &event));
     let id = |path: &str| catalog.property_by_path(path).unwrap().id;
-    withhold(
+    let removed = withhold(
         &catalog,
         &mut kept.record,
-        &[id("context.ip"), id("properties.products[].product_id"), id("properties.revenue")],
+        &[
+            id("context.ip"),
+            id("properties.products[].product_id"),
+            id("properties.revenue"),
+            id("traits.email"),
+        ],
     );
     assert_eq!(
         Value::Object(kept.record),
         json!({"properties": {"order_id": "o-1", "products": [{"quantity": 1}]}})
+    );
+    assert_eq!(
+        removed,
+        [id("context.ip"), id("properties.products[].product_id"), id("properties.revenue")],
+        "what was absent is not reported as removed"
     );
 }

@@ -216,6 +216,15 @@ fn guardrails_apply_to_the_subjects_they_name() {
 }
 
 #[test]
+fn reasons_are_described_by_code_and_guardrails_by_name() {
+    let policy = policy();
+    let name = &policy.catalog().guardrails()[0].name;
+    assert_eq!(policy.describe(Reason::Guardrail(0)), format!("guardrail:{name}"));
+    assert_eq!(policy.describe(Reason::NoConsent), "no_consent");
+    assert_eq!(policy.describe(Reason::Guardrail(999)), "guardrail");
+}
+
+#[test]
 fn restriction_stops_everything_but_legal_obligations() {
     let policy = policy();
     let catalog = policy.catalog().clone();

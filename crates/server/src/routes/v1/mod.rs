@@ -1,4 +1,8 @@
 //! Routes under `/v1`.
 
+pub mod audit;
+pub mod catalog;
+pub mod consents;
 pub mod projects;
+pub mod subjects;
 pub mod tracking;

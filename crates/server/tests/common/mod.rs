@@ -1,0 +1,93 @@
+//! The in-process harness the HTTP test files share: a server on a temporary database, requests
+//! sent through `tower::ServiceExt::oneshot`, and what was stored read back decrypted.
+#![allow(dead_code)] // Each test file uses its own part of the harness.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tactful_domain::catalog::Catalog;
+use tactful_server::{AppState, Config};
+use tower::ServiceExt;
+
+pub struct Harness {
+    pub state: Arc<AppState>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// A server with `catalog` on SQLite in a temporary directory, or on PostgreSQL at `database`.
+    pub async fn open(catalog: Catalog, max_inflight: usize, database: Option<String>) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            database: database
+                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("tactful.db").display())),
+            master_key_file: dir.path().join("master.key"),
+            max_inflight,
+            ..Config::default()
+        };
+        let state = Arc::new(AppState::open(&config, catalog).await.unwrap());
+        Harness { state, dir }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let response = tactful_server::app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, headers, body)
+    }
+
+    pub async fn subject_of(&self, kind: &str, value: &str) -> Option<String> {
+        self.state.store.subject_by_identifier(self.state.vault.blind(kind, value)).await.unwrap()
+    }
+
+    /// Every stored record of a subject's family, decrypted: kind, name, timestamp, record.
+    pub async fn records(&self, subject: &str) -> Vec<(String, Option<String>, i64, Value)> {
+        let data = self.state.store.subject_data(subject).await.unwrap().expect("subject exists");
+        data.open_events(&self.state.vault)
+            .unwrap()
+            .into_iter()
+            .map(|event| (event.kind, event.name, event.timestamp, event.record))
+            .collect()
+    }
+
+    /// A subject family's profile, decrypted, by path.
+    pub async fn profile(&self, subject: &str) -> serde_json::Map<String, Value> {
+        let data = self.state.store.subject_data(subject).await.unwrap().expect("subject exists");
+        data.open_profile(&self.state.vault)
+            .unwrap()
+            .into_iter()
+            .map(|value| (value.path, value.value))
+            .collect()
+    }
+
+    pub async fn event_count(&self) -> u64 {
+        self.state.store.stats().await.unwrap().events
+    }
+
+    /// The SQLite database file and its WAL, as bytes.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in ["tactful.db", "tactful.db-wal"] {
+            if let Ok(content) = std::fs::read(self.dir.path().join(name)) {
+                bytes.extend(content);
+            }
+        }
+        bytes
+    }
+}
+
+/// HTTP Basic with a write key as user name, as SDKs send it.
+pub fn basic(key: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+}

@@ -1,0 +1,136 @@
+//! Opening what a store hands back sealed: a subject family's profile, events and identifiers,
+//! decrypted with the vault for the one request that needs them. Every reader (the profile API,
+//! exports, tests) opens data here, so the associated-data labels are written in one place.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tactful_vault::Zeroizing;
+use tactful_vault::{SubjectKey, Vault};
+
+use crate::{Result, StoreError, SubjectData, seal_context};
+
+/// A profile value, opened. Where several members of a family hold the same path, the newest wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenProfileValue {
+    pub path: String,
+    pub value: Value,
+    pub updated_at: i64,
+}
+
+/// A stored event, opened: what minimization and consent kept of the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenEvent {
+    pub source: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub timestamp: i64,
+    pub received_at: i64,
+    pub record: Value,
+}
+
+/// An identifier of the family, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenIdentity {
+    pub kind: String,
+    pub value: Zeroizing<String>,
+}
+
+/// The subject keys of a family, unwrapped once each.
+struct Keys<'a> {
+    vault: &'a Vault,
+    data: &'a SubjectData,
+    open: HashMap<&'a str, SubjectKey>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(vault: &'a Vault, data: &'a SubjectData) -> Keys<'a> {
+        Keys { vault, data, open: HashMap::new() }
+    }
+
+    fn of(&mut self, member: &'a str) -> Result<&SubjectKey> {
+        if !self.open.contains_key(member) {
+            let wrapped = self
+                .data
+                .keys
+                .iter()
+                .find(|(id, _)| id == member)
+                .map(|(_, wrapped)| wrapped)
+                .ok_or_else(|| StoreError::Internal(format!("no key for family member {member}")))?;
+            self.open.insert(member, self.vault.subject_key(member, wrapped)?);
+        }
+        Ok(&self.open[member])
+    }
+}
+
+fn decode(plain: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(plain)
+        .map_err(|error| StoreError::Internal(format!("a sealed {what} is not JSON: {error}")))
+}
+
+impl SubjectData {
+    /// The family's profile, newest value per path, sorted by path.
+    pub fn open_profile(&self, vault: &Vault) -> Result<Vec<OpenProfileValue>> {
+        let mut keys = Keys::new(vault, self);
+        let mut newest: HashMap<&str, OpenProfileValue> = HashMap::new();
+        for stored in &self.profile {
+            if newest.get(stored.path.as_str()).is_some_and(|kept| kept.updated_at > stored.updated_at) {
+                continue;
+            }
+            let plain = keys.of(&stored.subject)?.open(
+                seal_context::PROFILE,
+                &seal_context::profile(&stored.subject, &stored.path),
+                &stored.sealed,
+            )?;
+            let value = decode(&plain, "profile value")?;
+            newest.insert(
+                &stored.path,
+                OpenProfileValue { path: stored.path.clone(), value, updated_at: stored.updated_at },
+            );
+        }
+        let mut profile: Vec<OpenProfileValue> = newest.into_values().collect();
+        profile.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(profile)
+    }
+
+    /// The family's events, in the order the store returned them.
+    pub fn open_events(&self, vault: &Vault) -> Result<Vec<OpenEvent>> {
+        let mut keys = Keys::new(vault, self);
+        self.events
+            .iter()
+            .map(|stored| {
+                let plain = keys.of(&stored.subject)?.open(
+                    seal_context::EVENT,
+                    &seal_context::event(&stored.subject, &stored.source, &stored.dedupe),
+                    &stored.sealed,
+                )?;
+                Ok(OpenEvent {
+                    source: stored.source.clone(),
+                    kind: stored.kind.clone(),
+                    name: stored.name.clone(),
+                    timestamp: stored.timestamp,
+                    received_at: stored.received_at,
+                    record: decode(&plain, "event")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The family's identifiers.
+    pub fn open_identities(&self, vault: &Vault) -> Result<Vec<OpenIdentity>> {
+        let mut keys = Keys::new(vault, self);
+        self.identities
+            .iter()
+            .map(|stored| {
+                let plain = keys.of(&stored.subject)?.open(
+                    seal_context::IDENTITY,
+                    &seal_context::identity(&stored.subject, &stored.blind.0),
+                    &stored.sealed,
+                )?;
+                let value = String::from_utf8(plain.to_vec())
+                    .map_err(|_| StoreError::Internal("a sealed identifier is not UTF-8".into()))?;
+                Ok(OpenIdentity { kind: stored.kind.clone(), value: Zeroizing::new(value) })
+            })
+            .collect()
+    }
+}
