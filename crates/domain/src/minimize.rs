@@ -60,7 +60,7 @@ pub struct Minimized {
     /// Profile values to set (identify traits at declared paths outside arrays).
     pub profile: Vec<(PropertyId, Value)>,
     /// Identifiers found in declared identifier properties.
-    pub identifiers: Vec<(IdentifierKind, String)>,
+    pub identifiers: Vec<(IdentifierKind, String, PropertyId)>,
     pub dropped: Vec<Dropped>,
 }
 
@@ -213,7 +213,7 @@ impl Walk<'_> {
         if let (Some(kind), Some(text)) = (&property.identifier, identifier_text(value))
             && kind.normalize(&text).is_ok()
         {
-            self.out.identifiers.push((kind.clone(), text));
+            self.out.identifiers.push((kind.clone(), text, property.id));
         }
         let at_top_of_traits = self.path.starts_with("traits.") && !self.path.contains("[]");
         if at_top_of_traits && self.kind == MessageType::Identify {

@@ -84,6 +84,16 @@ pub async fn subject(state: &AppState, reference: &str) -> Result<String, ApiErr
         let (kind, value) =
             reference.split_once(':').ok_or_else(|| ApiError::new(ErrorCode::InvalidIdentifier))?;
         let kind: IdentifierKind = kind.parse().map_err(|_| ApiError::new(ErrorCode::InvalidIdentifier))?;
+        let declared = matches!(kind, IdentifierKind::UserId | IdentifierKind::AnonymousId)
+            || state.catalog.properties().iter().any(|property| property.identifier.as_ref() == Some(&kind));
+        if !declared {
+            return Err(ApiError::with_message(
+                ErrorCode::InvalidIdentifier,
+                format!(
+                    "no catalog property identifies people by {kind}: use user_id, anonymous_id or a declared identifier"
+                ),
+            ));
+        }
         let value = kind.normalize(value).map_err(|error| {
             ApiError::with_message(ErrorCode::InvalidIdentifier, format!("{kind}: {error}"))
         })?;

@@ -27,6 +27,7 @@ impl IngestEvent {
                 blind: vault.blind(kind.as_str(), &value),
                 kind,
                 value,
+                property: None,
             })
         };
         let mut identities: Vec<IdentityClaim> = Vec::with_capacity(2 + minimized.identifiers.len());
@@ -49,11 +50,11 @@ impl IngestEvent {
             {
                 identities.push(anonymous);
             }
-            for (kind, raw) in &minimized.identifiers {
+            for (kind, raw, property) in &minimized.identifiers {
                 if let Some(found) = claim(kind.clone(), raw)
                     && !identities.iter().any(|known| known.blind == found.blind)
                 {
-                    identities.push(found);
+                    identities.push(IdentityClaim { property: Some(*property), ..found });
                 }
             }
         }

@@ -63,6 +63,9 @@ pub struct IdentityClaim {
     pub kind: IdentifierKind,
     pub blind: Blind,
     pub value: String,
+    /// The declared property it came from (`traits.email`); `None` for userId and anonymousId. Such
+    /// an identifier is bound to a subject only if the property may be stored for them.
+    pub property: Option<PropertyId>,
 }
 
 /// An accepted event, minimized and ready to store. Produced by the ingestion pipeline.

@@ -157,14 +157,21 @@ pub(crate) fn resolve(
                 .entry((event.source.clone(), dropped.path.clone(), dropped.reason.as_str()))
                 .or_default() += 1;
         }
-        let subject = match &event.alias_previous {
-            Some(previous) => state.alias(event, previous)?,
+        let (subject, deferred) = match &event.alias_previous {
+            Some(previous) => (state.alias(event, previous)?, Vec::new()),
             None => state.event(event)?,
         };
         state.learn(&subject, event)?;
         // Consent arriving with the event counts before the event's own properties are judged.
         state.consent(&subject, event)?;
         let withheld = state.withheld(&subject, event, now)?;
+        // An identifier from a property the subject's consent does not permit is not kept either.
+        for index in deferred {
+            let claim = &event.identities[index];
+            if claim.property.is_none_or(|property| !withheld.contains(&property)) {
+                state.bind(&subject, claim);
+            }
+        }
         for property in &withheld {
             let path = state.catalog.property(*property).path.clone();
             *drops.entry((event.source.clone(), path, DropReason::NotPermitted.as_str())).or_default() += 1;
@@ -333,7 +340,9 @@ impl State<'_> {
         Ok(self.subjects.remove(subject).expect("loaded above"))
     }
 
-    fn event(&mut self, event: &IngestEvent) -> Result<String> {
+    /// The subject of an event, binding its userId and anonymousId. Identifiers from declared
+    /// properties are returned to bind once the subject's consent is known.
+    fn event(&mut self, event: &IngestEvent) -> Result<(String, Vec<usize>)> {
         let mut claims = Vec::with_capacity(event.identities.len());
         for claim in &event.identities {
             claims.push(Claim { kind: claim.kind.clone(), bound: self.binding(&claim.blind)? });
@@ -343,10 +352,15 @@ impl State<'_> {
         for merged in plan.merge {
             self.merge(&merged, &target)?;
         }
+        let mut deferred = Vec::new();
         for index in plan.bind {
-            self.bind(&target, &event.identities[index]);
+            if event.identities[index].property.is_some() {
+                deferred.push(index);
+            } else {
+                self.bind(&target, &event.identities[index]);
+            }
         }
-        Ok(target)
+        Ok((target, deferred))
     }
 
     fn alias(&mut self, event: &IngestEvent, previous: &[IdentityClaim; 2]) -> Result<String> {

@@ -81,7 +81,8 @@ fn identify_traits_become_profile_values_and_identifiers() {
     let kept = keep(minimize(&catalog, web, &event));
     let profile: Vec<&str> = kept.profile.iter().map(|(id, _)| catalog.property(*id).path.as_str()).collect();
     assert_eq!(profile, ["traits.address", "traits.email", "traits.first_name"]);
-    assert_eq!(kept.identifiers, [(IdentifierKind::Email, "Ada@Example.com".to_owned())]);
+    let email = catalog.property_by_path("traits.email").unwrap().id;
+    assert_eq!(kept.identifiers, [(IdentifierKind::Email, "Ada@Example.com".to_owned(), email)]);
     assert_eq!(dropped(&kept), [("traits.favourite_colour", "undeclared")]);
 }
 

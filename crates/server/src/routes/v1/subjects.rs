@@ -147,7 +147,7 @@ async fn profile(
         },
         None => false,
     });
-    data.events.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+    data.events.sort_by_key(|event| std::cmp::Reverse(event.timestamp));
     data.events.truncate(params.events);
     let mut traits = Map::new();
     for value in data.open_profile(&state.vault)? {
@@ -537,7 +537,7 @@ async fn access_log(
             state.store.audit_for_subject(&state.vault.subject_pseudonym(&member), params.limit).await?,
         );
     }
-    entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
     entries.dedup_by_key(|entry| entry.seq);
     entries.truncate(params.limit as usize);
     let entries: Vec<Value> =
