@@ -11,7 +11,7 @@ use tactful_domain::audit::Checkpoint;
 use tactful_domain::receipt;
 use tactful_domain::retention::Retention;
 use tactful_domain::segment::format_time;
-use tactful_server::AppState;
+use tactful_server::{AppState, Config};
 use tactful_store::audit::KeptCheckpoint;
 use tactful_vault::PublicKey;
 
@@ -19,6 +19,8 @@ use tactful_vault::PublicKey;
 pub enum ApiKeysCommand {
     /// Create a key with one of the catalog's roles. The key is printed once and stored hashed.
     Create {
+        #[command(flatten)]
+        config: Box<Config>,
         /// The catalog role (what the key may read, and for which purposes).
         #[arg(long)]
         role: String,
@@ -30,9 +32,14 @@ pub enum ApiKeysCommand {
         expires_in: Option<Retention>,
     },
     /// List keys (never their secrets).
-    List,
+    List {
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Revoke a key by its id (key_…); requests with it are refused at once.
     Revoke {
+        #[command(flatten)]
+        config: Box<Config>,
         /// The key's id, as `api-keys list` shows it.
         id: String,
     },
@@ -44,6 +51,8 @@ pub enum AuditCommand {
     /// kept elsewhere. Exits 1 and names the first bad entry if anything was altered, removed,
     /// reordered or truncated.
     Verify {
+        #[command(flatten)]
+        config: Box<Config>,
         /// A checkpoint kept outside the database (from `tactful audit checkpoint --out`); repeatable.
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
@@ -54,6 +63,8 @@ pub enum AuditCommand {
     /// Sign the log's head now and print the checkpoint (or write it to a file) for an outside party
     /// to keep.
     Checkpoint {
+        #[command(flatten)]
+        config: Box<Config>,
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -76,6 +87,8 @@ pub enum ReceiptCommand {
 pub enum ConsentsCommand {
     /// Export the whole consent ledger, one row per change, oldest first.
     Export {
+        #[command(flatten)]
+        config: Box<Config>,
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
         /// Write to this file instead of standard output.
@@ -84,9 +97,34 @@ pub enum ConsentsCommand {
     },
 }
 
+impl ApiKeysCommand {
+    pub fn config(&self) -> &Config {
+        match self {
+            ApiKeysCommand::Create { config, .. }
+            | ApiKeysCommand::List { config }
+            | ApiKeysCommand::Revoke { config, .. } => config,
+        }
+    }
+}
+
+impl AuditCommand {
+    pub fn config(&self) -> &Config {
+        match self {
+            AuditCommand::Verify { config, .. } | AuditCommand::Checkpoint { config, .. } => config,
+        }
+    }
+}
+
+impl ConsentsCommand {
+    pub fn config(&self) -> &Config {
+        let ConsentsCommand::Export { config, .. } = self;
+        config
+    }
+}
+
 pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ApiKeysCommand::Create { role, name, expires_in } => {
+        ApiKeysCommand::Create { role, name, expires_in, .. } => {
             let expires_at = expires_in.map(|period| tactful_server::now_millis() + period.as_millis());
             let (record, key) = tactful_server::auth::create_api_key(state, &name, &role, expires_at).await?;
             eprintln!(
@@ -98,7 +136,7 @@ pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Resu
             );
             println!("{}", key.as_str());
         }
-        ApiKeysCommand::List => {
+        ApiKeysCommand::List { .. } => {
             let keys = state.store.api_keys().await?;
             if keys.is_empty() {
                 println!("No API keys yet. Create one with: tactful api-keys create --role ROLE --name NAME");
@@ -122,7 +160,7 @@ pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Resu
                 }
             }
         }
-        ApiKeysCommand::Revoke { id } => {
+        ApiKeysCommand::Revoke { id, .. } => {
             let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: id.clone() };
             if !state.store.revoke_api_key(&id, tactful_server::now_millis(), audit).await? {
                 bail!("there is no active key {id} (see tactful api-keys list)");
@@ -135,7 +173,7 @@ pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Resu
 
 pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { checkpoints, json } => {
+        AuditCommand::Verify { checkpoints, json, .. } => {
             let mut kept = Vec::new();
             for path in &checkpoints {
                 kept.extend(read_checkpoints(path)?);
@@ -155,7 +193,7 @@ pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<Ex
                 );
             } else {
                 println!("The audit log has been tampered with.");
-                if let Some(first) = report.first_bad_entry() {
+                if let Some(first) = report.first_bad_entry_in_words() {
                     println!("First bad entry: {first}");
                 }
                 for problem in &report.problems {
@@ -164,7 +202,7 @@ pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<Ex
             }
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        AuditCommand::Checkpoint { out } => {
+        AuditCommand::Checkpoint { out, .. } => {
             let Some(checkpoint) = state.store.audit_checkpoint(tactful_server::now_millis()).await? else {
                 bail!("the audit log is empty: there is nothing to sign yet");
             };
@@ -240,7 +278,7 @@ pub fn verify_receipt(file: &Path, public_key: Option<&str>) -> anyhow::Result<E
 }
 
 pub async fn consents(state: &AppState, command: ConsentsCommand) -> anyhow::Result<ExitCode> {
-    let ConsentsCommand::Export { format, out } = command;
+    let ConsentsCommand::Export { format, out, .. } = command;
     let entries = tactful_server::routes::v1::consents::whole_ledger(state.store.as_ref()).await?;
     let text = tactful_server::routes::v1::consents::render(&format, &entries);
     match out {

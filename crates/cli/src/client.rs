@@ -46,9 +46,20 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
-        let request = Request::get(format!("{}{path}", self.base))
-            .body(Full::new(Bytes::new()))
-            .context("building a request")?;
+        self.get_with(path, None).await
+    }
+
+    /// GETs `path` with an API key (`Authorization: Bearer`), as the brand API wants.
+    pub async fn get_with_key(&self, path: &str, api_key: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.get_with(path, Some(api_key)).await
+    }
+
+    async fn get_with(&self, path: &str, api_key: Option<&str>) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::get(format!("{}{path}", self.base));
+        if let Some(key) = api_key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = request.body(Full::new(Bytes::new())).context("building a request")?;
         let response =
             self.inner.request(request).await.with_context(|| format!("GET {}{path}", self.base))?;
         let status = response.status();

@@ -51,26 +51,14 @@ enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// API keys for the brand API: create (shown once), list, revoke.
-    ApiKeys {
-        #[command(flatten)]
-        config: Box<Config>,
-        #[command(subcommand)]
-        command: admin::ApiKeysCommand,
-    },
+    #[command(subcommand)]
+    ApiKeys(admin::ApiKeysCommand),
     /// The tamper-evident audit log: verify it, sign a checkpoint to keep elsewhere.
-    Audit {
-        #[command(flatten)]
-        config: Box<Config>,
-        #[command(subcommand)]
-        command: admin::AuditCommand,
-    },
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
     /// The consent ledger: export it.
-    Consents {
-        #[command(flatten)]
-        config: Box<Config>,
-        #[command(subcommand)]
-        command: admin::ConsentsCommand,
-    },
+    #[command(subcommand)]
+    Consents(admin::ConsentsCommand),
     /// Consent receipts: verify one's signature (needs no database).
     #[command(subcommand)]
     Receipt(admin::ReceiptCommand),
@@ -124,7 +112,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let sub_matches = matches.subcommand().map(|(_, sub)| sub.clone());
+    // The matches of the innermost subcommand, which holds the flattened configuration flags.
+    let mut sub_matches = matches.subcommand().map(|(_, sub)| sub.clone());
+    while let Some(inner) =
+        sub_matches.as_ref().and_then(|sub| sub.subcommand().map(|(_, inner)| inner.clone()))
+    {
+        sub_matches = Some(inner);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -228,17 +222,20 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
                 state.vault.master_key_id()
             );
         }
-        Command::ApiKeys { config, command } => {
+        Command::ApiKeys(command) => {
             init_logging_level("warn");
-            return admin::api_keys(&open_quietly(with_file(*config)?).await?, command).await;
+            let state = open_quietly(with_file(command.config().clone())?).await?;
+            return admin::api_keys(&state, command).await;
         }
-        Command::Audit { config, command } => {
+        Command::Audit(command) => {
             init_logging_level("warn");
-            return admin::audit(&open_quietly(with_file(*config)?).await?, command).await;
+            let state = open_quietly(with_file(command.config().clone())?).await?;
+            return admin::audit(&state, command).await;
         }
-        Command::Consents { config, command } => {
+        Command::Consents(command) => {
             init_logging_level("warn");
-            return admin::consents(&open_quietly(with_file(*config)?).await?, command).await;
+            let state = open_quietly(with_file(command.config().clone())?).await?;
+            return admin::consents(&state, command).await;
         }
         Command::Receipt(admin::ReceiptCommand::Verify { file, public_key }) => {
             return admin::verify_receipt(&file, public_key.as_deref());

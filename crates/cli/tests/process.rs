@@ -319,3 +319,145 @@ async fn two_instances_over_one_postgres_lose_nothing_and_link_rightly() {
     }
     assert_eq!(opened.store.stats().await.unwrap().subjects, 60);
 }
+
+/// Runs `tactful` with the database and master key of `dir`; returns exit success and stdout.
+fn tactful(dir: &Path, database: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .arg("--catalog")
+        .arg(dir.join("tactful.toml"))
+        .arg("--database")
+        .arg(format!("sqlite:{}", database.display()))
+        .arg("--master-key-file")
+        .arg(dir.join("master.key"))
+        .env_remove("TACTFUL_MASTER_KEY")
+        .output()
+        .expect("run tactful");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.success(), stdout)
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_first_entry_edited_removed_reordered_or_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    write_catalog(dir.path());
+    let database = dir.path().join("tactful.db");
+    let server = Server::start(dir.path());
+    // Keys are made by the CLI, as operators make them, while the server runs.
+    let (created, key) = tactful(
+        dir.path(),
+        &database,
+        &["api-keys", "create", "--role", "marketing", "--name", "email team"],
+    );
+    assert!(created, "{key}");
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("tk_"), "{key}");
+
+    let client = Client::new(server.base.clone());
+    for reader in 0..3 {
+        let event = json!({"type": "identify", "userId": format!("reader-{reader}"), "messageId": format!("m-{reader}"),
+                           "traits": {"email": format!("reader-{reader}@example.com")},
+                           "context": {"consent": {"categoryPreferences": {"Email": true}}}});
+        let body = Bytes::from(json!({"batch": [event]}).to_string());
+        let (status, _) = client.post("/v1/batch", "wk_web_fernhill_demo", body).await.unwrap();
+        assert!(status.is_success());
+        let path =
+            format!("/v1/subjects/user_id:reader-{reader}/profile?purpose=marketing.communications.email");
+        let (status, answer) = client.get_with_key(&path, &key).await.unwrap();
+        assert!(status.is_success(), "{}", String::from_utf8_lossy(&answer));
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["traits"]["email"], format!("reader-{reader}@example.com"));
+        if reader == 0 {
+            // A checkpoint signed mid-way, as the server's job signs them every minute.
+            assert!(tactful(dir.path(), &database, &["audit", "checkpoint"]).0);
+        }
+    }
+    drop(server);
+
+    // An outside party keeps a checkpoint; the untouched log verifies against it.
+    let kept = dir.path().join("kept-checkpoint.json");
+    let (signed, _) =
+        tactful(dir.path(), &database, &["audit", "checkpoint", "--out", kept.to_str().unwrap()]);
+    assert!(signed);
+    let checkpoint: Value = serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    let size = checkpoint["size"].as_u64().unwrap();
+    assert!(size >= 8, "key, policy load, consents and reads: {checkpoint}");
+    let verify =
+        |copy: &Path| tactful(dir.path(), copy, &["audit", "verify", "--checkpoint", kept.to_str().unwrap()]);
+    let (intact, report) = verify(&database);
+    assert!(intact, "{report}");
+    assert!(report.contains(&format!("intact: {size} entries")), "{report}");
+
+    // Each tampering, on its own copy of the database, done with plain SQL as an insider could.
+    let leaf = |text: &str| tactful_domain::audit::AuditEntry::leaf(text).to_vec();
+    let tamperings: Vec<(&str, Box<dyn Fn(&rusqlite::Connection)>, String)> = vec![
+        (
+            "edited",
+            Box::new(|db| {
+                // Move an access in time: every entry holds its time.
+                db.execute(
+                    "UPDATE audit_log SET entry = replace(entry, '\"at\":1', '\"at\":2') WHERE seq = 4",
+                    [],
+                )
+                .unwrap();
+            }),
+            "First bad entry: 4".into(),
+        ),
+        (
+            "edited with its hash rewritten",
+            Box::new(move |db| {
+                let text: String =
+                    db.query_row("SELECT entry FROM audit_log WHERE seq = 5", [], |row| row.get(0)).unwrap();
+                let forged = text.replace("\"at\":1", "\"at\":2");
+                assert_ne!(text, forged);
+                db.execute(
+                    "UPDATE audit_log SET entry = ?1, leaf = ?2 WHERE seq = 5",
+                    rusqlite::params![forged, leaf(&forged)],
+                )
+                .unwrap();
+            }),
+            "First bad entry: between 5 and".into(),
+        ),
+        (
+            "removed",
+            Box::new(|db| {
+                db.execute("DELETE FROM audit_log WHERE seq = 6", []).unwrap();
+            }),
+            "First bad entry: 6".into(),
+        ),
+        (
+            "reordered",
+            Box::new(|db| {
+                db.execute_batch(
+                    "UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 7;
+                     UPDATE audit_log SET seq = 7 WHERE seq = -1;",
+                )
+                .unwrap();
+            }),
+            "First bad entry: 3".into(),
+        ),
+        (
+            "truncated, stored checkpoints and all",
+            Box::new(move |db| {
+                db.execute("DELETE FROM audit_log WHERE seq > ?1", [size as i64 - 2]).unwrap();
+                db.execute("DELETE FROM audit_checkpoints", []).unwrap();
+            }),
+            format!("First bad entry: {}", size - 1),
+        ),
+    ];
+    for (name, tamper, expected) in tamperings {
+        let copy = dir.path().join(format!("tampered-{}.db", name.replace([' ', ','], "-")));
+        rusqlite::Connection::open(&database)
+            .unwrap()
+            .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+            .unwrap();
+        let db = rusqlite::Connection::open(&copy).unwrap();
+        tamper(&db);
+        drop(db);
+        let (intact, report) = verify(&copy);
+        assert!(!intact, "{name}: not detected: {report}");
+        assert!(report.contains("tampered with") && report.contains(&expected), "{name}: {report}");
+    }
+}

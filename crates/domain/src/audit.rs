@@ -230,6 +230,18 @@ impl Report {
     pub fn first_bad_entry(&self) -> Option<u64> {
         self.problems.iter().map(Problem::first_entry).min()
     }
+
+    /// Where the first bad entry lies, in words: `4`, or `between 5 and 8` when an entry was altered
+    /// with its hash rewritten (signed checkpoints then bound it, no closer).
+    pub fn first_bad_entry_in_words(&self) -> Option<String> {
+        let first = self.problems.iter().min_by_key(|problem| problem.first_entry())?;
+        Some(match first {
+            Problem::Diverged { after, size, .. } if size - after > 1 => {
+                format!("between {} and {size}", after + 1)
+            }
+            other => other.first_entry().to_string(),
+        })
+    }
 }
 
 /// Checks a log entry by entry, in order, against checkpoints whose signatures the caller verified

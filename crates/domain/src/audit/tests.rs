@@ -65,6 +65,7 @@ fn an_edit_with_its_hash_rewritten_is_caught_by_the_checkpoint_after_it() {
     assert!(!report.ok());
     assert_eq!(report.problems[0], Problem::Diverged { after: 10, size: 20, origin: "checkpoint 20".into() });
     assert_eq!(report.first_bad_entry(), Some(11), "the bad entry lies after the last matching checkpoint");
+    assert_eq!(report.first_bad_entry_in_words().as_deref(), Some("between 11 and 20"));
 }
 
 #[test]

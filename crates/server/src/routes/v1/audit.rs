@@ -29,6 +29,7 @@ pub fn report_json(report: &Report) -> Value {
         "root": hex(&report.root),
         "checkpoints_checked": report.checkpoints,
         "first_bad_entry": report.first_bad_entry(),
+        "first_bad_entry_in_words": report.first_bad_entry_in_words(),
         "problems": report.problems.iter().map(|problem| json!({
             "entry": problem.first_entry(),
             "description": problem.describe(),
