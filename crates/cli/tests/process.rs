@@ -461,3 +461,70 @@ async fn audit_verify_names_the_first_entry_edited_removed_reordered_or_truncate
         assert!(report.contains("tampered with") && report.contains(&expected), "{name}: {report}");
     }
 }
+
+#[tokio::test]
+async fn keys_receipts_and_the_consent_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_catalog(dir.path());
+    let database = dir.path().join("tactful.db");
+    let server = Server::start(dir.path());
+    let client = Client::new(server.base.clone());
+    let (created, key) = tactful(
+        dir.path(),
+        &database,
+        &["api-keys", "create", "--role", "privacy", "--name", "dpo", "--expires-in", "30d"],
+    );
+    assert!(created);
+    let key = key.trim().to_owned();
+    let event = json!({"type": "identify", "userId": "reader-1", "messageId": "k-1",
+                       "context": {"consent": {"categoryPreferences": {"Email": true, "Advertising": false}}}});
+    let (status, _) = client
+        .post("/v1/batch", "wk_web_fernhill_demo", Bytes::from(json!({"batch": [event]}).to_string()))
+        .await
+        .unwrap();
+    assert!(status.is_success());
+
+    // A receipt, saved as the person would keep it, verifies; altered, it does not.
+    let (_, receipts) =
+        client.get_with_key("/v1/subjects/user_id:reader-1/consents/receipts", &key).await.unwrap();
+    let receipts: Value = serde_json::from_slice(&receipts).unwrap();
+    assert_eq!(receipts["receipts"].as_array().unwrap().len(), 2, "{receipts}");
+    let (_, published) = client.get("/v1/signing-key").await.unwrap();
+    let published: Value = serde_json::from_slice(&published).unwrap();
+    let public_key = published["public_key"].as_str().unwrap();
+    let file = dir.path().join("receipt.json");
+    std::fs::write(&file, receipts["receipts"][0].to_string()).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let verify = |args: &[&str]| {
+        let output = Command::new(BINARY).args(["receipt", "verify"]).args(args).output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (valid, said) = verify(&[file_arg, "--public-key", public_key]);
+    assert!(valid, "{said}");
+    assert!(said.starts_with("Valid receipt cr_"), "{said}");
+    let other_key = tactful_vault::PublicKey([7; 32]).to_base64();
+    assert!(!verify(&[file_arg, "--public-key", &other_key]).0, "another key's receipt");
+    let mut altered = receipts["receipts"][0].clone();
+    altered["receipt"]["collectionMethod"] = json!("imported");
+    std::fs::write(&file, altered.to_string()).unwrap();
+    let (valid, said) = verify(&[file_arg]);
+    assert!(!valid && said.contains("INVALID"), "{said}");
+
+    // The export lists both changes, by subject id only.
+    let (exported, csv) = tactful(dir.path(), &database, &["consents", "export", "--format", "csv"]);
+    assert!(exported);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1..].iter().all(|line| line.starts_with("sub_")), "{csv}");
+
+    // Listed, then revoked: the running server refuses the key at once.
+    let (_, listed) = tactful(dir.path(), &database, &["api-keys", "list"]);
+    let id = listed.lines().nth(1).and_then(|line| line.split_whitespace().next()).unwrap().to_owned();
+    assert!(listed.contains("dpo") && listed.contains("active until"), "{listed}");
+    assert!(!listed.contains(&key), "a key is never shown again");
+    assert!(tactful(dir.path(), &database, &["api-keys", "revoke", &id]).0);
+    let (status, answer) = client.get_with_key("/v1/subjects/user_id:reader-1/consents", &key).await.unwrap();
+    assert_eq!(status.as_u16(), 401);
+    assert!(String::from_utf8_lossy(&answer).contains("revoked_api_key"));
+    assert!(!tactful(dir.path(), &database, &["api-keys", "revoke", &id]).0, "revoking twice is an error");
+}
