@@ -104,6 +104,8 @@ enum ConfigCommand {
 enum BenchCommand {
     /// Events per second through POST /v1/batch, beside a do-nothing handler.
     Ingest(bench::IngestArgs),
+    /// Access decisions per field, audit append cost, and verifying a million-entry audit log.
+    Access(bench::AccessArgs),
 }
 
 fn main() -> ExitCode {
@@ -243,6 +245,10 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Bench(BenchCommand::Ingest(args)) => {
             init_logging_level("warn");
             bench::ingest(args).await?;
+        }
+        Command::Bench(BenchCommand::Access(args)) => {
+            init_logging_level("warn");
+            bench::access(args).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

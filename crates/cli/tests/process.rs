@@ -392,7 +392,8 @@ async fn audit_verify_names_the_first_entry_edited_removed_reordered_or_truncate
 
     // Each tampering, on its own copy of the database, done with plain SQL as an insider could.
     let leaf = |text: &str| tactful_domain::audit::AuditEntry::leaf(text).to_vec();
-    let tamperings: Vec<(&str, Box<dyn Fn(&rusqlite::Connection)>, String)> = vec![
+    type Tampering = Box<dyn Fn(&rusqlite::Connection)>;
+    let tamperings: Vec<(&str, Tampering, String)> = vec![
         (
             "edited",
             Box::new(|db| {

@@ -197,16 +197,32 @@ pub(super) fn append_audit(writer: &mut Writer, events: &[AuditEvent], at: i64) 
             .execute(params![as_i64(size), at, event.kind(), event.subject(), text, leaf.as_slice()])?;
         positions.push(size);
     }
+    // The counter and the frontier are written once per transaction, just before it commits
+    // ([`flush_audit_head`]): many appends in one group commit cost one write of each.
+    writer.audit_head = Some((size, frontier));
+    writer.audit_head_dirty = true;
+    Ok(positions)
+}
+
+/// Writes the audit log's size and frontier if this transaction appended entries. Called by the
+/// writer loop right before `COMMIT`.
+pub(super) fn flush_audit_head(writer: &mut Writer) -> Result<()> {
+    if !writer.audit_head_dirty {
+        return Ok(());
+    }
+    let Some((size, frontier)) = &writer.audit_head else {
+        return Err(StoreError::Internal("audit entries were appended without a head".into()));
+    };
     writer
         .conn
         .prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'audit'")?
-        .execute([as_i64(size)])?;
+        .execute([as_i64(*size)])?;
     writer
         .conn
         .prepare_cached("UPDATE audit_frontier SET frontier = ?1 WHERE id = 1")?
         .execute([frontier.to_bytes()])?;
-    writer.audit_head = Some((size, frontier));
-    Ok(positions)
+    writer.audit_head_dirty = false;
+    Ok(())
 }
 
 fn audit_row(row: &Row<'_>) -> rusqlite::Result<(u64, i64, String, Vec<u8>)> {

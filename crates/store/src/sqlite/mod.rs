@@ -51,6 +51,8 @@ pub(crate) struct Writer {
     known: HashMap<String, bool>,
     /// The audit log's size and Merkle frontier.
     audit_head: Option<(u64, tactful_domain::merkle::Frontier)>,
+    /// Whether this transaction appended to the audit log (its head is written before commit).
+    audit_head_dirty: bool,
     /// SQLite's `data_version` when the caches were last known good: it changes when another
     /// connection (another process, a second handle) commits, and then the caches are dropped.
     data_version: i64,
@@ -263,6 +265,7 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
         bindings: HashMap::new(),
         known: HashMap::new(),
         audit_head: None,
+        audit_head_dirty: false,
         data_version: 0,
     })
 }
@@ -344,12 +347,14 @@ fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
             });
             match failed {
                 None => {
-                    let committed = writer
-                        .conn
-                        .prepare_cached("COMMIT")
-                        .and_then(|mut s| s.execute([]))
-                        .map(|_| ())
-                        .map_err(sql);
+                    let committed = access::flush_audit_head(&mut writer).and_then(|()| {
+                        writer
+                            .conn
+                            .prepare_cached("COMMIT")
+                            .and_then(|mut s| s.execute([]))
+                            .map(|_| ())
+                            .map_err(sql)
+                    });
                     if committed.is_err() {
                         let _ = writer.conn.execute_batch("ROLLBACK");
                         writer.forget();
@@ -390,6 +395,7 @@ impl Writer {
         self.bindings.clear();
         self.known.clear();
         self.audit_head = None;
+        self.audit_head_dirty = false;
     }
 
     /// The data key of `subject`, unwrapped once and cached.

@@ -1,0 +1,8 @@
+//! `tactful bench …`: benchmarks that print their figures beside a reference measured in the same
+//! run, so a noisy machine shows in both.
+
+pub mod access;
+pub mod ingest;
+
+pub use access::{AccessArgs, access};
+pub use ingest::{IngestArgs, ingest};
