@@ -1,18 +1,24 @@
 //! Work a serving instance does besides answering requests: recording in the audit log which policy
-//! it enforces, and signing audit checkpoints on a schedule all instances share (whichever finds a
-//! checkpoint due signs it; no leader).
+//! it enforces, and, on schedules all instances share (whichever finds a run due does it; no leader),
+//! signing audit checkpoints and recording consents whose expiry has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tactful_domain::audit::AuditEvent;
+use tactful_domain::consent::{ConsentEvent, ConsentKind};
 use tactful_store::StoreError;
 
 use crate::{AppState, now_millis};
 
 const CHECKPOINT_JOB: &str = "audit-checkpoint";
+const EXPIRY_JOB: &str = "consent-expiry";
+/// How often lapsed consents are looked for.
+const EXPIRY_EVERY_MS: i64 = 60_000;
+/// Lapsed consents recorded per run at most (the next run takes the rest).
+const EXPIRY_BATCH: u32 = 1_000;
 
-/// Records the policy load and starts the checkpoint job. Call once per serving instance.
+/// Records the policy load and starts the periodic jobs. Call once per serving instance.
 pub async fn start(state: &Arc<AppState>, checkpoint_every: Duration) -> Result<(), StoreError> {
     let catalog = &state.catalog;
     let loaded = AuditEvent::PolicyLoaded {
@@ -24,32 +30,76 @@ pub async fn start(state: &Arc<AppState>, checkpoint_every: Duration) -> Result<
     };
     state.store.audit_append(vec![loaded], now_millis()).await?;
     let state = state.clone();
-    tokio::spawn(checkpoints(state, checkpoint_every.max(Duration::from_secs(1))));
+    tokio::spawn(periodic(state, checkpoint_every.max(Duration::from_secs(1))));
     Ok(())
 }
 
-async fn checkpoints(state: Arc<AppState>, every: Duration) {
+/// The periodic jobs: audit checkpoints every `every`, lapsed consents every minute.
+async fn periodic(state: Arc<AppState>, every: Duration) {
     let owner = tactful_vault::new_subject_id().replacen("sub_", "instance_", 1);
     let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
     let mut ticks = tokio::time::interval((every / 4).max(Duration::from_millis(250)));
     loop {
         ticks.tick().await;
         let now = now_millis();
-        match state.store.job_claim(CHECKPOINT_JOB, &owner, now, every_ms, every_ms.max(30_000)).await {
-            Ok(true) => {
-                match state.store.audit_checkpoint(now).await {
-                    Ok(Some(checkpoint)) => {
-                        tracing::debug!(size = checkpoint.size, root = %checkpoint.root, "signed an audit checkpoint");
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "cannot sign an audit checkpoint; will retry"),
+        if claim(&state, CHECKPOINT_JOB, &owner, now, every_ms).await {
+            match state.store.audit_checkpoint(now).await {
+                Ok(Some(checkpoint)) => {
+                    tracing::debug!(size = checkpoint.size, root = %checkpoint.root, "signed an audit checkpoint");
                 }
-                if let Err(error) = state.store.job_release(CHECKPOINT_JOB, &owner).await {
-                    tracing::warn!(%error, "cannot release the audit checkpoint job");
-                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot sign an audit checkpoint; will retry"),
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "cannot claim the audit checkpoint job; will retry"),
+            release(&state, CHECKPOINT_JOB, &owner).await;
+        }
+        if claim(&state, EXPIRY_JOB, &owner, now, EXPIRY_EVERY_MS).await {
+            match record_lapsed_consents(&state, now).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "recorded consents whose expiry passed"),
+                Err(error) => tracing::warn!(%error, "cannot record lapsed consents; will retry"),
+            }
+            release(&state, EXPIRY_JOB, &owner).await;
         }
     }
+}
+
+async fn claim(state: &AppState, job: &str, owner: &str, now: i64, every_ms: i64) -> bool {
+    match state.store.job_claim(job, owner, now, every_ms, every_ms.max(30_000)).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::warn!(%error, job, "cannot claim a periodic job; will retry");
+            false
+        }
+    }
+}
+
+async fn release(state: &AppState, job: &str, owner: &str) {
+    if let Err(error) = state.store.job_release(job, owner).await {
+        tracing::warn!(%error, job, "cannot release a periodic job");
+    }
+}
+
+/// Records an `expired` ledger entry, with its signed receipt and audit entry, for each consent whose
+/// expiry has passed (decisions already treat it as expired; this makes the ledger and the person's
+/// receipts say so). Returns how many it recorded.
+pub async fn record_lapsed_consents(state: &AppState, now: i64) -> Result<usize, StoreError> {
+    let lapsed = state.store.lapsed_consents(now, EXPIRY_BATCH).await?;
+    for entry in &lapsed {
+        let lapsed = &entry.event;
+        let expired = ConsentEvent {
+            id: tactful_store::new_receipt_id(),
+            purpose: lapsed.purpose.clone(),
+            kind: ConsentKind::Expired,
+            method: lapsed.method,
+            at: lapsed.expires_at.unwrap_or(now),
+            expires_at: None,
+            version: lapsed.version,
+            source: Some("expiry".into()),
+            jurisdiction: lapsed.jurisdiction.clone(),
+        };
+        let (row, audit) =
+            tactful_store::signed_consent(&state.vault, &state.catalog, &entry.subject, expired);
+        state.store.record_consents(&entry.subject, vec![row], vec![audit]).await?;
+    }
+    Ok(lapsed.len())
 }

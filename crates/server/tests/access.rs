@@ -649,3 +649,34 @@ async fn the_catalog_needs_a_key_and_the_signing_key_does_not() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(published["public_key"], harness.state.vault.public_key().to_base64());
 }
+
+#[tokio::test]
+async fn a_consent_that_expires_stops_counting_and_the_ledger_says_so() {
+    let harness = harness().await;
+    let (marketing, privacy) = (harness.key("marketing").await, harness.key("privacy").await);
+    harness.identify("x-1", "Whitby").await;
+    let now = tactful_server::now_millis();
+    let expires = tactful_domain::segment::format_time(now + 60_000);
+    let body = json!({"changes": [{"purpose": MARKETING, "status": "given", "method": "explicit", "expires_at": expires}]});
+    let (status, answer) =
+        harness.post_json("/v1/subjects/user_id:reader-1/consents", &privacy, &body.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    harness.identify("x-2", "Whitby").await;
+    assert_eq!(harness.read(&marketing, MARKETING).await["traits"]["email"], EMAIL);
+
+    // A minute later (the job runs with the time it is given): recorded once, with a receipt.
+    assert_eq!(tactful_server::jobs::record_lapsed_consents(&harness.state, now + 60_000).await.unwrap(), 1);
+    assert_eq!(tactful_server::jobs::record_lapsed_consents(&harness.state, now + 120_000).await.unwrap(), 0);
+    let (_, consents) = harness.get("/v1/subjects/user_id:reader-1/consents", &privacy).await;
+    assert_eq!(consents["ledger"][0]["status"], "expired", "{consents}");
+    assert_eq!(consents["ledger"][0]["source"], "expiry");
+    let state =
+        consents["purposes"].as_array().unwrap().iter().find(|p| p["purpose"] == MARKETING).unwrap().clone();
+    assert_eq!(state["status"], "expired");
+    let (_, receipts) = harness.get("/v1/subjects/user_id:reader-1/consents/receipts", &privacy).await;
+    let last = receipts["receipts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["receipt"]["iso27560"]["event"]["type"], "expired", "{last}");
+    let read = harness.read(&marketing, MARKETING).await;
+    assert_eq!(read["traits"], json!({}), "{read}");
+    assert_eq!(withheld(&read, "user.contact.email").as_deref(), Some("consent_expired"));
+}

@@ -291,6 +291,10 @@ pub trait Store: Send + Sync + 'static {
     /// The whole consent ledger, for exports, in `(at, id)` order after `after`.
     async fn consent_ledger(&self, after: Option<(i64, String)>, limit: u32) -> Result<Vec<LedgerEntry>>;
 
+    /// Consents given with an expiry that has passed and that are still their family's latest word on
+    /// their purpose: what the expiry job records as `expired`. `subject` is the family root.
+    async fn lapsed_consents(&self, now: i64, limit: u32) -> Result<Vec<LedgerEntry>>;
+
     async fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>>;
 
     /// The receipts of a subject's family, oldest first.
@@ -452,6 +456,19 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// The lapsed consents (see [`Store::lapsed_consents`]), the same SQL on every backend: `?1` is now,
+/// `?2` the limit (PostgreSQL rewrites them as `$1`, `$2`). A consent is judged against its whole
+/// family's ledger, since a merged member's later choice is the family's.
+pub(crate) const LAPSED_CONSENTS_SQL: &str = "WITH family AS (
+     SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction,
+            COALESCE(s.merged_into, s.id) AS subject_id
+     FROM consent_events c JOIN subjects s ON s.id = c.subject_id)
+ SELECT id, purpose, kind, method, at, expires_at, version, source, jurisdiction, subject_id FROM family c
+ WHERE c.expires_at IS NOT NULL AND c.expires_at <= ?1 AND c.kind IN ('given', 'renewed')
+   AND NOT EXISTS (SELECT 1 FROM family l WHERE l.subject_id = c.subject_id AND l.purpose = c.purpose
+                   AND (l.at > c.at OR (l.at = c.at AND l.id > c.id)))
+ ORDER BY c.expires_at, c.id LIMIT ?2";
 
 /// A random id for a consent event and its receipt.
 pub fn new_receipt_id() -> String {

@@ -95,6 +95,7 @@ conformance!(
     rotating_the_master_key_keeps_everything_readable,
     consent_on_an_event_counts_before_its_properties_are_judged,
     consents_recorded_through_the_api_come_with_receipts_and_audit_entries,
+    lapsed_consents_are_found_by_family_until_their_expiry_is_recorded,
     the_audit_log_is_gapless_signed_and_verifiable_across_instances,
     api_keys_are_stored_hashed_and_revocable,
 );
@@ -723,6 +724,47 @@ async fn consents_recorded_through_the_api_come_with_receipts_and_audit_entries(
     assert_eq!(next.len(), 1, "the export pages by (time, id)");
     assert_eq!(next[0].event.id, "cr_b");
     assert_eq!(backend.store.audit_entries(0, 100).await.unwrap().len(), 2);
+}
+
+async fn lapsed_consents_are_found_by_family_until_their_expiry_is_recorded(backend: Backend) {
+    const EMAIL: &str = "marketing.communications.email";
+    ingest(&backend, vec![event("1").user("bea").anonymous("dev-1"), event("2").anonymous("dev-2")]).await;
+    ingest(&backend, vec![event("3").user("cal")]).await;
+    let (bea, device, cal) = (
+        subject_of(&backend, "user_id", "bea").await.unwrap(),
+        subject_of(&backend, "anonymous_id", "dev-2").await.unwrap(),
+        subject_of(&backend, "user_id", "cal").await.unwrap(),
+    );
+    let consent = |id: &str, kind, at, expires_at| ConsentEvent {
+        id: id.into(),
+        purpose: EMAIL.into(),
+        kind,
+        method: ConsentMethod::Explicit,
+        at,
+        expires_at,
+        version: 1,
+        source: Some("api".into()),
+        jurisdiction: None,
+    };
+    let record = |subject: String, event: ConsentEvent| {
+        let store = backend.store.clone();
+        async move { store.record_consents(&subject, vec![(event, "{}".into())], Vec::new()).await.unwrap() }
+    };
+    // Given on a device with an expiry, then the device turns out to be Bea's, who gave it again
+    // later without one: the family's latest word has no expiry.
+    record(device.clone(), consent("cr_device", ConsentKind::Given, T0, Some(T0 + 100))).await;
+    ingest(&backend, vec![event("4").user("bea").anonymous("dev-2")]).await;
+    assert_eq!(subject_of(&backend, "anonymous_id", "dev-2").await.as_deref(), Some(bea.as_str()));
+    record(bea.clone(), consent("cr_bea", ConsentKind::Given, T0 + 50, None)).await;
+    // Cal's lapses.
+    record(cal.clone(), consent("cr_cal", ConsentKind::Renewed, T0, Some(T0 + 100))).await;
+
+    assert!(backend.store.lapsed_consents(T0 + 99, 10).await.unwrap().is_empty(), "not yet");
+    let lapsed = backend.store.lapsed_consents(T0 + 100, 10).await.unwrap();
+    assert_eq!(lapsed.len(), 1, "{lapsed:?}");
+    assert_eq!((lapsed[0].subject.as_str(), lapsed[0].event.id.as_str()), (cal.as_str(), "cr_cal"));
+    record(cal.clone(), consent("cr_cal_expired", ConsentKind::Expired, T0 + 100, None)).await;
+    assert!(backend.store.lapsed_consents(T0 + 1_000, 10).await.unwrap().is_empty(), "recorded once");
 }
 
 /// Appends from two instances at once stay gapless, and the signed checkpoints verify.

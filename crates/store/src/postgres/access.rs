@@ -149,6 +149,19 @@ pub(super) async fn consent_ledger(
         .collect()
 }
 
+pub(super) async fn lapsed_consents(
+    conn: &mut PgConnection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<LedgerEntry>> {
+    let sql = crate::LAPSED_CONSENTS_SQL.replace("?1", "$1").replace("?2", "$2");
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(i64::from(limit)).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| Ok(LedgerEntry { subject: row.try_get("subject_id")?, event: to_event(row)? }))
+        .collect()
+}
+
 fn to_receipt(row: &PgRow) -> Result<StoredReceipt> {
     Ok(StoredReceipt {
         id: row.try_get("id")?,

@@ -229,6 +229,11 @@ impl Store for PostgresStore {
         access::consent_ledger(&mut conn, after, limit).await
     }
 
+    async fn lapsed_consents(&self, now: i64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        access::lapsed_consents(&mut conn, now, limit).await
+    }
+
     async fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>> {
         let mut conn = self.pool.acquire().await?;
         access::receipt(&mut conn, id).await

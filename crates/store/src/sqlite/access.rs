@@ -134,6 +134,17 @@ pub(super) fn consent_ledger(
     .collect()
 }
 
+pub(super) fn lapsed_consents(conn: &Connection, now: i64, limit: u32) -> Result<Vec<LedgerEntry>> {
+    let mut statement = conn.prepare_cached(crate::LAPSED_CONSENTS_SQL)?;
+    let rows = statement
+        .query_map(params![now, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(9)?)))?;
+    rows.map(|row| {
+        let (columns, subject) = row?;
+        Ok(LedgerEntry { subject, event: to_event(columns)? })
+    })
+    .collect()
+}
+
 fn receipt_row(row: &Row<'_>) -> rusqlite::Result<StoredReceipt> {
     Ok(StoredReceipt { id: row.get(0)?, subject: row.get(1)?, created_at: row.get(2)?, body: row.get(3)? })
 }

@@ -503,6 +503,10 @@ impl Store for SqliteStore {
         self.read(move |conn| access::consent_ledger(conn, after, limit)).await
     }
 
+    async fn lapsed_consents(&self, now: i64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        self.read(move |conn| access::lapsed_consents(conn, now, limit)).await
+    }
+
     async fn receipt(&self, id: &str) -> Result<Option<StoredReceipt>> {
         let id = id.to_owned();
         self.read(move |conn| access::receipt(conn, &id)).await
