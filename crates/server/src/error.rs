@@ -45,6 +45,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every variant, in the order of the table.
+    #[rustfmt::skip]
+    pub const ALL: &[ErrorCode] = {
+        use ErrorCode::*;
+        &[
+            InvalidJson, JsonTooDeep, NotAnObject, MissingBatch, EmptyBatch, BatchTooLarge, RequestTooLarge,
+            EventTooLarge, InvalidEvent, NoValidEvents, UnsupportedMediaType, UnsupportedEncoding,
+            InvalidGzip, MissingWriteKey, UnknownWriteKey, MissingApiKey, InvalidApiKey, ExpiredApiKey,
+            RevokedApiKey, Forbidden, PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier,
+            InvalidRequest, UnknownReceipt, Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
+        ]
+    };
+
     /// The table: code, status, default message.
     const fn entry(self) -> (&'static str, StatusCode, &'static str) {
         use ErrorCode::*;
@@ -228,18 +241,9 @@ mod tests {
     use super::*;
 
     #[test]
-    #[rustfmt::skip]
     fn codes_are_unique_snake_case_and_statuses_are_errors() {
-        use ErrorCode::*;
-        let all = [
-            InvalidJson, JsonTooDeep, NotAnObject, MissingBatch, EmptyBatch, BatchTooLarge, RequestTooLarge,
-            EventTooLarge, InvalidEvent, NoValidEvents, UnsupportedMediaType, UnsupportedEncoding, InvalidGzip,
-            MissingWriteKey, UnknownWriteKey, MissingApiKey, InvalidApiKey, ExpiredApiKey, RevokedApiKey, Forbidden,
-            PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier, InvalidRequest, UnknownReceipt,
-            Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
-        ];
         let mut seen = std::collections::HashSet::new();
-        for code in all {
+        for &code in ErrorCode::ALL {
             assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
             assert!(code.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
             assert!(code.status().is_client_error() || code.status().is_server_error());

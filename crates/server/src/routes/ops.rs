@@ -1,5 +1,5 @@
 //! Operations: `/healthz` (the process answers), `/readyz` (the database answers), `/metrics`
-//! (Prometheus text format).
+//! (OpenMetrics text, for Prometheus), and `/openapi.json` (the OpenAPI 3.1 document of the HTTP API).
 
 use std::sync::Arc;
 
@@ -19,7 +19,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
 }
+
+/// The OpenAPI document, written by hand next to `Cargo.toml`; `tests/openapi.rs` keeps it true.
+const OPENAPI: &str = include_str!("../../openapi.json");
 
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -35,4 +39,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(),
     )
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
