@@ -133,6 +133,9 @@ where
                 ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             )),
+            Err(other) if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(ErrorCode::RequestTooLarge))
+            }
             Err(other) => Err(ApiError::with_message(ErrorCode::InvalidRequest, other.body_text())),
         }
     }

@@ -92,7 +92,7 @@ impl ErrorCode {
             MissingWriteKey => (
                 "missing_write_key",
                 StatusCode::UNAUTHORIZED,
-                "send the source's write key as HTTP Basic user name or as \"writeKey\" in the body",
+                "send the source's write key as HTTP Basic user name, as \"writeKey\" in the body, or as a Bearer token",
             ),
             UnknownWriteKey => {
                 ("unknown_write_key", StatusCode::UNAUTHORIZED, "the write key belongs to no source")

@@ -310,6 +310,10 @@ async fn guardrails_and_roles_hold_even_with_consent() {
     assert_eq!(body["error"]["code"], "forbidden");
     let (_, log) = harness.get("/v1/subjects/user_id:reader-1/access-log", &privacy).await;
     assert_eq!(log["entries"][0]["decision"], "denied", "refused reads are logged too: {log}");
+    // And the refusal does not tell whether a customer exists.
+    let (status, _) =
+        harness.get(&format!("/v1/subjects/user_id:nobody/profile?purpose={MARKETING}"), &ads).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -611,6 +615,12 @@ async fn bad_requests(harness: Harness) {
         assert!(status.is_client_error(), "{body}: {status}");
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
     }
+    let huge = json!({"changes": [{"purpose": MARKETING, "status": "given", "version": 1}], "pad": "x".repeat(3 << 20)});
+    let (status, answer) = harness.post_json(consents, &privacy, &huge.to_string()).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("request_too_large"))
+    );
     let (status, answer) = harness.post_json(consents, &marketing, &change(json!({}))).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
     let (status, answer) =

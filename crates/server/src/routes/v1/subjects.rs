@@ -43,9 +43,11 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// Reads a query string into `T`, answering problems in the one error shape.
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query
-        .map(|Query(value)| value)
-        .map_err(|error| ApiError::with_message(ErrorCode::InvalidRequest, error.body_text()))
+    query.map(|Query(value)| value).map_err(|error| {
+        let text = error.body_text();
+        let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+        ApiError::with_message(ErrorCode::InvalidRequest, format!("the query string is invalid: {detail}"))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,27 +83,30 @@ async fn profile(
             format!("events must be between 0 and {MAX_EVENTS}"),
         ));
     }
-    let subject = subject(&state, &reference).await?;
-    let pseudonym = state.vault.subject_pseudonym(&subject);
-    let read = |returned: Vec<String>, withheld: Vec<Withheld>, decision| AuditEvent::Read {
-        actor: caller.key.clone(),
-        role: caller.role.name.clone(),
-        purpose: purpose_key.to_owned(),
-        subject: pseudonym.clone(),
-        returned,
-        withheld,
-        decision,
-    };
+    let read =
+        |pseudonym: String, returned: Vec<String>, withheld: Vec<Withheld>, decision| AuditEvent::Read {
+            actor: caller.key.clone(),
+            role: caller.role.name.clone(),
+            purpose: purpose_key.to_owned(),
+            subject: pseudonym,
+            returned,
+            withheld,
+            decision,
+        };
     if !state.policy.role_may_use(&caller.role, purpose) {
-        state
-            .store
-            .audit_append(vec![read(Vec::new(), Vec::new(), ReadDecision::Denied)], now_millis())
-            .await?;
+        // Refused whether or not the customer exists (the answer must not tell); the attempt on an
+        // existing customer is in their access log.
+        if let Ok(subject) = subject(&state, &reference).await {
+            let denied =
+                read(state.vault.subject_pseudonym(&subject), Vec::new(), Vec::new(), ReadDecision::Denied);
+            state.store.audit_append(vec![denied], now_millis()).await?;
+        }
         return Err(ApiError::with_message(
             ErrorCode::Forbidden,
             format!("role {:?} may not read for {purpose_key}", caller.role.name),
         ));
     }
+    let subject = subject(&state, &reference).await?;
 
     let (found, data) =
         tokio::try_join!(state.store.subject_state(&subject), state.store.subject_data(&subject))?;
@@ -199,7 +204,11 @@ async fn profile(
         (true, false) => ReadDecision::Denied,
         (false, false) => ReadDecision::Partial,
     };
-    state.store.audit_append(vec![read(returned.clone(), withheld.clone(), decision)], now).await?;
+    let pseudonym = state.vault.subject_pseudonym(&subject);
+    state
+        .store
+        .audit_append(vec![read(pseudonym, returned.clone(), withheld.clone(), decision)], now)
+        .await?;
     Ok(Json(json!({
         "subject": subject,
         "purpose": purpose_key,
