@@ -257,6 +257,48 @@ pub fn withhold(
     withheld.iter().zip(removed).filter(|(_, removed)| *removed).map(|(&id, _)| id).collect()
 }
 
+/// Removes from a stored record every value the catalog no longer declares (a property taken out of
+/// the catalog after the record was stored), so reads only ever show what the data map declares now.
+pub fn retain_declared(catalog: &Catalog, record: &mut Map<String, Value>) {
+    let mut path = String::new();
+    record.retain(|key, value| {
+        path.clear();
+        path.push_str(key);
+        keep_declared(catalog, value, &mut path)
+    });
+}
+
+/// Keeps what is declared of `value` at `path`; false when nothing of it is.
+fn keep_declared(catalog: &Catalog, value: &mut Value, path: &mut String) -> bool {
+    if catalog.property_by_path(path).is_some() {
+        return true;
+    }
+    let length = path.len();
+    let keep = match value {
+        Value::Object(object) if catalog.has_properties_below(path) => {
+            object.retain(|key, child| {
+                path.truncate(length);
+                path.push('.');
+                path.push_str(key);
+                keep_declared(catalog, child, path)
+            });
+            !object.is_empty()
+        }
+        Value::Array(items) if catalog.has_properties_below(&format!("{path}[]")) => {
+            path.push_str("[]");
+            let inner = path.len();
+            items.retain_mut(|item| {
+                path.truncate(inner);
+                keep_declared(catalog, item, path)
+            });
+            !items.is_empty()
+        }
+        _ => false,
+    };
+    path.truncate(length);
+    keep
+}
+
 /// Prunes `value` at `path`, marking in `removed` which withheld paths it removed; false when
 /// nothing of it is left.
 fn prune(value: &mut Value, path: &mut String, withheld: &[&str], removed: &mut [bool]) -> bool {

@@ -690,3 +690,37 @@ async fn a_consent_that_expires_stops_counting_and_the_ledger_says_so() {
     assert_eq!(read["traits"], json!({}), "{read}");
     assert_eq!(withheld(&read, "user.contact.email").as_deref(), Some("consent_expired"));
 }
+
+#[tokio::test]
+async fn data_of_a_property_taken_out_of_the_catalog_is_shown_to_nobody() {
+    let first = harness().await;
+    let privacy = first.key("privacy").await;
+    first.identify("c-1", "Whitby").await;
+    first.consent(&privacy, "given").await;
+    let event = json!({"type": "track", "event": "Book Viewed", "userId": "reader-1", "messageId": "c-2",
+                       "properties": {"book_id": "dracula"}, "traits": {}});
+    first.track("wk_web_lantern", event, false).await;
+    first.identify("c-3", "Whitby").await;
+
+    // The same database under a catalog that no longer declares the city.
+    let cut = |text: &str, block: &str| {
+        let start = text.find(block).unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        format!("{}{}", &text[..start], &text[end..])
+    };
+    // (Its guardrail goes too: a guardrail that protects nothing is refused at load.)
+    let without_city = cut(&cut(CATALOG, "[properties.\"traits.city\"]"), "[[guardrails]]");
+    let config = tactful_server::Config {
+        database: format!("sqlite:{}", first.dir.path().join("tactful.db").display()),
+        master_key_file: first.dir.path().join("master.key"),
+        ..tactful_server::Config::default()
+    };
+    let catalog = Catalog::parse(&without_city).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let state = std::sync::Arc::new(tactful_server::AppState::open(&config, catalog).await.unwrap());
+    let later = Harness { state, dir: tempfile::tempdir().unwrap() };
+    let marketing = later.key("marketing").await;
+    let read = later.read(&marketing, MARKETING).await;
+    assert_eq!(read["traits"], json!({"email": EMAIL}), "{read}");
+    let shown = read["events"].to_string();
+    assert!(!shown.contains("Whitby") && shown.contains(EMAIL), "{read}");
+}

@@ -178,6 +178,23 @@ fn undeclared_top_level_fields_are_counted_but_protocol_fields_are_not() {
 }
 
 #[test]
+fn records_lose_what_a_later_catalog_no_longer_declares() {
+    let catalog = catalog();
+    let mut record = json!({
+        "traits": {"email": "a@example.com", "shoe_size": 42},
+        "properties": {"products": [{"product_id": "p1", "colour": "red"}, {"colour": "blue"}], "gone": 1},
+        "context": {"ip": "192.0.2.1", "removed": {"deep": true}},
+    });
+    let Value::Object(map) = &mut record else { unreachable!() };
+    retain_declared(&catalog, map);
+    assert_eq!(
+        record,
+        json!({"traits": {"email": "a@example.com"}, "properties": {"products": [{"product_id": "p1"}]},
+               "context": {"ip": "192.0.2.1"}})
+    );
+}
+
+#[test]
 fn withholding_removes_exactly_the_named_properties() {
     let catalog = catalog();
     let web = catalog.source_by_key("web").unwrap();

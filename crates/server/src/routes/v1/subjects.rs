@@ -166,6 +166,8 @@ async fn profile(
     let mut events_withheld = 0;
     for event in data.open_events(&state.vault)? {
         let Value::Object(mut record) = event.record else { continue };
+        // Data of properties the catalog has since dropped is shown to nobody.
+        minimize::retain_declared(&state.catalog, &mut record);
         for property in minimize::withhold(&state.catalog, &mut record, &refused) {
             if let Err(reason) = decisions[property.index()] {
                 withhold(property, reason);
