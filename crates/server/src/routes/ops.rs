@@ -22,7 +22,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/openapi.json", get(openapi))
 }
 
-/// The OpenAPI document, written by hand next to `Cargo.toml`; `tests/openapi.rs` keeps it true.
+/// The OpenAPI document, written by hand next to `Cargo.toml`; `tests/api/openapi.rs` keeps it true.
 const OPENAPI: &str = include_str!("../../openapi.json");
 
 async fn healthz() -> Json<Value> {

@@ -63,9 +63,7 @@ retention = "10y"
     Catalog::parse(&format!("{example}{extra}")).expect("test catalog")
 }
 
-mod common;
-
-use common::{Harness, basic};
+use crate::common::{Harness, basic};
 
 impl Harness {
     async fn new() -> Harness {

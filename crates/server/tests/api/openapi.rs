@@ -2,8 +2,6 @@
 //! every documented operation is routed, every registered route is documented, and its error codes and
 //! their statuses are those of the error table.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -13,10 +11,10 @@ use serde_json::Value;
 use tactful_domain::catalog::Catalog;
 use tactful_server::error::ErrorCode;
 
-use common::Harness;
+use crate::common::Harness;
 
 /// The document as the server serves it.
-const DOCUMENT: &str = include_str!("../openapi.json");
+const DOCUMENT: &str = include_str!("../../openapi.json");
 
 /// The HTTP methods an OpenAPI path item may hold.
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];

@@ -1,6 +1,5 @@
-//! The in-process harness the HTTP test files share: a server on a temporary database, requests
+//! The in-process harness the HTTP test modules share: a server on a temporary database, requests
 //! sent through `tower::ServiceExt::oneshot`, and what was stored read back decrypted.
-#![allow(dead_code)] // Each test file uses its own part of the harness.
 
 use std::sync::Arc;
 

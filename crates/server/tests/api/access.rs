@@ -2,8 +2,6 @@
 //! consent, consents recorded through the API with signed receipts, GPC, the access log, the audit
 //! log, API keys, and every kind of bad request (none of which changes what is stored).
 
-mod common;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
@@ -11,7 +9,7 @@ use tactful_domain::catalog::Catalog;
 use tactful_domain::receipt;
 use tactful_vault::PublicKey;
 
-use common::{Harness, basic};
+use crate::common::{Harness, basic};
 
 /// A bookshop selling in the EU (opt-in, with a guardrail keeping location out of ads) and in
 /// California (opt-out). Email serves only email marketing here, so without that consent an EU
