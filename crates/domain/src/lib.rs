@@ -10,6 +10,7 @@ pub mod merkle;
 pub mod minimize;
 pub mod policy;
 pub mod receipt;
+pub mod request;
 pub mod retention;
 pub mod secret;
 pub mod segment;

@@ -237,7 +237,10 @@ pub struct Vault {
     blind_index: Hmac<Sha256>,
     dedupe: Hmac<Sha256>,
     pseudonym: Hmac<Sha256>,
+    verification: Hmac<Sha256>,
     signing: ed25519_dalek::SigningKey,
+    legal_hold: SubjectKey,
+    outbox: SubjectKey,
 }
 
 impl fmt::Debug for Vault {
@@ -258,15 +261,22 @@ impl Vault {
                 .expect("32 bytes is a valid HKDF output length");
             <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice()).expect("HMAC takes any key length")
         };
-        let mut seed = Zeroizing::new([0u8; KEY_BYTES]);
-        Hkdf::<Sha256>::new(None, root.as_slice())
-            .expand(b"tactful/v1/signing", seed.as_mut_slice())
-            .expect("32 bytes is a valid HKDF output length");
+        let secret = |label: &[u8]| {
+            let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+            Hkdf::<Sha256>::new(None, root.as_slice())
+                .expand(label, key.as_mut_slice())
+                .expect("32 bytes is a valid HKDF output length");
+            key
+        };
+        let seed = secret(b"tactful/v1/signing");
         Ok(Vault {
             blind_index: derive(b"tactful/v1/blind-index"),
             dedupe: derive(b"tactful/v1/dedupe"),
             pseudonym: derive(b"tactful/v1/audit-pseudonym"),
+            verification: derive(b"tactful/v1/verification-code"),
             signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+            legal_hold: SubjectKey { key: secret(b"tactful/v1/legal-hold") },
+            outbox: SubjectKey { key: secret(b"tactful/v1/outbox") },
             master,
         })
     }
@@ -343,6 +353,44 @@ impl Vault {
         PublicKey(self.signing.verifying_key().to_bytes())
     }
 
+    /// The key that seals what the law requires to keep through an erasure (legal hold). It is not
+    /// any person's key, so destroying a person's key leaves held records readable, for the
+    /// legal-obligation purpose only.
+    pub fn legal_hold_key(&self) -> &SubjectKey {
+        &self.legal_hold
+    }
+
+    /// The key that seals outbox messages carrying identifiers (what a destination is told about an
+    /// erased person must outlive the person's own key, until it is delivered).
+    pub fn outbox_key(&self) -> &SubjectKey {
+        &self.outbox
+    }
+
+    /// A new verification code for a self-service request (8 digits, to type from a message) and its
+    /// keyed hash, bound to the request: only the hash is stored.
+    pub fn new_verification_code(&self, request_id: &str) -> (Zeroizing<String>, [u8; 32]) {
+        // Rejection sampling: every 8-digit code is equally likely.
+        let number = loop {
+            let draw = u32::from_le_bytes(random_bytes::<4>());
+            if draw < 4_200_000_000 {
+                break draw % 100_000_000;
+            }
+        };
+        let code = Zeroizing::new(format!("{number:08}"));
+        let hash = self.verification_code_hash(request_id, &code);
+        (code, hash)
+    }
+
+    /// The keyed hash of a verification code typed for a request (spaces and dashes ignored).
+    pub fn verification_code_hash(&self, request_id: &str, code: &str) -> [u8; 32] {
+        let typed: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        let mut mac = self.verification.clone();
+        mac.update(request_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(typed.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// A new subject: a random id (never derived from personal data) and its data key, with the key
     /// wrapped for storage.
     pub fn new_subject(&self) -> NewSubject {
@@ -400,6 +448,17 @@ impl PublicKey {
 
 fn subject_label(subject_id: &str) -> String {
     format!("subject/{subject_id}")
+}
+
+/// The signature of a webhook request, as destinations check it (the convention of Stripe and GitHub):
+/// hex HMAC-SHA256 under the destination's secret over `"{timestamp}.{body}"`.
+pub fn webhook_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A new API key: its public id (`key_…`, for logs and the audit log), the key itself (`tk_…`,

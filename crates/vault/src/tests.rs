@@ -223,3 +223,43 @@ fn api_keys_are_random_hashed_and_carry_their_public_id() {
     assert_eq!(api_key_id("Bearer nonsense"), None);
     assert_eq!(api_key_id("tk_onlyid"), None);
 }
+
+#[test]
+fn legal_hold_and_outbox_keys_belong_to_the_deployment_not_to_a_person() {
+    let master = MasterKey::from_bytes([9u8; 32]);
+    let root = master.new_index_root();
+    let vault = Vault::open(master, &root).unwrap();
+    let subject = vault.new_subject();
+    let held = vault.legal_hold_key().seal("legal_hold", &[b"h1"], b"invoice FH-1");
+    assert!(subject.key.open("legal_hold", &[b"h1"], &held).is_err(), "no person's key opens it");
+    assert!(vault.outbox_key().open("legal_hold", &[b"h1"], &held).is_err(), "nor the outbox key");
+    // The same deployment (same index root), reopened, still opens it: it outlives any person's key.
+    let reopened = Vault::open(MasterKey::from_bytes([9u8; 32]), &root).unwrap();
+    assert_eq!(
+        reopened.legal_hold_key().open("legal_hold", &[b"h1"], &held).unwrap().as_slice(),
+        b"invoice FH-1"
+    );
+}
+
+#[test]
+fn verification_codes_are_eight_digits_hashed_per_request() {
+    let vault = vault();
+    let (code, hash) = vault.new_verification_code("req_1");
+    assert_eq!(code.len(), 8);
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(vault.verification_code_hash("req_1", &code), hash);
+    let spaced = format!("{} {}", &code[..4], &code[4..]);
+    assert_eq!(vault.verification_code_hash("req_1", &spaced), hash, "typed with a space");
+    assert_ne!(vault.verification_code_hash("req_2", &code), hash, "bound to its request");
+    let other = self::vault();
+    assert_ne!(other.verification_code_hash("req_1", &code), hash, "keyed per deployment");
+}
+
+#[test]
+fn webhook_signatures_match_the_stripe_convention() {
+    // Computed independently: HMAC-SHA256("whsec_0123456789abcdef", "1700000000.{\"type\":\"erase\"}").
+    assert_eq!(
+        webhook_signature("whsec_0123456789abcdef", 1_700_000_000, br#"{"type":"erase"}"#),
+        "13b920565d587f4a44d5702f0f76957361dfb1c65e5c071ff9a73c746781f51d"
+    );
+}

@@ -29,8 +29,69 @@ pub struct Catalog {
     property_by_path: HashMap<String, PropertyId>,
     /// Every proper prefix of a declared path, so the minimizer knows when to descend into an object.
     path_prefixes: HashSet<String>,
+    destinations: Vec<Destination>,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
+}
+
+/// What a destination can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DestinationMessage {
+    Erase,
+    Rectify,
+    Restrict,
+    Unrestrict,
+    Object,
+    Suppress,
+    Unsuppress,
+    /// A consent change, from any door (events, the API, the preference center).
+    ConsentChanged,
+}
+
+impl DestinationMessage {
+    pub const ALL: [DestinationMessage; 8] = [
+        DestinationMessage::Erase,
+        DestinationMessage::Rectify,
+        DestinationMessage::Restrict,
+        DestinationMessage::Unrestrict,
+        DestinationMessage::Object,
+        DestinationMessage::Suppress,
+        DestinationMessage::Unsuppress,
+        DestinationMessage::ConsentChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationMessage::Erase => "erase",
+            DestinationMessage::Rectify => "rectify",
+            DestinationMessage::Restrict => "restrict",
+            DestinationMessage::Unrestrict => "unrestrict",
+            DestinationMessage::Object => "object",
+            DestinationMessage::Suppress => "suppress",
+            DestinationMessage::Unsuppress => "unsuppress",
+            DestinationMessage::ConsentChanged => "consent_changed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DestinationMessage> {
+        DestinationMessage::ALL.into_iter().find(|message| message.as_str() == text)
+    }
+}
+
+/// A downstream system the brand connected: it is told, by signed HTTP requests retried until it
+/// acknowledges, about the requests and consent changes it receives, with the identifiers it may know.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub key: String,
+    pub name: String,
+    pub url: String,
+    /// Signs every request (HMAC-SHA256 over timestamp and body).
+    pub secret: Secret,
+    pub receives: Vec<DestinationMessage>,
+    /// The identifier kinds it may be told.
+    pub identifiers: Vec<IdentifierKind>,
+    /// Retrying stops after this long; the request is then partially completed.
+    pub give_up_after: Retention,
 }
 
 /// Index of a source in its catalog.
@@ -143,6 +204,8 @@ pub struct Jurisdiction {
     pub regime: Regime,
     /// Days the brand has to answer a data-subject request.
     pub request_deadline_days: u32,
+    /// Days a deadline may be extended by, once, with a reason.
+    pub request_extension_days: u32,
     /// Country codes (`DE`) and regions (`US-CA`) whose people fall under this jurisdiction.
     pub countries: Vec<String>,
     /// Marketing by email or SMS needs its own explicit consent, whatever the regime.
@@ -209,6 +272,14 @@ impl Catalog {
     /// Parses and validates a catalog, reporting every problem found with its position.
     pub fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         parse::parse(text)
+    }
+
+    pub fn destinations(&self) -> &[Destination] {
+        &self.destinations
+    }
+
+    pub fn destination(&self, key: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|destination| destination.key == key)
     }
 
     /// SHA-256 of the text the catalog was parsed from, in hex.

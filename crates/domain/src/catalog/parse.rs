@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{
-    Brand, Catalog, EventSpec, Feedback, Guardrail, Jurisdiction, Property, PropertyId, Purpose, Regime,
-    Role, Source, SourceId, SubjectTraits,
+    Brand, Catalog, Destination, DestinationMessage, EventSpec, Feedback, Guardrail, Jurisdiction, Property,
+    PropertyId, Purpose, Regime, Role, Source, SourceId, SubjectTraits,
 };
 use crate::identity::IdentifierKind;
 use crate::retention::Retention;
@@ -80,6 +80,20 @@ struct RawCatalog {
     consent_categories: BTreeMap<S<String>, Vec<S<String>>>,
     #[serde(default)]
     guardrails: Vec<RawGuardrail>,
+    #[serde(default)]
+    destinations: BTreeMap<S<String>, RawDestination>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    name: Option<String>,
+    url: S<String>,
+    secret: S<String>,
+    receives: Vec<S<String>>,
+    #[serde(default)]
+    identifiers: Vec<S<String>>,
+    give_up_after: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +147,7 @@ struct RawJurisdiction {
     name: S<String>,
     regime: Regime,
     request_deadline_days: Option<S<u32>>,
+    request_extension_days: Option<S<u32>>,
     #[serde(default)]
     countries: Vec<S<String>>,
     channel_consent: Option<bool>,
@@ -254,6 +269,19 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
                 Some(days) => days.into_inner(),
                 None => default_deadline,
             };
+            // GDPR art. 12(3): two further months; CCPA (11 CCR §7021): 45 more days, once.
+            let default_extension = match raw.regime {
+                Regime::OptIn => 60,
+                Regime::OptOut => 45,
+            };
+            let request_extension_days = match raw.request_extension_days {
+                Some(days) if *days.get_ref() > 365 => {
+                    checker.at(days.span(), "request_extension_days must be between 0 and 365");
+                    default_extension
+                }
+                Some(days) => days.into_inner(),
+                None => default_extension,
+            };
             for country in &raw.countries {
                 let code = country.get_ref();
                 let well_formed = match code.split_once('-') {
@@ -272,6 +300,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
                 name: checker.non_empty(&raw.name, "jurisdiction name"),
                 regime: raw.regime,
                 request_deadline_days,
+                request_extension_days,
                 countries: raw.countries.into_iter().map(Spanned::into_inner).collect(),
                 channel_consent: raw.channel_consent.unwrap_or(true),
                 no_personal_data_in_analytics: raw.no_personal_data_in_analytics,
@@ -593,6 +622,8 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         guardrails.push(guardrail);
     }
 
+    let destinations = check_destinations(checker, raw.destinations, &properties);
+
     Catalog {
         brand,
         sources,
@@ -607,8 +638,95 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         source_by_write_key,
         property_by_path,
         path_prefixes,
+        destinations,
         sha256: String::new(),
     }
+}
+
+fn check_destinations(
+    checker: &mut Checker<'_>,
+    raw: BTreeMap<S<String>, RawDestination>,
+    properties: &[Property],
+) -> Vec<Destination> {
+    let mut destinations = Vec::new();
+    for (key, raw) in in_file_order(raw) {
+        check_key(checker, &key, "destination");
+        let url = raw.url.get_ref().trim().to_owned();
+        match url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {}
+            Some(("http", rest)) if is_loopback(rest) => {}
+            Some(("http", _)) => checker.at(
+                raw.url.span(),
+                "identifiers would travel in clear: use https:// (http:// only for localhost)",
+            ),
+            _ => checker.at(raw.url.span(), format!("{url:?} is not an http(s) URL")),
+        }
+        if raw.secret.get_ref().trim().len() < 16 {
+            checker.at(raw.secret.span(), "secret must be at least 16 characters (it signs every request)");
+        }
+        let mut receives = Vec::new();
+        if raw.receives.is_empty() {
+            checker.at(key.span(), "a destination must receive something (receives = [\"erase\", …])");
+        }
+        for message in &raw.receives {
+            match DestinationMessage::parse(message.get_ref()) {
+                Some(parsed) => receives.push(parsed),
+                None => checker.at(
+                    message.span(),
+                    format!(
+                        "{:?} is not something a destination can receive: one of {}",
+                        message.get_ref(),
+                        DestinationMessage::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            }
+        }
+        let mut identifiers = Vec::new();
+        for kind in &raw.identifiers {
+            match kind.get_ref().parse::<IdentifierKind>() {
+                Ok(parsed)
+                    if matches!(parsed, IdentifierKind::UserId | IdentifierKind::AnonymousId)
+                        || properties.iter().any(|property| property.identifier.as_ref() == Some(&parsed)) =>
+                {
+                    identifiers.push(parsed);
+                }
+                _ => checker.at(
+                    kind.span(),
+                    format!(
+                        "{:?} identifies nobody here: use user_id, anonymous_id or an identifier a property declares",
+                        kind.get_ref()
+                    ),
+                ),
+            }
+        }
+        let give_up_after = match &raw.give_up_after {
+            Some(text) => text.get_ref().parse::<Retention>().unwrap_or_else(|error| {
+                checker.at(text.span(), error.to_string());
+                Retention::days(3)
+            }),
+            None => Retention::days(3),
+        };
+        destinations.push(Destination {
+            name: raw.name.unwrap_or_else(|| key.get_ref().clone()),
+            key: key.into_inner(),
+            url,
+            secret: Secret::new(raw.secret.into_inner().trim()),
+            receives,
+            identifiers,
+            give_up_after,
+        });
+    }
+    destinations
+}
+
+/// Whether the part of a URL after `http://` names this machine.
+fn is_loopback(rest: &str) -> bool {
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(host, _)| host),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
 }
 
 fn is_country(code: &str) -> bool {

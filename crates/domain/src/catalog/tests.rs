@@ -185,3 +185,37 @@ fn subjects_attributes_come_from_the_declared_traits() {
     check(serde_json::json!({"birthday": "not a date"}), (None, None));
     check(serde_json::json!({}), (None, None));
 }
+
+#[test]
+fn destinations_are_checked() {
+    let good = format!(
+        "{MINIMAL}\n[destinations.crm]\nurl = \"https://crm.example/hooks/tactful\"\nsecret = \"whsec_0123456789abcdef\"\n\
+         receives = [\"erase\", \"consent_changed\"]\nidentifiers = [\"email\", \"user_id\"]\ngive_up_after = \"2d\"\n\
+         [destinations.local]\nurl = \"http://127.0.0.1:9000/hook\"\nsecret = \"whsec_0123456789abcdef\"\nreceives = [\"erase\"]\n"
+    );
+    let catalog = Catalog::parse(&good).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let crm = catalog.destination("crm").unwrap();
+    assert_eq!(crm.receives, [DestinationMessage::Erase, DestinationMessage::ConsentChanged]);
+    assert_eq!(crm.identifiers, [IdentifierKind::Email, IdentifierKind::UserId]);
+    assert_eq!(crm.give_up_after.as_days(), 2);
+    assert_eq!(catalog.destination("local").unwrap().give_up_after.as_days(), 3, "the default");
+
+    let bad = format!(
+        "{MINIMAL}\n[destinations.crm]\nurl = \"http://crm.example/hook\"\nsecret = \"short\"\n\
+         receives = [\"erase\", \"gossip\"]\nidentifiers = [\"phone\"]\n"
+    );
+    let base = MINIMAL.lines().count() + 1;
+    check(&bad, base + 2, "use https://");
+    check(&bad, base + 3, "at least 16 characters");
+    check(&bad, base + 4, "\"gossip\" is not something a destination can receive");
+    check(&bad, base + 5, "\"phone\" identifies nobody here");
+}
+
+#[test]
+fn jurisdictions_have_request_deadlines_and_extensions_by_regime() {
+    let catalog = Catalog::parse(Catalog::example_text()).unwrap();
+    let eu = catalog.jurisdiction("eu").unwrap();
+    assert_eq!((eu.request_deadline_days, eu.request_extension_days), (30, 60));
+    let california = catalog.jurisdiction("us-ca").unwrap();
+    assert_eq!((california.request_deadline_days, california.request_extension_days), (45, 45));
+}
