@@ -1,6 +1,7 @@
 //! Commands for the brand's privacy team and operators: API keys (`tactful api-keys`), the audit
-//! log (`tactful audit verify|checkpoint`), consent receipts (`tactful receipt verify`) and the
-//! consent export (`tactful consents export`). They open the store directly, like the server does.
+//! log (`tactful audit verify|checkpoint`), consent receipts (`tactful receipt verify`), the consent
+//! export (`tactful consents export`) and data-subject requests (`tactful requests`). They open the
+//! store directly, like the server does.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -287,6 +288,173 @@ pub async fn consents(state: &AppState, command: ConsentsCommand) -> anyhow::Res
             eprintln!("Wrote {} consent changes to {}.", entries.len(), path.display());
         }
         None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RequestsCommand {
+    /// Record a data-subject request the brand has verified (a running server carries it out).
+    Create {
+        #[command(flatten)]
+        config: Box<Config>,
+        /// access, export, rectify, restrict, unrestrict, object, erase, suppress, unsuppress.
+        #[arg(long = "type")]
+        kind: String,
+        /// The person: sub_… or kind:value (email:ada@example.com). Not for unsuppress.
+        #[arg(long)]
+        subject: Option<String>,
+        /// erase: also drop their future events (a keyed hash of their identifiers is kept).
+        #[arg(long)]
+        suppress: bool,
+        /// object: the purpose objected to.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// rectify: the profile path (traits.…) and its corrected value (JSON, or plain text).
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        value: Option<String>,
+        /// unsuppress: identifiers to lift (kind:value), repeatable.
+        #[arg(long = "identifier")]
+        identifiers: Vec<String>,
+    },
+    /// List requests, newest first, with their deadlines.
+    List {
+        #[command(flatten)]
+        config: Box<Config>,
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Show a request: status, deadline, history, each destination's answer.
+    Show {
+        #[command(flatten)]
+        config: Box<Config>,
+        id: String,
+    },
+    /// Write the package of a completed access or export request to a file.
+    Package {
+        #[command(flatten)]
+        config: Box<Config>,
+        id: String,
+        #[arg(long, default_value = "json", value_parser = ["json", "html"])]
+        format: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+impl RequestsCommand {
+    pub fn config(&self) -> &Config {
+        match self {
+            RequestsCommand::Create { config, .. }
+            | RequestsCommand::List { config, .. }
+            | RequestsCommand::Show { config, .. }
+            | RequestsCommand::Package { config, .. } => config,
+        }
+    }
+}
+
+/// An API error as a command-line error.
+fn said(error: tactful_server::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", error.message, error.code.as_str())
+}
+
+pub async fn requests(state: std::sync::Arc<AppState>, command: RequestsCommand) -> anyhow::Result<ExitCode> {
+    use tactful_domain::request::RequestKind;
+    match command {
+        RequestsCommand::Create { kind, subject, suppress, purpose, path, value, identifiers, .. } => {
+            let kind = RequestKind::parse(&kind).with_context(|| {
+                let kinds: Vec<&str> = RequestKind::ALL.iter().map(|kind| kind.as_str()).collect();
+                format!("--type must be one of {}", kinds.join(", "))
+            })?;
+            let subject = match &subject {
+                Some(reference) => {
+                    Some(tactful_server::auth::subject(&state, reference).await.map_err(said)?)
+                }
+                None => None,
+            };
+            let identifiers = identifiers
+                .iter()
+                .map(|reference| {
+                    let (kind, value) = reference.split_once(':').context("an identifier is kind:value")?;
+                    let kind: tactful_domain::identity::IdentifierKind =
+                        kind.parse().map_err(|error| anyhow::anyhow!("{error}"))?;
+                    let value = kind.normalize(value).map_err(|error| anyhow::anyhow!("{kind}: {error}"))?;
+                    anyhow::Ok((kind, value))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let value = value.map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            let input = tactful_server::requests::NewRequestInput {
+                kind,
+                subject,
+                source: "cli".into(),
+                details: serde_json::json!({"path": path, "purpose": purpose, "suppress": suppress}),
+                value,
+                identifiers,
+                verify: None,
+            };
+            let id = tactful_server::requests::create(&state, input).await.map_err(said)?;
+            println!("{id}");
+            eprintln!(
+                "Recorded. A running Tactful carries it out; follow it with: tactful requests show {id}"
+            );
+        }
+        RequestsCommand::List { subject, .. } => {
+            let subject = match &subject {
+                Some(reference) => {
+                    Some(tactful_server::auth::subject(&state, reference).await.map_err(said)?)
+                }
+                None => None,
+            };
+            let now = tactful_server::now_millis();
+            let listed = state.store.requests(subject.as_deref(), 1000).await?;
+            if listed.is_empty() {
+                println!("No requests.");
+            }
+            for record in listed {
+                let overdue = if !record.status.is_final() && record.due_at < now { "  OVERDUE" } else { "" };
+                println!(
+                    "{:<32} {:<10} {:<24} received {}  due {}{overdue}",
+                    record.id,
+                    record.kind.as_str(),
+                    record.status.as_str(),
+                    format_time(record.received_at),
+                    format_time(record.due_at)
+                );
+            }
+        }
+        RequestsCommand::Show { id, .. } => {
+            let Some(view) = state.store.request(&id).await? else { bail!("there is no request {id}") };
+            let shown = tactful_server::routes::v1::requests::view_json(&state, &view).await.map_err(said)?;
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        RequestsCommand::Package { id, format, out, .. } => {
+            use futures_util::StreamExt as _;
+            let Some(view) = state.store.request(&id).await? else { bail!("there is no request {id}") };
+            let record = view.record;
+            let ready = matches!(record.kind, RequestKind::Access | RequestKind::Export)
+                && record.status == tactful_domain::request::RequestStatus::Completed;
+            let Some(subject) = record.subject.filter(|_| ready) else {
+                bail!("request {id} has no package (it is not a completed access or export request)");
+            };
+            let form = if format == "html" {
+                tactful_server::export::Form::Html
+            } else {
+                tactful_server::export::Form::Json
+            };
+            let mut stream =
+                std::pin::pin!(tactful_server::export::stream(state.clone(), subject, id.clone(), form));
+            let mut file =
+                std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            while let Some(chunk) = stream.next().await {
+                std::io::Write::write_all(&mut file, &chunk?)?;
+            }
+            eprintln!(
+                "Wrote the package of {id} to {}. It holds personal data: hand it to the person, then delete it.",
+                out.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

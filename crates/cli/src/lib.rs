@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod breach;
 pub mod client;
 pub mod demo;
 

@@ -1,7 +1,7 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, demo, shutdown_signal};
+use tactful::{admin, bench, breach, demo, shutdown_signal};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -62,6 +62,12 @@ enum Command {
     /// Consent receipts: verify one's signature (needs no database).
     #[command(subcommand)]
     Receipt(admin::ReceiptCommand),
+    /// Data-subject requests: record one, list them, show one, write a package to a file.
+    #[command(subcommand)]
+    Requests(admin::RequestsCommand),
+    /// After a breach: who was affected through a key, a role or a time window, and drafted
+    /// notifications for each person.
+    Breach(breach::BreachArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +244,16 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             init_logging_level("warn");
             let state = open_quietly(with_file(command.config().clone())?).await?;
             return admin::consents(&state, command).await;
+        }
+        Command::Requests(command) => {
+            init_logging_level("warn");
+            let state = std::sync::Arc::new(open_quietly(with_file(command.config().clone())?).await?);
+            return admin::requests(state, command).await;
+        }
+        Command::Breach(args) => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file((*args.config).clone())?).await?;
+            breach::run(&state, args).await?;
         }
         Command::Receipt(admin::ReceiptCommand::Verify { file, public_key }) => {
             return admin::verify_receipt(&file, public_key.as_deref());

@@ -44,6 +44,39 @@ pub enum AuditEvent {
     KeyRevoked {
         key: String,
     },
+    /// A data-subject request changed status (or made progress worth recording).
+    Request {
+        request: String,
+        /// `access`, `erase`, …
+        request_kind: String,
+        subject: String,
+        status: String,
+        note: String,
+    },
+    /// A subject's keys were destroyed: everything sealed under them is unreadable.
+    Erased {
+        request: String,
+        subject: String,
+        /// Family members whose keys went.
+        members: usize,
+        identifiers: u64,
+        suppressed: u64,
+    },
+    /// An attempt to tell a destination about a request or a consent change.
+    Delivery {
+        request: String,
+        destination: String,
+        message: String,
+        attempt: u32,
+        outcome: String,
+    },
+    /// The retention job deleted what had outlived its declared retention.
+    Retention {
+        events_deleted: u64,
+        events_trimmed: u64,
+        profile_values_deleted: u64,
+        legal_holds_deleted: u64,
+    },
     /// The server started with a catalog (its hash, so a changed data map shows in the log).
     PolicyLoaded {
         catalog_sha256: String,
@@ -61,6 +94,10 @@ impl AuditEvent {
             AuditEvent::Consent { .. } => "consent",
             AuditEvent::KeyCreated { .. } => "key_created",
             AuditEvent::KeyRevoked { .. } => "key_revoked",
+            AuditEvent::Request { .. } => "request",
+            AuditEvent::Erased { .. } => "erased",
+            AuditEvent::Delivery { .. } => "delivery",
+            AuditEvent::Retention { .. } => "retention",
             AuditEvent::PolicyLoaded { .. } => "policy_loaded",
         }
     }
@@ -68,7 +105,10 @@ impl AuditEvent {
     /// The pseudonym of the subject concerned, if any (to find a person's own access log).
     pub fn subject(&self) -> Option<&str> {
         match self {
-            AuditEvent::Read { subject, .. } | AuditEvent::Consent { subject, .. } => Some(subject),
+            AuditEvent::Read { subject, .. }
+            | AuditEvent::Consent { subject, .. }
+            | AuditEvent::Request { subject, .. }
+            | AuditEvent::Erased { subject, .. } => Some(subject),
             _ => None,
         }
     }

@@ -130,6 +130,13 @@ impl RequestStatus {
         matches!(self, RequestStatus::Completed | RequestStatus::PartiallyCompleted | RequestStatus::Failed)
     }
 
+    /// Whether a request in this status is the person's open request of its kind (one at a time).
+    /// A self-service request waiting for its code does not count yet: anyone can type an address,
+    /// and that must not block the person's own requests.
+    pub fn holds_the_slot(self) -> bool {
+        !self.is_final() && self != RequestStatus::Verifying
+    }
+
     /// The moves a request may make; anything else is a bug or a race, and is refused.
     pub fn may_become(self, next: RequestStatus) -> bool {
         use RequestStatus::*;

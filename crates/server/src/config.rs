@@ -18,6 +18,8 @@ const DEFAULT_MAX_INFLIGHT: usize = 512;
 const DEFAULT_POOL_SIZE: u32 = 16;
 const DEFAULT_CONNECT_TIMEOUT: u64 = 30;
 const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
+const DEFAULT_NOTIFIER: &str = "file:tactful-data/notifications";
+const DEFAULT_DELIVERY_RETRY_BASE_MS: u64 = 5_000;
 
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
@@ -84,6 +86,21 @@ pub struct Config {
     /// Seconds between signed checkpoints of the audit log (one instance signs per period).
     #[arg(long, env = "TACTFUL_AUDIT_CHECKPOINT_SECONDS", default_value_t = DEFAULT_AUDIT_CHECKPOINT_SECONDS)]
     pub audit_checkpoint_seconds: u64,
+
+    /// Where verification codes for self-service requests go: `file:DIR` (development: one file
+    /// per message) or `webhook:https://…` (the brand's mailer or SMS gateway, signed with
+    /// TACTFUL_NOTIFIER_SECRET).
+    #[arg(long, env = "TACTFUL_NOTIFIER", default_value = DEFAULT_NOTIFIER)]
+    pub notifier: String,
+
+    /// The secret that signs notification webhooks. Environment only.
+    #[arg(long, env = "TACTFUL_NOTIFIER_SECRET", hide = true, hide_env_values = true)]
+    pub notifier_secret: Option<Secret>,
+
+    /// First wait before retrying a destination that did not acknowledge, in milliseconds; each
+    /// further failure doubles it (up to an hour), with jitter.
+    #[arg(long, env = "TACTFUL_DELIVERY_RETRY_BASE_MS", default_value_t = DEFAULT_DELIVERY_RETRY_BASE_MS)]
+    pub delivery_retry_base_ms: u64,
 }
 
 impl Default for Config {
@@ -103,6 +120,9 @@ impl Default for Config {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             log_format: "text".to_owned(),
             audit_checkpoint_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
+            notifier: DEFAULT_NOTIFIER.to_owned(),
+            notifier_secret: None,
+            delivery_retry_base_ms: DEFAULT_DELIVERY_RETRY_BASE_MS,
         }
     }
 }
@@ -130,6 +150,8 @@ struct FileConfig {
     max_inflight: Option<usize>,
     log_format: Option<String>,
     audit_checkpoint_seconds: Option<u64>,
+    notifier: Option<String>,
+    delivery_retry_base_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +211,16 @@ impl Config {
         {
             self.audit_checkpoint_seconds = seconds;
         }
+        if let (Some(notifier), true) = (file.notifier, defaulted("notifier")) {
+            // A relative file: directory is relative to the configuration file, like other paths.
+            self.notifier = match notifier.strip_prefix("file:") {
+                Some(dir) => format!("file:{}", base.join(dir).display()),
+                None => notifier,
+            };
+        }
+        if let (Some(base_ms), true) = (file.delivery_retry_base_ms, defaulted("delivery_retry_base_ms")) {
+            self.delivery_retry_base_ms = base_ms;
+        }
         Ok(self)
     }
 
@@ -227,6 +259,16 @@ log_format = "text"
 # hand checkpoints to an outside party (tactful audit checkpoint --out FILE) to make the log
 # tamper-evident even against someone who controls the database.
 audit_checkpoint_seconds = 60
+
+# Where verification codes of self-service requests go: "file:DIR" writes one file per message
+# (development: the files hold addresses and codes, keep the directory private), or
+# "webhook:https://mailer.example/tactful" POSTs them, signed with TACTFUL_NOTIFIER_SECRET, to the
+# brand's mailer or SMS gateway.
+notifier = "file:tactful-data/notifications"
+
+# First wait before retrying a destination that did not acknowledge (ms); it doubles with each
+# failure, up to an hour, with jitter, until the destination's give_up_after horizon.
+delivery_retry_base_ms = 5000
 "#
     }
 }

@@ -37,6 +37,10 @@ pub enum ErrorCode {
     InvalidIdentifier,
     InvalidRequest,
     UnknownReceipt,
+    UnknownRequest,
+    DuplicateRequest,
+    WrongCode,
+    PackageUnavailable,
     Overloaded,
     NotFound,
     MethodNotAllowed,
@@ -54,7 +58,8 @@ impl ErrorCode {
             EventTooLarge, InvalidEvent, NoValidEvents, UnsupportedMediaType, UnsupportedEncoding,
             InvalidGzip, MissingWriteKey, UnknownWriteKey, MissingApiKey, InvalidApiKey, ExpiredApiKey,
             RevokedApiKey, Forbidden, PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier,
-            InvalidRequest, UnknownReceipt, Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
+            InvalidRequest, UnknownReceipt, UnknownRequest, DuplicateRequest, WrongCode, PackageUnavailable,
+            Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
 
@@ -128,6 +133,18 @@ impl ErrorCode {
             UnknownReceipt => {
                 ("unknown_receipt", StatusCode::NOT_FOUND, "this customer has no receipt with this id")
             }
+            UnknownRequest => ("unknown_request", StatusCode::NOT_FOUND, "there is no request with this id"),
+            DuplicateRequest => (
+                "duplicate_request",
+                StatusCode::CONFLICT,
+                "this person already has an open request of this kind",
+            ),
+            WrongCode => ("wrong_code", StatusCode::BAD_REQUEST, "that is not the verification code"),
+            PackageUnavailable => (
+                "package_unavailable",
+                StatusCode::CONFLICT,
+                "there is no package to download for this request (not ready, expired, or the person was erased)",
+            ),
             Overloaded => (
                 "overloaded",
                 StatusCode::TOO_MANY_REQUESTS,

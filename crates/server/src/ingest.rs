@@ -194,6 +194,12 @@ pub fn answer(prepared: &Prepared, outcomes: &[IngestOutcome], metrics: &Metrics
                     duplicates += 1;
                     (source.as_str(), "duplicate")
                 }
+                // The person asked for their events to be dropped. Answered like any dropped event,
+                // so a browser cannot tell who is suppressed; counted apart for operators.
+                Some(IngestOutcome::Suppressed) => {
+                    dropped += 1;
+                    (source.as_str(), "suppressed")
+                }
                 None => continue,
             },
             Slot::Dropped { source } => {

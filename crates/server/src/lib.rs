@@ -3,11 +3,16 @@
 
 pub mod auth;
 pub mod config;
+pub mod destinations;
 pub mod error;
+pub mod export;
 mod ingest;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod notify;
+pub mod outbound;
+pub mod requests;
 pub mod routes;
 
 use std::future::Future;
@@ -34,6 +39,16 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Ingestion requests allowed at once; the rest get 429.
     pub inflight: Arc<Semaphore>,
+    /// Where verification codes go.
+    pub notifier: Arc<dyn notify::Notifier>,
+    /// The client for destinations and webhooks.
+    pub outbound: outbound::Outbound,
+    /// First wait before retrying a destination (ms).
+    pub delivery_retry_base_ms: i64,
+    /// What else must forget an erased person (models, analytics inputs).
+    pub forget: Vec<Arc<dyn requests::Forget>>,
+    /// Wakes the request worker when a request was made or verified.
+    pub wake_requests: Arc<tokio::sync::Notify>,
 }
 
 /// Why the server did not start. Each message says what to do.
@@ -49,6 +64,10 @@ pub enum StartError {
     Store(#[from] tactful_store::StoreError),
     #[error("cannot listen on {address}: {error}")]
     Listen { address: String, error: std::io::Error },
+    #[error(
+        "the notifier {0:?} is not understood: use file:DIR, or webhook:https://… with TACTFUL_NOTIFIER_SECRET set"
+    )]
+    Notifier(String),
 }
 
 /// Reads and validates a catalog file; the errors are those of `tactful catalog check`.
@@ -71,6 +90,21 @@ impl AppState {
         );
         let opened = tactful_store::open_with(&config.database, master, &config.store_options()).await?;
         let catalog = Arc::new(catalog);
+        let outbound = outbound::Outbound::new();
+        let notifier: Arc<dyn notify::Notifier> =
+            match (config.notifier.split_once(':'), &config.notifier_secret) {
+                (Some(("file", dir)), _) if !dir.is_empty() => {
+                    Arc::new(notify::FileNotifier { dir: dir.into() })
+                }
+                (Some(("webhook", _)), Some(secret)) if config.notifier.starts_with("webhook:http") => {
+                    Arc::new(notify::WebhookNotifier {
+                        url: config.notifier["webhook:".len()..].to_owned(),
+                        secret: secret.clone(),
+                        outbound: outbound.clone(),
+                    })
+                }
+                _ => return Err(StartError::Notifier(config.notifier.clone())),
+            };
         Ok(AppState {
             policy: Arc::new(Policy::new(catalog.clone())),
             catalog,
@@ -78,6 +112,11 @@ impl AppState {
             vault: opened.vault,
             metrics: Arc::new(metrics::Metrics::new()),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            notifier,
+            outbound,
+            delivery_retry_base_ms: i64::try_from(config.delivery_retry_base_ms.max(1)).unwrap_or(i64::MAX),
+            forget: Vec::new(),
+            wake_requests: Arc::new(tokio::sync::Notify::new()),
         })
     }
 }

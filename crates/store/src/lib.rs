@@ -10,6 +10,7 @@ pub mod audit;
 mod event;
 mod postgres;
 mod read;
+pub mod requests;
 mod resolve;
 mod sqlite;
 #[doc(hidden)]
@@ -19,16 +20,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tactful_domain::audit::{AuditEvent, Checkpoint};
-use tactful_domain::catalog::PropertyId;
+use tactful_domain::catalog::{Catalog, PropertyId};
 use tactful_domain::consent::{ConsentEvent, ConsentSignal, ConsentStates};
 use tactful_domain::identity::IdentifierKind;
 use tactful_domain::minimize::{DropReason, Dropped};
 use tactful_domain::policy::Policy;
+use tactful_domain::request::RequestStatus;
 use tactful_domain::segment::MessageType;
 use tactful_vault::{Blind, MasterKeys, Vault, VaultError};
 
 pub use postgres::PostgresStore;
-pub use read::{OpenEvent, OpenIdentity, OpenProfileValue};
+pub use read::{FamilyKeys, OpenEvent, OpenIdentity, OpenProfileValue};
+pub use requests::{
+    DeliveryAttempt, DeliveryOutcome, DeliveryPayload, DeliveryRecord, DeliveryStatus, EventCursor,
+    LegalHold, NewDelivery, NewRequest, PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate,
+    RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
+};
 pub use resolve::signed_consent;
 pub use sqlite::SqliteStore;
 
@@ -113,6 +120,8 @@ pub enum IngestOutcome {
     },
     /// An event with the same messageId from the same source was already stored.
     Duplicate,
+    /// One of its identifiers is suppressed (the person asked for their events to be dropped).
+    Suppressed,
 }
 
 /// One subject's stored data, still sealed; open it with the keys of [`SubjectData::keys`].
@@ -280,12 +289,14 @@ pub trait Store: Send + Sync + 'static {
     async fn subject_state(&self, subject: &str) -> Result<Option<SubjectState>>;
 
     /// Appends consent events (with their signed receipts, same ids) to a subject's family ledger,
-    /// and their audit entries, in one transaction.
+    /// their audit entries, and what destinations are told of them
+    /// ([`requests::consent_deliveries`]), in one transaction.
     async fn record_consents(
         &self,
         subject: &str,
         events: Vec<(ConsentEvent, String)>,
         audit: Vec<AuditEvent>,
+        deliveries: Vec<NewDelivery>,
     ) -> Result<()>;
 
     /// The whole consent ledger, for exports, in `(at, id)` order after `after`.
@@ -375,6 +386,100 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends `owner`'s lease on job `name` early, once the run is done.
     async fn job_release(&self, name: &str, owner: &str) -> Result<()>;
+
+    // ---- Data-subject requests -------------------------------------------------------------------
+
+    /// Stores a new request (with its first history line and audit entries), unless the same person
+    /// has an open request of the same kind.
+    async fn create_request(&self, record: RequestRecord, audit: Vec<AuditEvent>) -> Result<NewRequest>;
+
+    /// A request with its history and deliveries.
+    async fn request(&self, id: &str) -> Result<Option<RequestView>>;
+
+    /// Requests, newest first: all, or those of one subject's family.
+    async fn requests(&self, subject: Option<&str>, limit: u32) -> Result<Vec<RequestRecord>>;
+
+    /// Applies `update` if the request is still in `update.expect`; false if it moved meanwhile. A
+    /// move to `waiting_on_destinations` lands on `completed` or `partially_completed` at once when
+    /// no delivery is pending.
+    async fn update_request(&self, id: &str, update: RequestUpdate) -> Result<bool>;
+
+    /// Claims up to `limit` requests for a worker to advance (received or running, not held by
+    /// another worker) for `lease_ms`.
+    async fn claim_requests(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<RequestRecord>>;
+
+    /// Writes legal holds (writing one twice is harmless).
+    async fn hold(&self, holds: Vec<LegalHold>) -> Result<()>;
+
+    /// The legal holds of a (possibly erased) subject's family.
+    async fn legal_holds(&self, subject: &str) -> Result<Vec<LegalHold>>;
+
+    /// Erases a subject's family at once: destroys their keys (crypto-shredding), removes their
+    /// identifiers (optionally keeping them as suppressions), profile values and consent records,
+    /// and writes the deliveries of the erasure, in one transaction. Event rows are left for
+    /// [`Store::purge_erased`]; they no longer decrypt.
+    async fn shred(&self, subject: &str, plan: ShredPlan, now: i64) -> Result<ShredOutcome>;
+
+    /// Physically deletes up to `limit` event rows of erased subjects.
+    async fn purge_erased(&self, limit: u32) -> Result<PurgeReport>;
+
+    /// Restricts (or lifts the restriction of) processing for a subject's family.
+    async fn set_restricted(&self, subject: &str, restricted: bool, audit: Vec<AuditEvent>) -> Result<()>;
+
+    /// Adds suppressions; returns how many were new.
+    async fn suppress(&self, identifiers: Vec<Suppression>, audit: Vec<AuditEvent>) -> Result<u64>;
+
+    /// Lifts suppressions; returns how many there were.
+    async fn unsuppress(&self, blinds: Vec<Blind>, audit: Vec<AuditEvent>) -> Result<u64>;
+
+    /// Sets one profile value of a subject (rectification), sealing `value` (JSON) under its key.
+    async fn set_profile_value(
+        &self,
+        subject: &str,
+        path: &str,
+        value: Vec<u8>,
+        at: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()>;
+
+    /// Ids of subjects not erased (family members included), in id order after `after`: to find
+    /// who an audit pseudonym names (breach response).
+    async fn subject_ids(&self, after: Option<String>, limit: u32) -> Result<Vec<String>>;
+
+    /// Everything about a subject's family except its events (keys, identities, profile).
+    async fn subject_summary(&self, subject: &str) -> Result<Option<SubjectData>>;
+
+    /// A page of a family's events in `(timestamp, source, dedupe)` order after `after`, for
+    /// exports that stream.
+    async fn events_page(
+        &self,
+        subject: &str,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// Writes deliveries (and their outbox messages) for a request carried out.
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, now: i64) -> Result<()>;
+
+    async fn deliveries(&self, request: &str) -> Result<Vec<DeliveryRecord>>;
+
+    async fn delivery_attempts(&self, request: &str, destination: &str) -> Result<Vec<DeliveryAttempt>>;
+
+    /// Records an attempt at delivering outbox message `outbox_id` (request `request` to
+    /// `destination`): completes or reschedules the message, and moves the request to its final
+    /// status once no delivery is pending. Returns the request's status if it changed.
+    async fn record_delivery(
+        &self,
+        outbox_id: &str,
+        request: &str,
+        destination: &str,
+        outcome: DeliveryOutcome,
+        now: i64,
+    ) -> Result<Option<RequestStatus>>;
+
+    /// Deletes up to `limit` of what outlived its declared retention (events, properties within
+    /// events, profile values, legal holds), and audits what it did.
+    async fn apply_retention(&self, catalog: &Catalog, now: i64, limit: u32) -> Result<RetentionReport>;
 
     /// Master-key rotation: re-wraps under the current master key up to `limit` subject keys
     /// (and, on the first call, the keyring), in id order after `after`. Call again with the

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tactful_vault::Zeroizing;
 use tactful_vault::{SubjectKey, Vault};
 
-use crate::{Result, StoreError, SubjectData, seal_context};
+use crate::{Result, StoreError, StoredEvent, SubjectData, seal_context};
 
 /// A profile value, opened. Where several members of a family hold the same path, the newest wins.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,30 +36,48 @@ pub struct OpenIdentity {
     pub value: Zeroizing<String>,
 }
 
-/// The subject keys of a family, unwrapped once each.
-struct Keys<'a> {
-    vault: &'a Vault,
-    data: &'a SubjectData,
-    open: HashMap<&'a str, SubjectKey>,
+/// The data keys of a family, unwrapped, to open what its members' rows hold.
+pub struct FamilyKeys {
+    keys: HashMap<String, SubjectKey>,
 }
 
-impl<'a> Keys<'a> {
-    fn new(vault: &'a Vault, data: &'a SubjectData) -> Keys<'a> {
-        Keys { vault, data, open: HashMap::new() }
+impl std::fmt::Debug for FamilyKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FamilyKeys").field("members", &self.keys.len()).finish_non_exhaustive()
+    }
+}
+
+impl FamilyKeys {
+    /// Unwraps each member's key (`(member, wrapped key)`, as [`SubjectData::keys`] holds them).
+    pub fn unwrap(vault: &Vault, wrapped: &[(String, Vec<u8>)]) -> Result<FamilyKeys> {
+        let keys = wrapped
+            .iter()
+            .map(|(member, wrapped)| Ok((member.clone(), vault.subject_key(member, wrapped)?)))
+            .collect::<Result<_>>()?;
+        Ok(FamilyKeys { keys })
     }
 
-    fn of(&mut self, member: &'a str) -> Result<&SubjectKey> {
-        if !self.open.contains_key(member) {
-            let wrapped = self
-                .data
-                .keys
-                .iter()
-                .find(|(id, _)| id == member)
-                .map(|(_, wrapped)| wrapped)
-                .ok_or_else(|| StoreError::Internal(format!("no key for family member {member}")))?;
-            self.open.insert(member, self.vault.subject_key(member, wrapped)?);
-        }
-        Ok(&self.open[member])
+    fn of(&self, member: &str) -> Result<&SubjectKey> {
+        self.keys
+            .get(member)
+            .ok_or_else(|| StoreError::Internal(format!("no key for family member {member}")))
+    }
+
+    /// Opens one stored event of the family.
+    pub fn open_event(&self, stored: &StoredEvent) -> Result<OpenEvent> {
+        let plain = self.of(&stored.subject)?.open(
+            seal_context::EVENT,
+            &seal_context::event(&stored.subject, &stored.source, &stored.dedupe),
+            &stored.sealed,
+        )?;
+        Ok(OpenEvent {
+            source: stored.source.clone(),
+            kind: stored.kind.clone(),
+            name: stored.name.clone(),
+            timestamp: stored.timestamp,
+            received_at: stored.received_at,
+            record: decode(&plain, "event")?,
+        })
     }
 }
 
@@ -71,7 +89,7 @@ fn decode(plain: &[u8], what: &str) -> Result<Value> {
 impl SubjectData {
     /// The family's profile, newest value per path, sorted by path.
     pub fn open_profile(&self, vault: &Vault) -> Result<Vec<OpenProfileValue>> {
-        let mut keys = Keys::new(vault, self);
+        let keys = FamilyKeys::unwrap(vault, &self.keys)?;
         let mut newest: HashMap<&str, OpenProfileValue> = HashMap::new();
         for stored in &self.profile {
             if newest.get(stored.path.as_str()).is_some_and(|kept| kept.updated_at > stored.updated_at) {
@@ -95,30 +113,13 @@ impl SubjectData {
 
     /// The family's events, in the order the store returned them.
     pub fn open_events(&self, vault: &Vault) -> Result<Vec<OpenEvent>> {
-        let mut keys = Keys::new(vault, self);
-        self.events
-            .iter()
-            .map(|stored| {
-                let plain = keys.of(&stored.subject)?.open(
-                    seal_context::EVENT,
-                    &seal_context::event(&stored.subject, &stored.source, &stored.dedupe),
-                    &stored.sealed,
-                )?;
-                Ok(OpenEvent {
-                    source: stored.source.clone(),
-                    kind: stored.kind.clone(),
-                    name: stored.name.clone(),
-                    timestamp: stored.timestamp,
-                    received_at: stored.received_at,
-                    record: decode(&plain, "event")?,
-                })
-            })
-            .collect()
+        let keys = FamilyKeys::unwrap(vault, &self.keys)?;
+        self.events.iter().map(|stored| keys.open_event(stored)).collect()
     }
 
     /// The family's identifiers.
     pub fn open_identities(&self, vault: &Vault) -> Result<Vec<OpenIdentity>> {
-        let mut keys = Keys::new(vault, self);
+        let keys = FamilyKeys::unwrap(vault, &self.keys)?;
         self.identities
             .iter()
             .map(|stored| {

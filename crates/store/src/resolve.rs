@@ -26,6 +26,8 @@ pub(crate) trait Lookup {
     fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>>;
     /// Attributes and consent ledger of an existing family root.
     fn state(&mut self, subject: &str) -> Result<SubjectState>;
+    /// Whether any of these identifiers is suppressed (its events are dropped at the door).
+    fn suppressed(&mut self, blinds: &[Blind]) -> Result<bool>;
 }
 
 /// A subject created by the batch.
@@ -65,6 +67,9 @@ pub(crate) struct EventRow {
     pub timestamp: i64,
     pub received_at: i64,
     pub sealed: Vec<u8>,
+    /// When its shortest-lived property expires, and its longest-lived one (retention).
+    pub trim_at: i64,
+    pub expires_at: i64,
 }
 
 pub(crate) struct ProfileRow {
@@ -105,6 +110,8 @@ pub(crate) struct Rows {
     pub known: Vec<String>,
     pub attributes: Vec<AttributeRow>,
     pub consents: Vec<ConsentRow>,
+    /// What destinations are told of the consent changes.
+    pub deliveries: Vec<crate::NewDelivery>,
     pub events: Vec<EventRow>,
     /// The newest value per subject and path.
     pub profile: Vec<ProfileRow>,
@@ -150,6 +157,12 @@ pub(crate) fn resolve(
             || !seen.insert((event.source.as_str(), event.dedupe))
         {
             outcomes.push(IngestOutcome::Duplicate);
+            continue;
+        }
+        let mut blinds: Vec<Blind> = event.identities.iter().map(|claim| claim.blind).collect();
+        blinds.extend(event.alias_previous.iter().flatten().map(|claim| claim.blind));
+        if state.lookup.suppressed(&blinds)? {
+            outcomes.push(IngestOutcome::Suppressed);
             continue;
         }
         for dropped in &event.dropped {
@@ -585,7 +598,13 @@ impl State<'_> {
                     );
                 }
             }
+            let stored_properties: Vec<PropertyId> =
+                event.kept.iter().copied().filter(|property| !withheld.contains(property)).collect();
+            let (trim_at, expires_at) =
+                tactful_domain::retention::lifetime(&catalog, &stored_properties, event.timestamp);
             rows_events.push(EventRow {
+                trim_at,
+                expires_at,
                 source: event.source.clone(),
                 dedupe: event.dedupe,
                 subject,
@@ -602,7 +621,17 @@ impl State<'_> {
             drops.into_iter().map(|((source, path, reason), count)| (source, path, reason, count)).collect();
         drops.sort();
 
+        let mut deliveries = Vec::new();
+        for row in &self.consents {
+            deliveries.extend(crate::requests::consent_deliveries(
+                self.vault,
+                &catalog,
+                &row.subject,
+                std::slice::from_ref(&row.event),
+            ));
+        }
         Ok(Rows {
+            deliveries,
             outcomes,
             created: self.created,
             created_merged,

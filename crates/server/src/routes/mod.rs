@@ -25,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(v1::tracking::routes())
         .merge(v1::projects::routes())
         .merge(v1::subjects::routes())
+        .merge(v1::requests::routes())
         .merge(v1::consents::routes())
         .merge(v1::audit::routes())
         .merge(v1::catalog::routes())

@@ -14,7 +14,7 @@ use crate::common::{Harness, basic};
 /// A bookshop selling in the EU (opt-in, with a guardrail keeping location out of ads) and in
 /// California (opt-out). Email serves only email marketing here, so without that consent an EU
 /// customer's address is not kept at all.
-const CATALOG: &str = r#"
+pub(crate) const CATALOG: &str = r#"
 [brand]
 name = "Lantern Books"
 contact = "privacy@lantern.example"
@@ -103,8 +103,8 @@ purposes = ["essential"]
 categories = ["user.privacy_preferences"]
 "#;
 
-const EMAIL: &str = "mina.harker@example.com";
-const MARKETING: &str = "marketing.communications.email";
+pub(crate) const EMAIL: &str = "mina.harker@example.com";
+pub(crate) const MARKETING: &str = "marketing.communications.email";
 
 async fn harness() -> Harness {
     on(None).await
@@ -118,12 +118,12 @@ async fn on(database: Option<String>) -> Harness {
 
 impl Harness {
     /// A new API key with `role`, as `tactful api-keys create` makes it.
-    async fn key(&self, role: &str) -> String {
+    pub(crate) async fn key(&self, role: &str) -> String {
         let (_, key) = tactful_server::auth::create_api_key(&self.state, "test", role, None).await.unwrap();
         key.to_string()
     }
 
-    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         let request = Request::get(path)
             .header(header::AUTHORIZATION, format!("Bearer {key}"))
             .body(Body::empty())
@@ -132,7 +132,7 @@ impl Harness {
         (status, body)
     }
 
-    async fn post_json(&self, path: &str, key: &str, body: &str) -> (StatusCode, Value) {
+    pub(crate) async fn post_json(&self, path: &str, key: &str, body: &str) -> (StatusCode, Value) {
         let request = Request::post(path)
             .header(header::AUTHORIZATION, format!("Bearer {key}"))
             .header(header::CONTENT_TYPE, "application/json")
@@ -143,7 +143,7 @@ impl Harness {
     }
 
     /// Sends one event through the tracking API with a source's write key.
-    async fn track(&self, write_key: &str, event: Value, gpc: bool) -> (StatusCode, Value) {
+    pub(crate) async fn track(&self, write_key: &str, event: Value, gpc: bool) -> (StatusCode, Value) {
         let mut request = Request::post("/v1/batch")
             .header(header::AUTHORIZATION, basic(write_key))
             .header(header::CONTENT_TYPE, "application/json");
@@ -156,14 +156,14 @@ impl Harness {
     }
 
     /// The reader's identify: email and city, as a sign-up form sends them.
-    async fn identify(&self, message_id: &str, city: &str) {
+    pub(crate) async fn identify(&self, message_id: &str, city: &str) {
         let event = json!({"type": "identify", "userId": "reader-1", "messageId": message_id,
                            "traits": {"email": EMAIL, "city": city}});
         let (status, body) = self.track("wk_web_lantern", event, false).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
-    async fn consent(&self, key: &str, status: &str) -> Value {
+    pub(crate) async fn consent(&self, key: &str, status: &str) -> Value {
         let body = json!({"changes": [{"purpose": MARKETING, "status": status, "method": "explicit"}]});
         let (code, answer) =
             self.post_json("/v1/subjects/user_id:reader-1/consents", key, &body.to_string()).await;
@@ -171,7 +171,7 @@ impl Harness {
         answer
     }
 
-    async fn read(&self, key: &str, purpose: &str) -> Value {
+    pub(crate) async fn read(&self, key: &str, purpose: &str) -> Value {
         let (status, body) = self
             .get(&format!("/v1/subjects/user_id:reader-1/profile?purpose={purpose}&events=10"), key)
             .await;

@@ -26,6 +26,8 @@ impl Harness {
                 .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("tactful.db").display())),
             master_key_file: dir.path().join("master.key"),
             max_inflight,
+            notifier: format!("file:{}", dir.path().join("notifications").display()),
+            delivery_retry_base_ms: 1_000,
             ..Config::default()
         };
         let state = Arc::new(AppState::open(&config, catalog).await.unwrap());
@@ -72,6 +74,14 @@ impl Harness {
 
     pub async fn event_count(&self) -> u64 {
         self.state.store.stats().await.unwrap().events
+    }
+
+    /// The messages the file notifier wrote (verification codes), oldest first.
+    pub fn notifications(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("notifications")) else { return Vec::new() };
+        let mut files: Vec<_> = entries.filter_map(Result::ok).map(|entry| entry.path()).collect();
+        files.sort();
+        files.iter().map(|path| std::fs::read_to_string(path).unwrap()).collect()
     }
 
     /// The SQLite database file and its WAL, as bytes.

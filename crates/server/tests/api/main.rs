@@ -1,7 +1,9 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`), in one test binary so the server links
-//! once: the tracking protocol, the brand API, and the OpenAPI document that describes them.
+//! once: the tracking protocol, the brand API, data-subject requests, and the OpenAPI document that
+//! describes them.
 
 mod access;
 mod common;
 mod openapi;
+mod requests;
 mod tracking;

@@ -31,12 +31,18 @@ pub(super) fn to_event(row: &PgRow) -> Result<ConsentEvent> {
     })
 }
 
+/// The family root of a subject; `None` for an unknown or erased one.
 pub(super) async fn root(conn: &mut PgConnection, subject: &str) -> Result<Option<String>> {
-    let row: Option<Option<String>> = sqlx::query_scalar("SELECT merged_into FROM subjects WHERE id = $1")
+    let row = sqlx::query("SELECT merged_into, erased_at FROM subjects WHERE id = $1")
         .bind(subject)
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(row.map(|merged_into| merged_into.unwrap_or_else(|| subject.to_owned())))
+    let Some(row) = row else { return Ok(None) };
+    if row.try_get::<Option<i64>, _>("erased_at")?.is_some() {
+        return Ok(None);
+    }
+    let merged_into: Option<String> = row.try_get("merged_into")?;
+    Ok(Some(merged_into.unwrap_or_else(|| subject.to_owned())))
 }
 
 /// States of several family roots at once: attributes and the families' consent ledgers.

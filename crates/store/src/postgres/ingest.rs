@@ -32,6 +32,15 @@ impl KeyCache {
         self.0.lock().ok()?.get(subject).cloned()
     }
 
+    /// Drops the keys of erased subjects, so this instance keeps no copy in memory.
+    pub(super) fn forget(&self, subjects: &[String]) {
+        if let Ok(mut keys) = self.0.lock() {
+            for subject in subjects {
+                keys.remove(subject);
+            }
+        }
+    }
+
     fn put(&self, subject: &str, key: Arc<SubjectKey>) {
         if let Ok(mut keys) = self.0.lock() {
             if keys.len() >= KEY_CACHE_LIMIT {
@@ -83,6 +92,8 @@ struct Snapshot<'a> {
     bindings: HashMap<Blind, Binding<String>>,
     wrapped: HashMap<String, Vec<u8>>,
     states: HashMap<String, SubjectState>,
+    /// The batch's identifiers that are suppressed.
+    suppressed: HashSet<Blind>,
 }
 
 impl Lookup for Snapshot<'_> {
@@ -107,6 +118,10 @@ impl Lookup for Snapshot<'_> {
             .get(subject)
             .cloned()
             .ok_or_else(|| StoreError::Internal("no state was read for a subject of the batch".into()))
+    }
+
+    fn suppressed(&mut self, blinds: &[Blind]) -> Result<bool> {
+        Ok(blinds.iter().any(|blind| self.suppressed.contains(blind)))
     }
 }
 
@@ -155,16 +170,31 @@ async fn try_ingest(
     }
     blinds.sort_unstable();
     blinds.dedup();
-    let mut snapshot =
-        Snapshot { store, bindings: HashMap::new(), wrapped: HashMap::new(), states: HashMap::new() };
+    let mut snapshot = Snapshot {
+        store,
+        bindings: HashMap::new(),
+        wrapped: HashMap::new(),
+        states: HashMap::new(),
+        suppressed: HashSet::new(),
+    };
     let mut raw_targets: HashMap<Blind, String> = HashMap::new();
     if !blinds.is_empty() {
+        for row in sqlx::query("SELECT blind FROM suppressions WHERE blind = ANY($1)")
+            .bind(&blinds)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            snapshot.suppressed.insert(crate::blind_from(row.try_get("blind")?)?);
+        }
+        // The family roots are share-locked until this batch commits: an erasure of one of them
+        // (which locks them for update) waits, and then sees this batch's events.
         for row in sqlx::query(
             "SELECT i.blind, i.subject_id, r.id AS root, r.known, r.wrapped_key
              FROM identities i
              JOIN subjects s ON s.id = i.subject_id
              JOIN subjects r ON r.id = COALESCE(s.merged_into, s.id)
-             WHERE i.blind = ANY($1)",
+             WHERE i.blind = ANY($1)
+             FOR SHARE OF r",
         )
         .bind(&blinds)
         .fetch_all(&mut *tx)
@@ -374,6 +404,7 @@ async fn write(
         .await?;
     }
     super::access::write_consents(tx, &rows.consents, now).await?;
+    super::requests::enqueue(tx, &rows.deliveries, now).await?;
 
     if !rows.events.is_empty() {
         let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
@@ -384,11 +415,14 @@ async fn write(
         let timestamps: Vec<i64> = rows.events.iter().map(|event| event.timestamp).collect();
         let received: Vec<i64> = rows.events.iter().map(|event| event.received_at).collect();
         let sealed: Vec<&[u8]> = rows.events.iter().map(|event| event.sealed.as_slice()).collect();
+        let trim_at: Vec<i64> = rows.events.iter().map(|event| event.trim_at).collect();
+        let expires_at: Vec<i64> = rows.events.iter().map(|event| event.expires_at).collect();
         // A retry racing its original on another instance: the first to commit stores the event;
         // here it simply does not come back, and is answered as a duplicate.
         let inserted: HashSet<(String, Vec<u8>)> = sqlx::query(
-            "INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed)
-             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::bytea[])
+            "INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed, trim_at, expires_at)
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
+                                  $8::bytea[], $9::int8[], $10::int8[])
              ON CONFLICT (source, dedupe) DO NOTHING
              RETURNING source, dedupe",
         )
@@ -400,6 +434,8 @@ async fn write(
         .bind(&timestamps)
         .bind(&received)
         .bind(&sealed)
+        .bind(&trim_at)
+        .bind(&expires_at)
         .fetch_all(&mut **tx)
         .await
         .map_err(conflict_on_missing_subject)?

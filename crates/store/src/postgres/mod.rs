@@ -6,26 +6,31 @@
 
 mod access;
 mod ingest;
+mod requests;
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Row};
 use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, MasterKeys, Vault};
 
 use std::sync::Arc;
 
 use tactful_domain::audit::{AuditEvent, Checkpoint};
+use tactful_domain::catalog::Catalog;
 use tactful_domain::consent::ConsentEvent;
 use tactful_domain::policy::Policy;
+use tactful_domain::request::RequestStatus;
 
 use crate::resolve::ConsentRow;
 use crate::{
-    ApiKeyRecord, DropCount, IngestEvent, IngestOutcome, LedgerEntry, Options, OutboxMessage, Result,
-    RewrapBatch, Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
-    StoredReceipt, SubjectData, SubjectState,
+    ApiKeyRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor, IngestEvent,
+    IngestOutcome, LedgerEntry, LegalHold, NewDelivery, NewRequest, Options, OutboxMessage, PurgeReport,
+    RequestRecord, RequestUpdate, RequestView, Result, RetentionReport, RewrapBatch, ShredOutcome, ShredPlan,
+    Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
+    StoredReceipt, SubjectData, SubjectState, Suppression,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -33,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
     include_str!("migrations/0002_coordination.sql"),
     include_str!("migrations/0003_consent_access_audit.sql"),
+    include_str!("migrations/0004_requests.sql"),
 ];
 
 pub struct PostgresStore {
@@ -188,6 +194,73 @@ async fn index_root(pool: &PgPool, master: &MasterKeys) -> Result<Vec<u8>> {
     Ok(sqlx::query_scalar("SELECT wrapped FROM keyring WHERE name = 'index_root'").fetch_one(pool).await?)
 }
 
+/// Everything stored about a subject's family (its events too, if `events`), sealed; `None` for an
+/// unknown or erased subject.
+async fn subject_data(conn: &mut PgConnection, subject: &str, events: bool) -> Result<Option<SubjectData>> {
+    let Some(root) = access::root(conn, subject).await? else { return Ok(None) };
+    let mut data = SubjectData { subject: root.clone(), ..SubjectData::default() };
+    data.keys =
+        sqlx::query("SELECT id, wrapped_key FROM subjects WHERE id = $1 OR merged_into = $1 ORDER BY id")
+            .bind(&root)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("wrapped_key")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    let members: Vec<String> = data.keys.iter().map(|(id, _)| id.clone()).collect();
+    for row in
+        sqlx::query("SELECT subject_id, kind, blind, sealed FROM identities WHERE subject_id = ANY($1)")
+            .bind(&members)
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        data.identities.push(StoredIdentity {
+            subject: row.try_get("subject_id")?,
+            kind: row.try_get("kind")?,
+            blind: crate::blind_from(row.try_get("blind")?)?,
+            sealed: row.try_get("sealed")?,
+        });
+    }
+    for row in sqlx::query(
+        "SELECT subject_id, path, sealed, updated_at FROM profile_values WHERE subject_id = ANY($1)",
+    )
+    .bind(&members)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        data.profile.push(StoredProfileValue {
+            subject: row.try_get("subject_id")?,
+            path: row.try_get("path")?,
+            sealed: row.try_get("sealed")?,
+            updated_at: row.try_get("updated_at")?,
+        });
+    }
+    if events {
+        for row in sqlx::query(
+            "SELECT subject_id, source, dedupe, type, name, timestamp, received_at, sealed FROM events
+             WHERE subject_id = ANY($1) ORDER BY timestamp, received_at, dedupe",
+        )
+        .bind(&members)
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let dedupe: Vec<u8> = row.try_get("dedupe")?;
+            data.events.push(StoredEvent {
+                subject: row.try_get("subject_id")?,
+                source: row.try_get("source")?,
+                dedupe: crate::dedupe_from(dedupe)?,
+                kind: row.try_get("type")?,
+                name: row.try_get("name")?,
+                timestamp: row.try_get("timestamp")?,
+                received_at: row.try_get("received_at")?,
+                sealed: row.try_get("sealed")?,
+            });
+        }
+    }
+    data.keep_newest_profile_values();
+    Ok(Some(data))
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -208,6 +281,7 @@ impl Store for PostgresStore {
         subject: &str,
         events: Vec<(ConsentEvent, String)>,
         audit: Vec<AuditEvent>,
+        deliveries: Vec<NewDelivery>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let root = access::root(&mut tx, subject)
@@ -219,6 +293,7 @@ impl Store for PostgresStore {
             .collect();
         let now = crate::now_millis();
         access::write_consents(&mut tx, &rows, now).await?;
+        requests::enqueue(&mut tx, &deliveries, now).await?;
         access::append_audit(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(())
@@ -306,73 +381,9 @@ impl Store for PostgresStore {
 
     async fn subject_data(&self, subject: &str) -> Result<Option<SubjectData>> {
         let mut tx = self.pool.begin().await?;
-        let root: Option<Option<String>> =
-            sqlx::query_scalar("SELECT merged_into FROM subjects WHERE id = $1")
-                .bind(subject)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(merged_into) = root else { return Ok(None) };
-        let root = merged_into.unwrap_or_else(|| subject.to_owned());
-        let mut data = SubjectData { subject: root.clone(), ..SubjectData::default() };
-        data.keys =
-            sqlx::query("SELECT id, wrapped_key FROM subjects WHERE id = $1 OR merged_into = $1 ORDER BY id")
-                .bind(&root)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|row| Ok((row.try_get("id")?, row.try_get("wrapped_key")?)))
-                .collect::<Result<_, sqlx::Error>>()?;
-        let members: Vec<String> = data.keys.iter().map(|(id, _)| id.clone()).collect();
-        for row in
-            sqlx::query("SELECT subject_id, kind, blind, sealed FROM identities WHERE subject_id = ANY($1)")
-                .bind(&members)
-                .fetch_all(&mut *tx)
-                .await?
-        {
-            data.identities.push(StoredIdentity {
-                subject: row.try_get("subject_id")?,
-                kind: row.try_get("kind")?,
-                blind: crate::blind_from(row.try_get("blind")?)?,
-                sealed: row.try_get("sealed")?,
-            });
-        }
-        for row in sqlx::query(
-            "SELECT subject_id, path, sealed, updated_at FROM profile_values WHERE subject_id = ANY($1)",
-        )
-        .bind(&members)
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            data.profile.push(StoredProfileValue {
-                subject: row.try_get("subject_id")?,
-                path: row.try_get("path")?,
-                sealed: row.try_get("sealed")?,
-                updated_at: row.try_get("updated_at")?,
-            });
-        }
-        for row in sqlx::query(
-            "SELECT subject_id, source, dedupe, type, name, timestamp, received_at, sealed FROM events
-             WHERE subject_id = ANY($1) ORDER BY timestamp, received_at, dedupe",
-        )
-        .bind(&members)
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            let dedupe: Vec<u8> = row.try_get("dedupe")?;
-            data.events.push(StoredEvent {
-                subject: row.try_get("subject_id")?,
-                source: row.try_get("source")?,
-                dedupe: crate::dedupe_from(dedupe)?,
-                kind: row.try_get("type")?,
-                name: row.try_get("name")?,
-                timestamp: row.try_get("timestamp")?,
-                received_at: row.try_get("received_at")?,
-                sealed: row.try_get("sealed")?,
-            });
-        }
+        let data = subject_data(&mut tx, subject, true).await?;
         tx.commit().await?;
-        data.keep_newest_profile_values();
-        Ok(Some(data))
+        Ok(data)
     }
 
     async fn drop_counts(&self) -> Result<Vec<DropCount>> {
@@ -523,6 +534,171 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn create_request(&self, record: RequestRecord, audit: Vec<AuditEvent>) -> Result<NewRequest> {
+        let mut tx = self.pool.begin().await?;
+        let created = requests::create_request(&mut tx, &record, &audit).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<RequestView>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::request(&mut conn, id).await
+    }
+
+    async fn requests(&self, subject: Option<&str>, limit: u32) -> Result<Vec<RequestRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::requests(&mut conn, subject, limit).await
+    }
+
+    async fn update_request(&self, id: &str, update: RequestUpdate) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let applied =
+            requests::update_request(&mut tx, &self.vault, id, &update, crate::now_millis()).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn claim_requests(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<RequestRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = requests::claim_requests(&mut tx, now, lease_ms, limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn hold(&self, holds: Vec<LegalHold>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        requests::hold(&mut tx, &holds, crate::now_millis()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn legal_holds(&self, subject: &str) -> Result<Vec<LegalHold>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::legal_holds(&mut conn, subject).await
+    }
+
+    async fn shred(&self, subject: &str, plan: ShredPlan, now: i64) -> Result<ShredOutcome> {
+        let outcome = requests::shred(&self.pool, &self.vault, subject, &plan, now).await?;
+        // This instance forgets the keys at once. Other instances' ingestion caches may hold a copy
+        // until they start over or fill up; nothing uses it, since no identifier leads to an erased
+        // subject any more and ingestion refuses to write under an erased one.
+        if let ShredOutcome::Shredded { members, .. } = &outcome {
+            self.keys.forget(members);
+        }
+        Ok(outcome)
+    }
+
+    async fn purge_erased(&self, limit: u32) -> Result<PurgeReport> {
+        let mut tx = self.pool.begin().await?;
+        let report = requests::purge_erased(&mut tx, limit, crate::now_millis()).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn set_restricted(&self, subject: &str, restricted: bool, audit: Vec<AuditEvent>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        requests::set_restricted(&mut tx, subject, restricted, &audit, crate::now_millis()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn suppress(&self, identifiers: Vec<Suppression>, audit: Vec<AuditEvent>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let added = requests::suppress(&mut tx, &identifiers, &audit, crate::now_millis()).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn unsuppress(&self, blinds: Vec<Blind>, audit: Vec<AuditEvent>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let removed = requests::unsuppress(&mut tx, &blinds, &audit, crate::now_millis()).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn set_profile_value(
+        &self,
+        subject: &str,
+        path: &str,
+        value: Vec<u8>,
+        at: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        requests::set_profile_value(&mut tx, &self.vault, subject, path, &value, at, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn subject_ids(&self, after: Option<String>, limit: u32) -> Result<Vec<String>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM subjects WHERE erased_at IS NULL AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
+    async fn subject_summary(&self, subject: &str) -> Result<Option<SubjectData>> {
+        let mut tx = self.pool.begin().await?;
+        let data = subject_data(&mut tx, subject, false).await?;
+        tx.commit().await?;
+        Ok(data)
+    }
+
+    async fn events_page(
+        &self,
+        subject: &str,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::events_page(&mut conn, subject, after.as_ref(), limit).await
+    }
+
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        requests::enqueue(&mut tx, &deliveries, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn deliveries(&self, request: &str) -> Result<Vec<DeliveryRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::deliveries(&mut conn, request).await
+    }
+
+    async fn delivery_attempts(&self, request: &str, destination: &str) -> Result<Vec<DeliveryAttempt>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::delivery_attempts(&mut conn, request, destination).await
+    }
+
+    async fn record_delivery(
+        &self,
+        outbox_id: &str,
+        request: &str,
+        destination: &str,
+        outcome: DeliveryOutcome,
+        now: i64,
+    ) -> Result<Option<RequestStatus>> {
+        let mut tx = self.pool.begin().await?;
+        let settled =
+            requests::record_delivery(&mut tx, &self.vault, outbox_id, request, destination, &outcome, now)
+                .await?;
+        tx.commit().await?;
+        Ok(settled)
+    }
+
+    async fn apply_retention(&self, catalog: &Catalog, now: i64, limit: u32) -> Result<RetentionReport> {
+        let mut tx = self.pool.begin().await?;
+        let report = requests::apply_retention(&mut tx, &self.vault, catalog, now, limit).await?;
+        tx.commit().await?;
+        Ok(report)
     }
 
     async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch> {

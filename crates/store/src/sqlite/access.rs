@@ -64,12 +64,16 @@ pub(super) fn to_event(columns: ConsentColumns) -> Result<ConsentEvent> {
 }
 
 /// The family root of `subject` (itself when not merged), if it exists.
+/// The family root of a subject, or `None` if there is no such subject or it was erased.
 pub(super) fn root(conn: &Connection, subject: &str) -> Result<Option<String>> {
-    let row: Option<Option<String>> = conn
-        .prepare_cached("SELECT merged_into FROM subjects WHERE id = ?1")?
-        .query_row([subject], |row| row.get(0))
+    let row: Option<(Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT merged_into, erased_at FROM subjects WHERE id = ?1")?
+        .query_row([subject], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    Ok(row.map(|merged_into| merged_into.unwrap_or_else(|| subject.to_owned())))
+    Ok(match row {
+        Some((_, Some(_))) | None => None,
+        Some((merged_into, None)) => Some(merged_into.unwrap_or_else(|| subject.to_owned())),
+    })
 }
 
 pub(super) fn subject_state(conn: &Connection, subject: &str) -> Result<Option<SubjectState>> {

@@ -80,6 +80,28 @@ impl Lookup for Writer {
         super::access::subject_state(&self.conn, subject)?
             .ok_or_else(|| crate::StoreError::Internal("a subject met in a batch does not exist".into()))
     }
+
+    fn suppressed(&mut self, blinds: &[Blind]) -> Result<bool> {
+        let any = match self.any_suppressed {
+            Some(any) => any,
+            None => {
+                let any: bool =
+                    self.conn
+                        .query_row("SELECT EXISTS (SELECT 1 FROM suppressions)", [], |row| row.get(0))?;
+                self.any_suppressed = Some(any);
+                any
+            }
+        };
+        if !any {
+            return Ok(false);
+        }
+        for blind in blinds {
+            if super::requests::suppressed(&self.conn, blind)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
@@ -136,8 +158,9 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
         writer
             .conn
             .prepare_cached(
-                "INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed,
+                                     trim_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 event.source,
@@ -147,7 +170,9 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
                 event.name,
                 event.timestamp,
                 event.received_at,
-                event.sealed
+                event.sealed,
+                event.trim_at,
+                event.expires_at
             ])?;
     }
     for value in &rows.profile {
@@ -170,6 +195,7 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
             )?
             .execute(params![source, path, reason, count, now])?;
     }
+    super::requests::enqueue(&writer.conn, &rows.deliveries, now)?;
     super::access::append_audit(writer, &rows.audit, now)?;
     Ok(rows.outcomes)
 }

@@ -5,6 +5,7 @@
 
 mod access;
 mod ingest;
+mod requests;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,16 +24,21 @@ use tactful_domain::policy::Policy;
 
 use crate::resolve::ConsentRow;
 use crate::{
-    ApiKeyRecord, DropCount, IngestEvent, IngestOutcome, LedgerEntry, OutboxMessage, Result, RewrapBatch,
+    ApiKeyRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor, IngestEvent,
+    IngestOutcome, LedgerEntry, LegalHold, NewDelivery, NewRequest, OutboxMessage, PurgeReport,
+    RequestRecord, RequestUpdate, RequestView, Result, RetentionReport, RewrapBatch, ShredOutcome, ShredPlan,
     Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
-    StoredReceipt, SubjectData, SubjectState,
+    StoredReceipt, SubjectData, SubjectState, Suppression,
 };
+use tactful_domain::catalog::Catalog;
+use tactful_domain::request::RequestStatus;
 
 /// Migrations in order; `PRAGMA user_version` records how many have been applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
     include_str!("migrations/0002_coordination.sql"),
     include_str!("migrations/0003_consent_access_audit.sql"),
+    include_str!("migrations/0004_requests.sql"),
 ];
 
 /// Most requests committed together in one transaction.
@@ -53,6 +59,9 @@ pub(crate) struct Writer {
     audit_head: Option<(u64, tactful_domain::merkle::Frontier)>,
     /// Whether this transaction appended to the audit log (its head is written before commit).
     audit_head_dirty: bool,
+    /// Whether any identifier is suppressed (`None`: not looked at yet). Almost always false, and
+    /// then ingestion skips the lookup.
+    any_suppressed: Option<bool>,
     /// SQLite's `data_version` when the caches were last known good: it changes when another
     /// connection (another process, a second handle) commits, and then the caches are dropped.
     data_version: i64,
@@ -266,6 +275,7 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
         known: HashMap::new(),
         audit_head: None,
         audit_head_dirty: false,
+        any_suppressed: None,
         data_version: 0,
     })
 }
@@ -389,6 +399,16 @@ impl Writer {
         }
     }
 
+    /// Drops what the writer remembers of people (keys, bindings, known flags, whether anyone is
+    /// suppressed) after a change to them outside ingestion, inside the current transaction. The
+    /// audit head stays: it is this transaction's, and is written before it commits.
+    fn forget_people(&mut self) {
+        self.keys.clear();
+        self.bindings.clear();
+        self.known.clear();
+        self.any_suppressed = None;
+    }
+
     /// Drops every cache, after a rollback undid what they may remember.
     fn forget(&mut self) {
         self.keys.clear();
@@ -396,6 +416,7 @@ impl Writer {
         self.known.clear();
         self.audit_head = None;
         self.audit_head_dirty = false;
+        self.any_suppressed = None;
     }
 
     /// The data key of `subject`, unwrapped once and cached.
@@ -450,12 +471,71 @@ impl ReaderPool {
 }
 
 /// The subject at the root of `subject`'s merge family.
-fn family_root(conn: &Connection, subject: &str) -> Result<Option<String>> {
-    let row: Option<Option<String>> = conn
-        .prepare_cached("SELECT merged_into FROM subjects WHERE id = ?1")?
-        .query_row([subject], |row| row.get(0))
-        .optional()?;
-    Ok(row.map(|merged_into| merged_into.unwrap_or_else(|| subject.to_owned())))
+/// Everything stored about a subject's family (its events too, if `events`), sealed; `None` for an
+/// unknown or erased subject.
+fn subject_data(conn: &Connection, subject: &str, events: bool) -> Result<Option<SubjectData>> {
+    let Some(root) = access::root(conn, subject)? else { return Ok(None) };
+    let mut data = SubjectData { subject: root.clone(), ..SubjectData::default() };
+    let mut members =
+        conn.prepare_cached("SELECT id, wrapped_key FROM subjects WHERE id = ?1 OR merged_into = ?1")?;
+    data.keys =
+        members.query_map([&root], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    for (member, _) in &data.keys {
+        let mut identities =
+            conn.prepare_cached("SELECT kind, blind, sealed FROM identities WHERE subject_id = ?1")?;
+        for row in identities.query_map([member], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Vec<u8>>(2)?))
+        })? {
+            let (kind, blind, sealed) = row?;
+            data.identities.push(StoredIdentity {
+                subject: member.clone(),
+                kind,
+                blind: crate::blind_from(blind)?,
+                sealed,
+            });
+        }
+        let mut profile =
+            conn.prepare_cached("SELECT path, sealed, updated_at FROM profile_values WHERE subject_id = ?1")?;
+        for row in profile.query_map([member], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))? {
+            let (path, sealed, updated_at) = row?;
+            data.profile.push(StoredProfileValue { subject: member.clone(), path, sealed, updated_at });
+        }
+        if !events {
+            continue;
+        }
+        let mut events = conn.prepare_cached(
+            "SELECT source, dedupe, type, name, timestamp, received_at, sealed
+                     FROM events WHERE subject_id = ?1 ORDER BY timestamp, seq",
+        )?;
+        for row in events.query_map([member], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, Vec<u8>>(6)?,
+            ))
+        })? {
+            let (source, dedupe, kind, name, timestamp, received_at, sealed) = row?;
+            let dedupe = crate::dedupe_from(dedupe)?;
+            data.events.push(StoredEvent {
+                subject: member.clone(),
+                source,
+                dedupe,
+                kind,
+                name,
+                timestamp,
+                received_at,
+                sealed,
+            });
+        }
+    }
+    data.events.sort_by_key(|event| event.timestamp);
+    // The newest value of a path wins across the family.
+    data.keep_newest_profile_values();
+    Ok(Some(data))
 }
 
 #[async_trait]
@@ -478,6 +558,7 @@ impl Store for SqliteStore {
         subject: &str,
         events: Vec<(ConsentEvent, String)>,
         audit: Vec<AuditEvent>,
+        deliveries: Vec<NewDelivery>,
     ) -> Result<()> {
         let subject = subject.to_owned();
         self.write(move |writer| {
@@ -493,6 +574,7 @@ impl Store for SqliteStore {
                 .collect();
             let now = now_millis();
             access::write_consents(&writer.conn, &rows, now)?;
+            requests::enqueue(&writer.conn, &deliveries, now)?;
             access::append_audit(writer, &audit, now)?;
             Ok(())
         })
@@ -567,75 +649,7 @@ impl Store for SqliteStore {
 
     async fn subject_data(&self, subject: &str) -> Result<Option<SubjectData>> {
         let subject = subject.to_owned();
-        self.read(move |conn| {
-            let Some(root) = family_root(conn, &subject)? else { return Ok(None) };
-            let mut data = SubjectData { subject: root.clone(), ..SubjectData::default() };
-            let mut members = conn
-                .prepare_cached("SELECT id, wrapped_key FROM subjects WHERE id = ?1 OR merged_into = ?1")?;
-            data.keys = members
-                .query_map([&root], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (member, _) in &data.keys {
-                let mut identities =
-                    conn.prepare_cached("SELECT kind, blind, sealed FROM identities WHERE subject_id = ?1")?;
-                for row in identities.query_map([member], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Vec<u8>>(2)?))
-                })? {
-                    let (kind, blind, sealed) = row?;
-                    data.identities.push(StoredIdentity {
-                        subject: member.clone(),
-                        kind,
-                        blind: crate::blind_from(blind)?,
-                        sealed,
-                    });
-                }
-                let mut profile = conn.prepare_cached(
-                    "SELECT path, sealed, updated_at FROM profile_values WHERE subject_id = ?1",
-                )?;
-                for row in profile.query_map([member], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))? {
-                    let (path, sealed, updated_at) = row?;
-                    data.profile.push(StoredProfileValue {
-                        subject: member.clone(),
-                        path,
-                        sealed,
-                        updated_at,
-                    });
-                }
-                let mut events = conn.prepare_cached(
-                    "SELECT source, dedupe, type, name, timestamp, received_at, sealed
-                     FROM events WHERE subject_id = ?1 ORDER BY timestamp, seq",
-                )?;
-                for row in events.query_map([member], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, Vec<u8>>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Option<String>>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, i64>(5)?,
-                        row.get::<_, Vec<u8>>(6)?,
-                    ))
-                })? {
-                    let (source, dedupe, kind, name, timestamp, received_at, sealed) = row?;
-                    let dedupe = crate::dedupe_from(dedupe)?;
-                    data.events.push(StoredEvent {
-                        subject: member.clone(),
-                        source,
-                        dedupe,
-                        kind,
-                        name,
-                        timestamp,
-                        received_at,
-                        sealed,
-                    });
-                }
-            }
-            data.events.sort_by_key(|event| event.timestamp);
-            // The newest value of a path wins across the family.
-            data.keep_newest_profile_values();
-            Ok(Some(data))
-        })
-        .await
+        self.read(move |conn| subject_data(conn, &subject, true)).await
     }
 
     async fn drop_counts(&self) -> Result<Vec<DropCount>> {
@@ -796,6 +810,147 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn create_request(&self, record: RequestRecord, audit: Vec<AuditEvent>) -> Result<NewRequest> {
+        self.write(move |writer| requests::create_request(writer, &record, &audit)).await
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<RequestView>> {
+        let id = id.to_owned();
+        self.read(move |conn| requests::request(conn, &id)).await
+    }
+
+    async fn requests(&self, subject: Option<&str>, limit: u32) -> Result<Vec<RequestRecord>> {
+        let subject = subject.map(str::to_owned);
+        self.read(move |conn| requests::requests(conn, subject.as_deref(), limit)).await
+    }
+
+    async fn update_request(&self, id: &str, update: RequestUpdate) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |writer| requests::update_request(writer, &id, &update, now_millis())).await
+    }
+
+    async fn claim_requests(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<RequestRecord>> {
+        self.write(move |writer| requests::claim_requests(writer, now, lease_ms, limit)).await
+    }
+
+    async fn hold(&self, holds: Vec<LegalHold>) -> Result<()> {
+        self.write(move |writer| requests::hold(&writer.conn, &holds, now_millis())).await
+    }
+
+    async fn legal_holds(&self, subject: &str) -> Result<Vec<LegalHold>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| requests::legal_holds(conn, &subject)).await
+    }
+
+    async fn shred(&self, subject: &str, plan: ShredPlan, now: i64) -> Result<ShredOutcome> {
+        let subject = subject.to_owned();
+        self.write(move |writer| requests::shred(writer, &subject, &plan, now)).await
+    }
+
+    async fn purge_erased(&self, limit: u32) -> Result<PurgeReport> {
+        self.write(move |writer| requests::purge_erased(&writer.conn, limit, now_millis())).await
+    }
+
+    async fn set_restricted(&self, subject: &str, restricted: bool, audit: Vec<AuditEvent>) -> Result<()> {
+        let subject = subject.to_owned();
+        self.write(move |writer| requests::set_restricted(writer, &subject, restricted, &audit, now_millis()))
+            .await
+    }
+
+    async fn suppress(&self, identifiers: Vec<Suppression>, audit: Vec<AuditEvent>) -> Result<u64> {
+        self.write(move |writer| {
+            let added = requests::suppress(writer, &identifiers, &audit, now_millis())?;
+            writer.any_suppressed = None;
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn unsuppress(&self, blinds: Vec<Blind>, audit: Vec<AuditEvent>) -> Result<u64> {
+        self.write(move |writer| {
+            let removed = requests::unsuppress(writer, &blinds, &audit, now_millis())?;
+            writer.any_suppressed = None;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn set_profile_value(
+        &self,
+        subject: &str,
+        path: &str,
+        value: Vec<u8>,
+        at: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let (subject, path) = (subject.to_owned(), path.to_owned());
+        self.write(move |writer| requests::set_profile_value(writer, &subject, &path, &value, at, &audit))
+            .await
+    }
+
+    async fn subject_ids(&self, after: Option<String>, limit: u32) -> Result<Vec<String>> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id FROM subjects WHERE erased_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let ids = statement
+                .query_map(params![after.unwrap_or_default(), limit], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn subject_summary(&self, subject: &str) -> Result<Option<SubjectData>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| subject_data(conn, &subject, false)).await
+    }
+
+    async fn events_page(
+        &self,
+        subject: &str,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| requests::events_page(conn, &subject, after.as_ref(), limit)).await
+    }
+
+    async fn enqueue_deliveries(&self, deliveries: Vec<NewDelivery>, now: i64) -> Result<()> {
+        self.write(move |writer| requests::enqueue(&writer.conn, &deliveries, now)).await
+    }
+
+    async fn deliveries(&self, request: &str) -> Result<Vec<DeliveryRecord>> {
+        let request = request.to_owned();
+        self.read(move |conn| requests::deliveries(conn, &request)).await
+    }
+
+    async fn delivery_attempts(&self, request: &str, destination: &str) -> Result<Vec<DeliveryAttempt>> {
+        let (request, destination) = (request.to_owned(), destination.to_owned());
+        self.read(move |conn| requests::delivery_attempts(conn, &request, &destination)).await
+    }
+
+    async fn record_delivery(
+        &self,
+        outbox_id: &str,
+        request: &str,
+        destination: &str,
+        outcome: DeliveryOutcome,
+        now: i64,
+    ) -> Result<Option<RequestStatus>> {
+        let (outbox_id, request, destination) =
+            (outbox_id.to_owned(), request.to_owned(), destination.to_owned());
+        self.write(move |writer| {
+            requests::record_delivery(writer, &outbox_id, &request, &destination, &outcome, now)
+        })
+        .await
+    }
+
+    async fn apply_retention(&self, catalog: &Catalog, now: i64, limit: u32) -> Result<RetentionReport> {
+        let catalog = catalog.clone();
+        self.write(move |writer| requests::apply_retention(writer, &catalog, now, limit)).await
     }
 
     async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch> {

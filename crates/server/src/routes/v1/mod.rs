@@ -4,5 +4,6 @@ pub mod audit;
 pub mod catalog;
 pub mod consents;
 pub mod projects;
+pub mod requests;
 pub mod subjects;
 pub mod tracking;

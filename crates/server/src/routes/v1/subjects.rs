@@ -394,6 +394,8 @@ async fn record_consents(
         )
         .details(json!({"problems": listed})));
     }
+    let deliveries =
+        tactful_store::requests::consent_deliveries(&state.vault, &state.catalog, &found.subject, &events);
     let mut rows = Vec::with_capacity(events.len());
     let mut audit = Vec::with_capacity(events.len());
     for event in events {
@@ -403,7 +405,7 @@ async fn record_consents(
     }
     let receipts: Vec<Value> =
         rows.iter().map(|(_, receipt)| serde_json::from_str(receipt).unwrap_or(Value::Null)).collect();
-    state.store.record_consents(&found.subject, rows, audit).await?;
+    state.store.record_consents(&found.subject, rows, audit, deliveries).await?;
     let updated = state.store.subject_state(&found.subject).await?.unwrap_or(found);
     let mut view = consent_view(&state, &updated);
     if let Value::Object(object) = &mut view {

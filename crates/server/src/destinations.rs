@@ -1,0 +1,189 @@
+//! Telling destinations (the brand's downstream systems) about requests and consent changes: each
+//! delivery is an outbox message, claimed by whichever instance is free, POSTed as JSON signed with
+//! HMAC-SHA256 over timestamp and body (`Tactful-Signature: t=…,v1=…`, the convention of Stripe and
+//! GitHub), and retried with exponential backoff and jitter until the destination answers 2xx or
+//! its horizon passes. Retries carry the same id, so a destination that saw one already can ignore it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tactful_domain::catalog::{Catalog, Destination};
+use tactful_domain::segment::format_time;
+use tactful_store::{DeliveryOutcome, DeliveryPayload, NewDelivery, OutboxMessage, StoreError};
+use tactful_vault::Vault;
+
+use crate::AppState;
+
+/// The outbox topic of deliveries (the store writes deliveries under it).
+pub const TOPIC: &str = "delivery";
+/// Messages claimed per pass.
+const BATCH: u32 = 16;
+/// How long a claimed message is held before another instance may try it.
+const LEASE_MS: i64 = 60_000;
+/// The longest wait between two attempts.
+const MAX_BACKOFF_MS: i64 = 3_600_000;
+
+/// The deliveries telling every destination that receives `message` what `template` says (its
+/// `destination` is filled in per destination, and its identifiers reduced to those each may know).
+pub fn deliveries_for(
+    vault: &Vault,
+    catalog: &Catalog,
+    message: tactful_domain::catalog::DestinationMessage,
+    template: &DeliveryPayload,
+) -> Vec<NewDelivery> {
+    catalog
+        .destinations()
+        .iter()
+        .filter(|destination| destination.receives.contains(&message))
+        .map(|destination| {
+            DeliveryPayload {
+                destination: destination.key.clone(),
+                message: message.as_str().to_owned(),
+                identifiers: template
+                    .identifiers
+                    .as_ref()
+                    .map(|identifiers| allowed(destination, identifiers)),
+                ..template.clone()
+            }
+            .into_delivery(vault)
+        })
+        .collect()
+}
+
+/// The identifiers a destination may be told.
+fn allowed(destination: &Destination, identifiers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    identifiers
+        .iter()
+        .filter(|(kind, _)| destination.identifiers.iter().any(|allowed| allowed.as_str() == kind.as_str()))
+        .map(|(kind, value)| (kind.clone(), value.clone()))
+        .collect()
+}
+
+/// The body a destination receives.
+pub fn wire_body(payload: &DeliveryPayload, identifiers: &BTreeMap<String, String>) -> Value {
+    json!({
+        "id": payload.request,
+        "type": payload.message,
+        "issued_at": format_time(payload.issued_at),
+        "identifiers": identifiers,
+        "details": payload.details,
+    })
+}
+
+/// When to try again after `attempts` failures: exponential from `base_ms`, capped at an hour,
+/// with ±20% jitter so many deliveries failing together do not retry together.
+pub fn retry_delay_ms(base_ms: i64, attempts: u32, jitter: f64) -> i64 {
+    let exponential = base_ms.saturating_mul(1_i64 << attempts.saturating_sub(1).min(30));
+    let capped = exponential.min(MAX_BACKOFF_MS) as f64;
+    (capped * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).round() as i64
+}
+
+fn jitter() -> f64 {
+    let bytes = tactful_vault::new_subject_id();
+    let sample = bytes
+        .bytes()
+        .skip(4)
+        .take(8)
+        .fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(byte)));
+    (sample % 2001) as f64 / 1000.0 - 1.0
+}
+
+/// Delivers what is due; returns how many messages were tried.
+pub async fn deliver_due(state: &AppState, now: i64) -> Result<usize, StoreError> {
+    let messages = state.store.outbox_claim(TOPIC, BATCH, now, LEASE_MS).await?;
+    let count = messages.len();
+    for message in messages {
+        deliver(state, message, now).await?;
+    }
+    Ok(count)
+}
+
+async fn deliver(state: &AppState, message: OutboxMessage, now: i64) -> Result<(), StoreError> {
+    let payload = DeliveryPayload::open(&state.vault, &message.payload)?;
+    let record = |outcome| {
+        state.store.record_delivery(&message.id, &payload.request, &payload.destination, outcome, now)
+    };
+    let Some(destination) = state.catalog.destination(&payload.destination) else {
+        let error = format!("the destination {} is no longer in the catalog", payload.destination);
+        record(DeliveryOutcome::Failed { status_code: None, error, retry_at: None }).await?;
+        return Ok(());
+    };
+    let identifiers = match &payload.identifiers {
+        Some(identifiers) => identifiers.clone(),
+        None => match current_identifiers(state, &payload.subject).await? {
+            Some(identifiers) => allowed(destination, &identifiers),
+            None => {
+                let error = "the person was erased before this could be sent".to_owned();
+                record(DeliveryOutcome::Failed { status_code: None, error, retry_at: None }).await?;
+                return Ok(());
+            }
+        },
+    };
+    let body = serde_json::to_vec(&wire_body(&payload, &identifiers)).unwrap_or_default();
+    let timestamp = now.div_euclid(1000);
+    let signature = tactful_vault::webhook_signature(destination.secret.expose(), timestamp, &body);
+    let headers = [
+        ("tactful-signature", format!("t={timestamp},v1={signature}")),
+        ("tactful-delivery-id", payload.request.clone()),
+        ("tactful-attempt", message.attempts.to_string()),
+    ];
+    let reply = state.outbound.post_json(&destination.url, &headers, body).await;
+    let outcome = match reply {
+        Ok(reply) if (200..300).contains(&reply.status) => {
+            DeliveryOutcome::Acknowledged { status_code: reply.status }
+        }
+        failed => {
+            let (status_code, error) = match failed {
+                Ok(reply) => {
+                    (Some(reply.status), format!("answered {}: {}", reply.status, first_line(&reply.body)))
+                }
+                Err(error) => (None, error),
+            };
+            let horizon = message.created_at.saturating_add(destination.give_up_after.as_millis());
+            let next = now + retry_delay_ms(state.delivery_retry_base_ms, message.attempts, jitter());
+            let retry_at = (next < horizon).then_some(next);
+            DeliveryOutcome::Failed { status_code, error, retry_at }
+        }
+    };
+    if let DeliveryOutcome::Failed { error, retry_at, .. } = &outcome {
+        tracing::warn!(destination = %destination.key, attempt = message.attempts, giving_up = retry_at.is_none(), %error, "a destination did not acknowledge");
+    }
+    record(outcome).await?;
+    Ok(())
+}
+
+fn first_line(body: &str) -> String {
+    body.lines().next().unwrap_or_default().chars().take(200).collect()
+}
+
+/// A person's identifiers now (kind → value), or `None` if they were erased.
+pub async fn current_identifiers(
+    state: &AppState,
+    subject: &str,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let Some(data) = state.store.subject_summary(subject).await? else { return Ok(None) };
+    let mut identifiers = BTreeMap::new();
+    for identity in data.open_identities(&state.vault)? {
+        identifiers.entry(identity.kind).or_insert_with(|| identity.value.to_string());
+    }
+    Ok(Some(identifiers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_an_hour() {
+        assert_eq!(retry_delay_ms(1_000, 1, 0.0), 1_000);
+        assert_eq!(retry_delay_ms(1_000, 2, 0.0), 2_000);
+        assert_eq!(retry_delay_ms(1_000, 5, 0.0), 16_000);
+        assert_eq!(retry_delay_ms(1_000, 40, 0.0), 3_600_000, "capped");
+        assert_eq!(retry_delay_ms(1_000, 1, 1.0), 1_200);
+        assert_eq!(retry_delay_ms(1_000, 1, -1.0), 800);
+        for _ in 0..100 {
+            let sample = jitter();
+            assert!((-1.0..=1.0).contains(&sample), "{sample}");
+        }
+    }
+}
