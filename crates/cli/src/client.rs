@@ -45,6 +45,25 @@ impl Client {
         Ok((status, body))
     }
 
+    /// POSTs JSON to the brand API with an API key (`Authorization: Bearer`).
+    pub async fn post_with_key(
+        &self,
+        path: &str,
+        api_key: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {api_key}"))
+            .body(Full::new(body))
+            .context("building a request")?;
+        let response =
+            self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.context("reading a response")?.to_bytes();
+        Ok((status, body))
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
         self.get_with(path, None).await
     }

@@ -23,12 +23,21 @@ struct Server {
 impl Server {
     /// Starts the server on `dir` (SQLite there) and waits for its "listening" log line.
     fn start(dir: &Path) -> Server {
-        Server::start_on(dir, &format!("sqlite:{}", dir.join("tactful.db").display()), None)
+        Server::start_with(dir, &[])
+    }
+
+    /// Like [`Server::start`], with extra `TACTFUL_*` settings in the environment.
+    fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::launch(dir, &format!("sqlite:{}", dir.join("tactful.db").display()), None, env)
     }
 
     /// Starts the server with the catalog in `dir` on `database`, with the master key in `dir` or
     /// given as hex, and waits for its "listening" log line (no polling, no sleeps).
     fn start_on(dir: &Path, database: &str, master_key: Option<&str>) -> Server {
+        Server::launch(dir, database, master_key, &[])
+    }
+
+    fn launch(dir: &Path, database: &str, master_key: Option<&str>, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(BINARY);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--catalog"])
@@ -41,6 +50,10 @@ impl Server {
             .env_remove("TACTFUL_MASTER_KEY");
         if let Some(key) = master_key {
             command.env("TACTFUL_MASTER_KEY", key);
+        }
+        command.env("TACTFUL_NOTIFIER", format!("file:{}", dir.join("notifications").display()));
+        for (name, value) in env {
+            command.env(name, value);
         }
         let mut child =
             command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start tactful serve");
@@ -528,4 +541,252 @@ async fn keys_receipts_and_the_consent_export_from_the_command_line() {
     assert_eq!(status.as_u16(), 401);
     assert!(String::from_utf8_lossy(&answer).contains("revoked_api_key"));
     assert!(!tactful(dir.path(), &database, &["api-keys", "revoke", &id]).0, "revoking twice is an error");
+}
+
+/// A destination on loopback for process tests: records every request; until `hold_first` is
+/// released it never answers its first request (so a server can be killed mid-call).
+#[derive(Clone, Default)]
+struct Receiver {
+    received: Arc<Mutex<Vec<Value>>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+impl Receiver {
+    async fn start(hang_on_first: bool) -> (Receiver, String) {
+        let receiver = Receiver::default();
+        let recorded = receiver.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let recorded = recorded.clone();
+            async move {
+                use http_body_util::BodyExt as _;
+                let headers = request.headers().clone();
+                let bytes = request.into_body().collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let signature = headers["tactful-signature"].to_str().unwrap().to_owned();
+                let (timestamp, mac) = signature.split_once(",v1=").unwrap();
+                let timestamp: i64 = timestamp.trim_start_matches("t=").parse().unwrap();
+                let valid = tactful_vault::webhook_signature(DESTINATION_SECRET, timestamp, &bytes) == mac;
+                let count = {
+                    let mut received = recorded.received.lock().unwrap();
+                    received.push(json!({"body": body, "valid": valid, "delivery": headers["tactful-delivery-id"].to_str().unwrap()}));
+                    received.len()
+                };
+                recorded.arrived.notify_one();
+                if hang_on_first && count == 1 {
+                    std::future::pending::<()>().await;
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, base)
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+const DESTINATION_SECRET: &str = "whsec_process_0123456789";
+
+/// The example catalog with one destination that hears about erasures.
+fn write_catalog_with_destination(dir: &Path, receiver: &str) {
+    let catalog = format!(
+        "{}\n[destinations.crm]\nurl = \"{receiver}/hook\"\nsecret = \"{DESTINATION_SECRET}\"\nreceives = [\"erase\"]\nidentifiers = [\"email\", \"user_id\"]\n",
+        Catalog::example_text()
+    );
+    std::fs::write(dir.join("tactful.toml"), catalog).unwrap();
+}
+
+/// GETs a brand API path until `done` holds for its answer (the server's workers run every second).
+async fn until(client: &Client, path: &str, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = client.get_with_key(path, key).await.unwrap();
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if done(&answer) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never got there: {answer:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn send(client: &Client, write_key: &str, events: Vec<Value>) {
+    let (status, answer) =
+        client.post("/v1/batch", write_key, Bytes::from(json!({"batch": events}).to_string())).await.unwrap();
+    assert!(status.is_success(), "{}", String::from_utf8_lossy(&answer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_is_exported_then_erased_everywhere_on_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, base) = Receiver::start(false).await;
+    write_catalog_with_destination(dir.path(), &base);
+    let database = dir.path().join("tactful.db");
+    let server = Server::start(dir.path());
+    let (_, key) =
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "privacy", "--name", "dpo"]);
+    let key = key.trim().to_owned();
+    let client = Client::new(server.base.clone());
+
+    let consent = json!({"consent": {"categoryPreferences": {"Email": true, "Personalization": true}}});
+    send(
+        &client,
+        "wk_web_fernhill_demo",
+        vec![
+            json!({"type": "identify", "userId": "lucy-1", "messageId": "p-1", "context": consent,
+                   "traits": {"email": "lucy.westenra@example.com", "first_name": "Lucy", "last_name": "Westenra"}}),
+            json!({"type": "track", "event": "Product Viewed", "userId": "lucy-1", "messageId": "p-2", "context": consent,
+                   "properties": {"product_id": "sku-0042"}}),
+        ],
+    )
+    .await;
+    send(
+        &client,
+        "wk_backend_fernhill_demo",
+        vec![json!({"type": "track", "event": "Order Completed", "userId": "lucy-1", "messageId": "p-3",
+                    "properties": {"order_id": "FH-7", "revenue": 12.5, "currency": "EUR"}})],
+    )
+    .await;
+
+    // Access: the package in JSON and in HTML.
+    let created = client
+        .post_with_key(
+            "/v1/requests",
+            &key,
+            Bytes::from(json!({"type": "access", "subject": "email:lucy.westenra@example.com"}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.0.as_u16(), 202, "{}", String::from_utf8_lossy(&created.1));
+    let access: Value = serde_json::from_slice(&created.1).unwrap();
+    let access_id = access["id"].as_str().unwrap().to_owned();
+    until(&client, &format!("/v1/requests/{access_id}"), &key, |view| view["status"] == "completed").await;
+    let (_, package) = client.get_with_key(&format!("/v1/requests/{access_id}/package"), &key).await.unwrap();
+    let package: Value = serde_json::from_slice(&package).unwrap();
+    assert_eq!(package["events"].as_array().unwrap().len(), 3);
+    assert!(package["identifiers"].to_string().contains("lucy.westenra@example.com"));
+    let (_, html) =
+        client.get_with_key(&format!("/v1/requests/{access_id}/package?format=html"), &key).await.unwrap();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    assert!(html.contains("Westenra") && html.contains("FH-7"));
+    let old = package["subject"].as_str().unwrap().to_owned();
+
+    // Erase.
+    let created = client
+        .post_with_key(
+            "/v1/requests",
+            &key,
+            Bytes::from(json!({"type": "erase", "subject": "user_id:lucy-1"}).to_string()),
+        )
+        .await
+        .unwrap();
+    let erase: Value = serde_json::from_slice(&created.1).unwrap();
+    let erase_id = erase["id"].as_str().unwrap().to_owned();
+    let view =
+        until(&client, &format!("/v1/requests/{erase_id}"), &key, |view| view["status"] == "completed").await;
+    assert_eq!(view["deliveries"][0]["status"], "acknowledged");
+    assert_eq!(view["kept_under_legal_hold"][0]["categories"], json!(["user.behavior.purchase_history"]));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["valid"], true, "signed with the destination's secret");
+    assert_eq!(received[0]["body"]["type"], "erase");
+    assert_eq!(received[0]["body"]["id"], erase_id.as_str());
+    assert_eq!(
+        received[0]["body"]["identifiers"],
+        json!({"email": "lucy.westenra@example.com", "user_id": "lucy-1"})
+    );
+
+    // Nothing finds her; the same email later is someone new.
+    let (status, _) =
+        client.get_with_key("/v1/subjects/email:lucy.westenra@example.com/consents", &key).await.unwrap();
+    assert_eq!(status.as_u16(), 404);
+    let (status, _) = client.get_with_key(&format!("/v1/subjects/{old}/consents"), &key).await.unwrap();
+    assert_eq!(status.as_u16(), 404);
+    send(&client, "wk_web_fernhill_demo", vec![json!({"type": "identify", "userId": "lucy-2", "messageId": "p-4", "context": consent, "traits": {"email": "lucy.westenra@example.com"}})]).await;
+    let (_, consents) =
+        client.get_with_key("/v1/subjects/email:lucy.westenra@example.com/consents", &key).await.unwrap();
+    let consents: Value = serde_json::from_slice(&consents).unwrap();
+    assert_ne!(consents["subject"].as_str().unwrap(), old, "no link to the erased record");
+    drop(server);
+
+    // On disk: nothing of hers in clear, and nothing left that a key could open.
+    let mut bytes = std::fs::read(&database).unwrap();
+    bytes.extend(std::fs::read(dir.path().join("tactful.db-wal")).unwrap_or_default());
+    for secret in ["Westenra", "lucy.westenra@example.com", "lucy-1", "sku-0042"] {
+        assert!(!bytes.windows(secret.len()).any(|window| window == secret.as_bytes()), "{secret} in clear");
+    }
+    let conn = rusqlite::Connection::open(&database).unwrap();
+    let wrapped: Vec<u8> =
+        conn.query_row("SELECT wrapped_key FROM subjects WHERE id = ?1", [&old], |row| row.get(0)).unwrap();
+    assert!(wrapped.is_empty(), "her key is gone");
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events WHERE subject_id = ?1", [&old], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "her events are purged");
+    let identities: i64 = conn
+        .query_row("SELECT COUNT(*) FROM identities WHERE subject_id = ?1", [&old], |row| row.get(0))
+        .unwrap();
+    assert_eq!(identities, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_delivery_delivers_again_and_is_acknowledged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, base) = Receiver::start(true).await;
+    write_catalog_with_destination(dir.path(), &base);
+    let database = dir.path().join("tactful.db");
+    let settings = [("TACTFUL_DELIVERY_TIMEOUT_MS", "1500")];
+    let server = Server::start_with(dir.path(), &settings);
+    let (_, key) =
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "privacy", "--name", "dpo"]);
+    let key = key.trim().to_owned();
+    let client = Client::new(server.base.clone());
+    send(
+        &client,
+        "wk_web_fernhill_demo",
+        vec![json!({"type": "identify", "userId": "mina-1", "messageId": "k-1"})],
+    )
+    .await;
+    let (_, created) = client
+        .post_with_key(
+            "/v1/requests",
+            &key,
+            Bytes::from(json!({"type": "erase", "subject": "user_id:mina-1"}).to_string()),
+        )
+        .await
+        .unwrap();
+    let erase_id = serde_json::from_slice::<Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+
+    // The destination has the request, and has not answered, when the server dies.
+    tokio::time::timeout(Duration::from_secs(30), receiver.arrived.notified())
+        .await
+        .expect("the erasure was sent");
+    server.kill_hard();
+
+    // Restarted, the server sends it again once the dead call's lease is over; it is acknowledged.
+    let server = Server::start_with(dir.path(), &settings);
+    let client = Client::new(server.base.clone());
+    let view =
+        until(&client, &format!("/v1/requests/{erase_id}"), &key, |view| view["status"] == "completed").await;
+    let deliveries = view["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0]["status"], "acknowledged");
+    assert_eq!(
+        deliveries[0]["attempts"].as_array().unwrap().len(),
+        1,
+        "one attempt answered; the dead one never was"
+    );
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "sent twice, once per server life");
+    assert!(
+        received
+            .iter()
+            .all(|copy| copy["body"]["id"] == erase_id.as_str() && copy["delivery"] == erase_id.as_str()),
+        "the same id, so the destination can dedupe"
+    );
+    assert!(received.iter().all(|copy| copy["valid"] == true));
 }

@@ -20,6 +20,7 @@ const DEFAULT_CONNECT_TIMEOUT: u64 = 30;
 const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
 const DEFAULT_NOTIFIER: &str = "file:tactful-data/notifications";
 const DEFAULT_DELIVERY_RETRY_BASE_MS: u64 = 5_000;
+const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 15_000;
 
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
@@ -101,6 +102,10 @@ pub struct Config {
     /// further failure doubles it (up to an hour), with jitter.
     #[arg(long, env = "TACTFUL_DELIVERY_RETRY_BASE_MS", default_value_t = DEFAULT_DELIVERY_RETRY_BASE_MS)]
     pub delivery_retry_base_ms: u64,
+
+    /// How long a destination or notification webhook may take to answer, in milliseconds.
+    #[arg(long, env = "TACTFUL_DELIVERY_TIMEOUT_MS", default_value_t = DEFAULT_DELIVERY_TIMEOUT_MS)]
+    pub delivery_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -123,6 +128,7 @@ impl Default for Config {
             notifier: DEFAULT_NOTIFIER.to_owned(),
             notifier_secret: None,
             delivery_retry_base_ms: DEFAULT_DELIVERY_RETRY_BASE_MS,
+            delivery_timeout_ms: DEFAULT_DELIVERY_TIMEOUT_MS,
         }
     }
 }
@@ -152,6 +158,7 @@ struct FileConfig {
     audit_checkpoint_seconds: Option<u64>,
     notifier: Option<String>,
     delivery_retry_base_ms: Option<u64>,
+    delivery_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +228,9 @@ impl Config {
         if let (Some(base_ms), true) = (file.delivery_retry_base_ms, defaulted("delivery_retry_base_ms")) {
             self.delivery_retry_base_ms = base_ms;
         }
+        if let (Some(timeout_ms), true) = (file.delivery_timeout_ms, defaulted("delivery_timeout_ms")) {
+            self.delivery_timeout_ms = timeout_ms;
+        }
         Ok(self)
     }
 
@@ -269,6 +279,10 @@ notifier = "file:tactful-data/notifications"
 # First wait before retrying a destination that did not acknowledge (ms); it doubles with each
 # failure, up to an hour, with jitter, until the destination's give_up_after horizon.
 delivery_retry_base_ms = 5000
+
+# How long a destination or notification webhook may take to answer (ms). A delivery whose server
+# died mid-call is tried again once this (times the batch of 16) has passed.
+delivery_timeout_ms = 15000
 "#
     }
 }

@@ -18,8 +18,9 @@ use crate::AppState;
 pub const TOPIC: &str = "delivery";
 /// Messages claimed per pass.
 const BATCH: u32 = 16;
-/// How long a claimed message is held before another instance may try it.
-const LEASE_MS: i64 = 60_000;
+/// How long a claimed message is held beyond the time its call may take, before another instance
+/// (or this one, restarted) may try it.
+const LEASE_MARGIN_MS: i64 = 1_000;
 /// The longest wait between two attempts.
 const MAX_BACKOFF_MS: i64 = 3_600_000;
 
@@ -90,10 +91,16 @@ fn jitter() -> f64 {
 
 /// Delivers what is due; returns how many messages were tried.
 pub async fn deliver_due(state: &AppState, now: i64) -> Result<usize, StoreError> {
-    let messages = state.store.outbox_claim(TOPIC, BATCH, now, LEASE_MS).await?;
+    // The batch is sent at once, so the lease covers one call.
+    let per_call = i64::try_from(state.outbound.timeout().as_millis()).unwrap_or(i64::MAX);
+    let messages =
+        state.store.outbox_claim(TOPIC, BATCH, now, per_call.saturating_add(LEASE_MARGIN_MS)).await?;
     let count = messages.len();
-    for message in messages {
-        deliver(state, message, now).await?;
+    let sent =
+        futures_util::future::join_all(messages.into_iter().map(|message| deliver(state, message, now)))
+            .await;
+    for result in sent {
+        result?;
     }
     Ok(count)
 }

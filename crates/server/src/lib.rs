@@ -90,7 +90,8 @@ impl AppState {
         );
         let opened = tactful_store::open_with(&config.database, master, &config.store_options()).await?;
         let catalog = Arc::new(catalog);
-        let outbound = outbound::Outbound::new();
+        let outbound =
+            outbound::Outbound::new(std::time::Duration::from_millis(config.delivery_timeout_ms.max(1)));
         let notifier: Arc<dyn notify::Notifier> =
             match (config.notifier.split_once(':'), &config.notifier_secret) {
                 (Some(("file", dir)), _) if !dir.is_empty() => {

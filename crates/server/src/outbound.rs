@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// How long a destination or webhook may take to answer.
-pub const TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a destination or webhook may take to answer, unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most of an answer's body kept (for the attempt log).
 const ANSWER_BYTES: usize = 4096;
 
@@ -28,6 +28,7 @@ pub struct Reply {
 #[derive(Clone)]
 pub struct Outbound {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -38,18 +39,27 @@ impl std::fmt::Debug for Outbound {
 
 impl Default for Outbound {
     fn default() -> Self {
-        Outbound::new()
+        Outbound::new(DEFAULT_TIMEOUT)
     }
 }
 
 impl Outbound {
-    pub fn new() -> Outbound {
+    /// A client whose calls give up after `timeout`.
+    pub fn new(timeout: Duration) -> Outbound {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
             .build();
-        Outbound { client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(https) }
+        Outbound {
+            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(https),
+            timeout,
+        }
+    }
+
+    /// How long a call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// POSTs a JSON body with extra headers. An error is a failure to get any answer (connection,
@@ -81,9 +91,9 @@ impl Outbound {
             };
             Ok(Reply { status, body })
         };
-        match tokio::time::timeout(TIMEOUT, call).await {
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
         }
     }
 }

@@ -33,6 +33,8 @@ const LEASE_MS: i64 = 60_000;
 const BATCH: u32 = 8;
 /// How long a finished access or export package can be downloaded.
 pub const DOWNLOAD_FOR_MS: i64 = 7 * 86_400_000;
+/// Rows of an erased person deleted right after the erasure (the background purge does the rest).
+const PURGE_AT_ONCE: u32 = 50_000;
 /// Events opened per page while looking for what the law requires to keep.
 const HOLD_PAGE: u32 = 500;
 
@@ -700,6 +702,10 @@ async fn erase(
             "erased: keys destroyed"
         };
         step(state, record, None, Some("shredded"), note).await?;
+        // The rows no longer decrypt; delete them now rather than at the next background purge.
+        if let Err(error) = state.store.purge_erased(PURGE_AT_ONCE).await {
+            tracing::warn!(%error, "cannot purge erased rows now; the background purge will");
+        }
     }
     if !record.done("forgotten") {
         for hook in &state.forget {

@@ -76,6 +76,10 @@ retention = "10y"
 
 [events."Order Completed"]
 
+[roles.legal]
+purposes = ["essential.legal_obligation"]
+categories = ["user.behavior.purchase_history"]
+
 [destinations.crm]
 url = "{receiver}/crm"
 secret = "{SECRET}"
@@ -198,6 +202,28 @@ async fn an_erasure_reaches_every_destination_and_keeps_only_what_the_law_requir
         .unwrap();
     let held: Value = serde_json::from_slice(&held).unwrap();
     assert_eq!(held["data"], json!({"properties": {"order_id": "LB-1001"}}));
+
+    // Readable for the legal obligation only, by a role allowed it and the data's category.
+    let legal = harness.key("legal").await;
+    let holds_path = |purpose: &str| format!("/v1/requests/{id}/legal-holds?purpose={purpose}");
+    let (status, kept) = harness.get(&holds_path("essential.legal_obligation"), &legal).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    assert_eq!(kept["kept"][0]["record"]["data"], json!({"properties": {"order_id": "LB-1001"}}));
+    let (status, _) = harness.get(&holds_path(MARKETING), &marketing).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = harness.get(&holds_path("essential.legal_obligation"), &marketing).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "marketing may not use the legal purpose");
+    let (_, other_role) = harness.get(&holds_path("essential.legal_obligation"), &privacy).await;
+    assert_eq!((other_role["kept"].as_array().unwrap().len(), other_role["withheld"].as_u64()), (0, Some(1)));
+    let (_, log) = harness.get("/v1/audit/verify", &privacy).await;
+    assert_eq!(log["intact"], true);
+    // Ten years on (the clock of the retention job is the caller's), the invoice goes too.
+    let ten_years_on = tactful_server::now_millis() + 11 * 365 * 86_400_000;
+    let report =
+        harness.state.store.apply_retention(&harness.state.catalog, ten_years_on, 1_000).await.unwrap();
+    assert_eq!(report.legal_holds_deleted, 1);
+    let (_, kept) = harness.get(&holds_path("essential.legal_obligation"), &legal).await;
+    assert_eq!(kept["kept"], json!([]));
 
     // Suppressed: their next events are dropped at the door, answered like any dropped event.
     let (status, answer) = harness

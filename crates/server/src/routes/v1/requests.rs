@@ -34,6 +34,106 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/requests/{id}/verify", post(verify))
         .route("/v1/requests/{id}/extend", post(extend))
         .route("/v1/requests/{id}/package", get(package))
+        .route("/v1/requests/{id}/legal-holds", get(legal_holds))
+}
+
+#[derive(Debug, Deserialize)]
+struct HoldsQuery {
+    purpose: Option<String>,
+}
+
+/// `GET /v1/requests/{id}/legal-holds?purpose=essential.legal_obligation`: what an erasure kept
+/// because the law requires it, readable only for that legal obligation, by a role allowed it and
+/// the data's categories. Audited like every read.
+async fn legal_holds(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: Result<Query<HoldsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let params = query(params)?;
+    let purpose_key = params
+        .purpose
+        .as_deref()
+        .map(str::trim)
+        .filter(|purpose| !purpose.is_empty())
+        .ok_or_else(|| ApiError::new(ErrorCode::PurposeRequired))?;
+    let purpose = state.catalog.purpose_index(purpose_key).ok_or_else(|| {
+        ApiError::with_message(
+            ErrorCode::UnknownPurpose,
+            format!("the catalog declares no purpose {purpose_key:?}"),
+        )
+    })?;
+    if !tactful_domain::taxonomy::covers("essential.legal_obligation", purpose_key) {
+        return Err(ApiError::with_message(
+            ErrorCode::Forbidden,
+            "what an erasure kept may be read only for the legal obligation it was kept for",
+        ));
+    }
+    if !state.policy.role_may_use(&caller.role, purpose) {
+        return Err(ApiError::with_message(
+            ErrorCode::Forbidden,
+            format!("role {:?} may not read for {purpose_key}", caller.role.name),
+        ));
+    }
+    let view = state.store.request(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest))?;
+    let record = view.record;
+    let Some(subject) = record.subject.clone().filter(|_| record.kind == RequestKind::Erase) else {
+        return Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            "only an erase request keeps anything",
+        ));
+    };
+    let mut held = Vec::new();
+    let mut returned = std::collections::BTreeSet::new();
+    let mut withheld = 0u32;
+    for hold in state.store.legal_holds(&subject).await? {
+        if !hold.categories.iter().all(|category| caller.covers_category(category)) {
+            withheld += 1;
+            continue;
+        }
+        let opened = state
+            .vault
+            .legal_hold_key()
+            .open("legal_hold", &[hold.id.as_bytes()], &hold.sealed)
+            .map_err(ApiError::internal)?;
+        let body: Value = serde_json::from_slice(&opened).map_err(ApiError::internal)?;
+        returned.extend(hold.categories.iter().cloned());
+        held.push(json!({
+            "id": hold.id,
+            "source": hold.source,
+            "timestamp": format_time(hold.timestamp),
+            "categories": hold.categories,
+            "kept_until": format_time(hold.retain_until),
+            "record": body,
+        }));
+    }
+    let returned: Vec<String> = returned.into_iter().collect();
+    let withheld_list = if withheld > 0 {
+        vec![tactful_domain::audit::Withheld {
+            category: "legal_hold".into(),
+            reason: "role_may_not_read".into(),
+            count: withheld,
+        }]
+    } else {
+        Vec::new()
+    };
+    let decision = match (returned.is_empty(), withheld_list.is_empty()) {
+        (_, true) => tactful_domain::audit::ReadDecision::Permitted,
+        (true, false) => tactful_domain::audit::ReadDecision::Denied,
+        (false, false) => tactful_domain::audit::ReadDecision::Partial,
+    };
+    let read = tactful_domain::audit::AuditEvent::Read {
+        actor: caller.key.clone(),
+        role: caller.role.name.clone(),
+        purpose: purpose_key.to_owned(),
+        subject: state.vault.subject_pseudonym(&subject),
+        returned,
+        withheld: withheld_list,
+        decision,
+    };
+    state.store.audit_append(vec![read], now_millis()).await?;
+    Ok(Json(json!({"request": id, "purpose": purpose_key, "kept": held, "withheld": withheld})))
 }
 
 #[derive(Debug, Deserialize)]
