@@ -185,28 +185,36 @@ fn notification(state: &AppState, exposure: &Exposure, contact: Option<&(String,
     let kinds: Vec<String> = exposure
         .categories
         .iter()
-        .map(|category| {
-            taxonomy.category(category).map_or_else(|| category.clone(), |entry| entry.name.to_lowercase())
+        .map(|category| match taxonomy.category(category) {
+            // fideslang names read "User Contact Email": people read "contact email".
+            Some(entry) => {
+                let name = entry.name.to_lowercase();
+                name.strip_prefix("user ").map_or_else(|| name.clone(), str::to_owned)
+            }
+            None => category.clone(),
         })
         .collect();
     let to = contact.map_or_else(
         || "(no email or phone on record: reach them another way)".to_owned(),
         |(_, value)| value.clone(),
     );
+    let when = if exposure.first == exposure.last {
+        format!("on {}", format_time(exposure.first))
+    } else {
+        format!("between {} and {}", format_time(exposure.first), format_time(exposure.last))
+    };
     let contact_line = brand.contact.as_deref().map_or_else(String::new, |contact| format!(" at {contact}"));
     format!(
         "To: {to}\nSubject: About your information at {name}\n\n\
          We are writing to tell you about a security incident that concerns some of your information.\n\n\
-         What happened: between {first} and {last}, someone who should not have had access was able to read \
-         information we hold about you.\n\n\
+         What happened: {when}, someone who should not have had access was able to read information we \
+         hold about you.\n\n\
          Which information: {kinds}.\n\n\
          What we are doing: we have closed that access and are reviewing how it happened.\n\n\
          What you can do: be careful with unexpected messages that seem to come from us or mention your \
          purchases. You can ask us for a copy of everything we hold about you, or to erase it, at any time.\n\n\
          If you have questions, contact us{contact_line}.\n\n{name}\n",
         name = brand.name,
-        first = format_time(exposure.first),
-        last = format_time(exposure.last),
         kinds = kinds.join(", "),
     )
 }

@@ -112,6 +112,8 @@ enum BenchCommand {
     Ingest(bench::IngestArgs),
     /// Access decisions per field, audit append cost, and verifying a million-entry audit log.
     Access(bench::AccessArgs),
+    /// Erasing and exporting a person with many events.
+    Requests(bench::RequestsArgs),
 }
 
 fn main() -> ExitCode {
@@ -265,6 +267,10 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Bench(BenchCommand::Access(args)) => {
             init_logging_level("warn");
             bench::access(args).await?;
+        }
+        Command::Bench(BenchCommand::Requests(args)) => {
+            init_logging_level("warn");
+            bench::requests(args).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -790,3 +790,57 @@ async fn a_server_killed_mid_delivery_delivers_again_and_is_acknowledged_once() 
     );
     assert!(received.iter().all(|copy| copy["valid"] == true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_report_names_the_people_a_key_read_and_drafts_their_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    write_catalog(dir.path());
+    let database = dir.path().join("tactful.db");
+    let server = Server::start(dir.path());
+    let (_, leaked) =
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "marketing", "--name", "leaked"]);
+    let leaked = leaked.trim().to_owned();
+    let client = Client::new(server.base.clone());
+    let consent = json!({"consent": {"categoryPreferences": {"Email": true}}});
+    for (user, email) in
+        [("arthur", "arthur.holmwood@example.com"), ("quincey", "quincey.morris@example.com")]
+    {
+        send(
+            &client,
+            "wk_web_fernhill_demo",
+            vec![json!({"type": "identify", "userId": user, "messageId": user,
+            "context": consent, "traits": {"email": email, "first_name": "Friend"}})],
+        )
+        .await;
+    }
+    // The leaked key read Arthur, not Quincey.
+    let (status, _) = client
+        .get_with_key("/v1/subjects/user_id:arthur/profile?purpose=marketing.communications.email", &leaked)
+        .await
+        .unwrap();
+    assert!(status.is_success());
+    drop(server);
+
+    let (_, listed) = tactful(dir.path(), &database, &["api-keys", "list"]);
+    let key_id = listed.lines().nth(1).and_then(|line| line.split_whitespace().next()).unwrap().to_owned();
+    let out = dir.path().join("breach");
+    let (ok, said) =
+        tactful(dir.path(), &database, &["breach", "--key", &key_id, "--out", out.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert!(said.starts_with("1 people affected"), "{said}");
+    assert!(said.contains("user.contact.email"), "{said}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["people"].as_array().unwrap().len(), 1);
+    assert!(report["people"][0]["categories"].as_array().unwrap().contains(&json!("user.contact.email")));
+    assert!(!report.to_string().contains("arthur.holmwood"), "the report names people by id, not address");
+    let drafts: Vec<_> =
+        std::fs::read_dir(out.join("notifications")).unwrap().filter_map(Result::ok).collect();
+    assert_eq!(drafts.len(), 1);
+    let draft = std::fs::read_to_string(drafts[0].path()).unwrap();
+    assert!(draft.starts_with("To: arthur.holmwood@example.com"), "{draft}");
+    assert!(draft.contains("Which information: contact email, first name."), "{draft}");
+    assert!(draft.contains("What happened: on "), "{draft}");
+    let (ok, _) = tactful(dir.path(), &database, &["breach", "--out", out.to_str().unwrap()]);
+    assert!(!ok, "a breach needs a key, a role or a window");
+}

@@ -719,7 +719,7 @@ async fn erase(
 
 /// Copies what the law requires to keep out of the family's events, under the legal-hold key.
 /// Returns the newest `received_at` looked at, or `None` if the family is already erased.
-async fn hold(state: &AppState, subject: &str) -> Result<Option<i64>, StoreError> {
+pub async fn hold(state: &AppState, subject: &str) -> Result<Option<i64>, StoreError> {
     let Some(data) = state.store.subject_summary(subject).await? else { return Ok(None) };
     if tactful_domain::request::legal_hold_properties(&state.catalog).is_empty() {
         // Nothing is ever held, but events received meanwhile still count.

@@ -1330,6 +1330,12 @@ async fn rectification_restriction_and_paged_events(backend: Backend) {
     store.set_restricted(&ann, false, Vec::new()).await.unwrap();
     assert!(!store.subject_state(&ann).await.unwrap().unwrap().restricted);
 
+    ingest(&backend, vec![event("other").user("bob")]).await;
+    let first = store.subject_ids(None, 1).await.unwrap();
+    let rest = store.subject_ids(first.last().cloned(), 10).await.unwrap();
+    assert_eq!(first.len() + rest.len(), 2, "paged, each subject once");
+    assert!(first.iter().chain(&rest).any(|id| *id == ann));
+
     let summary = store.subject_summary(&ann).await.unwrap().unwrap();
     assert!(summary.events.is_empty() && !summary.profile.is_empty() && !summary.keys.is_empty());
     let mut seen = Vec::new();

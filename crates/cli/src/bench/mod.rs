@@ -3,6 +3,8 @@
 
 pub mod access;
 pub mod ingest;
+pub mod requests;
 
 pub use access::{AccessArgs, access};
 pub use ingest::{IngestArgs, ingest};
+pub use requests::{RequestsArgs, requests};

@@ -661,3 +661,50 @@ async fn bad_requests_are_refused_clearly() {
     assert_eq!(listed["requests"].as_array().unwrap().len(), 1);
     assert_eq!(listed["requests"][0]["overdue"], false);
 }
+
+#[tokio::test]
+async fn a_destination_answering_garbage_is_retried_then_given_up_on_without_undoing_the_erasure() {
+    // Not HTTP at all: whatever it is asked, it answers a line of junk and hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let junk = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = [0u8; 1024];
+            let _ = socket.read(&mut buffer).await;
+            let _ = socket.write_all(b"\x00\x01 this is not HTTP\r\n\r\n").await;
+        }
+    });
+    let extra = format!(
+        "\n[destinations.junk]\nurl = \"{junk}/hook\"\nsecret = \"{SECRET}\"\nreceives = [\"erase\"]\ngive_up_after = \"1d\"\n"
+    );
+    let catalog = Catalog::parse(&format!("{CATALOG}{extra}")).unwrap();
+    let harness = Harness::open(catalog, 64, None).await;
+    let privacy = harness.key("privacy").await;
+    harness.identify("j-1", "Whitby").await;
+    let (_, created) =
+        harness.request(&privacy, json!({"type": "erase", "subject": "user_id:reader-1"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let now = tactful_server::now_millis();
+    tactful_server::requests::run_due(&harness.state, now).await.unwrap();
+    for minute in 0..3 {
+        tactful_server::destinations::deliver_due(&harness.state, now + minute * 600_000).await.unwrap();
+    }
+    let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
+    assert_eq!(view["status"], "waiting_on_destinations", "{view:#}");
+    let attempts = view["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "retried: {view:#}");
+    assert!(attempts.iter().all(|attempt| attempt["status_code"].is_null() && !attempt["error"].as_str().unwrap().is_empty()));
+    assert_eq!(harness.subject_of("user_id", "reader-1").await, None, "the erasure itself is done");
+
+    // Past its horizon, the destination is given up on: the request says so, and stops.
+    let later = now + 2 * 86_400_000;
+    tactful_server::destinations::deliver_due(&harness.state, later).await.unwrap();
+    let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
+    assert_eq!(view["status"], "partially_completed", "{view:#}");
+    assert_eq!(view["deliveries"][0]["status"], "gave_up");
+    assert!(
+        harness.state.store.outbox_claim("delivery", 10, later + 86_400_000, 1_000).await.unwrap().is_empty()
+    );
+}
