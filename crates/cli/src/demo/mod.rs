@@ -135,6 +135,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             keys.privacy.as_str()
         );
         println!("  curl -s {base}/v1/audit/verify -H 'authorization: Bearer {}'", keys.privacy.as_str());
+        println!(
+            "  # everything held about this customer: an access request, then its package (HTML for people)"
+        );
+        println!(
+            "  curl -s {base}/v1/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{}'",
+            keys.privacy.as_str(),
+            json!({"type": "access", "subject": format!("email:{example_email}")})
+        );
+        println!(
+            "  curl -s {base}/v1/requests/REQUEST_ID/package?format=html -H 'authorization: Bearer {}' > package.html",
+            keys.privacy.as_str()
+        );
     }
     println!();
     println!("Press Ctrl-C to stop.");
