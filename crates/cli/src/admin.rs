@@ -376,13 +376,7 @@ pub async fn requests(state: std::sync::Arc<AppState>, command: RequestsCommand)
             };
             let identifiers = identifiers
                 .iter()
-                .map(|reference| {
-                    let (kind, value) = reference.split_once(':').context("an identifier is kind:value")?;
-                    let kind: tactful_domain::identity::IdentifierKind =
-                        kind.parse().map_err(|error| anyhow::anyhow!("{error}"))?;
-                    let value = kind.normalize(value).map_err(|error| anyhow::anyhow!("{kind}: {error}"))?;
-                    anyhow::Ok((kind, value))
-                })
+                .map(|reference| tactful_server::auth::identifier(&state, reference).map_err(said))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let value = value.map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
             let input = tactful_server::requests::NewRequestInput {

@@ -33,16 +33,7 @@ impl Client {
     ) -> anyhow::Result<(StatusCode, Bytes)> {
         use base64::Engine as _;
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{write_key}:"));
-        let request = Request::post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Basic {auth}"))
-            .body(Full::new(body))
-            .context("building a request")?;
-        let response =
-            self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
-        let status = response.status();
-        let body = response.into_body().collect().await.context("reading a response")?.to_bytes();
-        Ok((status, body))
+        self.post_as(path, format!("Basic {auth}"), body).await
     }
 
     /// POSTs JSON to the brand API with an API key (`Authorization: Bearer`).
@@ -52,9 +43,18 @@ impl Client {
         api_key: &str,
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.post_as(path, format!("Bearer {api_key}"), body).await
+    }
+
+    async fn post_as(
+        &self,
+        path: &str,
+        authorization: String,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let request = Request::post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {api_key}"))
+            .header("authorization", authorization)
             .body(Full::new(body))
             .context("building a request")?;
         let response =

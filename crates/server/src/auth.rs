@@ -81,22 +81,7 @@ pub async fn subject(state: &AppState, reference: &str) -> Result<String, ApiErr
     let subject = if reference.starts_with("sub_") {
         reference.to_owned()
     } else {
-        let (kind, value) =
-            reference.split_once(':').ok_or_else(|| ApiError::new(ErrorCode::InvalidIdentifier))?;
-        let kind: IdentifierKind = kind.parse().map_err(|_| ApiError::new(ErrorCode::InvalidIdentifier))?;
-        let declared = matches!(kind, IdentifierKind::UserId | IdentifierKind::AnonymousId)
-            || state.catalog.properties().iter().any(|property| property.identifier.as_ref() == Some(&kind));
-        if !declared {
-            return Err(ApiError::with_message(
-                ErrorCode::InvalidIdentifier,
-                format!(
-                    "no catalog property identifies people by {kind}: use user_id, anonymous_id or a declared identifier"
-                ),
-            ));
-        }
-        let value = kind.normalize(value).map_err(|error| {
-            ApiError::with_message(ErrorCode::InvalidIdentifier, format!("{kind}: {error}"))
-        })?;
+        let (kind, value) = identifier(state, reference)?;
         state
             .store
             .subject_by_identifier(state.vault.blind(kind.as_str(), &value))
@@ -106,6 +91,28 @@ pub async fn subject(state: &AppState, reference: &str) -> Result<String, ApiErr
     let found =
         state.store.subject_state(&subject).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownSubject))?;
     Ok(found.subject)
+}
+
+/// Reads `kind:value` (`email:Ada@Example.com`) into a kind the catalog identifies people by and a
+/// normalized value.
+pub fn identifier(state: &AppState, reference: &str) -> Result<(IdentifierKind, String), ApiError> {
+    let (kind, value) =
+        reference.split_once(':').ok_or_else(|| ApiError::new(ErrorCode::InvalidIdentifier))?;
+    let kind: IdentifierKind = kind.parse().map_err(|_| ApiError::new(ErrorCode::InvalidIdentifier))?;
+    let declared = matches!(kind, IdentifierKind::UserId | IdentifierKind::AnonymousId)
+        || state.catalog.properties().iter().any(|property| property.identifier.as_ref() == Some(&kind));
+    if !declared {
+        return Err(ApiError::with_message(
+            ErrorCode::InvalidIdentifier,
+            format!(
+                "no catalog property identifies people by {kind}: use user_id, anonymous_id or a declared identifier"
+            ),
+        ));
+    }
+    let value = kind
+        .normalize(value)
+        .map_err(|error| ApiError::with_message(ErrorCode::InvalidIdentifier, format!("{kind}: {error}")))?;
+    Ok((kind, value))
 }
 
 /// A JSON body whose problems (not JSON, wrong shape, unknown fields) are answered in the one error

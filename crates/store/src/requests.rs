@@ -155,6 +155,76 @@ pub struct RequestUpdate {
     pub audit: Vec<AuditEvent>,
 }
 
+/// What [`RequestUpdate::apply`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub status_changed: bool,
+    /// The store settled the request itself: it was to wait on destinations, and none was pending.
+    pub settled_here: bool,
+}
+
+impl RequestUpdate {
+    /// Applies the update to a loaded request, the same on every backend. `settled` is the final
+    /// status the request's deliveries allow (`None` while one is pending); it is asked only for a
+    /// move to waiting on destinations. Refuses a move the domain does not allow.
+    pub fn apply(
+        &self,
+        record: &mut RequestRecord,
+        settled: impl FnOnce() -> Result<Option<RequestStatus>>,
+        now: i64,
+    ) -> Result<Applied> {
+        let mut applied = Applied::default();
+        let mut status = self.status;
+        if status == Some(RequestStatus::WaitingOnDestinations)
+            && let Some(settled) = settled()?
+        {
+            status = Some(settled);
+            applied.settled_here = true;
+        }
+        if let Some(next) = status
+            && next != record.status
+        {
+            // A request settled on the way to waiting on destinations passes through that status.
+            let via_waiting =
+                applied.settled_here && record.status.may_become(RequestStatus::WaitingOnDestinations);
+            if !record.status.may_become(next) && !via_waiting {
+                return Err(StoreError::Internal(format!(
+                    "request {} cannot go from {} to {}",
+                    record.id,
+                    record.status.as_str(),
+                    next.as_str()
+                )));
+            }
+            record.status = next;
+            applied.status_changed = true;
+            if next.is_final() {
+                record.completed_at = Some(now);
+                record.lease_until = None;
+            }
+        }
+        if let Some(step) = &self.step
+            && !record.done(step)
+        {
+            record.steps.push(step.clone());
+        }
+        if let Some((due, reason)) = &self.extend_to {
+            record.due_at = *due;
+            record.extension_reason = Some(reason.clone());
+        }
+        if let Some(attempts) = self.verification_attempts {
+            record.verification_attempts = attempts;
+        }
+        if self.clear_verification {
+            record.verification = None;
+            record.verification_expires = None;
+        }
+        if let Some(lease) = self.lease_until {
+            record.lease_until = lease;
+        }
+        Ok(applied)
+    }
+}
+
 /// A message to a destination, written with the change that causes it and delivered later by
 /// whichever instance claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -287,53 +287,13 @@ pub(super) async fn update_request(
     if update.expect.is_some_and(|expected| expected != record.status) {
         return Ok(false);
     }
-    let mut status = update.status;
-    let mut settled_here = false;
-    if status == Some(RequestStatus::WaitingOnDestinations)
-        && let Some(settled) = settled(conn, id).await?
-    {
-        status = Some(settled);
-        settled_here = true;
-    }
-    let mut status_changed = false;
-    if let Some(next) = status
-        && next != record.status
-    {
-        // A request settled on the way to waiting on destinations passes through that status.
-        let via_waiting = settled_here && record.status.may_become(RequestStatus::WaitingOnDestinations);
-        if !record.status.may_become(next) && !via_waiting {
-            return Err(StoreError::Internal(format!(
-                "request {id} cannot go from {} to {}",
-                record.status.as_str(),
-                next.as_str()
-            )));
-        }
-        record.status = next;
-        status_changed = true;
-        if next.is_final() {
-            record.completed_at = Some(now);
-            record.lease_until = None;
-        }
-    }
-    if let Some(step) = &update.step
-        && !record.done(step)
-    {
-        record.steps.push(step.clone());
-    }
-    if let Some((due, reason)) = &update.extend_to {
-        record.due_at = *due;
-        record.extension_reason = Some(reason.clone());
-    }
-    if let Some(attempts) = update.verification_attempts {
-        record.verification_attempts = attempts;
-    }
-    if update.clear_verification {
-        record.verification = None;
-        record.verification_expires = None;
-    }
-    if let Some(lease) = update.lease_until {
-        record.lease_until = lease;
-    }
+    // Asked before applying: the update's closure cannot wait on the database.
+    let settled = match update.status {
+        Some(RequestStatus::WaitingOnDestinations) => settled(conn, id).await?,
+        _ => None,
+    };
+    let applied = update.apply(&mut record, || Ok(settled), now)?;
+    let (status_changed, settled_here) = (applied.status_changed, applied.settled_here);
     sqlx::query(
         "UPDATE requests SET status = $2, open = $3, completed_at = $4, steps = $5, due_at = $6,
              extension_reason = $7, verification = $8, verification_attempts = $9,

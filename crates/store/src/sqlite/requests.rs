@@ -243,53 +243,8 @@ pub(super) fn update_request(
     if update.expect.is_some_and(|expected| expected != record.status) {
         return Ok(false);
     }
-    let mut status = update.status;
-    let mut settled_here = false;
-    if status == Some(RequestStatus::WaitingOnDestinations)
-        && let Some(settled) = settled(&writer.conn, id)?
-    {
-        status = Some(settled);
-        settled_here = true;
-    }
-    let mut status_changed = false;
-    if let Some(next) = status
-        && next != record.status
-    {
-        // A request settled on the way to waiting on destinations passes through that status.
-        let via_waiting = settled_here && record.status.may_become(RequestStatus::WaitingOnDestinations);
-        if !record.status.may_become(next) && !via_waiting {
-            return Err(StoreError::Internal(format!(
-                "request {id} cannot go from {} to {}",
-                record.status.as_str(),
-                next.as_str()
-            )));
-        }
-        record.status = next;
-        status_changed = true;
-        if next.is_final() {
-            record.completed_at = Some(now);
-            record.lease_until = None;
-        }
-    }
-    if let Some(step) = &update.step
-        && !record.done(step)
-    {
-        record.steps.push(step.clone());
-    }
-    if let Some((due, reason)) = &update.extend_to {
-        record.due_at = *due;
-        record.extension_reason = Some(reason.clone());
-    }
-    if let Some(attempts) = update.verification_attempts {
-        record.verification_attempts = attempts;
-    }
-    if update.clear_verification {
-        record.verification = None;
-        record.verification_expires = None;
-    }
-    if let Some(lease) = update.lease_until {
-        record.lease_until = lease;
-    }
+    let applied = update.apply(&mut record, || settled(&writer.conn, id), now)?;
+    let (status_changed, settled_here) = (applied.status_changed, applied.settled_here);
     writer
         .conn
         .prepare_cached(

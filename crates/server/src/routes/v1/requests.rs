@@ -21,7 +21,7 @@ use tactful_store::{RequestUpdate, RequestView};
 use tactful_vault::Zeroizing;
 
 use super::subjects::query;
-use crate::auth::{ApiJson, Caller, subject};
+use crate::auth::{ApiJson, Caller, identifier, subject};
 use crate::error::{ApiError, ErrorCode};
 use crate::export::{self, Form};
 use crate::requests::{self, Contact, DOWNLOAD_FOR_MS, NewRequestInput};
@@ -161,16 +161,6 @@ struct CreateBody {
     identifiers: Vec<String>,
 }
 
-fn parse_identifier(reference: &str) -> Result<(IdentifierKind, String), ApiError> {
-    let (kind, value) =
-        reference.split_once(':').ok_or_else(|| ApiError::new(ErrorCode::InvalidIdentifier))?;
-    let kind: IdentifierKind = kind.parse().map_err(|_| ApiError::new(ErrorCode::InvalidIdentifier))?;
-    let value = kind
-        .normalize(value)
-        .map_err(|error| ApiError::with_message(ErrorCode::InvalidIdentifier, format!("{kind}: {error}")))?;
-    Ok((kind, value))
-}
-
 async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -201,7 +191,7 @@ async fn create(
         (_, _, RequestKind::Unsuppress) => None,
         (Some(reference), None, _) => Some(subject(&state, reference).await?),
         (None, Some(contact), _) => {
-            let (contact_kind, value) = parse_identifier(contact)?;
+            let (contact_kind, value) = identifier(&state, contact)?;
             if !matches!(contact_kind, IdentifierKind::Email | IdentifierKind::Phone) {
                 return Err(ApiError::with_message(
                     ErrorCode::InvalidIdentifier,
@@ -234,7 +224,7 @@ async fn create(
     let identifiers = body
         .identifiers
         .iter()
-        .map(|reference| parse_identifier(reference))
+        .map(|reference| identifier(&state, reference))
         .collect::<Result<Vec<_>, _>>()?;
     let details = json!({"path": body.path, "purpose": body.purpose, "suppress": body.suppress});
     let input = NewRequestInput {
