@@ -20,8 +20,18 @@ pub struct Harness {
 impl Harness {
     /// A server with `catalog` on SQLite in a temporary directory, or on PostgreSQL at `database`.
     pub async fn open(catalog: Catalog, max_inflight: usize, database: Option<String>) -> Harness {
+        Harness::configured(catalog, max_inflight, database, |_| {}).await
+    }
+
+    /// Like [`Harness::open`], with settings changed by `configure`.
+    pub async fn configured(
+        catalog: Catalog,
+        max_inflight: usize,
+        database: Option<String>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
+        let mut config = Config {
             database: database
                 .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("tactful.db").display())),
             master_key_file: dir.path().join("master.key"),
@@ -30,6 +40,7 @@ impl Harness {
             delivery_retry_base_ms: 1_000,
             ..Config::default()
         };
+        configure(&mut config);
         let state = Arc::new(AppState::open(&config, catalog).await.unwrap());
         Harness { state, dir }
     }

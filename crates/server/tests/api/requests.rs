@@ -708,3 +708,30 @@ async fn a_destination_answering_garbage_is_retried_then_given_up_on_without_und
         harness.state.store.outbox_claim("delivery", 10, later + 86_400_000, 1_000).await.unwrap().is_empty()
     );
 }
+
+#[tokio::test]
+async fn verification_codes_can_go_through_the_brands_mailer_webhook() {
+    let (receiver, base) = Receiver::start().await;
+    let secret = "notifier_secret_0123456789";
+    let harness = Harness::configured(catalog(&base), 64, None, |config| {
+        config.notifier = format!("webhook:{base}/mailer");
+        config.notifier_secret = Some(tactful_domain::secret::Secret::new(secret));
+    })
+    .await;
+    let privacy = harness.key("privacy").await;
+    let (status, created) =
+        harness.request(&privacy, json!({"type": "export", "verify_by": "email:someone@example.com"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let sent = receiver.at("/mailer");
+    assert_eq!(sent.len(), 1);
+    let (headers, body) = &sent[0];
+    let signature = headers["tactful-signature"].to_str().unwrap();
+    let (timestamp, mac) = signature.split_once(",v1=").unwrap();
+    let timestamp: i64 = timestamp.trim_start_matches("t=").parse().unwrap();
+    assert_eq!(tactful_vault::webhook_signature(secret, timestamp, &serde_json::to_vec(body).unwrap()), mac);
+    assert_eq!(body["to"], "someone@example.com");
+    assert_eq!(body["channel"], "email");
+    assert_eq!(body["reference"], created["id"]);
+    assert!(body["body"].as_str().unwrap().contains("expires in 15 minutes"));
+    assert!(harness.notifications().is_empty(), "nothing written to files");
+}
