@@ -1,0 +1,293 @@
+//! What people's histories add to the shared aggregates, and how to take it back exactly: a
+//! person's contribution is a pure function of their own touches, capped, and the aggregates are
+//! plain sums of contributions, so removing one is subtracting it.
+
+use hashbrown::HashMap;
+
+use crate::{Config, ItemIx, Touch, day_of};
+
+/// A person's distinct items (strongest signal and latest time per item), strongest first, then
+/// most recent: the first `cap` of them are what they lend to shared aggregates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contribution {
+    touches: Vec<Touch>,
+}
+
+impl Contribution {
+    /// Folds touches (any order, repeats allowed) into one per item.
+    pub fn from_touches(touches: impl IntoIterator<Item = Touch>) -> Contribution {
+        let mut by_item: HashMap<ItemIx, Touch> = HashMap::new();
+        for touch in touches {
+            by_item
+                .entry(touch.item)
+                .and_modify(|kept| {
+                    kept.weight = kept.weight.max(touch.weight);
+                    kept.at = kept.at.max(touch.at);
+                })
+                .or_insert(touch);
+        }
+        let mut touches: Vec<Touch> = by_item.into_values().collect();
+        touches.sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
+        Contribution { touches }
+    }
+
+    /// Every distinct item, strongest first.
+    pub fn touches(&self) -> &[Touch] {
+        &self.touches
+    }
+
+    /// What enters shared aggregates: at most `cap` items.
+    pub fn shared(&self, cap: usize) -> &[Touch] {
+        &self.touches[..self.touches.len().min(cap)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.touches.is_empty()
+    }
+
+    /// The person's items, most recent first (for the personal step at request time).
+    pub fn recent(&self) -> Vec<Touch> {
+        let mut recent = self.touches.clone();
+        recent.sort_unstable_by(|a, b| b.at.cmp(&a.at).then(b.weight.cmp(&a.weight)).then(a.item.cmp(&b.item)));
+        recent
+    }
+}
+
+/// The sums over an item pair: how many people had both, and the weight they lent it (each
+/// person lends the weaker of their two signals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PairAgg {
+    pub support: u32,
+    pub weight: u32,
+}
+
+/// The sums over an item: how many people had it, the weight they lent it, and that weight by day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemAgg {
+    pub support: u32,
+    pub weight: u32,
+    pub days: HashMap<u32, u32>,
+}
+
+/// Shared aggregates: sums of capped contributions, nothing else. Entries that fall to zero are
+/// removed, so aggregates after removing someone are equal (`==`) to aggregates never given them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregates {
+    items: Vec<ItemAgg>,
+    /// Both directions: `pairs[a][b] == pairs[b][a]`.
+    pairs: Vec<HashMap<ItemIx, PairAgg>>,
+    people: u32,
+    cap: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Sign {
+    Add,
+    Remove,
+}
+
+impl Aggregates {
+    /// Empty aggregates lending `config.cap` items per person.
+    pub fn new(config: &Config) -> Aggregates {
+        Aggregates { items: Vec::new(), pairs: Vec::new(), people: 0, cap: config.cap }
+    }
+
+    /// Builds aggregates from everyone's contributions at once.
+    pub fn train<'a>(config: &Config, contributions: impl IntoIterator<Item = &'a Contribution>) -> Aggregates {
+        let mut aggregates = Aggregates::new(config);
+        for contribution in contributions {
+            aggregates.add(contribution);
+        }
+        aggregates
+    }
+
+    /// Adds a person's contribution (empty ones count nobody).
+    pub fn add(&mut self, contribution: &Contribution) {
+        self.apply(contribution, Sign::Add);
+    }
+
+    /// Takes a person's contribution back: the exact inverse of [`Aggregates::add`] with the same
+    /// contribution.
+    pub fn remove(&mut self, contribution: &Contribution) {
+        self.apply(contribution, Sign::Remove);
+    }
+
+    /// Replaces what a person lent (`old`, if anything) by `new`; returns the items whose sums changed.
+    pub fn replace(&mut self, old: Option<&Contribution>, new: Option<&Contribution>) -> Vec<ItemIx> {
+        let mut touched: Vec<ItemIx> = Vec::new();
+        if let Some(old) = old {
+            touched.extend(old.shared(self.cap).iter().map(|t| t.item));
+            self.remove(old);
+        }
+        if let Some(new) = new {
+            touched.extend(new.shared(self.cap).iter().map(|t| t.item));
+            self.add(new);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+    }
+
+    fn apply(&mut self, contribution: &Contribution, sign: Sign) {
+        let shared = contribution.shared(self.cap);
+        if shared.is_empty() {
+            return;
+        }
+        let top = shared.iter().map(|t| t.item).max().unwrap_or(0) as usize;
+        if self.items.len() <= top {
+            self.items.resize_with(top + 1, ItemAgg::default);
+            self.pairs.resize_with(top + 1, HashMap::new);
+        }
+        self.people = step(self.people, 1, sign);
+        for (i, a) in shared.iter().enumerate() {
+            let item = &mut self.items[a.item as usize];
+            item.support = step(item.support, 1, sign);
+            item.weight = step(item.weight, u32::from(a.weight), sign);
+            let day = day_of(a.at);
+            let by_day = item.days.entry(day).or_default();
+            *by_day = step(*by_day, u32::from(a.weight), sign);
+            if *by_day == 0 {
+                item.days.remove(&day);
+            }
+            for b in &shared[i + 1..] {
+                let weight = u32::from(a.weight.min(b.weight));
+                for (x, y) in [(a.item, b.item), (b.item, a.item)] {
+                    let neighbours = &mut self.pairs[x as usize];
+                    let pair = neighbours.entry(y).or_default();
+                    pair.support = step(pair.support, 1, sign);
+                    pair.weight = step(pair.weight, weight, sign);
+                    if pair.support == 0 {
+                        neighbours.remove(&y);
+                    }
+                }
+            }
+        }
+        self.trim();
+    }
+
+    /// Drops trailing empty items so that equal sums mean equal values.
+    fn trim(&mut self) {
+        while self.items.last().is_some_and(|i| i.support == 0) && self.pairs.last().is_some_and(|p| p.is_empty()) {
+            self.items.pop();
+            self.pairs.pop();
+        }
+    }
+
+    /// People counted.
+    pub fn people(&self) -> u32 {
+        self.people
+    }
+
+    /// The cap per person these aggregates were built with.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Items with a slot (the highest index seen, plus one).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn item(&self, item: ItemIx) -> Option<&ItemAgg> {
+        self.items.get(item as usize).filter(|i| i.support > 0)
+    }
+
+    /// Everything paired with `item`.
+    pub fn pairs_of(&self, item: ItemIx) -> impl Iterator<Item = (ItemIx, PairAgg)> + '_ {
+        self.pairs.get(item as usize).into_iter().flat_map(|n| n.iter().map(|(b, p)| (*b, *p)))
+    }
+
+    /// Each pair once (`a < b`).
+    pub fn pairs(&self) -> impl Iterator<Item = (ItemIx, ItemIx, PairAgg)> + '_ {
+        self.pairs.iter().enumerate().flat_map(|(a, n)| {
+            let a = a as ItemIx;
+            n.iter().filter(move |(b, _)| **b > a).map(move |(b, p)| (a, *b, *p))
+        })
+    }
+
+    /// Distinct pairs held.
+    pub fn pair_count(&self) -> usize {
+        self.pairs.iter().map(HashMap::len).sum::<usize>() / 2
+    }
+
+    /// Approximate bytes held, for the benchmark.
+    pub fn approx_bytes(&self) -> usize {
+        let pair_entry = std::mem::size_of::<(ItemIx, PairAgg)>() + 1;
+        let day_entry = std::mem::size_of::<(u32, u32)>() + 1;
+        self.items.len() * (std::mem::size_of::<ItemAgg>() + std::mem::size_of::<HashMap<ItemIx, PairAgg>>())
+            + self.pairs.iter().map(|n| n.capacity() * pair_entry).sum::<usize>()
+            + self.items.iter().map(|i| i.days.capacity() * day_entry).sum::<usize>()
+    }
+}
+
+fn step(value: u32, by: u32, sign: Sign) -> u32 {
+    match sign {
+        Sign::Add => value.saturating_add(by),
+        // Removing what was added never goes below zero; saturating keeps a bug from wrapping.
+        Sign::Remove => value.saturating_sub(by),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn touch(item: ItemIx, weight: u8, at: i64) -> Touch {
+        Touch { item, weight, at }
+    }
+
+    #[test]
+    fn a_contribution_keeps_the_strongest_then_latest_signal_per_item() {
+        let c = Contribution::from_touches([touch(1, 1, 10), touch(1, 3, 5), touch(2, 1, 20), touch(1, 1, 30)]);
+        assert_eq!(c.touches(), &[touch(1, 3, 30), touch(2, 1, 20)]);
+        assert_eq!(c.recent()[0].item, 1);
+    }
+
+    #[test]
+    fn only_the_capped_part_reaches_the_aggregates() {
+        let config = Config { cap: 2, ..Config::default() };
+        let c = Contribution::from_touches([touch(1, 1, 1), touch(2, 3, 2), touch(3, 2, 3)]);
+        let aggregates = Aggregates::train(&config, [&c]);
+        assert!(aggregates.item(1).is_none(), "the weakest item is beyond the cap");
+        assert_eq!(aggregates.pair_count(), 1);
+        assert_eq!(aggregates.pairs().next().map(|(a, b, p)| (a, b, p.support, p.weight)), Some((2, 3, 1, 2)));
+    }
+
+    fn contributions() -> impl Strategy<Value = Vec<Contribution>> {
+        let touch = (0u32..12, 1u8..=3, 0i64..(40 * crate::DAY_MS)).prop_map(|(i, w, at)| touch(i, w, at));
+        prop::collection::vec(prop::collection::vec(touch, 0..10).prop_map(Contribution::from_touches), 1..12)
+    }
+
+    proptest! {
+        /// Exact unlearning: a model that learned a person and then forgot them is the model that
+        /// never learned them, whatever the others did.
+        #[test]
+        fn removing_a_person_equals_never_learning_them(people in contributions(), who in 0usize..12, cap in 1usize..6) {
+            let config = Config { cap, ..Config::default() };
+            let who = who % people.len();
+            let mut learned = Aggregates::train(&config, &people);
+            learned.remove(&people[who]);
+            let never = Aggregates::train(&config, people.iter().enumerate().filter(|(i, _)| *i != who).map(|(_, c)| c));
+            prop_assert_eq!(&learned, &never);
+            let released = crate::release::Release::full(&learned, &config, 40 * crate::DAY_MS).unwrap();
+            let never_released = crate::release::Release::full(&never, &config, 40 * crate::DAY_MS).unwrap();
+            prop_assert_eq!(released, never_released);
+        }
+
+        /// Replacing a person's contribution equals training with the new one.
+        #[test]
+        fn replacing_equals_training_anew(people in contributions(), newer in contributions(), cap in 1usize..6) {
+            let config = Config { cap, ..Config::default() };
+            let mut updated = Aggregates::train(&config, &people);
+            updated.replace(Some(&people[0]), Some(&newer[0]));
+            let fresh = Aggregates::train(&config, std::iter::once(&newer[0]).chain(&people[1..]));
+            prop_assert_eq!(updated, fresh);
+        }
+    }
+}
