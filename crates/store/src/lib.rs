@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod event;
+mod model;
 mod postgres;
 mod read;
 pub mod requests;
@@ -244,6 +245,41 @@ pub struct OutboxMessage {
     pub created_at: i64,
 }
 
+/// An item of the brand's catalogue, as recommendations need it. Not personal data: kept in clear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemRecord {
+    /// The brand's id of the item.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// The brand's categories it belongs to.
+    pub categories: Vec<String>,
+    /// Tagged sensitive by the brand (health, pregnancy, ...): never recommended from inferred behaviour.
+    pub sensitive: bool,
+    /// Whether it can be recommended now (in stock, on sale).
+    pub available: bool,
+    /// Price in minor units (cents), if known.
+    pub price: Option<i64>,
+    /// Free-form display attributes (url, image, ...), a JSON object.
+    pub attributes: serde_json::Value,
+    /// When the brand last changed it; stored as given.
+    pub updated_at: i64,
+    /// Assigned by the store on every write (from the model version counter); ignored on input.
+    pub version: i64,
+}
+
+/// A change to the shared model: a subject's contribution written, or removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelChange {
+    /// The subject whose contribution changed.
+    pub subject: String,
+    /// The model version of the change; a subject's later change has a larger one.
+    pub version: i64,
+    /// The subject's wrapped data key (the `wrapped_key` of its `subjects` row) and the sealed
+    /// contribution; `None` when removed.
+    pub contribution: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// Totals for operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -271,6 +307,14 @@ pub mod seal_context {
 
     pub fn identity<'a>(subject: &'a str, blind: &'a [u8; 32]) -> [&'a [u8]; 2] {
         [subject.as_bytes(), blind]
+    }
+
+    /// A subject's contribution to the shared recommendation model.
+    pub const CONTRIBUTION: &str = "contribution";
+
+    /// The associated data of [`CONTRIBUTION`]: the subject it belongs to.
+    pub fn contribution(subject: &str) -> [&[u8]; 1] {
+        [subject.as_bytes()]
     }
 }
 
@@ -485,6 +529,63 @@ pub trait Store: Send + Sync + 'static {
     /// (and, on the first call, the keyring), in id order after `after`. Call again with the
     /// returned cursor until it is `None`. Safe to run while servers keep writing.
     async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch>;
+
+    // ---- Personalization: the catalogue and the shared model ------------------------------------
+    //
+    // Items and contributions take their versions from one counter, incremented in the writing
+    // transaction: versions become visible in increasing order, also with many instances writing, so
+    // a reader that has seen version v never later finds a change at v or below.
+
+    /// Upserts items by id; each written item gets a new version from the model version counter.
+    /// Returns the last version assigned (0 if `items` is empty). An id given twice keeps its last
+    /// record.
+    async fn put_items(&self, items: Vec<ItemRecord>, now: i64) -> Result<i64>;
+
+    /// Items written after `after` (by version), oldest first, at most `limit`: how instances keep
+    /// their copy of the catalogue fresh.
+    async fn items_since(&self, after: i64, limit: u32) -> Result<Vec<ItemRecord>>;
+
+    /// One item by id.
+    async fn item(&self, id: &str) -> Result<Option<ItemRecord>>;
+
+    /// In one transaction: writes (upserts) the sealed contribution of each `(subject, sealed)` in
+    /// `write`, and removes the contribution of each subject in `remove` (a removal of a subject that
+    /// has none still records a removal change). Every write and removal gets its own new version
+    /// from the model counter, in the order given (writes first, then removals); a subject both
+    /// written and removed ends up removed. A write for a subject that does not exist or is erased is
+    /// recorded as a removal (nothing is kept under a destroyed key). Returns the last version
+    /// assigned (0 if both are empty).
+    async fn put_contributions(
+        &self,
+        write: Vec<(String, Vec<u8>)>,
+        remove: Vec<String>,
+        now: i64,
+    ) -> Result<i64>;
+
+    /// Changes to contributions after `after`, in version order, at most `limit`. A subject appears
+    /// once, with its latest state (a written contribution, or `None` if removed), at its latest
+    /// version. Contributions of subjects that no longer have a `subjects` row (or whose key was
+    /// shredded) come back as removals.
+    async fn model_changes(&self, after: i64, limit: u32) -> Result<Vec<ModelChange>>;
+
+    /// The latest version assigned by the model counter (0 when none).
+    async fn model_version(&self) -> Result<i64>;
+
+    /// Marks subjects whose contribution must be recomputed (their events or consent changed).
+    /// Marking again moves the mark's time forward: to `now`, or past the previous mark if `now` is
+    /// not later (clocks of instances differ), so a renewed mark always outlives [`Store::model_clean`]
+    /// of what was read before.
+    async fn mark_model_dirty(&self, subjects: Vec<String>, now: i64) -> Result<()>;
+
+    /// Marks every subject not erased (a full rebuild). Returns how many.
+    async fn mark_all_model_dirty(&self, now: i64) -> Result<u64>;
+
+    /// Up to `limit` dirty marks `(subject, marked_at)`, oldest mark first. Does not remove them.
+    async fn model_dirty(&self, limit: u32) -> Result<Vec<(String, i64)>>;
+
+    /// Removes marks that were not renewed since they were read: deletes `(subject, marked_at)` only
+    /// where the stored mark is still `<= marked_at`.
+    async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()>;
 }
 
 /// Progress of a master-key rotation.

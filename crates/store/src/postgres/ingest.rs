@@ -419,13 +419,23 @@ async fn write(
         let expires_at: Vec<i64> = rows.events.iter().map(|event| event.expires_at).collect();
         // A retry racing its original on another instance: the first to commit stores the event;
         // here it simply does not come back, and is answered as a duplicate.
-        let inserted: HashSet<(String, Vec<u8>)> = sqlx::query(
-            "INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed, trim_at, expires_at)
-             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                                  $8::bytea[], $9::int8[], $10::int8[])
-             ON CONFLICT (source, dedupe) DO NOTHING
-             RETURNING source, dedupe",
-        )
+        // With them, in the same round trip, each subject that had an event stored is marked: its
+        // contribution to the shared model must be recomputed.
+        let inserted: HashSet<(String, Vec<u8>)> = sqlx::query(concat!(
+            "WITH inserted AS (
+                 INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed, trim_at,
+                                     expires_at)
+                 SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[],
+                                      $7::int8[], $8::bytea[], $9::int8[], $10::int8[])
+                 ON CONFLICT (source, dedupe) DO NOTHING
+                 RETURNING source, dedupe, subject_id),
+             marked AS (
+                 INSERT INTO model_dirty (subject_id, marked_at)
+                 SELECT DISTINCT subject_id, $11::int8 FROM inserted ORDER BY subject_id",
+            super::model::renew_mark!(),
+            ")
+             SELECT source, dedupe FROM inserted"
+        ))
         .bind(&sources)
         .bind(&dedupes)
         .bind(&subjects)
@@ -436,6 +446,7 @@ async fn write(
         .bind(&sealed)
         .bind(&trim_at)
         .bind(&expires_at)
+        .bind(now)
         .fetch_all(&mut **tx)
         .await
         .map_err(conflict_on_missing_subject)?

@@ -6,6 +6,7 @@
 
 mod access;
 mod ingest;
+mod model;
 mod requests;
 
 use std::time::{Duration, Instant};
@@ -27,10 +28,10 @@ use tactful_domain::request::RequestStatus;
 use crate::resolve::ConsentRow;
 use crate::{
     ApiKeyRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor, IngestEvent,
-    IngestOutcome, LedgerEntry, LegalHold, NewDelivery, NewRequest, Options, OutboxMessage, PurgeReport,
-    RequestRecord, RequestUpdate, RequestView, Result, RetentionReport, RewrapBatch, ShredOutcome, ShredPlan,
-    Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
-    StoredReceipt, SubjectData, SubjectState, Suppression,
+    IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest, Options,
+    OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport,
+    RewrapBatch, ShredOutcome, ShredPlan, Stats, Store, StoreError, StoredAuditEntry, StoredEvent,
+    StoredIdentity, StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_coordination.sql"),
     include_str!("migrations/0003_consent_access_audit.sql"),
     include_str!("migrations/0004_requests.sql"),
+    include_str!("migrations/0005_personalization.sql"),
 ];
 
 pub struct PostgresStore {
@@ -703,6 +705,65 @@ impl Store for PostgresStore {
 
     async fn rewrap_keys(&self, after: Option<String>, limit: u32) -> Result<RewrapBatch> {
         self.rewrap(after, limit).await
+    }
+
+    async fn put_items(&self, items: Vec<ItemRecord>, now: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let version = model::put_items(&mut tx, items, now).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn items_since(&self, after: i64, limit: u32) -> Result<Vec<ItemRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        model::items_since(&mut conn, after, limit).await
+    }
+
+    async fn item(&self, id: &str) -> Result<Option<ItemRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        model::item(&mut conn, id).await
+    }
+
+    async fn put_contributions(
+        &self,
+        write: Vec<(String, Vec<u8>)>,
+        remove: Vec<String>,
+        now: i64,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let version = model::put_contributions(&mut tx, write, remove, now).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn model_changes(&self, after: i64, limit: u32) -> Result<Vec<ModelChange>> {
+        let mut conn = self.pool.acquire().await?;
+        model::model_changes(&mut conn, after, limit).await
+    }
+
+    async fn model_version(&self) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        model::model_version(&mut conn).await
+    }
+
+    async fn mark_model_dirty(&self, subjects: Vec<String>, now: i64) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        model::mark_dirty(&mut conn, subjects, now).await
+    }
+
+    async fn mark_all_model_dirty(&self, now: i64) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
+        model::mark_all_dirty(&mut conn, now).await
+    }
+
+    async fn model_dirty(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+        let mut conn = self.pool.acquire().await?;
+        model::dirty(&mut conn, limit).await
+    }
+
+    async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        model::clean(&mut conn, marks).await
     }
 }
 

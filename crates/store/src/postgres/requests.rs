@@ -531,6 +531,8 @@ async fn try_shred(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    // What they contributed to the shared model goes too, and readers of the model are told.
+    super::model::forget_subjects(conn, &members, now).await?;
     enqueue(conn, &plan.deliveries, now).await?;
     let mut audit = plan.audit.clone();
     audit.push(AuditEvent::Erased {
@@ -545,6 +547,7 @@ async fn try_shred(
 }
 
 pub(super) async fn purge_erased(conn: &mut PgConnection, limit: u32, now: i64) -> Result<PurgeReport> {
+    super::model::purge_erased(conn).await?;
     let events = sqlx::query(
         "DELETE FROM events WHERE (source, dedupe) IN
              (SELECT e.source, e.dedupe FROM events e JOIN subjects s ON s.id = e.subject_id

@@ -175,6 +175,11 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
                 event.expires_at
             ])?;
     }
+    // Their contributions to the shared model must be recomputed: each subject once per batch.
+    let mut stored: Vec<&str> = rows.events.iter().map(|event| event.subject.as_str()).collect();
+    stored.sort_unstable();
+    stored.dedup();
+    super::model::mark_dirty(&writer.conn, stored, now)?;
     for value in &rows.profile {
         // An older identify arriving late does not overwrite a newer value.
         writer

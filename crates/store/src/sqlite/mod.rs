@@ -5,6 +5,7 @@
 
 mod access;
 mod ingest;
+mod model;
 mod requests;
 
 use std::collections::HashMap;
@@ -25,10 +26,10 @@ use tactful_domain::policy::Policy;
 use crate::resolve::ConsentRow;
 use crate::{
     ApiKeyRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor, IngestEvent,
-    IngestOutcome, LedgerEntry, LegalHold, NewDelivery, NewRequest, OutboxMessage, PurgeReport,
-    RequestRecord, RequestUpdate, RequestView, Result, RetentionReport, RewrapBatch, ShredOutcome, ShredPlan,
-    Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue,
-    StoredReceipt, SubjectData, SubjectState, Suppression,
+    IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest, OutboxMessage,
+    PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport, RewrapBatch,
+    ShredOutcome, ShredPlan, Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity,
+    StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
 };
 use tactful_domain::catalog::Catalog;
 use tactful_domain::request::RequestStatus;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_coordination.sql"),
     include_str!("migrations/0003_consent_access_audit.sql"),
     include_str!("migrations/0004_requests.sql"),
+    include_str!("migrations/0005_personalization.sql"),
 ];
 
 /// Most requests committed together in one transaction.
@@ -990,6 +992,54 @@ impl Store for SqliteStore {
             Ok(RewrapBatch { rewrapped, next })
         })
         .await
+    }
+
+    async fn put_items(&self, items: Vec<ItemRecord>, now: i64) -> Result<i64> {
+        self.write(move |writer| model::put_items(&writer.conn, items.clone(), now)).await
+    }
+
+    async fn items_since(&self, after: i64, limit: u32) -> Result<Vec<ItemRecord>> {
+        self.read(move |conn| model::items_since(conn, after, limit)).await
+    }
+
+    async fn item(&self, id: &str) -> Result<Option<ItemRecord>> {
+        let id = id.to_owned();
+        self.read(move |conn| model::item(conn, &id)).await
+    }
+
+    async fn put_contributions(
+        &self,
+        write: Vec<(String, Vec<u8>)>,
+        remove: Vec<String>,
+        now: i64,
+    ) -> Result<i64> {
+        self.write(move |writer| model::put_contributions(&writer.conn, write.clone(), remove.clone(), now))
+            .await
+    }
+
+    async fn model_changes(&self, after: i64, limit: u32) -> Result<Vec<ModelChange>> {
+        self.read(move |conn| model::model_changes(conn, after, limit)).await
+    }
+
+    async fn model_version(&self) -> Result<i64> {
+        self.read(model::model_version).await
+    }
+
+    async fn mark_model_dirty(&self, subjects: Vec<String>, now: i64) -> Result<()> {
+        self.write(move |writer| model::mark_dirty(&writer.conn, subjects.iter().map(String::as_str), now))
+            .await
+    }
+
+    async fn mark_all_model_dirty(&self, now: i64) -> Result<u64> {
+        self.write(move |writer| model::mark_all_dirty(&writer.conn, now)).await
+    }
+
+    async fn model_dirty(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+        self.read(move |conn| model::dirty(conn, limit)).await
+    }
+
+    async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()> {
+        self.write(move |writer| model::clean(&writer.conn, &marks)).await
     }
 }
 

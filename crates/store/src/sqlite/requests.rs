@@ -434,6 +434,8 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
             "UPDATE subjects SET wrapped_key = x'', erased_at = ?2, known = 0 WHERE id IN ({family})"
         ))?
         .execute(params![root, now])?;
+    // What they contributed to the shared model goes too, and readers of the model are told.
+    super::model::forget_subjects(&writer.conn, &members, now)?;
     enqueue(&writer.conn, &plan.deliveries, now)?;
     let mut audit = plan.audit.clone();
     audit.push(AuditEvent::Erased {
@@ -450,6 +452,7 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
 }
 
 pub(super) fn purge_erased(conn: &Connection, limit: u32, now: i64) -> Result<PurgeReport> {
+    super::model::purge_erased(conn)?;
     let events = conn
         .prepare_cached(
             "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e JOIN subjects s ON s.id = e.subject_id
