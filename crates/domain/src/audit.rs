@@ -85,6 +85,16 @@ pub enum AuditEvent {
         jurisdictions: usize,
         guardrails: Vec<String>,
     },
+    /// A recommendation model released with differential-privacy noise: the privacy it spent.
+    ModelReleased {
+        people: u32,
+        pairs: u64,
+        /// ε and δ as decimal text (the entry is hashed; floats are written once, exactly).
+        epsilon: String,
+        delta: String,
+    },
+    /// Items of the brand's catalogue written (not personal data: how many, by whom).
+    ItemsWritten { actor: String, count: u64 },
 }
 
 impl AuditEvent {
@@ -98,6 +108,8 @@ impl AuditEvent {
             AuditEvent::Erased { .. } => "erased",
             AuditEvent::Delivery { .. } => "delivery",
             AuditEvent::Retention { .. } => "retention",
+            AuditEvent::ModelReleased { .. } => "model_released",
+            AuditEvent::ItemsWritten { .. } => "items_written",
             AuditEvent::PolicyLoaded { .. } => "policy_loaded",
         }
     }

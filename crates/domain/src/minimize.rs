@@ -373,3 +373,63 @@ pub fn looks_like_field_name(segment: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The values a record holds at a catalog path (`[]` steps into every element of an array).
+pub fn values_at<'a>(record: &'a Map<String, Value>, path: &str) -> Vec<&'a Value> {
+    fn walk<'a>(value: &'a Value, steps: &[&str], found: &mut Vec<&'a Value>) {
+        let Some((step, rest)) = steps.split_first() else {
+            found.push(value);
+            return;
+        };
+        let Value::Object(object) = value else { return };
+        match step.strip_suffix("[]") {
+            Some(name) => {
+                if let Some(Value::Array(items)) = object.get(name) {
+                    for item in items {
+                        walk(item, rest, found);
+                    }
+                }
+            }
+            None => {
+                if let Some(child) = object.get(*step) {
+                    walk(child, rest, found);
+                }
+            }
+        }
+    }
+    let steps: Vec<&str> = path.split('.').collect();
+    let mut found = Vec::new();
+    if let Some((first, rest)) = steps.split_first() {
+        match first.strip_suffix("[]") {
+            Some(name) => {
+                if let Some(Value::Array(items)) = record.get(name) {
+                    for item in items {
+                        walk(item, rest, &mut found);
+                    }
+                }
+            }
+            None => {
+                if let Some(child) = record.get(*first) {
+                    walk(child, rest, &mut found);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod values_at_tests {
+    use serde_json::json;
+
+    use super::values_at;
+
+    #[test]
+    fn paths_step_into_arrays() {
+        let record = json!({"properties": {"product_id": "a", "products": [{"product_id": "b"}, {"product_id": "c"}, {}]}});
+        let record = record.as_object().unwrap();
+        assert_eq!(values_at(record, "properties.product_id"), vec![&json!("a")]);
+        assert_eq!(values_at(record, "properties.products[].product_id"), vec![&json!("b"), &json!("c")]);
+        assert!(values_at(record, "properties.missing").is_empty());
+    }
+}

@@ -302,10 +302,9 @@ impl<'a> Ranking<'a> {
     fn finish(mut self, ask: &Ask<'_>) -> Vec<Recommendation> {
         // A sensitive item is only ever shown because the person asked for its topic.
         for (item, candidate) in self.candidates.iter_mut() {
-            if self.catalogue.info(*item).sensitive {
-                if let Some(interest) = self.interests.iter().find(|i| self.catalogue.info(*item).categories.contains(i)) {
-                    candidate.reason = Reason::YouToldUs { interest: interest.clone() };
-                }
+            let info = self.catalogue.info(*item);
+            if let Some(interest) = self.interests.iter().find(|i| info.sensitive && info.categories.contains(i)) {
+                candidate.reason = Reason::YouToldUs { interest: interest.clone() };
             }
         }
         let mut ranked: Vec<Recommendation> = self
@@ -326,7 +325,7 @@ fn diversify(ranked: &mut Vec<Recommendation>, catalogue: &Catalogue, n: usize) 
     let mut pending: std::collections::VecDeque<Recommendation> = std::mem::take(ranked).into();
     let mut page: HashMap<Option<&String>, usize> = HashMap::new();
     while !pending.is_empty() {
-        if ranked.len() % n == 0 {
+        if ranked.len().is_multiple_of(n) {
             page.clear();
         }
         let position = pending

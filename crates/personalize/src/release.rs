@@ -107,10 +107,9 @@ impl Release {
             if sums.decayed > 0.0 {
                 popular.push((a, sums.decayed as f32));
             }
-            if sums.recent >= f64::from(config.min_support) {
-                if let Some(score) = windows.trend(sums.recent, sums.before) {
-                    trending.push((a, score));
-                }
+            let rising = (sums.recent >= f64::from(config.min_support)).then(|| windows.trend(sums.recent, sums.before));
+            if let Some(Some(score)) = rising {
+                trending.push((a, score));
             }
         }
         self.popular = best_first(popular, usize::MAX);
@@ -177,10 +176,9 @@ impl Release {
             if popular[a] > 0 {
                 popular_items.push((a as ItemIx, popular[a] as f32 / 1000.0));
             }
-            if recent[a] >= k {
-                if let Some(score) = windows.trend(recent[a].max(0) as f64, before[a].max(0) as f64) {
-                    trending_items.push((a as ItemIx, score));
-                }
+            let rising = (recent[a] >= k).then(|| windows.trend(recent[a].max(0) as f64, before[a].max(0) as f64));
+            if let Some(Some(score)) = rising {
+                trending_items.push((a as ItemIx, score));
             }
         }
         release.popular = best_first(popular_items, usize::MAX);

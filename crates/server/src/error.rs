@@ -38,6 +38,10 @@ pub enum ErrorCode {
     InvalidRequest,
     UnknownReceipt,
     UnknownRequest,
+    UnknownItem,
+    UnknownPlacement,
+    UnknownChannel,
+    PersonalizationOff,
     DuplicateRequest,
     WrongCode,
     PackageUnavailable,
@@ -58,7 +62,8 @@ impl ErrorCode {
             EventTooLarge, InvalidEvent, NoValidEvents, UnsupportedMediaType, UnsupportedEncoding,
             InvalidGzip, MissingWriteKey, UnknownWriteKey, MissingApiKey, InvalidApiKey, ExpiredApiKey,
             RevokedApiKey, Forbidden, PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier,
-            InvalidRequest, UnknownReceipt, UnknownRequest, DuplicateRequest, WrongCode, PackageUnavailable,
+            InvalidRequest, UnknownReceipt, UnknownRequest, UnknownItem, UnknownPlacement, UnknownChannel,
+            PersonalizationOff, DuplicateRequest, WrongCode, PackageUnavailable,
             Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
@@ -134,6 +139,22 @@ impl ErrorCode {
                 ("unknown_receipt", StatusCode::NOT_FOUND, "this customer has no receipt with this id")
             }
             UnknownRequest => ("unknown_request", StatusCode::NOT_FOUND, "there is no request with this id"),
+            UnknownItem => ("unknown_item", StatusCode::NOT_FOUND, "there is no item with this id in the catalogue"),
+            UnknownPlacement => (
+                "unknown_placement",
+                StatusCode::BAD_REQUEST,
+                "the catalog declares no such placement under [personalization.placements]",
+            ),
+            UnknownChannel => (
+                "unknown_channel",
+                StatusCode::BAD_REQUEST,
+                "the catalog declares no such channel under [personalization.channels]",
+            ),
+            PersonalizationOff => (
+                "personalization_off",
+                StatusCode::NOT_FOUND,
+                "the catalog declares no personalization purpose, so there are no recommendations",
+            ),
             DuplicateRequest => (
                 "duplicate_request",
                 StatusCode::CONFLICT,

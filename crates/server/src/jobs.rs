@@ -43,6 +43,10 @@ pub async fn start(state: &Arc<AppState>, checkpoint_every: Duration) -> Result<
     tokio::spawn(periodic(state.clone(), checkpoint_every.max(Duration::from_secs(1))));
     tokio::spawn(work(state.clone()));
     tokio::spawn(purge(state.clone()));
+    if let Some(engine) = &state.personalization {
+        engine.sync(state.store.as_ref(), &state.vault).await?;
+        tokio::spawn(crate::personalize::run(state.clone(), engine.clone()));
+    }
     Ok(())
 }
 

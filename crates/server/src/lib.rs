@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+pub mod personalize;
 pub mod requests;
 pub mod routes;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub forget: Vec<Arc<dyn requests::Forget>>,
     /// Wakes the request worker when a request was made or verified.
     pub wake_requests: Arc<tokio::sync::Notify>,
+    /// The recommendation engine, when the catalog declares a personalization purpose.
+    pub personalization: Option<Arc<personalize::Personalization>>,
 }
 
 /// Why the server did not start. Each message says what to do.
@@ -106,6 +109,15 @@ impl AppState {
                 }
                 _ => return Err(StartError::Notifier(config.notifier.clone())),
             };
+        let personalization = personalize::Personalization::new(&catalog).map(Arc::new);
+        let mut forget: Vec<Arc<dyn requests::Forget>> = Vec::new();
+        if let Some(engine) = &personalization {
+            forget.push(Arc::new(personalize::ForgetInModel {
+                engine: engine.clone(),
+                store: opened.store.clone(),
+                vault: opened.vault.clone(),
+            }));
+        }
         Ok(AppState {
             policy: Arc::new(Policy::new(catalog.clone())),
             catalog,
@@ -116,8 +128,9 @@ impl AppState {
             notifier,
             outbound,
             delivery_retry_base_ms: i64::try_from(config.delivery_retry_base_ms.max(1)).unwrap_or(i64::MAX),
-            forget: Vec::new(),
+            forget,
             wake_requests: Arc::new(tokio::sync::Notify::new()),
+            personalization,
         })
     }
 }

@@ -506,6 +506,7 @@ async fn advance(state: &AppState, mut record: RequestRecord, now: i64) -> Resul
                     .store
                     .set_profile_value(&subject, &path, value.to_vec(), now, vec![audit_entry])
                     .await?;
+                crate::personalize::changed(state, &subject).await?;
                 step(state, &mut record, None, Some("rectified"), &format!("{path} corrected")).await?;
             }
             propagate(state, &mut record, &subject, DestinationMessage::Rectify, now).await?;
@@ -520,6 +521,7 @@ async fn advance(state: &AppState, mut record: RequestRecord, now: i64) -> Resul
                     "restriction lifted"
                 };
                 state.store.set_restricted(&subject, restricted, vec![audit(state, &record, note)]).await?;
+                crate::personalize::changed(state, &subject).await?;
                 step(state, &mut record, None, Some(done), note).await?;
             }
             let message =
@@ -551,6 +553,7 @@ async fn advance(state: &AppState, mut record: RequestRecord, now: i64) -> Resul
                 let (row, audit_entry) =
                     tactful_store::signed_consent(&state.vault, &state.catalog, &subject, event);
                 state.store.record_consents(&subject, vec![row], vec![audit_entry], deliveries).await?;
+                crate::personalize::changed(state, &subject).await?;
                 step(state, &mut record, None, Some("withdrawn"), &format!("{purpose} withdrawn")).await?;
             }
             propagate(state, &mut record, &subject, DestinationMessage::Object, now).await?;

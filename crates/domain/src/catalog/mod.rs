@@ -5,7 +5,7 @@ mod parse;
 
 use std::collections::{HashMap, HashSet};
 
-pub use parse::{CatalogErrors, Problem};
+pub use parse::{CatalogErrors, MAX_N, Problem};
 
 use crate::identity::IdentifierKind;
 use crate::retention::Retention;
@@ -30,6 +30,7 @@ pub struct Catalog {
     /// Every proper prefix of a declared path, so the minimizer knows when to descend into an object.
     path_prefixes: HashSet<String>,
     destinations: Vec<Destination>,
+    personalization: Option<Personalization>,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
 }
@@ -168,6 +169,87 @@ pub struct Property {
     pub description: Option<String>,
 }
 
+/// Lifecycle stages, from nothing known to lapsed (what message rules may name).
+pub const LIFECYCLE_STAGES: [&str; 5] = ["unknown", "new", "active", "at_risk", "lapsed"];
+
+/// How recommendations learn, how private their releases are, and what the brand shows and sends.
+#[derive(Debug, Clone)]
+pub struct Personalization {
+    /// The purpose recommendations learn and serve under (a `personalize.*` data use).
+    pub purpose: String,
+    /// Where people's declared interests (categories they like) are kept.
+    pub interests: Option<PropertyId>,
+    /// Item categories that are sensitive whatever an item's own flag says.
+    pub sensitive_categories: Vec<String>,
+    /// Distinct people an item pair (or a popular item) needs before it is used (k).
+    pub min_support: u32,
+    /// Items one person lends the shared model at most.
+    pub cap: u32,
+    /// Neighbours kept per item.
+    pub neighbors: u32,
+    /// Differential privacy on released counts: ε spent per release.
+    pub epsilon: Option<f64>,
+    /// How often a noisy release is made (each spends ε).
+    pub release_minutes: u32,
+    pub popular_days: u32,
+    pub trending_days: u32,
+    pub half_life_days: u32,
+    pub lifecycle: Lifecycle,
+    pub placements: Vec<Placement>,
+    pub channels: Vec<Channel>,
+    /// Message rules, first match wins.
+    pub messages: Vec<MessageRule>,
+}
+
+impl Personalization {
+    pub fn placement(&self, key: &str) -> Option<&Placement> {
+        self.placements.iter().find(|p| p.key == key)
+    }
+
+    pub fn channel(&self, key: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.key == key)
+    }
+}
+
+/// Lifecycle thresholds, in days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub new_days: u32,
+    pub at_risk_days: u32,
+    pub lapsed_days: u32,
+}
+
+/// Where recommendations are shown: its page size and filters.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub key: String,
+    pub description: Option<String>,
+    pub n: u32,
+    pub categories: Vec<String>,
+    /// Needs the item being looked at (`item=`).
+    pub context: bool,
+}
+
+/// A way to reach people, the purpose it serves and the property holding the address.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub key: String,
+    pub purpose: String,
+    pub address: PropertyId,
+}
+
+/// A next-best-message rule: for people at these stages (and, if listed, with one of these
+/// interests), this message on this channel.
+#[derive(Debug, Clone)]
+pub struct MessageRule {
+    pub key: String,
+    pub channel: String,
+    pub stages: Vec<String>,
+    pub interests: Vec<String>,
+    pub title: String,
+    pub body: String,
+}
+
 /// What an event means to personalization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -272,6 +354,11 @@ impl Catalog {
     /// Parses and validates a catalog, reporting every problem found with its position.
     pub fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         parse::parse(text)
+    }
+
+    /// Personalization settings; `None` when the catalog declares no personalization purpose.
+    pub fn personalization(&self) -> Option<&Personalization> {
+        self.personalization.as_ref()
     }
 
     pub fn destinations(&self) -> &[Destination] {

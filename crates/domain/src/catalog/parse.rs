@@ -18,6 +18,9 @@ use crate::retention::Retention;
 use crate::secret::Secret;
 use crate::taxonomy::{self, Taxonomy};
 
+mod personalization;
+pub use personalization::MAX_N;
+
 /// One problem in a catalog, at a position in its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -82,6 +85,7 @@ struct RawCatalog {
     guardrails: Vec<RawGuardrail>,
     #[serde(default)]
     destinations: BTreeMap<S<String>, RawDestination>,
+    personalization: Option<personalization::RawPersonalization>,
 }
 
 #[derive(Deserialize)]
@@ -623,6 +627,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
     }
 
     let destinations = check_destinations(checker, raw.destinations, &properties);
+    let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
 
     Catalog {
         brand,
@@ -639,6 +644,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         property_by_path,
         path_prefixes,
         destinations,
+        personalization,
         sha256: String::new(),
     }
 }

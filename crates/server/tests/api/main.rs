@@ -5,5 +5,6 @@
 mod access;
 mod common;
 mod openapi;
+mod personalize;
 mod requests;
 mod tracking;

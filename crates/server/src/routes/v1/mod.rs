@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod consents;
+pub mod personalize;
 pub mod projects;
 pub mod requests;
 pub mod subjects;

@@ -244,7 +244,7 @@ fn present(record: &Map<String, Value>, path: &str) -> bool {
     steps.split_first().is_some_and(|(step, rest)| field(record, step, rest))
 }
 
-fn unknown_purpose(state: &AppState, purpose: &str) -> ApiError {
+pub(crate) fn unknown_purpose(state: &AppState, purpose: &str) -> ApiError {
     let declared: Vec<&str> = state.catalog.purposes().iter().map(|purpose| purpose.key.as_str()).collect();
     ApiError::with_message(
         ErrorCode::UnknownPurpose,
@@ -252,7 +252,8 @@ fn unknown_purpose(state: &AppState, purpose: &str) -> ApiError {
     )
 }
 
-fn subject_context(state: &AppState, found: &SubjectState) -> SubjectContext {
+/// What the policy needs to know of a subject's family.
+pub(crate) fn subject_context(state: &AppState, found: &SubjectState) -> SubjectContext {
     SubjectContext {
         jurisdiction: found.jurisdiction.as_deref().and_then(|key| state.catalog.jurisdiction_index(key)),
         minor: found.minor,
@@ -406,6 +407,8 @@ async fn record_consents(
     let receipts: Vec<Value> =
         rows.iter().map(|(_, receipt)| serde_json::from_str(receipt).unwrap_or(Value::Null)).collect();
     state.store.record_consents(&found.subject, rows, audit, deliveries).await?;
+    // Acknowledged means applied: a withdrawal has left the recommendation model when this returns.
+    crate::personalize::changed(&state, &found.subject).await?;
     let updated = state.store.subject_state(&found.subject).await?.unwrap_or(found);
     let mut view = consent_view(&state, &updated);
     if let Value::Object(object) = &mut view {

@@ -1,0 +1,228 @@
+//! Reading the `[personalization]` section: what recommendations learn under, how private their
+//! releases are, the brand's placements, lifecycle thresholds, channels and message rules.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::{Checker, S, check_key, in_file_order};
+use crate::catalog::{
+    Channel, Lifecycle, LIFECYCLE_STAGES, MessageRule, Personalization, Placement, Property, Purpose,
+};
+use crate::taxonomy::covers;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPersonalization {
+    purpose: Option<S<String>>,
+    interests: Option<S<String>>,
+    #[serde(default)]
+    sensitive_categories: Vec<String>,
+    min_support: Option<S<u32>>,
+    cap: Option<S<u32>>,
+    neighbors: Option<S<u32>>,
+    epsilon: Option<S<f64>>,
+    release_minutes: Option<S<u32>>,
+    popular_days: Option<S<u32>>,
+    trending_days: Option<S<u32>>,
+    half_life_days: Option<S<u32>>,
+    #[serde(default)]
+    lifecycle: RawLifecycle,
+    #[serde(default)]
+    placements: BTreeMap<S<String>, RawPlacement>,
+    #[serde(default)]
+    channels: BTreeMap<S<String>, RawChannel>,
+    #[serde(default)]
+    messages: Vec<RawMessage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    new_days: Option<u32>,
+    at_risk_days: Option<u32>,
+    lapsed_days: Option<S<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    description: Option<String>,
+    n: Option<S<u32>>,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    context: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    purpose: S<String>,
+    address: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMessage {
+    key: S<String>,
+    channel: S<String>,
+    stages: Vec<S<String>>,
+    #[serde(default)]
+    interests: Vec<String>,
+    title: S<String>,
+    body: String,
+}
+
+/// The largest page of recommendations a placement or a request may ask for.
+pub const MAX_N: u32 = 100;
+
+pub(super) fn check(
+    checker: &mut Checker<'_>,
+    raw: Option<RawPersonalization>,
+    purposes: &[Purpose],
+    properties: &[Property],
+) -> Option<Personalization> {
+    let declared = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let purpose = match &raw.purpose {
+        Some(purpose) => {
+            if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
+                checker.at(purpose.span(), format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()));
+            } else if !covers("personalize", purpose.get_ref()) {
+                checker.at(purpose.span(), "recommendations serve a personalize.* purpose");
+            }
+            purpose.get_ref().clone()
+        }
+        // Without the section: the first personalization purpose, or no personalization at all.
+        None => match purposes.iter().find(|p| covers("personalize", &p.key)) {
+            Some(found) => found.key.clone(),
+            None if declared => {
+                checker.at(0..0, "[personalization] needs a purpose, and the catalog declares no personalize.* purpose");
+                String::new()
+            }
+            None => return None,
+        },
+    };
+    let property = |checker: &mut Checker<'_>, path: &S<String>, what: &str| {
+        let found = properties.iter().find(|p| &p.path == path.get_ref()).map(|p| p.id);
+        if found.is_none() {
+            checker.at(path.span(), format!("{what} {:?} is not a declared property", path.get_ref()));
+        }
+        found
+    };
+    let interests = raw.interests.as_ref().and_then(|path| property(checker, path, "interests property"));
+    let positive = |checker: &mut Checker<'_>, value: &Option<S<u32>>, default: u32, what: &str| match value {
+        Some(v) if *v.get_ref() == 0 => {
+            checker.at(v.span(), format!("{what} must be at least 1"));
+            default
+        }
+        Some(v) => *v.get_ref(),
+        None => default,
+    };
+    let min_support = positive(checker, &raw.min_support, 5, "min_support");
+    let cap = positive(checker, &raw.cap, 20, "cap");
+    if let Some(v) = raw.cap.as_ref().filter(|_| cap > 200) {
+        checker.at(v.span(), "cap must be at most 200 (it bounds what one person lends the model)");
+    }
+    let epsilon = raw.epsilon.as_ref().map(|e| {
+        if !(e.get_ref().is_finite() && *e.get_ref() > 0.0) {
+            checker.at(e.span(), "epsilon must be a positive number");
+        }
+        *e.get_ref()
+    });
+    let popular_days = positive(checker, &raw.popular_days, 30, "popular_days");
+    let trending_days = positive(checker, &raw.trending_days, 7, "trending_days");
+    if let Some(v) = raw.trending_days.as_ref().filter(|_| trending_days >= popular_days) {
+        checker.at(v.span(), "trending_days must be shorter than popular_days (trends compare against it)");
+    }
+    let lifecycle = Lifecycle {
+        new_days: raw.lifecycle.new_days.unwrap_or(14),
+        at_risk_days: raw.lifecycle.at_risk_days.unwrap_or(30),
+        lapsed_days: raw.lifecycle.lapsed_days.as_ref().map_or(90, |d| *d.get_ref()),
+    };
+    if lifecycle.lapsed_days <= lifecycle.at_risk_days {
+        let span = raw.lifecycle.lapsed_days.as_ref().map_or(0..0, Spanned::span);
+        checker.at(span, "lifecycle.lapsed_days must be more than at_risk_days");
+    }
+
+    let placements = in_file_order(raw.placements)
+        .into_iter()
+        .map(|(key, raw)| {
+            check_key(checker, &key, "placement");
+            let n = positive(checker, &raw.n, 10, "n");
+            if n > MAX_N {
+                checker.at(raw.n.as_ref().map_or(0..0, Spanned::span), format!("n must be at most {MAX_N}"));
+            }
+            Placement {
+                key: key.into_inner(),
+                description: raw.description,
+                n,
+                categories: raw.categories,
+                context: raw.context,
+            }
+        })
+        .collect();
+
+    let channels: Vec<Channel> = in_file_order(raw.channels)
+        .into_iter()
+        .map(|(key, raw)| {
+            check_key(checker, &key, "channel");
+            if !purposes.iter().any(|declared| &declared.key == raw.purpose.get_ref()) {
+                checker.at(raw.purpose.span(), format!("purpose {:?} is not declared under [purposes]", raw.purpose.get_ref()));
+            }
+            let address = property(checker, &raw.address, "address");
+            Channel {
+                key: key.into_inner(),
+                purpose: raw.purpose.into_inner(),
+                address: address.unwrap_or(crate::catalog::PropertyId(0)),
+            }
+        })
+        .collect();
+
+    let mut messages: Vec<MessageRule> = Vec::new();
+    for raw in raw.messages {
+        let key = checker.non_empty(&raw.key, "message key");
+        if messages.iter().any(|m| m.key == key) {
+            checker.at(raw.key.span(), format!("another message is already keyed {key:?}"));
+        }
+        if !channels.iter().any(|c| &c.key == raw.channel.get_ref()) {
+            checker.at(raw.channel.span(), format!("channel {:?} is not declared under [personalization.channels]", raw.channel.get_ref()));
+        }
+        if raw.stages.is_empty() {
+            checker.at(raw.key.span(), "a message needs the lifecycle stages it is for");
+        }
+        for stage in &raw.stages {
+            if !LIFECYCLE_STAGES.contains(&stage.get_ref().as_str()) {
+                checker.at(stage.span(), format!("{:?} is not a lifecycle stage: one of {}", stage.get_ref(), LIFECYCLE_STAGES.join(", ")));
+            }
+        }
+        messages.push(MessageRule {
+            key,
+            channel: raw.channel.into_inner(),
+            stages: raw.stages.into_iter().map(Spanned::into_inner).collect(),
+            interests: raw.interests,
+            title: checker.non_empty(&raw.title, "message title"),
+            body: raw.body,
+        });
+    }
+
+    Some(Personalization {
+        purpose,
+        interests,
+        sensitive_categories: raw.sensitive_categories,
+        min_support,
+        cap,
+        neighbors: positive(checker, &raw.neighbors, 50, "neighbors"),
+        epsilon,
+        release_minutes: positive(checker, &raw.release_minutes, 60, "release_minutes"),
+        popular_days,
+        trending_days,
+        half_life_days: positive(checker, &raw.half_life_days, 7, "half_life_days"),
+        lifecycle,
+        placements,
+        channels,
+        messages,
+    })
+}

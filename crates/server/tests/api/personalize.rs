@@ -1,0 +1,272 @@
+//! Recommendations as a brand uses them and as its customers are protected by them: learned only
+//! from people who permit personalization, never from sensitive events, released only with k
+//! people behind a pair, forgotten at once on withdrawal or erasure, explained item by item, and
+//! next-best-messages only through channels people consented to.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tactful_domain::catalog::Catalog;
+
+use crate::common::{Harness, basic};
+
+const CATALOG: &str = r#"
+[brand]
+name = "Fernhill Market"
+contact = "privacy@fernhill.example"
+
+[sources.web]
+write_key = "wk_web_fernhill"
+default_jurisdiction = "eu"
+
+[sources.app]
+write_key = "wk_app_fernhill"
+default_jurisdiction = "eu"
+allow_sensitive = true
+
+[jurisdictions.eu]
+name = "European Union (GDPR)"
+regime = "opt_in"
+countries = ["DE"]
+
+[purposes."essential.service"]
+name = "Running your account"
+description = "We use your account details to run the shop."
+benefit = "Your orders arrive."
+
+[purposes."personalize.content"]
+name = "Product recommendations"
+description = "We use what you looked at to suggest products you may like. You can switch this off at any time."
+benefit = "Products that match your taste."
+
+[purposes."marketing.communications.email"]
+name = "Newsletter"
+description = "We email you about new products."
+benefit = "You hear about products you may like."
+
+[properties."traits.email"]
+category = "user.contact.email"
+purposes = ["marketing.communications.email"]
+retention = "2y"
+identifier = "email"
+
+[properties."traits.interests"]
+category = "user.demographic.profile"
+purposes = ["personalize.content"]
+retention = "2y"
+
+[properties."properties.product_id"]
+category = "user.behavior.browsing_history"
+purposes = ["personalize.content"]
+retention = "1y"
+
+[properties."properties.products[].product_id"]
+category = "user.behavior.purchase_history"
+purposes = ["personalize.content"]
+retention = "1y"
+
+[properties."context.location"]
+category = "user.location.precise"
+purposes = ["personalize.content"]
+retention = "30d"
+sensitive = true
+
+[events."Product Viewed"]
+feedback = "view"
+item = "properties.product_id"
+
+[events."Order Completed"]
+feedback = "purchase"
+item = "properties.products[].product_id"
+
+[consent_categories]
+Personalization = ["personalize.content"]
+Email = ["marketing.communications.email"]
+
+[personalization]
+purpose = "personalize.content"
+interests = "traits.interests"
+sensitive_categories = ["pregnancy"]
+min_support = 3
+
+[personalization.placements.home]
+n = 5
+
+[personalization.placements.product]
+n = 4
+context = true
+
+[personalization.channels.email]
+purpose = "marketing.communications.email"
+address = "traits.email"
+
+[[personalization.messages]]
+key = "welcome"
+channel = "email"
+stages = ["new"]
+title = "Welcome"
+body = "Thanks for joining us."
+
+[roles.personalization]
+purposes = ["personalize"]
+categories = ["user"]
+
+[roles.marketing]
+purposes = ["marketing.communications.email"]
+categories = ["user.contact"]
+
+[roles.privacy]
+purposes = ["essential"]
+categories = ["user.privacy_preferences"]
+"#;
+
+const PURPOSE: &str = "personalize.content";
+
+async fn harness() -> Harness {
+    on(None).await
+}
+
+async fn on(database: Option<String>) -> Harness {
+    let catalog = Catalog::parse(CATALOG).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let harness = Harness::open(catalog, 64, database).await;
+    let key = harness.key("personalization").await;
+    let items = json!({"items": [
+        {"id": "boot", "name": "Hiking Boot", "categories": ["shoes"], "price": 12000},
+        {"id": "sock", "name": "Wool Sock", "categories": ["socks"], "price": 1500},
+        {"id": "sandal", "name": "Sandal", "categories": ["shoes"], "price": 4000},
+        {"id": "lace", "name": "Laces", "categories": ["shoes"], "price": 300},
+        {"id": "hat", "name": "Sun Hat", "categories": ["hats"], "price": 2500},
+        {"id": "test-kit", "name": "Pregnancy Test", "categories": ["pregnancy"], "price": 900}
+    ]});
+    let (status, body) = harness.post_json("/v1/items", &key, &items.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    harness
+}
+
+impl Harness {
+    /// A customer's events through the tracking API: each a `Product Viewed` of `item`, with the
+    /// banner choice for personalization.
+    async fn views(&self, user: &str, items: &[&str], personalize: bool) {
+        let batch: Vec<Value> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                json!({"type": "track", "event": "Product Viewed", "userId": user,
+                       "messageId": format!("{user}-{item}-{i}"),
+                       "properties": {"product_id": item},
+                       "context": {"consent": {"categoryPreferences": {"Personalization": personalize, "Email": true}}}})
+            })
+            .collect();
+        self.batch("wk_web_fernhill", batch).await;
+    }
+
+    async fn batch(&self, write_key: &str, batch: Vec<Value>) {
+        let request = Request::post("/v1/batch")
+            .header(header::AUTHORIZATION, basic(write_key))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "batch": batch }).to_string()))
+            .unwrap();
+        let (status, _, body) = self.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// What the serving instance's updater does every second.
+    async fn learn(&self) {
+        let engine = self.state.personalization.clone().expect("personalization is on");
+        while tactful_server::personalize::update_dirty(&self.state, &engine).await.unwrap() > 0 {}
+        engine.sync(self.state.store.as_ref(), &self.state.vault).await.unwrap();
+    }
+
+    async fn similar_ids(&self, key: &str, item: &str) -> Vec<(String, String)> {
+        let (status, body) = self.get(&format!("/v1/items/{item}/similar?purpose={PURPOSE}&n=10"), key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        reasons(&body)
+    }
+}
+
+/// `(item, reason type)` of each recommended item.
+fn reasons(body: &Value) -> Vec<(String, String)> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), i["reason"]["type"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn people_who_permit_it_get_recommendations_explained_and_others_only_non_personalized_ones() {
+    consenting_and_not(harness().await).await;
+}
+
+#[tokio::test]
+async fn people_who_permit_it_get_recommendations_explained_and_others_only_non_personalized_ones_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    consenting_and_not(on(Some(url)).await).await;
+}
+
+async fn consenting_and_not(h: Harness) {
+    let key = h.key("personalization").await;
+    for person in ["p1", "p2", "p3"] {
+        h.views(person, &["boot", "sock"], true).await;
+    }
+    for person in ["p4", "p5"] {
+        h.views(person, &["boot", "sandal"], true).await;
+    }
+    h.views("ada", &["boot"], true).await;
+    h.learn().await;
+
+    // Boot–sock has three people behind it (k = 3); boot–sandal only two, so it never shows.
+    let similar = h.similar_ids(&key, "boot").await;
+    assert_eq!(similar[0], ("sock".to_owned(), "similar_to".to_owned()), "{similar:?}");
+    assert!(similar.iter().all(|(id, reason)| id != "sandal" || reason == "popular"), "{similar:?}");
+
+    let (status, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:ada&n=3"), &key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["personalized"], true);
+    assert_eq!(body["items"][0]["id"], "sock");
+    assert_eq!(body["items"][0]["reason"], json!({"type": "because_you_viewed", "item": "boot"}));
+    assert!(reasons(&body).iter().all(|(id, _)| id != "boot"), "what Ada has is not offered again");
+
+    // Someone who declined: their views change no aggregate, and they get popular items only.
+    let before = (h.similar_ids(&key, "boot").await, h.similar_ids(&key, "sock").await);
+    let model_before = h.state.personalization.as_ref().unwrap().info_now();
+    h.views("bram", &["boot", "sock", "hat"], false).await;
+    h.views("bram2", &["boot", "sandal"], false).await;
+    h.learn().await;
+    assert_eq!((h.similar_ids(&key, "boot").await, h.similar_ids(&key, "sock").await), before);
+    assert_eq!(h.state.personalization.as_ref().unwrap().info_now().people, model_before.people);
+    let (status, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:bram&n=5"), &key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["personalized"], false);
+    assert_eq!(body["not_personalized_because"], "consent_withdrawn");
+    assert!(!body["items"].as_array().unwrap().is_empty(), "still useful: {body}");
+    assert!(
+        reasons(&body).iter().all(|(_, reason)| reason == "popular" || reason == "trending"),
+        "{body}"
+    );
+
+    // Both reads are in the audit log, the refused one as denied.
+    let entries = h.state.store.audit_entries(0, 10_000).await.unwrap();
+    let reads: Vec<String> = entries
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.text).unwrap())
+        .filter(|e| e["kind"] == "read" || e["event"]["kind"] == "read" || e.to_string().contains("\"read\""))
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads[0].contains("permitted") && reads[1].contains("denied"), "{reads:?}");
+
+    // A person who withdraws leaves every aggregate before the answer to their withdrawal.
+    let withdraw = json!({"changes": [{"purpose": PURPOSE, "status": "withdrawn", "method": "explicit"}]});
+    let privacy = h.key("privacy").await;
+    let (status, body) = h.post_json("/v1/subjects/user_id:p1/consents", &privacy, &withdraw.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let similar = h.similar_ids(&key, "boot").await;
+    assert!(
+        similar.iter().all(|(id, reason)| id != "sock" || reason != "similar_to"),
+        "two people are left behind boot–sock: {similar:?}"
+    );
+    let (_, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:p1&n=5"), &key).await;
+    assert_eq!(body["personalized"], false, "{body}");
+}
