@@ -94,7 +94,10 @@ pub enum AuditEvent {
         delta: String,
     },
     /// Items of the brand's catalogue written (not personal data: how many, by whom).
-    ItemsWritten { actor: String, count: u64 },
+    ItemsWritten {
+        actor: String,
+        count: u64,
+    },
 }
 
 impl AuditEvent {

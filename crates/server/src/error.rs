@@ -139,7 +139,9 @@ impl ErrorCode {
                 ("unknown_receipt", StatusCode::NOT_FOUND, "this customer has no receipt with this id")
             }
             UnknownRequest => ("unknown_request", StatusCode::NOT_FOUND, "there is no request with this id"),
-            UnknownItem => ("unknown_item", StatusCode::NOT_FOUND, "there is no item with this id in the catalogue"),
+            UnknownItem => {
+                ("unknown_item", StatusCode::NOT_FOUND, "there is no item with this id in the catalogue")
+            }
             UnknownPlacement => (
                 "unknown_placement",
                 StatusCode::BAD_REQUEST,

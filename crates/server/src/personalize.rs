@@ -131,7 +131,13 @@ impl Personalization {
             items_version: 0,
             full_release_at: 0,
         };
-        Some(Personalization { settings, config, purpose, model: RwLock::new(model), syncing: tokio::sync::Mutex::new(()) })
+        Some(Personalization {
+            settings,
+            config,
+            purpose,
+            model: RwLock::new(model),
+            syncing: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn weight(&self, feedback: Feedback) -> u8 {
@@ -193,8 +199,11 @@ impl Personalization {
 
     /// The data category of what the model learns from (for access logs).
     pub fn categories_used(&self, catalog: &Catalog, interests: bool) -> Vec<String> {
-        let mut categories: Vec<String> =
-            self.behaviour_properties(catalog).into_iter().map(|p| catalog.property(p).category.clone()).collect();
+        let mut categories: Vec<String> = self
+            .behaviour_properties(catalog)
+            .into_iter()
+            .map(|p| catalog.property(p).category.clone())
+            .collect();
         if interests {
             categories.extend(self.settings.interests.map(|p| catalog.property(p).category.clone()));
         }
@@ -246,14 +255,20 @@ impl Personalization {
     }
 
     /// Reads a family's events and interests and seals what it lends the model.
-    async fn contribution_of(&self, state: &AppState, found: &SubjectState, now: i64) -> Result<Option<(Stored, Vec<u8>)>> {
+    async fn contribution_of(
+        &self,
+        state: &AppState,
+        found: &SubjectState,
+        now: i64,
+    ) -> Result<Option<(Stored, Vec<u8>)>> {
         let root = &found.subject;
         let Some(summary) = state.store.subject_summary(root).await? else { return Ok(None) };
         let keys = FamilyKeys::unwrap(&state.vault, &summary.keys)?;
         let catalog = &state.catalog;
         let context = subject_context(state, found);
         let consents = state.policy.consents(&context, now);
-        let permitted = |property: PropertyId| state.policy.decide(&context, &consents, property, self.purpose).is_ok();
+        let permitted =
+            |property: PropertyId| state.policy.decide(&context, &consents, property, self.purpose).is_ok();
         let sensitive: Vec<&str> =
             catalog.properties().iter().filter(|p| p.sensitive).map(|p| p.path.as_str()).collect();
 
@@ -272,7 +287,8 @@ impl Personalization {
             let Some(last) = page.last() else { break };
             after = Some((last.timestamp, last.source.clone(), last.dedupe));
             for event in &page {
-                stored.first_seen = Some(stored.first_seen.map_or(event.timestamp, |f| f.min(event.timestamp)));
+                stored.first_seen =
+                    Some(stored.first_seen.map_or(event.timestamp, |f| f.min(event.timestamp)));
                 stored.last_seen = Some(stored.last_seen.map_or(event.timestamp, |l| l.max(event.timestamp)));
                 let Some(spec) = event.name.as_deref().and_then(|name| catalog.event(name)) else { continue };
                 let (Some(feedback), Some(item_property)) = (spec.feedback, spec.item) else { continue };
@@ -297,7 +313,8 @@ impl Personalization {
                 }
             }
         }
-        let mut items: Vec<(String, u8, i64)> = touches.into_iter().map(|(id, (w, at))| (id, w, at)).collect();
+        let mut items: Vec<(String, u8, i64)> =
+            touches.into_iter().map(|(id, (w, at))| (id, w, at)).collect();
         items.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
         items.truncate(HISTORY_KEPT);
         stored.items = items;
@@ -359,7 +376,11 @@ impl Personalization {
                     let touches: Vec<Touch> = stored
                         .items
                         .iter()
-                        .map(|(id, weight, at)| Touch { item: model.catalogue.intern(id), weight: *weight, at: *at })
+                        .map(|(id, weight, at)| Touch {
+                            item: model.catalogue.intern(id),
+                            weight: *weight,
+                            at: *at,
+                        })
                         .collect();
                     Person {
                         contribution: Contribution::from_touches(touches),
@@ -369,9 +390,10 @@ impl Personalization {
                     }
                 });
                 let old = model.people.remove(&subject);
-                touched.extend(
-                    model.aggregates.replace(old.as_ref().map(|p| &p.contribution), person.as_ref().map(|p| &p.contribution)),
-                );
+                touched.extend(model.aggregates.replace(
+                    old.as_ref().map(|p| &p.contribution),
+                    person.as_ref().map(|p| &p.contribution),
+                ));
                 if let Some(person) = person {
                     model.people.insert(subject, person);
                 }
@@ -405,7 +427,8 @@ impl Personalization {
     pub async fn release_whole(&self, store: &dyn Store, now: i64) -> Result<()> {
         let release = {
             let model = self.read();
-            Release::full(&model.aggregates, &self.config, now).map_err(|e| StoreError::Internal(e.to_string()))?
+            Release::full(&model.aggregates, &self.config, now)
+                .map_err(|e| StoreError::Internal(e.to_string()))?
         };
         if let Some(spent) = release.spent {
             let entry = AuditEvent::ModelReleased {
@@ -456,7 +479,14 @@ impl Personalization {
     }
 
     /// Ranks items. `person` only when they permit personalization now.
-    pub fn recommend(&self, person: Option<&Person>, context: Option<&str>, filter: FilterInput, n: usize, offset: usize) -> Vec<Picked> {
+    pub fn recommend(
+        &self,
+        person: Option<&Person>,
+        context: Option<&str>,
+        filter: FilterInput,
+        n: usize,
+        offset: usize,
+    ) -> Vec<Picked> {
         let model = self.read();
         let history: Vec<Touch> = person.map(|p| p.contribution.touches().to_vec()).unwrap_or_default();
         let interests: &[String] = person.map_or(&[], |p| p.interests.as_slice());
@@ -476,7 +506,15 @@ impl Personalization {
     pub fn similar(&self, item: &str, filter: FilterInput, n: usize, offset: usize) -> Vec<Picked> {
         let model = self.read();
         let Some(ix) = model.catalogue.known(item) else { return Vec::new() };
-        let picked = recommend::similar(&model.release, &model.catalogue, &self.config, ix, filter.resolve(&model.catalogue), n, offset);
+        let picked = recommend::similar(
+            &model.release,
+            &model.catalogue,
+            &self.config,
+            ix,
+            filter.resolve(&model.catalogue),
+            n,
+            offset,
+        );
         picked.into_iter().map(|r| view(&model.catalogue, r)).collect()
     }
 }
@@ -518,7 +556,10 @@ fn view(catalogue: &Catalogue, picked: Recommendation) -> Picked {
         }
         Why::Popular { category, window_days } => {
             reason.insert("type".into(), "popular".into());
-            reason.insert("scope".into(), category.map_or_else(|| "all".into(), |c| format!("category:{c}")).into());
+            reason.insert(
+                "scope".into(),
+                category.map_or_else(|| "all".into(), |c| format!("category:{c}")).into(),
+            );
             reason.insert("window".into(), format!("{window_days}d").into());
         }
         Why::Trending { window_days } => {

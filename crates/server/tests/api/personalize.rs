@@ -200,7 +200,8 @@ async fn people_who_permit_it_get_recommendations_explained_and_others_only_non_
 }
 
 #[tokio::test]
-async fn people_who_permit_it_get_recommendations_explained_and_others_only_non_personalized_ones_on_postgres() {
+async fn people_who_permit_it_get_recommendations_explained_and_others_only_non_personalized_ones_on_postgres()
+ {
     let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
     consenting_and_not(on(Some(url)).await).await;
 }
@@ -221,7 +222,8 @@ async fn consenting_and_not(h: Harness) {
     assert_eq!(similar[0], ("sock".to_owned(), "similar_to".to_owned()), "{similar:?}");
     assert!(similar.iter().all(|(id, reason)| id != "sandal" || reason == "popular"), "{similar:?}");
 
-    let (status, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:ada&n=3"), &key).await;
+    let (status, body) =
+        h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:ada&n=3"), &key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["personalized"], true);
     assert_eq!(body["items"][0]["id"], "sock");
@@ -236,15 +238,13 @@ async fn consenting_and_not(h: Harness) {
     h.learn().await;
     assert_eq!((h.similar_ids(&key, "boot").await, h.similar_ids(&key, "sock").await), before);
     assert_eq!(h.state.personalization.as_ref().unwrap().info_now().people, model_before.people);
-    let (status, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:bram&n=5"), &key).await;
+    let (status, body) =
+        h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:bram&n=5"), &key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["personalized"], false);
     assert_eq!(body["not_personalized_because"], "consent_withdrawn");
     assert!(!body["items"].as_array().unwrap().is_empty(), "still useful: {body}");
-    assert!(
-        reasons(&body).iter().all(|(_, reason)| reason == "popular" || reason == "trending"),
-        "{body}"
-    );
+    assert!(reasons(&body).iter().all(|(_, reason)| reason == "popular" || reason == "trending"), "{body}");
 
     // Both reads are in the audit log, the refused one as denied.
     let entries = h.state.store.audit_entries(0, 10_000).await.unwrap();
@@ -260,13 +260,231 @@ async fn consenting_and_not(h: Harness) {
     // A person who withdraws leaves every aggregate before the answer to their withdrawal.
     let withdraw = json!({"changes": [{"purpose": PURPOSE, "status": "withdrawn", "method": "explicit"}]});
     let privacy = h.key("privacy").await;
-    let (status, body) = h.post_json("/v1/subjects/user_id:p1/consents", &privacy, &withdraw.to_string()).await;
+    let (status, body) =
+        h.post_json("/v1/subjects/user_id:p1/consents", &privacy, &withdraw.to_string()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let similar = h.similar_ids(&key, "boot").await;
     assert!(
         similar.iter().all(|(id, reason)| id != "sock" || reason != "similar_to"),
         "two people are left behind boot–sock: {similar:?}"
     );
-    let (_, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:p1&n=5"), &key).await;
+    let (_, body) =
+        h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:p1&n=5"), &key).await;
     assert_eq!(body["personalized"], false, "{body}");
+}
+
+#[tokio::test]
+async fn sensitive_events_and_items_never_reach_the_model_and_are_shown_only_to_who_asked() {
+    let h = harness().await;
+    let key = h.key("personalization").await;
+    // Five people viewed the boot and the pregnancy test; three more did from the app with their
+    // precise location (a sensitive category) on the event.
+    for person in ["s1", "s2", "s3", "s4", "s5"] {
+        h.views(person, &["boot", "test-kit", "sock"], true).await;
+    }
+    let located: Vec<Value> = ["l1", "l2", "l3"]
+        .iter()
+        .flat_map(|person| {
+            ["hat", "lace"].map(|item| {
+                json!({"type": "track", "event": "Product Viewed", "userId": person, "messageId": format!("{person}-{item}"),
+                       "properties": {"product_id": item},
+                       "context": {"location": {"latitude": 52.37, "longitude": 4.89},
+                                   "consent": {"categoryPreferences": {"Personalization": true}}}})
+            })
+        })
+        .collect();
+    h.batch("wk_app_fernhill", located).await;
+    h.views("ada", &["boot"], true).await;
+    h.learn().await;
+
+    // The test kit was viewed with the boot by five people: still never similar, never recommended.
+    let similar = h.similar_ids(&key, "boot").await;
+    assert!(similar.iter().all(|(id, _)| id != "test-kit"), "{similar:?}");
+    assert_eq!(similar[0].0, "sock");
+    // Hat and lace were only ever seen on located events: they are not even popular.
+    assert!(h.similar_ids(&key, "hat").await.iter().all(|(id, _)| id != "lace"));
+    let (_, body) =
+        h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:ada&n=10"), &key).await;
+    let got = reasons(&body);
+    assert!(got.iter().all(|(id, _)| id != "test-kit" && id != "hat" && id != "lace"), "{got:?}");
+
+    // Ada tells the shop she wants to see pregnancy products (zero-party data): now, and only
+    // therefore, the test kit is there, with that reason.
+    let identify = json!({"type": "identify", "userId": "ada", "messageId": "ada-interests",
+                          "traits": {"interests": ["pregnancy", "hats"]},
+                          "context": {"consent": {"categoryPreferences": {"Personalization": true}}}});
+    h.batch("wk_web_fernhill", vec![identify]).await;
+    h.learn().await;
+    let (_, body) =
+        h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:ada&n=10"), &key).await;
+    let kit = body["items"].as_array().unwrap().iter().find(|i| i["id"] == "test-kit").expect("asked for");
+    assert_eq!(kit["reason"], json!({"type": "you_told_us", "interest": "pregnancy"}));
+    let hat = body["items"].as_array().unwrap().iter().find(|i| i["id"] == "hat").expect("asked for");
+    assert_eq!(hat["reason"], json!({"type": "you_told_us", "interest": "hats"}));
+
+    // What she lends the model is sealed: neither her interests nor her items are in clear.
+    let bytes = h.database_bytes();
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!contains("\"interests\""), "interests in clear");
+}
+
+#[tokio::test]
+async fn erasure_and_restriction_take_a_person_out_of_the_model() {
+    let h = harness().await;
+    let key = h.key("personalization").await;
+    for person in ["p1", "p2", "p3"] {
+        h.views(person, &["boot", "sock"], true).await;
+    }
+    h.learn().await;
+    assert_eq!(h.similar_ids(&key, "boot").await[0], ("sock".to_owned(), "similar_to".to_owned()));
+    let people = || h.state.personalization.as_ref().unwrap().info_now().people;
+    assert_eq!(people(), 3);
+
+    // Restricting processing: out at once.
+    let privacy = h.key("privacy").await;
+    let (status, body) = h
+        .post_json(
+            "/v1/requests",
+            &privacy,
+            &json!({"type": "restrict", "subject": "user_id:p2"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+    assert_eq!(people(), 2);
+    assert!(
+        h.similar_ids(&key, "boot").await.iter().all(|(id, reason)| id != "sock" || reason != "similar_to")
+    );
+    let (_, body) = h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:p2"), &key).await;
+    assert_eq!(body["not_personalized_because"], "restricted", "{body}");
+
+    // Erasure: out at once, and for good.
+    let (status, body) = h
+        .post_json("/v1/requests", &privacy, &json!({"type": "erase", "subject": "user_id:p1"}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for _ in 0..5 {
+        tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+    }
+    assert_eq!(people(), 1);
+    h.learn().await;
+    assert_eq!(people(), 1, "nothing brings them back");
+    let changes = h.state.store.model_changes(0, 100).await.unwrap();
+    assert!(changes.iter().filter(|c| c.contribution.is_some()).count() == 1, "{changes:?}");
+}
+
+#[tokio::test]
+async fn next_message_goes_only_through_channels_people_consented_to_and_says_why() {
+    let h = harness().await;
+    let marketing = h.key("marketing").await;
+    let with_email = |user: &str, email_ok: bool| {
+        json!({"type": "identify", "userId": user, "messageId": format!("{user}-id"),
+               "traits": {"email": format!("{user}@example.com")},
+               "context": {"consent": {"categoryPreferences": {"Personalization": true, "Email": email_ok}}}})
+    };
+    h.batch("wk_web_fernhill", vec![with_email("nia", true), with_email("otto", false)]).await;
+    h.views("nia", &["boot"], true).await;
+    h.learn().await;
+
+    let (status, body) = h.get("/v1/subjects/user_id:nia/next-message?channel=email", &marketing).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stage"]["name"], "new");
+    assert_eq!(body["message"]["key"], "welcome");
+    assert_eq!(body["reason"]["code"], "rule");
+
+    let (status, body) = h.get("/v1/subjects/user_id:otto/next-message?channel=email", &marketing).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message"], Value::Null);
+    assert_eq!(body["reason"]["code"], "consent_withdrawn", "{body}");
+
+    let (status, body) = h.get("/v1/subjects/user_id:nia/next-message?channel=sms", &marketing).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_channel")),
+        "{body}"
+    );
+    let (status, _) = h.get("/v1/subjects/user_id:nia/next-message", &marketing).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let personalization = h.key("personalization").await;
+    let (status, _) = h.get("/v1/subjects/user_id:nia/next-message?channel=email", &personalization).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the personalization role may not use email marketing");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let h = harness().await;
+    let key = h.key("personalization").await;
+    h.views("ada", &["boot"], true).await;
+    h.learn().await;
+    let cases: &[(&str, StatusCode, &str)] = &[
+        ("/v1/recommendations?subject=user_id:ada", StatusCode::BAD_REQUEST, "purpose_required"),
+        ("/v1/recommendations?purpose=personalize.nothing", StatusCode::BAD_REQUEST, "unknown_purpose"),
+        (
+            "/v1/recommendations?purpose=marketing.communications.email",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        ("/v1/recommendations?purpose=personalize.content&n=0", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("/v1/recommendations?purpose=personalize.content&n=101", StatusCode::BAD_REQUEST, "invalid_request"),
+        ("/v1/recommendations?purpose=personalize.content&n=ten", StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            "/v1/recommendations?purpose=personalize.content&offset=-1",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/recommendations?purpose=personalize.content&placement=footer",
+            StatusCode::BAD_REQUEST,
+            "unknown_placement",
+        ),
+        (
+            "/v1/recommendations?purpose=personalize.content&placement=product",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/recommendations?purpose=personalize.content&subject=user_id:nobody",
+            StatusCode::NOT_FOUND,
+            "unknown_subject",
+        ),
+        (
+            "/v1/recommendations?purpose=personalize.content&subject=sub_nobody",
+            StatusCode::NOT_FOUND,
+            "unknown_subject",
+        ),
+        (
+            "/v1/recommendations?purpose=personalize.content&item=nothing",
+            StatusCode::NOT_FOUND,
+            "unknown_item",
+        ),
+        ("/v1/items/nothing/similar?purpose=personalize.content", StatusCode::NOT_FOUND, "unknown_item"),
+        ("/v1/items/boot/similar", StatusCode::BAD_REQUEST, "purpose_required"),
+        ("/v1/items/nothing", StatusCode::NOT_FOUND, "unknown_item"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = h.get(path, &key).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (*status, Some(*code)), "{path}: {body}");
+    }
+    let bad_items: &[&str] = &[
+        r#"{"items": []}"#,
+        r#"{"items": [{"name": "no id"}]}"#,
+        r#"{"items": [{"id": "x", "price": -1}]}"#,
+        r#"{"items": [{"id": "x", "colour": "red"}]}"#,
+        r#"{"items": [{"id": "x", "attributes": [1]}]}"#,
+        r#"{"items": "boot"}"#,
+        "not json",
+    ];
+    for body in bad_items {
+        let (status, answer) = h.post_json("/v1/items", &key, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, answer) = h.get("/v1/items/x", &key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing of the bad batches was stored: {answer}");
+    // A good request still works, with a placement and paging.
+    let (status, body) = h
+        .get("/v1/recommendations?purpose=personalize.content&subject=user_id:ada&placement=home&n=2", &key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["placement"], "home");
 }

@@ -8,7 +8,7 @@ use serde_spanned::Spanned;
 
 use super::{Checker, S, check_key, in_file_order};
 use crate::catalog::{
-    Channel, Lifecycle, LIFECYCLE_STAGES, MessageRule, Personalization, Placement, Property, Purpose,
+    Channel, LIFECYCLE_STAGES, Lifecycle, MessageRule, Personalization, Placement, Property, Purpose,
 };
 use crate::taxonomy::covers;
 
@@ -89,21 +89,26 @@ pub(super) fn check(
     let purpose = match &raw.purpose {
         Some(purpose) => {
             if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
-                checker.at(purpose.span(), format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()));
+                checker.at(
+                    purpose.span(),
+                    format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()),
+                );
             } else if !covers("personalize", purpose.get_ref()) {
                 checker.at(purpose.span(), "recommendations serve a personalize.* purpose");
             }
             purpose.get_ref().clone()
         }
         // Without the section: the first personalization purpose, or no personalization at all.
-        None => match purposes.iter().find(|p| covers("personalize", &p.key)) {
-            Some(found) => found.key.clone(),
-            None if declared => {
-                checker.at(0..0, "[personalization] needs a purpose, and the catalog declares no personalize.* purpose");
-                String::new()
+        None => {
+            match purposes.iter().find(|p| covers("personalize", &p.key)) {
+                Some(found) => found.key.clone(),
+                None if declared => {
+                    checker.at(0..0, "[personalization] needs a purpose, and the catalog declares no personalize.* purpose");
+                    String::new()
+                }
+                None => return None,
             }
-            None => return None,
-        },
+        }
     };
     let property = |checker: &mut Checker<'_>, path: &S<String>, what: &str| {
         let found = properties.iter().find(|p| &p.path == path.get_ref()).map(|p| p.id);
@@ -170,7 +175,10 @@ pub(super) fn check(
         .map(|(key, raw)| {
             check_key(checker, &key, "channel");
             if !purposes.iter().any(|declared| &declared.key == raw.purpose.get_ref()) {
-                checker.at(raw.purpose.span(), format!("purpose {:?} is not declared under [purposes]", raw.purpose.get_ref()));
+                checker.at(
+                    raw.purpose.span(),
+                    format!("purpose {:?} is not declared under [purposes]", raw.purpose.get_ref()),
+                );
             }
             let address = property(checker, &raw.address, "address");
             Channel {
@@ -188,14 +196,27 @@ pub(super) fn check(
             checker.at(raw.key.span(), format!("another message is already keyed {key:?}"));
         }
         if !channels.iter().any(|c| &c.key == raw.channel.get_ref()) {
-            checker.at(raw.channel.span(), format!("channel {:?} is not declared under [personalization.channels]", raw.channel.get_ref()));
+            checker.at(
+                raw.channel.span(),
+                format!(
+                    "channel {:?} is not declared under [personalization.channels]",
+                    raw.channel.get_ref()
+                ),
+            );
         }
         if raw.stages.is_empty() {
             checker.at(raw.key.span(), "a message needs the lifecycle stages it is for");
         }
         for stage in &raw.stages {
             if !LIFECYCLE_STAGES.contains(&stage.get_ref().as_str()) {
-                checker.at(stage.span(), format!("{:?} is not a lifecycle stage: one of {}", stage.get_ref(), LIFECYCLE_STAGES.join(", ")));
+                checker.at(
+                    stage.span(),
+                    format!(
+                        "{:?} is not a lifecycle stage: one of {}",
+                        stage.get_ref(),
+                        LIFECYCLE_STAGES.join(", ")
+                    ),
+                );
             }
         }
         messages.push(MessageRule {

@@ -61,8 +61,16 @@ struct RecommendQuery {
 }
 
 /// The purpose named, checked: declared, a personalization purpose, usable by the caller's role.
-fn purpose_for(state: &AppState, caller: &Caller, engine: &Personalization, named: Option<&str>) -> Result<String, ApiError> {
-    let key = named.map(str::trim).filter(|p| !p.is_empty()).ok_or_else(|| ApiError::new(ErrorCode::PurposeRequired))?;
+fn purpose_for(
+    state: &AppState,
+    caller: &Caller,
+    engine: &Personalization,
+    named: Option<&str>,
+) -> Result<String, ApiError> {
+    let key = named
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::new(ErrorCode::PurposeRequired))?;
     let index = state.catalog.purpose_index(key).ok_or_else(|| unknown_purpose(state, key))?;
     if !covers(&engine.settings.purpose, key) && !covers(key, &engine.settings.purpose) {
         return Err(ApiError::with_message(
@@ -71,7 +79,10 @@ fn purpose_for(state: &AppState, caller: &Caller, engine: &Personalization, name
         ));
     }
     if !state.policy.role_may_use(&caller.role, index) {
-        return Err(ApiError::with_message(ErrorCode::Forbidden, format!("role {:?} may not use {key}", caller.role.name)));
+        return Err(ApiError::with_message(
+            ErrorCode::Forbidden,
+            format!("role {:?} may not use {key}", caller.role.name),
+        ));
     }
     Ok(key.to_owned())
 }
@@ -79,7 +90,10 @@ fn purpose_for(state: &AppState, caller: &Caller, engine: &Personalization, name
 fn page(n: Option<i64>, default: u32, offset: i64) -> Result<(usize, usize), ApiError> {
     let n = n.unwrap_or(i64::from(default));
     if !(1..=i64::from(MAX_N)).contains(&n) {
-        return Err(ApiError::with_message(ErrorCode::InvalidRequest, format!("n must be between 1 and {MAX_N}")));
+        return Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            format!("n must be between 1 and {MAX_N}"),
+        ));
     }
     if !(0..=10_000).contains(&offset) {
         return Err(ApiError::with_message(ErrorCode::InvalidRequest, "offset must be between 0 and 10000"));
@@ -88,7 +102,8 @@ fn page(n: Option<i64>, default: u32, offset: i64) -> Result<(usize, usize), Api
 }
 
 fn list(text: Option<&str>) -> Vec<String> {
-    text.map(|t| t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+    text.map(|t| t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 fn items_json(picked: &[Picked]) -> Value {
@@ -133,7 +148,10 @@ async fn recommendations(
     let context = params.item.as_deref().map(str::trim).filter(|i| !i.is_empty());
     if let Some(item) = context {
         if !engine.knows(item) {
-            return Err(ApiError::with_message(ErrorCode::UnknownItem, format!("there is no item {item:?} in the catalogue")));
+            return Err(ApiError::with_message(
+                ErrorCode::UnknownItem,
+                format!("there is no item {item:?} in the catalogue"),
+            ));
         }
     } else if placement.is_some_and(|p| p.context) {
         return Err(ApiError::with_message(
@@ -157,7 +175,11 @@ async fn recommendations(
     let (subject, person, refusal) = match params.subject.as_deref() {
         Some(reference) => {
             let subject = subject(&state, reference).await?;
-            let found = state.store.subject_state(&subject).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownSubject))?;
+            let found = state
+                .store
+                .subject_state(&subject)
+                .await?
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownSubject))?;
             let refusal = engine.refusal(&state, &found, now);
             let person = if refusal.is_none() { engine.person(&subject) } else { None };
             (Some(subject), person, refusal)
@@ -172,7 +194,10 @@ async fn recommendations(
             None => (categories, Vec::new(), ReadDecision::Permitted),
             Some(reason) => {
                 let reason = state.policy.describe(reason);
-                let withheld = categories.into_iter().map(|category| Withheld { category, reason: reason.clone(), count: 1 }).collect();
+                let withheld = categories
+                    .into_iter()
+                    .map(|category| Withheld { category, reason: reason.clone(), count: 1 })
+                    .collect();
                 (Vec::new(), withheld, ReadDecision::Denied)
             }
         };
@@ -239,7 +264,10 @@ async fn similar(
     let purpose = purpose_for(&state, &caller, engine, params.purpose.as_deref())?;
     let (n, offset) = page(params.n, 10, params.offset)?;
     if !engine.knows(&id) {
-        return Err(ApiError::with_message(ErrorCode::UnknownItem, format!("there is no item {id:?} in the catalogue")));
+        return Err(ApiError::with_message(
+            ErrorCode::UnknownItem,
+            format!("there is no item {id:?} in the catalogue"),
+        ));
     }
     let filter = FilterInput {
         categories: list(params.category.as_deref()),
@@ -288,7 +316,8 @@ fn item_record(input: ItemInput, id: Option<String>, now: i64) -> Result<ItemRec
     if input.price.is_some_and(|p| p < 0) {
         return Err(format!("item {id:?}: price must not be negative (minor units, e.g. cents)"));
     }
-    let mut categories: Vec<String> = input.categories.iter().map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
+    let mut categories: Vec<String> =
+        input.categories.iter().map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
     categories.dedup();
     if categories.len() > 20 || categories.iter().any(|c| c.len() > 64) {
         return Err(format!("item {id:?}: at most 20 categories of at most 64 characters"));
@@ -319,12 +348,20 @@ fn may_write_items(state: &AppState, caller: &Caller, engine: &Personalization) 
     } else {
         Err(ApiError::with_message(
             ErrorCode::Forbidden,
-            format!("role {:?} may not use {}, so may not change the item catalogue", caller.role.name, engine.settings.purpose),
+            format!(
+                "role {:?} may not use {}, so may not change the item catalogue",
+                caller.role.name, engine.settings.purpose
+            ),
         ))
     }
 }
 
-async fn write_items(state: &AppState, caller: &Caller, engine: &Personalization, items: Vec<ItemRecord>) -> Result<usize, ApiError> {
+async fn write_items(
+    state: &AppState,
+    caller: &Caller,
+    engine: &Personalization,
+    items: Vec<ItemRecord>,
+) -> Result<usize, ApiError> {
     let count = items.len();
     let became_sensitive = {
         let mut any = false;
@@ -338,7 +375,10 @@ async fn write_items(state: &AppState, caller: &Caller, engine: &Personalization
     };
     let now = now_millis();
     state.store.put_items(items, now).await?;
-    state.store.audit_append(vec![AuditEvent::ItemsWritten { actor: caller.key.clone(), count: count as u64 }], now).await?;
+    state
+        .store
+        .audit_append(vec![AuditEvent::ItemsWritten { actor: caller.key.clone(), count: count as u64 }], now)
+        .await?;
     if became_sensitive {
         // What people did with it must leave the shared aggregates: everyone is recomputed.
         state.store.mark_all_model_dirty(now).await?;
@@ -357,9 +397,13 @@ async fn put_item(
     let engine = engine(&state)?;
     may_write_items(&state, &caller, engine)?;
     if input.id.as_deref().is_some_and(|body| body != id) {
-        return Err(ApiError::with_message(ErrorCode::InvalidRequest, "the body's id differs from the path's"));
+        return Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            "the body's id differs from the path's",
+        ));
     }
-    let record = item_record(input, Some(id.clone()), now_millis()).map_err(|m| ApiError::with_message(ErrorCode::InvalidRequest, m))?;
+    let record = item_record(input, Some(id.clone()), now_millis())
+        .map_err(|m| ApiError::with_message(ErrorCode::InvalidRequest, m))?;
     write_items(&state, &caller, engine, vec![record]).await?;
     let stored = state.store.item(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::Internal))?;
     Ok(Json(item_json(&stored, engine)))
@@ -380,7 +424,10 @@ async fn put_items(
     let engine = engine(&state)?;
     may_write_items(&state, &caller, engine)?;
     if input.items.is_empty() || input.items.len() > MAX_ITEMS {
-        return Err(ApiError::with_message(ErrorCode::InvalidRequest, format!("send 1 to {MAX_ITEMS} items")));
+        return Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            format!("send 1 to {MAX_ITEMS} items"),
+        ));
     }
     let now = now_millis();
     let records = input
@@ -395,13 +442,15 @@ async fn put_items(
 }
 
 /// `GET /v1/items/{id}`.
-async fn get_item(State(state): State<Arc<AppState>>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_item(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let engine = engine(&state)?;
-    let item = state
-        .store
-        .item(&id)
-        .await?
-        .ok_or_else(|| ApiError::with_message(ErrorCode::UnknownItem, format!("there is no item {id:?} in the catalogue")))?;
+    let item = state.store.item(&id).await?.ok_or_else(|| {
+        ApiError::with_message(ErrorCode::UnknownItem, format!("there is no item {id:?} in the catalogue"))
+    })?;
     Ok(Json(item_json(&item, engine)))
 }
 
@@ -444,12 +493,19 @@ async fn next_message(
     let params = query(params)?;
     let engine = engine(&state)?;
     let settings = &engine.settings;
-    let channel_key = params.channel.as_deref().map(str::trim).filter(|c| !c.is_empty()).ok_or_else(|| {
-        ApiError::with_message(ErrorCode::InvalidRequest, "name the channel: channel=email (the channel's purpose is the purpose of this read)")
-    })?;
+    let channel_key =
+        params.channel.as_deref().map(str::trim).filter(|c| !c.is_empty()).ok_or_else(|| {
+            ApiError::with_message(
+                ErrorCode::InvalidRequest,
+                "name the channel: channel=email (the channel's purpose is the purpose of this read)",
+            )
+        })?;
     let channel = settings.channel(channel_key).ok_or_else(|| {
         let declared: Vec<&str> = settings.channels.iter().map(|c| c.key.as_str()).collect();
-        ApiError::with_message(ErrorCode::UnknownChannel, format!("the catalog declares no channel {channel_key:?}; declared: {}", declared.join(", ")))
+        ApiError::with_message(
+            ErrorCode::UnknownChannel,
+            format!("the catalog declares no channel {channel_key:?}; declared: {}", declared.join(", ")),
+        )
     })?;
     if let Some(named) = params.purpose.as_deref().filter(|p| *p != channel.purpose) {
         return Err(ApiError::with_message(
@@ -457,12 +513,17 @@ async fn next_message(
             format!("channel {channel_key} serves {:?}, not {named:?}", channel.purpose),
         ));
     }
-    let purpose = state.catalog.purpose_index(&channel.purpose).ok_or_else(|| ApiError::new(ErrorCode::Internal))?;
+    let purpose =
+        state.catalog.purpose_index(&channel.purpose).ok_or_else(|| ApiError::new(ErrorCode::Internal))?;
     if !state.policy.role_may_use(&caller.role, purpose) {
-        return Err(ApiError::with_message(ErrorCode::Forbidden, format!("role {:?} may not use {}", caller.role.name, channel.purpose)));
+        return Err(ApiError::with_message(
+            ErrorCode::Forbidden,
+            format!("role {:?} may not use {}", caller.role.name, channel.purpose),
+        ));
     }
     let subject = subject(&state, &reference).await?;
-    let found = state.store.subject_state(&subject).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownSubject))?;
+    let found =
+        state.store.subject_state(&subject).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownSubject))?;
     let now = now_millis();
     let context = subject_context(&state, &found);
     let consents = state.policy.consents(&context, now);
@@ -483,7 +544,13 @@ async fn next_message(
         (Err(reason), _) => {
             let described = state.policy.describe(*reason);
             let withheld = vec![Withheld { category: category.clone(), reason: described.clone(), count: 1 }];
-            (Value::Null, json!({"code": described, "text": format!("{} may not be used for {}", channel.key, channel.purpose)}), ReadDecision::Denied, Vec::new(), withheld)
+            (
+                Value::Null,
+                json!({"code": described, "text": format!("{} may not be used for {}", channel.key, channel.purpose)}),
+                ReadDecision::Denied,
+                Vec::new(),
+                withheld,
+            )
         }
         (Ok(()), None) => (
             Value::Null,
