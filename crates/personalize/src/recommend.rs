@@ -184,7 +184,8 @@ pub fn recommend(release: &Release, catalogue: &Catalogue, config: &Config, ask:
         let len = members.len().max(1) as f32;
         members.retain(|m| ranking.passes(*m));
         for (rank, item) in members.into_iter().take(wanted * 2).enumerate() {
-            let score = 0.25 + 0.25 * (1.0 - rank as f32 / len);
+            // Enough to lead when little else is known, not enough to drown what the person did.
+            let score = 0.1 + 0.1 * (1.0 - rank as f32 / len);
             ranking.offer(item, score, Reason::YouToldUs { interest: interest.clone() });
         }
     }
@@ -237,10 +238,28 @@ struct Ranking<'a> {
     candidates: HashMap<ItemIx, Candidate>,
 }
 
+/// Everything that recommends an item, by kind of reason: the reason shown is the kind that
+/// contributed most in total (several viewed items add up), named after its strongest single
+/// contribution (the viewed item that counted most).
 struct Candidate {
     score: f32,
+    kinds: Vec<Kind>,
+}
+
+struct Kind {
+    total: f32,
     best: f32,
     reason: Reason,
+}
+
+impl Candidate {
+    fn reason(self) -> Reason {
+        self.kinds
+            .into_iter()
+            .max_by(|a, b| a.total.total_cmp(&b.total))
+            .map(|k| k.reason)
+            .unwrap_or(Reason::Trending { window_days: 0 })
+    }
 }
 
 impl<'a> Ranking<'a> {
@@ -276,11 +295,18 @@ impl<'a> Ranking<'a> {
         if score <= 0.0 && !matches!(reason, Reason::Popular { .. }) || !self.passes(item) {
             return;
         }
-        let candidate = self.candidates.entry(item).or_insert(Candidate { score: 0.0, best: f32::MIN, reason: reason.clone() });
+        let candidate = self.candidates.entry(item).or_insert(Candidate { score: 0.0, kinds: Vec::new() });
         candidate.score += score;
-        if score > candidate.best {
-            candidate.best = score;
-            candidate.reason = reason;
+        let kind = std::mem::discriminant(&reason);
+        match candidate.kinds.iter_mut().find(|k| std::mem::discriminant(&k.reason) == kind) {
+            Some(k) => {
+                k.total += score;
+                if score > k.best {
+                    k.best = score;
+                    k.reason = reason;
+                }
+            }
+            None => candidate.kinds.push(Kind { total: score, best: score, reason }),
         }
     }
 
@@ -300,17 +326,22 @@ impl<'a> Ranking<'a> {
     }
 
     fn finish(mut self, ask: &Ask<'_>) -> Vec<Recommendation> {
-        // A sensitive item is only ever shown because the person asked for its topic.
+        // A sensitive item is only ever shown because the person asked for its topic; any item in a
+        // declared topic is lifted a little.
         for (item, candidate) in self.candidates.iter_mut() {
             let info = self.catalogue.info(*item);
+            if self.interests.iter().any(|i| info.categories.contains(i)) {
+                candidate.score *= 1.2;
+            }
             if let Some(interest) = self.interests.iter().find(|i| info.sensitive && info.categories.contains(i)) {
-                candidate.reason = Reason::YouToldUs { interest: interest.clone() };
+                let reason = Reason::YouToldUs { interest: interest.clone() };
+                candidate.kinds = vec![Kind { total: 1.0, best: 1.0, reason }];
             }
         }
         let mut ranked: Vec<Recommendation> = self
             .candidates
             .into_iter()
-            .map(|(item, c)| Recommendation { item, score: c.score, reason: c.reason })
+            .map(|(item, c)| Recommendation { item, score: c.score, reason: c.reason() })
             .collect();
         ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
         diversify(&mut ranked, self.catalogue, ask.n);

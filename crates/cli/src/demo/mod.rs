@@ -71,7 +71,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(tactful_server::serve(listener, state.clone(), crate::shutdown_signal()));
 
     let client = Client::new(base.clone());
+    // The shop's items first, so what customers do with them is learned as it arrives.
+    if let Some(engine) = &state.personalization {
+        state.store.put_items(shop::items(&shop::products()), tactful_server::now_millis()).await?;
+        engine.sync(state.store.as_ref(), &state.vault).await?;
+    }
     let summary = generate(&client, args.customers, args.seed).await?;
+    // Learn from everyone who permits it now (the server does this every second anyway).
+    if let Some(engine) = &state.personalization {
+        while tactful_server::personalize::update_dirty(&state, engine).await? > 0 {}
+        engine.release_whole(state.store.as_ref(), tactful_server::now_millis()).await?;
+    }
     let stats = state.store.stats().await?;
     let drops: u64 = state.store.drop_counts().await?.iter().map(|count| count.count).sum();
     let example_email = summary.example_email.clone().unwrap_or_else(|| "ada.lovelace.0@example.com".into());
@@ -147,6 +157,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "  curl -s {base}/v1/requests/REQUEST_ID/package?format=html -H 'authorization: Bearer {}' > package.html",
             keys.privacy.as_str()
         );
+        if let Some(personalization) = &keys.personalization {
+            show_recommendations(&state, &base, personalization.as_str(), &summary).await?;
+        }
     }
     println!();
     println!("Press Ctrl-C to stop.");
@@ -157,6 +170,61 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 struct DemoKeys {
     privacy: tactful_vault::Zeroizing<String>,
     marketing: tactful_vault::Zeroizing<String>,
+    personalization: Option<tactful_vault::Zeroizing<String>>,
+}
+
+/// Prints what the recommendation engine says for a generated customer who permits it, with the
+/// reasons, and how to ask for it.
+async fn show_recommendations(state: &Arc<AppState>, base: &str, key: &str, summary: &Summary) -> anyhow::Result<()> {
+    let Some(engine) = &state.personalization else { return Ok(()) };
+    let info = engine.info_now();
+    println!();
+    println!(
+        "Recommendations: learned from {} customers who permit personalization ({} of {} items with neighbours; \
+         a pair needs {} people, each lends at most {} items).",
+        info.people, info.items_with_neighbours, info.items, info.min_support, info.cap
+    );
+    let now = tactful_server::now_millis();
+    for email in &summary.registered_emails {
+        let Some(subject) = state.store.subject_by_identifier(state.vault.blind("email", email)).await? else { continue };
+        let Some(found) = state.store.subject_state(&subject).await? else { continue };
+        if engine.refusal(state, &found, now).is_some() {
+            continue;
+        }
+        let Some(person) = engine.person(&found.subject) else { continue };
+        if person.contribution.is_empty() {
+            continue;
+        }
+        let picked = engine.recommend(Some(&person), None, Default::default(), 5, 0);
+        if picked.is_empty() {
+            continue;
+        }
+        let names: HashMap<String, String> = shop::products().into_iter().map(|p| (p.id, p.name)).collect();
+        let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+        println!("  for {email}:");
+        for item in &picked {
+            println!("    {:<24} {}", name(&item.item.id), explain(&item.reason, &name));
+        }
+        println!(
+            "  curl -s '{base}/v1/recommendations?purpose=personalize.content&subject=email:{email}&placement=home' \\\n    -H 'authorization: Bearer {key}'"
+        );
+        println!("  # customers who viewed this also viewed (only pairs with at least {} people behind them)", info.min_support);
+        println!("  curl -s '{base}/v1/items/sku-0001/similar?purpose=personalize.content&n=5' -H 'authorization: Bearer {key}'");
+        break;
+    }
+    Ok(())
+}
+
+/// A reason in words, as the preference center shows it.
+fn explain(reason: &Value, name: &dyn Fn(&str) -> String) -> String {
+    match reason["type"].as_str() {
+        Some("because_you_viewed") => format!("because you viewed {}", name(reason["item"].as_str().unwrap_or("an item"))),
+        Some("you_told_us") => format!("you told us you like {}", reason["interest"].as_str().unwrap_or("this")),
+        Some("popular") => format!("popular ({}, last {})", reason["scope"].as_str().unwrap_or("all"), reason["window"].as_str().unwrap_or("")),
+        Some("trending") => format!("trending (last {})", reason["window"].as_str().unwrap_or("")),
+        Some("similar_to") => format!("similar to {}", name(reason["item"].as_str().unwrap_or("an item"))),
+        _ => reason.to_string(),
+    }
 }
 
 /// Fresh API keys for this demo run (the previous run's are revoked: a key is shown only once), if
@@ -164,9 +232,10 @@ struct DemoKeys {
 async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
     const PRIVACY: &str = "demo: privacy team";
     const MARKETING: &str = "demo: email marketing";
+    const PERSONALIZATION: &str = "demo: recommendations";
     let now = tactful_server::now_millis();
     for key in state.store.api_keys().await? {
-        if (key.name == PRIVACY || key.name == MARKETING) && key.revoked_at.is_none() {
+        if [PRIVACY, MARKETING, PERSONALIZATION].contains(&key.name.as_str()) && key.revoked_at.is_none() {
             let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: key.id.clone() };
             state.store.revoke_api_key(&key.id, now, audit).await?;
         }
@@ -177,7 +246,11 @@ async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
     }
     let privacy = create(PRIVACY, "privacy").await?.1;
     let marketing = create(MARKETING, "marketing").await?.1;
-    Ok(Some(DemoKeys { privacy, marketing }))
+    let personalization = match state.catalog.role("personalization") {
+        Some(_) => Some(create(PERSONALIZATION, "personalization").await?.1),
+        None => None,
+    };
+    Ok(Some(DemoKeys { privacy, marketing, personalization }))
 }
 
 /// A database URL fit to print: the password, if any, replaced by `***`.
@@ -199,6 +272,8 @@ pub struct Summary {
     pub stored: u64,
     pub duplicates: u64,
     pub example_email: Option<String>,
+    /// Registered customers' emails, in customer order.
+    pub registered_emails: Vec<String>,
 }
 
 /// Sends the generated shop through `client` with a few concurrent senders, each keeping its
@@ -249,15 +324,18 @@ pub async fn generate(client: &Client, customers: u64, seed: u64) -> anyhow::Res
         task.await??;
     }
     progress.finish_with_message("done");
-    let example_email = (0..customers)
+    let registered_emails: Vec<String> = (0..customers.min(200))
         .map(|index| shop::customer(&products, seed, index, now))
-        .find(|customer| customer.registered)
-        .map(|customer| customer.email);
+        .filter(|customer| customer.registered)
+        .map(|customer| customer.email)
+        .collect();
+    let example_email = registered_emails.first().cloned();
     Ok(Summary {
         sent: sent.load(Ordering::Relaxed),
         stored: stored.load(Ordering::Relaxed),
         duplicates: duplicates.load(Ordering::Relaxed),
         example_email,
+        registered_emails,
     })
 }
 

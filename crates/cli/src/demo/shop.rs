@@ -120,6 +120,33 @@ pub fn products() -> Vec<Product> {
     products
 }
 
+/// The product range as the item catalogue recommendations use: lower-case categories, and the
+/// pregnancy test and health products in categories the example catalog calls sensitive.
+pub fn items(products: &[Product]) -> Vec<tactful_store::ItemRecord> {
+    products
+        .iter()
+        .map(|product| {
+            let mut categories = vec![product.category.to_lowercase()];
+            if product.name.ends_with("Pregnancy Test") {
+                categories.push("pregnancy".into());
+            } else if ["Vitamin D", "First Aid Kit", "Heating Pad"].iter().any(|n| product.name.ends_with(n)) {
+                categories.push("health".into());
+            }
+            tactful_store::ItemRecord {
+                id: product.id.clone(),
+                name: product.name.clone(),
+                categories,
+                sensitive: false,
+                available: true,
+                price: Some((product.price * 100.0).round() as i64),
+                attributes: json!({"url": format!("https://fernhill.example/p/{}", product.id)}),
+                updated_at: 0,
+                version: 0,
+            }
+        })
+        .collect()
+}
+
 /// Which source an event is sent through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
