@@ -21,7 +21,7 @@ use tactful_store::ItemRecord;
 use super::subjects::{query, subject_context, unknown_purpose};
 use crate::auth::{ApiJson, Caller, subject};
 use crate::error::{ApiError, ErrorCode};
-use crate::personalize::{FilterInput, Personalization, Picked};
+use crate::personalize::{FilterInput, ItemInput, Personalization, Picked, item_record};
 use crate::{AppState, now_millis};
 
 /// Items one upsert may carry.
@@ -286,60 +286,6 @@ async fn similar(
     })))
 }
 
-/// An item as the API takes and gives it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemInput {
-    id: Option<String>,
-    name: Option<String>,
-    #[serde(default)]
-    categories: Vec<String>,
-    #[serde(default)]
-    sensitive: bool,
-    #[serde(default = "yes")]
-    available: bool,
-    /// Minor units (cents).
-    price: Option<i64>,
-    #[serde(default)]
-    attributes: Option<Value>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn item_record(input: ItemInput, id: Option<String>, now: i64) -> Result<ItemRecord, String> {
-    let id = id.or(input.id).map(|i| i.trim().to_owned()).unwrap_or_default();
-    if id.is_empty() || id.len() > 200 {
-        return Err("an item needs an id of 1 to 200 characters".into());
-    }
-    if input.price.is_some_and(|p| p < 0) {
-        return Err(format!("item {id:?}: price must not be negative (minor units, e.g. cents)"));
-    }
-    let mut categories: Vec<String> =
-        input.categories.iter().map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
-    categories.dedup();
-    if categories.len() > 20 || categories.iter().any(|c| c.len() > 64) {
-        return Err(format!("item {id:?}: at most 20 categories of at most 64 characters"));
-    }
-    let attributes = match input.attributes {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::Object(object)) => Value::Object(object),
-        Some(_) => return Err(format!("item {id:?}: attributes must be a JSON object")),
-    };
-    Ok(ItemRecord {
-        name: input.name.unwrap_or_else(|| id.clone()),
-        id,
-        categories,
-        sensitive: input.sensitive,
-        available: input.available,
-        price: input.price,
-        attributes,
-        updated_at: now,
-        version: 0,
-    })
-}
-
 /// Items are the brand's own catalogue, not personal data; writing them needs a role that may use
 /// the personalization purpose.
 fn may_write_items(state: &AppState, caller: &Caller, engine: &Personalization) -> Result<(), ApiError> {
@@ -354,37 +300,6 @@ fn may_write_items(state: &AppState, caller: &Caller, engine: &Personalization) 
             ),
         ))
     }
-}
-
-async fn write_items(
-    state: &AppState,
-    caller: &Caller,
-    engine: &Personalization,
-    items: Vec<ItemRecord>,
-) -> Result<usize, ApiError> {
-    let count = items.len();
-    let became_sensitive = {
-        let mut any = false;
-        for item in &items {
-            if engine.is_sensitive(item) {
-                let before = state.store.item(&item.id).await?;
-                any |= !before.is_some_and(|b| engine.is_sensitive(&b));
-            }
-        }
-        any
-    };
-    let now = now_millis();
-    state.store.put_items(items, now).await?;
-    state
-        .store
-        .audit_append(vec![AuditEvent::ItemsWritten { actor: caller.key.clone(), count: count as u64 }], now)
-        .await?;
-    if became_sensitive {
-        // What people did with it must leave the shared aggregates: everyone is recomputed.
-        state.store.mark_all_model_dirty(now).await?;
-    }
-    engine.sync(state.store.as_ref(), &state.vault).await?;
-    Ok(count)
 }
 
 /// `PUT /v1/items/{id}`: adds or replaces one item.
@@ -404,7 +319,7 @@ async fn put_item(
     }
     let record = item_record(input, Some(id.clone()), now_millis())
         .map_err(|m| ApiError::with_message(ErrorCode::InvalidRequest, m))?;
-    write_items(&state, &caller, engine, vec![record]).await?;
+    engine.write_items(&state, &caller.key, vec![record]).await?;
     let stored = state.store.item(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::Internal))?;
     Ok(Json(item_json(&stored, engine)))
 }
@@ -437,7 +352,7 @@ async fn put_items(
         .map(|(i, item)| item_record(item, None, now).map_err(|m| format!("items[{i}]: {m}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|m| ApiError::with_message(ErrorCode::InvalidRequest, m))?;
-    let count = write_items(&state, &caller, engine, records).await?;
+    let count = engine.write_items(&state, &caller.key, records).await?;
     Ok(Json(json!({ "written": count })))
 }
 
