@@ -219,3 +219,45 @@ fn jurisdictions_have_request_deadlines_and_extensions_by_regime() {
     let california = catalog.jurisdiction("us-ca").unwrap();
     assert_eq!((california.request_deadline_days, california.request_extension_days), (45, 45));
 }
+
+#[test]
+fn personalization_is_read_with_defaults_and_its_mistakes_are_pointed_at() {
+    let example = Catalog::parse(Catalog::example_text()).expect("valid");
+    let settings = example.personalization().expect("declared");
+    assert_eq!(settings.purpose, "personalize.content");
+    assert_eq!(settings.min_support, 5);
+    assert!(settings.placement("product").is_some_and(|p| p.context));
+    assert_eq!(
+        settings.channel("email").map(|c| example.property(c.address).path.as_str()),
+        Some("traits.email")
+    );
+    assert_eq!(settings.messages[0].stages, vec!["new"]);
+    assert!(
+        Catalog::parse(MINIMAL).expect("valid").personalization().is_none(),
+        "no personalize purpose, none"
+    );
+
+    let with = |section: &str| format!("{MINIMAL}\n{section}");
+    // MINIMAL ends on line 17; the section starts on line 19.
+    check(&with("[personalization]\npurpose = \"essential.service\"\n"), 20, "personalize.* purpose");
+    check(
+        &with(
+            "[purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n[personalization]\ninterests = \"traits.likes\"\nmin_support = 0\n",
+        ),
+        24,
+        "not a declared property",
+    );
+    check(
+        &with(
+            "[purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n[personalization]\nmin_support = 0\n",
+        ),
+        24,
+        "at least 1",
+    );
+    let rules = "[purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n\
+                 [personalization.channels.email]\npurpose = \"essential.service\"\naddress = \"traits.email\"\n\
+                 [[personalization.messages]]\nkey = \"hi\"\nchannel = \"sms\"\nstages = [\"sleepy\"]\ntitle = \"Hi\"\nbody = \"B\"\n";
+    let found = problems(&with(rules));
+    assert!(found.iter().any(|(_, _, m)| m.contains("channel \"sms\" is not declared")), "{found:?}");
+    assert!(found.iter().any(|(_, _, m)| m.contains("\"sleepy\" is not a lifecycle stage")), "{found:?}");
+}
