@@ -1,7 +1,7 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, shutdown_signal};
+use tactful::{admin, bench, breach, demo, personalize, shutdown_signal};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,6 +68,11 @@ enum Command {
     /// After a breach: who was affected through a key, a role or a time window, and drafted
     /// notifications for each person.
     Breach(breach::BreachArgs),
+    /// Generate synthetic shop activity with planted structure (items.jsonl, interactions.csv).
+    Generate(personalize::GenerateArgs),
+    /// Evaluate the recommendation models offline (leave-last-out HR@10 and NDCG@10, the cost of
+    /// privacy), on generated data or a CSV.
+    Eval(personalize::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +119,8 @@ enum BenchCommand {
     Access(bench::AccessArgs),
     /// Erasing and exporting a person with many events.
     Requests(bench::RequestsArgs),
+    /// Item-to-item training on millions of interactions, serving latency in-process, memory.
+    Personalize(bench::PersonalizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -272,6 +279,9 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             init_logging_level("warn");
             bench::requests(args).await?;
         }
+        Command::Bench(BenchCommand::Personalize(args)) => bench::personalize(args)?,
+        Command::Generate(args) => personalize::generate(args)?,
+        Command::Eval(args) => personalize::eval(args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

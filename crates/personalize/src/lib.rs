@@ -4,6 +4,8 @@
 //! every recommendation carries the reason it was made. The server keeps the aggregates in the store
 //! and feeds this crate; the evaluation and the data generator use it directly.
 
+pub mod eval;
+pub mod generate;
 pub mod lifecycle;
 pub mod model;
 pub mod recommend;

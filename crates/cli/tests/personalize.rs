@@ -1,0 +1,88 @@
+//! `tactful generate` and `tactful eval` as a user runs them: files written, read back, the table
+//! printed, and a bad CSV named by file and line.
+
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tactful");
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BINARY).args(args).output().expect("run tactful");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The HR@10 printed on the first row of `model` whose setting starts with `setting`.
+fn hit_rate(table: &str, model: &str, setting: &str) -> f64 {
+    let line = table
+        .lines()
+        .find(|line| line.trim_start().starts_with(model) && line.contains(setting))
+        .unwrap_or_else(|| panic!("no {model} {setting} row in:\n{table}"));
+    let after = &line[line.find(setting).unwrap() + setting.len()..];
+    // The first decimal after the setting's words.
+    after.split_whitespace().find(|word| word.contains('.')).and_then(|word| word.parse().ok()).unwrap()
+}
+
+#[test]
+fn generated_files_evaluate_and_item_to_item_beats_popularity() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let size = ["--people", "3000", "--items", "400", "--interactions", "60000", "--clusters", "8"];
+    let (ok, stdout, stderr) = run(&[&["generate", "--out", out][..], &size].concat());
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("generated 3,000 people, 400 items (8 sensitive), 60,000 interactions"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("interactions.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("user,item,timestamp,event"));
+    assert_eq!(csv.lines().count(), 60_001);
+    assert!(csv.lines().nth(1).unwrap().starts_with("user-000000,item-"), "{}", &csv[..200]);
+    let items = std::fs::read_to_string(dir.path().join("items.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(items.lines().next().unwrap()).unwrap();
+    for key in ["id", "name", "categories", "sensitive", "available", "price"] {
+        assert!(first.get(key).is_some(), "{key} in {first}");
+    }
+
+    let csv_path = dir.path().join("interactions.csv");
+    let items_path = dir.path().join("items.jsonl");
+    let (ok, table, stderr) = run(&[
+        "eval",
+        "--csv",
+        csv_path.to_str().unwrap(),
+        "--catalogue",
+        items_path.to_str().unwrap(),
+        "--users",
+        "1000",
+    ]);
+    assert!(ok, "{stderr}");
+    let item_to_item = hit_rate(&table, "item-to-item", "k=1, no noise");
+    let popular = hit_rate(&table, "most popular", "popular list only");
+    assert!(item_to_item >= 1.5 * popular, "{table}");
+    assert!(table.contains("k=5, DP ε=1, cap 20") && table.contains("1.00, 1e-7"), "{table}");
+    assert!(table.contains("touches of sensitive items excluded"), "{table}");
+
+    // The same data generated in memory gives the same figures (the noisy rows aside).
+    let (ok, direct, stderr) = run(&[&["eval", "--users", "1000"][..], &size].concat());
+    assert!(ok, "{stderr}");
+    assert_eq!(hit_rate(&direct, "item-to-item", "k=1, no noise"), item_to_item);
+}
+
+#[test]
+fn a_bad_csv_is_named_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratings.csv");
+    std::fs::write(&path, "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n").unwrap();
+    let (ok, _, stderr) = run(&["eval", "--csv", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "ratings.csv: line 2: timestamp `2.5` is neither Unix seconds or milliseconds nor RFC 3339"
+        ),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["eval", "--csv", dir.path().join("missing.csv").to_str().unwrap()]);
+    assert!(!ok && stderr.contains("missing.csv"), "{stderr}");
+}
