@@ -6,6 +6,7 @@ pub mod bench;
 pub mod breach;
 pub mod client;
 pub mod demo;
+pub mod items;
 pub mod personalize;
 
 /// Completes on Ctrl-C or SIGTERM, so the server finishes requests in flight before stopping.

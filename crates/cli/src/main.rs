@@ -1,7 +1,7 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, personalize, shutdown_signal};
+use tactful::{admin, bench, breach, demo, items, personalize, shutdown_signal};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -59,6 +59,12 @@ enum Command {
     /// The consent ledger: export it.
     #[command(subcommand)]
     Consents(admin::ConsentsCommand),
+    /// The brand's item catalogue for recommendations: import it from a JSON-lines file.
+    #[command(subcommand)]
+    Items(items::ItemsCommand),
+    /// The recommendation model: rebuild it from everyone's data and consent.
+    #[command(subcommand)]
+    Model(items::ModelCommand),
     /// Consent receipts: verify one's signature (needs no database).
     #[command(subcommand)]
     Receipt(admin::ReceiptCommand),
@@ -119,6 +125,8 @@ enum BenchCommand {
     Access(bench::AccessArgs),
     /// Erasing and exporting a person with many events.
     Requests(bench::RequestsArgs),
+    /// Recommendations over HTTP at a fixed request rate, and in-process.
+    Serving(bench::ServingArgs),
     /// Item-to-item training on millions of interactions, serving latency in-process, memory.
     Personalize(bench::PersonalizeArgs),
 }
@@ -254,6 +262,16 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             let state = open_quietly(with_file(command.config().clone())?).await?;
             return admin::consents(&state, command).await;
         }
+        Command::Items(command) => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file(command.config().clone())?).await?;
+            return items::items(&state, command).await;
+        }
+        Command::Model(command) => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file(command.config().clone())?).await?;
+            return items::model(&state, command).await;
+        }
         Command::Requests(command) => {
             init_logging_level("warn");
             let state = std::sync::Arc::new(open_quietly(with_file(command.config().clone())?).await?);
@@ -278,6 +296,10 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Bench(BenchCommand::Requests(args)) => {
             init_logging_level("warn");
             bench::requests(args).await?;
+        }
+        Command::Bench(BenchCommand::Serving(args)) => {
+            init_logging_level("warn");
+            bench::serving(args).await?;
         }
         Command::Bench(BenchCommand::Personalize(args)) => bench::personalize(args)?,
         Command::Generate(args) => personalize::generate(args)?,

@@ -844,3 +844,48 @@ async fn a_breach_report_names_the_people_a_key_read_and_drafts_their_notificati
     let (ok, _) = tactful(dir.path(), &database, &["breach", "--out", out.to_str().unwrap()]);
     assert!(!ok, "a breach needs a key, a role or a window");
 }
+
+#[tokio::test]
+async fn items_are_imported_all_or_nothing_and_a_running_server_learns_and_recommends() {
+    let dir = tempfile::tempdir().unwrap();
+    write_catalog(dir.path());
+    let database = dir.path().join("tactful.db");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": \"pan\", \"categories\": [\"kitchen\"]}\n{\"name\": \"no id\"}\n").unwrap();
+    let (ok, _) = tactful(dir.path(), &database, &["items", "import", bad.to_str().unwrap()]);
+    assert!(!ok, "a file with a bad line is refused");
+    let good = dir.path().join("items.jsonl");
+    let lines: Vec<String> = (0..4)
+        .map(|i| json!({"id": format!("pan-{i}"), "name": format!("Pan {i}"), "categories": ["kitchen"], "price": 2000 + i}).to_string())
+        .collect();
+    std::fs::write(&good, lines.join("\n")).unwrap();
+    let (ok, out) = tactful(dir.path(), &database, &["items", "import", good.to_str().unwrap()]);
+    assert!(ok && out.contains("imported 4 items"), "{out}");
+
+    let server = Server::start(dir.path());
+    let (_, key) = tactful(dir.path(), &database, &["api-keys", "create", "--role", "personalization", "--name", "recs"]);
+    let key = key.trim().to_owned();
+    let client = Client::new(server.base.clone());
+    let (status, _) = client.get_with_key("/v1/items/pan-1", &key).await.unwrap();
+    assert!(status.is_success());
+    // Six people in the EU who permit personalization view pan-0 and pan-1.
+    let events: Vec<Value> = (0..6)
+        .flat_map(|person| {
+            ["pan-0", "pan-1"].map(|item| {
+                json!({"type": "track", "event": "Product Viewed", "userId": format!("cook-{person}"),
+                       "messageId": format!("cook-{person}-{item}"), "properties": {"product_id": item},
+                       "context": {"consent": {"categoryPreferences": {"Personalization": true}}}})
+            })
+        })
+        .collect();
+    send(&client, "wk_web_fernhill_demo", events).await;
+    // The server's updater learns within seconds, without a restart.
+    let answer = until(&client, "/v1/items/pan-0/similar?purpose=personalize.content&n=3", &key, |body| {
+        body["items"][0]["reason"]["type"] == "similar_to"
+    })
+    .await;
+    assert_eq!(answer["items"][0]["id"], "pan-1", "{answer}");
+    drop(server);
+    let (ok, out) = tactful(dir.path(), &database, &["model", "rebuild"]);
+    assert!(ok && out.contains("6 people lend the model"), "{out}");
+}

@@ -5,8 +5,10 @@ pub mod access;
 pub mod ingest;
 pub mod personalize;
 pub mod requests;
+pub mod serving;
 
 pub use access::{AccessArgs, access};
 pub use ingest::{IngestArgs, ingest};
 pub use personalize::{PersonalizeArgs, personalize};
 pub use requests::{RequestsArgs, requests};
+pub use serving::{ServingArgs, serving};
