@@ -184,10 +184,12 @@ pub fn settings() -> Vec<Setting> {
     let defaults = Config::default();
     let k = defaults.min_support;
     let open = Config { min_support: 1, ..defaults.clone() };
-    let noisy = |epsilon: f64| Setting {
+    // With noise, the cap is the lever: one person moves C(cap, 2) pair counts, so the noise on
+    // each grows with the square of the cap.
+    let noisy = |epsilon: f64, cap: usize| Setting {
         model: "item-to-item",
-        setting: format!("k={k}, DP ε={epsilon}, cap {}", defaults.cap),
-        config: Config { epsilon: Some(epsilon), ..defaults.clone() },
+        setting: format!("k={k}, DP ε={epsilon}, cap {cap}"),
+        config: Config { epsilon: Some(epsilon), cap, ..defaults.clone() },
         ranker: Ranker::Personal,
     };
     vec![
@@ -215,8 +217,10 @@ pub fn settings() -> Vec<Setting> {
             config: defaults.clone(),
             ranker: Ranker::Personal,
         },
-        noisy(4.0),
-        noisy(1.0),
+        noisy(4.0, defaults.cap),
+        noisy(1.0, defaults.cap),
+        noisy(4.0, 5),
+        noisy(1.0, 5),
     ]
 }
 

@@ -27,7 +27,8 @@ impl Contribution {
                 .or_insert(touch);
         }
         let mut touches: Vec<Touch> = by_item.into_values().collect();
-        touches.sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
+        touches
+            .sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
         Contribution { touches }
     }
 
@@ -48,7 +49,8 @@ impl Contribution {
     /// The person's items, most recent first (for the personal step at request time).
     pub fn recent(&self) -> Vec<Touch> {
         let mut recent = self.touches.clone();
-        recent.sort_unstable_by(|a, b| b.at.cmp(&a.at).then(b.weight.cmp(&a.weight)).then(a.item.cmp(&b.item)));
+        recent
+            .sort_unstable_by(|a, b| b.at.cmp(&a.at).then(b.weight.cmp(&a.weight)).then(a.item.cmp(&b.item)));
         recent
     }
 }
@@ -93,7 +95,10 @@ impl Aggregates {
     }
 
     /// Builds aggregates from everyone's contributions at once.
-    pub fn train<'a>(config: &Config, contributions: impl IntoIterator<Item = &'a Contribution>) -> Aggregates {
+    pub fn train<'a>(
+        config: &Config,
+        contributions: impl IntoIterator<Item = &'a Contribution>,
+    ) -> Aggregates {
         let mut aggregates = Aggregates::new(config);
         for contribution in contributions {
             aggregates.add(contribution);
@@ -167,7 +172,9 @@ impl Aggregates {
 
     /// Drops trailing empty items so that equal sums mean equal values.
     fn trim(&mut self) {
-        while self.items.last().is_some_and(|i| i.support == 0) && self.pairs.last().is_some_and(|p| p.is_empty()) {
+        while self.items.last().is_some_and(|i| i.support == 0)
+            && self.pairs.last().is_some_and(|p| p.is_empty())
+        {
             self.items.pop();
             self.pairs.pop();
         }
@@ -244,7 +251,8 @@ mod tests {
 
     #[test]
     fn a_contribution_keeps_the_strongest_then_latest_signal_per_item() {
-        let c = Contribution::from_touches([touch(1, 1, 10), touch(1, 3, 5), touch(2, 1, 20), touch(1, 1, 30)]);
+        let c =
+            Contribution::from_touches([touch(1, 1, 10), touch(1, 3, 5), touch(2, 1, 20), touch(1, 1, 30)]);
         assert_eq!(c.touches(), &[touch(1, 3, 30), touch(2, 1, 20)]);
         assert_eq!(c.recent()[0].item, 1);
     }
@@ -256,7 +264,10 @@ mod tests {
         let aggregates = Aggregates::train(&config, [&c]);
         assert!(aggregates.item(1).is_none(), "the weakest item is beyond the cap");
         assert_eq!(aggregates.pair_count(), 1);
-        assert_eq!(aggregates.pairs().next().map(|(a, b, p)| (a, b, p.support, p.weight)), Some((2, 3, 1, 2)));
+        assert_eq!(
+            aggregates.pairs().next().map(|(a, b, p)| (a, b, p.support, p.weight)),
+            Some((2, 3, 1, 2))
+        );
     }
 
     fn contributions() -> impl Strategy<Value = Vec<Contribution>> {

@@ -153,13 +153,19 @@ pub struct Ask<'a> {
 const HISTORY_USED: usize = 30;
 
 /// Ranks items for one person (or anonymous visitor) from a released model.
-pub fn recommend(release: &Release, catalogue: &Catalogue, config: &Config, ask: &Ask<'_>) -> Vec<Recommendation> {
+pub fn recommend(
+    release: &Release,
+    catalogue: &Catalogue,
+    config: &Config,
+    ask: &Ask<'_>,
+) -> Vec<Recommendation> {
     let wanted = ask.offset + ask.n;
     if ask.n == 0 {
         return Vec::new();
     }
     let mut ranking = Ranking::new(catalogue, ask);
-    let strongest = f32::from(config.weights.purchase.max(config.weights.add_to_cart).max(config.weights.view).max(1));
+    let strongest =
+        f32::from(config.weights.purchase.max(config.weights.add_to_cart).max(config.weights.view).max(1));
 
     // The personal step: the person's recent items through released neighbours.
     let mut recent: Vec<Touch> = ask.history.to_vec();
@@ -177,10 +183,9 @@ pub fn recommend(release: &Release, catalogue: &Catalogue, config: &Config, ask:
         }
     }
     // Declared interests: the topic's most popular items first, then the rest of it.
-    let popularity: HashMap<ItemIx, usize> = release.popular().iter().enumerate().map(|(rank, (item, _))| (*item, rank)).collect();
     for interest in ask.interests {
         let mut members: Vec<ItemIx> = catalogue.in_category(interest).to_vec();
-        members.sort_by_key(|m| (popularity.get(m).copied().unwrap_or(usize::MAX), *m));
+        members.sort_by_key(|m| (release.popular_rank(*m).unwrap_or(usize::MAX), *m));
         let len = members.len().max(1) as f32;
         members.retain(|m| ranking.passes(*m));
         for (rank, item) in members.into_iter().take(wanted * 2).enumerate() {
@@ -189,23 +194,26 @@ pub fn recommend(release: &Release, catalogue: &Catalogue, config: &Config, ask:
             ranking.offer(item, score, Reason::YouToldUs { interest: interest.clone() });
         }
     }
-    // For everyone: what is rising, then what is popular (in the asked category, or around the
-    // item being looked at, or overall).
+    // For everyone: what is rising (a real rise leads the page), then what is popular (in the asked
+    // category, or around the item being looked at, or overall).
     let window = config.trending_days;
-    ranking.offer_list(release.trending(), wanted * 2, 0.06, |_| Reason::Trending { window_days: window });
+    ranking
+        .offer_list(release.trending(), wanted * 2, 0.07, 1.0, |_| Reason::Trending { window_days: window });
     let scope = match (ask.filter.categories.as_slice(), ask.context) {
         ([one], _) => Some(one.clone()),
         ([], Some(context)) => catalogue.info(context).categories.first().cloned(),
         _ => None,
     };
     if let Some(category) = scope.clone().filter(|_| ask.filter.categories.is_empty()) {
-        let in_scope: Vec<(ItemIx, f32)> =
-            release.popular().iter().copied().filter(|(item, _)| catalogue.info(*item).categories.contains(&category)).collect();
+        let in_scope = popular_in(release, catalogue, &category);
         let days = config.popular_days;
-        ranking.offer_list(&in_scope, wanted * 2, 0.04, |_| Reason::Popular { category: Some(category.clone()), window_days: days });
+        ranking.offer_list(&in_scope, wanted * 2, 0.065, 0.1, |_| Reason::Popular {
+            category: Some(category.clone()),
+            window_days: days,
+        });
     }
     let days = config.popular_days;
-    ranking.offer_list(release.popular(), wanted * 2, 0.03, |_| Reason::Popular {
+    ranking.offer_list(release.popular(), wanted * 2, 0.06, 0.1, |_| Reason::Popular {
         category: scope.clone().filter(|_| !ask.filter.categories.is_empty()),
         window_days: days,
     });
@@ -214,19 +222,41 @@ pub fn recommend(release: &Release, catalogue: &Catalogue, config: &Config, ask:
 }
 
 /// Items like `item` ("also viewed / also bought"), then popular items of its category.
-pub fn similar(release: &Release, catalogue: &Catalogue, config: &Config, item: ItemIx, filter: Filter, n: usize, offset: usize) -> Vec<Recommendation> {
+pub fn similar(
+    release: &Release,
+    catalogue: &Catalogue,
+    config: &Config,
+    item: ItemIx,
+    filter: Filter,
+    n: usize,
+    offset: usize,
+) -> Vec<Recommendation> {
     let ask = Ask { context: Some(item), filter, n, offset, ..Ask::default() };
     let mut ranking = Ranking::new(catalogue, &ask);
     for &(other, similarity) in release.neighbours(item) {
         ranking.offer(other, similarity, Reason::SimilarTo { item });
     }
     if let Some(category) = catalogue.info(item).categories.first() {
-        let in_scope: Vec<(ItemIx, f32)> =
-            release.popular().iter().copied().filter(|(i, _)| catalogue.info(*i).categories.contains(category)).collect();
+        let in_scope = popular_in(release, catalogue, category);
         let days = config.popular_days;
-        ranking.offer_list(&in_scope, (offset + n) * 2, 0.0, |_| Reason::Popular { category: Some(category.clone()), window_days: days });
+        ranking.offer_list(&in_scope, (offset + n) * 2, 0.0, 0.1, |_| Reason::Popular {
+            category: Some(category.clone()),
+            window_days: days,
+        });
     }
     ranking.finish(&ask)
+}
+
+/// The popular items of a category, most popular first (from the category's members, so the cost
+/// follows the category's size, not the catalogue's).
+fn popular_in(release: &Release, catalogue: &Catalogue, category: &str) -> Vec<(ItemIx, f32)> {
+    let mut ranked: Vec<(usize, ItemIx)> = catalogue
+        .in_category(category)
+        .iter()
+        .filter_map(|m| release.popular_rank(*m).map(|r| (r, *m)))
+        .collect();
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(rank, item)| (item, release.popular()[rank].1)).collect()
 }
 
 /// Candidates with the sum of what recommends them and their strongest reason.
@@ -310,15 +340,23 @@ impl<'a> Ranking<'a> {
         }
     }
 
-    /// Offers the first `take` items of a ranked list that pass, scored from `top` down to zero.
-    fn offer_list(&mut self, list: &[(ItemIx, f32)], take: usize, top: f32, reason: impl Fn(ItemIx) -> Reason) {
+    /// Offers the first `take` items of a ranked list that pass, the one at place `r` scored
+    /// `top / (1 + decay · r)`.
+    fn offer_list(
+        &mut self,
+        list: &[(ItemIx, f32)],
+        take: usize,
+        top: f32,
+        decay: f32,
+        reason: impl Fn(ItemIx) -> Reason,
+    ) {
         let mut offered = 0;
         for (rank, &(item, _)) in list.iter().enumerate() {
             if offered == take {
                 break;
             }
             if self.passes(item) {
-                let score = top * (1.0 - rank as f32 / list.len() as f32) + f32::EPSILON;
+                let score = top / (1.0 + decay * rank as f32) + f32::EPSILON;
                 self.offer(item, score, reason(item));
                 offered += 1;
             }
@@ -333,7 +371,9 @@ impl<'a> Ranking<'a> {
             if self.interests.iter().any(|i| info.categories.contains(i)) {
                 candidate.score *= 1.2;
             }
-            if let Some(interest) = self.interests.iter().find(|i| info.sensitive && info.categories.contains(i)) {
+            if let Some(interest) =
+                self.interests.iter().find(|i| info.sensitive && info.categories.contains(i))
+            {
                 let reason = Reason::YouToldUs { interest: interest.clone() };
                 candidate.kinds = vec![Kind { total: 1.0, best: 1.0, reason }];
             }
@@ -361,7 +401,9 @@ fn diversify(ranked: &mut Vec<Recommendation>, catalogue: &Catalogue, n: usize) 
         }
         let position = pending
             .iter()
-            .position(|r| page.get(&catalogue.info(r.item).categories.first()).copied().unwrap_or(0) < per_page)
+            .position(|r| {
+                page.get(&catalogue.info(r.item).categories.first()).copied().unwrap_or(0) < per_page
+            })
             .unwrap_or(0);
         let Some(next) = pending.remove(position) else { break };
         *page.entry(catalogue.info(next.item).categories.first()).or_default() += 1;
@@ -405,7 +447,9 @@ mod tests {
         let config = Config { min_support: 2, ..Config::default() };
         // Ten days ago: popular, not trending.
         let at = NOW - 10 * DAY_MS;
-        let touches = |items: &[ItemIx]| Contribution::from_touches(items.iter().map(|&item| Touch { item, weight: 1, at }));
+        let touches = |items: &[ItemIx]| {
+            Contribution::from_touches(items.iter().map(|&item| Touch { item, weight: 1, at }))
+        };
         let mut people = vec![touches(&[0, 1]); 3];
         people.extend(vec![touches(&[0, 3]); 4]);
         people.extend(vec![touches(&[4]); 6]);
@@ -439,7 +483,10 @@ mod tests {
         let got = recommend(&release, &catalogue, &config, &ask);
         assert_eq!(got[0].reason, Reason::SimilarTo { item: 1 });
         let similar = similar(&release, &catalogue, &config, 2, Filter::default(), 5, 0);
-        assert_eq!(similar[0], Recommendation { item: 1, score: similar[0].score, reason: Reason::SimilarTo { item: 2 } });
+        assert_eq!(
+            similar[0],
+            Recommendation { item: 1, score: similar[0].score, reason: Reason::SimilarTo { item: 2 } }
+        );
         assert_eq!(similar[1].reason, Reason::Popular { category: Some("shoes".into()), window_days: 30 });
     }
 
@@ -448,7 +495,7 @@ mod tests {
         let mut catalogue = Catalogue::default();
         catalogue.upsert(item("new", "hats", false));
         let config = Config { min_support: 2, ..Config::default() };
-        let people = vec![Contribution::from_touches([Touch { item: 0, weight: 1, at: NOW }]); 3];
+        let people = vec![Contribution::from_touches([Touch { item: 0, weight: 1, at: NOW }]); 20];
         let release = Release::full(&Aggregates::train(&config, &people), &config, NOW).unwrap();
         let got = recommend(&release, &catalogue, &config, &Ask { n: 1, ..Ask::default() });
         assert_eq!(got[0].reason, Reason::Trending { window_days: 7 });
@@ -465,7 +512,9 @@ mod tests {
             let got = recommend(&release, &catalogue, &config, &ask);
             assert!(got.iter().all(|r| r.item != 3), "{got:?}");
         }
-        assert!(similar(&release, &catalogue, &config, 0, Filter::default(), 10, 0).iter().all(|r| r.item != 3));
+        assert!(
+            similar(&release, &catalogue, &config, 0, Filter::default(), 10, 0).iter().all(|r| r.item != 3)
+        );
 
         // Only when the person asked for the topic, and then that is the reason.
         let interests = vec!["pregnancy".to_owned()];
@@ -484,11 +533,18 @@ mod tests {
         let got = recommend(&release, &catalogue, &config, &ask);
         assert!(got.iter().all(|r| r.item != 1), "out of stock");
         let filter = Filter { categories: vec!["socks".into()], ..Filter::default() };
-        let got = recommend(&release, &catalogue, &config, &Ask { history: &history, filter, n: 10, ..Ask::default() });
+        let got = recommend(
+            &release,
+            &catalogue,
+            &config,
+            &Ask { history: &history, filter, n: 10, ..Ask::default() },
+        );
         assert_eq!(got.iter().map(|r| r.item).collect::<Vec<_>>(), vec![4]);
         assert_eq!(got[0].reason, Reason::Popular { category: Some("socks".into()), window_days: 30 });
         let filter = Filter { max_price: Some(999), ..Filter::default() };
-        assert!(recommend(&release, &catalogue, &config, &Ask { filter, n: 10, ..Ask::default() }).is_empty());
+        assert!(
+            recommend(&release, &catalogue, &config, &Ask { filter, n: 10, ..Ask::default() }).is_empty()
+        );
 
         let all = recommend(&release, &catalogue, &config, &Ask { n: 4, ..Ask::default() });
         let first = recommend(&release, &catalogue, &config, &Ask { n: 2, ..Ask::default() });
@@ -506,7 +562,11 @@ mod tests {
         }
         catalogue.upsert(item("hat", "hats", false));
         let mut ranked: Vec<Recommendation> = (0..7)
-            .map(|i| Recommendation { item: i, score: 10.0 - i as f32, reason: Reason::Trending { window_days: 7 } })
+            .map(|i| Recommendation {
+                item: i,
+                score: 10.0 - i as f32,
+                reason: Reason::Trending { window_days: 7 },
+            })
             .collect();
         diversify(&mut ranked, &catalogue, 4);
         let first_page: Vec<ItemIx> = ranked[..4].iter().map(|r| r.item).collect();

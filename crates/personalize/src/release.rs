@@ -41,6 +41,8 @@ pub struct Spent {
 pub struct Release {
     neighbours: Vec<Vec<(ItemIx, f32)>>,
     popular: Vec<(ItemIx, f32)>,
+    /// Each item's place in `popular` (`u32::MAX`: not popular).
+    popular_rank: Vec<u32>,
     trending: Vec<(ItemIx, f32)>,
     /// People whose contributions it was released from.
     pub people: u32,
@@ -50,13 +52,24 @@ pub struct Release {
     pub spent: Option<Spent>,
 }
 
+/// How much faster than before (smoothed) an item must be wanted to be trending.
+const MIN_TREND: f64 = 2.0;
+
 /// δ aimed at by the noisy threshold on pairs.
 const PAIR_DELTA: f64 = 1e-7;
 
 impl Release {
     /// An empty release (nothing learned yet).
     pub fn empty(at: i64) -> Release {
-        Release { neighbours: Vec::new(), popular: Vec::new(), trending: Vec::new(), people: 0, at, spent: None }
+        Release {
+            neighbours: Vec::new(),
+            popular: Vec::new(),
+            popular_rank: Vec::new(),
+            trending: Vec::new(),
+            people: 0,
+            at,
+            spent: None,
+        }
     }
 
     /// Releases everything from the aggregates as of `now`.
@@ -70,7 +83,8 @@ impl Release {
     fn exact(aggregates: &Aggregates, config: &Config, now: i64) -> Release {
         let mut release = Release::empty(now);
         release.people = aggregates.people();
-        release.neighbours = (0..aggregates.len() as ItemIx).map(|a| exact_neighbours(aggregates, config, a)).collect();
+        release.neighbours =
+            (0..aggregates.len() as ItemIx).map(|a| exact_neighbours(aggregates, config, a)).collect();
         release.rank_items(aggregates, config, now);
         release
     }
@@ -107,30 +121,54 @@ impl Release {
             if sums.decayed > 0.0 {
                 popular.push((a, sums.decayed as f32));
             }
-            let rising = (sums.recent >= f64::from(config.min_support)).then(|| windows.trend(sums.recent, sums.before));
+            let rising = (sums.recent >= f64::from(config.min_support))
+                .then(|| windows.trend(sums.recent, sums.before));
             if let Some(Some(score)) = rising {
                 trending.push((a, score));
             }
         }
-        self.popular = best_first(popular, usize::MAX);
+        self.set_popular(best_first(popular, usize::MAX));
         self.trending = best_first(trending, usize::MAX);
         self.at = now;
     }
 
-    fn noisy(aggregates: &Aggregates, config: &Config, epsilon: f64, now: i64) -> Result<Release, ReleaseError> {
+    fn set_popular(&mut self, popular: Vec<(ItemIx, f32)>) {
+        let slots = popular.iter().map(|(item, _)| *item as usize + 1).max().unwrap_or(0);
+        self.popular_rank = vec![u32::MAX; slots];
+        for (rank, (item, _)) in popular.iter().enumerate() {
+            self.popular_rank[*item as usize] = rank as u32;
+        }
+        self.popular = popular;
+    }
+
+    /// An item's place among popular items (0 is the most popular).
+    pub fn popular_rank(&self, item: ItemIx) -> Option<usize> {
+        self.popular_rank.get(item as usize).filter(|r| **r != u32::MAX).map(|r| *r as usize)
+    }
+
+    fn noisy(
+        aggregates: &Aggregates,
+        config: &Config,
+        epsilon: f64,
+        now: i64,
+    ) -> Result<Release, ReleaseError> {
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(ReleaseError::Epsilon(epsilon));
         }
         let cap = aggregates.cap().max(1) as i64;
-        let max_weight = i64::from(config.weights.view.max(config.weights.add_to_cart).max(config.weights.purchase).max(1));
+        let max_weight = i64::from(
+            config.weights.view.max(config.weights.add_to_cart).max(config.weights.purchase).max(1),
+        );
         let slots = aggregates.len();
-        // The budget: most of it on pairs (what item-to-item needs), the rest on item counts.
+        // The budget: most of it on pairs (what item-to-item needs), some on popularity (what
+        // everyone without a history sees), the rest on supports and trends.
         let (eps_pairs, eps_support, eps_popular, eps_recent, eps_before) =
-            (0.8 * epsilon, 0.1 * epsilon, 0.05 * epsilon, 0.025 * epsilon, 0.025 * epsilon);
+            (0.7 * epsilon, 0.05 * epsilon, 0.15 * epsilon, 0.05 * epsilon, 0.05 * epsilon);
         let mut spent = Spent { epsilon: 0.0, delta: 0.0 };
 
         // Item supports over every slot (the catalogue is public, so no key is revealed).
-        let supports: Vec<i64> = (0..slots as ItemIx).map(|a| aggregates.item(a).map_or(0, |i| i64::from(i.support))).collect();
+        let supports: Vec<i64> =
+            (0..slots as ItemIx).map(|a| aggregates.item(a).map_or(0, |i| i64::from(i.support))).collect();
         let supports = noisy_vector(supports, cap, eps_support, &mut spent)?;
 
         // Window sums in thousandths (decay makes them fractional); one person moves each by at
@@ -140,7 +178,10 @@ impl Release {
         let mut recent = Vec::with_capacity(slots);
         let mut before = Vec::with_capacity(slots);
         for a in 0..slots as ItemIx {
-            let sums = aggregates.item(a).map(|i| windows.sums(i.days.iter().map(|(d, w)| (*d, *w)))).unwrap_or_default();
+            let sums = aggregates
+                .item(a)
+                .map(|i| windows.sums(i.days.iter().map(|(d, w)| (*d, *w))))
+                .unwrap_or_default();
             popular.push((sums.decayed * 1000.0).round() as i64);
             recent.push(sums.recent as i64);
             before.push(sums.before as i64);
@@ -151,9 +192,12 @@ impl Release {
 
         // Pairs: one person changes at most C(cap, 2) pair supports, each by one.
         let pairs_per_person = (cap * (cap - 1) / 2).max(1);
-        let counts: StdHashMap<u64, i64> =
-            aggregates.pairs().map(|(a, b, p)| ((u64::from(a) << 32) | u64::from(b), i64::from(p.support))).collect();
-        let released = noisy_threshold(counts, pairs_per_person, eps_pairs, i64::from(config.min_support), &mut spent)?;
+        let counts: StdHashMap<u64, i64> = aggregates
+            .pairs()
+            .map(|(a, b, p)| ((u64::from(a) << 32) | u64::from(b), i64::from(p.support)))
+            .collect();
+        let released =
+            noisy_threshold(counts, pairs_per_person, eps_pairs, i64::from(config.min_support), &mut spent)?;
 
         let mut release = Release::empty(now);
         release.people = aggregates.people();
@@ -166,22 +210,25 @@ impl Release {
             neighbours[b as usize].push((a, score));
         }
         release.neighbours = neighbours.into_iter().map(|n| best_first(n, config.neighbors)).collect();
+        // Items are public (the catalogue), so every one is ranked by its noisy count: no gate on a
+        // noisy support, which would drop items at random. A trend must stand out of the noise
+        // (three noise scales above k) before it may lead a page.
         let k = i64::from(config.min_support);
+        let noise_recent = (cap * max_weight) as f64 / eps_recent;
+        let trend_floor = k + (3.0 * noise_recent).ceil() as i64;
         let mut popular_items = Vec::new();
         let mut trending_items = Vec::new();
         for a in 0..slots {
-            if supports[a] < k {
-                continue;
-            }
             if popular[a] > 0 {
                 popular_items.push((a as ItemIx, popular[a] as f32 / 1000.0));
             }
-            let rising = (recent[a] >= k).then(|| windows.trend(recent[a].max(0) as f64, before[a].max(0) as f64));
+            let rising = (recent[a] >= trend_floor)
+                .then(|| windows.trend(recent[a].max(0) as f64, before[a].max(0) as f64));
             if let Some(Some(score)) = rising {
                 trending_items.push((a as ItemIx, score));
             }
         }
-        release.popular = best_first(popular_items, usize::MAX);
+        release.set_popular(best_first(popular_items, usize::MAX));
         release.trending = best_first(trending_items, usize::MAX);
         release.spent = Some(spent);
         Ok(release)
@@ -215,11 +262,12 @@ impl Release {
 
 fn exact_neighbours(aggregates: &Aggregates, config: &Config, a: ItemIx) -> Vec<(ItemIx, f32)> {
     let Some(item_a) = aggregates.item(a) else { return Vec::new() };
-    let candidates = aggregates.pairs_of(a).filter(|(_, p)| p.support >= config.min_support).filter_map(|(b, p)| {
-        let item_b = aggregates.item(b)?;
-        let norm = (f64::from(item_a.weight) * f64::from(item_b.weight)).sqrt();
-        Some((b, (f64::from(p.weight) / norm) as f32))
-    });
+    let candidates =
+        aggregates.pairs_of(a).filter(|(_, p)| p.support >= config.min_support).filter_map(|(b, p)| {
+            let item_b = aggregates.item(b)?;
+            let norm = (f64::from(item_a.weight) * f64::from(item_b.weight)).sqrt();
+            Some((b, (f64::from(p.weight) / norm) as f32))
+        });
     best_first(candidates.collect(), config.neighbors)
 }
 
@@ -273,17 +321,23 @@ impl Windows {
         sums
     }
 
-    /// How much faster an item is wanted now than before (per day), if it is rising.
+    /// How much faster an item is wanted now than before (per day, the earlier rate smoothed by one
+    /// a day so a few views of a quiet item are no trend), if it at least doubled.
     fn trend(&self, recent: f64, before: f64) -> Option<f32> {
         let now_rate = recent / f64::from(self.trending_days);
         let before_rate = before / f64::from(self.popular_days - self.trending_days);
         let score = now_rate / (before_rate + 1.0);
-        (now_rate > before_rate && score > 0.0).then_some(score as f32)
+        (score >= MIN_TREND).then_some(score as f32)
     }
 }
 
 /// Adds discrete Laplace noise to every value, for an L1 sensitivity per person, spending `epsilon`.
-fn noisy_vector(values: Vec<i64>, sensitivity: i64, epsilon: f64, spent: &mut Spent) -> Result<Vec<i64>, ReleaseError> {
+fn noisy_vector(
+    values: Vec<i64>,
+    sensitivity: i64,
+    epsilon: f64,
+    spent: &mut Spent,
+) -> Result<Vec<i64>, ReleaseError> {
     if values.is_empty() {
         return Ok(values);
     }
@@ -383,7 +437,7 @@ mod tests {
         let mut people = vec![person(&[0], now), person(&[0], now - DAY_MS), person(&[1], now)];
         // Item 2: steady three weeks ago, a rush this week.
         people.extend((0..4).map(|_| person(&[2], now - 20 * DAY_MS)));
-        people.extend((0..6).map(|_| person(&[2], now - DAY_MS)));
+        people.extend((0..30).map(|_| person(&[2], now - DAY_MS)));
         let release = Release::full(&Aggregates::train(&config, &people), &config, now).unwrap();
         let popular: Vec<ItemIx> = release.popular().iter().map(|p| p.0).collect();
         assert_eq!(popular, vec![2, 0], "item 1 has one person");
