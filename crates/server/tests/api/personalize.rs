@@ -488,3 +488,36 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["placement"], "home");
 }
+
+#[tokio::test]
+async fn two_instances_share_one_model_through_the_store_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    let first = on(Some(url.clone())).await;
+    let catalog = Catalog::parse(CATALOG).unwrap();
+    let key_file = first.dir.path().join("master.key");
+    let second =
+        Harness::configured(catalog, 64, Some(url), |config| config.master_key_file = key_file).await;
+    let key = first.key("personalization").await;
+    for person in ["p1", "p2", "p3"] {
+        first.views(person, &["boot", "sock"], true).await;
+    }
+    // The first instance's updater learns; the second only reads the store's changes.
+    first.learn().await;
+    let engine = second.state.personalization.clone().unwrap();
+    engine.sync(second.state.store.as_ref(), &second.state.vault).await.unwrap();
+    assert_eq!(second.similar_ids(&key, "boot").await, first.similar_ids(&key, "boot").await);
+    assert_eq!(second.similar_ids(&key, "boot").await[0], ("sock".to_owned(), "similar_to".to_owned()));
+
+    // A withdrawal on the second instance: out of its model at once, out of the first's on its
+    // next sync.
+    let privacy = second.key("privacy").await;
+    let withdraw = json!({"changes": [{"purpose": PURPOSE, "status": "withdrawn", "method": "explicit"}]});
+    let (status, body) =
+        second.post_json("/v1/subjects/user_id:p3/consents", &privacy, &withdraw.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(engine.info_now().people, 2);
+    let first_engine = first.state.personalization.clone().unwrap();
+    first_engine.sync(first.state.store.as_ref(), &first.state.vault).await.unwrap();
+    assert_eq!(first_engine.info_now().people, 2);
+    assert!(first.similar_ids(&key, "boot").await.iter().all(|(id, r)| id != "sock" || r != "similar_to"));
+}
