@@ -851,7 +851,8 @@ async fn items_are_imported_all_or_nothing_and_a_running_server_learns_and_recom
     write_catalog(dir.path());
     let database = dir.path().join("tactful.db");
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"id\": \"pan\", \"categories\": [\"kitchen\"]}\n{\"name\": \"no id\"}\n").unwrap();
+    std::fs::write(&bad, "{\"id\": \"pan\", \"categories\": [\"kitchen\"]}\n{\"name\": \"no id\"}\n")
+        .unwrap();
     let (ok, _) = tactful(dir.path(), &database, &["items", "import", bad.to_str().unwrap()]);
     assert!(!ok, "a file with a bad line is refused");
     let good = dir.path().join("items.jsonl");
@@ -863,7 +864,11 @@ async fn items_are_imported_all_or_nothing_and_a_running_server_learns_and_recom
     assert!(ok && out.contains("imported 4 items"), "{out}");
 
     let server = Server::start(dir.path());
-    let (_, key) = tactful(dir.path(), &database, &["api-keys", "create", "--role", "personalization", "--name", "recs"]);
+    let (_, key) = tactful(
+        dir.path(),
+        &database,
+        &["api-keys", "create", "--role", "personalization", "--name", "recs"],
+    );
     let key = key.trim().to_owned();
     let client = Client::new(server.base.clone());
     let (status, _) = client.get_with_key("/v1/items/pan-1", &key).await.unwrap();

@@ -34,7 +34,13 @@ impl Latencies {
 }
 
 /// GETs `paths` (round robin) at `rate` per second for `seconds`; fails on any non-2xx.
-async fn drive(client: &Client, key: &str, paths: &[String], rate: u64, seconds: u64) -> anyhow::Result<Latencies> {
+async fn drive(
+    client: &Client,
+    key: &str,
+    paths: &[String],
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Latencies> {
     let total = rate * seconds;
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now();
@@ -60,10 +66,15 @@ async fn drive(client: &Client, key: &str, paths: &[String], rate: u64, seconds:
 
 pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (base, state) =
-        super::ingest::tactful_server(format!("sqlite:{}", dir.path().join("tactful.db").display()), dir.path().join("master.key"))
-            .await?;
-    let engine = state.personalization.clone().ok_or_else(|| anyhow::anyhow!("the example catalog declares personalization"))?;
+    let (base, state) = super::ingest::tactful_server(
+        format!("sqlite:{}", dir.path().join("tactful.db").display()),
+        dir.path().join("master.key"),
+    )
+    .await?;
+    let engine = state
+        .personalization
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the example catalog declares personalization"))?;
     let products = demo::shop::products();
     state.store.put_items(demo::shop::items(&products), tactful_server::now_millis()).await?;
     let client = Client::new(base.clone());
@@ -79,17 +90,24 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!known.is_empty(), "no generated customer is known");
     let paths: Vec<String> = known
         .iter()
-        .map(|user| format!("/v1/recommendations?purpose=personalize.content&subject=user_id:{user}&placement=home"))
+        .map(|user| {
+            format!("/v1/recommendations?purpose=personalize.content&subject=user_id:{user}&placement=home")
+        })
         .collect();
 
-    eprintln!("{} people lend the model ({} known customers asked for); measuring…", info.people, known.len());
+    eprintln!(
+        "{} people lend the model ({} known customers asked for); measuring…",
+        info.people,
+        known.len()
+    );
     let reference = drive(&client, key.as_str(), &["/healthz".to_owned()], args.rate, args.seconds).await?;
     let http = drive(&client, key.as_str(), &paths, args.rate, args.seconds).await?;
 
     // The same asks in-process: the person's entry and the ranking, without HTTP, store or audit.
     let mut in_process = Vec::with_capacity(20_000);
     for i in 0..20_000 {
-        let subject = state.store.subject_by_identifier(state.vault.blind("user_id", &known[i % known.len()])).await?;
+        let subject =
+            state.store.subject_by_identifier(state.vault.blind("user_id", &known[i % known.len()])).await?;
         let person = subject.and_then(|s| engine.person(&s));
         let started = Instant::now();
         let picked = engine.recommend(person.as_ref(), None, Default::default(), 8, 0);
@@ -106,7 +124,11 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     );
     println!("| figure | p50 | p99 | target |");
     println!("|---|---:|---:|---:|");
-    println!("| reference: GET /healthz over HTTP | {:.2} ms | {:.2} ms | |", reference.at(0.5), reference.at(0.99));
+    println!(
+        "| reference: GET /healthz over HTTP | {:.2} ms | {:.2} ms | |",
+        reference.at(0.5),
+        reference.at(0.99)
+    );
     let mark = |p99: f64, target: f64| if p99 < target { "✓" } else { "✗" };
     println!(
         "| GET /v1/recommendations over HTTP (key, consent, model, audit entry committed) | {:.2} ms | {:.2} ms | < 5 ms {} |",

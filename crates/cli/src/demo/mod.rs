@@ -175,7 +175,12 @@ struct DemoKeys {
 
 /// Prints what the recommendation engine says for a generated customer who permits it, with the
 /// reasons, and how to ask for it.
-async fn show_recommendations(state: &Arc<AppState>, base: &str, key: &str, summary: &Summary) -> anyhow::Result<()> {
+async fn show_recommendations(
+    state: &Arc<AppState>,
+    base: &str,
+    key: &str,
+    summary: &Summary,
+) -> anyhow::Result<()> {
     let Some(engine) = &state.personalization else { return Ok(()) };
     let info = engine.info_now();
     println!();
@@ -186,7 +191,10 @@ async fn show_recommendations(state: &Arc<AppState>, base: &str, key: &str, summ
     );
     let now = tactful_server::now_millis();
     for email in &summary.registered_emails {
-        let Some(subject) = state.store.subject_by_identifier(state.vault.blind("email", email)).await? else { continue };
+        let Some(subject) = state.store.subject_by_identifier(state.vault.blind("email", email)).await?
+        else {
+            continue;
+        };
         let Some(found) = state.store.subject_state(&subject).await? else { continue };
         if engine.refusal(state, &found, now).is_some() {
             continue;
@@ -208,8 +216,13 @@ async fn show_recommendations(state: &Arc<AppState>, base: &str, key: &str, summ
         println!(
             "  curl -s '{base}/v1/recommendations?purpose=personalize.content&subject=email:{email}&placement=home' \\\n    -H 'authorization: Bearer {key}'"
         );
-        println!("  # customers who viewed this also viewed (only pairs with at least {} people behind them)", info.min_support);
-        println!("  curl -s '{base}/v1/items/sku-0001/similar?purpose=personalize.content&n=5' -H 'authorization: Bearer {key}'");
+        println!(
+            "  # customers who viewed this also viewed (only pairs with at least {} people behind them)",
+            info.min_support
+        );
+        println!(
+            "  curl -s '{base}/v1/items/sku-0001/similar?purpose=personalize.content&n=5' -H 'authorization: Bearer {key}'"
+        );
         break;
     }
     Ok(())
@@ -218,9 +231,17 @@ async fn show_recommendations(state: &Arc<AppState>, base: &str, key: &str, summ
 /// A reason in words, as the preference center shows it.
 fn explain(reason: &Value, name: &dyn Fn(&str) -> String) -> String {
     match reason["type"].as_str() {
-        Some("because_you_viewed") => format!("because you viewed {}", name(reason["item"].as_str().unwrap_or("an item"))),
-        Some("you_told_us") => format!("you told us you like {}", reason["interest"].as_str().unwrap_or("this")),
-        Some("popular") => format!("popular ({}, last {})", reason["scope"].as_str().unwrap_or("all"), reason["window"].as_str().unwrap_or("")),
+        Some("because_you_viewed") => {
+            format!("because you viewed {}", name(reason["item"].as_str().unwrap_or("an item")))
+        }
+        Some("you_told_us") => {
+            format!("you told us you like {}", reason["interest"].as_str().unwrap_or("this"))
+        }
+        Some("popular") => format!(
+            "popular ({}, last {})",
+            reason["scope"].as_str().unwrap_or("all"),
+            reason["window"].as_str().unwrap_or("")
+        ),
         Some("trending") => format!("trending (last {})", reason["window"].as_str().unwrap_or("")),
         Some("similar_to") => format!("similar to {}", name(reason["item"].as_str().unwrap_or("an item"))),
         _ => reason.to_string(),

@@ -129,7 +129,8 @@ pub fn items(products: &[Product]) -> Vec<tactful_store::ItemRecord> {
             let mut categories = vec![product.category.to_lowercase()];
             if product.name.ends_with("Pregnancy Test") {
                 categories.push("pregnancy".into());
-            } else if ["Vitamin D", "First Aid Kit", "Heating Pad"].iter().any(|n| product.name.ends_with(n)) {
+            } else if ["Vitamin D", "First Aid Kit", "Heating Pad"].iter().any(|n| product.name.ends_with(n))
+            {
                 categories.push("health".into());
             }
             tactful_store::ItemRecord {

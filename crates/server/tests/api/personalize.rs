@@ -521,3 +521,32 @@ async fn two_instances_share_one_model_through_the_store_on_postgres() {
     assert_eq!(first_engine.info_now().people, 2);
     assert!(first.similar_ids(&key, "boot").await.iter().all(|(id, r)| id != "sock" || r != "similar_to"));
 }
+
+#[tokio::test]
+async fn a_noisy_release_records_the_privacy_it_spent_in_the_audit_log() {
+    let catalog = CATALOG.replace("min_support = 3", "min_support = 3\nepsilon = 2.0\ncap = 5");
+    let catalog = Catalog::parse(&catalog).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let h = Harness::open(catalog, 64, None).await;
+    for person in 0..40 {
+        h.views(&format!("p{person}"), &["boot", "sock"], true).await;
+    }
+    h.learn().await;
+    let engine = h.state.personalization.clone().unwrap();
+    engine.release_whole(h.state.store.as_ref(), tactful_server::now_millis()).await.unwrap();
+    let released: Vec<Value> = h
+        .state
+        .store
+        .audit_entries(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.text).unwrap())
+        .filter(|e| e.to_string().contains("model_released"))
+        .collect();
+    assert!(!released.is_empty(), "every noisy release is audited");
+    let text = released.last().unwrap().to_string();
+    let epsilon: f64 =
+        text.split("\"epsilon\":\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().parse().unwrap();
+    assert!((epsilon - 2.0).abs() < 1e-9, "{text}");
+    assert!(engine.info_now().epsilon.is_some_and(|e| (e - 2.0).abs() < 1e-9));
+}
