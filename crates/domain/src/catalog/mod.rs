@@ -31,6 +31,7 @@ pub struct Catalog {
     path_prefixes: HashSet<String>,
     destinations: Vec<Destination>,
     personalization: Option<Personalization>,
+    analytics: Option<Analytics>,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
 }
@@ -167,6 +168,75 @@ pub struct Property {
     /// When set, the value also identifies the subject (looked up through a blind index).
     pub identifier: Option<IdentifierKind>,
     pub description: Option<String>,
+}
+
+/// What analysts may ask: aggregates for one purpose, over declared datasets.
+#[derive(Debug, Clone)]
+pub struct Analytics {
+    /// The purpose aggregates serve (an `analytics.*` data use): only people who permit it count.
+    pub purpose: String,
+    /// The default fewest distinct people per shown group.
+    pub k: u32,
+    pub datasets: Vec<Dataset>,
+}
+
+impl Analytics {
+    pub fn dataset(&self, key: &str) -> Option<&Dataset> {
+        self.datasets.iter().find(|d| d.key == key)
+    }
+}
+
+/// A dataset analysts may query.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub key: String,
+    pub description: Option<String>,
+    /// Fewest distinct people per shown group.
+    pub k: u32,
+    /// The privacy budget per period (ε); without it, answers are exact but thresholded.
+    pub epsilon: Option<f64>,
+    pub period: Retention,
+    /// Rows one person contributes to a noisy answer at most.
+    pub rows_per_person: u32,
+    pub dimensions: Vec<Dimension>,
+    pub measures: Vec<Measure>,
+}
+
+/// What a dataset may be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    /// The event's name (`track`) or type (others).
+    Event,
+    /// The source it came through.
+    Source,
+    /// The UTC day, as `YYYY-MM-DD`.
+    Day,
+    /// The ISO week, as `YYYY-Www`.
+    Week,
+    /// A declared, non-sensitive property serving the analytics purpose.
+    Property(PropertyId),
+}
+
+impl Dimension {
+    pub const BUILTIN: [&'static str; 4] = ["event", "source", "day", "week"];
+
+    pub fn builtin(name: &str) -> Option<Dimension> {
+        match name {
+            "event" => Some(Dimension::Event),
+            "source" => Some(Dimension::Source),
+            "day" => Some(Dimension::Day),
+            "week" => Some(Dimension::Week),
+            _ => None,
+        }
+    }
+}
+
+/// A numeric property that may be summed or averaged, each value clamped to `[min, max]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measure {
+    pub property: PropertyId,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// Lifecycle stages, from nothing known to lapsed (what message rules may name).
@@ -354,6 +424,22 @@ impl Catalog {
     /// Parses and validates a catalog, reporting every problem found with its position.
     pub fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         parse::parse(text)
+    }
+
+    /// Analytics settings, when the catalog declares `[analytics]`.
+    pub fn analytics(&self) -> Option<&Analytics> {
+        self.analytics.as_ref()
+    }
+
+    /// A dimension's name as queries and answers use it.
+    pub fn dimension_name(&self, dimension: Dimension) -> &str {
+        match dimension {
+            Dimension::Event => "event",
+            Dimension::Source => "source",
+            Dimension::Day => "day",
+            Dimension::Week => "week",
+            Dimension::Property(property) => &self.property(property).path,
+        }
     }
 
     /// Personalization settings; `None` when the catalog declares no personalization purpose.

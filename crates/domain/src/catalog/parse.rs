@@ -18,6 +18,7 @@ use crate::retention::Retention;
 use crate::secret::Secret;
 use crate::taxonomy::{self, Taxonomy};
 
+mod analytics;
 mod personalization;
 pub use personalization::MAX_N;
 
@@ -86,6 +87,7 @@ struct RawCatalog {
     #[serde(default)]
     destinations: BTreeMap<S<String>, RawDestination>,
     personalization: Option<personalization::RawPersonalization>,
+    analytics: Option<analytics::RawAnalytics>,
 }
 
 #[derive(Deserialize)]
@@ -628,6 +630,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
 
     let destinations = check_destinations(checker, raw.destinations, &properties);
     let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
+    let analytics = analytics::check(checker, raw.analytics, &purposes, &properties);
 
     Catalog {
         brand,
@@ -645,6 +648,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         path_prefixes,
         destinations,
         personalization,
+        analytics,
         sha256: String::new(),
     }
 }

@@ -261,3 +261,39 @@ fn personalization_is_read_with_defaults_and_its_mistakes_are_pointed_at() {
     assert!(found.iter().any(|(_, _, m)| m.contains("channel \"sms\" is not declared")), "{found:?}");
     assert!(found.iter().any(|(_, _, m)| m.contains("\"sleepy\" is not a lifecycle stage")), "{found:?}");
 }
+
+#[test]
+fn analytics_datasets_are_read_and_unsafe_ones_refused() {
+    let example = Catalog::parse(Catalog::example_text()).expect("valid");
+    let analytics = example.analytics().expect("declared");
+    let shop = analytics.dataset("shop").expect("declared");
+    assert_eq!((shop.k, shop.epsilon, shop.period.as_days(), shop.rows_per_person), (10, Some(10.0), 30, 20));
+    let names: Vec<&str> = shop.dimensions.iter().map(|d| example.dimension_name(*d)).collect();
+    assert_eq!(names, ["event", "source", "day", "week", "properties.category", "context.timezone"]);
+    assert_eq!(shop.measures.len(), 2);
+
+    let base = format!(
+        "{MINIMAL}\n[purposes.\"analytics.reporting\"]\nname = \"A\"\ndescription = \"D\"\nbenefit = \"B\"\n\
+         [properties.\"properties.total\"]\ncategory = \"user.behavior.purchase_history\"\npurposes = [\"analytics.reporting\"]\nretention = \"1y\"\n"
+    );
+    let with = |section: &str| format!("{base}{section}");
+    let found = problems(&with(
+        "[analytics]\npurpose = \"essential.service\"\nk = 1\n[analytics.datasets.d]\ndimensions = [\"colour\", \"traits.email\"]\n\
+         [analytics.datasets.d.measures]\n\"properties.total\" = [5, 1]\n",
+    ));
+    for expected in [
+        "aggregates serve an analytics.* purpose",
+        "k must be at least 2",
+        "\"colour\" is not a dimension",
+        "\"properties.total\" does not serve",
+        "min < max",
+    ] {
+        assert!(found.iter().any(|(_, _, m)| m.contains(expected)), "{expected}: {found:?}");
+    }
+    let fine = Catalog::parse(&with(
+        "[analytics]\npurpose = \"analytics.reporting\"\n[analytics.datasets.d]\ndimensions = [\"day\", \"properties.total\"]\n",
+    ))
+    .unwrap_or_else(|e| panic!("{}", e.render("test")));
+    let d = fine.analytics().unwrap().dataset("d").unwrap();
+    assert_eq!((d.k, d.epsilon), (10, None), "defaults: k 10, thresholds only");
+}

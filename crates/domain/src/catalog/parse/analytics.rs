@@ -1,0 +1,144 @@
+//! Reading the `[analytics]` section: the purpose aggregates serve, and the datasets analysts may
+//! query — their dimensions, clamped measures, minimum group size (k) and privacy budget.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Checker, S, check_key, in_file_order};
+use crate::catalog::{Analytics, Dataset, Dimension, Measure, Property, Purpose};
+use crate::retention::Retention;
+use crate::taxonomy::covers;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnalytics {
+    purpose: S<String>,
+    k: Option<S<u32>>,
+    #[serde(default)]
+    datasets: BTreeMap<S<String>, RawDataset>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    description: Option<String>,
+    k: Option<S<u32>>,
+    epsilon: Option<S<f64>>,
+    period: Option<S<String>>,
+    rows_per_person: Option<S<u32>>,
+    dimensions: Vec<S<String>>,
+    #[serde(default)]
+    measures: BTreeMap<S<String>, S<[f64; 2]>>,
+}
+
+/// The fewest distinct people a shown group may have when the catalog does not say.
+pub const DEFAULT_K: u32 = 10;
+
+pub(super) fn check(
+    checker: &mut Checker<'_>,
+    raw: Option<RawAnalytics>,
+    purposes: &[Purpose],
+    properties: &[Property],
+) -> Option<Analytics> {
+    let raw = raw?;
+    let purpose = raw.purpose.get_ref().clone();
+    if !purposes.iter().any(|declared| declared.key == purpose) {
+        checker.at(raw.purpose.span(), format!("purpose {purpose:?} is not declared under [purposes]"));
+    } else if !covers("analytics", &purpose) {
+        checker.at(raw.purpose.span(), "aggregates serve an analytics.* purpose");
+    }
+    let at_least_2 = |checker: &mut Checker<'_>, value: &S<u32>| {
+        if *value.get_ref() < 2 {
+            checker.at(value.span(), "k must be at least 2: a group of one is a person");
+        }
+        *value.get_ref()
+    };
+    let k = raw.k.as_ref().map_or(DEFAULT_K, |k| at_least_2(checker, k));
+    // A property may be grouped by or summed only if it serves the analytics purpose and is not
+    // sensitive.
+    let usable = |checker: &mut Checker<'_>, path: &S<String>, what: &str| {
+        let Some(property) = properties.iter().find(|p| &p.path == path.get_ref()) else {
+            checker.at(path.span(), format!("{what} {:?} is not a declared property", path.get_ref()));
+            return None;
+        };
+        if property.sensitive {
+            checker.at(path.span(), format!("{:?} is sensitive: never in aggregates", path.get_ref()));
+        } else if !property.purposes.iter().any(|p| covers(p, &purpose) || covers(&purpose, p)) {
+            checker.at(path.span(), format!("{:?} does not serve {purpose}", path.get_ref()));
+        }
+        Some(property.id)
+    };
+    let datasets = in_file_order(raw.datasets)
+        .into_iter()
+        .map(|(key, raw)| {
+            check_key(checker, &key, "dataset");
+            let epsilon = raw.epsilon.as_ref().map(|e| {
+                if !(e.get_ref().is_finite() && *e.get_ref() > 0.0) {
+                    checker.at(e.span(), "epsilon (the budget per period) must be a positive number");
+                }
+                *e.get_ref()
+            });
+            let period = match &raw.period {
+                Some(text) => text.get_ref().parse::<Retention>().unwrap_or_else(|error| {
+                    checker.at(text.span(), error.to_string());
+                    Retention::days(30)
+                }),
+                None => Retention::days(30),
+            };
+            let rows_per_person = match &raw.rows_per_person {
+                Some(v) if *v.get_ref() == 0 => {
+                    checker.at(v.span(), "rows_per_person must be at least 1");
+                    1
+                }
+                Some(v) => *v.get_ref(),
+                None => 20,
+            };
+            if raw.dimensions.is_empty() {
+                checker.at(key.span(), "a dataset needs the dimensions it may be grouped by");
+            }
+            let dimensions = raw
+                .dimensions
+                .iter()
+                .filter_map(|name| match Dimension::builtin(name.get_ref()) {
+                    Some(builtin) => Some(builtin),
+                    None if name.get_ref().contains('.') => {
+                        usable(checker, name, "dimension").map(Dimension::Property)
+                    }
+                    None => {
+                        checker.at(
+                            name.span(),
+                            format!(
+                                "{:?} is not a dimension: one of {} or a declared property path",
+                                name.get_ref(),
+                                Dimension::BUILTIN.join(", ")
+                            ),
+                        );
+                        None
+                    }
+                })
+                .collect();
+            let measures = in_file_order(raw.measures)
+                .into_iter()
+                .filter_map(|(path, bounds)| {
+                    let [min, max] = *bounds.get_ref();
+                    if !(min.is_finite() && max.is_finite() && min < max) {
+                        checker.at(bounds.span(), "a measure's bounds are [min, max] with min < max");
+                    }
+                    usable(checker, &path, "measure").map(|property| Measure { property, min, max })
+                })
+                .collect();
+            Dataset {
+                key: key.into_inner(),
+                description: raw.description,
+                k: raw.k.as_ref().map_or(k, |k| at_least_2(checker, k)),
+                epsilon,
+                period,
+                rows_per_person,
+                dimensions,
+                measures,
+            }
+        })
+        .collect();
+    Some(Analytics { purpose, k, datasets })
+}
