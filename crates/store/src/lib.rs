@@ -280,6 +280,32 @@ pub struct ModelChange {
     pub contribution: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// What a privacy budget holds for one dataset and period, in millionths of ε: exact integer
+/// arithmetic, so many small spends add up to exactly what was spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The most that may be spent in the period (the catalog's, as of the call).
+    pub limit_micro: i64,
+    /// What was spent so far.
+    pub spent_micro: i64,
+}
+
+impl Budget {
+    /// What may still be spent (never negative, also when a lowered limit is below what was spent).
+    pub fn remaining_micro(&self) -> i64 {
+        (self.limit_micro - self.spent_micro).max(0)
+    }
+}
+
+/// What became of a request to spend privacy budget.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpendOutcome {
+    /// The spend was recorded together with the audit entries; the budget after it.
+    Spent(Budget),
+    /// Nothing was recorded: spending would exceed the limit. The budget as it is.
+    Refused(Budget),
+}
+
 /// Totals for operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -586,6 +612,49 @@ pub trait Store: Send + Sync + 'static {
     /// Removes marks that were not renewed since they were read: deletes `(subject, marked_at)` only
     /// where the stored mark is still `<= marked_at`.
     async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()>;
+
+    // ---- Private analytics: privacy budgets and aggregate scans -------------------------------------
+
+    /// Spends `epsilon_micro` of dataset `dataset`'s budget for the period starting at `period_start`
+    /// (Unix ms), whose limit is `limit_micro`, in one transaction with `audit` (appended to the
+    /// audit log in that transaction). The limit is taken from the caller (the catalog) each time,
+    /// so a changed limit applies at once. Refuses, recording nothing (no audit entry either), when
+    /// spent + `epsilon_micro` would exceed `limit_micro`. Concurrent spends, also from several
+    /// instances, never together exceed the limit. A negative `epsilon_micro` or `limit_micro` is an
+    /// error: a spend never gives budget back.
+    async fn spend_budget(
+        &self,
+        dataset: &str,
+        period_start: i64,
+        epsilon_micro: i64,
+        limit_micro: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<SpendOutcome>;
+
+    /// The budget of a dataset for a period (spent 0 when nothing was spent yet).
+    async fn budget(&self, dataset: &str, period_start: i64, limit_micro: i64) -> Result<Budget>;
+
+    /// Every recorded spend period of every dataset, `(dataset, period_start, spent_micro)` in
+    /// dataset then period order, for the console.
+    async fn budgets(&self) -> Result<Vec<(String, i64, i64)>>;
+
+    /// One page of events with `from <= timestamp < to`, of every subject not erased, in
+    /// `(timestamp, source, dedupe)` order after `after`; each with its family root (the subject
+    /// itself, or the one it was merged into), so that distinct people can be counted and consent
+    /// checked per family.
+    async fn events_in_window(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredEvent)>>;
+
+    /// The states of these family roots (those that exist), for deciding many people's consent at
+    /// once: for each, what [`Store::subject_state`] says of it. Ids that are unknown, erased or
+    /// merged into another subject (not roots) are left out; each id is answered once, in id order.
+    /// Takes a bounded number of queries however many ids are given.
+    async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>>;
 }
 
 /// Progress of a master-key rotation.
@@ -654,6 +723,19 @@ impl SubjectData {
         self.profile.sort_by(|a, b| a.path.cmp(&b.path).then(b.updated_at.cmp(&a.updated_at)));
         self.profile.dedup_by(|later, first| later.path == first.path);
     }
+}
+
+/// Ids per query when many subjects are looked up at once (a bounded statement, a bounded answer).
+pub(crate) const SUBJECTS_PER_QUERY: usize = 500;
+
+/// Checks the numbers of a spend before any is written: a spend never gives budget back.
+pub(crate) fn check_spend(epsilon_micro: i64, limit_micro: i64) -> Result<()> {
+    if epsilon_micro < 0 || limit_micro < 0 {
+        return Err(StoreError::Internal(format!(
+            "a privacy budget spend of {epsilon_micro} µε against a limit of {limit_micro} µε: neither may be negative"
+        )));
+    }
+    Ok(())
 }
 
 /// Unix milliseconds now.

@@ -15,9 +15,9 @@ use tactful_domain::minimize::{self, Verdict};
 use tactful_domain::policy::Policy;
 use tactful_domain::request::{RequestKind, RequestStatus};
 use tactful_store::{
-    ApiKeyRecord, DeliveryOutcome, DeliveryPayload, DeliveryStatus, IngestEvent, IngestOutcome, ItemRecord,
-    LegalHold, ModelChange, NewRequest, Options, RequestRecord, RequestUpdate, ShredOutcome, ShredPlan,
-    Store, StoreError, Suppression, seal_context,
+    ApiKeyRecord, Budget, DeliveryOutcome, DeliveryPayload, DeliveryStatus, IngestEvent, IngestOutcome,
+    ItemRecord, LegalHold, ModelChange, NewRequest, Options, RequestRecord, RequestUpdate, ShredOutcome,
+    ShredPlan, SpendOutcome, Store, StoreError, Suppression, seal_context,
 };
 use tactful_vault::{MasterKey, MasterKeys, Vault};
 
@@ -113,6 +113,10 @@ conformance!(
     ingestion_marks_subjects_dirty_until_a_clean_of_what_was_read,
     shredding_removes_contributions_and_dirty_marks,
     model_changes_are_seen_in_version_order_while_many_write,
+    privacy_budgets_accumulate_refuse_whole_and_start_fresh_each_period,
+    concurrent_spends_from_two_instances_never_exceed_the_limit,
+    a_window_of_events_is_paged_once_each_by_family_without_the_erased,
+    subject_states_answer_for_many_families_at_once_like_subject_state,
 );
 
 // ------------------------------------------------------------------------------------------------
@@ -1682,4 +1686,277 @@ async fn model_changes_are_seen_in_version_order_while_many_write(backend: Backe
     assert_eq!(seen["sub_shared"].1, None);
     assert_eq!(seen.len(), WRITERS + 1);
     assert_eq!(last, backend.store.model_version().await.unwrap());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Private analytics: privacy budgets, windows of events, and many people's states at once.
+
+/// One ε in millionths.
+const EPSILON: i64 = 1_000_000;
+const DAY: i64 = 86_400_000;
+
+/// The audit event a test spend carries, named so the log shows which spends were recorded.
+fn spend_entry(name: &str) -> Vec<AuditEvent> {
+    vec![AuditEvent::KeyRevoked { key: name.into() }]
+}
+
+/// The names of the test spends in the audit log, in order.
+async fn audited_spends(store: &dyn Store) -> Vec<String> {
+    store
+        .audit_entries(0, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| serde_json::from_str::<Value>(&entry.text).unwrap()["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn privacy_budgets_accumulate_refuse_whole_and_start_fresh_each_period(backend: Backend) {
+    let store = &backend.store;
+    let limit = 10 * EPSILON;
+    let spend = |period: i64, epsilon: i64, limit: i64, name: &'static str| {
+        let store = store.clone();
+        async move { store.spend_budget("orders", period, epsilon, limit, spend_entry(name)).await.unwrap() }
+    };
+    let budget = |limit_micro, spent_micro| Budget { limit_micro, spent_micro };
+    assert_eq!(store.budget("orders", T0, limit).await.unwrap(), budget(limit, 0), "nothing spent yet");
+
+    assert_eq!(spend(T0, 3 * EPSILON, limit, "s1").await, SpendOutcome::Spent(budget(limit, 3 * EPSILON)));
+    assert_eq!(spend(T0, 4_500_000, limit, "s2").await, SpendOutcome::Spent(budget(limit, 7_500_000)));
+    // 7.5 + 3 > 10: refused whole, with what remains.
+    let SpendOutcome::Refused(refused) = spend(T0, 3 * EPSILON, limit, "refused").await else {
+        panic!("spending past the limit is refused")
+    };
+    assert_eq!((refused, refused.remaining_micro()), (budget(limit, 7_500_000), 2_500_000));
+    assert_eq!(store.budget("orders", T0, limit).await.unwrap(), budget(limit, 7_500_000));
+    assert_eq!(audited_spends(store.as_ref()).await, ["s1", "s2"], "a refused spend is not audited");
+
+    // A new period, and another dataset, start fresh; a refusal in a fresh period records no row.
+    let next = T0 + DAY;
+    assert_eq!(spend(next, 3 * EPSILON, limit, "s3").await, SpendOutcome::Spent(budget(limit, 3 * EPSILON)));
+    assert_eq!(store.budget("visits", T0, limit).await.unwrap(), budget(limit, 0));
+    assert_eq!(
+        spend(T0 + 2 * DAY, 11 * EPSILON, limit, "too-much").await,
+        SpendOutcome::Refused(budget(limit, 0))
+    );
+
+    // A lowered limit applies at once: up to it exactly, then nothing; a raised one gives room again.
+    let lowered = 8 * EPSILON;
+    assert!(matches!(spend(T0, EPSILON, lowered, "over-lowered").await, SpendOutcome::Refused(_)));
+    assert_eq!(spend(T0, 500_000, lowered, "s4").await, SpendOutcome::Spent(budget(lowered, lowered)));
+    let SpendOutcome::Refused(now) = spend(T0, 1, 5 * EPSILON, "below-spent").await else {
+        panic!("a limit below what was spent refuses everything")
+    };
+    assert_eq!((now.spent_micro, now.remaining_micro()), (lowered, 0));
+    assert_eq!(spend(T0, EPSILON, limit, "s5").await, SpendOutcome::Spent(budget(limit, 9 * EPSILON)));
+
+    assert!(store.spend_budget("orders", T0, -EPSILON, limit, Vec::new()).await.is_err(), "no refunds");
+    assert_eq!(store.budget("orders", T0, limit).await.unwrap().spent_micro, 9 * EPSILON);
+    let expected = vec![("orders".to_owned(), T0, 9 * EPSILON), ("orders".to_owned(), next, 3 * EPSILON)];
+    assert_eq!(store.budgets().await.unwrap(), expected);
+    assert_eq!(audited_spends(store.as_ref()).await, ["s1", "s2", "s3", "s4", "s5"]);
+
+    // The budget is in the database, not in the instance.
+    let reopened = backend.reopen().await.unwrap().store;
+    assert_eq!(reopened.budgets().await.unwrap(), expected);
+    assert_eq!(
+        reopened.spend_budget("orders", T0, 2 * EPSILON, limit, spend_entry("after-reopen")).await.unwrap(),
+        SpendOutcome::Refused(budget(limit, 9 * EPSILON))
+    );
+    assert_eq!(
+        reopened.spend_budget("orders", T0, EPSILON, limit, spend_entry("s6")).await.unwrap(),
+        SpendOutcome::Spent(budget(limit, limit))
+    );
+}
+
+/// Sixteen spends of 1 ε against a limit of 10 ε at once, from two instances: exactly ten are
+/// recorded (each with its audit entry), each seeing the budget one step further.
+async fn concurrent_spends_from_two_instances_never_exceed_the_limit(backend: Backend) {
+    let second = backend.reopen().await.unwrap().store;
+    let stores = [backend.store.clone(), second];
+    let limit = 10 * EPSILON;
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let mut tasks = Vec::new();
+    for index in 0..16 {
+        let (store, start) = (stores[index % 2].clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store.spend_budget("orders", T0, EPSILON, limit, spend_entry(&format!("spend-{index}"))).await
+        }));
+    }
+    let mut spent = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap().expect("every spend is answered") {
+            SpendOutcome::Spent(budget) => spent.push(budget.spent_micro),
+            SpendOutcome::Refused(budget) => {
+                assert_eq!(budget.remaining_micro(), 0, "refused only once nothing remains");
+                refused += 1;
+            }
+        }
+    }
+    spent.sort_unstable();
+    assert_eq!(spent, (1..=10).map(|count| count * EPSILON).collect::<Vec<_>>());
+    assert_eq!(refused, 6);
+    assert_eq!(backend.store.budget("orders", T0, limit).await.unwrap().spent_micro, limit);
+    assert_eq!(audited_spends(backend.store.as_ref()).await.len(), 10, "one entry per recorded spend");
+}
+
+async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(backend: Backend) {
+    // Bob, and a device of his browsing anonymously until he logs in on it: one family, two subjects.
+    ingest(&backend, vec![event("b1").user("bob").at(T0)]).await;
+    ingest(
+        &backend,
+        vec![event("b2").anonymous("device").at(T0 + 1), event("b3").anonymous("device").at(T0 + 2)],
+    )
+    .await;
+    let device = subject_of(&backend, "anonymous_id", "device").await.unwrap();
+    ingest(&backend, vec![event("b4").user("bob").anonymous("device").at(T0 + 3)]).await;
+    let bob = subject_of(&backend, "user_id", "bob").await.unwrap();
+    assert_ne!(device, bob);
+    // Zed has events before, in and at the end of the window; Ann will be erased.
+    ingest(
+        &backend,
+        vec![
+            event("z0").user("zed").at(T0 - 1),
+            event("z1").user("zed").at(T0 + 1),
+            event("z2").user("zed").at(T0 + 9),
+            event("z3").user("zed").at(T0 + 10),
+            event("a1").user("ann").at(T0 + 2),
+            event("a2").user("ann").at(T0 + 4),
+        ],
+    )
+    .await;
+    let zed = subject_of(&backend, "user_id", "zed").await.unwrap();
+    let ann = subject_of(&backend, "user_id", "ann").await.unwrap();
+    let store = &backend.store;
+
+    let window = |page: u32| async move {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let events = store.events_in_window(T0, T0 + 10, after.clone(), page).await.unwrap();
+            assert!(events.len() <= page as usize);
+            let Some((_, last)) = events.last() else { break };
+            after = Some((last.timestamp, last.source.clone(), last.dedupe));
+            seen.extend(events);
+        }
+        seen
+    };
+    assert_eq!(window(2).await.len(), 8, "from inclusive, to exclusive, ann still there");
+
+    let plan = ShredPlan {
+        request: "req_e".into(),
+        held_through: i64::MAX,
+        suppress: false,
+        deliveries: Vec::new(),
+        audit: Vec::new(),
+    };
+    assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+    let seen = window(2).await;
+    assert_eq!(seen.len(), 6, "the erased family's rows are gone from aggregates before they are purged");
+    let keys: Vec<(i64, String, [u8; 16])> =
+        seen.iter().map(|(_, event)| (event.timestamp, event.source.clone(), event.dedupe)).collect();
+    assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "in cursor order, each once");
+    assert_eq!(window(100).await.len(), 6, "the same in one page");
+
+    let name = |root: &str| {
+        if root == bob {
+            "bob"
+        } else if root == zed {
+            "zed"
+        } else {
+            "someone else"
+        }
+    };
+    let mut found: Vec<(i64, &str, bool)> = seen
+        .iter()
+        .map(|(root, event)| (event.timestamp - T0, name(root), event.subject == device))
+        .collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            (0, "bob", false),
+            (1, "bob", true),
+            (1, "zed", false),
+            (2, "bob", true),
+            (3, "bob", false),
+            (9, "zed", false)
+        ],
+        "(offset, family root, from the merged device)"
+    );
+    // What the window returns is what the family holds.
+    let family = store.subject_data(&bob).await.unwrap().unwrap();
+    for (root, event) in seen.iter().filter(|(root, _)| *root == bob) {
+        let stored =
+            family.events.iter().find(|stored| stored.dedupe == event.dedupe).expect("in the family");
+        assert_eq!((&stored.subject, &stored.sealed), (&event.subject, &event.sealed), "{root}");
+    }
+    assert!(store.events_in_window(T0 + 10, T0 + 10, None, 10).await.unwrap().is_empty(), "an empty window");
+}
+
+async fn subject_states_answer_for_many_families_at_once_like_subject_state(backend: Backend) {
+    ingest(&backend, vec![event("d1").anonymous("device")]).await;
+    let device = subject_of(&backend, "anonymous_id", "device").await.unwrap();
+    let consent = |id: &str, at| ConsentEvent {
+        id: id.into(),
+        purpose: "marketing.communications.email".into(),
+        kind: ConsentKind::Given,
+        method: ConsentMethod::Api,
+        at,
+        expires_at: None,
+        version: 1,
+        source: Some("api".into()),
+        jurisdiction: None,
+    };
+    let store = &backend.store;
+    // Given on the device before it joined Bob: part of Bob's family ledger afterwards.
+    store
+        .record_consents(&device, vec![(consent("cr_device", T0), "{}".into())], Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    ingest(&backend, vec![event("b1").user("bob"), event("b2").user("bob").anonymous("device")]).await;
+    ingest(&backend, vec![event("e1").user("eve").from("eu-web")]).await;
+    let [bob, eve, ann, cal] =
+        <[String; 4]>::try_from(people(&backend, &["bob", "eve", "ann", "cal"]).await).unwrap();
+    assert_ne!(device, bob);
+    store
+        .record_consents(&bob, vec![(consent("cr_bob", T0 + 1), "{}".into())], Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    store
+        .record_consents(&eve, vec![(consent("cr_eve", T0), "{}".into())], Vec::new(), Vec::new())
+        .await
+        .unwrap();
+    store.set_restricted(&cal, true, Vec::new()).await.unwrap();
+    let plan = ShredPlan {
+        request: "req_e".into(),
+        held_through: i64::MAX,
+        suppress: false,
+        deliveries: Vec::new(),
+        audit: Vec::new(),
+    };
+    assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+
+    // More ids than one query takes, unknown ones among them, the merged device (not a root), the
+    // erased one, and one root twice.
+    let mut ids: Vec<String> = (0..1_200).map(|index| format!("sub_unknown_{index:04}")).collect();
+    ids.extend([cal.clone(), bob.clone(), device.clone(), ann.clone(), eve.clone(), bob.clone()]);
+    ids.reverse();
+    let states = store.subject_states(ids).await.unwrap();
+    let mut roots = vec![bob.clone(), eve.clone(), cal.clone()];
+    roots.sort();
+    let mut expected = Vec::new();
+    for root in &roots {
+        expected.push(store.subject_state(root).await.unwrap().expect("a live root"));
+    }
+    assert_eq!(states, expected);
+    let of = |subject: &str| states.iter().find(|state| state.subject == subject).unwrap();
+    let ledger = |subject: &str| of(subject).ledger.iter().map(|event| event.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ledger(&bob), ["cr_device", "cr_bob"], "the family's ledger, oldest first");
+    assert_eq!(ledger(&eve), ["cr_eve"]);
+    assert_eq!(of(&eve).jurisdiction.as_deref(), Some("eu"));
+    assert!(of(&cal).restricted && !of(&bob).restricted);
+    assert!(store.subject_states(Vec::new()).await.unwrap().is_empty());
 }

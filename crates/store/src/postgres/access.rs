@@ -3,6 +3,8 @@
 //! which keeps positions gapless and the Merkle frontier consistent; every transaction appends to
 //! the log last, so that lock is never held while waiting for another.
 
+use std::collections::HashMap;
+
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint, hex};
@@ -70,15 +72,17 @@ pub(super) async fn subject_states(conn: &mut PgConnection, roots: &[String]) ->
         "SELECT COALESCE(s.merged_into, s.id) AS root, c.id, c.purpose, c.kind, c.method, c.at, c.expires_at,
                 c.version, c.source, c.jurisdiction
          FROM consent_events c JOIN subjects s ON s.id = c.subject_id
-         WHERE COALESCE(s.merged_into, s.id) = ANY($1) ORDER BY c.at, c.id",
+         WHERE s.id = ANY($1) OR s.merged_into = ANY($1) ORDER BY c.at, c.id",
     )
     .bind(roots)
     .fetch_all(&mut *conn)
     .await?;
+    let index: HashMap<String, usize> =
+        states.iter().enumerate().map(|(position, state)| (state.subject.clone(), position)).collect();
     for row in &rows {
         let root: String = row.try_get("root")?;
-        if let Some(state) = states.iter_mut().find(|state| state.subject == root) {
-            state.ledger.push(to_event(row)?);
+        if let Some(&position) = index.get(&root) {
+            states[position].ledger.push(to_event(row)?);
         }
     }
     Ok(states)

@@ -5,6 +5,7 @@
 //! conditional on what was read, and a write that finds the world changed under it is retried whole.
 
 mod access;
+mod analytics;
 mod ingest;
 mod model;
 mod requests;
@@ -27,11 +28,11 @@ use tactful_domain::request::RequestStatus;
 
 use crate::resolve::ConsentRow;
 use crate::{
-    ApiKeyRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor, IngestEvent,
-    IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest, Options,
-    OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport,
-    RewrapBatch, ShredOutcome, ShredPlan, Stats, Store, StoreError, StoredAuditEntry, StoredEvent,
-    StoredIdentity, StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
+    ApiKeyRecord, Budget, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor,
+    IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest,
+    Options, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport,
+    RewrapBatch, ShredOutcome, ShredPlan, SpendOutcome, Stats, Store, StoreError, StoredAuditEntry,
+    StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_consent_access_audit.sql"),
     include_str!("migrations/0004_requests.sql"),
     include_str!("migrations/0005_personalization.sql"),
+    include_str!("migrations/0006_analytics.sql"),
 ];
 
 pub struct PostgresStore {
@@ -764,6 +766,42 @@ impl Store for PostgresStore {
     async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         model::clean(&mut conn, marks).await
+    }
+    async fn spend_budget(
+        &self,
+        dataset: &str,
+        period_start: i64,
+        epsilon_micro: i64,
+        limit_micro: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<SpendOutcome> {
+        analytics::spend_budget(&self.pool, dataset, period_start, epsilon_micro, limit_micro, &audit).await
+    }
+
+    async fn budget(&self, dataset: &str, period_start: i64, limit_micro: i64) -> Result<Budget> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::budget(&mut conn, dataset, period_start, limit_micro).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<(String, i64, i64)>> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::budgets(&mut conn).await
+    }
+
+    async fn events_in_window(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredEvent)>> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::events_in_window(&mut conn, from, to, after.as_ref(), limit).await
+    }
+
+    async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::subject_states(&mut conn, subjects).await
     }
 }
 

@@ -4,6 +4,7 @@
 //! them acknowledged. Reads use a small pool of read-only connections beside it.
 
 mod access;
+mod analytics;
 mod ingest;
 mod model;
 mod requests;
@@ -25,11 +26,11 @@ use tactful_domain::policy::Policy;
 
 use crate::resolve::ConsentRow;
 use crate::{
-    ApiKeyRecord, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor, IngestEvent,
-    IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest, OutboxMessage,
-    PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport, RewrapBatch,
-    ShredOutcome, ShredPlan, Stats, Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity,
-    StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
+    ApiKeyRecord, Budget, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor,
+    IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest,
+    OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport,
+    RewrapBatch, ShredOutcome, ShredPlan, SpendOutcome, Stats, Store, StoreError, StoredAuditEntry,
+    StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
 };
 use tactful_domain::catalog::Catalog;
 use tactful_domain::request::RequestStatus;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_consent_access_audit.sql"),
     include_str!("migrations/0004_requests.sql"),
     include_str!("migrations/0005_personalization.sql"),
+    include_str!("migrations/0006_analytics.sql"),
 ];
 
 /// Most requests committed together in one transaction.
@@ -1040,6 +1042,52 @@ impl Store for SqliteStore {
 
     async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()> {
         self.write(move |writer| model::clean(&writer.conn, &marks)).await
+    }
+
+    async fn spend_budget(
+        &self,
+        dataset: &str,
+        period_start: i64,
+        epsilon_micro: i64,
+        limit_micro: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<SpendOutcome> {
+        let dataset = dataset.to_owned();
+        self.write(move |writer| {
+            analytics::spend_budget(
+                writer,
+                &dataset,
+                period_start,
+                epsilon_micro,
+                limit_micro,
+                &audit,
+                now_millis(),
+            )
+        })
+        .await
+    }
+
+    async fn budget(&self, dataset: &str, period_start: i64, limit_micro: i64) -> Result<Budget> {
+        let dataset = dataset.to_owned();
+        self.read(move |conn| analytics::budget(conn, &dataset, period_start, limit_micro)).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<(String, i64, i64)>> {
+        self.read(analytics::budgets).await
+    }
+
+    async fn events_in_window(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredEvent)>> {
+        self.read(move |conn| analytics::events_in_window(conn, from, to, after.as_ref(), limit)).await
+    }
+
+    async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>> {
+        self.read(move |conn| analytics::subject_states(conn, subjects)).await
     }
 }
 

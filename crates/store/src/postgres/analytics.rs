@@ -1,0 +1,158 @@
+//! Private analytics on PostgreSQL: privacy budgets that many instances spend from without ever
+//! together exceeding the limit, and the scans aggregate queries read. A spend serializes on its
+//! budget row, locked by the conditional update until the spending transaction ends.
+
+use sqlx::{PgConnection, PgPool, Row};
+use tactful_domain::audit::AuditEvent;
+
+use super::access;
+use crate::{Budget, EventCursor, Result, SpendOutcome, StoredEvent, SubjectState};
+
+/// Spends from a budget in one transaction with its audit entries; a refusal rolls everything back.
+pub(super) async fn spend_budget(
+    pool: &PgPool,
+    dataset: &str,
+    period_start: i64,
+    epsilon_micro: i64,
+    limit_micro: i64,
+    audit: &[AuditEvent],
+) -> Result<SpendOutcome> {
+    crate::check_spend(epsilon_micro, limit_micro)?;
+    let now = crate::now_millis();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO privacy_budget (dataset, period_start, spent_micro, updated_at) VALUES ($1, $2, 0, $3)
+         ON CONFLICT (dataset, period_start) DO NOTHING",
+    )
+    .bind(dataset)
+    .bind(period_start)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    // The row stays locked until this transaction ends: a concurrent spend waits here, then checks
+    // its condition against what this one committed. Written as `spent <= limit - ε` so that no sum
+    // can overflow (both are non-negative).
+    let spent: Option<i64> = sqlx::query_scalar(
+        "UPDATE privacy_budget SET spent_micro = spent_micro + $3, updated_at = $5
+         WHERE dataset = $1 AND period_start = $2 AND spent_micro <= $4 - $3
+         RETURNING spent_micro",
+    )
+    .bind(dataset)
+    .bind(period_start)
+    .bind(epsilon_micro)
+    .bind(limit_micro)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match spent {
+        Some(spent_micro) => {
+            // The audit log is appended last, as in every transaction (see `access`).
+            access::append_audit(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(SpendOutcome::Spent(Budget { limit_micro, spent_micro }))
+        }
+        None => {
+            let spent_micro = spent_in(&mut tx, dataset, period_start).await?;
+            // Nothing is recorded, not even the empty row this transaction may have inserted.
+            tx.rollback().await?;
+            Ok(SpendOutcome::Refused(Budget { limit_micro, spent_micro }))
+        }
+    }
+}
+
+async fn spent_in(conn: &mut PgConnection, dataset: &str, period_start: i64) -> Result<i64> {
+    let spent: Option<i64> =
+        sqlx::query_scalar("SELECT spent_micro FROM privacy_budget WHERE dataset = $1 AND period_start = $2")
+            .bind(dataset)
+            .bind(period_start)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(spent.unwrap_or(0))
+}
+
+pub(super) async fn budget(
+    conn: &mut PgConnection,
+    dataset: &str,
+    period_start: i64,
+    limit_micro: i64,
+) -> Result<Budget> {
+    Ok(Budget { limit_micro, spent_micro: spent_in(conn, dataset, period_start).await? })
+}
+
+pub(super) async fn budgets(conn: &mut PgConnection) -> Result<Vec<(String, i64, i64)>> {
+    sqlx::query(
+        "SELECT dataset, period_start, spent_micro FROM privacy_budget ORDER BY dataset, period_start",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("dataset")?, row.try_get("period_start")?, row.try_get("spent_micro")?)))
+    .collect()
+}
+
+pub(super) async fn events_in_window(
+    conn: &mut PgConnection,
+    from: i64,
+    to: i64,
+    after: Option<&EventCursor>,
+    limit: u32,
+) -> Result<Vec<(String, StoredEvent)>> {
+    let (timestamp, source, dedupe) = match after {
+        Some((timestamp, source, dedupe)) => (*timestamp, source.clone(), dedupe.to_vec()),
+        None => (i64::MIN, String::new(), Vec::new()),
+    };
+    sqlx::query(
+        "SELECT COALESCE(s.merged_into, s.id) AS root, e.subject_id, e.source, e.dedupe, e.type, e.name,
+                e.timestamp, e.received_at, e.sealed
+         FROM events e JOIN subjects s ON s.id = e.subject_id
+         WHERE e.timestamp >= $1 AND e.timestamp < $2 AND (e.timestamp, e.source, e.dedupe) > ($3, $4, $5)
+           AND s.erased_at IS NULL
+         ORDER BY e.timestamp, e.source, e.dedupe LIMIT $6",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(timestamp)
+    .bind(source)
+    .bind(dedupe)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get("root")?,
+            StoredEvent {
+                subject: row.try_get("subject_id")?,
+                source: row.try_get("source")?,
+                dedupe: crate::dedupe_from(row.try_get("dedupe")?)?,
+                kind: row.try_get("type")?,
+                name: row.try_get("name")?,
+                timestamp: row.try_get("timestamp")?,
+                received_at: row.try_get("received_at")?,
+                sealed: row.try_get("sealed")?,
+            },
+        ))
+    })
+    .collect()
+}
+
+/// The states of the ids that are family roots not erased, a chunk of ids at a time.
+pub(super) async fn subject_states(
+    conn: &mut PgConnection,
+    mut subjects: Vec<String>,
+) -> Result<Vec<SubjectState>> {
+    subjects.sort_unstable();
+    subjects.dedup();
+    let mut states = Vec::new();
+    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
+        let roots: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM subjects WHERE id = ANY($1) AND merged_into IS NULL AND erased_at IS NULL",
+        )
+        .bind(chunk)
+        .fetch_all(&mut *conn)
+        .await?;
+        states.extend(access::subject_states(conn, &roots).await?);
+    }
+    states.sort_by(|a, b| a.subject.cmp(&b.subject));
+    Ok(states)
+}
