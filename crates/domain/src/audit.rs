@@ -98,6 +98,18 @@ pub enum AuditEvent {
         actor: String,
         count: u64,
     },
+    /// An aggregate query answered (or a pseudonymized dataset exported): who asked, for which
+    /// purpose, what, and the ε it spent (as decimal text).
+    Insights {
+        actor: String,
+        role: String,
+        purpose: String,
+        dataset: String,
+        metric: String,
+        property: Option<String>,
+        dimensions: Vec<String>,
+        epsilon: String,
+    },
 }
 
 impl AuditEvent {
@@ -113,6 +125,7 @@ impl AuditEvent {
             AuditEvent::Retention { .. } => "retention",
             AuditEvent::ModelReleased { .. } => "model_released",
             AuditEvent::ItemsWritten { .. } => "items_written",
+            AuditEvent::Insights { .. } => "insights",
             AuditEvent::PolicyLoaded { .. } => "policy_loaded",
         }
     }

@@ -322,9 +322,7 @@ fn noisy(
 /// OpenDP says was spent, and the scale.
 fn laplace(values: Vec<i64>, sensitivity: i64, epsilon: f64) -> Result<(Vec<i64>, f64, f64), InsightsError> {
     let scale = sensitivity as f64 / epsilon;
-    if values.is_empty() {
-        return Ok((values, 0.0, scale));
-    }
+    // What the mechanism spends is fixed by its definition, released groups or not.
     let measurement = make_laplace::<_, _, MaxDivergence>(
         VectorDomain::new(AtomDomain::<i64>::default()),
         L1Distance::<i64>::default(),
@@ -332,6 +330,9 @@ fn laplace(values: Vec<i64>, sensitivity: i64, epsilon: f64) -> Result<(Vec<i64>
         None,
     )?;
     let spent = measurement.map(&sensitivity)?;
+    if values.is_empty() {
+        return Ok((values, spent, scale));
+    }
     Ok((measurement.invoke(&values)?, spent, scale))
 }
 

@@ -42,6 +42,11 @@ pub enum ErrorCode {
     UnknownPlacement,
     UnknownChannel,
     PersonalizationOff,
+    UnknownDataset,
+    UndeclaredDimension,
+    UndeclaredProperty,
+    BudgetExhausted,
+    AnalyticsOff,
     DuplicateRequest,
     WrongCode,
     PackageUnavailable,
@@ -63,7 +68,8 @@ impl ErrorCode {
             InvalidGzip, MissingWriteKey, UnknownWriteKey, MissingApiKey, InvalidApiKey, ExpiredApiKey,
             RevokedApiKey, Forbidden, PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier,
             InvalidRequest, UnknownReceipt, UnknownRequest, UnknownItem, UnknownPlacement, UnknownChannel,
-            PersonalizationOff, DuplicateRequest, WrongCode, PackageUnavailable,
+            PersonalizationOff, UnknownDataset, UndeclaredDimension, UndeclaredProperty, BudgetExhausted,
+            AnalyticsOff, DuplicateRequest, WrongCode, PackageUnavailable,
             Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
@@ -151,6 +157,31 @@ impl ErrorCode {
                 "unknown_channel",
                 StatusCode::BAD_REQUEST,
                 "the catalog declares no such channel under [personalization.channels]",
+            ),
+            UnknownDataset => (
+                "unknown_dataset",
+                StatusCode::NOT_FOUND,
+                "the catalog declares no such dataset under [analytics.datasets]",
+            ),
+            UndeclaredDimension => (
+                "undeclared_dimension",
+                StatusCode::BAD_REQUEST,
+                "the dataset may not be grouped by this dimension",
+            ),
+            UndeclaredProperty => (
+                "undeclared_property",
+                StatusCode::BAD_REQUEST,
+                "the property is not a measure of the dataset (sums and means need declared bounds)",
+            ),
+            BudgetExhausted => (
+                "budget_exhausted",
+                StatusCode::TOO_MANY_REQUESTS,
+                "the dataset's privacy budget for this period cannot pay for this answer",
+            ),
+            AnalyticsOff => (
+                "analytics_off",
+                StatusCode::NOT_FOUND,
+                "the catalog declares no [analytics] section, so there are no aggregates",
             ),
             PersonalizationOff => (
                 "personalization_off",

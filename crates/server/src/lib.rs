@@ -7,6 +7,7 @@ pub mod destinations;
 pub mod error;
 pub mod export;
 mod ingest;
+pub mod insights;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;

@@ -4,6 +4,7 @@
 
 mod access;
 mod common;
+mod insights;
 mod openapi;
 mod personalize;
 mod requests;
