@@ -200,6 +200,56 @@ pub struct Dataset {
     pub rows_per_person: u32,
     pub dimensions: Vec<Dimension>,
     pub measures: Vec<Measure>,
+    /// How a pseudonymized export coarsens these properties (quasi-identifiers).
+    pub generalize: Vec<(PropertyId, Generalize)>,
+}
+
+/// How an export coarsens a value that could help single someone out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Generalize {
+    /// Keep the first N characters (postcodes, IP prefixes).
+    Prefix(usize),
+    /// Round numbers to a multiple of N.
+    Round(f64),
+    /// Keep `YYYY-MM` of a date or time.
+    Month,
+    /// Keep `YYYY` of a date or time.
+    Year,
+}
+
+impl Generalize {
+    pub fn parse(text: &str) -> Option<Generalize> {
+        match text.split_once(':') {
+            Some(("prefix", n)) => n.parse().ok().filter(|n| *n > 0).map(Generalize::Prefix),
+            Some(("round", n)) => {
+                n.parse().ok().filter(|n: &f64| n.is_finite() && *n > 0.0).map(Generalize::Round)
+            }
+            None if text == "month" => Some(Generalize::Month),
+            None if text == "year" => Some(Generalize::Year),
+            _ => None,
+        }
+    }
+
+    /// The coarsened value, or `None` when it has no such shape (left out of the export).
+    pub fn apply(self, value: &serde_json::Value) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        match (self, value) {
+            (Generalize::Prefix(n), Value::String(text)) => {
+                Some(Value::String(text.chars().take(n).collect()))
+            }
+            (Generalize::Round(step), Value::Number(number)) => {
+                let rounded = (number.as_f64()? / step).round() * step;
+                serde_json::Number::from_f64(rounded).map(Value::Number)
+            }
+            (Generalize::Month, Value::String(text)) if text.len() >= 7 && text.is_char_boundary(7) => {
+                Some(Value::String(text[..7].to_owned()))
+            }
+            (Generalize::Year, Value::String(text)) if text.len() >= 4 && text.is_char_boundary(4) => {
+                Some(Value::String(text[..4].to_owned()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a dataset may be grouped by.

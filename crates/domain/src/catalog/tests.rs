@@ -297,3 +297,17 @@ fn analytics_datasets_are_read_and_unsafe_ones_refused() {
     let d = fine.analytics().unwrap().dataset("d").unwrap();
     assert_eq!((d.k, d.epsilon), (10, None), "defaults: k 10, thresholds only");
 }
+
+#[test]
+fn exports_generalize_what_the_dataset_declares() {
+    let example = Catalog::parse(Catalog::example_text()).expect("valid");
+    let shop = example.analytics().unwrap().dataset("shop").unwrap();
+    assert_eq!(shop.generalize.len(), 1);
+    use serde_json::json;
+    assert_eq!(Generalize::parse("round:10").unwrap().apply(&json!(47.5)), Some(json!(50.0)));
+    assert_eq!(Generalize::parse("prefix:3").unwrap().apply(&json!("10115")), Some(json!("101")));
+    assert_eq!(Generalize::Year.apply(&json!("1984-06-01")), Some(json!("1984")));
+    assert_eq!(Generalize::Month.apply(&json!("1984-06-01")), Some(json!("1984-06")));
+    assert_eq!(Generalize::Year.apply(&json!(1984)), None, "no such shape: left out");
+    assert!(Generalize::parse("round:0").is_none() && Generalize::parse("blur").is_none());
+}

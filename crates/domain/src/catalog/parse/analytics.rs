@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{Checker, S, check_key, in_file_order};
-use crate::catalog::{Analytics, Dataset, Dimension, Measure, Property, Purpose};
+use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, Purpose};
 use crate::retention::Retention;
 use crate::taxonomy::covers;
 
@@ -30,6 +30,9 @@ struct RawDataset {
     dimensions: Vec<S<String>>,
     #[serde(default)]
     measures: BTreeMap<S<String>, S<[f64; 2]>>,
+    /// How exports coarsen quasi-identifiers: property path → `prefix:N`, `round:N`, `month`, `year`.
+    #[serde(default)]
+    generalize: BTreeMap<S<String>, S<String>>,
 }
 
 /// The fewest distinct people a shown group may have when the catalog does not say.
@@ -128,7 +131,25 @@ pub(super) fn check(
                     usable(checker, &path, "measure").map(|property| Measure { property, min, max })
                 })
                 .collect();
+            let generalize = in_file_order(raw.generalize)
+                .into_iter()
+                .filter_map(|(path, rule)| {
+                    let parsed = Generalize::parse(rule.get_ref());
+                    if parsed.is_none() {
+                        checker.at(
+                            rule.span(),
+                            format!(
+                                "{:?} is not a generalization: prefix:N, round:N, month or year",
+                                rule.get_ref()
+                            ),
+                        );
+                    }
+                    let property = usable(checker, &path, "generalized property")?;
+                    Some((property, parsed?))
+                })
+                .collect();
             Dataset {
+                generalize,
                 key: key.into_inner(),
                 description: raw.description,
                 k: raw.k.as_ref().map_or(k, |k| at_least_2(checker, k)),
