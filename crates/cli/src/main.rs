@@ -1,7 +1,7 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, items, personalize, shutdown_signal};
+use tactful::{admin, bench, breach, demo, insights, items, personalize, shutdown_signal};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -59,6 +59,9 @@ enum Command {
     /// The consent ledger: export it.
     #[command(subcommand)]
     Consents(admin::ConsentsCommand),
+    /// Aggregate questions about what people do, answered privately (k-thresholds, a DP budget).
+    #[command(subcommand)]
+    Insights(insights::InsightsCommand),
     /// The brand's item catalogue for recommendations: import it from a JSON-lines file.
     #[command(subcommand)]
     Items(items::ItemsCommand),
@@ -261,6 +264,11 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             init_logging_level("warn");
             let state = open_quietly(with_file(command.config().clone())?).await?;
             return admin::consents(&state, command).await;
+        }
+        Command::Insights(command) => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file(command.config().clone())?).await?;
+            return insights::insights(&state, command).await;
         }
         Command::Items(command) => {
             init_logging_level("warn");

@@ -894,3 +894,45 @@ async fn items_are_imported_all_or_nothing_and_a_running_server_learns_and_recom
     let (ok, out) = tactful(dir.path(), &database, &["model", "rebuild"]);
     assert!(ok && out.contains("6 people lend the model"), "{out}");
 }
+
+#[test]
+fn insights_queries_spend_a_budget_that_outlives_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    write_catalog(dir.path());
+    let database = dir.path().join("tactful.db");
+    let now = tactful_server::now_millis();
+    let (from, to) =
+        (tactful_domain::segment::format_time(now - 86_400_000), tactful_domain::segment::format_time(now));
+    let query = |epsilon: &str| {
+        let args =
+            ["insights", "query", "--dataset", "shop", "--metric", "events", "--group-by", "event,day"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--from", from.as_str(), "--to", to.as_str(), "--epsilon", epsilon]);
+        let output = Command::new(BINARY)
+            .args(&args)
+            .arg("--catalog")
+            .arg(dir.path().join("tactful.toml"))
+            .arg("--database")
+            .arg(format!("sqlite:{}", database.display()))
+            .arg("--master-key-file")
+            .arg(dir.path().join("master.key"))
+            .env_remove("TACTFUL_MASTER_KEY")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = query("4");
+    assert!(ok, "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["privacy"]["budget"]["remaining"], 6.0, "{answer}");
+    // A new process, the same store: 6 left of the example's 10 per 30 days.
+    let (ok, _, err) = query("7");
+    assert!(!ok);
+    assert!(err.contains("budget_exhausted") && err.contains("6 left"), "{err}");
+    let (ok, _, err) = query("0");
+    assert!(!ok && err.contains("epsilon must be a positive number"), "{err}");
+}
