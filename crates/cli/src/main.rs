@@ -130,6 +130,8 @@ enum BenchCommand {
     Requests(bench::RequestsArgs),
     /// Recommendations over HTTP at a fixed request rate, and in-process.
     Serving(bench::ServingArgs),
+    /// A grouped count over millions of events, exact and with differential privacy.
+    Insights(bench::InsightsArgs),
     /// Item-to-item training on millions of interactions, serving latency in-process, memory.
     Personalize(bench::PersonalizeArgs),
 }
@@ -304,6 +306,10 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Bench(BenchCommand::Requests(args)) => {
             init_logging_level("warn");
             bench::requests(args).await?;
+        }
+        Command::Bench(BenchCommand::Insights(args)) => {
+            init_logging_level("warn");
+            bench::insights(args).await?;
         }
         Command::Bench(BenchCommand::Serving(args)) => {
             init_logging_level("warn");

@@ -3,12 +3,14 @@
 
 pub mod access;
 pub mod ingest;
+pub mod insights;
 pub mod personalize;
 pub mod requests;
 pub mod serving;
 
 pub use access::{AccessArgs, access};
 pub use ingest::{IngestArgs, ingest};
+pub use insights::{InsightsArgs, insights};
 pub use personalize::{PersonalizeArgs, personalize};
 pub use requests::{RequestsArgs, requests};
 pub use serving::{ServingArgs, serving};
