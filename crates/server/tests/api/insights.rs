@@ -110,7 +110,16 @@ fn group<'a>(answer: &'a Value, category: &str) -> Option<&'a Value> {
 
 #[tokio::test]
 async fn small_groups_are_suppressed_and_only_consenting_people_count() {
-    let h = Harness::open(catalog(), 64, None).await;
+    small_groups(Harness::open(catalog(), 64, None).await).await;
+}
+
+#[tokio::test]
+async fn small_groups_are_suppressed_and_only_consenting_people_count_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    small_groups(Harness::open(catalog(), 64, Some(url)).await).await;
+}
+
+async fn small_groups(h: Harness) {
     let analyst = h.key("analyst").await;
     for (user, category) in
         [("a", "shoes"), ("b", "shoes"), ("c", "shoes"), ("d", "shoes"), ("e", "hats"), ("f", "hats")]
@@ -172,7 +181,17 @@ async fn small_groups_are_suppressed_and_only_consenting_people_count() {
 
 #[tokio::test]
 async fn the_budget_refuses_the_query_that_would_overspend_and_survives_a_restart() {
-    let h = Harness::open(catalog(), 64, None).await;
+    budget(None).await;
+}
+
+#[tokio::test]
+async fn the_budget_is_shared_by_instances_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    budget(Some(url)).await;
+}
+
+async fn budget(database: Option<String>) {
+    let h = Harness::open(catalog(), 64, database.clone()).await;
     let analyst = h.key("analyst").await;
     for user in 0..30 {
         h.shop(&format!("u{user}"), "shoes", 10.0, true).await;
@@ -191,9 +210,8 @@ async fn the_budget_refuses_the_query_that_would_overspend_and_survives_a_restar
 
     // Another instance on the same store (or this one restarted) sees the same budget.
     let key_file = h.dir.path().join("master.key");
-    let database = format!("sqlite:{}", h.dir.path().join("tactful.db").display());
-    let state = h.state.clone();
-    drop(state);
+    let database =
+        database.unwrap_or_else(|| format!("sqlite:{}", h.dir.path().join("tactful.db").display()));
     let again =
         Harness::configured(catalog(), 64, Some(database), |config| config.master_key_file = key_file).await;
     let (status, refused) = again.query(&analyst, ask(1.0)).await;
