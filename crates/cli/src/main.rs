@@ -1,7 +1,7 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, insights, items, personalize, shutdown_signal};
+use tactful::{admin, bench, breach, demo, export_dataset, insights, items, personalize, shutdown_signal};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -59,6 +59,9 @@ enum Command {
     /// The consent ledger: export it.
     #[command(subcommand)]
     Consents(admin::ConsentsCommand),
+    /// A pseudonymized export of one purpose's events (CSV or Parquet): people under tokens of that
+    /// purpose, days not times, nothing identifying or sensitive, coarsened as a dataset declares.
+    ExportDataset(export_dataset::ExportDatasetArgs),
     /// Aggregate questions about what people do, answered privately (k-thresholds, a DP budget).
     #[command(subcommand)]
     Insights(insights::InsightsCommand),
@@ -266,6 +269,11 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             init_logging_level("warn");
             let state = open_quietly(with_file(command.config().clone())?).await?;
             return admin::consents(&state, command).await;
+        }
+        Command::ExportDataset(args) => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file(args.config().clone())?).await?;
+            return export_dataset::export_dataset(&state, args).await;
         }
         Command::Insights(command) => {
             init_logging_level("warn");

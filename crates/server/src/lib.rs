@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dataset_export;
 pub mod destinations;
 pub mod error;
 pub mod export;

@@ -241,6 +241,8 @@ pub struct Vault {
     signing: ed25519_dalek::SigningKey,
     legal_hold: SubjectKey,
     outbox: SubjectKey,
+    /// The root of the per-purpose keys of export tokens (see [`Vault::export_token`]).
+    export_root: Zeroizing<[u8; KEY_BYTES]>,
 }
 
 impl fmt::Debug for Vault {
@@ -277,6 +279,7 @@ impl Vault {
             signing: ed25519_dalek::SigningKey::from_bytes(&seed),
             legal_hold: SubjectKey { key: secret(b"tactful/v1/legal-hold") },
             outbox: SubjectKey { key: secret(b"tactful/v1/outbox") },
+            export_root: secret(b"tactful/v1/export"),
             master,
         })
     }
@@ -338,6 +341,30 @@ impl Vault {
         mac.update(subject_id.as_bytes());
         let digest = mac.finalize().into_bytes();
         digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// The token that stands for a subject in a pseudonymized export for `purpose`: a keyed hash of
+    /// its id under a key of that purpose alone, so exports for one purpose keep a person's rows
+    /// together (and stay stable across exports) while exports for different purposes cannot be
+    /// joined on it. Unlike [`Vault::subject_pseudonym`], it never appears in the audit log.
+    pub fn export_token(&self, purpose: &str, subject_id: &str) -> String {
+        let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+        let mut label = Vec::with_capacity(18 + purpose.len());
+        label.extend_from_slice(b"tactful/v1/export/");
+        label.extend_from_slice(purpose.as_bytes());
+        Hkdf::<Sha256>::new(None, self.export_root.as_slice())
+            .expand(&label, key.as_mut_slice())
+            .expect("32 bytes is a valid HKDF output length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice()).expect("HMAC takes any key length");
+        mac.update(subject_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut token = String::with_capacity(34);
+        token.push_str("t_");
+        for byte in &digest[..16] {
+            token.push_str(&format!("{byte:02x}"));
+        }
+        token
     }
 
     /// Signs `message` with the brand's Ed25519 key (derived from the index root, so it survives
@@ -583,3 +610,49 @@ impl SubjectKey {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod export_token_tests {
+    //! Export tokens: stable within a purpose, unlinkable across purposes and to audit pseudonyms.
+
+    use super::*;
+
+    fn vault() -> Vault {
+        let master = MasterKey::generate();
+        let root = master.new_index_root();
+        Vault::open(master, &root).unwrap()
+    }
+
+    #[test]
+    fn tokens_are_stable_per_purpose_and_differ_between_purposes() {
+        let vault = vault();
+        let reporting = vault.export_token("analytics.reporting", "sub_a");
+        assert_eq!(reporting, vault.export_token("analytics.reporting", "sub_a"));
+        assert!(reporting.starts_with("t_") && reporting.len() == 34, "{reporting}");
+        assert_ne!(reporting, vault.export_token("personalize.content", "sub_a"));
+        assert_ne!(reporting, vault.export_token("analytics.reporting", "sub_b"));
+        // A broader purpose has a key of its own: its exports do not join a narrower one's either.
+        assert_ne!(reporting, vault.export_token("analytics", "sub_a"));
+        let pseudonym = vault.subject_pseudonym("sub_a");
+        assert_ne!(reporting.trim_start_matches("t_"), pseudonym);
+    }
+
+    #[test]
+    fn tokens_depend_on_the_index_root_and_survive_master_key_rotation() {
+        let old = MasterKey::from_bytes([5u8; 32]);
+        let root = old.new_index_root();
+        let before = Vault::open(old, &root).unwrap();
+        assert_ne!(before.export_token("p", "sub_a"), vault().export_token("p", "sub_a"), "another brand");
+        let during = Vault::open(
+            MasterKeys {
+                current: MasterKey::from_bytes([6u8; 32]),
+                previous: vec![MasterKey::from_bytes([5u8; 32])],
+            },
+            &root,
+        )
+        .unwrap();
+        let rewrapped = during.rewrap_index_root(&root).unwrap().unwrap();
+        let after = Vault::open(MasterKey::from_bytes([6u8; 32]), &rewrapped).unwrap();
+        assert_eq!(before.export_token("p", "sub_a"), after.export_token("p", "sub_a"));
+    }
+}
