@@ -160,6 +160,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if let Some(personalization) = &keys.personalization {
             show_recommendations(&state, &base, personalization.as_str(), &summary).await?;
         }
+        if let Some(analyst) = &keys.analyst {
+            let now = tactful_server::now_millis();
+            println!(
+                "  # aggregates that single no one out: small groups suppressed, noise and budget stated"
+            );
+            println!(
+                "  curl -s {base}/v1/insights/query -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{}'",
+                analyst.as_str(),
+                json!({"dataset": "shop", "metric": "people", "group_by": [], "epsilon": 1.0,
+                       "from": iso(now - 90 * 86_400_000), "to": iso(now)})
+            );
+        }
     }
     println!();
     println!("Press Ctrl-C to stop.");
@@ -171,6 +183,7 @@ struct DemoKeys {
     privacy: tactful_vault::Zeroizing<String>,
     marketing: tactful_vault::Zeroizing<String>,
     personalization: Option<tactful_vault::Zeroizing<String>>,
+    analyst: Option<tactful_vault::Zeroizing<String>>,
 }
 
 /// Prints what the recommendation engine says for a generated customer who permits it, with the
@@ -254,9 +267,12 @@ async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
     const PRIVACY: &str = "demo: privacy team";
     const MARKETING: &str = "demo: email marketing";
     const PERSONALIZATION: &str = "demo: recommendations";
+    const ANALYST: &str = "demo: analyst";
     let now = tactful_server::now_millis();
     for key in state.store.api_keys().await? {
-        if [PRIVACY, MARKETING, PERSONALIZATION].contains(&key.name.as_str()) && key.revoked_at.is_none() {
+        if [PRIVACY, MARKETING, PERSONALIZATION, ANALYST].contains(&key.name.as_str())
+            && key.revoked_at.is_none()
+        {
             let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: key.id.clone() };
             state.store.revoke_api_key(&key.id, now, audit).await?;
         }
@@ -271,7 +287,11 @@ async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
         Some(_) => Some(create(PERSONALIZATION, "personalization").await?.1),
         None => None,
     };
-    Ok(Some(DemoKeys { privacy, marketing, personalization }))
+    let analyst = match (state.catalog.role("analyst"), state.catalog.analytics()) {
+        (Some(_), Some(_)) => Some(create(ANALYST, "analyst").await?.1),
+        _ => None,
+    };
+    Ok(Some(DemoKeys { privacy, marketing, personalization, analyst }))
 }
 
 /// A database URL fit to print: the password, if any, replaced by `***`.

@@ -267,7 +267,7 @@ fn analytics_datasets_are_read_and_unsafe_ones_refused() {
     let example = Catalog::parse(Catalog::example_text()).expect("valid");
     let analytics = example.analytics().expect("declared");
     let shop = analytics.dataset("shop").expect("declared");
-    assert_eq!((shop.k, shop.epsilon, shop.period.as_days(), shop.rows_per_person), (10, Some(10.0), 30, 20));
+    assert_eq!((shop.k, shop.epsilon, shop.period.as_days(), shop.rows_per_person), (10, Some(10.0), 30, 5));
     let names: Vec<&str> = shop.dimensions.iter().map(|d| example.dimension_name(*d)).collect();
     assert_eq!(names, ["event", "source", "day", "week", "properties.category", "context.timezone"]);
     assert_eq!(shop.measures.len(), 2);
