@@ -41,7 +41,8 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     // shoppers' consent to analytics counting (the example keeps them out of analytics altogether).
     let text = format!(
         "{}\n[analytics.datasets.exact]\ndimensions = [\"event\", \"day\", \"properties.category\"]\n",
-        Catalog::example_text().replace("no_personal_data_in_analytics = true", "no_personal_data_in_analytics = false")
+        Catalog::example_text()
+            .replace("no_personal_data_in_analytics = true", "no_personal_data_in_analytics = false")
     );
     let catalog = Catalog::parse(&text).map_err(|errors| anyhow::anyhow!(errors.render("bench")))?;
     let config = Config {
@@ -84,7 +85,8 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
         rows = 0;
         let mut after = None;
         loop {
-            let page = state.store.events_in_window(start - 1, tactful_server::now_millis(), after, 10_000).await?;
+            let page =
+                state.store.events_in_window(start - 1, tactful_server::now_millis(), after, 10_000).await?;
             let Some((_, last)) = page.last() else { break };
             after = Some((last.timestamp, last.source.clone(), last.dedupe));
             rows += page.len() as u64;
@@ -96,12 +98,15 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     let mut groups = (0, 0);
     for _ in 0..args.runs {
         let started = Instant::now();
-        let answer = tactful_server::insights::run(&state, asker(), &query("exact", None)).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        let answer = tactful_server::insights::run(&state, asker(), &query("exact", None))
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         exact.push(started.elapsed().as_secs_f64());
         groups.0 = answer["groups"].as_array().map_or(0, Vec::len);
         let started = Instant::now();
-        let answer =
-            tactful_server::insights::run(&state, asker(), &query("shop", Some(0.5))).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        let answer = tactful_server::insights::run(&state, asker(), &query("shop", Some(0.5)))
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         noisy.push(started.elapsed().as_secs_f64());
         groups.1 = answer["groups"].as_array().map_or(0, Vec::len);
     }
@@ -114,8 +119,16 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     println!("| figure | seconds | groups |");
     println!("|---|---:|---:|");
     println!("| reference: read the window's rows only | {:.2} | |", median(reference));
-    println!("| exact, k-thresholds (consent of every person checked) | {:.2} | {} |", median(exact), groups.0);
-    println!("| differentially private, ε = 0.5 (budget spent, noisy threshold) | {:.2} | {} |", median(noisy), groups.1);
+    println!(
+        "| exact, k-thresholds (consent of every person checked) | {:.2} | {} |",
+        median(exact),
+        groups.0
+    );
+    println!(
+        "| differentially private, ε = 0.5 (budget spent, noisy threshold) | {:.2} | {} |",
+        median(noisy),
+        groups.1
+    );
     Ok(())
 }
 
