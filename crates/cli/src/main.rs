@@ -77,6 +77,14 @@ enum Command {
     /// Data-subject requests: record one, list them, show one, write a package to a file.
     #[command(subcommand)]
     Requests(admin::RequestsCommand),
+    /// Print a signed, short-lived link to a person's preference center (their privacy settings),
+    /// for the brand to show or send them. Recorded in the person's access log.
+    Link {
+        #[command(flatten)]
+        config: Box<Config>,
+        /// The person: sub_… or kind:value (email:ada@example.com).
+        subject: String,
+    },
     /// After a breach: who was affected through a key, a role or a time window, and drafted
     /// notifications for each person.
     Breach(breach::BreachArgs),
@@ -295,6 +303,21 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             let state = std::sync::Arc::new(open_quietly(with_file(command.config().clone())?).await?);
             return admin::requests(state, command).await;
         }
+        Command::Link { config, subject } => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file(*config)?).await?;
+            let found = tactful_server::auth::subject(&state, &subject)
+                .await
+                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+            let (url, expires_at) = tactful_server::me::issue_link(&state, &found, Some("cli"))
+                .await
+                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+            println!("{url}");
+            eprintln!(
+                "valid until {} (one person's settings: hand it only to them)",
+                tactful_domain::segment::format_time(expires_at)
+            );
+        }
         Command::Breach(args) => {
             init_logging_level("warn");
             let state = open_quietly(with_file((*args.config).clone())?).await?;
@@ -360,13 +383,15 @@ fn check_catalog(file: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     let catalog = tactful_server::load_catalog(&config.catalog)?;
+    let listener = tactful_server::bind(&config).await?;
+    let address = listener.local_addr().context("reading the listening address")?;
+    // Links point where the server really listens (port 0 picks one) unless told otherwise.
+    config.public_url.get_or_insert_with(|| format!("http://{address}"));
     let state = std::sync::Arc::new(AppState::open(&config, catalog).await?);
     tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
         .await?;
-    let listener = tactful_server::bind(&config).await?;
-    let address = listener.local_addr().context("reading the listening address")?;
     tracing::info!(
         %address,
         database = state.store.backend(),

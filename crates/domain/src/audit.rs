@@ -110,6 +110,19 @@ pub enum AuditEvent {
         dimensions: Vec<String>,
         epsilon: String,
     },
+    /// The preference center: a link issued to a person (by `actor`, an API key), the person
+    /// signing in with it, or telling their interests. Names what happened, never a value.
+    PreferenceCenter {
+        subject: String,
+        /// `link_issued`, `signed_in`, `interests_changed`, `signed_out`.
+        action: String,
+        actor: Option<String>,
+    },
+    /// Someone signed in to the brand console with an API key.
+    ConsoleSignIn {
+        actor: String,
+        role: String,
+    },
 }
 
 impl AuditEvent {
@@ -127,6 +140,8 @@ impl AuditEvent {
             AuditEvent::ItemsWritten { .. } => "items_written",
             AuditEvent::Insights { .. } => "insights",
             AuditEvent::PolicyLoaded { .. } => "policy_loaded",
+            AuditEvent::PreferenceCenter { .. } => "preference_center",
+            AuditEvent::ConsoleSignIn { .. } => "console_sign_in",
         }
     }
 
@@ -136,7 +151,8 @@ impl AuditEvent {
             AuditEvent::Read { subject, .. }
             | AuditEvent::Consent { subject, .. }
             | AuditEvent::Request { subject, .. }
-            | AuditEvent::Erased { subject, .. } => Some(subject),
+            | AuditEvent::Erased { subject, .. }
+            | AuditEvent::PreferenceCenter { subject, .. } => Some(subject),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@ pub mod consent;
 pub mod identity;
 pub mod merkle;
 pub mod minimize;
+pub mod notice;
 pub mod policy;
 pub mod receipt;
 pub mod request;

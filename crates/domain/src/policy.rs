@@ -48,9 +48,10 @@ impl Reason {
     }
 }
 
-/// What the subject-independent part of a decision says.
+/// What the subject-independent part of a decision says: also what the privacy notice states as
+/// the basis of each use, so the notice says what the policy does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rule {
+pub enum Rule {
     Allow,
     Deny(Reason),
     /// Allowed with consent given to the current wording (and, if `explicit`, expressed by the person).
@@ -168,6 +169,23 @@ impl Policy {
                 Status::NoSignal => Err(Reason::NoConsent),
             },
         }
+    }
+
+    /// The compiled rule for `property` used for purpose number `purpose`, for a person of
+    /// jurisdiction number `jurisdiction` (`None`: unknown), adult or minor, before their consent
+    /// is looked at.
+    pub fn rule(
+        &self,
+        jurisdiction: Option<usize>,
+        minor: bool,
+        property: PropertyId,
+        purpose: usize,
+    ) -> Rule {
+        let jurisdiction = jurisdiction.unwrap_or(self.catalog.jurisdictions().len());
+        let index = ((jurisdiction * 2 + usize::from(minor)) * self.properties + property.index())
+            * self.purposes
+            + purpose;
+        self.rules.get(index).copied().unwrap_or(Rule::Deny(Reason::PurposeNotServed))
     }
 
     /// May `property` be stored for this subject: is at least one of its purposes permitted? On

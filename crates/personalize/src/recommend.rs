@@ -93,6 +93,21 @@ impl Catalogue {
         self.by_category.get(category).map_or(&[], Vec::as_slice)
     }
 
+    /// The categories of known items, each with whether any item in it is sensitive: the topics a
+    /// person can say they like.
+    pub fn topics(&self) -> Vec<(String, bool)> {
+        let mut topics: Vec<(String, bool)> = self
+            .by_category
+            .iter()
+            .filter(|(_, members)| members.iter().any(|ix| self.items[*ix as usize].known))
+            .map(|(category, members)| {
+                (category.clone(), members.iter().any(|ix| self.items[*ix as usize].sensitive))
+            })
+            .collect();
+        topics.sort();
+        topics
+    }
+
     /// Known items.
     pub fn known_count(&self) -> usize {
         self.items.iter().filter(|i| i.known).count()

@@ -21,6 +21,8 @@ const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
 const DEFAULT_NOTIFIER: &str = "file:tactful-data/notifications";
 const DEFAULT_DELIVERY_RETRY_BASE_MS: u64 = 5_000;
 const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 15_000;
+const DEFAULT_LINK_MINUTES: u64 = 30;
+const DEFAULT_SESSION_MINUTES: u64 = 60;
 
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
@@ -106,6 +108,19 @@ pub struct Config {
     /// How long a destination or notification webhook may take to answer, in milliseconds.
     #[arg(long, env = "TACTFUL_DELIVERY_TIMEOUT_MS", default_value_t = DEFAULT_DELIVERY_TIMEOUT_MS)]
     pub delivery_timeout_ms: u64,
+
+    /// The address customers and the brand reach this server at (`https://privacy.example.com`),
+    /// used in preference-center links. Defaults to `http://` and the listen address.
+    #[arg(long, env = "TACTFUL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Minutes a preference-center link stays valid after it is issued.
+    #[arg(long, env = "TACTFUL_LINK_MINUTES", default_value_t = DEFAULT_LINK_MINUTES)]
+    pub link_minutes: u64,
+
+    /// Minutes a preference-center or console session lasts after signing in.
+    #[arg(long, env = "TACTFUL_SESSION_MINUTES", default_value_t = DEFAULT_SESSION_MINUTES)]
+    pub session_minutes: u64,
 }
 
 impl Default for Config {
@@ -129,6 +144,9 @@ impl Default for Config {
             notifier_secret: None,
             delivery_retry_base_ms: DEFAULT_DELIVERY_RETRY_BASE_MS,
             delivery_timeout_ms: DEFAULT_DELIVERY_TIMEOUT_MS,
+            public_url: None,
+            link_minutes: DEFAULT_LINK_MINUTES,
+            session_minutes: DEFAULT_SESSION_MINUTES,
         }
     }
 }
@@ -159,6 +177,9 @@ struct FileConfig {
     notifier: Option<String>,
     delivery_retry_base_ms: Option<u64>,
     delivery_timeout_ms: Option<u64>,
+    public_url: Option<String>,
+    link_minutes: Option<u64>,
+    session_minutes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +252,15 @@ impl Config {
         if let (Some(timeout_ms), true) = (file.delivery_timeout_ms, defaulted("delivery_timeout_ms")) {
             self.delivery_timeout_ms = timeout_ms;
         }
+        if let (Some(url), None) = (file.public_url, &self.public_url) {
+            self.public_url = Some(url);
+        }
+        if let (Some(minutes), true) = (file.link_minutes, defaulted("link_minutes")) {
+            self.link_minutes = minutes;
+        }
+        if let (Some(minutes), true) = (file.session_minutes, defaulted("session_minutes")) {
+            self.session_minutes = minutes;
+        }
         Ok(self)
     }
 
@@ -283,6 +313,15 @@ delivery_retry_base_ms = 5000
 # How long a destination or notification webhook may take to answer (ms). A delivery whose server
 # died mid-call is tried again once this (times the batch of 16) has passed.
 delivery_timeout_ms = 15000
+
+# The address customers and the brand reach this server at; preference-center links point here.
+# Serve it over HTTPS in production (sign-in cookies are Secure). Default: http:// + listen.
+# public_url = "https://privacy.example.com"
+
+# How long a preference-center link stays valid after the brand issues it, and how long a
+# preference-center or console session lasts after signing in (minutes).
+link_minutes = 30
+session_minutes = 60
 "#
     }
 }

@@ -49,6 +49,10 @@ pub enum ErrorCode {
     AnalyticsOff,
     DuplicateRequest,
     WrongCode,
+    NotPermitted,
+    SessionExpired,
+    InvalidLink,
+    CsrfFailed,
     PackageUnavailable,
     Overloaded,
     NotFound,
@@ -69,7 +73,8 @@ impl ErrorCode {
             RevokedApiKey, Forbidden, PurposeRequired, UnknownPurpose, UnknownSubject, InvalidIdentifier,
             InvalidRequest, UnknownReceipt, UnknownRequest, UnknownItem, UnknownPlacement, UnknownChannel,
             PersonalizationOff, UnknownDataset, UndeclaredDimension, UndeclaredProperty, BudgetExhausted,
-            AnalyticsOff, DuplicateRequest, WrongCode, PackageUnavailable,
+            AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
+            PackageUnavailable,
             Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
@@ -194,6 +199,26 @@ impl ErrorCode {
                 "this person already has an open request of this kind",
             ),
             WrongCode => ("wrong_code", StatusCode::BAD_REQUEST, "that is not the verification code"),
+            NotPermitted => (
+                "not_permitted",
+                StatusCode::CONFLICT,
+                "this would keep data for a purpose the person has not allowed",
+            ),
+            SessionExpired => (
+                "session_expired",
+                StatusCode::UNAUTHORIZED,
+                "you are not signed in, or your session has ended: open a new link to your privacy settings",
+            ),
+            InvalidLink => (
+                "invalid_link",
+                StatusCode::UNAUTHORIZED,
+                "this link is not valid (it may have expired or been changed): ask for a new one",
+            ),
+            CsrfFailed => (
+                "csrf_failed",
+                StatusCode::FORBIDDEN,
+                "this form was not sent from your own privacy settings page; reload the page and try again",
+            ),
             PackageUnavailable => (
                 "package_unavailable",
                 StatusCode::CONFLICT,

@@ -119,7 +119,7 @@ async fn head(state: &AppState, subject: &str, request: &str) -> Result<Option<H
 }
 
 /// Who read the person's data, when and why (every member of the family, newest first).
-async fn access_log(state: &AppState, data: &SubjectData) -> Result<Vec<Value>, StoreError> {
+pub(crate) async fn access_log(state: &AppState, data: &SubjectData) -> Result<Vec<Value>, StoreError> {
     let mut entries = Vec::new();
     for (member, _) in &data.keys {
         entries.extend(state.store.audit_for_subject(&state.vault.subject_pseudonym(member), 10_000).await?);
@@ -154,7 +154,7 @@ fn describe(catalog: &Catalog, path: &str) -> Map<String, Value> {
 }
 
 /// The categories of the properties an event record holds.
-fn categories(catalog: &Catalog, record: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn categories(catalog: &Catalog, record: &Map<String, Value>) -> Vec<String> {
     let all: Vec<_> = catalog.properties().iter().map(|property| property.id).collect();
     let present = minimize::withhold(catalog, &mut record.clone(), &all);
     let set: BTreeSet<&str> = present.iter().map(|&id| catalog.property(id).category.as_str()).collect();

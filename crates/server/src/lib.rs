@@ -11,12 +11,15 @@ mod ingest;
 pub mod insights;
 pub mod jobs;
 pub mod keys;
+pub mod me;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod personalize;
 pub mod requests;
 pub mod routes;
+pub mod session;
+pub mod web;
 
 use std::future::Future;
 use std::path::Path;
@@ -54,6 +57,40 @@ pub struct AppState {
     pub wake_requests: Arc<tokio::sync::Notify>,
     /// The recommendation engine, when the catalog declares a personalization purpose.
     pub personalization: Option<Arc<personalize::Personalization>>,
+    /// How the web pages are reached and how long their links and sessions last.
+    pub web: WebSettings,
+}
+
+/// The web pages' settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Where customers reach this server (`https://privacy.example.com`), without a trailing slash.
+    pub public_url: String,
+    pub link_ttl_ms: i64,
+    pub session_ttl_ms: i64,
+    /// Whether cookies are marked Secure: always, except over plain HTTP to a non-local address
+    /// (where browsers would drop them; such a deployment needs TLS before it faces customers).
+    pub secure_cookies: bool,
+}
+
+impl WebSettings {
+    pub fn from_config(config: &Config) -> WebSettings {
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen))
+            .trim_end_matches('/')
+            .to_owned();
+        let host = public_url.split("://").nth(1).unwrap_or_default();
+        let local = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        let minutes = |m: u64| i64::try_from(m.max(1)).unwrap_or(i64::MAX / 60_000).saturating_mul(60_000);
+        WebSettings {
+            secure_cookies: public_url.starts_with("https://") || local,
+            public_url,
+            link_ttl_ms: minutes(config.link_minutes),
+            session_ttl_ms: minutes(config.session_minutes),
+        }
+    }
 }
 
 /// Why the server did not start. Each message says what to do.
@@ -133,6 +170,7 @@ impl AppState {
             forget,
             wake_requests: Arc::new(tokio::sync::Notify::new()),
             personalization,
+            web: WebSettings::from_config(config),
         })
     }
 }

@@ -468,6 +468,23 @@ impl Personalization {
         }
     }
 
+    /// The topics a person can tell their interest in: the categories of the catalogue's items,
+    /// each with whether it is sensitive (used only because a person says so, never inferred).
+    pub fn topics(&self) -> Vec<(String, bool)> {
+        let sensitive = &self.settings.sensitive_categories;
+        let mut topics = self.read().catalogue.topics();
+        for (name, flag) in &mut topics {
+            *flag |= sensitive.contains(name);
+        }
+        for name in sensitive {
+            if !topics.iter().any(|(known, _)| known == name) {
+                topics.push((name.clone(), true));
+            }
+        }
+        topics.sort();
+        topics
+    }
+
     /// A person's model entry, if they lend one.
     pub fn person(&self, subject: &str) -> Option<Person> {
         self.read().people.get(subject).cloned()

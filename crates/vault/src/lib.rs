@@ -238,6 +238,9 @@ pub struct Vault {
     dedupe: Hmac<Sha256>,
     pseudonym: Hmac<Sha256>,
     verification: Hmac<Sha256>,
+    /// Authenticates what the web pages hand to browsers (preference-center links, sessions, CSRF
+    /// tokens), so they need no server-side state and work on every instance.
+    web_token: Hmac<Sha256>,
     signing: ed25519_dalek::SigningKey,
     legal_hold: SubjectKey,
     outbox: SubjectKey,
@@ -276,6 +279,7 @@ impl Vault {
             dedupe: derive(b"tactful/v1/dedupe"),
             pseudonym: derive(b"tactful/v1/audit-pseudonym"),
             verification: derive(b"tactful/v1/verification-code"),
+            web_token: derive(b"tactful/v1/web-token"),
             signing: ed25519_dalek::SigningKey::from_bytes(&seed),
             legal_hold: SubjectKey { key: secret(b"tactful/v1/legal-hold") },
             outbox: SubjectKey { key: secret(b"tactful/v1/outbox") },
@@ -391,6 +395,25 @@ impl Vault {
     /// erased person must outlive the person's own key, until it is delivered).
     pub fn outbox_key(&self) -> &SubjectKey {
         &self.outbox
+    }
+
+    /// The MAC of a token handed to a browser (a preference-center link, a session, a CSRF token).
+    /// `context` separates the kinds, so a token of one kind never passes for another.
+    pub fn web_token_mac(&self, context: &str, payload: &[u8]) -> [u8; 32] {
+        let mut mac = self.web_token.clone();
+        mac.update(context.as_bytes());
+        mac.update(&[0]);
+        mac.update(payload);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the MAC of `payload` in `context`, compared in constant time.
+    pub fn web_token_verify(&self, context: &str, payload: &[u8], tag: &[u8]) -> bool {
+        let mut mac = self.web_token.clone();
+        mac.update(context.as_bytes());
+        mac.update(&[0]);
+        mac.update(payload);
+        mac.verify_slice(tag).is_ok()
     }
 
     /// A new verification code for a self-service request (8 digits, to type from a message) and its

@@ -263,3 +263,14 @@ fn webhook_signatures_match_the_stripe_convention() {
         "13b920565d587f4a44d5702f0f76957361dfb1c65e5c071ff9a73c746781f51d"
     );
 }
+
+#[test]
+fn web_tokens_verify_only_in_their_context_and_deployment() {
+    let vault = vault();
+    let tag = vault.web_token_mac("link", b"sub_a|1700000000000");
+    assert!(vault.web_token_verify("link", b"sub_a|1700000000000", &tag));
+    assert!(!vault.web_token_verify("session", b"sub_a|1700000000000", &tag), "a link is not a session");
+    assert!(!vault.web_token_verify("link", b"sub_b|1700000000000", &tag), "bound to its payload");
+    assert!(!vault.web_token_verify("link", b"sub_a|1700000000000", &tag[..31]), "a truncated tag fails");
+    assert!(!self::vault().web_token_verify("link", b"sub_a|1700000000000", &tag), "keyed per deployment");
+}

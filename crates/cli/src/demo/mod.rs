@@ -60,14 +60,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         master_key_file: args.data_dir.join("master.key"),
         ..Config::default()
     };
-    let state = Arc::new(AppState::open(&config, catalog).await?);
-    tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
-        .await?;
     let listener = tactful_server::bind(&config)
         .await
         .context("is another Tactful running? `tactful demo --listen 127.0.0.1:0` picks a free port")?;
     let address = listener.local_addr()?;
     let base = format!("http://{address}");
+    let config = Config { public_url: Some(base.clone()), ..config };
+    let state = Arc::new(AppState::open(&config, catalog).await?);
+    tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
+        .await?;
     let server = tokio::spawn(tactful_server::serve(listener, state.clone(), crate::shutdown_signal()));
 
     let client = Client::new(base.clone());
@@ -173,9 +174,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
+    show_pages(&state, &base, keys.as_ref(), &summary).await?;
     println!();
     println!("Press Ctrl-C to stop.");
     server.await??;
+    Ok(())
+}
+
+/// Prints the pages: a generated customer's preference-center link, the console login, the notice.
+async fn show_pages(
+    state: &Arc<AppState>,
+    base: &str,
+    keys: Option<&DemoKeys>,
+    summary: &Summary,
+) -> anyhow::Result<()> {
+    println!();
+    println!("In a browser:");
+    println!("  privacy notice (generated from the catalog): {base}/privacy");
+    let customer = match &summary.example_email {
+        Some(email) => tactful_server::auth::subject(state, &format!("email:{email}")).await.ok(),
+        None => None,
+    };
+    if let Some(subject) = customer {
+        let (url, expires_at) = tactful_server::me::issue_link(state, &subject, Some("demo"))
+            .await
+            .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+        println!(
+            "  {}'s privacy settings (a signed link, valid until {}):",
+            summary.example_email.as_deref().unwrap_or("a customer"),
+            iso(expires_at)
+        );
+        println!("    {url}");
+        println!(
+            "    (a fresh one: cargo run --release -- link email:{} --database … --master-key-file …)",
+            summary.example_email.as_deref().unwrap_or("…")
+        );
+    }
+    if let Some(keys) = keys {
+        println!("  the brand console: {base}/console  (sign in with the privacy team's key:");
+        println!("    {})", keys.privacy.as_str());
+    }
     Ok(())
 }
 

@@ -1,7 +1,10 @@
-//! The router: every route, the JSON fallbacks for unknown paths and methods, CORS for browser
+//! The router: every route (the API under `/v1`, the web pages, operations), the JSON fallbacks for unknown paths and methods, CORS for browser
 //! sources, and the request-logging middleware that logs internal errors once.
 
+mod assets;
+mod me;
 mod ops;
+mod privacy;
 pub mod v1;
 
 use std::collections::HashSet;
@@ -21,7 +24,15 @@ use crate::error::{ApiError, ErrorCode, InternalDetail};
 use crate::metrics::RequestLabels;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    // The web pages: errors as pages for browsers, and the security headers pages need.
+    let pages = Router::new()
+        .merge(me::routes())
+        .merge(privacy::routes())
+        .merge(assets::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), crate::web::html_errors))
+        .layer(middleware::from_fn(crate::web::security_headers));
     Router::new()
+        .merge(pages)
         .merge(v1::tracking::routes())
         .merge(v1::projects::routes())
         .merge(v1::subjects::routes())

@@ -421,7 +421,7 @@ fn json_format() -> String {
 }
 
 /// Whether a request's package may be downloaded now (a completed access or export, for 7 days).
-fn downloadable(record: &tactful_store::RequestRecord, now: i64) -> bool {
+pub(crate) fn downloadable(record: &tactful_store::RequestRecord, now: i64) -> bool {
     matches!(record.kind, RequestKind::Access | RequestKind::Export)
         && record.status == RequestStatus::Completed
         && record.completed_at.is_some_and(|done| now < done + DOWNLOAD_FOR_MS)
@@ -444,7 +444,17 @@ async fn package(
         _ => return Err(ApiError::with_message(ErrorCode::InvalidRequest, "format must be json or html")),
     };
     let view = state.store.request(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest))?;
-    let record = view.record;
+    download(state, view.record, form).await
+}
+
+/// Streams the package of a finished access or export request, holding off an erasure of the
+/// same person while it runs. Used by the brand API and by the person's own preference center.
+pub(crate) async fn download(
+    state: Arc<AppState>,
+    record: tactful_store::RequestRecord,
+    form: Form,
+) -> Result<Response, ApiError> {
+    let id = record.id.clone();
     let now = now_millis();
     let Some(subject) = record.subject.clone().filter(|_| downloadable(&record, now)) else {
         return Err(ApiError::new(ErrorCode::PackageUnavailable));

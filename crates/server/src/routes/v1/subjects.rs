@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/subjects/{id}/consents/receipts", get(receipts))
         .route("/v1/subjects/{id}/consents/receipts/{receipt}", get(receipt))
         .route("/v1/subjects/{id}/access-log", get(access_log))
+        .route("/v1/subjects/{id}/link", axum::routing::post(link))
 }
 
 /// Reads a query string into `T`, answering problems in the one error shape.
@@ -395,6 +396,24 @@ async fn record_consents(
         )
         .details(json!({"problems": listed})));
     }
+    let receipts = record(&state, &found, events).await?;
+    let updated = state.store.subject_state(&found.subject).await?.unwrap_or(found);
+    let mut view = consent_view(&state, &updated);
+    if let Value::Object(object) = &mut view {
+        object.insert("receipts".into(), Value::Array(receipts));
+    }
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Records consent changes of a subject: each gets a signed receipt and an audit entry, and the
+/// destinations that want consent changes are told, all in one transaction; then the
+/// recommendation model is brought in line (a withdrawal has left it when this returns). Returns
+/// the receipts. The API and the preference center both record consent through here.
+pub(crate) async fn record(
+    state: &AppState,
+    found: &SubjectState,
+    events: Vec<ConsentEvent>,
+) -> Result<Vec<Value>, ApiError> {
     let deliveries =
         tactful_store::requests::consent_deliveries(&state.vault, &state.catalog, &found.subject, &events);
     let mut rows = Vec::with_capacity(events.len());
@@ -407,14 +426,8 @@ async fn record_consents(
     let receipts: Vec<Value> =
         rows.iter().map(|(_, receipt)| serde_json::from_str(receipt).unwrap_or(Value::Null)).collect();
     state.store.record_consents(&found.subject, rows, audit, deliveries).await?;
-    // Acknowledged means applied: a withdrawal has left the recommendation model when this returns.
-    crate::personalize::changed(&state, &found.subject).await?;
-    let updated = state.store.subject_state(&found.subject).await?.unwrap_or(found);
-    let mut view = consent_view(&state, &updated);
-    if let Value::Object(object) = &mut view {
-        object.insert("receipts".into(), Value::Array(receipts));
-    }
-    Ok((StatusCode::CREATED, Json(view)))
+    crate::personalize::changed(state, &found.subject).await?;
+    Ok(receipts)
 }
 
 /// Checks one requested change and turns it into a ledger entry.
@@ -559,4 +572,20 @@ async fn access_log(
     let entries: Vec<Value> =
         entries.into_iter().filter_map(|entry| serde_json::from_str::<Value>(&entry.text).ok()).collect();
     Ok(Json(json!({"subject": subject, "entries": entries})))
+}
+
+/// `POST /v1/subjects/{id}/link`: a signed, short-lived link to the person's preference center,
+/// for the brand's backend to show a signed-in customer or send them. Audited in their access log.
+async fn link(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_privacy()?;
+    let subject = subject(&state, &reference).await?;
+    let (url, expires_at) = crate::me::issue_link(&state, &subject, Some(&caller.key)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"subject": subject, "url": url, "expires_at": format_time(expires_at)})),
+    ))
 }

@@ -1,0 +1,397 @@
+//! The preference center (`/me`), the page a brand's customer reaches through a signed link: what
+//! is known about them and why, a switch per purpose, the interests they tell, why they see what
+//! they see, who accessed their data, and download and deletion. Server-rendered; every action is a
+//! plain form (works without JavaScript) carrying the session's CSRF token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use tactful_domain::request::RequestKind;
+use tactful_domain::segment::format_time;
+
+use super::v1::subjects::query;
+use crate::error::{ApiError, ErrorCode};
+use crate::export;
+use crate::me::{self, Access, Choice, Interests, Known, MyRequest, Suggestions};
+use crate::session::{self, ERASURE_COOKIE, Kind, ME_COOKIE};
+use crate::web::{self, ApiForm, MeSession};
+use crate::{AppState, now_millis};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/me", get(home))
+        .route("/me/consents", post(consents))
+        .route("/me/interests", post(interests))
+        .route("/me/export", post(ask_export))
+        .route("/me/erase", post(ask_erase))
+        .route("/me/requests/{id}", get(request))
+        .route("/me/requests/{id}/package", get(package))
+        .route("/me/receipts/{id}", get(receipt))
+        .route("/me/sign-out", post(sign_out))
+}
+
+#[derive(Debug, Deserialize)]
+struct HomeQuery {
+    /// A signed link's token: exchanged for a session, then dropped from the address.
+    t: Option<String>,
+    /// Receipts of the change just made, to show.
+    receipts: Option<String>,
+    /// What was just done, to confirm.
+    done: Option<String>,
+}
+
+/// A receipt as the page shows it.
+struct ReceiptView {
+    id: String,
+    purpose: String,
+    consent_type: String,
+    at: String,
+    key_id: String,
+    signature: String,
+}
+
+#[derive(Template)]
+#[template(path = "me.html")]
+struct MePage {
+    brand: String,
+    contact: Option<String>,
+    csrf: String,
+    done: Option<String>,
+    restricted: bool,
+    jurisdiction: Option<String>,
+    choices: Vec<Choice>,
+    receipts: Vec<ReceiptView>,
+    known: Vec<Known>,
+    interests: Option<Interests>,
+    suggestions: Option<Suggestions>,
+    access: Vec<Access>,
+    requests: Vec<MyRequest>,
+    kept_if_erased: Vec<(String, String)>,
+}
+
+/// `GET /me`: with `?t=` a signed link (sets the session and redirects to a clean address);
+/// otherwise the page of the signed-in person.
+async fn home(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<HomeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    if let Some(token) = params.t.as_deref() {
+        return sign_in(&state, token).await;
+    }
+    let session = MeSession::from_headers(&state, &headers)?;
+    let found = me::person(&state, &session.subject).await?;
+    let now = now_millis();
+    let receipts = match params.receipts.as_deref() {
+        Some(ids) => shown_receipts(&state, &found.subject, ids).await?,
+        None => Vec::new(),
+    };
+    let page = MePage {
+        brand: state.catalog.brand().name.clone(),
+        contact: state.catalog.brand().contact.clone(),
+        csrf: session.csrf.clone(),
+        done: params.done.as_deref().and_then(done_message).map(str::to_owned),
+        restricted: found.restricted,
+        jurisdiction: found
+            .jurisdiction
+            .as_deref()
+            .and_then(|key| state.catalog.jurisdiction(key))
+            .map(|j| j.name.clone()),
+        choices: me::choices(&state, &found, now),
+        receipts,
+        known: me::known(&state, &found.subject).await?,
+        interests: me::interests(&state, &found).await?,
+        suggestions: me::suggestions(&state, &found).await?,
+        access: me::access_log(&state, &found.subject, 50).await?,
+        requests: me::my_requests(&state, &found.subject).await?,
+        kept_if_erased: me::kept_if_erased(&state.catalog),
+    };
+    web::page(&page)
+}
+
+fn done_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "consents" => "Saved. Your choices apply from now on.",
+        "nothing" => "Nothing changed: that is already your choice.",
+        "interests" => "Saved. Your recommendations now use what you told us.",
+        "export" => "We are putting your data together. It is listed under \"Your requests\" below.",
+        _ => return None,
+    })
+}
+
+/// Exchanges a signed link for a session. An expired, altered or unknown link gets the same
+/// answer, whoever it was for: nothing tells whether a person exists.
+async fn sign_in(state: &AppState, token: &str) -> Result<Response, ApiError> {
+    let now = now_millis();
+    let claims = session::verify(&state.vault, Kind::Link, token, now)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidLink))?;
+    let found =
+        state.store.subject_state(&claims.who).await?.ok_or_else(|| ApiError::new(ErrorCode::InvalidLink))?;
+    state.store.audit_append(vec![me::audit(state, &found.subject, "signed_in", None)], now).await?;
+    let expires = now + state.web.session_ttl_ms;
+    let session = session::issue(&state.vault, Kind::Me, &found.subject, expires);
+    let cookie =
+        session::set_cookie(ME_COOKIE, &session, state.web.session_ttl_ms / 1000, state.web.secure_cookies);
+    Ok(web::see_other_with_cookie("/me", cookie))
+}
+
+async fn shown_receipts(state: &AppState, subject: &str, ids: &str) -> Result<Vec<ReceiptView>, ApiError> {
+    let mut shown = Vec::new();
+    for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()).take(20) {
+        let Some(stored) = state.store.receipt(id).await? else { continue };
+        let owner = state.store.subject_state(&stored.subject).await?.map(|owner| owner.subject);
+        if owner.as_deref() != Some(subject) {
+            continue;
+        }
+        let body: Value = serde_json::from_str(&stored.body).unwrap_or_default();
+        let receipt = &body["receipt"];
+        let purpose = &receipt["services"][0]["purposes"][0];
+        shown.push(ReceiptView {
+            id: id.to_owned(),
+            purpose: purpose["purpose"].as_str().unwrap_or_default().to_owned(),
+            consent_type: match purpose["consentType"].as_str().unwrap_or_default() {
+                "WITHDRAWN" => "You said no".to_owned(),
+                "EXPLICIT" | "IMPLICIT" => "You said yes".to_owned(),
+                other => other.to_lowercase(),
+            },
+            at: receipt["consentTimestamp"].as_i64().map(|s| format_time(s * 1000)).unwrap_or_default(),
+            key_id: body["signature"]["keyId"].as_str().unwrap_or_default().to_owned(),
+            signature: body["signature"]["value"].as_str().unwrap_or_default().chars().take(24).collect(),
+        });
+    }
+    Ok(shown)
+}
+
+/// The fields of a form, with repeated names (checkboxes) kept.
+type Fields = Vec<(String, String)>;
+
+fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
+
+/// Refuses fields a form of ours never sends (a subject id slipped into the form, say): the
+/// person acted on is always the session's, and saying so is clearer than ignoring it.
+fn only(fields: &Fields, allowed: &[&str]) -> Result<(), ApiError> {
+    match fields.iter().find(|(key, _)| !allowed.contains(&key.as_str())) {
+        Some((key, _)) => Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            format!("this form does not take {key:?}: your settings only ever change your own data"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `POST /me/consents`: `purpose=KEY&choice=on|off`, or `all=on|off` for every switchable one.
+async fn consents(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    ApiForm(fields): ApiForm<Fields>,
+) -> Result<Response, ApiError> {
+    session.check_csrf(&state, field(&fields, "csrf"))?;
+    only(&fields, &["csrf", "purpose", "choice", "all"])?;
+    let found = me::person(&state, &session.subject).await?;
+    let on = |value: &str| match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => {
+            Err(ApiError::with_message(ErrorCode::InvalidRequest, format!("choose on or off, not {other:?}")))
+        }
+    };
+    let changes: Vec<(String, bool)> = match (field(&fields, "all"), field(&fields, "purpose")) {
+        (Some(all), None) => {
+            let on = on(all)?;
+            me::choices(&state, &found, now_millis())
+                .into_iter()
+                .filter(|c| c.switchable)
+                .map(|c| (c.purpose, on))
+                .collect()
+        }
+        (None, Some(purpose)) => {
+            let choice = field(&fields, "choice")
+                .ok_or_else(|| ApiError::with_message(ErrorCode::InvalidRequest, "choose on or off"))?;
+            vec![(purpose.to_owned(), on(choice)?)]
+        }
+        _ => return Err(ApiError::with_message(ErrorCode::InvalidRequest, "choose a purpose, or all")),
+    };
+    let receipts = me::choose(&state, &found, &changes).await?;
+    if receipts.is_empty() {
+        return Ok(web::see_other("/me?done=nothing#choices"));
+    }
+    let ids: Vec<&str> = receipts.iter().filter_map(|r| r["receipt"]["consentReceiptID"].as_str()).collect();
+    Ok(web::see_other(&format!("/me?done=consents&receipts={}#choices", ids.join(","))))
+}
+
+/// `POST /me/interests`: `interest=…` repeated (checkboxes), plus `other=` (comma-separated).
+async fn interests(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    ApiForm(fields): ApiForm<Fields>,
+) -> Result<Response, ApiError> {
+    session.check_csrf(&state, field(&fields, "csrf"))?;
+    only(&fields, &["csrf", "interest", "other"])?;
+    let found = me::person(&state, &session.subject).await?;
+    let mut chosen: Vec<String> =
+        fields.iter().filter(|(key, _)| key == "interest").map(|(_, value)| value.clone()).collect();
+    if let Some(other) = field(&fields, "other") {
+        chosen.extend(other.split(',').map(str::to_owned));
+    }
+    me::set_interests(&state, &found, chosen).await?;
+    Ok(web::see_other("/me?done=interests#interests"))
+}
+
+/// `POST /me/export`: asks for everything held, as a download.
+async fn ask_export(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    ApiForm(fields): ApiForm<Fields>,
+) -> Result<Response, ApiError> {
+    session.check_csrf(&state, field(&fields, "csrf"))?;
+    only(&fields, &["csrf"])?;
+    let found = me::person(&state, &session.subject).await?;
+    let id = me::ask(&state, &found.subject, RequestKind::Export).await?;
+    Ok(web::see_other(&format!("/me/requests/{id}")))
+}
+
+/// `POST /me/erase`: asks for erasure, once the person confirmed they understand what it means.
+/// Their session ends with their data; a cookie naming the request lets them follow it to the end.
+async fn ask_erase(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    ApiForm(fields): ApiForm<Fields>,
+) -> Result<Response, ApiError> {
+    session.check_csrf(&state, field(&fields, "csrf"))?;
+    only(&fields, &["csrf", "confirm"])?;
+    if field(&fields, "confirm") != Some("yes") {
+        return Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            "tick the box to confirm you understand what deletion means",
+        ));
+    }
+    let found = me::person(&state, &session.subject).await?;
+    let id = me::ask(&state, &found.subject, RequestKind::Erase).await?;
+    let token = session::issue(&state.vault, Kind::Erasure, &id, now_millis() + 30 * 86_400_000);
+    let mut response = web::see_other_with_cookie(
+        &format!("/me/requests/{id}"),
+        session::set_cookie(ERASURE_COOKIE, &token, 30 * 86_400, state.web.secure_cookies),
+    );
+    response.headers_mut().append(
+        axum::http::header::SET_COOKIE,
+        session::set_cookie(ME_COOKIE, "", 0, state.web.secure_cookies),
+    );
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "me_request.html")]
+struct RequestPage {
+    brand: String,
+    request: MyRequest,
+    /// Still moving: the page refreshes itself.
+    in_progress: bool,
+    signed_in: bool,
+    kept: Vec<(String, String)>,
+}
+
+fn erasure_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let token = session::cookie(headers, ERASURE_COOKIE)?;
+    session::verify(&state.vault, Kind::Erasure, token, now_millis()).ok().map(|claims| claims.who)
+}
+
+/// `GET /me/requests/{id}`: one of the person's requests, with its status.
+async fn request(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let session = MeSession::from_headers(&state, &headers).ok();
+    let erasure = erasure_claim(&state, &headers);
+    if session.is_none() && erasure.is_none() {
+        return Err(ApiError::new(ErrorCode::SessionExpired));
+    }
+    let subject = session.as_ref().map(|s| s.subject.as_str());
+    let (request, record) = me::request_of(&state, subject, erasure.as_deref(), &id).await?;
+    let in_progress = !record.status.is_final();
+    let page = RequestPage {
+        brand: state.catalog.brand().name.clone(),
+        kept: if record.kind == RequestKind::Erase { me::kept_if_erased(&state.catalog) } else { Vec::new() },
+        request,
+        in_progress,
+        signed_in: session.is_some(),
+    };
+    let mut response = web::page(&page)?;
+    if in_progress {
+        response.headers_mut().insert(axum::http::header::REFRESH, axum::http::HeaderValue::from_static("2"));
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct PackageQuery {
+    #[serde(default = "html")]
+    format: String,
+}
+
+fn html() -> String {
+    "html".into()
+}
+
+/// `GET /me/requests/{id}/package?format=json|html`: the person's own download.
+async fn package(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    Path(id): Path<String>,
+    params: Result<Query<PackageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    let form = match params.format.as_str() {
+        "json" => export::Form::Json,
+        "html" => export::Form::Html,
+        _ => return Err(ApiError::with_message(ErrorCode::InvalidRequest, "format must be json or html")),
+    };
+    let (_, record) = me::request_of(&state, Some(&session.subject), None, &id).await?;
+    super::v1::requests::download(state, record, form).await
+}
+
+/// `GET /me/receipts/{id}`: one of the person's signed receipts, as a file to keep.
+async fn receipt(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let stored = state.store.receipt(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownReceipt))?;
+    let owner = state.store.subject_state(&stored.subject).await?.map(|owner| owner.subject);
+    if owner.as_deref() != Some(session.subject.as_str()) {
+        return Err(ApiError::new(ErrorCode::UnknownReceipt));
+    }
+    let body: Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
+    let mut response = axum::response::IntoResponse::into_response(Json(body));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{id}.json\""))
+            .map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}
+
+/// `POST /me/sign-out`: ends the session on this browser.
+async fn sign_out(
+    State(state): State<Arc<AppState>>,
+    session: MeSession,
+    ApiForm(fields): ApiForm<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    session.check_csrf(&state, fields.get("csrf").map(String::as_str))?;
+    Ok(web::see_other_with_cookie(
+        "/privacy",
+        session::set_cookie(ME_COOKIE, "", 0, state.web.secure_cookies),
+    ))
+}
