@@ -42,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(v1::catalog::routes())
         .merge(v1::personalize::routes())
         .merge(v1::insights::routes())
+        .merge(v1::me::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })

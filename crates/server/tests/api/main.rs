@@ -5,6 +5,7 @@
 mod access;
 mod common;
 mod insights;
+mod me;
 mod openapi;
 mod personalize;
 mod requests;

@@ -10,7 +10,7 @@ use tactful_domain::catalog::Catalog;
 
 use crate::common::{Harness, basic};
 
-const CATALOG: &str = r#"
+pub(crate) const CATALOG: &str = r#"
 [brand]
 name = "Fernhill Market"
 contact = "privacy@fernhill.example"
