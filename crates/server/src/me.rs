@@ -793,6 +793,24 @@ pub fn kept_if_erased(catalog: &Catalog) -> Vec<(String, String)> {
     kept.into_iter().map(|(name, retention)| (name, retention.in_words())).collect()
 }
 
+/// What an erasure actually kept under legal hold, in words: (kind of data, until when), one line
+/// per kind with the latest date.
+pub async fn kept_by(state: &AppState, record: &RequestRecord) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(subject) = record.subject.as_deref().filter(|_| record.kind == RequestKind::Erase) else {
+        return Ok(Vec::new());
+    };
+    let taxonomy = Taxonomy::builtin();
+    let mut kept: BTreeMap<String, i64> = BTreeMap::new();
+    for hold in state.store.legal_holds(subject).await? {
+        for category in &hold.categories {
+            let name = taxonomy.category(category).map_or_else(|| category.clone(), |e| e.name.to_owned());
+            let until = kept.entry(name).or_insert(hold.retain_until);
+            *until = (*until).max(hold.retain_until);
+        }
+    }
+    Ok(kept.into_iter().map(|(name, until)| (name, format!("until {}", &format_time(until)[..10]))).collect())
+}
+
 /// Records that a link was issued to (or used by) a person.
 pub fn audit(state: &AppState, subject: &str, action: &str, actor: Option<&str>) -> AuditEvent {
     AuditEvent::PreferenceCenter {

@@ -323,7 +323,11 @@ async fn request(
     let in_progress = !record.status.is_final();
     let page = RequestPage {
         brand: state.catalog.brand().name.clone(),
-        kept: if record.kind == RequestKind::Erase { me::kept_if_erased(&state.catalog) } else { Vec::new() },
+        kept: match (record.kind, record.status.is_final()) {
+            (RequestKind::Erase, true) => me::kept_by(&state, &record).await?,
+            (RequestKind::Erase, false) => me::kept_if_erased(&state.catalog),
+            _ => Vec::new(),
+        },
         request,
         in_progress,
         signed_in: session.is_some(),
