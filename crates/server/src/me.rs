@@ -658,6 +658,7 @@ pub async fn access_log(state: &AppState, subject: &str, limit: usize) -> Result
                 let (who, what) = match text(entry, "action").as_str() {
                     "link_issued" => ("Us", "Sent you a link to these settings"),
                     "signed_in" => ("You", "Opened these settings"),
+                    "signed_in_with_code" => ("You", "Opened these settings with a code"),
                     "interests_changed" => ("You", "Told us your interests"),
                     _ => ("You", "Used these settings"),
                 };
@@ -834,4 +835,92 @@ pub async fn issue_link(
     let token = crate::session::issue(&state.vault, crate::session::Kind::Link, &found.subject, expires_at);
     state.store.audit_append(vec![audit(state, &found.subject, "link_issued", actor)], now).await?;
     Ok((format!("{}/me?t={token}", state.web.public_url), expires_at))
+}
+
+/// How long a sign-in code works, and how many tries it allows.
+pub const SIGN_IN_CODE_TTL_MS: i64 = 15 * 60_000;
+pub const SIGN_IN_ATTEMPTS: u32 = 5;
+
+/// Starts a sign-in with a one-time code sent to `address` (an email address or a phone number).
+/// The answer is the same whether or not the address belongs to a customer: a record is made
+/// either way (one for an unknown address never works), and only a known person gets a message.
+/// Returns the record's id, for the browser to hold while the person types the code.
+pub async fn start_sign_in(state: &AppState, address: &str) -> Result<String, ApiError> {
+    let address = address.trim();
+    let reference =
+        if address.contains('@') { format!("email:{address}") } else { format!("phone:{address}") };
+    let (kind, value) = crate::auth::identifier(state, &reference).map_err(|_| {
+        ApiError::with_message(
+            ErrorCode::InvalidIdentifier,
+            "type the email address or phone number you gave us",
+        )
+    })?;
+    let known = state.store.subject_by_identifier(state.vault.blind(kind.as_str(), &value)).await?;
+    let subject = match known {
+        Some(found) => state.store.subject_state(&found).await?.map(|found| found.subject),
+        None => None,
+    };
+    let now = crate::now_millis();
+    let id = tactful_vault::new_subject_id().replacen("sub_", "si_", 1);
+    let (code, hash) = state.vault.new_verification_code(&id);
+    state
+        .store
+        .create_sign_in_code(tactful_store::SignInCode {
+            id: id.clone(),
+            subject: subject.clone(),
+            hash,
+            created_at: now,
+            expires_at: now + SIGN_IN_CODE_TTL_MS,
+        })
+        .await?;
+    if subject.is_some() {
+        let brand = &state.catalog.brand().name;
+        let body = tactful_vault::Zeroizing::new(format!(
+            "Your code to open your privacy settings at {brand} is {} {}. It works once, for {} minutes.\n\nIf you did not ask for it, you can ignore this message: nobody can sign in without the code.",
+            &code[..4],
+            &code[4..],
+            SIGN_IN_CODE_TTL_MS / 60_000
+        ));
+        let notification = crate::notify::Notification {
+            channel: kind.as_str().to_owned(),
+            to: tactful_vault::Zeroizing::new(value),
+            reference: id.clone(),
+            subject: format!("Your code for {brand}"),
+            body,
+        };
+        if let Err(error) = state.notifier.send(&notification).await {
+            return Err(ApiError::internal(format!("cannot send a sign-in code: {error}")));
+        }
+    }
+    Ok(id)
+}
+
+/// What a typed sign-in code came to.
+pub enum SignedIn {
+    /// Signed in as this family root.
+    As(String),
+    /// Not the code; tries left.
+    Wrong(u32),
+    /// The code no longer works (expired, used, too many tries): ask for a new one.
+    Over,
+}
+
+/// Checks a typed code for sign-in `id`; a right one is used up and recorded in the access log.
+pub async fn finish_sign_in(state: &AppState, id: &str, code: &str) -> Result<SignedIn, ApiError> {
+    let now = crate::now_millis();
+    let hash = state.vault.verification_code_hash(id, code);
+    Ok(match state.store.try_sign_in_code(id, hash, now, SIGN_IN_ATTEMPTS).await? {
+        tactful_store::CodeOutcome::Accepted(subject) => match state.store.subject_state(&subject).await? {
+            Some(found) => {
+                state
+                    .store
+                    .audit_append(vec![audit(state, &found.subject, "signed_in_with_code", None)], now)
+                    .await?;
+                SignedIn::As(found.subject)
+            }
+            None => SignedIn::Over,
+        },
+        tactful_store::CodeOutcome::Wrong { tries_left } => SignedIn::Wrong(tries_left),
+        tactful_store::CodeOutcome::Refused => SignedIn::Over,
+    })
 }

@@ -14,6 +14,8 @@ use tactful_vault::Vault;
 pub const ME_COOKIE: &str = "tactful_me";
 /// The cookie holding a brand console session.
 pub const CONSOLE_COOKIE: &str = "tactful_console";
+/// The cookie naming a sign-in waiting for its one-time code.
+pub const SIGN_IN_COOKIE: &str = "tactful_sign_in";
 /// The cookie naming an erasure the person asked for, so they can follow it after their session
 /// ended with their data.
 pub const ERASURE_COOKIE: &str = "tactful_erasure";
@@ -29,6 +31,8 @@ pub enum Kind {
     Console,
     /// An erasure request a person may follow after their data (and session) are gone.
     Erasure,
+    /// A sign-in waiting for the one-time code sent to the person (names the code's record).
+    SignIn,
 }
 
 impl Kind {
@@ -38,6 +42,7 @@ impl Kind {
             Kind::Me => "tactful/me-session",
             Kind::Console => "tactful/console-session",
             Kind::Erasure => "tactful/erasure",
+            Kind::SignIn => "tactful/sign-in",
         }
     }
 }

@@ -66,7 +66,14 @@ pub async fn html_errors(State(state): State<Arc<AppState>>, request: Request, n
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
-    let home = if request.uri().path().starts_with("/console") { "/console" } else { "/privacy" };
+    let path = request.uri().path();
+    let home = if path.starts_with("/console") {
+        "/console"
+    } else if path.starts_with("/me") {
+        "/me/sign-in"
+    } else {
+        "/privacy"
+    };
     let response = next.run(request).await;
     let is_json_error = response.status().as_u16() >= 400
         && response

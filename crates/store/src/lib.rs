@@ -306,6 +306,53 @@ pub enum SpendOutcome {
     Refused(Budget),
 }
 
+/// A one-time code to sign in to the preference center, as stored: its keyed hash, never the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInCode {
+    pub id: String,
+    /// The family root the code signs in as; `None` when the address was not known (such a code
+    /// never works, and nothing tells the asker so).
+    pub subject: Option<String>,
+    pub hash: [u8; 32],
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// What trying a sign-in code came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// The right code, used now: sign in as this family root. It never works again.
+    Accepted(String),
+    /// Not the code (or a code for an unknown address); this many tries are left.
+    Wrong { tries_left: u32 },
+    /// No such code, or it expired, was used, or ran out of tries.
+    Refused,
+}
+
+/// A stored sign-in code as backends read it: subject, hash, tries, expiry, when it was used.
+pub(crate) type CodeRow = (Option<String>, Vec<u8>, i64, i64, Option<i64>);
+
+/// What trying a sign-in code does, the same on every backend: the outcome, and what to write —
+/// `Some(true)` marks the code used, `Some(false)` counts a try, `None` leaves it alone.
+pub(crate) fn judge_sign_in(
+    row: Option<CodeRow>,
+    hash: &[u8; 32],
+    now: i64,
+    max_attempts: u32,
+) -> (CodeOutcome, Option<bool>) {
+    let Some((subject, stored, attempts, expires_at, used_at)) = row else {
+        return (CodeOutcome::Refused, None);
+    };
+    let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    if used_at.is_some() || expires_at <= now || attempts >= max_attempts {
+        return (CodeOutcome::Refused, None);
+    }
+    match subject {
+        Some(subject) if stored.as_slice() == hash.as_slice() => (CodeOutcome::Accepted(subject), Some(true)),
+        _ => (CodeOutcome::Wrong { tries_left: max_attempts - attempts - 1 }, Some(false)),
+    }
+}
+
 /// Totals for operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -630,6 +677,20 @@ pub trait Store: Send + Sync + 'static {
         limit_micro: i64,
         audit: Vec<AuditEvent>,
     ) -> Result<SpendOutcome>;
+
+    /// Keeps a one-time sign-in code (its hash), forgetting codes that expired a day ago or more.
+    async fn create_sign_in_code(&self, code: SignInCode) -> Result<()>;
+
+    /// Tries code `hash` for sign-in `id` at `now`, atomically across instances: a match of an
+    /// unexpired, unused code of a known person with tries left is used up and accepted; anything
+    /// else counts as a try; after `max_attempts` tries, or once expired or used, it is refused.
+    async fn try_sign_in_code(
+        &self,
+        id: &str,
+        hash: [u8; 32],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<CodeOutcome>;
 
     /// The budget of a dataset for a period (spent 0 when nothing was spent yet).
     async fn budget(&self, dataset: &str, period_start: i64, limit_micro: i64) -> Result<Budget>;

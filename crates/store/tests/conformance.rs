@@ -17,7 +17,7 @@ use tactful_domain::request::{RequestKind, RequestStatus};
 use tactful_store::{
     ApiKeyRecord, Budget, DeliveryOutcome, DeliveryPayload, DeliveryStatus, IngestEvent, IngestOutcome,
     ItemRecord, LegalHold, ModelChange, NewRequest, Options, RequestRecord, RequestUpdate, ShredOutcome,
-    ShredPlan, SpendOutcome, Store, StoreError, Suppression, seal_context,
+    ShredPlan, SignInCode, SpendOutcome, Store, StoreError, Suppression, seal_context,
 };
 use tactful_vault::{MasterKey, MasterKeys, Vault};
 
@@ -117,6 +117,7 @@ conformance!(
     concurrent_spends_from_two_instances_never_exceed_the_limit,
     a_window_of_events_is_paged_once_each_by_family_without_the_erased,
     subject_states_answer_for_many_families_at_once_like_subject_state,
+    sign_in_codes_work_once_within_their_time_and_tries,
 );
 
 // ------------------------------------------------------------------------------------------------
@@ -1959,4 +1960,82 @@ async fn subject_states_answer_for_many_families_at_once_like_subject_state(back
     assert_eq!(of(&eve).jurisdiction.as_deref(), Some("eu"));
     assert!(of(&cal).restricted && !of(&bob).restricted);
     assert!(store.subject_states(Vec::new()).await.unwrap().is_empty());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sign-in codes of the preference center.
+
+async fn sign_in_codes_work_once_within_their_time_and_tries(backend: Backend) {
+    use tactful_store::CodeOutcome;
+    let store = &backend.store;
+    let code = |id: &str, subject: Option<&str>, hash: u8| SignInCode {
+        id: id.into(),
+        subject: subject.map(str::to_owned),
+        hash: [hash; 32],
+        created_at: T0,
+        expires_at: T0 + 900_000,
+    };
+    store.create_sign_in_code(code("si_right", Some("sub_ada"), 7)).await.unwrap();
+    store.create_sign_in_code(code("si_tries", Some("sub_ada"), 7)).await.unwrap();
+    store.create_sign_in_code(code("si_unknown", None, 7)).await.unwrap();
+    store.create_sign_in_code(code("si_late", Some("sub_ada"), 7)).await.unwrap();
+
+    // Wrong codes count down; the right one works once.
+    assert_eq!(
+        store.try_sign_in_code("si_right", [1; 32], T0, 5).await.unwrap(),
+        CodeOutcome::Wrong { tries_left: 4 }
+    );
+    assert_eq!(
+        store.try_sign_in_code("si_right", [7; 32], T0, 5).await.unwrap(),
+        CodeOutcome::Accepted("sub_ada".into())
+    );
+    assert_eq!(
+        store.try_sign_in_code("si_right", [7; 32], T0, 5).await.unwrap(),
+        CodeOutcome::Refused,
+        "used up"
+    );
+    // Out of tries, the right code no longer works.
+    for left in (0..5).rev() {
+        assert_eq!(
+            store.try_sign_in_code("si_tries", [2; 32], T0, 5).await.unwrap(),
+            CodeOutcome::Wrong { tries_left: left }
+        );
+    }
+    assert_eq!(store.try_sign_in_code("si_tries", [7; 32], T0, 5).await.unwrap(), CodeOutcome::Refused);
+    // A code for an unknown address never works, even "right", and answers like a wrong one.
+    assert_eq!(
+        store.try_sign_in_code("si_unknown", [7; 32], T0, 5).await.unwrap(),
+        CodeOutcome::Wrong { tries_left: 4 }
+    );
+    // Past its time, or never made: refused.
+    assert_eq!(
+        store.try_sign_in_code("si_late", [7; 32], T0 + 900_000, 5).await.unwrap(),
+        CodeOutcome::Refused
+    );
+    assert_eq!(store.try_sign_in_code("si_none", [7; 32], T0, 5).await.unwrap(), CodeOutcome::Refused);
+
+    // Tries from many callers at once never exceed the limit, and only one right try wins.
+    store.create_sign_in_code(code("si_race", Some("sub_ada"), 7)).await.unwrap();
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let store = store.clone();
+        let hash = if i == 11 { [7; 32] } else { [3; 32] };
+        tries.spawn(async move { store.try_sign_in_code("si_race", hash, T0, 5).await.unwrap() });
+    }
+    let outcomes = tries.join_all().await;
+    let wrong = outcomes.iter().filter(|o| matches!(o, CodeOutcome::Wrong { .. })).count();
+    let accepted = outcomes.iter().filter(|o| matches!(o, CodeOutcome::Accepted(_))).count();
+    assert!(wrong + accepted <= 5, "{outcomes:?}");
+    assert!(accepted <= 1);
+
+    // Codes long expired are forgotten when a new one is made.
+    store
+        .create_sign_in_code(SignInCode {
+            created_at: T0 + 3 * 86_400_000,
+            expires_at: T0 + 3 * 86_400_000 + 900_000,
+            ..code("si_new", None, 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.try_sign_in_code("si_late", [7; 32], T0, 5).await.unwrap(), CodeOutcome::Refused);
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use super::v1::subjects::query;
 use crate::error::{ApiError, ErrorCode};
 use crate::export;
 use crate::me::{self, Access, Choice, Interests, Known, MyRequest, Suggestions};
-use crate::session::{self, ERASURE_COOKIE, Kind, ME_COOKIE};
+use crate::session::{self, ERASURE_COOKIE, Kind, ME_COOKIE, SIGN_IN_COOKIE};
 use crate::web::{self, ApiForm, MeSession};
 use crate::{AppState, now_millis};
 
@@ -37,6 +37,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/me/requests/{id}/package", get(package))
         .route("/me/receipts/{id}", get(receipt))
         .route("/me/sign-out", post(sign_out))
+        .route("/me/sign-in", get(sign_in_page).post(send_code))
+        .route("/me/sign-in/code", get(code_page).post(check_code))
 }
 
 #[derive(Debug, Deserialize)]
@@ -398,4 +400,110 @@ async fn sign_out(
         "/privacy",
         session::set_cookie(ME_COOKIE, "", 0, state.web.secure_cookies),
     ))
+}
+
+#[derive(Template)]
+#[template(path = "me_sign_in.html")]
+struct SignInPage {
+    brand: String,
+    code_step: bool,
+    message: Option<String>,
+}
+
+fn sign_in_page_with(
+    state: &AppState,
+    code_step: bool,
+    message: Option<String>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut response =
+        web::page(&SignInPage { brand: state.catalog.brand().name.clone(), code_step, message })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// `GET /me/sign-in`: asks for the address to send a one-time code to.
+async fn sign_in_page(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    sign_in_page_with(&state, false, None, StatusCode::OK)
+}
+
+/// `POST /me/sign-in` (`address`): sends a code if the address is a customer's, and asks for it
+/// either way (the page cannot tell who is a customer).
+async fn send_code(
+    State(state): State<Arc<AppState>>,
+    ApiForm(fields): ApiForm<Fields>,
+) -> Result<Response, ApiError> {
+    only(&fields, &["address"])?;
+    let address = field(&fields, "address").unwrap_or_default();
+    let id = match me::start_sign_in(&state, address).await {
+        Ok(id) => id,
+        Err(error) if error.code == ErrorCode::InvalidIdentifier => {
+            return sign_in_page_with(&state, false, Some(error.message), StatusCode::BAD_REQUEST);
+        }
+        Err(error) => return Err(error),
+    };
+    let token = session::issue(&state.vault, Kind::SignIn, &id, now_millis() + me::SIGN_IN_CODE_TTL_MS);
+    let cookie =
+        session::set_cookie(SIGN_IN_COOKIE, &token, me::SIGN_IN_CODE_TTL_MS / 1000, state.web.secure_cookies);
+    Ok(web::see_other_with_cookie("/me/sign-in/code", cookie))
+}
+
+/// The sign-in this browser is in the middle of, if any.
+fn pending_sign_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let token = session::cookie(headers, SIGN_IN_COOKIE)?;
+    session::verify(&state.vault, Kind::SignIn, token, now_millis()).ok().map(|claims| claims.who)
+}
+
+/// `GET /me/sign-in/code`: asks for the code.
+async fn code_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if pending_sign_in(&state, &headers).is_none() {
+        return Ok(web::see_other("/me/sign-in"));
+    }
+    sign_in_page_with(&state, true, None, StatusCode::OK)
+}
+
+/// `POST /me/sign-in/code` (`code`): a right code opens the settings; a wrong one says how many
+/// tries are left; an expired or used-up one asks to start again.
+async fn check_code(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiForm(fields): ApiForm<Fields>,
+) -> Result<Response, ApiError> {
+    only(&fields, &["code"])?;
+    let Some(id) = pending_sign_in(&state, &headers) else {
+        return sign_in_page_with(
+            &state,
+            false,
+            Some("That code has expired. Ask for a new one.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let code = field(&fields, "code").unwrap_or_default();
+    match me::finish_sign_in(&state, &id, code).await? {
+        me::SignedIn::As(subject) => {
+            let expires = now_millis() + state.web.session_ttl_ms;
+            let token = session::issue(&state.vault, Kind::Me, &subject, expires);
+            let mut response = web::see_other_with_cookie(
+                "/me",
+                session::set_cookie(ME_COOKIE, &token, state.web.session_ttl_ms / 1000, state.web.secure_cookies),
+            );
+            response.headers_mut().append(
+                axum::http::header::SET_COOKIE,
+                session::set_cookie(SIGN_IN_COOKIE, "", 0, state.web.secure_cookies),
+            );
+            Ok(response)
+        }
+        me::SignedIn::Wrong(left) => sign_in_page_with(
+            &state,
+            true,
+            Some(format!("That is not the code. {left} {} left.", if left == 1 { "try" } else { "tries" })),
+            StatusCode::BAD_REQUEST,
+        ),
+        me::SignedIn::Over => sign_in_page_with(
+            &state,
+            false,
+            Some("That code no longer works (it expired, was used, or was mistyped too often). Ask for a new one.".into()),
+            StatusCode::UNAUTHORIZED,
+        ),
+    }
 }

@@ -439,3 +439,75 @@ async fn the_privacy_notice_states_what_the_policy_enforces_for_people_and_machi
     assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
     assert!(!css.contains("http://") && !css.contains("https://") && !css.contains("@import"));
 }
+
+#[tokio::test]
+async fn a_one_time_code_opens_the_settings_once_and_answers_alike_for_strangers() {
+    let h = harness().await;
+    let ada = h.customer("u-ada", "ada@example.com").await;
+    let post = |path: &str, cookie: Option<&str>, body: String| {
+        let mut request =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        request.header(header::ACCEPT, "text/html").body(Body::from(body)).unwrap()
+    };
+    let start = |address: &str| post("/me/sign-in", None, format!("address={address}"));
+
+    // Known or not, the answer is the same: a cookie for the pending sign-in, and the code page.
+    let (status, known, _) = h.send(start("Ada%40Example.com")).await;
+    let (status_stranger, stranger, _) = h.send(start("nobody%40example.com")).await;
+    assert_eq!((status, status_stranger), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
+    assert_eq!(known[header::LOCATION], stranger[header::LOCATION]);
+    let cookie = |headers: &HeaderMap| {
+        headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned()
+    };
+    let (ada_cookie, stranger_cookie) = (cookie(&known), cookie(&stranger));
+    assert!(ada_cookie.starts_with("tactful_sign_in=") && stranger_cookie.starts_with("tactful_sign_in="));
+    let sent = h.notifications();
+    assert_eq!(sent.len(), 1, "only the known address gets a message");
+    let digits: String =
+        sent[0].split(" is ").nth(1).unwrap().chars().take(9).filter(char::is_ascii_digit).collect();
+    assert_eq!(digits.len(), 8, "{}", sent[0]);
+
+    let (status, _, html) = h.page("/me/sign-in/code", Some(&ada_cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"code\""));
+    let wrong = if digits == "00000000" { "11111111" } else { "00000000" };
+    let (status, _, body) =
+        h.send(post("/me/sign-in/code", Some(&ada_cookie), format!("code={wrong}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.as_str().unwrap().contains("That is not the code. 4 tries left."));
+    let (status, _, body) =
+        h.send(post("/me/sign-in/code", Some(&stranger_cookie), format!("code={digits}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a stranger's sign-in never works, and says the same");
+    assert!(body.as_str().unwrap().contains("That is not the code. 4 tries left."));
+
+    // The right code opens Ada's settings, once.
+    let spaced = format!("{}+{}", &digits[..4], &digits[4..]);
+    let (status, headers, _) =
+        h.send(post("/me/sign-in/code", Some(&ada_cookie), format!("code={spaced}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/me");
+    let session = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("tactful_me="))
+        .unwrap();
+    let (status, _, html) = h.page("/me", Some(&session)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("ada@example.com"));
+    let (status, _, body) =
+        h.send(post("/me/sign-in/code", Some(&ada_cookie), format!("code={digits}"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "used up");
+    assert!(body.as_str().unwrap().contains("no longer works"));
+
+    // Without the pending sign-in, or a malformed address: clear answers.
+    let (status, ..) = h.send(post("/me/sign-in/code", None, format!("code={digits}"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = h.send(start("not-an-address")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, log) = h.get(&format!("/v1/subjects/{ada}/access-log"), &h.key("privacy").await).await;
+    assert!(log.to_string().contains("signed_in_with_code"), "{log}");
+}

@@ -13,7 +13,10 @@ use tactful_domain::merkle::Frontier;
 use tactful_vault::Vault;
 
 use crate::resolve::ConsentRow;
-use crate::{ApiKeyRecord, LedgerEntry, Result, StoreError, StoredAuditEntry, StoredReceipt, SubjectState};
+use crate::{
+    ApiKeyRecord, CodeOutcome, LedgerEntry, Result, SignInCode, StoreError, StoredAuditEntry, StoredReceipt,
+    SubjectState,
+};
 
 pub(super) fn to_event(row: &PgRow) -> Result<ConsentEvent> {
     let kind: String = row.try_get("kind")?;
@@ -446,4 +449,57 @@ pub(super) async fn revoke_api_key(
         append_audit(conn, std::slice::from_ref(audit), at).await?;
     }
     Ok(revoked == 1)
+}
+
+pub(super) async fn create_sign_in_code(conn: &mut PgConnection, code: &SignInCode) -> Result<()> {
+    sqlx::query("DELETE FROM sign_in_codes WHERE expires_at < $1")
+        .bind(code.created_at - 86_400_000)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sign_in_codes (id, subject_id, code_hash, attempts, created_at, expires_at)
+         VALUES ($1, $2, $3, 0, $4, $5)",
+    )
+    .bind(&code.id)
+    .bind(&code.subject)
+    .bind(code.hash.as_slice())
+    .bind(code.created_at)
+    .bind(code.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the code's row for the transaction, so tries from several instances count one by one.
+pub(super) async fn try_sign_in_code(
+    conn: &mut PgConnection,
+    id: &str,
+    hash: &[u8; 32],
+    now: i64,
+    max_attempts: u32,
+) -> Result<CodeOutcome> {
+    let found: Option<crate::CodeRow> = sqlx::query_as(
+        "SELECT subject_id, code_hash, attempts, expires_at, used_at FROM sign_in_codes WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (outcome, write) = crate::judge_sign_in(found, hash, now, max_attempts);
+    match write {
+        Some(true) => {
+            sqlx::query("UPDATE sign_in_codes SET used_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Some(false) => {
+            sqlx::query("UPDATE sign_in_codes SET attempts = attempts + 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        None => {}
+    }
+    Ok(outcome)
 }

@@ -28,11 +28,12 @@ use tactful_domain::request::RequestStatus;
 
 use crate::resolve::ConsentRow;
 use crate::{
-    ApiKeyRecord, Budget, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor,
-    IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest,
-    Options, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport,
-    RewrapBatch, ShredOutcome, ShredPlan, SpendOutcome, Stats, Store, StoreError, StoredAuditEntry,
-    StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
+    ApiKeyRecord, Budget, CodeOutcome, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount,
+    EventCursor, IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery,
+    NewRequest, Options, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result,
+    RetentionReport, RewrapBatch, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats, Store,
+    StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
+    SubjectData, SubjectState, Suppression,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_requests.sql"),
     include_str!("migrations/0005_personalization.sql"),
     include_str!("migrations/0006_analytics.sql"),
+    include_str!("migrations/0008_sign_in_codes.sql"),
 ];
 
 pub struct PostgresStore {
@@ -367,6 +369,24 @@ impl Store for PostgresStore {
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         let mut conn = self.pool.acquire().await?;
         access::api_keys(&mut conn).await
+    }
+
+    async fn create_sign_in_code(&self, code: SignInCode) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        access::create_sign_in_code(&mut conn, &code).await
+    }
+
+    async fn try_sign_in_code(
+        &self,
+        id: &str,
+        hash: [u8; 32],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<CodeOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = access::try_sign_in_code(&mut tx, id, &hash, now, max_attempts).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditEvent) -> Result<bool> {

@@ -9,7 +9,10 @@ use tactful_domain::merkle::Frontier;
 
 use super::Writer;
 use crate::resolve::ConsentRow;
-use crate::{ApiKeyRecord, LedgerEntry, Result, StoreError, StoredAuditEntry, StoredReceipt, SubjectState};
+use crate::{
+    ApiKeyRecord, CodeOutcome, LedgerEntry, Result, SignInCode, StoreError, StoredAuditEntry, StoredReceipt,
+    SubjectState,
+};
 
 /// SQLite integers are signed; positions never come near the limit.
 fn as_i64(value: u64) -> i64 {
@@ -383,4 +386,52 @@ pub(super) fn revoke_api_key(writer: &mut Writer, id: &str, at: i64, audit: &Aud
         append_audit(writer, std::slice::from_ref(audit), at)?;
     }
     Ok(revoked == 1)
+}
+
+pub(super) fn create_sign_in_code(writer: &mut Writer, code: &SignInCode) -> Result<()> {
+    writer
+        .conn
+        .prepare_cached("DELETE FROM sign_in_codes WHERE expires_at < ?1")?
+        .execute([code.created_at - 86_400_000])?;
+    writer
+        .conn
+        .prepare_cached(
+            "INSERT INTO sign_in_codes (id, subject_id, code_hash, attempts, created_at, expires_at)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+        )?
+        .execute(params![code.id, code.subject, code.hash.as_slice(), code.created_at, code.expires_at])?;
+    Ok(())
+}
+
+pub(super) fn try_sign_in_code(
+    writer: &mut Writer,
+    id: &str,
+    hash: &[u8; 32],
+    now: i64,
+    max_attempts: u32,
+) -> Result<CodeOutcome> {
+    let found: Option<crate::CodeRow> = writer
+        .conn
+        .prepare_cached(
+            "SELECT subject_id, code_hash, attempts, expires_at, used_at FROM sign_in_codes WHERE id = ?1",
+        )?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+        .optional()?;
+    let (outcome, write) = crate::judge_sign_in(found, hash, now, max_attempts);
+    match write {
+        Some(true) => {
+            writer
+                .conn
+                .prepare_cached("UPDATE sign_in_codes SET used_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+        }
+        Some(false) => {
+            writer
+                .conn
+                .prepare_cached("UPDATE sign_in_codes SET attempts = attempts + 1 WHERE id = ?1")?
+                .execute([id])?;
+        }
+        None => {}
+    }
+    Ok(outcome)
 }

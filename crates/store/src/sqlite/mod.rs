@@ -26,11 +26,12 @@ use tactful_domain::policy::Policy;
 
 use crate::resolve::ConsentRow;
 use crate::{
-    ApiKeyRecord, Budget, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount, EventCursor,
-    IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery, NewRequest,
-    OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result, RetentionReport,
-    RewrapBatch, ShredOutcome, ShredPlan, SpendOutcome, Stats, Store, StoreError, StoredAuditEntry,
-    StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt, SubjectData, SubjectState, Suppression,
+    ApiKeyRecord, Budget, CodeOutcome, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount,
+    EventCursor, IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery,
+    NewRequest, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result,
+    RetentionReport, RewrapBatch, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats, Store,
+    StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
+    SubjectData, SubjectState, Suppression,
 };
 use tactful_domain::catalog::Catalog;
 use tactful_domain::request::RequestStatus;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_requests.sql"),
     include_str!("migrations/0005_personalization.sql"),
     include_str!("migrations/0006_analytics.sql"),
+    include_str!("migrations/0008_sign_in_codes.sql"),
 ];
 
 /// Most requests committed together in one transaction.
@@ -634,6 +636,21 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         self.read(access::api_keys).await
+    }
+
+    async fn create_sign_in_code(&self, code: SignInCode) -> Result<()> {
+        self.write(move |writer| access::create_sign_in_code(writer, &code)).await
+    }
+
+    async fn try_sign_in_code(
+        &self,
+        id: &str,
+        hash: [u8; 32],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<CodeOutcome> {
+        let id = id.to_owned();
+        self.write(move |writer| access::try_sign_in_code(writer, &id, &hash, now, max_attempts)).await
     }
 
     async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditEvent) -> Result<bool> {
