@@ -520,6 +520,7 @@ async fn try_shred(
         "DELETE FROM profile_values WHERE subject_id = ANY($1)",
         "DELETE FROM consent_receipts WHERE subject_id = ANY($1)",
         "DELETE FROM consent_events WHERE subject_id = ANY($1)",
+        "DELETE FROM sign_in_codes WHERE subject_id = ANY($1)",
     ] {
         sqlx::query(statement).bind(&members).execute(&mut *conn).await?;
     }

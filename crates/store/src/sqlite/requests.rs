@@ -420,7 +420,7 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
         .conn
         .prepare_cached(&format!("DELETE FROM identities WHERE subject_id IN ({family})"))?
         .execute([&root])? as u64;
-    for table in ["profile_values", "consent_receipts", "consent_events"] {
+    for table in ["profile_values", "consent_receipts", "consent_events", "sign_in_codes"] {
         writer
             .conn
             .prepare_cached(&format!("DELETE FROM {table} WHERE subject_id IN ({family})"))?
