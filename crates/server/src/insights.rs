@@ -24,7 +24,7 @@ const PAGE: u32 = 10_000;
 /// How far in the future a window may end (clock skew).
 const SKEW_MS: i64 = 5 * 60 * 1000;
 /// ε is kept in millionths.
-const MICRO: f64 = 1_000_000.0;
+pub const MICRO: f64 = 1_000_000.0;
 
 /// A query as analysts send it.
 #[derive(Debug, Clone, Deserialize)]

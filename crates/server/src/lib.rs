@@ -2,7 +2,9 @@
 //! turns requests into domain calls and store operations, and domain results into responses.
 
 pub mod auth;
+pub mod chart;
 pub mod config;
+pub mod console;
 pub mod dataset_export;
 pub mod destinations;
 pub mod error;

@@ -230,6 +230,20 @@ pub struct ConsoleSession {
     pub key: String,
     pub role: tactful_domain::catalog::Role,
     pub csrf: String,
+    token: String,
+}
+
+impl ConsoleSession {
+    /// Refuses a form post whose CSRF token is not this session's.
+    pub fn check_csrf(&self, state: &AppState, token: Option<&str>) -> Result<(), ApiError> {
+        match token {
+            Some(token) if session::csrf_valid(&state.vault, &self.token, token) => Ok(()),
+            _ => Err(ApiError::with_message(
+                ErrorCode::CsrfFailed,
+                "this form was not sent from your console page; reload the page and try again",
+            )),
+        }
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for ConsoleSession {
@@ -253,7 +267,15 @@ impl FromRequestParts<Arc<AppState>> for ConsoleSession {
             .filter(|key| key.revoked_at.is_none() && key.expires_at.is_none_or(|end| end > now))
             .ok_or_else(expired)?;
         let role = state.catalog.role(&record.role).cloned().ok_or_else(expired)?;
-        Ok(ConsoleSession { key: record.id, role, csrf: session::csrf_token(&state.vault, token) })
+        // The catalog may have changed since sign-in: the role must still cover consent records.
+        let caller = crate::auth::Caller { key: record.id, role };
+        caller.require_privacy()?;
+        Ok(ConsoleSession {
+            key: caller.key,
+            role: caller.role,
+            csrf: session::csrf_token(&state.vault, token),
+            token: token.to_owned(),
+        })
     }
 }
 

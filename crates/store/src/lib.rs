@@ -516,6 +516,11 @@ pub trait Store: Send + Sync + 'static {
     /// Requests, newest first: all, or those of one subject's family.
     async fn requests(&self, subject: Option<&str>, limit: u32) -> Result<Vec<RequestRecord>>;
 
+    /// Requests not final yet (received, verifying, running, waiting on destinations), soonest
+    /// deadline first: the privacy team's queue, where an old open request must not hide behind
+    /// newer finished ones.
+    async fn open_requests(&self, limit: u32) -> Result<Vec<RequestRecord>>;
+
     /// Applies `update` if the request is still in `update.expect`; false if it moved meanwhile. A
     /// move to `waiting_on_destinations` lands on `completed` or `partially_completed` at once when
     /// no delivery is pending.
@@ -806,6 +811,9 @@ pub(crate) fn now_millis() -> i64 {
         .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The statuses of requests not final yet, as SQL literals (see [`Store::open_requests`]).
+pub(crate) const OPEN_STATUSES: &str = "'received', 'verifying', 'running', 'waiting_on_destinations'";
+
 /// The lapsed consents (see [`Store::lapsed_consents`]), the same SQL on every backend: `?1` is now,
 /// `?2` the limit (PostgreSQL rewrites them as `$1`, `$2`). A consent is judged against its whole
 /// family's ledger, since a merged member's later choice is the family's.
@@ -848,5 +856,15 @@ mod tests {
         assert_eq!(sqlite_path("tactful.db"), Some("tactful.db"));
         assert_eq!(sqlite_path("mysql://host/db"), None);
         assert_eq!(sqlite_path("sqlite:"), None);
+    }
+
+    #[test]
+    fn open_statuses_are_those_not_final() {
+        let open: Vec<String> = tactful_domain::request::RequestStatus::ALL
+            .into_iter()
+            .filter(|status| !status.is_final())
+            .map(|status| format!("'{}'", status.as_str()))
+            .collect();
+        assert_eq!(OPEN_STATUSES, open.join(", "));
     }
 }

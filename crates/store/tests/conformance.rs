@@ -1004,7 +1004,12 @@ async fn requests_are_one_per_person_and_kind_and_only_move_forward(backend: Bac
     );
     let mut erase = new_request("req_e", &ann, RequestKind::Erase);
     erase.received_at = T0 + 1;
+    // A shorter deadline (California's and the EU's differ): the queue puts it first.
+    erase.due_at = T0 + 20 * 86_400_000;
     assert_eq!(store.create_request(erase, Vec::new()).await.unwrap(), NewRequest::Created);
+    let queue = |records: Vec<RequestRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(queue(store.open_requests(10).await.unwrap()), ["req_e", "req_a"], "soonest deadline first");
+    assert_eq!(queue(store.open_requests(1).await.unwrap()), ["req_e"]);
 
     // Two workers: a claimed request is not claimed again until its lease ends.
     let claimed = store.claim_requests(T0 + 10, 1_000, 10).await.unwrap();
@@ -1065,6 +1070,11 @@ async fn requests_are_one_per_person_and_kind_and_only_move_forward(backend: Bac
     let listed: Vec<String> =
         store.requests(Some(&ann), 10).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(listed.len(), 3);
+    assert_eq!(
+        queue(store.open_requests(10).await.unwrap()),
+        ["req_e", "req_a3"],
+        "a completed request leaves the queue"
+    );
     assert!(store.requests(Some("sub_nobody"), 10).await.unwrap().is_empty());
     assert!(store.request("req_nope").await.unwrap().is_none());
     assert_eq!(store.audit_entries(0, 100).await.unwrap().len(), 1, "a refused duplicate writes nothing");

@@ -2,6 +2,7 @@
 //! sources, and the request-logging middleware that logs internal errors once.
 
 mod assets;
+mod console;
 mod me;
 mod ops;
 mod privacy;
@@ -27,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // The web pages: errors as pages for browsers, and the security headers pages need.
     let pages = Router::new()
         .merge(me::routes())
+        .merge(console::routes())
         .merge(privacy::routes())
         .merge(assets::routes())
         .layer(middleware::from_fn_with_state(state.clone(), crate::web::html_errors))

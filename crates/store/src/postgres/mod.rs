@@ -577,6 +577,11 @@ impl Store for PostgresStore {
         requests::requests(&mut conn, subject, limit).await
     }
 
+    async fn open_requests(&self, limit: u32) -> Result<Vec<RequestRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        requests::open_requests(&mut conn, limit).await
+    }
+
     async fn update_request(&self, id: &str, update: RequestUpdate) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let applied =

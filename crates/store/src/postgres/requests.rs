@@ -240,6 +240,17 @@ pub(super) async fn requests(
     rows.iter().map(to_request).collect()
 }
 
+pub(super) async fn open_requests(conn: &mut PgConnection, limit: u32) -> Result<Vec<RequestRecord>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE status IN ({}) ORDER BY due_at, id LIMIT $1",
+        crate::OPEN_STATUSES
+    )))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(to_request).collect()
+}
+
 /// The final status of a request whose deliveries are all done, or `None` while one is pending.
 async fn settled(conn: &mut PgConnection, request: &str) -> Result<Option<RequestStatus>> {
     // count() rather than sum(): it is BIGINT on every engine (sum of integers is not).

@@ -847,6 +847,10 @@ impl Store for SqliteStore {
         self.read(move |conn| requests::requests(conn, subject.as_deref(), limit)).await
     }
 
+    async fn open_requests(&self, limit: u32) -> Result<Vec<RequestRecord>> {
+        self.read(move |conn| requests::open_requests(conn, limit)).await
+    }
+
     async fn update_request(&self, id: &str, update: RequestUpdate) -> Result<bool> {
         let id = id.to_owned();
         self.write(move |writer| requests::update_request(writer, &id, &update, now_millis())).await

@@ -16,7 +16,7 @@ use crate::requests::{
     PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate, RequestView, RetentionReport,
     ShredOutcome, ShredPlan, Suppression,
 };
-use crate::{EventCursor, Result, StoreError, StoredEvent, seal_context};
+use crate::{EventCursor, OPEN_STATUSES, Result, StoreError, StoredEvent, seal_context};
 
 /// The outbox topic of deliveries to destinations.
 pub(crate) const DELIVERY_TOPIC: &str = "delivery";
@@ -206,6 +206,14 @@ pub(super) fn requests(conn: &Connection, subject: Option<&str>, limit: u32) -> 
             statement.query_map(params![limit], request_row)?.collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
+    rows.into_iter().map(RequestColumns::parse).collect()
+}
+
+pub(super) fn open_requests(conn: &Connection, limit: u32) -> Result<Vec<RequestRecord>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE status IN ({OPEN_STATUSES}) ORDER BY due_at, id LIMIT ?1"
+    ))?;
+    let rows = statement.query_map(params![limit], request_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter().map(RequestColumns::parse).collect()
 }
 
