@@ -612,8 +612,9 @@ pub fn due_in_words(due: i64, now: i64) -> String {
         let late = (now - due).saturating_add(DAY_MS - 1) / DAY_MS;
         return if late == 1 { "1 day overdue".into() } else { format!("{late} days overdue") };
     }
-    match (due - now) / DAY_MS {
-        0 => "due within a day".into(),
+    // Part of a day left is a day left: a deadline 30 days out reads "in 30 days".
+    match (due - now).saturating_add(DAY_MS - 1) / DAY_MS {
+        0 => "due now".into(),
         1 => "in 1 day".into(),
         days => format!("in {days} days"),
     }
@@ -975,8 +976,10 @@ mod tests {
     fn deadlines_read_plainly() {
         let now = 10 * DAY_MS;
         assert_eq!(due_in_words(now + 12 * DAY_MS, now), "in 12 days");
+        assert_eq!(due_in_words(now + 30 * DAY_MS - 5, now), "in 30 days");
         assert_eq!(due_in_words(now + DAY_MS, now), "in 1 day");
-        assert_eq!(due_in_words(now + 5, now), "due within a day");
+        assert_eq!(due_in_words(now + 5, now), "in 1 day");
+        assert_eq!(due_in_words(now, now), "due now");
         assert_eq!(due_in_words(now - 5, now), "1 day overdue");
         assert_eq!(due_in_words(now - 3 * DAY_MS, now), "3 days overdue");
     }

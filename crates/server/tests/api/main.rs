@@ -4,6 +4,7 @@
 
 mod access;
 mod common;
+mod console;
 mod insights;
 mod me;
 mod openapi;
