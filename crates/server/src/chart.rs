@@ -62,8 +62,13 @@ fn coord(value: f64) -> String {
 /// A chart of percentages (0 to 100) over `x_labels.len()` positions; each series gives one value
 /// per position, `None` where there is nothing to show. Every `label_every`th x label is drawn (and
 /// the last one).
-pub fn percent_lines(x_labels: &[String], series: &[(String, Vec<Option<f64>>)], label_every: usize) -> LineChart {
-    let plot = Plot { left: 44.0, right: f64::from(WIDTH) - 12.0, top: 12.0, bottom: f64::from(LINE_HEIGHT) - 28.0 };
+pub fn percent_lines(
+    x_labels: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+    label_every: usize,
+) -> LineChart {
+    let plot =
+        Plot { left: 44.0, right: f64::from(WIDTH) - 12.0, top: 12.0, bottom: f64::from(LINE_HEIGHT) - 28.0 };
     let positions = x_labels.len();
     let x = |index: usize| -> f64 {
         if positions <= 1 {
@@ -72,7 +77,8 @@ pub fn percent_lines(x_labels: &[String], series: &[(String, Vec<Option<f64>>)],
             plot.left + (plot.right - plot.left) * index as f64 / (positions - 1) as f64
         }
     };
-    let y = |percent: f64| -> f64 { plot.bottom - (plot.bottom - plot.top) * percent.clamp(0.0, 100.0) / 100.0 };
+    let y =
+        |percent: f64| -> f64 { plot.bottom - (plot.bottom - plot.top) * percent.clamp(0.0, 100.0) / 100.0 };
     let y_ticks = [0.0, 25.0, 50.0, 75.0, 100.0]
         .into_iter()
         .map(|percent| Tick { at: coord(y(percent)), label: format!("{percent:.0}%") })
@@ -81,7 +87,10 @@ pub fn percent_lines(x_labels: &[String], series: &[(String, Vec<Option<f64>>)],
     let x_ticks = x_labels
         .iter()
         .enumerate()
-        .filter(|(index, _)| index % every == 0 || index + 1 == positions)
+        // Every `every`th label, and the last, unless a periodic one sits too close to it.
+        .filter(|(index, _)| {
+            index + 1 == positions || (index % every == 0 && positions - 1 - index >= every.div_ceil(2))
+        })
         .map(|(index, label)| Tick { at: coord(x(index)), label: label.clone() })
         .collect();
     let lines = series
@@ -212,6 +221,9 @@ mod tests {
         assert_eq!(line.dots.len(), 1, "the lone 50% is a dot");
         let ticks: Vec<&str> = chart.x_ticks.iter().map(|t| t.label.as_str()).collect();
         assert_eq!(ticks, ["d0", "d2", "d4"]);
+        let ticks = percent_lines(&labels(30), &series, 7).x_ticks;
+        let ticks: Vec<&str> = ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(ticks, ["d0", "d7", "d14", "d21", "d29"], "d28 would crowd the last label");
     }
 
     #[test]

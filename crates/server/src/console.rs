@@ -161,7 +161,9 @@ pub fn catalog_overview(state: &AppState) -> CatalogOverview {
             properties: catalog
                 .properties()
                 .iter()
-                .filter(|p| p.purposes.iter().any(|served| tactful_domain::taxonomy::covers(served, &purpose.key)))
+                .filter(|p| {
+                    p.purposes.iter().any(|served| tactful_domain::taxonomy::covers(served, &purpose.key))
+                })
                 .count(),
             bases: purpose
                 .basis
@@ -173,7 +175,11 @@ pub fn catalog_overview(state: &AppState) -> CatalogOverview {
                         .iter()
                         .map(|(basis, categories)| {
                             let n = categories.len();
-                            format!("{} ({n} categor{})", basis_in_short(basis), if n == 1 { "y" } else { "ies" })
+                            format!(
+                                "{} ({n} categor{})",
+                                basis_in_short(basis),
+                                if n == 1 { "y" } else { "ies" }
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join("; "),
@@ -345,6 +351,47 @@ impl RateFold {
     }
 }
 
+/// The fold of the ledger with the counts taken at the end of each of the last [`DAYS`] days.
+#[derive(Debug)]
+pub struct Daily {
+    starts: Vec<i64>,
+    /// When each day but today ends (today's counts are taken at the end, at now).
+    ends: Vec<i64>,
+    fold: RateFold,
+    snapshots: Vec<Snapshot>,
+}
+
+impl Daily {
+    pub fn new(now: i64) -> Daily {
+        let today = now.div_euclid(DAY_MS) * DAY_MS;
+        let starts: Vec<i64> = (0..DAYS).map(|k| today - (DAYS - 1 - k) as i64 * DAY_MS).collect();
+        let ends = starts.iter().take(DAYS - 1).map(|start| start + DAY_MS).collect();
+        Daily { starts, ends, fold: RateFold::default(), snapshots: Vec::with_capacity(DAYS) }
+    }
+
+    /// Takes in the next ledger entry (in ledger order), first closing the days that ended before it.
+    pub fn push(&mut self, entry: &LedgerEntry) {
+        while let Some(&end) = self.ends.get(self.snapshots.len())
+            && entry.event.at >= end
+        {
+            self.fold.expire_until(end);
+            self.snapshots.push(self.fold.snapshot());
+        }
+        self.fold.apply(entry);
+    }
+
+    /// The days' starts, the fold, and one snapshot per day (the last one at `now`).
+    pub fn finish(mut self, now: i64) -> (Vec<i64>, RateFold, Vec<Snapshot>) {
+        while let Some(&end) = self.ends.get(self.snapshots.len()) {
+            self.fold.expire_until(end);
+            self.snapshots.push(self.fold.snapshot());
+        }
+        self.fold.expire_until(now);
+        self.snapshots.push(self.fold.snapshot());
+        (self.starts, self.fold, self.snapshots)
+    }
+}
+
 /// One line of a consent chart: all people, or those of one jurisdiction.
 #[derive(Debug, Clone)]
 pub struct RateSeries {
@@ -415,24 +462,18 @@ pub fn day_label(millis: i64) -> String {
 
 /// Folds the whole ledger, a page at a time in time order, taking the counts at the end of each of
 /// the last [`DAYS`] days (today's: now).
-pub async fn consent_rates(store: &dyn Store, catalog: &Catalog, now: i64) -> Result<ConsentRates, StoreError> {
-    let today = now.div_euclid(DAY_MS) * DAY_MS;
-    let starts: Vec<i64> = (0..DAYS).map(|k| today - (DAYS - 1 - k) as i64 * DAY_MS).collect();
-    let ends: Vec<i64> = starts.iter().take(DAYS - 1).map(|start| start + DAY_MS).collect();
-    let mut fold = RateFold::default();
-    let mut snapshots: Vec<Snapshot> = Vec::with_capacity(DAYS);
+pub async fn consent_rates(
+    store: &dyn Store,
+    catalog: &Catalog,
+    now: i64,
+) -> Result<ConsentRates, StoreError> {
+    let mut daily = Daily::new(now);
     let mut after = None;
     let mut entries = 0u64;
     loop {
         let page = store.consent_ledger(after.take(), LEDGER_PAGE).await?;
         for entry in &page {
-            while let Some(&end) = ends.get(snapshots.len())
-                && entry.event.at >= end
-            {
-                fold.expire_until(end);
-                snapshots.push(fold.snapshot());
-            }
-            fold.apply(entry);
+            daily.push(entry);
         }
         entries += page.len() as u64;
         match page.last() {
@@ -442,12 +483,7 @@ pub async fn consent_rates(store: &dyn Store, catalog: &Catalog, now: i64) -> Re
             _ => break,
         }
     }
-    while let Some(&end) = ends.get(snapshots.len()) {
-        fold.expire_until(end);
-        snapshots.push(fold.snapshot());
-    }
-    fold.expire_until(now);
-    snapshots.push(fold.snapshot());
+    let (starts, fold, snapshots) = daily.finish(now);
 
     let days: Vec<String> = starts.iter().map(|start| day_label(*start)).collect();
     let purposes = catalog
@@ -472,7 +508,11 @@ pub async fn consent_rates(store: &dyn Store, catalog: &Catalog, now: i64) -> Re
             };
             // Jurisdictions seen for this purpose: the catalog's first, then others, unknown last.
             let mut seen: Vec<usize> = (0..fold.jurisdictions.len())
-                .filter(|&j| snapshots.iter().any(|s| index.is_some_and(|p| s.get(&(p, j)).is_some_and(|r| r.people > 0))))
+                .filter(|&j| {
+                    snapshots
+                        .iter()
+                        .any(|s| index.is_some_and(|p| s.get(&(p, j)).is_some_and(|r| r.people > 0)))
+                })
                 .collect();
             let rank = |j: &usize| match &fold.jurisdictions[*j] {
                 Some(key) => (catalog.jurisdiction_index(key).unwrap_or(usize::MAX - 1), key.clone()),
@@ -481,7 +521,8 @@ pub async fn consent_rates(store: &dyn Store, catalog: &Catalog, now: i64) -> Re
             seen.sort_by_key(rank);
             let mut labelled = vec![("All people".to_owned(), daily_of(None))];
             for j in seen {
-                labelled.push((jurisdiction_name(catalog, fold.jurisdictions[j].as_deref()), daily_of(Some(j))));
+                labelled
+                    .push((jurisdiction_name(catalog, fold.jurisdictions[j].as_deref()), daily_of(Some(j))));
             }
             let series: Vec<RateSeries> = labelled
                 .into_iter()
@@ -511,7 +552,9 @@ fn rates_summary(name: &str, series: &[RateSeries], days: &[String]) -> String {
         let first = line.daily.iter().position(|rate| rate.people > 0);
         let text = match first {
             None => format!("{}: no signal", line.label),
-            Some(first) if first + 1 == line.daily.len() => format!("{}: {} now", line.label, line.now().in_words()),
+            Some(first) if first + 1 == line.daily.len() => {
+                format!("{}: {} now", line.label, line.now().in_words())
+            }
             Some(first) => format!(
                 "{}: {} now, {} on {}",
                 line.label,
@@ -522,7 +565,11 @@ fn rates_summary(name: &str, series: &[RateSeries], days: &[String]) -> String {
         };
         parts.push(text);
     }
-    format!("Share of people who said yes to {name}, day by day over {} days. {}.", days.len(), parts.join("; "))
+    format!(
+        "Share of people who said yes to {name}, day by day over {} days. {}.",
+        days.len(),
+        parts.join("; ")
+    )
 }
 
 // ---- Requests ------------------------------------------------------------------------------------
@@ -634,7 +681,12 @@ pub fn delivery_cell(catalog: &Catalog, delivery: &DeliveryRecord) -> DeliveryCe
     }
 }
 
-pub fn queue_row(catalog: &Catalog, record: &RequestRecord, deliveries: &[DeliveryRecord], now: i64) -> QueueRow {
+pub fn queue_row(
+    catalog: &Catalog,
+    record: &RequestRecord,
+    deliveries: &[DeliveryRecord],
+    now: i64,
+) -> QueueRow {
     let finished = record.status.is_final();
     QueueRow {
         id: record.id.clone(),
@@ -673,7 +725,9 @@ pub async fn queue(state: &AppState, now: i64) -> Result<Queue, StoreError> {
         open.push(queue_row(&state.catalog, record, &deliveries, now));
     }
     let mut finished = Vec::new();
-    for record in state.store.requests(None, 100).await?.iter().filter(|r| r.status.is_final()).take(FINISHED_SHOWN) {
+    for record in
+        state.store.requests(None, 100).await?.iter().filter(|r| r.status.is_final()).take(FINISHED_SHOWN)
+    {
         let deliveries = state.store.deliveries(&record.id).await?;
         finished.push(queue_row(&state.catalog, record, &deliveries, now));
     }
@@ -749,7 +803,8 @@ pub fn reason_in_words(reason: DropReason) -> &'static str {
 /// Everything dropped at the door, most often dropped first.
 pub async fn drops(state: &AppState) -> Result<Vec<DropRow>, StoreError> {
     let mut counts = state.store.drop_counts().await?;
-    counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.source, &a.path).cmp(&(&b.source, &b.path))));
+    counts
+        .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.source, &a.path).cmp(&(&b.source, &b.path))));
     Ok(counts
         .into_iter()
         .map(|count| DropRow {
@@ -836,7 +891,9 @@ fn epsilon_text(value: f64) -> String {
 
 /// Each dataset's ε spent this period against its budget, from the store's budget rows.
 pub async fn budgets(state: &AppState, now: i64) -> Result<Budgets, StoreError> {
-    let Some(analytics) = state.catalog.analytics() else { return Ok(Budgets { rows: Vec::new(), chart: None }) };
+    let Some(analytics) = state.catalog.analytics() else {
+        return Ok(Budgets { rows: Vec::new(), chart: None });
+    };
     let spends = state.store.budgets().await?;
     let rows: Vec<BudgetRow> = analytics
         .datasets
@@ -844,7 +901,11 @@ pub async fn budgets(state: &AppState, now: i64) -> Result<Budgets, StoreError> 
         .map(|dataset| {
             let start = crate::insights::period_start(dataset, now);
             let mine = spends.iter().filter(|(key, _, _)| *key == dataset.key);
-            let spent = mine.clone().filter(|(_, period, _)| *period == start).map(|(_, _, micro)| *micro).sum::<i64>();
+            let spent = mine
+                .clone()
+                .filter(|(_, period, _)| *period == start)
+                .map(|(_, _, micro)| *micro)
+                .sum::<i64>();
             let mut earlier: Vec<(String, f64)> = mine
                 .filter(|(_, period, _)| *period < start)
                 .map(|(_, period, micro)| (format_time(*period), *micro as f64 / crate::insights::MICRO))
@@ -890,7 +951,13 @@ mod tests {
 
     use super::*;
 
-    fn entry(subject: &str, purpose: &str, kind: ConsentKind, at: i64, jurisdiction: Option<&str>) -> LedgerEntry {
+    fn entry(
+        subject: &str,
+        purpose: &str,
+        kind: ConsentKind,
+        at: i64,
+        jurisdiction: Option<&str>,
+    ) -> LedgerEntry {
         LedgerEntry {
             subject: subject.into(),
             event: ConsentEvent {
@@ -908,7 +975,13 @@ mod tests {
     }
 
     /// The rate of `purpose` (in `jurisdiction`, or all) after folding `entries` and expiring at `at`.
-    fn check(entries: &[LedgerEntry], at: i64, purpose: &str, jurisdiction: Option<Option<&str>>, expected: (u64, u64)) {
+    fn check(
+        entries: &[LedgerEntry],
+        at: i64,
+        purpose: &str,
+        jurisdiction: Option<Option<&str>>,
+        expected: (u64, u64),
+    ) {
         let mut fold = RateFold::default();
         for entry in entries {
             fold.apply(entry);
@@ -933,9 +1006,19 @@ mod tests {
         let eu = Some("eu");
         check(&[], 0, EMAIL, None, (0, 0));
         check(&[entry("a", EMAIL, Given, 1, eu)], 1, EMAIL, None, (1, 1));
-        check(&[entry("a", EMAIL, Given, 1, eu), entry("a", EMAIL, Withdrawn, 2, eu)], 2, EMAIL, None, (0, 1));
         check(
-            &[entry("a", EMAIL, Withdrawn, 1, eu), entry("a", EMAIL, Renewed, 2, eu), entry("b", EMAIL, Expired, 3, eu)],
+            &[entry("a", EMAIL, Given, 1, eu), entry("a", EMAIL, Withdrawn, 2, eu)],
+            2,
+            EMAIL,
+            None,
+            (0, 1),
+        );
+        check(
+            &[
+                entry("a", EMAIL, Withdrawn, 1, eu),
+                entry("a", EMAIL, Renewed, 2, eu),
+                entry("b", EMAIL, Expired, 3, eu),
+            ],
             3,
             EMAIL,
             None,
@@ -963,6 +1046,37 @@ mod tests {
         // Renewed before the old expiry: the old expiry no longer applies.
         let renewed = entry("a", EMAIL, ConsentKind::Renewed, 50, None);
         check(&[given, renewed], 1_000, EMAIL, None, (1, 1));
+    }
+
+    #[test]
+    fn each_day_shows_the_counts_at_its_end() {
+        use ConsentKind::*;
+        let now = 100 * DAY_MS + 3_600_000;
+        let day = |ago: i64, hour: i64| now - now.rem_euclid(DAY_MS) - ago * DAY_MS + hour * 3_600_000;
+        let mut expiring = entry("c", EMAIL, Given, day(3, 1), None);
+        expiring.event.expires_at = Some(day(1, 12));
+        let ledger = [
+            entry("old", EMAIL, Given, day(60, 0), None),
+            entry("a", EMAIL, Given, day(5, 10), None),
+            expiring,
+            entry("a", EMAIL, Withdrawn, day(2, 23), None),
+            entry("b", EMAIL, Given, day(0, 0), None),
+        ];
+        let mut daily = Daily::new(now);
+        for entry in &ledger {
+            daily.push(entry);
+        }
+        let (starts, fold, snapshots) = daily.finish(now);
+        assert_eq!((starts.len(), snapshots.len()), (DAYS, DAYS));
+        assert_eq!(starts[DAYS - 1], day(0, 0), "the last day is today");
+        let p = fold.purpose_index(EMAIL).unwrap();
+        let rate = |ago: usize| snapshots[DAYS - 1 - ago].get(&(p, 0)).map(|r| (r.yes, r.people));
+        assert_eq!(rate(29), Some((1, 1)), "someone from before the window counts from its start");
+        assert_eq!(rate(5), Some((2, 2)));
+        assert_eq!(rate(3), Some((3, 3)));
+        assert_eq!(rate(2), Some((2, 3)), "a changed their mind late that day");
+        assert_eq!(rate(1), Some((1, 3)), "c's consent ran out at noon");
+        assert_eq!(rate(0), Some((2, 4)), "today, up to now");
     }
 
     #[test]

@@ -7,16 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use tactful_domain::audit::AuditEvent;
 use tactful_domain::segment::format_time;
 
 use crate::auth::Caller;
-use crate::console::{self, AuditState, Budgets, CatalogOverview, ConsentRates, DeliveryCell, DropRow, ModelView, Queue, QueueRow};
+use crate::console::{
+    self, AuditState, Budgets, CatalogOverview, ConsentRates, DeliveryCell, DropRow, ModelView, Queue,
+    QueueRow,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::session::{self, CONSOLE_COOKIE, Kind};
 use crate::web::{self, ApiForm, ConsoleSession};
@@ -39,7 +42,11 @@ struct SignInPage {
     session_minutes: i64,
 }
 
-fn sign_in_page(state: &AppState, status: StatusCode, problem: Option<&ApiError>) -> Result<Response, ApiError> {
+fn sign_in_page(
+    state: &AppState,
+    status: StatusCode,
+    problem: Option<&ApiError>,
+) -> Result<Response, ApiError> {
     let page = SignInPage {
         brand: state.catalog.brand().name.clone(),
         problem: problem.map(|error| (error.message.clone(), error.code.as_str())),
@@ -176,12 +183,18 @@ async fn sign_in(
     };
     state
         .store
-        .audit_append(vec![AuditEvent::ConsoleSignIn { actor: caller.key.clone(), role: caller.role.name.clone() }], now)
+        .audit_append(
+            vec![AuditEvent::ConsoleSignIn { actor: caller.key.clone(), role: caller.role.name.clone() }],
+            now,
+        )
         .await?;
     // A session never outlives its key.
-    let expires = record.expires_at.map_or(now + state.web.session_ttl_ms, |end| end.min(now + state.web.session_ttl_ms));
+    let expires = record
+        .expires_at
+        .map_or(now + state.web.session_ttl_ms, |end| end.min(now + state.web.session_ttl_ms));
     let token = session::issue(&state.vault, Kind::Console, &caller.key, expires);
-    let cookie = session::set_cookie(CONSOLE_COOKIE, &token, (expires - now) / 1000, state.web.secure_cookies);
+    let cookie =
+        session::set_cookie(CONSOLE_COOKIE, &token, (expires - now) / 1000, state.web.secure_cookies);
     Ok(web::see_other_with_cookie("/console", cookie))
 }
 
@@ -264,7 +277,9 @@ async fn request(
             object
                 .iter()
                 .filter(|(_, value)| !value.is_null() && *value != &serde_json::Value::Bool(false))
-                .map(|(key, value)| (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)))
+                .map(|(key, value)| {
+                    (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned))
+                })
                 .collect()
         })
         .unwrap_or_default();

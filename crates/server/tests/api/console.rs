@@ -58,7 +58,8 @@ impl Answer {
 
     /// The table row (or element) marked `data-request="{id}"`, up to its end.
     fn row(&self, id: &str) -> &str {
-        let start = self.body.find(&format!(r#"data-request="{id}""#)).unwrap_or_else(|| panic!("{id} not shown"));
+        let start =
+            self.body.find(&format!(r#"data-request="{id}""#)).unwrap_or_else(|| panic!("{id} not shown"));
         let rest = &self.body[start..];
         &rest[..rest.find("</tr>").unwrap_or(rest.len())]
     }
@@ -118,14 +119,18 @@ impl Harness {
             .unwrap()
             .expect("the key exists");
         let audit = AuditEvent::KeyRevoked { key: record.id.clone() };
-        assert!(self.state.store.revoke_api_key(&record.id, tactful_server::now_millis(), audit).await.unwrap());
+        assert!(
+            self.state.store.revoke_api_key(&record.id, tactful_server::now_millis(), audit).await.unwrap()
+        );
     }
 
     async fn audit_kinds(&self) -> Vec<String> {
         let entries = self.state.store.audit_entries(0, 10_000).await.unwrap();
         entries
             .iter()
-            .map(|entry| serde_json::from_str::<Value>(&entry.text).unwrap()["kind"].as_str().unwrap().to_owned())
+            .map(|entry| {
+                serde_json::from_str::<Value>(&entry.text).unwrap()["kind"].as_str().unwrap().to_owned()
+            })
             .collect()
     }
 }
@@ -174,7 +179,11 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
     let answer = harness.sign_in(&marketing).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
     assert!(answer.body.contains(r#"data-error="forbidden""#));
-    assert!(answer.body.contains("this key&#39;s role (marketing) may not open the console"), "{}", answer.body);
+    assert!(
+        answer.body.contains("this key&#39;s role (marketing) may not open the console"),
+        "{}",
+        answer.body
+    );
     assert!(answer.cookie().is_none());
 
     let answer = harness.sign_in("").await;
@@ -246,8 +255,13 @@ async fn the_dashboard_shows_requests_drops_consent_and_the_audit_log_as_they_ch
     assert!(page.body.contains("0% (0 of 1)"));
 
     // They ask for erasure: the queue shows it with its deadline (30 days in the EU).
-    let (status, created) =
-        harness.post_json("/v1/requests", &privacy, &json!({"type": "erase", "subject": "user_id:reader-1"}).to_string()).await;
+    let (status, created) = harness
+        .post_json(
+            "/v1/requests",
+            &privacy,
+            &json!({"type": "erase", "subject": "user_id:reader-1"}).to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     let id = created["id"].as_str().unwrap();
     let due = created["due_at"].as_str().unwrap();
@@ -283,12 +297,13 @@ async fn the_dashboard_shows_requests_drops_consent_and_the_audit_log_as_they_ch
     assert!(row.contains(&subject), "the person by id only: {row}");
     assert!(!page.body.contains(EMAIL) && !page.body.contains("Berlin"), "nothing personal is shown");
     let late = page.row("req_forgotten");
-    assert!(late.contains(r#"class="overdue""#) && late.contains(r#"<strong class="bad">11 days overdue</strong>"#), "{late}");
-    assert!(page.body.contains(r#"<span class="stat" id="open-requests">2</span>"#));
     assert!(
-        page.body.find("req_forgotten").unwrap() < page.body.find(id).unwrap(),
-        "soonest deadline first"
+        late.contains(r#"class="overdue""#)
+            && late.contains(r#"<strong class="bad">11 days overdue</strong>"#),
+        "{late}"
     );
+    assert!(page.body.contains(r#"<span class="stat" id="open-requests">2</span>"#));
+    assert!(page.body.find("req_forgotten").unwrap() < page.body.find(id).unwrap(), "soonest deadline first");
 
     // Carried out here, the erasure waits for the CRM to confirm.
     for _ in 0..5 {
