@@ -94,13 +94,14 @@ async fn home(
             return sign_in_page(&state, StatusCode::OK, None);
         }
         Err(error) => {
-            let error = if error.code == ErrorCode::SessionExpired {
-                ApiError::with_message(
+            let error = match error.code {
+                ErrorCode::SessionExpired => ApiError::with_message(
                     ErrorCode::SessionExpired,
                     "your console session has ended (it expired, or its key was revoked): sign in again",
-                )
-            } else {
-                error
+                ),
+                ErrorCode::Forbidden => error,
+                // The session could not be checked (the database is away, say): it has not ended.
+                _ => return Err(error),
             };
             let mut response = sign_in_page(&state, error.code.status(), Some(&error))?;
             response.headers_mut().append(header::SET_COOKIE, clear_cookie(&state));

@@ -205,7 +205,16 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
 
 #[tokio::test]
 async fn the_dashboard_shows_requests_drops_consent_and_the_audit_log_as_they_change() {
-    let harness = harness().await;
+    dashboard(harness().await).await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_requests_drops_consent_and_the_audit_log_as_they_change_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    dashboard(Harness::open(catalog(), 64, Some(url)).await).await;
+}
+
+async fn dashboard(harness: Harness) {
     let privacy = harness.key("privacy").await;
     let answer = harness.sign_in(&privacy).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER);
