@@ -68,7 +68,7 @@ pub fn percent_lines(
     label_every: usize,
 ) -> LineChart {
     let plot =
-        Plot { left: 44.0, right: f64::from(WIDTH) - 12.0, top: 12.0, bottom: f64::from(LINE_HEIGHT) - 28.0 };
+        Plot { left: 44.0, right: f64::from(WIDTH) - 24.0, top: 12.0, bottom: f64::from(LINE_HEIGHT) - 28.0 };
     let positions = x_labels.len();
     let x = |index: usize| -> f64 {
         if positions <= 1 {
