@@ -66,7 +66,7 @@ impl Answer {
 }
 
 impl Harness {
-    async fn page(&self, request: axum::http::request::Builder, body: Body) -> Answer {
+    async fn console_page(&self, request: axum::http::request::Builder, body: Body) -> Answer {
         let request = request.header(header::ACCEPT, "text/html").body(body).unwrap();
         let (status, headers, body) = self.send(request).await;
         let body = match body {
@@ -82,35 +82,35 @@ impl Harness {
         Answer { status, headers, body }
     }
 
-    async fn console(&self, path: &str, cookie: Option<&str>) -> Answer {
+    async fn console_get(&self, path: &str, cookie: Option<&str>) -> Answer {
         let mut request = Request::get(path);
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie_pair(cookie));
         }
-        self.page(request, Body::empty()).await
+        self.console_page(request, Body::empty()).await
     }
 
-    async fn post_form(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+    async fn console_post(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
         let mut request =
             Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie_pair(cookie));
         }
-        self.page(request, Body::from(form.to_owned())).await
+        self.console_page(request, Body::from(form.to_owned())).await
     }
 
-    async fn sign_in(&self, key: &str) -> Answer {
-        self.post_form("/console/sign-in", None, &format!("key={key}")).await
+    async fn console_sign_in(&self, key: &str) -> Answer {
+        self.console_post("/console/sign-in", None, &format!("key={key}")).await
     }
 
     /// Signs in with `key` and returns the session cookie.
-    async fn signed_in(&self, key: &str) -> String {
-        let answer = self.sign_in(key).await;
+    async fn console_session(&self, key: &str) -> String {
+        let answer = self.console_sign_in(key).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         answer.cookie().expect("a session cookie")
     }
 
-    async fn revoke(&self, key: &str) {
+    async fn revoke_key(&self, key: &str) {
         let record = self
             .state
             .store
@@ -143,13 +143,13 @@ fn cookie_pair(set_cookie: &str) -> String {
 #[tokio::test]
 async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_valid() {
     let harness = harness().await;
-    let door = harness.console("/console", None).await;
+    let door = harness.console_get("/console", None).await;
     assert_eq!(door.status, StatusCode::OK);
     assert!(door.body.contains("Sign in to the console"), "{}", door.body);
     assert!(door.body.contains("never stored in this browser"));
 
     let revoked = harness.key("privacy").await;
-    harness.revoke(&revoked).await;
+    harness.revoke_key(&revoked).await;
     let expired = tactful_server::auth::create_api_key(
         &harness.state,
         "last year",
@@ -163,7 +163,7 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
     let unknown = "tk_aaaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     let mut messages = Vec::new();
     for key in [unknown, revoked.as_str(), expired.as_str()] {
-        let answer = harness.sign_in(key).await;
+        let answer = harness.console_sign_in(key).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
         assert!(answer.body.contains(r#"data-error="invalid_api_key""#), "{}", answer.body);
         assert!(answer.body.contains("this key was not accepted"), "{}", answer.body);
@@ -176,7 +176,7 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
 
     // A valid key may learn that its role is not enough, and nothing more.
     let marketing = harness.key("marketing").await;
-    let answer = harness.sign_in(&marketing).await;
+    let answer = harness.console_sign_in(&marketing).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
     assert!(answer.body.contains(r#"data-error="forbidden""#));
     assert!(
@@ -186,7 +186,7 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
     );
     assert!(answer.cookie().is_none());
 
-    let answer = harness.sign_in("").await;
+    let answer = harness.console_sign_in("").await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert!(answer.body.contains(r#"data-error="missing_api_key""#), "{}", answer.body);
 
@@ -195,7 +195,7 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
     let request = Request::post("/console/sign-in")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header("sec-fetch-site", "cross-site");
-    let answer = harness.page(request, Body::from(format!("key={privacy}"))).await;
+    let answer = harness.console_page(request, Body::from(format!("key={privacy}"))).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert!(answer.body.contains(r#"data-error="csrf_failed""#), "{}", answer.body);
     assert!(answer.cookie().is_none());
@@ -216,7 +216,7 @@ async fn the_dashboard_shows_requests_drops_consent_and_the_audit_log_as_they_ch
 
 async fn dashboard(harness: Harness) {
     let privacy = harness.key("privacy").await;
-    let answer = harness.sign_in(&privacy).await;
+    let answer = harness.console_sign_in(&privacy).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER);
     assert_eq!(answer.headers[header::LOCATION], "/console");
     let set = answer.cookie().unwrap();
@@ -226,7 +226,7 @@ async fn dashboard(harness: Harness) {
     assert!(!set.contains(&privacy), "the browser holds a session, not the key");
     assert_eq!(harness.audit_kinds().await.iter().filter(|kind| *kind == "console_sign_in").count(), 1);
 
-    let empty = harness.console("/console", Some(&set)).await;
+    let empty = harness.console_get("/console", Some(&set)).await;
     assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
     assert!(empty.body.contains("Privacy console"));
     assert!(empty.body.contains("No open requests."));
@@ -245,7 +245,7 @@ async fn dashboard(harness: Harness) {
     assert_eq!(status, StatusCode::OK, "{body}");
     // The reader says yes to the newsletter.
     harness.consent(&privacy, "given").await;
-    let page = harness.console("/console", Some(&set)).await;
+    let page = harness.console_get("/console", Some(&set)).await;
     assert!(
         page.body.contains(r#"data-path="traits.shoe_size" data-reason="undeclared" data-count="1""#),
         "{}",
@@ -259,7 +259,7 @@ async fn dashboard(harness: Harness) {
 
     // They change their mind: the rate moves.
     harness.consent(&privacy, "withdrawn").await;
-    let page = harness.console("/console", Some(&set)).await;
+    let page = harness.console_get("/console", Some(&set)).await;
     assert!(page.body.contains(&format!(r#"{everyone} data-yes="0" data-people="1""#)), "{}", page.body);
     assert!(page.body.contains("0% (0 of 1)"));
 
@@ -296,7 +296,7 @@ async fn dashboard(harness: Harness) {
         updated_at: now,
     };
     harness.state.store.create_request(overdue, Vec::new()).await.unwrap();
-    let page = harness.console("/console", Some(&set)).await;
+    let page = harness.console_get("/console", Some(&set)).await;
     let row = page.row(id);
     assert!(row.contains(r#"data-status="received""#), "{row}");
     assert!(row.contains("Erasure"), "{row}");
@@ -318,16 +318,16 @@ async fn dashboard(harness: Harness) {
     for _ in 0..5 {
         tactful_server::requests::run_due(&harness.state, tactful_server::now_millis()).await.unwrap();
     }
-    let page = harness.console("/console", Some(&set)).await;
+    let page = harness.console_get("/console", Some(&set)).await;
     let row = page.row(id);
     assert!(row.contains(r#"data-status="waiting_on_destinations""#), "{row}");
     assert!(row.contains(r#"data-destination="Bookshop CRM" data-delivery="pending""#), "{row}");
-    let detail = harness.console(&format!("/console/requests/{id}"), Some(&set)).await;
+    let detail = harness.console_get(&format!("/console/requests/{id}"), Some(&set)).await;
     assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
     assert!(detail.body.contains("Waiting on destinations"));
     assert!(detail.body.contains("Bookshop CRM: pending"), "{}", detail.body);
     assert!(detail.body.contains(&tactful_server::web::when(due)));
-    let missing = harness.console("/console/requests/req_nothing", Some(&set)).await;
+    let missing = harness.console_get("/console/requests/req_nothing", Some(&set)).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.body.contains("unknown_request"), "{}", missing.body);
 
@@ -339,8 +339,8 @@ async fn dashboard(harness: Harness) {
 async fn forms_need_their_csrf_token_and_signing_out_ends_the_session() {
     let harness = harness().await;
     let privacy = harness.key("privacy").await;
-    let cookie = harness.signed_in(&privacy).await;
-    let page = harness.console("/console", Some(&cookie)).await;
+    let cookie = harness.console_session(&privacy).await;
+    let page = harness.console_get("/console", Some(&cookie)).await;
     let csrf = page.csrf();
 
     for form in [String::new(), "csrf=forged".to_owned()] {
@@ -355,15 +355,16 @@ async fn forms_need_their_csrf_token_and_signing_out_ends_the_session() {
         assert!(headers.get(header::SET_COOKIE).is_none(), "still signed in");
     }
     // Another session's token does not do either.
-    let other = harness.signed_in(&privacy).await;
-    let other_csrf = harness.console("/console", Some(&other)).await.csrf();
+    let other = harness.console_session(&privacy).await;
+    let other_csrf = harness.console_get("/console", Some(&other)).await.csrf();
     assert_ne!(other_csrf, csrf);
-    let refused = harness.post_form("/console/sign-out", Some(&cookie), &format!("csrf={other_csrf}")).await;
+    let refused =
+        harness.console_post("/console/sign-out", Some(&cookie), &format!("csrf={other_csrf}")).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.body.contains("csrf_failed"), "shown as a page: {}", refused.body);
-    assert!(harness.console("/console", Some(&cookie)).await.body.contains("Privacy console"));
+    assert!(harness.console_get("/console", Some(&cookie)).await.body.contains("Privacy console"));
 
-    let out = harness.post_form("/console/sign-out", Some(&cookie), &format!("csrf={csrf}")).await;
+    let out = harness.console_post("/console/sign-out", Some(&cookie), &format!("csrf={csrf}")).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert!(out.cookie().unwrap().contains("Max-Age=0"), "the cookie is cleared");
 }
@@ -372,23 +373,23 @@ async fn forms_need_their_csrf_token_and_signing_out_ends_the_session() {
 async fn a_revoked_keys_session_stops_working_at_once() {
     let harness = harness().await;
     let privacy = harness.key("privacy").await;
-    let cookie = harness.signed_in(&privacy).await;
-    assert_eq!(harness.console("/console", Some(&cookie)).await.status, StatusCode::OK);
+    let cookie = harness.console_session(&privacy).await;
+    assert_eq!(harness.console_get("/console", Some(&cookie)).await.status, StatusCode::OK);
 
-    harness.revoke(&privacy).await;
-    let page = harness.console("/console", Some(&cookie)).await;
+    harness.revoke_key(&privacy).await;
+    let page = harness.console_get("/console", Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     assert!(page.body.contains("Sign in to the console"), "{}", page.body);
     assert!(page.body.contains("your console session has ended"));
     assert!(!page.body.contains("Privacy console"));
     assert!(page.cookie().unwrap().contains("Max-Age=0"), "the dead session is cleared");
-    let detail = harness.console("/console/requests/req_anything", Some(&cookie)).await;
+    let detail = harness.console_get("/console/requests/req_anything", Some(&cookie)).await;
     assert_eq!(detail.status, StatusCode::UNAUTHORIZED);
     assert!(detail.body.contains("session_expired"), "{}", detail.body);
 
     // Nor does a session cookie someone made up.
     let forged = format!("{}x", cookie_pair(&cookie));
-    let page = harness.console("/console", Some(&forged)).await;
+    let page = harness.console_get("/console", Some(&forged)).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     assert!(page.body.contains("Sign in to the console"));
 }
