@@ -180,7 +180,26 @@ await shot(page, 'deletion-complete');
 const gone = await api(`/v1/subjects/email:${encodeURIComponent(EMAIL)}/consents`);
 assert.equal(gone.status, 404, 'nothing leads to the person any more');
 
-const consolePage = await (await newContext()).newPage();
+step('the console: sign in with an API key and see the request');
+const team = await newContext();
+const consolePage = await team.newPage();
+await consolePage.goto(`${BASE}/console`);
+await consolePage.getByLabel('API key').fill(CONSOLE_KEY);
+await consolePage.getByRole('button', { name: /sign in/i }).click();
+await consolePage.getByRole('heading', { level: 1 }).waitFor();
+const erasureId = erasureUrl.split('/').pop();
+const exportId = exportUrl.split('/').pop();
+const consoleText = await consolePage.textContent('main');
+assert.ok(consoleText.includes(erasureId), `the console lists the erasure ${erasureId}`);
+assert.ok(consoleText.includes(exportId), `the console lists the download ${exportId}`);
+const erasureRow = consolePage.locator(`tr[data-request="${erasureId}"]`);
+assert.equal(await erasureRow.first().getAttribute('data-status'), 'completed');
+await consolePage.locator('#audit-state[data-audit=intact]').waitFor();
+await everyControlIsLabelled(consolePage);
+await shot(consolePage, 'console');
+await consolePage.locator(`a[href="/console/requests/${erasureId}"]`).first().click();
+await consolePage.getByText(erasureId).first().waitFor();
+await shot(consolePage, 'console-request');
 
 step('the privacy notice, generated from the catalog');
 await consolePage.goto(`${BASE}/privacy`);
