@@ -352,6 +352,37 @@ pub fn evaluate(
     options: &Options,
     clock: &dyn Fn() -> Duration,
 ) -> Result<Report, EvalError> {
+    evaluate_settings(dataset, options, settings(), clock)
+}
+
+/// The settings a service runs with, beside the popularity baseline: what the brand's console
+/// measures on its own people (most popular; the served model with its own k, cap and noise).
+pub fn served_settings(config: &Config) -> Vec<Setting> {
+    let open = Config { min_support: 1, epsilon: None, ..config.clone() };
+    let noise = config.epsilon.map_or_else(|| "no noise".to_owned(), |e| format!("DP ε={e}"));
+    vec![
+        Setting {
+            model: "most popular",
+            setting: format!("popular list only ({}-day window)", config.popular_days),
+            config: open,
+            ranker: Ranker::MostPopular,
+        },
+        Setting {
+            model: "item-to-item",
+            setting: format!("as served: k={}, {noise}, cap {}", config.min_support, config.cap),
+            config: config.clone(),
+            ranker: Ranker::Personal,
+        },
+    ]
+}
+
+/// Runs the given settings on a dataset (see [`evaluate`]).
+pub fn evaluate_settings(
+    dataset: &Dataset,
+    options: &Options,
+    settings: Vec<Setting>,
+    clock: &dyn Fn() -> Duration,
+) -> Result<Report, EvalError> {
     let split = Split::leave_last_out(dataset);
     let targets = split.sample(options.users, options.seed);
     if targets.is_empty() {
@@ -365,7 +396,7 @@ pub fn evaluate(
     let mut contributions: Option<Vec<Contribution>> = None;
     let mut histories: Vec<Vec<Touch>> = Vec::new();
     let mut rows = Vec::new();
-    for setting in settings() {
+    for setting in settings {
         let config = &setting.config;
         let (aggregates, aggregation) = match trained.take() {
             Some((aggregates, took)) if aggregates.cap() == config.cap => (aggregates, took),

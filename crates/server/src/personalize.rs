@@ -485,6 +485,41 @@ impl Personalization {
         topics
     }
 
+    /// The people the model learns from now, as an evaluation dataset: their items in time order,
+    /// with the catalogue (nothing leaves the process; people are numbered, not named).
+    pub fn dataset(&self) -> tactful_personalize::generate::Dataset {
+        let model = self.read();
+        let items = (0..model.catalogue.len())
+            .map(|ix| model.catalogue.info(ix as tactful_personalize::ItemIx).clone())
+            .collect();
+        let mut interactions = Vec::new();
+        for (person, entry) in model.people.values().enumerate() {
+            for touch in entry.contribution.touches() {
+                interactions.push(tactful_personalize::Interaction { person: person as u32, touch: *touch });
+            }
+        }
+        tactful_personalize::generate::Dataset { items, interactions, people: model.people.len() as u32 }
+    }
+
+    /// Measures recommendation quality on the people the model learns from now (leave-last-out,
+    /// HR@10 and NDCG@10 over up to `users` of them): the model as served beside the popularity
+    /// baseline. CPU-bound; run it off the async workers.
+    pub fn quality(
+        &self,
+        users: usize,
+    ) -> Result<tactful_personalize::eval::Report, tactful_personalize::eval::EvalError> {
+        let dataset = self.dataset();
+        let started = std::time::Instant::now();
+        let clock = move || started.elapsed();
+        let options = tactful_personalize::eval::Options { users, seed: 1, n: 10 };
+        tactful_personalize::eval::evaluate_settings(
+            &dataset,
+            &options,
+            tactful_personalize::eval::served_settings(&self.config),
+            &clock,
+        )
+    }
+
     /// A person's model entry, if they lend one.
     pub fn person(&self, subject: &str) -> Option<Person> {
         self.read().people.get(subject).cloned()

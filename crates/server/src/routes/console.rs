@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/sign-in", post(sign_in))
         .route("/console/sign-out", post(sign_out))
         .route("/console/requests/{id}", get(request))
+        .route("/console/quality", post(quality))
 }
 
 #[derive(Template)]
@@ -302,4 +303,80 @@ async fn request(
         kept,
     };
     Ok(web::page(&page)?.into_response())
+}
+
+/// People the quality measurement scores at most (all of them train the model).
+const QUALITY_USERS: usize = 5_000;
+
+/// A row of the quality table.
+struct QualityRow {
+    model: &'static str,
+    setting: String,
+    hit_rate: String,
+    ndcg: String,
+    pairs: usize,
+    train_ms: u128,
+}
+
+#[derive(Template)]
+#[template(path = "console_quality.html")]
+struct QualityPage {
+    brand: String,
+    csrf: String,
+    problem: Option<String>,
+    people: usize,
+    evaluated: usize,
+    rows: Vec<QualityRow>,
+    lift: Option<String>,
+}
+
+/// `POST /console/quality`: measures the served model's quality on the people it learns from now,
+/// beside the popularity baseline (leave-last-out, HR@10 and NDCG@10).
+async fn quality(
+    State(state): State<Arc<AppState>>,
+    session: ConsoleSession,
+    ApiForm(fields): ApiForm<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    session.check_csrf(&state, fields.get("csrf").map(String::as_str))?;
+    let engine = state.personalization.clone().ok_or_else(|| ApiError::new(ErrorCode::PersonalizationOff))?;
+    let measured = tokio::task::spawn_blocking(move || engine.quality(QUALITY_USERS))
+        .await
+        .map_err(ApiError::internal)?;
+    let mut page = QualityPage {
+        brand: state.catalog.brand().name.clone(),
+        csrf: session.csrf.clone(),
+        problem: None,
+        people: 0,
+        evaluated: 0,
+        rows: Vec::new(),
+        lift: None,
+    };
+    match measured {
+        Ok(report) => {
+            page.people = report.eligible;
+            page.evaluated = report.evaluated;
+            page.rows = report
+                .rows
+                .iter()
+                .map(|row| QualityRow {
+                    model: row.setting.model,
+                    setting: row.setting.setting.clone(),
+                    hit_rate: format!("{:.3}", row.metrics.hit_rate),
+                    ndcg: format!("{:.3}", row.metrics.ndcg),
+                    pairs: row.pairs,
+                    train_ms: row.train.as_millis(),
+                })
+                .collect();
+            let baseline = report.best_baseline_hit_rate();
+            let served = report.rows.last().map(|row| row.metrics.hit_rate).unwrap_or_default();
+            page.lift = (baseline > 0.0).then(|| {
+                format!(
+                    "The model as served finds the hidden item {:.1}× as often as the popular list.",
+                    served / baseline
+                )
+            });
+        }
+        Err(error) => page.problem = Some(format!("Nothing to measure yet: {error}.")),
+    }
+    web::page(&page)
 }

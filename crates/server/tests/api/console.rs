@@ -393,3 +393,51 @@ async fn a_revoked_keys_session_stops_working_at_once() {
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     assert!(page.body.contains("Sign in to the console"));
 }
+
+#[tokio::test]
+async fn recommendation_quality_is_measured_on_demand_beside_the_popular_list() {
+    let catalog = Catalog::parse(crate::personalize::CATALOG).unwrap();
+    let h = Harness::open(catalog, 64, None).await;
+    // Ten tastes of three items each; nine people per taste come to them, three in each order
+    // (a b c, b c a, c a b), so whichever item is held out, three others had it with each of the rest.
+    let items: Vec<Value> = (0..30)
+        .map(|i| json!({"id": format!("item-{i}"), "name": format!("Item {i}"), "categories": [format!("taste-{}", i / 3)]}))
+        .collect();
+    let key = h.key("personalization").await;
+    let (status, body) = h.post_json("/v1/items", &key, &json!({ "items": items }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let consent = json!({"consent": {"categoryPreferences": {"Personalization": true}}});
+    for person in 0..90 {
+        let (taste, rotation) = (person % 10, person / 30);
+        for step in 0..3 {
+            let item = taste * 3 + (rotation + step) % 3;
+            let event = json!({"type": "track", "event": "Product Viewed", "userId": format!("p-{person}"),
+                "messageId": format!("p-{person}-{step}"), "properties": {"product_id": format!("item-{item}")},
+                "timestamp": format!("2026-11-0{}T10:00:00Z", step + 1), "context": consent});
+            let (status, body) = h.track("wk_web_fernhill", event, false).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    let engine = h.state.personalization.clone().unwrap();
+    while tactful_server::personalize::update_dirty(&h.state, &engine).await.unwrap() > 0 {}
+    engine.sync(h.state.store.as_ref(), &h.state.vault).await.unwrap();
+
+    let cookie = h.console_session(&h.key("privacy").await).await;
+    let dashboard = h.console_get("/console", Some(&cookie)).await;
+    assert!(dashboard.body.contains("Measure quality now"));
+    let refused = h.console_post("/console/quality", Some(&cookie), "").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "the CSRF token is needed");
+    let page = h.console_post("/console/quality", Some(&cookie), &format!("csrf={}", dashboard.csrf())).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let hit_rate = |model: &str| -> f64 {
+        let start = page.body.find(&format!(r#"data-model="{model}""#)).unwrap_or_else(|| panic!("{model}"));
+        let row = &page.body[start..start + page.body[start..].find("</tr>").unwrap()];
+        row.split(r#"<td class="num">"#).nth(1).unwrap().split('<').next().unwrap().parse().unwrap()
+    };
+    // The hidden third item always follows the first two of its taste: the served model (k = 3)
+    // finds it every time; the popular list, where every item is as popular, rarely.
+    assert_eq!(hit_rate("item-to-item"), 1.0, "{}", page.body);
+    assert!(hit_rate("most popular") < 0.6, "{}", page.body);
+    assert!(page.body.contains("× as often as the popular list"));
+    assert!(page.body.contains("for each of 90 people"), "{}", page.body);
+}
