@@ -150,6 +150,13 @@ impl AppState {
                 }
                 _ => return Err(StartError::Notifier(config.notifier.clone())),
             };
+        let web = WebSettings::from_config(config);
+        if !web.secure_cookies {
+            tracing::warn!(
+                public_url = %web.public_url,
+                "the pages are reached over plain HTTP on a non-local address, so their cookies cannot be Secure: serve Tactful behind HTTPS and set --public-url https://…"
+            );
+        }
         let personalization = personalize::Personalization::new(&catalog).map(Arc::new);
         let mut forget: Vec<Arc<dyn requests::Forget>> = Vec::new();
         if let Some(engine) = &personalization {
@@ -172,7 +179,7 @@ impl AppState {
             forget,
             wake_requests: Arc::new(tokio::sync::Notify::new()),
             personalization,
-            web: WebSettings::from_config(config),
+            web,
         })
     }
 }
@@ -203,4 +210,25 @@ pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_point_at_the_public_address_and_cookies_are_secure_unless_they_cannot_be() {
+        let web = WebSettings::from_config(&Config::default());
+        assert_eq!(web.public_url, "http://127.0.0.1:8080");
+        assert!(web.secure_cookies, "browsers keep Secure cookies on loopback");
+        assert_eq!(web.link_ttl_ms, 30 * 60_000);
+        let public = |url: &str| {
+            WebSettings::from_config(&Config { public_url: Some(url.into()), ..Config::default() })
+        };
+        let https = public("https://privacy.fernhill.example/");
+        assert_eq!(https.public_url, "https://privacy.fernhill.example", "no trailing slash");
+        assert!(https.secure_cookies);
+        assert!(!public("http://192.168.1.5:8080").secure_cookies, "a browser would drop them");
+        assert!(public("http://localhost:8080").secure_cookies);
+    }
 }
