@@ -68,6 +68,8 @@ struct MePage {
     contact: Option<String>,
     csrf: String,
     done: Option<String>,
+    /// What the browser's Global Privacy Control signal did, when it sent one.
+    gpc: Option<me::Gpc>,
     restricted: bool,
     jurisdiction: Option<String>,
     choices: Vec<Choice>,
@@ -92,7 +94,16 @@ async fn home(
         return sign_in(&state, token).await;
     }
     let session = MeSession::from_headers(&state, &headers)?;
-    let found = me::person(&state, &session.subject).await?;
+    let mut found = me::person(&state, &session.subject).await?;
+    let gpc = if headers.get("sec-gpc").is_some_and(|value| value.as_bytes() == b"1") {
+        let gpc = me::apply_gpc(&state, &found).await?;
+        if !gpc.switched_off.is_empty() {
+            found = me::person(&state, &session.subject).await?;
+        }
+        Some(gpc)
+    } else {
+        None
+    };
     let now = now_millis();
     let receipts = match params.receipts.as_deref() {
         Some(ids) => shown_receipts(&state, &found.subject, ids).await?,
@@ -103,6 +114,7 @@ async fn home(
         contact: state.catalog.brand().contact.clone(),
         csrf: session.csrf.clone(),
         done: params.done.as_deref().and_then(done_message).map(str::to_owned),
+        gpc,
         restricted: found.restricted,
         jurisdiction: found
             .jurisdiction

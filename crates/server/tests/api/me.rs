@@ -37,6 +37,21 @@ struct Browser {
 }
 
 impl Harness {
+    /// Opens a user's settings from a browser that sends `Sec-GPC: 1`: their subject and the page.
+    async fn open_with_gpc(&self, user: &str) -> (String, String) {
+        let subject = self.subject_of("user_id", user).await.unwrap();
+        let browser = self.open_link(&self.link(&subject).await).await;
+        let request = Request::get("/me")
+            .header(header::COOKIE, &browser.cookie)
+            .header(header::ACCEPT, "text/html")
+            .header("sec-gpc", "1")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, html) = self.send(request).await;
+        assert_eq!(status, StatusCode::OK);
+        (subject, html.as_str().unwrap().to_owned())
+    }
+
     /// A customer who signed up, viewed a boot, and said yes to personalization on the banner.
     async fn customer(&self, user: &str, email: &str) -> String {
         let event = json!({"type": "identify", "userId": user, "messageId": format!("{user}-id"),
@@ -510,4 +525,37 @@ async fn a_one_time_code_opens_the_settings_once_and_answers_alike_for_strangers
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (_, log) = h.get(&format!("/v1/subjects/{ada}/access-log"), &h.key("privacy").await).await;
     assert!(log.to_string().contains("signed_in_with_code"), "{log}");
+}
+
+#[tokio::test]
+async fn a_browsers_global_privacy_control_switches_off_sale_and_sharing_but_not_a_yes_given_by_hand() {
+    let h = Harness::open(Catalog::parse(Catalog::example_text()).unwrap(), 64, None).await;
+    let ads = "marketing.advertising.third_party.targeted";
+    let person = |user: &str, advertising: Option<bool>| {
+        let mut event = json!({"type": "identify", "userId": user, "messageId": format!("{user}-1"),
+            "traits": {"email": format!("{user}@example.com")}});
+        if let Some(yes) = advertising {
+            event["context"] = json!({"consent": {"categoryPreferences": {"Advertising": yes}}});
+        }
+        event
+    };
+    for (user, advertising) in [("u-gpc", None), ("u-yes", Some(true))] {
+        let (status, body) = h.track("wk_web_fernhill_demo", person(user, advertising), false).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let privacy = h.key("privacy").await;
+    let status_of = |consents: &Value| {
+        consents["purposes"].as_array().unwrap().iter().find(|p| p["purpose"] == ads).unwrap().clone()
+    };
+
+    let (subject, html) = h.open_with_gpc("u-gpc").await;
+    assert!(html.contains("We have switched off: Ads on other websites."), "{html}");
+    let (_, consents) = h.get(&format!("/v1/subjects/{subject}/consents"), &privacy).await;
+    let ad = status_of(&consents);
+    assert_eq!((ad["status"].as_str(), ad["method"].as_str()), (Some("withdrawn"), Some("gpc")));
+
+    let (subject, html) = h.open_with_gpc("u-yes").await;
+    assert!(html.contains("You said yes yourself to Ads on other websites"), "{html}");
+    let (_, consents) = h.get(&format!("/v1/subjects/{subject}/consents"), &privacy).await;
+    assert_eq!(status_of(&consents)["status"], "given", "their own yes stands until they change it");
 }
