@@ -30,6 +30,33 @@ pub enum Form {
     Html,
 }
 
+impl Form {
+    /// The form a `format` parameter names (`json` or `html`).
+    pub fn parse(format: &str) -> Result<Form, crate::error::ApiError> {
+        match format {
+            "json" => Ok(Form::Json),
+            "html" => Ok(Form::Html),
+            _ => Err(crate::error::ApiError::with_message(
+                crate::error::ErrorCode::InvalidRequest,
+                "format must be json or html",
+            )),
+        }
+    }
+}
+
+/// The query of a package download: `?format=json|html`, JSON unless said.
+#[derive(Debug, serde::Deserialize)]
+pub struct PackageQuery {
+    pub format: Option<String>,
+}
+
+impl PackageQuery {
+    /// The form asked for, or `default`.
+    pub fn form(&self, default: Form) -> Result<Form, crate::error::ApiError> {
+        self.format.as_deref().map_or(Ok(default), Form::parse)
+    }
+}
+
 /// Everything but the events, gathered before the first byte is sent.
 struct Head {
     json: Map<String, Value>,

@@ -353,29 +353,14 @@ async fn request(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
-struct PackageQuery {
-    #[serde(default = "html")]
-    format: String,
-}
-
-fn html() -> String {
-    "html".into()
-}
-
 /// `GET /me/requests/{id}/package?format=json|html`: the person's own download.
 async fn package(
     State(state): State<Arc<AppState>>,
     session: MeSession,
     Path(id): Path<String>,
-    params: Result<Query<PackageQuery>, QueryRejection>,
+    params: Result<Query<export::PackageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
-    let form = match params.format.as_str() {
-        "json" => export::Form::Json,
-        "html" => export::Form::Html,
-        _ => return Err(ApiError::with_message(ErrorCode::InvalidRequest, "format must be json or html")),
-    };
+    let form = query(params)?.form(export::Form::Html)?;
     let (_, record) = me::request_of(&state, Some(&session.subject), None, &id).await?;
     super::v1::requests::download(state, record, form).await
 }

@@ -18,7 +18,7 @@ use tactful_domain::request::RequestKind;
 use super::subjects::query;
 use crate::auth::ApiJson;
 use crate::error::{ApiError, ErrorCode};
-use crate::export::Form;
+use crate::export::{Form, PackageQuery};
 use crate::me;
 use crate::web::MeCaller;
 use crate::{AppState, now_millis};
@@ -179,16 +179,6 @@ async fn request(
     Ok(Json(json!(request)))
 }
 
-#[derive(Debug, Deserialize)]
-struct PackageQuery {
-    #[serde(default = "json_format")]
-    format: String,
-}
-
-fn json_format() -> String {
-    "json".into()
-}
-
 /// `GET /v1/me/requests/{id}/package?format=json|html`: the caller's own download.
 async fn package(
     State(state): State<Arc<AppState>>,
@@ -196,12 +186,7 @@ async fn package(
     Path(id): Path<String>,
     params: Result<Query<PackageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = query(params)?;
-    let form = match params.format.as_str() {
-        "json" => Form::Json,
-        "html" => Form::Html,
-        _ => return Err(ApiError::with_message(ErrorCode::InvalidRequest, "format must be json or html")),
-    };
+    let form = query(params)?.form(Form::Json)?;
     let (_, record) = me::request_of(&state, Some(&caller.subject), None, &id).await?;
     super::requests::download(state, record, form).await
 }

@@ -23,7 +23,7 @@ use tactful_vault::Zeroizing;
 use super::subjects::query;
 use crate::auth::{ApiJson, Caller, identifier, subject};
 use crate::error::{ApiError, ErrorCode};
-use crate::export::{self, Form};
+use crate::export::{self, Form, PackageQuery};
 use crate::requests::{self, Contact, DOWNLOAD_FOR_MS, NewRequestInput};
 use crate::{AppState, now_millis};
 
@@ -410,16 +410,6 @@ async fn extend(
     Ok(Json(json!({"id": id, "due_at": format_time(due)})))
 }
 
-#[derive(Debug, Deserialize)]
-struct PackageQuery {
-    #[serde(default = "json_format")]
-    format: String,
-}
-
-fn json_format() -> String {
-    "json".into()
-}
-
 /// Whether a request's package may be downloaded now (a completed access or export, for 7 days).
 pub(crate) fn downloadable(record: &tactful_store::RequestRecord, now: i64) -> bool {
     matches!(record.kind, RequestKind::Access | RequestKind::Export)
@@ -437,12 +427,7 @@ async fn package(
     params: Result<Query<PackageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require_privacy()?;
-    let params = query(params)?;
-    let form = match params.format.as_str() {
-        "json" => Form::Json,
-        "html" => Form::Html,
-        _ => return Err(ApiError::with_message(ErrorCode::InvalidRequest, "format must be json or html")),
-    };
+    let form = query(params)?.form(Form::Json)?;
     let view = state.store.request(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest))?;
     download(state, view.record, form).await
 }
