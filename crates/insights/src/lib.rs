@@ -95,16 +95,143 @@ type Valued = (f64, (f64, f64));
 pub const DELTA: f64 = 1e-7;
 /// Sums and means are computed in hundredths (integers, so the noise is discrete).
 const FIXED: f64 = 100.0;
-/// The two-sided 95% half-width of Laplace noise is `scale · ln(1 / 0.05)`.
-pub fn half_width_95(scale: f64) -> f64 {
-    scale * 20f64.ln()
+
+/// The half-width of the smallest symmetric interval that holds discrete Laplace noise of `scale`
+/// (integer noise `k` with probability proportional to `exp(-|k| / scale)`, what OpenDP draws) with
+/// probability at least `1 - alpha`. With `t = exp(-1 / scale)`, `P(|k| > m) = 2 t^(m+1) / (1 + t)`:
+/// the half-width is the smallest integer `m` that brings this to `alpha` or below. (The
+/// continuous Laplace quantile `scale · ln(1 / alpha)` is slightly too narrow for integer noise:
+/// at scale 1 it would hold 92.7%, not 95%.)
+pub fn half_width(scale: f64, alpha: f64) -> f64 {
+    if !(scale.is_finite() && scale > 0.0 && alpha > 0.0 && alpha < 1.0) {
+        return if alpha >= 1.0 { 0.0 } else { f64::INFINITY };
+    }
+    let t = (-1.0 / scale).exp();
+    let beyond = |m: f64| 2.0 * t.powf(m + 1.0) / (1.0 + t);
+    let mut m = ((scale * (2.0 / (alpha * (1.0 + t))).ln()).ceil() - 1.0).max(0.0);
+    // The closed form may be one off either way in floating point; settle it on the tail itself.
+    while m > 0.0 && beyond(m - 1.0) <= alpha {
+        m -= 1.0;
+    }
+    while beyond(m) > alpha {
+        m += 1.0;
+    }
+    m
 }
 
+/// The two-sided 95% half-width of the noise of `scale` (see [`half_width`]).
+pub fn half_width_95(scale: f64) -> f64 {
+    half_width(scale, 0.05)
+}
+
+/// What one group gathered so far.
 #[derive(Default)]
 struct Sums {
     events: i64,
+    /// The group's people, with repeats until the next compaction (sorted, deduplicated).
     people: Vec<u64>,
+    /// The length of `people` after its last compaction; it is compacted again once it doubles,
+    /// so it never holds much more than twice the distinct people.
+    compacted: usize,
     sum: f64,
+}
+
+impl Sums {
+    fn add_person(&mut self, person: u64) {
+        // Rows of one person often come together: skip the obvious repeat.
+        if self.people.last() == Some(&person) {
+            return;
+        }
+        self.people.push(person);
+        if self.people.len() >= 2 * self.compacted.max(1_024) {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        self.people.sort_unstable();
+        self.people.dedup();
+        self.compacted = self.people.len();
+    }
+}
+
+/// Rows tallied per group as they come, for windows too large to hold as rows: the caller numbers
+/// its groups and names them when it asks for the [`Tally::answer`].
+pub struct Tally {
+    metric: Metric,
+    noise: Option<Noise>,
+    /// Rows kept so far per person, counted only under noise (where each person's rows are bounded).
+    seen: HashMap<u64, u32>,
+    groups: Vec<Sums>,
+    rows_dropped: u64,
+}
+
+impl Tally {
+    /// An empty tally; refuses bounds and noise settings that cannot give an answer.
+    pub fn new(metric: Metric, noise: Option<Noise>) -> Result<Tally, InsightsError> {
+        if let Metric::Sum { min, max } | Metric::Mean { min, max } = metric
+            && !(min.is_finite() && max.is_finite() && min < max)
+        {
+            return Err(InsightsError::Bounds(min, max));
+        }
+        if let Some(noise) = noise {
+            if !(noise.epsilon.is_finite() && noise.epsilon > 0.0) {
+                return Err(InsightsError::Epsilon(noise.epsilon));
+            }
+            if noise.rows_per_person == 0 {
+                return Err(InsightsError::Rows);
+            }
+        }
+        Ok(Tally { metric, noise, seen: HashMap::new(), groups: Vec::new(), rows_dropped: 0 })
+    }
+
+    /// One row of `person` in group number `group` (with its value, for sums and means). Under
+    /// noise, a person's rows beyond the bound are left out: first come, first kept.
+    pub fn add(&mut self, person: u64, group: usize, value: Option<f64>) {
+        if let Some(noise) = self.noise {
+            let count = self.seen.entry(person).or_default();
+            if *count >= noise.rows_per_person {
+                self.rows_dropped += 1;
+                return;
+            }
+            *count += 1;
+        }
+        let value = match self.metric {
+            Metric::Sum { min, max } | Metric::Mean { min, max } => {
+                match value.filter(|v| v.is_finite()) {
+                    Some(v) => v.clamp(min, max),
+                    None => return,
+                }
+            }
+            _ => 0.0,
+        };
+        if self.groups.len() <= group {
+            self.groups.resize_with(group + 1, Sums::default);
+        }
+        let sums = &mut self.groups[group];
+        sums.events += 1;
+        sums.add_person(person);
+        sums.sum += value;
+    }
+
+    /// The answer with at least `k` distinct people per shown group; group number `i` is named
+    /// `keys[i]` (groups that kept no row are not groups).
+    pub fn answer(self, keys: Vec<Vec<String>>, k: u32) -> Result<Answer, InsightsError> {
+        let mut keys = keys.into_iter();
+        let groups: Vec<(Vec<String>, Sums)> = self
+            .groups
+            .into_iter()
+            .map(|mut sums| {
+                sums.compact();
+                (keys.next().unwrap_or_default(), sums)
+            })
+            .filter(|(_, sums)| sums.events > 0)
+            .collect();
+        match self.noise {
+            None => Ok(exact(groups, self.metric, k, self.rows_dropped)),
+            Some(noise) => noisy(groups, self.metric, k, noise, self.rows_dropped),
+        }
+    }
 }
 
 /// Answers a grouped query over `rows` with at least `k` distinct people per shown group.
@@ -114,57 +241,24 @@ pub fn answer(
     k: u32,
     noise: Option<Noise>,
 ) -> Result<Answer, InsightsError> {
-    if let Metric::Sum { min, max } | Metric::Mean { min, max } = metric
-        && !(min.is_finite() && max.is_finite() && min < max)
-    {
-        return Err(InsightsError::Bounds(min, max));
-    }
-    if let Some(noise) = noise {
-        if !(noise.epsilon.is_finite() && noise.epsilon > 0.0) {
-            return Err(InsightsError::Epsilon(noise.epsilon));
-        }
-        if noise.rows_per_person == 0 {
-            return Err(InsightsError::Rows);
-        }
-    }
-    let clamp = |value: Option<f64>| match metric {
-        Metric::Sum { min, max } | Metric::Mean { min, max } => {
-            value.filter(|v| v.is_finite()).map(|v| v.clamp(min, max))
-        }
-        _ => value,
-    };
-    // Bound each person's rows (first come, first kept) when noise is asked for.
-    let bound = noise.map(|n| n.rows_per_person);
-    let mut seen: HashMap<u64, u32> = HashMap::new();
-    let mut groups: HashMap<Vec<String>, Sums> = HashMap::new();
-    let mut rows_dropped = 0;
+    let mut tally = Tally::new(metric, noise)?;
+    let mut numbers: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut keys: Vec<Vec<String>> = Vec::new();
     for row in rows {
-        let count = seen.entry(row.person).or_default();
-        if bound.is_some_and(|b| *count >= b) {
-            rows_dropped += 1;
-            continue;
-        }
-        *count += 1;
-        let value = clamp(row.value);
-        if matches!(metric, Metric::Sum { .. } | Metric::Mean { .. }) && value.is_none() {
-            continue;
-        }
-        let sums = groups.entry(row.key).or_default();
-        sums.events += 1;
-        sums.people.push(row.person);
-        sums.sum += value.unwrap_or(0.0);
+        let group = match numbers.get(&row.key) {
+            Some(group) => *group,
+            None => {
+                numbers.insert(row.key.clone(), keys.len());
+                keys.push(row.key);
+                keys.len() - 1
+            }
+        };
+        tally.add(row.person, group, row.value);
     }
-    for sums in groups.values_mut() {
-        sums.people.sort_unstable();
-        sums.people.dedup();
-    }
-    match noise {
-        None => Ok(exact(groups, metric, k, rows_dropped)),
-        Some(noise) => noisy(groups, metric, k, noise, rows_dropped),
-    }
+    tally.answer(keys, k)
 }
 
-fn exact(groups: HashMap<Vec<String>, Sums>, metric: Metric, k: u32, rows_dropped: u64) -> Answer {
+fn exact(groups: Vec<(Vec<String>, Sums)>, metric: Metric, k: u32, rows_dropped: u64) -> Answer {
     let mut released: Vec<Group> = groups
         .into_iter()
         .map(|(key, sums)| {
@@ -182,7 +276,7 @@ fn exact(groups: HashMap<Vec<String>, Sums>, metric: Metric, k: u32, rows_droppe
 }
 
 fn noisy(
-    groups: HashMap<Vec<String>, Sums>,
+    groups: Vec<(Vec<String>, Sums)>,
     metric: Metric,
     k: u32,
     noise: Noise,
@@ -282,14 +376,16 @@ fn noisy(
                 laplace(totals, bound * reach.max(1), eps_value / 2.0)?;
             let (noisy_counts, spent_counts, scale_counts) = laplace(counts, bound, eps_value / 2.0)?;
             epsilon += spent_totals + spent_counts;
-            let (w_total, w_count) = (half_width_95(scale_totals) / FIXED, half_width_95(scale_counts));
+            // Each half holds with 97.5%, so both hold together with at least 95%.
+            let (w_total, w_count) =
+                (half_width(scale_totals, 0.025) / FIXED, half_width(scale_counts, 0.025));
             let values = noisy_totals
                 .into_iter()
                 .zip(noisy_counts)
                 .map(|(total, count)| {
                     let (total, count) = (total as f64 / FIXED, (count as f64).max(1.0));
                     let mean = (total / count).clamp(min, max);
-                    // Each half holds with 97.5%: the ratio's extremes over both intervals.
+                    // The ratio's extremes over both intervals.
                     let lows = [
                         (total - w_total) / (count + w_count),
                         (total - w_total) / (count - w_count).max(1.0),
