@@ -109,6 +109,11 @@ pub enum AuditEvent {
         property: Option<String>,
         dimensions: Vec<String>,
         epsilon: String,
+        /// Absent when the query was answered (as in entries written before refusals were
+        /// recorded); `refused: …` with the reason when it was refused unread, like a query that
+        /// would overspend the budget (its ε is then 0: nothing was spent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<String>,
     },
     /// The preference center: a link issued to a person (by `actor`, an API key), the person
     /// signing in with it, or telling their interests. Names what happened, never a value.

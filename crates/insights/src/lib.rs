@@ -197,12 +197,10 @@ impl Tally {
             *count += 1;
         }
         let value = match self.metric {
-            Metric::Sum { min, max } | Metric::Mean { min, max } => {
-                match value.filter(|v| v.is_finite()) {
-                    Some(v) => v.clamp(min, max),
-                    None => return,
-                }
-            }
+            Metric::Sum { min, max } | Metric::Mean { min, max } => match value.filter(|v| v.is_finite()) {
+                Some(v) => v.clamp(min, max),
+                None => return,
+            },
             _ => 0.0,
         };
         if self.groups.len() <= group {

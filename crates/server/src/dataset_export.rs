@@ -10,7 +10,6 @@
 //! Arrow would add dozens). Both stream: rows are read, opened and written a page (or a Parquet row
 //! group) at a time.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -28,8 +27,9 @@ use tactful_domain::catalog::{Catalog, Dataset, Dimension, Generalize, Property,
 use tactful_domain::minimize;
 use tactful_domain::segment::format_time;
 use tactful_domain::taxonomy::covers;
-use tactful_store::{FamilyKeys, StoreError};
+use tactful_store::{FamilyKeys, Scan, StoreError};
 
+use crate::insights::People;
 use crate::routes::v1::subjects::subject_context;
 use crate::{AppState, now_millis};
 
@@ -261,11 +261,13 @@ fn dataset<'a>(catalog: &'a Catalog, key: &str, purpose: &str) -> Result<&'a Dat
     Ok(dataset)
 }
 
-/// A person of the export: their token and which columns they permit.
+/// A person of the export: their token, which columns they permit, and (once a record of theirs
+/// is opened) their family's keys.
 struct Person {
     token: String,
     permitted: Vec<bool>,
     written: bool,
+    keys: Option<FamilyKeys>,
 }
 
 /// Writes the export to `out` (a header, then one row per event, page by page) after recording it
@@ -289,11 +291,12 @@ pub async fn export(
         property: None,
         dimensions: columns.clone(),
         epsilon: "0".into(),
+        outcome: None,
     };
     state.store.audit_append(vec![entry], now).await?;
     let mut sink = match request.format {
         ExportFormat::Csv => {
-            write_row(out, columns.iter().map(String::as_str))?;
+            write_row(out, columns.iter().map(|name| Cell::Text(name.clone())).collect::<Vec<_>>().iter())?;
             Sink::Csv(out)
         }
         ExportFormat::Parquet => Sink::Parquet(Box::new(ParquetSink::new(out, &columns, &request)?)),
@@ -301,63 +304,58 @@ pub async fn export(
 
     let mut summary =
         ExportSummary { columns, properties_left_out: plan.left_out.clone(), ..ExportSummary::default() };
-    // `None`: the person is left out (no permission now, restricted, or no longer a family root).
-    let mut people: HashMap<String, Option<Person>> = HashMap::new();
-    let mut keys: HashMap<String, FamilyKeys> = HashMap::new();
-    let mut cells: Vec<String> = Vec::with_capacity(summary.columns.len());
+    let mut people: People<Person> = People::default();
+    let mut cells: Vec<Cell> = Vec::with_capacity(summary.columns.len());
     let mut after = None;
     loop {
-        let page = state.store.events_in_window(request.from, request.to, after.clone(), PAGE).await?;
-        let Some((_, last)) = page.last() else { break };
-        after = Some((last.timestamp, last.source.clone(), last.dedupe));
-        let mut unknown: Vec<String> =
-            page.iter().map(|(root, _)| root.clone()).filter(|root| !people.contains_key(root)).collect();
-        unknown.sort();
-        unknown.dedup();
-        if !unknown.is_empty() {
-            for found in state.store.subject_states(unknown.clone()).await? {
-                let context = subject_context(state, &found);
+        let page =
+            state.store.events_in_window(request.from, request.to, after.take(), PAGE, Scan::Records).await?;
+        people
+            .meet(state, &page, |found| {
+                let context = subject_context(state, found);
                 let consents = state.policy.consents(&context, now);
                 let allowed =
                     |p: PropertyId| state.policy.decide(&context, &consents, p, plan.purpose).is_ok();
-                let person = plan.judged.iter().any(|p| allowed(*p)).then(|| Person {
+                plan.judged.iter().any(|p| allowed(*p)).then(|| Person {
                     token: state.vault.export_token(&request.purpose, &found.subject),
                     permitted: plan.columns.iter().map(|c| allowed(c.property)).collect(),
                     written: false,
-                });
-                people.insert(found.subject, person);
-            }
-            for root in unknown {
-                people.entry(root).or_insert(None);
-            }
-        }
-        for (root, event) in &page {
-            let Some(Some(person)) = people.get_mut(root) else {
+                    keys: None,
+                })
+            })
+            .await?;
+        let persons = people.of_page(&page);
+        for event in &page.events {
+            // Left out: no permission now, restricted, erased, or no longer a family root.
+            let Some(number) = persons.get(event.subject as usize).copied().flatten() else {
                 summary.rows_left_out += 1;
                 continue;
             };
-            let record = if person.permitted.iter().any(|p| *p) {
-                if !keys.contains_key(root) {
-                    let Some(found) = state.store.subject_summary(root).await? else {
-                        summary.rows_left_out += 1;
-                        continue;
-                    };
-                    keys.insert(root.clone(), FamilyKeys::unwrap(&state.vault, &found.keys)?);
+            let (root, person) = &mut people.admitted[number as usize];
+            let record = match (&event.sealed, person.permitted.iter().any(|p| *p)) {
+                (Some((dedupe, sealed)), true) => {
+                    if person.keys.is_none() {
+                        let Some(found) = state.store.subject_summary(root).await? else {
+                            summary.rows_left_out += 1;
+                            continue;
+                        };
+                        person.keys = Some(FamilyKeys::unwrap(&state.vault, &found.keys)?);
+                    }
+                    let keys = person.keys.as_ref().ok_or_else(|| StoreError::Internal("no keys".into()))?;
+                    match keys.open_record(page.subject(event), page.source(event), dedupe, sealed)? {
+                        Value::Object(record) => record,
+                        _ => Map::new(),
+                    }
                 }
-                match keys[root].open_event(event)?.record {
-                    Value::Object(record) => record,
-                    _ => Map::new(),
-                }
-            } else {
-                Map::new()
+                _ => Map::new(),
             };
             cells.clear();
-            cells.push(person.token.clone());
-            cells.push(event.name.clone().unwrap_or_else(|| event.kind.clone()));
-            cells.push(event.source.clone());
-            cells.push(format_time(event.timestamp).get(..10).unwrap_or_default().to_owned());
+            cells.push(Cell::Text(person.token.clone()));
+            cells.push(Cell::Text(page.name(event).to_owned()));
+            cells.push(Cell::Text(page.source(event).to_owned()));
+            cells.push(Cell::Text(format_time(event.timestamp).get(..10).unwrap_or_default().to_owned()));
             for (column, permitted) in plan.columns.iter().zip(&person.permitted) {
-                cells.push(if *permitted { cell(&record, column) } else { String::new() });
+                cells.push(if *permitted { cell(&record, column) } else { Cell::Text(String::new()) });
             }
             sink.row(&cells)?;
             summary.rows += 1;
@@ -365,6 +363,10 @@ pub async fn export(
                 person.written = true;
                 summary.people += 1;
             }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
         }
     }
     sink.finish()?;
@@ -378,9 +380,9 @@ enum Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn row(&mut self, cells: &[String]) -> Result<(), ExportError> {
+    fn row(&mut self, cells: &[Cell]) -> Result<(), ExportError> {
         match self {
-            Sink::Csv(out) => write_row(*out, cells.iter().map(String::as_str))?,
+            Sink::Csv(out) => write_row(*out, cells.iter())?,
             Sink::Parquet(sink) => sink.row(cells)?,
         }
         Ok(())
@@ -437,9 +439,10 @@ impl<'a> ParquetSink<'a> {
         })
     }
 
-    fn row(&mut self, cells: &[String]) -> Result<(), ParquetError> {
+    fn row(&mut self, cells: &[Cell]) -> Result<(), ParquetError> {
         for (column, cell) in self.columns.iter_mut().zip(cells) {
-            column.push((!cell.is_empty()).then(|| cell.clone()));
+            let text = cell.text();
+            column.push((!text.is_empty()).then(|| text.to_owned()));
         }
         if self.columns.first().map_or(0, Vec::len) >= ROW_GROUP {
             self.flush()?;
@@ -472,10 +475,26 @@ impl<'a> ParquetSink<'a> {
     }
 }
 
+/// One cell of an export: text (the person's own words or a name, which a spreadsheet might take
+/// for a formula), or a literal the export wrote itself (a number, a boolean, JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cell {
+    Text(String),
+    Literal(String),
+}
+
+impl Cell {
+    fn text(&self) -> &str {
+        match self {
+            Cell::Text(text) | Cell::Literal(text) => text,
+        }
+    }
+}
+
 /// A property's value in a row: text as is, numbers and booleans as written, objects as JSON; the
 /// elements of an array path (`products[].price`) as a JSON array. With a generalize rule, each
 /// value is coarsened, and a value the rule does not fit is left out.
-fn cell(record: &Map<String, Value>, column: &Column) -> String {
+fn cell(record: &Map<String, Value>, column: &Column) -> Cell {
     let values: Vec<Value> = minimize::values_at(record, &column.path)
         .into_iter()
         .filter_map(|value| match column.generalize {
@@ -485,29 +504,39 @@ fn cell(record: &Map<String, Value>, column: &Column) -> String {
         .filter(|value| !value.is_null())
         .collect();
     if column.path.contains("[]") {
-        return if values.is_empty() { String::new() } else { Value::Array(values).to_string() };
+        return Cell::Literal(if values.is_empty() {
+            String::new()
+        } else {
+            Value::Array(values).to_string()
+        });
     }
     match values.first() {
-        None => String::new(),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Number(number)) => match number.as_f64() {
+        None => Cell::Literal(String::new()),
+        Some(Value::String(text)) => Cell::Text(text.clone()),
+        Some(Value::Number(number)) => Cell::Literal(match number.as_f64() {
             // Whole numbers print without a fraction, also after rounding (`50`, not `50.0`).
             Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 => {
                 format!("{}", float as i64)
             }
             _ => number.to_string(),
-        },
-        Some(other) => other.to_string(),
+        }),
+        Some(other) => Cell::Literal(other.to_string()),
     }
 }
 
 /// Writes one CSV line (RFC 4180 quoting: a field with a comma, quote, CR or LF is quoted, its
-/// quotes doubled), ended by LF.
-fn write_row<'a>(out: &mut (dyn Write + Send), fields: impl Iterator<Item = &'a str>) -> std::io::Result<()> {
-    for (index, field) in fields.enumerate() {
+/// quotes doubled), ended by LF. A text cell a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, a tab or a CR: OWASP's CSV injection) gets a leading `'`, which spreadsheets
+/// show as text; numbers the export wrote stay numbers, negative ones included.
+fn write_row<'a>(out: &mut (dyn Write + Send), cells: impl Iterator<Item = &'a Cell>) -> std::io::Result<()> {
+    for (index, cell) in cells.enumerate() {
         if index > 0 {
             out.write_all(b",")?;
         }
+        let field = match cell {
+            Cell::Text(text) if text.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{text}"),
+            other => other.text().to_owned(),
+        };
         if field.contains([',', '"', '\r', '\n']) {
             out.write_all(b"\"")?;
             out.write_all(field.replace('"', "\"\"").as_bytes())?;
@@ -525,8 +554,13 @@ mod tests {
     use serde_json::json;
 
     fn row(fields: &[&str]) -> String {
+        let cells: Vec<Cell> = fields.iter().map(|f| Cell::Text((*f).to_owned())).collect();
+        written(&cells)
+    }
+
+    fn written(cells: &[Cell]) -> String {
         let mut out = Vec::new();
-        write_row(&mut out, fields.iter().copied()).unwrap();
+        write_row(&mut out, cells.iter()).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -539,6 +573,23 @@ mod tests {
         check(&["say \"hi\""], "\"say \"\"hi\"\"\"\n");
         check(&["two\nlines", "cr\r"], "\"two\nlines\",\"cr\r\"\n");
         check(&["ünïcode ✓"], "ünïcode ✓\n");
+    }
+
+    #[test]
+    fn csv_text_that_a_spreadsheet_would_run_is_neutralized_but_numbers_stay_numbers() {
+        let text = |t: &str| Cell::Text(t.to_owned());
+        let literal = |t: &str| Cell::Literal(t.to_owned());
+        let check = |cells: &[Cell], expected: &str| assert_eq!(written(cells), expected, "{cells:?}");
+        check(&[text("=HYPERLINK(\"http://x\")")], "\"'=HYPERLINK(\"\"http://x\"\")\"\n");
+        check(&[text("+1+cmd|' /C calc'!A0"), text("@SUM(A1)")], "'+1+cmd|' /C calc'!A0,'@SUM(A1)\n");
+        check(&[text("-2+3"), text("\tx"), text("\rx")], "'-2+3,'\tx,\"'\rx\"\n");
+        check(&[text("shoes"), text("a=b"), text(""), text("'quoted")], "shoes,a=b,,'quoted\n");
+        // What the export wrote as a number is a number, negative or not; a text that looks like
+        // one is still the person's text.
+        check(
+            &[literal("-12.5"), literal("-3"), literal("[-1,2]"), text("-12.5")],
+            "-12.5,-3,\"[-1,2]\",'-12.5\n",
+        );
     }
 
     #[test]
@@ -559,7 +610,7 @@ mod tests {
                 path: path.into(),
                 generalize: generalize.map(|rule| Generalize::parse(rule).unwrap()),
             };
-            assert_eq!(cell(record, &column), expected, "{path} {generalize:?}");
+            assert_eq!(cell(record, &column).text(), expected, "{path} {generalize:?}");
         };
         check("properties.category", None, "shoes");
         check("properties.category", Some("prefix:2"), "sh");
@@ -574,5 +625,12 @@ mod tests {
         check("properties.category", Some("round:10"), "");
         check("properties.products[].price", None, "[12.0,19.99]");
         check("properties.products[].price", Some("round:10"), "[10.0,20.0]");
+        // Which cells are text (neutralized in CSV) and which are literals.
+        let column = |path: &str| Column { property, path: path.into(), generalize: None };
+        assert!(matches!(cell(record, &column("properties.category")), Cell::Text(_)));
+        for path in ["properties.price", "properties.gift", "properties.page", "properties.products[].price"]
+        {
+            assert!(matches!(cell(record, &column(path)), Cell::Literal(_)), "{path}");
+        }
     }
 }

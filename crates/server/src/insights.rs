@@ -11,16 +11,21 @@ use tactful_domain::audit::AuditEvent;
 use tactful_domain::catalog::{Analytics, Dataset, Dimension, PropertyId};
 use tactful_domain::minimize;
 use tactful_domain::segment::{format_time, parse_time};
-use tactful_insights::{Metric, Noise, Row};
-use tactful_store::{FamilyKeys, SpendOutcome, StoreError};
+use tactful_insights::{Answer, Metric, Noise, Tally};
+use tactful_personalize::lifecycle::{self, Stage};
+use tactful_store::{FamilyKeys, Scan, SpendOutcome, StoreError, SubjectState, WindowPage};
 use time::OffsetDateTime;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::v1::subjects::subject_context;
 use crate::{AppState, now_millis};
 
-/// Events read per store call.
-const PAGE: u32 = 10_000;
+/// Envelopes read per store call (no property needed: about 40 bytes each in memory).
+const ENVELOPES_PER_PAGE: u32 = 50_000;
+/// Events read per store call when their records are opened.
+const RECORDS_PER_PAGE: u32 = 5_000;
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
 /// How far in the future a window may end (clock skew).
 const SKEW_MS: i64 = 5 * 60 * 1000;
 /// ε is kept in millionths.
@@ -184,7 +189,7 @@ pub async fn run(state: &AppState, asker: Asker<'_>, query: &Query) -> Result<Va
     let dataset = checked.dataset;
     let dimension_names: Vec<String> =
         checked.dimensions.iter().map(|d| state.catalog.dimension_name(*d).to_owned()).collect();
-    let entry = |epsilon: f64| AuditEvent::Insights {
+    let entry = |epsilon: f64, outcome: Option<String>| AuditEvent::Insights {
         actor: asker.actor.to_owned(),
         role: asker.role.to_owned(),
         purpose: analytics.purpose.clone(),
@@ -193,6 +198,7 @@ pub async fn run(state: &AppState, asker: Asker<'_>, query: &Query) -> Result<Va
         property: query.property.clone(),
         dimensions: dimension_names.clone(),
         epsilon: format!("{epsilon}"),
+        outcome,
     };
     // Spend first: a failure after it wastes ε, never lets a query through unpaid.
     let budget = match (checked.epsilon, dataset.epsilon) {
@@ -206,13 +212,19 @@ pub async fn run(state: &AppState, asker: Asker<'_>, query: &Query) -> Result<Va
                     period,
                     micro,
                     (limit * MICRO).floor() as i64,
-                    vec![entry(epsilon)],
+                    vec![entry(epsilon, None)],
                 )
                 .await?
             {
                 SpendOutcome::Spent(budget) => Some((budget, period)),
                 SpendOutcome::Refused(budget) => {
                     let until = format_time(period + dataset.period.as_millis());
+                    // Refused, unread and unpaid, but on record: who asked what of which dataset.
+                    let outcome = format!(
+                        "refused: budget_exhausted (asked ε = {epsilon}, {} left until {until})",
+                        budget.remaining_micro() as f64 / MICRO
+                    );
+                    state.store.audit_append(vec![entry(0.0, Some(outcome))], now).await?;
                     return Err(ApiError::with_message(
                         ErrorCode::BudgetExhausted,
                         format!(
@@ -226,15 +238,13 @@ pub async fn run(state: &AppState, asker: Asker<'_>, query: &Query) -> Result<Va
             }
         }
         _ => {
-            state.store.audit_append(vec![entry(0.0)], now).await?;
+            state.store.audit_append(vec![entry(0.0, None)], now).await?;
             None
         }
     };
 
-    let rows = read_rows(state, analytics, &checked).await?;
     let noise = checked.epsilon.map(|epsilon| Noise { epsilon, rows_per_person: dataset.rows_per_person });
-    let answer = tactful_insights::answer(rows, checked.metric, dataset.k, noise)
-        .map_err(|e| invalid(e.to_string()))?;
+    let answer = tally(state, analytics, &checked, noise).await?;
     let groups: Vec<Value> = answer
         .groups
         .iter()
@@ -292,12 +302,114 @@ fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-/// The window's events of people who permit the analytics purpose, as rows.
-async fn read_rows(
+/// A person counted by a query: their lifecycle stage (if asked for) and, once a record of theirs
+/// is opened, their family's keys.
+struct Person {
+    stage: u64,
+    keys: Option<FamilyKeys>,
+}
+
+/// Who a window's subjects are, each looked up once per scan: subject → family root, in bulk;
+/// root → whether and as whom it counts (what `admit` says of its state), in bulk, once. A few
+/// store calls per page, fewer as the scan goes on and most people have been met. Used by
+/// queries and exports alike.
+pub(crate) struct People<P> {
+    subjects: HashMap<String, Option<u32>>,
+    roots: HashMap<String, Option<u32>>,
+    /// The people admitted, with their family roots, by number.
+    pub(crate) admitted: Vec<(String, P)>,
+}
+
+impl<P> Default for People<P> {
+    fn default() -> Self {
+        People { subjects: HashMap::new(), roots: HashMap::new(), admitted: Vec::new() }
+    }
+}
+
+impl<P> People<P> {
+    /// Meets the page's new subjects; for each family root not met yet, `admit` says whom it counts
+    /// as, if at all. Returns the numbers of the people admitted by this call.
+    pub(crate) async fn meet(
+        &mut self,
+        state: &AppState,
+        page: &WindowPage,
+        mut admit: impl FnMut(&SubjectState) -> Option<P>,
+    ) -> Result<Vec<u32>, StoreError> {
+        let unknown: Vec<String> =
+            page.subjects.iter().filter(|s| !self.subjects.contains_key(*s)).cloned().collect();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let roots: HashMap<String, String> =
+            state.store.family_roots(unknown.clone()).await?.into_iter().collect();
+        let mut new_roots: Vec<String> =
+            roots.values().filter(|r| !self.roots.contains_key(*r)).cloned().collect();
+        new_roots.sort_unstable();
+        new_roots.dedup();
+        let mut admitted = Vec::new();
+        if !new_roots.is_empty() {
+            for found in state.store.subject_states(new_roots.clone()).await? {
+                if let Some(person) = admit(&found) {
+                    let number = u32::try_from(self.admitted.len()).unwrap_or(u32::MAX);
+                    self.roots.insert(found.subject.clone(), Some(number));
+                    self.admitted.push((found.subject, person));
+                    admitted.push(number);
+                }
+            }
+            // Unknown, erased, merged since, or not admitted: left out of this scan.
+            for root in new_roots {
+                self.roots.entry(root).or_insert(None);
+            }
+        }
+        for subject in unknown {
+            let person = roots.get(&subject).and_then(|root| self.roots.get(root).copied().flatten());
+            self.subjects.insert(subject, person);
+        }
+        Ok(admitted)
+    }
+
+    /// The number of the person of each of the page's subjects, if they were admitted.
+    pub(crate) fn of_page(&self, page: &WindowPage) -> Vec<Option<u32>> {
+        page.subjects.iter().map(|s| self.subjects.get(s).copied().flatten()).collect()
+    }
+}
+
+/// Strings of group keys (event names, sources, property values), numbered once.
+#[derive(Default)]
+struct Strings {
+    numbers: HashMap<String, u64>,
+    texts: Vec<String>,
+}
+
+impl Strings {
+    fn number(&mut self, text: &str) -> u64 {
+        if let Some(number) = self.numbers.get(text) {
+            return *number;
+        }
+        let number = self.texts.len() as u64;
+        self.texts.push(text.to_owned());
+        self.numbers.insert(text.to_owned(), number);
+        number
+    }
+
+    fn text(&self, number: u64) -> String {
+        usize::try_from(number).ok().and_then(|at| self.texts.get(at)).cloned().unwrap_or_default()
+    }
+}
+
+/// A group key as numbers, one per dimension (at most 4): strings by their number, days and weeks
+/// by their count since 1970, stages by their place in [`Stage::ALL`]. Labels are made once per
+/// group at the end, never per event.
+type Parts = [u64; 4];
+
+/// Reads the window's events of people who permit the analytics purpose now and tallies them by
+/// group: envelopes only (one covering index) unless a property is grouped by or measured.
+async fn tally(
     state: &AppState,
     analytics: &Analytics,
     checked: &Checked<'_>,
-) -> Result<Vec<Row>, StoreError> {
+    noise: Option<Noise>,
+) -> Result<Answer, ApiError> {
     let catalog = &state.catalog;
     let purpose = catalog
         .purpose_index(&analytics.purpose)
@@ -322,88 +434,144 @@ async fn read_rows(
         .map(|p| p.id);
     let judged: Vec<PropertyId> =
         if needed.is_empty() { proxy.into_iter().collect() } else { needed.clone() };
+    let thresholds = match checked.dimensions.contains(&Dimension::Lifecycle) {
+        true => Some(
+            catalog
+                .personalization()
+                .map(|settings| crate::personalize::lifecycle_thresholds(&settings.lifecycle))
+                .ok_or_else(|| StoreError::Internal("a lifecycle dimension without thresholds".into()))?,
+        ),
+        false => None,
+    };
+    let (scan, limit) = if needed.is_empty() {
+        (Scan::Envelopes, ENVELOPES_PER_PAGE)
+    } else {
+        (Scan::Records, RECORDS_PER_PAGE)
+    };
     let now = now_millis();
-    let mut permitted: HashMap<String, bool> = HashMap::new();
-    let mut keys: HashMap<String, FamilyKeys> = HashMap::new();
-    let mut ids: HashMap<String, u64> = HashMap::new();
-    let mut rows = Vec::new();
+    let mut tally = Tally::new(checked.metric, noise).map_err(|e| invalid(e.to_string()))?;
+    let mut people: People<Person> = People::default();
+    let mut strings = Strings::default();
+    let mut groups: HashMap<Parts, usize> = HashMap::new();
+    let mut keys: Vec<Parts> = Vec::new();
     let mut after = None;
     loop {
-        let page = state.store.events_in_window(checked.from, checked.to, after.clone(), PAGE).await?;
-        let Some((_, last)) = page.last() else { break };
-        after = Some((last.timestamp, last.source.clone(), last.dedupe));
-        let unknown: Vec<String> =
-            page.iter().map(|(root, _)| root.clone()).filter(|r| !permitted.contains_key(r)).collect();
-        if !unknown.is_empty() {
-            let mut unknown = unknown;
-            unknown.sort();
-            unknown.dedup();
-            for found in state.store.subject_states(unknown.clone()).await? {
-                let context = subject_context(state, &found);
+        let page = state.store.events_in_window(checked.from, checked.to, after.take(), limit, scan).await?;
+        let admitted = people
+            .meet(state, &page, |found| {
+                let context = subject_context(state, found);
                 let consents = state.policy.consents(&context, now);
-                let ok = !judged.is_empty()
+                let counts = !judged.is_empty()
                     && judged.iter().all(|p| state.policy.decide(&context, &consents, *p, purpose).is_ok());
-                permitted.insert(found.subject, ok);
-            }
-            for root in unknown {
-                permitted.entry(root).or_insert(false);
+                counts.then_some(Person { stage: 0, keys: None })
+            })
+            .await?;
+        if let Some(thresholds) = &thresholds
+            && !admitted.is_empty()
+        {
+            let numbers: HashMap<String, u32> =
+                admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
+            let roots = numbers.keys().cloned().collect();
+            for activity in state.store.family_activity(roots).await? {
+                if let Some(number) = numbers.get(&activity.root) {
+                    let stage = lifecycle::stage(Some(activity.first), Some(activity.last), now, thresholds);
+                    people.admitted[*number as usize].1.stage = stage_number(stage);
+                }
             }
         }
-        for (root, event) in &page {
-            if !permitted.get(root).copied().unwrap_or(false) {
-                continue;
-            }
-            let record = if needed.is_empty() {
-                None
-            } else {
-                if !keys.contains_key(root) {
-                    let Some(summary) = state.store.subject_summary(root).await? else { continue };
-                    keys.insert(root.clone(), FamilyKeys::unwrap(&state.vault, &summary.keys)?);
+        let persons = people.of_page(&page);
+        let names: Vec<u64> = page.names.iter().map(|n| strings.number(n)).collect();
+        let sources: Vec<u64> = page.sources.iter().map(|s| strings.number(s)).collect();
+        for event in &page.events {
+            let Some(person) = persons.get(event.subject as usize).copied().flatten() else { continue };
+            let record = match &event.sealed {
+                Some((dedupe, sealed)) => {
+                    let (root, counted) = &mut people.admitted[person as usize];
+                    if counted.keys.is_none() {
+                        let Some(summary) = state.store.subject_summary(root).await? else { continue };
+                        counted.keys = Some(FamilyKeys::unwrap(&state.vault, &summary.keys)?);
+                    }
+                    let keys = counted.keys.as_ref().ok_or_else(|| StoreError::Internal("no keys".into()))?;
+                    match keys.open_record(page.subject(event), page.source(event), dedupe, sealed)? {
+                        Value::Object(record) => Some(record),
+                        _ => None,
+                    }
                 }
-                let opened = keys[root].open_event(event)?;
-                match opened.record {
-                    Value::Object(record) => Some(record),
-                    _ => None,
-                }
+                None => None,
             };
-            let mut key = Vec::with_capacity(checked.dimensions.len());
+            let mut key: Parts = [0; 4];
             let mut complete = true;
-            for dimension in &checked.dimensions {
-                let part = match dimension {
-                    Dimension::Event => Some(event.name.clone().unwrap_or_else(|| event.kind.clone())),
-                    Dimension::Source => Some(event.source.clone()),
-                    Dimension::Day => Some(day(event.timestamp)),
-                    Dimension::Week => Some(week(event.timestamp)),
+            for (part, dimension) in key.iter_mut().zip(&checked.dimensions) {
+                *part = match dimension {
+                    Dimension::Event => names.get(event.name as usize).copied().unwrap_or_default(),
+                    Dimension::Source => sources.get(event.source as usize).copied().unwrap_or_default(),
+                    Dimension::Day => day_number(event.timestamp) as u64,
+                    Dimension::Week => week_number(event.timestamp) as u64,
+                    Dimension::Lifecycle => people.admitted[person as usize].1.stage,
                     Dimension::Property(p) => {
-                        record.as_ref().and_then(|r| scalar(r, &catalog.property(*p).path))
+                        match record.as_ref().and_then(|r| scalar(r, &catalog.property(*p).path)) {
+                            Some(text) => strings.number(&text),
+                            None => {
+                                complete = false;
+                                break;
+                            }
+                        }
                     }
                 };
-                match part {
-                    Some(part) => key.push(part),
-                    None => {
-                        complete = false;
-                        break;
-                    }
-                }
             }
             if !complete {
                 continue;
             }
             let value = match checked.measure {
-                Some(p) => record.as_ref().and_then(|r| {
+                Some(p) => match record.as_ref().and_then(|r| {
                     minimize::values_at(r, &catalog.property(p).path).first().and_then(|v| v.as_f64())
-                }),
+                }) {
+                    Some(value) => Some(value),
+                    None => continue,
+                },
                 None => None,
             };
-            if checked.measure.is_some() && value.is_none() {
-                continue;
-            }
-            let next = ids.len() as u64;
-            let person = *ids.entry(root.clone()).or_insert(next);
-            rows.push(Row { person, key, value });
+            let group = *groups.entry(key).or_insert_with(|| {
+                keys.push(key);
+                keys.len() - 1
+            });
+            tally.add(u64::from(person), group, value);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
         }
     }
-    Ok(rows)
+    let labels: Vec<Vec<String>> = keys
+        .iter()
+        .map(|parts| {
+            checked
+                .dimensions
+                .iter()
+                .zip(parts)
+                .map(|(dimension, part)| label(*dimension, *part, &strings))
+                .collect()
+        })
+        .collect();
+    Ok(tally.answer(labels, checked.dataset.k).map_err(|e| invalid(e.to_string()))?)
+}
+
+/// A group key part in words: what analysts read.
+fn label(dimension: Dimension, part: u64, strings: &Strings) -> String {
+    match dimension {
+        Dimension::Event | Dimension::Source | Dimension::Property(_) => strings.text(part),
+        Dimension::Day => day_label(part as i64),
+        Dimension::Week => week_label(part as i64),
+        Dimension::Lifecycle => usize::try_from(part)
+            .ok()
+            .and_then(|at| Stage::ALL.get(at))
+            .map_or("unknown", |s| s.as_str())
+            .to_owned(),
+    }
+}
+
+fn stage_number(stage: Stage) -> u64 {
+    Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0) as u64
 }
 
 /// A value to group by: strings and numbers as text; objects, arrays and nulls are not groupable.
@@ -416,15 +584,66 @@ fn scalar(record: &serde_json::Map<String, Value>, path: &str) -> Option<String>
     }
 }
 
-fn day(at: i64) -> String {
-    format_time(at).get(..10).unwrap_or_default().to_owned()
+/// Days since 1970-01-01 (UTC).
+fn day_number(at: i64) -> i64 {
+    at.div_euclid(DAY_MS)
 }
 
-fn week(at: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(at.div_euclid(1000))
-        .map(|t| {
-            let (year, week, _) = t.to_iso_week_date();
+/// ISO weeks (Monday to Sunday) since the one holding 1970-01-01, a Thursday.
+fn week_number(at: i64) -> i64 {
+    (day_number(at) + 3).div_euclid(7)
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn day_label(day: i64) -> String {
+    format_time(day.saturating_mul(DAY_MS)).get(..10).unwrap_or_default().to_owned()
+}
+
+/// `YYYY-Www` of a week number: the ISO year and week of its Thursday (day `7 · week`).
+fn week_label(week: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(week.saturating_mul(7 * 86_400))
+        .map(|thursday| {
+            let (year, week, _) = thursday.to_iso_week_date();
             format!("{year}-W{week:02}")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_weeks_from_numbers_name_what_the_calendar_says() {
+        // Around year ends (ISO years that start early or late), leap days, and before 1970.
+        let times = [
+            "1969-12-28T23:59:59Z",
+            "1969-12-29T00:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "2020-02-29T12:00:00Z",
+            "2020-12-31T23:59:59Z",
+            "2021-01-03T10:00:00Z",
+            "2021-01-04T00:00:00Z",
+            "2024-12-30T08:00:00Z",
+            "2026-11-22T23:59:59Z",
+            "2027-01-01T00:00:00Z",
+        ];
+        for text in times {
+            let at = parse_time(text).unwrap();
+            assert_eq!(day_label(day_number(at)), text[..10], "{text}");
+            let (year, week, _) =
+                OffsetDateTime::from_unix_timestamp(at.div_euclid(1000)).unwrap().to_iso_week_date();
+            assert_eq!(week_label(week_number(at)), format!("{year}-W{week:02}"), "{text}");
+        }
+        assert_eq!(week_label(week_number(parse_time("2021-01-03T10:00:00Z").unwrap())), "2020-W53");
+        assert_eq!(week_label(week_number(parse_time("2024-12-30T08:00:00Z").unwrap())), "2025-W01");
+    }
+
+    #[test]
+    fn stages_are_numbered_and_named_back() {
+        let strings = Strings::default();
+        for stage in Stage::ALL {
+            assert_eq!(label(Dimension::Lifecycle, stage_number(stage), &strings), stage.as_str());
+        }
+    }
 }

@@ -820,3 +820,15 @@ pub async fn run(state: Arc<AppState>, engine: Arc<Personalization>) {
         }
     }
 }
+
+/// The catalog's lifecycle thresholds as the stage function takes them (next-best-message and the
+/// analytics `lifecycle` dimension judge stages alike).
+pub fn lifecycle_thresholds(
+    lifecycle: &tactful_domain::catalog::Lifecycle,
+) -> tactful_personalize::lifecycle::Thresholds {
+    tactful_personalize::lifecycle::Thresholds {
+        new_days: lifecycle.new_days,
+        at_risk_days: lifecycle.at_risk_days,
+        lapsed_days: lifecycle.lapsed_days,
+    }
+}

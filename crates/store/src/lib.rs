@@ -16,6 +16,7 @@ mod resolve;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+mod window;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub use requests::{
 };
 pub use resolve::signed_consent;
 pub use sqlite::SqliteStore;
+pub use window::{Scan, WindowCursor, WindowEvent, WindowPage};
 
 /// Errors of a store. The first group is about the database as a whole; `Internal` is a bug or
 /// corruption and is logged, never shown to clients in detail.
@@ -350,6 +352,34 @@ pub(crate) fn judge_sign_in(
     match subject {
         Some(subject) if stored.as_slice() == hash.as_slice() => (CodeOutcome::Accepted(subject), Some(true)),
         _ => (CodeOutcome::Wrong { tries_left: max_attempts - attempts - 1 }, Some(false)),
+    }
+}
+
+/// When a family was first and last active (Unix ms of its earliest and latest event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyActivity {
+    pub root: String,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl FamilyActivity {
+    /// Folds `(root, first, last)` of each member into one per asked root, in root order.
+    pub(crate) fn of_members(
+        roots: &[String],
+        members: impl IntoIterator<Item = (String, Option<i64>, Option<i64>)>,
+    ) -> Vec<FamilyActivity> {
+        let asked: std::collections::HashSet<&str> = roots.iter().map(String::as_str).collect();
+        let mut found: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+        for (root, first, last) in members {
+            let (Some(first), Some(last)) = (first, last) else { continue };
+            if !asked.contains(root.as_str()) {
+                continue;
+            }
+            let span = found.entry(root).or_insert((first, last));
+            *span = (span.0.min(first), span.1.max(last));
+        }
+        found.into_iter().map(|(root, (first, last))| FamilyActivity { root, first, last }).collect()
     }
 }
 
@@ -704,17 +734,29 @@ pub trait Store: Send + Sync + 'static {
     /// dataset then period order, for the console.
     async fn budgets(&self) -> Result<Vec<(String, i64, i64)>>;
 
-    /// One page of events with `from <= timestamp < to`, of every subject not erased, in
-    /// `(timestamp, source, dedupe)` order after `after`; each with its family root (the subject
-    /// itself, or the one it was merged into), so that distinct people can be counted and consent
-    /// checked per family.
+    /// One page of the events with `from <= timestamp < to` (at most `limit`), of every subject, in
+    /// time order after `after`: the envelopes only, from one covering index, or with the sealed
+    /// records too (`scan`). Events of erased subjects may still be among them until they are
+    /// purged (nothing of theirs opens any more); [`Store::family_roots`] leaves erased subjects
+    /// out, so readers that count people through it never count them.
     async fn events_in_window(
         &self,
         from: i64,
         to: i64,
-        after: Option<EventCursor>,
+        after: Option<WindowCursor>,
         limit: u32,
-    ) -> Result<Vec<(String, StoredEvent)>>;
+        scan: Scan,
+    ) -> Result<WindowPage>;
+
+    /// The family root of each of these subjects (itself, or the subject it was merged into), as
+    /// `(subject, root)`: subjects that are unknown or erased, or whose root is erased, are left
+    /// out. Takes a bounded number of queries however many ids are given.
+    async fn family_roots(&self, subjects: Vec<String>) -> Result<Vec<(String, String)>>;
+
+    /// When each of these family roots was first and last active: the earliest and latest
+    /// timestamp among all its members' events, whatever their window. Roots that are unknown,
+    /// erased, not roots, or without events are left out; each root once, in id order.
+    async fn family_activity(&self, roots: Vec<String>) -> Result<Vec<FamilyActivity>>;
 
     /// The states of these family roots (those that exist), for deciding many people's consent at
     /// once: for each, what [`Store::subject_state`] says of it. Ids that are unknown, erased or

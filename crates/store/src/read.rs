@@ -65,19 +65,30 @@ impl FamilyKeys {
 
     /// Opens one stored event of the family.
     pub fn open_event(&self, stored: &StoredEvent) -> Result<OpenEvent> {
-        let plain = self.of(&stored.subject)?.open(
-            seal_context::EVENT,
-            &seal_context::event(&stored.subject, &stored.source, &stored.dedupe),
-            &stored.sealed,
-        )?;
         Ok(OpenEvent {
             source: stored.source.clone(),
             kind: stored.kind.clone(),
             name: stored.name.clone(),
             timestamp: stored.timestamp,
             received_at: stored.received_at,
-            record: decode(&plain, "event")?,
+            record: self.open_record(&stored.subject, &stored.source, &stored.dedupe, &stored.sealed)?,
         })
+    }
+
+    /// Opens the sealed record of an event of member `subject` (as a window scan returns it).
+    pub fn open_record(
+        &self,
+        subject: &str,
+        source: &str,
+        dedupe: &[u8; 16],
+        sealed: &[u8],
+    ) -> Result<Value> {
+        let plain = self.of(subject)?.open(
+            seal_context::EVENT,
+            &seal_context::event(subject, source, dedupe),
+            sealed,
+        )?;
+        decode(&plain, "event")
     }
 }
 

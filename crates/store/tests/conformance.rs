@@ -15,9 +15,10 @@ use tactful_domain::minimize::{self, Verdict};
 use tactful_domain::policy::Policy;
 use tactful_domain::request::{RequestKind, RequestStatus};
 use tactful_store::{
-    ApiKeyRecord, Budget, DeliveryOutcome, DeliveryPayload, DeliveryStatus, IngestEvent, IngestOutcome,
-    ItemRecord, LegalHold, ModelChange, NewRequest, Options, RequestRecord, RequestUpdate, ShredOutcome,
-    ShredPlan, SignInCode, SpendOutcome, Store, StoreError, Suppression, seal_context,
+    ApiKeyRecord, Budget, DeliveryOutcome, DeliveryPayload, DeliveryStatus, FamilyActivity, FamilyKeys,
+    IngestEvent, IngestOutcome, ItemRecord, LegalHold, ModelChange, NewRequest, Options, RequestRecord,
+    RequestUpdate, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Store, StoreError, Suppression,
+    seal_context,
 };
 use tactful_vault::{MasterKey, MasterKeys, Vault};
 
@@ -116,6 +117,7 @@ conformance!(
     privacy_budgets_accumulate_refuse_whole_and_start_fresh_each_period,
     concurrent_spends_from_two_instances_never_exceed_the_limit,
     a_window_of_events_is_paged_once_each_by_family_without_the_erased,
+    family_roots_and_activity_answer_for_many_subjects_at_once,
     subject_states_answer_for_many_families_at_once_like_subject_state,
     sign_in_codes_work_once_within_their_time_and_tries,
 );
@@ -1813,6 +1815,42 @@ async fn concurrent_spends_from_two_instances_never_exceed_the_limit(backend: Ba
     assert_eq!(audited_spends(backend.store.as_ref()).await.len(), 10, "one entry per recorded spend");
 }
 
+/// Every event of a window, paged: `(timestamp, subject, source, name, sealed)`, in the order read.
+async fn read_window(
+    store: &dyn Store,
+    (from, to): (i64, i64),
+    page: u32,
+    scan: Scan,
+) -> Vec<(i64, String, String, String, Option<([u8; 16], Vec<u8>)>)> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let read = store.events_in_window(from, to, after.clone(), page, scan).await.unwrap();
+        assert!(read.events.len() <= page as usize);
+        for event in &read.events {
+            let (subject, source, name) = (read.subject(event), read.source(event), read.name(event));
+            assert!(!subject.is_empty() && !source.is_empty() && !name.is_empty(), "{event:?}");
+            seen.push((
+                event.timestamp,
+                subject.to_owned(),
+                source.to_owned(),
+                name.to_owned(),
+                event.sealed.clone(),
+            ));
+        }
+        // Each string once per page.
+        let mut subjects = read.subjects.clone();
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!(subjects.len(), read.subjects.len());
+        match read.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    seen
+}
+
 async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(backend: Backend) {
     // Bob, and a device of his browsing anonymously until he logs in on it: one family, two subjects.
     ingest(&backend, vec![event("b1").user("bob").at(T0)]).await;
@@ -1825,7 +1863,8 @@ async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(back
     ingest(&backend, vec![event("b4").user("bob").anonymous("device").at(T0 + 3)]).await;
     let bob = subject_of(&backend, "user_id", "bob").await.unwrap();
     assert_ne!(device, bob);
-    // Zed has events before, in and at the end of the window; Ann will be erased.
+    // Zed has events before, in and at the end of the window; Ann will be erased. An identify has
+    // no event name: its type stands for it.
     ingest(
         &backend,
         vec![
@@ -1838,23 +1877,39 @@ async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(back
         ],
     )
     .await;
+    let identify = json!({"type": "identify", "userId": "zed", "messageId": "z4", "timestamp": iso(T0 + 5)});
+    ingest(&backend, vec![Event { message: identify, source: "web", gpc: false }]).await;
     let zed = subject_of(&backend, "user_id", "zed").await.unwrap();
     let ann = subject_of(&backend, "user_id", "ann").await.unwrap();
-    let store = &backend.store;
+    let store = backend.store.as_ref();
+    let window = (T0, T0 + 10);
 
-    let window = |page: u32| async move {
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let events = store.events_in_window(T0, T0 + 10, after.clone(), page).await.unwrap();
-            assert!(events.len() <= page as usize);
-            let Some((_, last)) = events.last() else { break };
-            after = Some((last.timestamp, last.source.clone(), last.dedupe));
-            seen.extend(events);
-        }
-        seen
-    };
-    assert_eq!(window(2).await.len(), 8, "from inclusive, to exclusive, ann still there");
+    let all = read_window(store, window, 2, Scan::Records).await;
+    assert_eq!(all.len(), 9, "from inclusive, to exclusive");
+    assert!(all.windows(2).all(|pair| pair[0].0 <= pair[1].0), "in time order");
+    let dedupes: HashSet<[u8; 16]> = all.iter().map(|row| row.4.as_ref().expect("records").0).collect();
+    assert_eq!(dedupes.len(), 9, "each event once across pages");
+    for page in [1, 3, 100] {
+        assert_eq!(read_window(store, window, page, Scan::Records).await, all, "pages of {page}");
+    }
+    // Envelopes are the same rows in the same order, without their records.
+    let envelopes = read_window(store, window, 4, Scan::Envelopes).await;
+    let stripped: Vec<_> =
+        all.iter().map(|(t, s, o, n, _)| (*t, s.clone(), o.clone(), n.clone(), None)).collect();
+    assert_eq!(envelopes, stripped);
+    assert!(all.iter().any(|row| row.3 == "identify" && row.1 == zed), "a type stands for a missing name");
+    assert!(all.iter().filter(|row| row.3 != "identify").all(|row| row.3 == "Product Viewed"));
+
+    // What the window returns opens with the family's keys, as the family holds it.
+    let family = store.subject_data(&bob).await.unwrap().unwrap();
+    let keys = FamilyKeys::unwrap(&backend.vault, &family.keys).unwrap();
+    for (_, subject, source, _, sealed) in all.iter().filter(|row| row.1 == bob || row.1 == device) {
+        let (dedupe, sealed) = sealed.as_ref().unwrap();
+        let stored = family.events.iter().find(|stored| stored.dedupe == *dedupe).expect("in the family");
+        assert_eq!((&stored.subject, &stored.sealed), (subject, sealed));
+        let record = keys.open_record(subject, source, dedupe, sealed).unwrap();
+        assert_eq!(record["properties"]["product_id"], "p1");
+    }
 
     let plan = ShredPlan {
         request: "req_e".into(),
@@ -1864,47 +1919,69 @@ async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(back
         audit: Vec::new(),
     };
     assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
-    let seen = window(2).await;
-    assert_eq!(seen.len(), 6, "the erased family's rows are gone from aggregates before they are purged");
-    let keys: Vec<(i64, String, [u8; 16])> =
-        seen.iter().map(|(_, event)| (event.timestamp, event.source.clone(), event.dedupe)).collect();
-    assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "in cursor order, each once");
-    assert_eq!(window(100).await.len(), 6, "the same in one page");
-
-    let name = |root: &str| {
-        if root == bob {
-            "bob"
-        } else if root == zed {
-            "zed"
-        } else {
-            "someone else"
-        }
-    };
-    let mut found: Vec<(i64, &str, bool)> = seen
-        .iter()
-        .map(|(root, event)| (event.timestamp - T0, name(root), event.subject == device))
-        .collect();
-    found.sort_unstable();
-    assert_eq!(
-        found,
-        [
-            (0, "bob", false),
-            (1, "bob", true),
-            (1, "zed", false),
-            (2, "bob", true),
-            (3, "bob", false),
-            (9, "zed", false)
-        ],
-        "(offset, family root, from the merged device)"
+    // The erased family's rows may stay in the window until they are purged, but it has no root:
+    // whoever counts people through family_roots counts them no more.
+    let subjects: Vec<String> =
+        read_window(store, window, 100, Scan::Envelopes).await.into_iter().map(|row| row.1).collect();
+    let roots: std::collections::HashMap<String, String> =
+        store.family_roots(subjects).await.unwrap().into_iter().collect();
+    let mut families: Vec<&str> = roots.values().map(String::as_str).collect();
+    families.sort_unstable();
+    families.dedup();
+    let mut expected = vec![bob.as_str(), zed.as_str()];
+    expected.sort_unstable();
+    assert_eq!(families, expected, "bob's device counts as bob; ann is gone");
+    assert_eq!(roots.get(&device), Some(&bob));
+    store.purge_erased(1_000).await.unwrap();
+    assert_eq!(read_window(store, window, 100, Scan::Envelopes).await.len(), 7, "purged rows are gone");
+    assert!(
+        store.events_in_window(T0 + 10, T0 + 10, None, 10, Scan::Envelopes).await.unwrap().events.is_empty(),
+        "an empty window"
     );
-    // What the window returns is what the family holds.
-    let family = store.subject_data(&bob).await.unwrap().unwrap();
-    for (root, event) in seen.iter().filter(|(root, _)| *root == bob) {
-        let stored =
-            family.events.iter().find(|stored| stored.dedupe == event.dedupe).expect("in the family");
-        assert_eq!((&stored.subject, &stored.sealed), (&event.subject, &event.sealed), "{root}");
-    }
-    assert!(store.events_in_window(T0 + 10, T0 + 10, None, 10).await.unwrap().is_empty(), "an empty window");
+}
+
+async fn family_roots_and_activity_answer_for_many_subjects_at_once(backend: Backend) {
+    // Bob's device had browsed before he first logged in on it: its first event is his family's.
+    ingest(&backend, vec![event("b1").user("bob").at(T0 - 3_000)]).await;
+    ingest(&backend, vec![event("d1").anonymous("device").at(T0 - 9_000)]).await;
+    let device = subject_of(&backend, "anonymous_id", "device").await.unwrap();
+    ingest(&backend, vec![event("b2").user("bob").anonymous("device").at(T0 - 1_000)]).await;
+    ingest(&backend, vec![event("z1").user("zed").at(T0 - 2_000), event("a1").user("ann").at(T0 - 100)])
+        .await;
+    let [bob, zed, ann] = <[String; 3]>::try_from(people(&backend, &["bob", "zed", "ann"]).await).unwrap();
+    assert_ne!(device, bob);
+    // `people` sent each of them a `hello` at T0: their last event.
+    let store = &backend.store;
+    let plan = ShredPlan {
+        request: "req_e".into(),
+        held_through: i64::MAX,
+        suppress: false,
+        deliveries: Vec::new(),
+        audit: Vec::new(),
+    };
+    assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+
+    // More ids than one query takes, unknown ones among them, the erased one, one twice.
+    let mut ids: Vec<String> = (0..1_200).map(|index| format!("sub_unknown_{index:04}")).collect();
+    ids.extend([device.clone(), ann.clone(), zed.clone(), bob.clone(), bob.clone()]);
+    ids.reverse();
+    let mut roots = store.family_roots(ids.clone()).await.unwrap();
+    roots.sort();
+    let mut expected =
+        vec![(bob.clone(), bob.clone()), (device.clone(), bob.clone()), (zed.clone(), zed.clone())];
+    expected.sort();
+    assert_eq!(roots, expected);
+    assert!(store.family_roots(Vec::new()).await.unwrap().is_empty());
+
+    // Activity spans every event of the family, members' included; only roots are answered.
+    let activity = store.family_activity(ids).await.unwrap();
+    let mut expected = vec![
+        FamilyActivity { root: bob.clone(), first: T0 - 9_000, last: T0 },
+        FamilyActivity { root: zed.clone(), first: T0 - 2_000, last: T0 },
+    ];
+    expected.sort_by(|a, b| a.root.cmp(&b.root));
+    assert_eq!(activity, expected, "the device is not a root, ann is erased");
+    assert!(store.family_activity(Vec::new()).await.unwrap().is_empty());
 }
 
 async fn subject_states_answer_for_many_families_at_once_like_subject_state(backend: Backend) {

@@ -1,6 +1,7 @@
 //! `tactful bench insights`: a grouped count over millions of events, exact (k-thresholds) and with
 //! differential privacy, beside merely reading the same window's rows in the same run.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use tactful_domain::catalog::Catalog;
 use tactful_domain::segment::format_time;
 use tactful_server::insights::{Asker, Query};
 use tactful_server::{AppState, Config};
+use tactful_store::Scan;
 
 use crate::client::Client;
 
@@ -24,6 +26,14 @@ pub struct InsightsArgs {
     /// Times each query runs; the median is printed.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Keep the database and its master key in this directory, and reuse them when the bench runs
+    /// again (sending nothing when the store already holds the events). A temporary directory,
+    /// removed afterwards, by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Measure on this database (postgres://…) instead of SQLite in the directory.
+    #[arg(long)]
+    pub database: Option<String>,
 }
 
 const CATEGORIES: [&str; 8] = ["kitchen", "garden", "home", "bath", "outdoor", "pantry", "kids", "wellness"];
@@ -32,23 +42,30 @@ const DAYS: u64 = 20;
 
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    // The example catalog, plus an exact dataset (k-thresholds only) to compare with, and EU
-    // shoppers' consent to analytics counting (the example keeps them out of analytics altogether).
+    let temporary = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| temporary.path().to_owned());
+    std::fs::create_dir_all(&dir)?;
+    // The example catalog, with EU shoppers' consent to analytics counting (the example keeps
+    // them out of analytics altogether), plus two datasets of the bench's own: exact (k-thresholds
+    // only), and private with a budget large enough for every run.
     let text = format!(
-        "{}\n[analytics.datasets.exact]\ndimensions = [\"event\", \"day\", \"properties.category\"]\n",
+        "{}\n[analytics.datasets.exact]\ndimensions = [\"event\", \"day\", \"lifecycle\", \"properties.category\"]\n\
+         [analytics.datasets.private]\nepsilon = 1000.0\nrows_per_person = 5\ndimensions = [\"event\", \"day\"]\n",
         Catalog::example_text()
             .replace("no_personal_data_in_analytics = true", "no_personal_data_in_analytics = false")
     );
     let catalog = Catalog::parse(&text).map_err(|errors| anyhow::anyhow!(errors.render("bench")))?;
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
-        database: format!("sqlite:{}", dir.path().join("tactful.db").display()),
-        master_key_file: dir.path().join("master.key"),
+        database: args
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", dir.join("tactful.db").display())),
+        master_key_file: dir.join("master.key"),
         max_inflight: 4096,
         ..Config::default()
     };
@@ -59,25 +76,46 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     let client = Client::new(base);
 
     let now = tactful_server::now_millis();
-    let start = now - (DAYS as i64) * 86_400_000;
-    eprintln!("sending {} events of {} people through ingestion…", args.events, args.people);
-    let sent_at = Instant::now();
-    send(&client, &args, start).await?;
-    eprintln!("  stored in {:.0} s", sent_at.elapsed().as_secs_f64());
+    let stored = state.store.stats().await?.events;
+    if stored >= args.events {
+        eprintln!("reusing the {stored} events stored in {}", dir.display());
+    } else {
+        eprintln!("sending {} events of {} people through ingestion…", args.events, args.people);
+        let sent_at = Instant::now();
+        send(&client, &args, now - (DAYS as i64) * 86_400_000).await?;
+        eprintln!("  stored in {:.0} s", sent_at.elapsed().as_secs_f64());
+    }
 
-    let (from, to) = (format_time(start - 1), format_time(tactful_server::now_millis()));
-    let query = |dataset: &str, epsilon: Option<f64>| Query {
+    // A window that holds every event sent, also when they were sent days ago.
+    let (from, to) = (now - 40 * 86_400_000, tactful_server::now_millis());
+    let query = |dataset: &str, group_by: &[&str], epsilon: Option<f64>| Query {
         dataset: dataset.into(),
         metric: "events".into(),
         property: None,
-        group_by: vec!["event".into(), "day".into()],
-        from: from.clone(),
-        to: to.clone(),
+        group_by: group_by.iter().map(|d| (*d).to_owned()).collect(),
+        from: format_time(from),
+        to: format_time(to),
         epsilon,
     };
     let asker = || Asker { actor: "bench", role: "operator" };
+    let run = |query: Query, runs: usize| {
+        let state = state.clone();
+        async move {
+            let mut seconds = Vec::new();
+            let mut groups = 0;
+            for _ in 0..runs {
+                let started = Instant::now();
+                let answer = tactful_server::insights::run(&state, asker(), &query)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+                seconds.push(started.elapsed().as_secs_f64());
+                groups = answer["groups"].as_array().map_or(0, Vec::len);
+            }
+            anyhow::Ok((median(seconds), groups))
+        }
+    };
 
-    // Reference: reading the window's rows and nothing else.
+    // Reference: reading the window's envelopes and nothing else.
     let mut reference = Vec::new();
     let mut rows = 0u64;
     for _ in 0..args.runs {
@@ -85,49 +123,46 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
         rows = 0;
         let mut after = None;
         loop {
-            let page =
-                state.store.events_in_window(start - 1, tactful_server::now_millis(), after, 10_000).await?;
-            let Some((_, last)) = page.last() else { break };
-            after = Some((last.timestamp, last.source.clone(), last.dedupe));
-            rows += page.len() as u64;
+            let page = state.store.events_in_window(from, to, after, 50_000, Scan::Envelopes).await?;
+            rows += page.events.len() as u64;
+            after = page.next;
+            if after.is_none() {
+                break;
+            }
         }
         reference.push(started.elapsed().as_secs_f64());
     }
-    let mut exact = Vec::new();
-    let mut noisy = Vec::new();
-    let mut groups = (0, 0);
-    for _ in 0..args.runs {
-        let started = Instant::now();
-        let answer = tactful_server::insights::run(&state, asker(), &query("exact", None))
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        exact.push(started.elapsed().as_secs_f64());
-        groups.0 = answer["groups"].as_array().map_or(0, Vec::len);
-        let started = Instant::now();
-        let answer = tactful_server::insights::run(&state, asker(), &query("shop", Some(0.5)))
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        noisy.push(started.elapsed().as_secs_f64());
-        groups.1 = answer["groups"].as_array().map_or(0, Vec::len);
-    }
+    let exact = run(query("exact", &["event", "day"], None), args.runs).await?;
+    let noisy = run(query("private", &["event", "day"], Some(0.5)), args.runs).await?;
+    let stages = run(query("exact", &["lifecycle"], None), args.runs).await?;
+    // A property opens every event's sealed record: measured once, it takes a while.
+    let category = run(query("exact", &["properties.category"], None), 1).await?;
 
     println!();
     println!(
-        "Grouped count (by event and day) over {rows} events of {} people in a {DAYS}-day window, median of {}:",
-        args.people, args.runs
+        "Grouped counts over {rows} events of {} people in a {DAYS}-day window, {} (median of {}):",
+        args.people,
+        state.store.backend(),
+        args.runs
     );
     println!("| figure | seconds | groups |");
     println!("|---|---:|---:|");
-    println!("| reference: read the window's rows only | {:.2} | |", median(reference));
+    println!("| reference: read the window's envelopes only | {:.2} | |", median(reference));
     println!(
-        "| exact, k-thresholds (consent of every person checked) | {:.2} | {} |",
-        median(exact),
-        groups.0
+        "| by event and day, exact (k-thresholds, every person's consent checked) | {:.2} | {} |",
+        exact.0, exact.1
     );
     println!(
-        "| differentially private, ε = 0.5 (budget spent, noisy threshold) | {:.2} | {} |",
-        median(noisy),
-        groups.1
+        "| by event and day, differentially private, ε = 0.5 (budget spent, noisy threshold) | {:.2} | {} |",
+        noisy.0, noisy.1
+    );
+    println!(
+        "| by lifecycle stage, exact (each person's first and last event) | {:.2} | {} |",
+        stages.0, stages.1
+    );
+    println!(
+        "| by a property (properties.category), exact: every record opened (one run) | {:.2} | {} |",
+        category.0, category.1
     );
     Ok(())
 }

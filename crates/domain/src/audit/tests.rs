@@ -116,3 +116,30 @@ fn hex_round_trips() {
     assert_eq!(unhex(&hex(&hash)), Some(hash));
     assert_eq!(unhex("zz"), None);
 }
+
+#[test]
+fn insights_entries_written_before_refusals_were_recorded_read_and_write_back_unchanged() {
+    // An answered query's entry as every earlier release wrote it: no `outcome`.
+    let old = r#"{"seq":7,"at":1700000000000,"kind":"insights","actor":"key_a","role":"analyst","purpose":"analytics.reporting","dataset":"shop","metric":"events","property":null,"dimensions":["event"],"epsilon":"0.5"}"#;
+    let entry: AuditEntry = serde_json::from_str(old).unwrap();
+    assert!(matches!(&entry.event, AuditEvent::Insights { outcome: None, .. }));
+    assert_eq!(entry.to_text(), old, "the same text, so the same leaf hash");
+    let refused = AuditEntry {
+        seq: 8,
+        at: 1_700_000_000_001,
+        event: AuditEvent::Insights {
+            actor: "key_a".into(),
+            role: "analyst".into(),
+            purpose: "analytics.reporting".into(),
+            dataset: "shop".into(),
+            metric: "events".into(),
+            property: None,
+            dimensions: vec!["event".into()],
+            epsilon: "0".into(),
+            outcome: Some("refused: budget_exhausted".into()),
+        },
+    };
+    let text = refused.to_text();
+    assert!(text.ends_with(r#""epsilon":"0","outcome":"refused: budget_exhausted"}"#), "{text}");
+    assert_eq!(serde_json::from_str::<AuditEntry>(&text).unwrap(), refused);
+}

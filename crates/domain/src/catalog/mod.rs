@@ -263,12 +263,15 @@ pub enum Dimension {
     Day,
     /// The ISO week, as `YYYY-Www`.
     Week,
+    /// The person's lifecycle stage at query time (`new`, `active`, `at_risk`, `lapsed`), from the
+    /// first and last times of all their events and the thresholds of `[personalization.lifecycle]`.
+    Lifecycle,
     /// A declared, non-sensitive property serving the analytics purpose.
     Property(PropertyId),
 }
 
 impl Dimension {
-    pub const BUILTIN: [&'static str; 4] = ["event", "source", "day", "week"];
+    pub const BUILTIN: [&'static str; 5] = ["event", "source", "day", "week", "lifecycle"];
 
     pub fn builtin(name: &str) -> Option<Dimension> {
         match name {
@@ -276,6 +279,7 @@ impl Dimension {
             "source" => Some(Dimension::Source),
             "day" => Some(Dimension::Day),
             "week" => Some(Dimension::Week),
+            "lifecycle" => Some(Dimension::Lifecycle),
             _ => None,
         }
     }
@@ -488,6 +492,7 @@ impl Catalog {
             Dimension::Source => "source",
             Dimension::Day => "day",
             Dimension::Week => "week",
+            Dimension::Lifecycle => "lifecycle",
             Dimension::Property(property) => &self.property(property).path,
         }
     }

@@ -629,8 +629,9 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
     }
 
     let destinations = check_destinations(checker, raw.destinations, &properties);
+    let lifecycle = personalization::declares_lifecycle(raw.personalization.as_ref());
     let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
-    let analytics = analytics::check(checker, raw.analytics, &purposes, &properties);
+    let analytics = analytics::check(checker, raw.analytics, &purposes, &properties, lifecycle);
 
     Catalog {
         brand,

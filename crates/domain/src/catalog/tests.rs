@@ -269,7 +269,10 @@ fn analytics_datasets_are_read_and_unsafe_ones_refused() {
     let shop = analytics.dataset("shop").expect("declared");
     assert_eq!((shop.k, shop.epsilon, shop.period.as_days(), shop.rows_per_person), (10, Some(10.0), 30, 5));
     let names: Vec<&str> = shop.dimensions.iter().map(|d| example.dimension_name(*d)).collect();
-    assert_eq!(names, ["event", "source", "day", "week", "properties.category", "context.timezone"]);
+    assert_eq!(
+        names,
+        ["event", "source", "day", "week", "lifecycle", "properties.category", "context.timezone"]
+    );
     assert_eq!(shop.measures.len(), 2);
 
     let base = format!(
@@ -296,6 +299,31 @@ fn analytics_datasets_are_read_and_unsafe_ones_refused() {
     .unwrap_or_else(|e| panic!("{}", e.render("test")));
     let d = fine.analytics().unwrap().dataset("d").unwrap();
     assert_eq!((d.k, d.epsilon), (10, None), "defaults: k 10, thresholds only");
+}
+
+#[test]
+fn a_dataset_groups_by_lifecycle_only_where_the_catalog_states_the_thresholds() {
+    let base = format!(
+        "{MINIMAL}\n[purposes.\"analytics.reporting\"]\nname = \"A\"\ndescription = \"D\"\nbenefit = \"B\"\n\
+         [purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n"
+    );
+    // MINIMAL and the purposes end on line 26: the dimensions are on line 31 after a
+    // `[personalization]` line, on line 30 without it; `"lifecycle"` starts at column 22.
+    let analytics = "[analytics]\npurpose = \"analytics.reporting\"\n[analytics.datasets.d]\ndimensions = [\"day\", \"lifecycle\"]\n";
+    let found = problems(&format!("{base}[personalization]\n{analytics}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (line, column, message) = &found[0];
+    assert_eq!((*line, *column), (31, 22), "{message}");
+    assert!(message.contains("declare [personalization.lifecycle]"), "{message}");
+    check(&format!("{base}{analytics}"), 30, "[personalization.lifecycle]");
+
+    let stated = format!(
+        "{base}[personalization.lifecycle]\nnew_days = 7\nat_risk_days = 20\nlapsed_days = 60\n{analytics}"
+    );
+    let catalog = Catalog::parse(&stated).unwrap_or_else(|e| panic!("{}", e.render("test")));
+    let d = catalog.analytics().unwrap().dataset("d").unwrap();
+    assert_eq!(d.dimensions, [Dimension::Day, Dimension::Lifecycle]);
+    assert_eq!(catalog.personalization().unwrap().lifecycle.at_risk_days, 20);
 }
 
 #[test]

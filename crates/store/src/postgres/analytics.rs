@@ -6,7 +6,10 @@ use sqlx::{PgConnection, PgPool, Row};
 use tactful_domain::audit::AuditEvent;
 
 use super::access;
-use crate::{Budget, EventCursor, Result, SpendOutcome, StoredEvent, SubjectState};
+use crate::window::{PageBuilder, WindowTie};
+use crate::{
+    Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, SubjectState, WindowCursor, WindowPage,
+};
 
 /// Spends from a budget in one transaction with its audit entries; a refusal rolls everything back.
 pub(super) async fn spend_budget(
@@ -90,25 +93,35 @@ pub(super) async fn budgets(conn: &mut PgConnection) -> Result<Vec<(String, i64,
     .collect()
 }
 
+/// A page of the window in `(timestamp, source, dedupe)` order: for envelopes, an index-only scan
+/// of `events_envelope` where the visibility map allows.
 pub(super) async fn events_in_window(
     conn: &mut PgConnection,
     from: i64,
     to: i64,
-    after: Option<&EventCursor>,
+    after: Option<&WindowCursor>,
     limit: u32,
-) -> Result<Vec<(String, StoredEvent)>> {
+    scan: Scan,
+) -> Result<WindowPage> {
     let (timestamp, source, dedupe) = match after {
-        Some((timestamp, source, dedupe)) => (*timestamp, source.clone(), dedupe.to_vec()),
         None => (i64::MIN, String::new(), Vec::new()),
+        Some(WindowCursor { timestamp, tie: WindowTie::Key(source, dedupe) }) => {
+            (*timestamp, source.clone(), dedupe.to_vec())
+        }
+        Some(other) => {
+            return Err(StoreError::Internal(format!("a window cursor of another backend: {other:?}")));
+        }
     };
-    sqlx::query(
-        "SELECT COALESCE(s.merged_into, s.id) AS root, e.subject_id, e.source, e.dedupe, e.type, e.name,
-                e.timestamp, e.received_at, e.sealed
-         FROM events e JOIN subjects s ON s.id = e.subject_id
-         WHERE e.timestamp >= $1 AND e.timestamp < $2 AND (e.timestamp, e.source, e.dedupe) > ($3, $4, $5)
-           AND s.erased_at IS NULL
-         ORDER BY e.timestamp, e.source, e.dedupe LIMIT $6",
-    )
+    let records = scan == Scan::Records;
+    let rows = sqlx::query(if records {
+        "SELECT subject_id, source, COALESCE(name, type), timestamp, dedupe, sealed FROM events
+         WHERE timestamp >= $1 AND timestamp < $2 AND (timestamp, source, dedupe) > ($3, $4, $5)
+         ORDER BY timestamp, source, dedupe LIMIT $6"
+    } else {
+        "SELECT subject_id, source, COALESCE(name, type), timestamp, dedupe FROM events
+         WHERE timestamp >= $1 AND timestamp < $2 AND (timestamp, source, dedupe) > ($3, $4, $5)
+         ORDER BY timestamp, source, dedupe LIMIT $6"
+    })
     .bind(from)
     .bind(to)
     .bind(timestamp)
@@ -116,24 +129,79 @@ pub(super) async fn events_in_window(
     .bind(dedupe)
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok((
-            row.try_get("root")?,
-            StoredEvent {
-                subject: row.try_get("subject_id")?,
-                source: row.try_get("source")?,
-                dedupe: crate::dedupe_from(row.try_get("dedupe")?)?,
-                kind: row.try_get("type")?,
-                name: row.try_get("name")?,
-                timestamp: row.try_get("timestamp")?,
-                received_at: row.try_get("received_at")?,
-                sealed: row.try_get("sealed")?,
-            },
-        ))
-    })
-    .collect()
+    .await?;
+    let mut page = PageBuilder::with_capacity(rows.len());
+    for row in &rows {
+        let timestamp: i64 = row.try_get(3)?;
+        let dedupe = crate::dedupe_from(row.try_get(4)?)?;
+        let sealed = if records { Some((dedupe, row.try_get::<Vec<u8>, _>(5)?)) } else { None };
+        page.push(
+            row.try_get::<&str, _>(0)?,
+            row.try_get::<&str, _>(1)?,
+            row.try_get::<&str, _>(2)?,
+            timestamp,
+            sealed,
+        );
+    }
+    let last = match rows.last() {
+        Some(row) => Some(WindowCursor {
+            timestamp: row.try_get(3)?,
+            tie: WindowTie::Key(row.try_get(1)?, crate::dedupe_from(row.try_get(4)?)?),
+        }),
+        None => None,
+    };
+    Ok(page.finish(rows.len() >= limit as usize, last))
+}
+
+/// The family roots of subjects not erased (nor in an erased family), a chunk of ids at a time.
+pub(super) async fn family_roots(
+    conn: &mut PgConnection,
+    mut subjects: Vec<String>,
+) -> Result<Vec<(String, String)>> {
+    subjects.sort_unstable();
+    subjects.dedup();
+    let mut roots = Vec::with_capacity(subjects.len());
+    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
+        let found = sqlx::query(
+            "SELECT s.id, COALESCE(s.merged_into, s.id) AS root FROM subjects s
+             LEFT JOIN subjects r ON r.id = s.merged_into
+             WHERE s.id = ANY($1) AND s.erased_at IS NULL AND (r.id IS NULL OR r.erased_at IS NULL)",
+        )
+        .bind(chunk)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in found {
+            roots.push((row.try_get("id")?, row.try_get("root")?));
+        }
+    }
+    Ok(roots)
+}
+
+/// First and last event times per family root: each member's from `events_subject` (two index
+/// probes per member, however many events it has), folded per root.
+pub(super) async fn family_activity(
+    conn: &mut PgConnection,
+    mut roots: Vec<String>,
+) -> Result<Vec<FamilyActivity>> {
+    roots.sort_unstable();
+    roots.dedup();
+    let mut members = Vec::new();
+    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
+        let found = sqlx::query(
+            "SELECT COALESCE(s.merged_into, s.id) AS root,
+                    (SELECT MIN(e.timestamp) FROM events e WHERE e.subject_id = s.id) AS first,
+                    (SELECT MAX(e.timestamp) FROM events e WHERE e.subject_id = s.id) AS last
+             FROM subjects s
+             WHERE (s.id = ANY($1) OR s.merged_into = ANY($1)) AND s.erased_at IS NULL",
+        )
+        .bind(chunk)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in found {
+            members.push((row.try_get("root")?, row.try_get("first")?, row.try_get("last")?));
+        }
+    }
+    Ok(FamilyActivity::of_members(&roots, members))
 }
 
 /// The states of the ids that are family roots not erased, a chunk of ids at a time.

@@ -29,11 +29,11 @@ use tactful_domain::request::RequestStatus;
 use crate::resolve::ConsentRow;
 use crate::{
     ApiKeyRecord, Budget, CodeOutcome, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount,
-    EventCursor, IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery,
-    NewRequest, Options, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result,
-    RetentionReport, RewrapBatch, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats, Store,
-    StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
-    SubjectData, SubjectState, Suppression,
+    EventCursor, FamilyActivity, IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange,
+    NewDelivery, NewRequest, Options, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView,
+    Result, RetentionReport, RewrapBatch, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats,
+    Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
+    SubjectData, SubjectState, Suppression, WindowCursor, WindowPage,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_personalization.sql"),
     include_str!("migrations/0006_analytics.sql"),
     include_str!("migrations/0008_sign_in_codes.sql"),
+    include_str!("migrations/0009_window_envelopes.sql"),
 ];
 
 pub struct PostgresStore {
@@ -817,11 +818,22 @@ impl Store for PostgresStore {
         &self,
         from: i64,
         to: i64,
-        after: Option<EventCursor>,
+        after: Option<WindowCursor>,
         limit: u32,
-    ) -> Result<Vec<(String, StoredEvent)>> {
+        scan: Scan,
+    ) -> Result<WindowPage> {
         let mut conn = self.pool.acquire().await?;
-        analytics::events_in_window(&mut conn, from, to, after.as_ref(), limit).await
+        analytics::events_in_window(&mut conn, from, to, after.as_ref(), limit, scan).await
+    }
+
+    async fn family_roots(&self, subjects: Vec<String>) -> Result<Vec<(String, String)>> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::family_roots(&mut conn, subjects).await
+    }
+
+    async fn family_activity(&self, roots: Vec<String>) -> Result<Vec<FamilyActivity>> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::family_activity(&mut conn, roots).await
     }
 
     async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>> {

@@ -8,7 +8,10 @@ use tactful_domain::audit::AuditEvent;
 
 use super::Writer;
 use super::access::{self, consent_event, to_event};
-use crate::{Budget, EventCursor, Result, SpendOutcome, StoredEvent, SubjectState};
+use crate::window::{PageBuilder, WindowTie};
+use crate::{
+    Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, SubjectState, WindowCursor, WindowPage,
+};
 
 /// Spends from a budget in the writer's transaction, with its audit entries; a refusal writes
 /// nothing.
@@ -67,47 +70,94 @@ pub(super) fn budgets(conn: &Connection) -> Result<Vec<(String, i64, i64)>> {
     Ok(rows)
 }
 
+/// A page of the window in `(timestamp, seq)` order, read from `events_envelope` alone for
+/// envelopes (a covering index holding the rowid as cursor), and from the table too for records.
 pub(super) fn events_in_window(
     conn: &Connection,
     from: i64,
     to: i64,
-    after: Option<&EventCursor>,
+    after: Option<&WindowCursor>,
     limit: u32,
-) -> Result<Vec<(String, StoredEvent)>> {
-    let (timestamp, source, dedupe) = match after {
-        Some((timestamp, source, dedupe)) => (*timestamp, source.clone(), dedupe.to_vec()),
-        None => (i64::MIN, String::new(), Vec::new()),
+    scan: Scan,
+) -> Result<WindowPage> {
+    let (timestamp, seq) = match after {
+        None => (i64::MIN, i64::MIN),
+        Some(WindowCursor { timestamp, tie: WindowTie::Seq(seq) }) => (*timestamp, *seq),
+        Some(other) => {
+            return Err(StoreError::Internal(format!("a window cursor of another backend: {other:?}")));
+        }
     };
-    let mut statement = conn.prepare_cached(
-        "SELECT COALESCE(s.merged_into, s.id), e.subject_id, e.source, e.dedupe, e.type, e.name, e.timestamp,
-                e.received_at, e.sealed
-         FROM events e JOIN subjects s ON s.id = e.subject_id
-         WHERE e.timestamp >= ?1 AND e.timestamp < ?2 AND (e.timestamp, e.source, e.dedupe) > (?3, ?4, ?5)
-           AND s.erased_at IS NULL
-         ORDER BY e.timestamp, e.source, e.dedupe LIMIT ?6",
-    )?;
-    let rows = statement.query_map(params![from, to, timestamp, source, dedupe, limit], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            StoredEvent {
-                subject: row.get(1)?,
-                source: row.get(2)?,
-                dedupe: [0; 16],
-                kind: row.get(4)?,
-                name: row.get(5)?,
-                timestamp: row.get(6)?,
-                received_at: row.get(7)?,
-                sealed: row.get(8)?,
-            },
-            row.get::<_, Vec<u8>>(3)?,
-        ))
+    let records = scan == Scan::Records;
+    let mut statement = conn.prepare_cached(if records {
+        "SELECT seq, subject_id, source, COALESCE(name, type), timestamp, dedupe, sealed FROM events
+         WHERE timestamp >= ?1 AND timestamp < ?2 AND (timestamp, seq) > (?3, ?4)
+         ORDER BY timestamp, seq LIMIT ?5"
+    } else {
+        "SELECT seq, subject_id, source, COALESCE(name, type), timestamp FROM events INDEXED BY events_envelope
+         WHERE timestamp >= ?1 AND timestamp < ?2 AND (timestamp, seq) > (?3, ?4)
+         ORDER BY timestamp, seq LIMIT ?5"
     })?;
-    rows.map(|row| {
-        let (root, mut event, dedupe) = row?;
-        event.dedupe = crate::dedupe_from(dedupe)?;
-        Ok((root, event))
-    })
-    .collect()
+    let mut rows = statement.query(params![from, to, timestamp, seq, limit])?;
+    let mut page = PageBuilder::with_capacity(limit.min(100_000) as usize);
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        let (seq, timestamp): (i64, i64) = (row.get(0)?, row.get(4)?);
+        let sealed =
+            if records { Some((crate::dedupe_from(row.get(5)?)?, row.get::<_, Vec<u8>>(6)?)) } else { None };
+        page.push(text(row, 1)?, text(row, 2)?, text(row, 3)?, timestamp, sealed);
+        last = Some(WindowCursor { timestamp, tie: WindowTie::Seq(seq) });
+    }
+    let full = page.len() >= limit as usize;
+    Ok(page.finish(full, last))
+}
+
+/// A text column, borrowed from the row (no allocation per row).
+fn text<'a>(row: &'a rusqlite::Row<'_>, column: usize) -> Result<&'a str> {
+    row.get_ref(column)?.as_str().map_err(|error| StoreError::Internal(format!("column {column}: {error}")))
+}
+
+/// The family roots of subjects not erased (nor in an erased family), a chunk of ids at a time.
+pub(super) fn family_roots(conn: &Connection, mut subjects: Vec<String>) -> Result<Vec<(String, String)>> {
+    subjects.sort_unstable();
+    subjects.dedup();
+    let mut roots = Vec::with_capacity(subjects.len());
+    let mut statement = conn.prepare_cached(
+        "SELECT s.id, COALESCE(s.merged_into, s.id) FROM subjects s
+         WHERE s.id IN (SELECT value FROM json_each(?1)) AND s.erased_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM subjects r WHERE r.id = s.merged_into AND r.erased_at IS NOT NULL)",
+    )?;
+    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
+        let ids = serde_json::Value::from(chunk).to_string();
+        let found = statement.query_map([&ids], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        for pair in found {
+            roots.push(pair?);
+        }
+    }
+    Ok(roots)
+}
+
+/// First and last event times per family root: each member's from `events_subject` (two index
+/// seeks per member, however many events it has), folded per root.
+pub(super) fn family_activity(conn: &Connection, mut roots: Vec<String>) -> Result<Vec<FamilyActivity>> {
+    roots.sort_unstable();
+    roots.dedup();
+    let mut members = Vec::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT COALESCE(s.merged_into, s.id),
+                (SELECT MIN(timestamp) FROM events WHERE subject_id = s.id),
+                (SELECT MAX(timestamp) FROM events WHERE subject_id = s.id)
+         FROM subjects s
+         WHERE (s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1)))
+           AND s.erased_at IS NULL",
+    )?;
+    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
+        let ids = serde_json::Value::from(chunk).to_string();
+        let found = statement.query_map([&ids], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        for member in found {
+            members.push(member?);
+        }
+    }
+    Ok(FamilyActivity::of_members(&roots, members))
 }
 
 /// The states of the ids that are family roots not erased, a chunk of ids at a time (each chunk

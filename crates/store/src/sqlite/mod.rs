@@ -27,11 +27,11 @@ use tactful_domain::policy::Policy;
 use crate::resolve::ConsentRow;
 use crate::{
     ApiKeyRecord, Budget, CodeOutcome, DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DropCount,
-    EventCursor, IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange, NewDelivery,
-    NewRequest, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result,
-    RetentionReport, RewrapBatch, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats, Store,
+    EventCursor, FamilyActivity, IngestEvent, IngestOutcome, ItemRecord, LedgerEntry, LegalHold, ModelChange,
+    NewDelivery, NewRequest, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result,
+    RetentionReport, RewrapBatch, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats, Store,
     StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
-    SubjectData, SubjectState, Suppression,
+    SubjectData, SubjectState, Suppression, WindowCursor, WindowPage,
 };
 use tactful_domain::catalog::Catalog;
 use tactful_domain::request::RequestStatus;
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_personalization.sql"),
     include_str!("migrations/0006_analytics.sql"),
     include_str!("migrations/0008_sign_in_codes.sql"),
+    include_str!("migrations/0009_window_envelopes.sql"),
 ];
 
 /// Most requests committed together in one transaction.
@@ -1101,10 +1102,19 @@ impl Store for SqliteStore {
         &self,
         from: i64,
         to: i64,
-        after: Option<EventCursor>,
+        after: Option<WindowCursor>,
         limit: u32,
-    ) -> Result<Vec<(String, StoredEvent)>> {
-        self.read(move |conn| analytics::events_in_window(conn, from, to, after.as_ref(), limit)).await
+        scan: Scan,
+    ) -> Result<WindowPage> {
+        self.read(move |conn| analytics::events_in_window(conn, from, to, after.as_ref(), limit, scan)).await
+    }
+
+    async fn family_roots(&self, subjects: Vec<String>) -> Result<Vec<(String, String)>> {
+        self.read(move |conn| analytics::family_roots(conn, subjects)).await
+    }
+
+    async fn family_activity(&self, roots: Vec<String>) -> Result<Vec<FamilyActivity>> {
+        self.read(move |conn| analytics::family_activity(conn, roots)).await
     }
 
     async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>> {

@@ -43,6 +43,7 @@ pub(super) fn check(
     raw: Option<RawAnalytics>,
     purposes: &[Purpose],
     properties: &[Property],
+    lifecycle_declared: bool,
 ) -> Option<Analytics> {
     let raw = raw?;
     let purpose = raw.purpose.get_ref().clone();
@@ -104,6 +105,14 @@ pub(super) fn check(
                 .dimensions
                 .iter()
                 .filter_map(|name| match Dimension::builtin(name.get_ref()) {
+                    Some(Dimension::Lifecycle) if !lifecycle_declared => {
+                        checker.at(
+                            name.span(),
+                            "grouping by lifecycle needs the stages' thresholds: declare \
+                             [personalization.lifecycle] with new_days, at_risk_days and lapsed_days",
+                        );
+                        None
+                    }
                     Some(builtin) => Some(builtin),
                     None if name.get_ref().contains('.') => {
                         usable(checker, name, "dimension").map(Dimension::Property)

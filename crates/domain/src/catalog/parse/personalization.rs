@@ -27,8 +27,7 @@ pub(super) struct RawPersonalization {
     popular_days: Option<S<u32>>,
     trending_days: Option<S<u32>>,
     half_life_days: Option<S<u32>>,
-    #[serde(default)]
-    lifecycle: RawLifecycle,
+    lifecycle: Option<RawLifecycle>,
     #[serde(default)]
     placements: BTreeMap<S<String>, RawPlacement>,
     #[serde(default)]
@@ -77,6 +76,12 @@ struct RawMessage {
 
 /// The largest page of recommendations a placement or a request may ask for.
 pub const MAX_N: u32 = 100;
+
+/// Whether the catalog writes its lifecycle thresholds down (`[personalization.lifecycle]`), as
+/// an aggregate by lifecycle stage needs: a stage is only as meaningful as its stated definition.
+pub(super) fn declares_lifecycle(raw: Option<&RawPersonalization>) -> bool {
+    raw.is_some_and(|raw| raw.lifecycle.is_some())
+}
 
 pub(super) fn check(
     checker: &mut Checker<'_>,
@@ -142,13 +147,14 @@ pub(super) fn check(
     if let Some(v) = raw.trending_days.as_ref().filter(|_| trending_days >= popular_days) {
         checker.at(v.span(), "trending_days must be shorter than popular_days (trends compare against it)");
     }
+    let raw_lifecycle = raw.lifecycle.unwrap_or_default();
     let lifecycle = Lifecycle {
-        new_days: raw.lifecycle.new_days.unwrap_or(14),
-        at_risk_days: raw.lifecycle.at_risk_days.unwrap_or(30),
-        lapsed_days: raw.lifecycle.lapsed_days.as_ref().map_or(90, |d| *d.get_ref()),
+        new_days: raw_lifecycle.new_days.unwrap_or(14),
+        at_risk_days: raw_lifecycle.at_risk_days.unwrap_or(30),
+        lapsed_days: raw_lifecycle.lapsed_days.as_ref().map_or(90, |d| *d.get_ref()),
     };
     if lifecycle.lapsed_days <= lifecycle.at_risk_days {
-        let span = raw.lifecycle.lapsed_days.as_ref().map_or(0..0, Spanned::span);
+        let span = raw_lifecycle.lapsed_days.as_ref().map_or(0..0, Spanned::span);
         checker.at(span, "lifecycle.lapsed_days must be more than at_risk_days");
     }
 
