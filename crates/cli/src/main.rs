@@ -197,7 +197,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Catalog(CatalogCommand::Example) => print!("{}", Catalog::example_text()),
         Command::Config(ConfigCommand::Example) => print!("{}", Config::example()),
         Command::Dropped { config } => {
-            let state = open_quietly(with_file(config)?).await?;
+            let state = open_quietly(with_file(config)?, matches.as_ref()).await?;
             let counts = state.store.drop_counts().await?;
             if counts.is_empty() {
                 println!("Nothing has been dropped.");
@@ -216,7 +216,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             }
         }
         Command::Stats { config } => {
-            let state = open_quietly(with_file(config)?).await?;
+            let state = open_quietly(with_file(config)?, matches.as_ref()).await?;
             let stats = state.store.stats().await?;
             println!("backend:        {}", state.store.backend());
             println!("subjects:       {}", stats.subjects);
@@ -246,7 +246,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Keys(KeysCommand::Rotate { config, batch }) => {
             let config = with_file(*config)?;
             init_logging_level("warn");
-            let state = open_quietly(config).await?;
+            let state = open_quietly(config, matches.as_ref()).await?;
             let (mut cursor, mut rewrapped) = (None, 0u64);
             loop {
                 let page = state.store.rewrap_keys(cursor, batch.max(1)).await?;
@@ -265,42 +265,44 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::ApiKeys(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?).await?;
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::api_keys(&state, command).await;
         }
         Command::Audit(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?).await?;
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::audit(&state, command).await;
         }
         Command::Consents(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?).await?;
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::consents(&state, command).await;
         }
         Command::ExportDataset(args) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(args.config().clone())?).await?;
+            let state = open_quietly(with_file(args.config().clone())?, matches.as_ref()).await?;
             return export_dataset::export_dataset(&state, args).await;
         }
         Command::Insights(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?).await?;
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return insights::insights(&state, command).await;
         }
         Command::Items(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?).await?;
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return items::items(&state, command).await;
         }
         Command::Model(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?).await?;
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return items::model(&state, command).await;
         }
         Command::Requests(command) => {
             init_logging_level("warn");
-            let state = std::sync::Arc::new(open_quietly(with_file(command.config().clone())?).await?);
+            let state = std::sync::Arc::new(
+                open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?,
+            );
             return admin::requests(state, command).await;
         }
         Command::Link { config, subject } => {
@@ -320,7 +322,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::Breach(args) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file((*args.config).clone())?).await?;
+            let state = open_quietly(with_file((*args.config).clone())?, matches.as_ref()).await?;
             breach::run(&state, args).await?;
         }
         Command::Receipt(admin::ReceiptCommand::Verify { file, public_key }) => {
@@ -403,12 +405,38 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store for a one-off command, without the server's start-up log lines.
-async fn open_quietly(config: Config) -> anyhow::Result<AppState> {
-    let catalog = match tactful_server::load_catalog(&config.catalog) {
-        Ok(catalog) => catalog,
-        Err(_) => Catalog::parse(Catalog::example_text())
-            .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
+/// Opens the store for a one-off command, without the server's start-up log lines, under the
+/// catalog the server runs with: the one named by `--catalog`, `TACTFUL_CATALOG` or a `--config`
+/// file, or else `tactful.toml` where it exists (as `serve` reads it). A named catalog that cannot
+/// be read or is invalid is an error, never replaced: a command answering under another data map
+/// would decide about purposes, roles and consent by rules the brand did not write. Only when no
+/// catalog is named and there is no `tactful.toml` does the command use the example catalog, and
+/// it says so.
+async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> anyhow::Result<AppState> {
+    use clap::parser::ValueSource;
+    let named = config.config_file.is_some()
+        || matches.is_some_and(|matches| {
+            matches!(
+                matches.value_source("catalog"),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        });
+    let catalog = if named || config.catalog.exists() {
+        let path = config.catalog.display();
+        tactful_server::load_catalog(&config.catalog).map_err(|error| match error {
+            tactful_server::StartError::CatalogInvalid(_) => anyhow::anyhow!(
+                "{error}\nfix it (`tactful catalog check {path}` lists every problem), or name the catalog the server runs with: --catalog FILE"
+            ),
+            _ => anyhow::anyhow!(
+                "{error}\nname the catalog the server runs with: --catalog FILE (or TACTFUL_CATALOG, or `catalog` in the --config file)"
+            ),
+        })?
+    } else {
+        eprintln!(
+            "note: no catalog named and no {} here: using the example catalog (name yours with --catalog FILE)",
+            config.catalog.display()
+        );
+        Catalog::parse(Catalog::example_text()).map_err(|errors| anyhow::anyhow!(errors.render("example")))?
     };
     Ok(AppState::open(&config, catalog).await?)
 }

@@ -1,5 +1,5 @@
 //! End-to-end tests on real server processes: `tactful serve` as an operator runs it, killed with
-//! SIGKILL during sustained ingestion, and the catalog check as a user runs it.
+//! SIGKILL during sustained ingestion, and the catalog check and admin commands as a user runs them.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -218,6 +218,73 @@ fn the_server_refuses_to_start_on_an_invalid_catalog_with_the_same_messages() {
         String::from_utf8_lossy(&serve.stderr)
     );
     assert!(!dir.path().join("t.db").exists(), "nothing was created");
+}
+
+/// Admin commands run under the catalog they are given: one that cannot be read, or is invalid, is
+/// an error that says what to do (never silently the example catalog), and the example is used only
+/// when no catalog is named at all and there is no `tactful.toml` to read, as `serve` would.
+#[test]
+fn admin_commands_refuse_a_catalog_they_cannot_use_and_fall_back_only_when_none_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dir, empty) = (dir.path(), dir.path().join("empty"));
+    std::fs::create_dir(&empty).unwrap();
+    let database = dir.join("t.db");
+    let stats = |cwd: &Path, catalog: Option<&Path>, env: &[(&str, &Path)]| {
+        let mut command = Command::new(BINARY);
+        command.current_dir(cwd).arg("stats");
+        if let Some(catalog) = catalog {
+            command.arg("--catalog").arg(catalog);
+        }
+        command
+            .arg("--database")
+            .arg(format!("sqlite:{}", database.display()))
+            .arg("--master-key-file")
+            .arg(dir.join("master.key"));
+        for name in ["TACTFUL_CATALOG", "TACTFUL_CONFIG", "TACTFUL_MASTER_KEY", "TACTFUL_DATABASE"] {
+            command.env_remove(name);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+
+    let missing = dir.join("missing.toml");
+    for (flag, env) in
+        [(Some(missing.as_path()), Vec::new()), (None, vec![("TACTFUL_CATALOG", missing.as_path())])]
+    {
+        let (ok, _, stderr) = stats(&empty, flag, &env);
+        assert!(!ok, "a catalog named but missing is an error");
+        assert!(stderr.contains("cannot read the catalog") && stderr.contains("missing.toml"), "{stderr}");
+        assert!(stderr.contains("--catalog FILE"), "says what to do: {stderr}");
+        assert!(!stderr.contains("example catalog"), "{stderr}");
+    }
+    assert!(!database.exists(), "nothing was opened under a catalog that could not be read");
+
+    let invalid = dir.join("invalid.toml");
+    std::fs::write(&invalid, Catalog::example_text().replacen("\"1y\"", "\"forever\"", 1)).unwrap();
+    let (ok, _, stderr) = stats(&empty, Some(&invalid), &[]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid.toml:") && stderr.contains("retention must look like"), "{stderr}");
+    assert!(stderr.contains("tactful catalog check"), "says what to do: {stderr}");
+
+    // Nothing named and nothing to read: the example, said out loud.
+    let (ok, stdout, stderr) = stats(&empty, None, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("using the example catalog"), "{stderr}");
+    assert!(stdout.contains("events:         0"), "{stdout}");
+
+    // Nothing named, but a tactful.toml where it runs: read as `serve` reads it, problems and all.
+    std::fs::copy(&invalid, dir.join("tactful.toml")).unwrap();
+    let (ok, _, stderr) = stats(dir, None, &[]);
+    assert!(!ok && stderr.contains("retention must look like"), "{stderr}");
+    write_catalog(dir);
+    let (ok, stdout, stderr) = stats(dir, None, &[]);
+    assert!(ok && !stderr.contains("example catalog"), "{stderr}");
+    assert!(stdout.contains("backend:        sqlite"), "{stdout}");
 }
 
 /// An unreachable database at start: the server says where it tried, retries with backoff, and

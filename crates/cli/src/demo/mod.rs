@@ -164,13 +164,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if let Some(analyst) = &keys.analyst {
             let now = tactful_server::now_millis();
             println!(
-                "  # aggregates that single no one out: small groups suppressed, noise and budget stated"
+                "  # aggregates that single no one out: how many people did what, with noise, interval and budget"
             );
+            println!(
+                "  # (UK customers who said yes and Californians who did not say no count; EU customers never do:"
+            );
+            println!("  #  the example's EU jurisdiction keeps personal data out of analytics altogether)");
             println!(
                 "  curl -s {base}/v1/insights/query -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{}'",
                 analyst.as_str(),
-                json!({"dataset": "shop", "metric": "people", "group_by": [], "epsilon": 1.0,
-                       "from": iso(now - 90 * 86_400_000), "to": iso(now)})
+                json!({"dataset": "shop", "metric": "people", "group_by": ["event"], "epsilon": 1.0,
+                       "from": iso(now - 91 * 86_400_000), "to": iso(now)})
             );
         }
     }

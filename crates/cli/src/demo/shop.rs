@@ -77,15 +77,34 @@ const LAST_NAMES: &[&str] = &[
     "Clarke",
     "Wirth",
 ];
-const COUNTRIES: &[(&str, &str, &str)] = &[
-    ("DE", "Berlin", "de-DE"),
-    ("FR", "Lyon", "fr-FR"),
-    ("NL", "Utrecht", "nl-NL"),
-    ("ES", "Valencia", "es-ES"),
-    ("IT", "Bologna", "it-IT"),
-    ("GB", "Leeds", "en-GB"),
-    ("US", "Oakland", "en-US"),
-    ("US", "San Diego", "en-US"),
+/// Where a customer lives. US addresses carry their state, which picks California's law.
+struct Place {
+    country: &'static str,
+    state: Option<&'static str>,
+    city: &'static str,
+    locale: &'static str,
+    timezone: &'static str,
+}
+
+const fn place(
+    country: &'static str,
+    state: Option<&'static str>,
+    city: &'static str,
+    locale: &'static str,
+    timezone: &'static str,
+) -> Place {
+    Place { country, state, city, locale, timezone }
+}
+
+const PLACES: &[Place] = &[
+    place("DE", None, "Berlin", "de-DE", "Europe/Berlin"),
+    place("FR", None, "Lyon", "fr-FR", "Europe/Paris"),
+    place("NL", None, "Utrecht", "nl-NL", "Europe/Amsterdam"),
+    place("ES", None, "Valencia", "es-ES", "Europe/Madrid"),
+    place("IT", None, "Bologna", "it-IT", "Europe/Rome"),
+    place("GB", None, "Leeds", "en-GB", "Europe/London"),
+    place("US", Some("CA"), "Oakland", "en-US", "America/Los_Angeles"),
+    place("US", Some("CA"), "San Diego", "en-US", "America/Los_Angeles"),
 ];
 const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
@@ -182,7 +201,8 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
     let last = *LAST_NAMES.choose(&mut rng).unwrap_or(&"Lovelace");
     let email =
         format!("{}.{}.{index}@example.com", first.to_lowercase(), last.to_lowercase().replace('-', ""));
-    let (country, city, locale) = *COUNTRIES.choose(&mut rng).unwrap_or(&COUNTRIES[0]);
+    let home = PLACES.choose(&mut rng).unwrap_or(&PLACES[0]);
+    let (country, city, locale) = (home.country, home.city, home.locale);
     let anonymous_id = format!("anon-{seed}-{index}");
     let registers = rng.random_bool(0.75);
     let user_id = registers.then(|| format!("cust-{seed}-{index}"));
@@ -234,7 +254,7 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
         };
         let context = |channel: Channel, page: Option<(&str, &str)>, rng: &mut StdRng| {
             let mut context = json!({
-                "ip": ip, "locale": locale, "timezone": "Europe/Berlin", "consent": consent,
+                "ip": ip, "locale": locale, "timezone": home.timezone, "consent": consent,
                 "library": match channel {
                     Channel::Ios => json!({"name": "analytics-swift", "version": "1.5.11"}),
                     _ => json!({"name": "analytics.js", "version": "npm:next-1.84.3"}),
@@ -317,7 +337,10 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
             identify["timestamp"] = json!(signed_up_at);
             identify["traits"] = json!({
                 "email": email, "first_name": first, "last_name": last, "name": format!("{first} {last}"),
-                "address": {"city": city, "country": country},
+                "address": match home.state {
+                    Some(state) => json!({"city": city, "state": state, "country": country}),
+                    None => json!({"city": city, "country": country}),
+                },
                 "interests": favourites.iter().map(|c| c.to_lowercase()).collect::<Vec<_>>(),
                 "created_at": signed_up_at,
                 "favourite_colour": "green"
@@ -398,5 +421,35 @@ mod tests {
             .filter(|(channel, event)| *channel == Channel::Backend && event["event"] == "Order Completed")
             .count();
         assert!(orders > 20, "some customers order: {orders}");
+    }
+
+    /// The demo's aggregate query counts the people the example catalog lets analytics count: UK
+    /// customers who said yes, Californians who did not say no (EU customers never: the example's
+    /// EU jurisdiction keeps personal data out of analytics). The default 2,000 customers must hold
+    /// enough of them for groups to clear the noisy threshold (about 90 people at ε = 1 with 5
+    /// rows per person), so the query shows real groups.
+    #[test]
+    fn the_default_shop_has_hundreds_of_people_analytics_may_count() {
+        let products = products();
+        let now = 1_800_000_000_000;
+        let mut counted = 0;
+        let mut eu = 0;
+        for index in 0..2_000 {
+            let customer = customer(&products, 42, index, now);
+            let Some(identify) = customer.events.iter().map(|(_, e)| e).find(|e| e["type"] == "identify")
+            else {
+                continue;
+            };
+            let address = &identify["traits"]["address"];
+            let analytics = identify["context"]["consent"]["categoryPreferences"]["Analytics"] == true;
+            match (address["country"].as_str(), address["state"].as_str()) {
+                (Some("GB"), None) | (Some("US"), Some("CA")) if analytics => counted += 1,
+                (Some("US"), state) => assert_eq!(state, Some("CA"), "US addresses carry their state"),
+                (Some("GB"), _) => {}
+                _ => eu += 1,
+            }
+        }
+        assert!(counted >= 250, "{counted} people analytics may count");
+        assert!(eu > counted, "most customers are in the EU, and are not counted: {eu}");
     }
 }

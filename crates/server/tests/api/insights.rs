@@ -26,6 +26,11 @@ name = "Running your account"
 description = "We use your account details to run the shop."
 benefit = "Your orders arrive."
 
+[purposes."personalize.content"]
+name = "Recommendations"
+description = "We suggest products from what you looked at."
+benefit = "Products you like."
+
 [purposes."analytics.reporting"]
 name = "Improving the shop"
 description = "We count visits and orders in aggregate. Nobody can be singled out."
@@ -62,6 +67,14 @@ period = "30d"
 rows_per_person = 5
 dimensions = ["event", "properties.category"]
 
+[analytics.datasets.stages]
+dimensions = ["lifecycle"]
+
+[personalization.lifecycle]
+new_days = 14
+at_risk_days = 30
+lapsed_days = 90
+
 [roles.analyst]
 purposes = ["analytics.reporting"]
 categories = ["user.behavior"]
@@ -89,6 +102,22 @@ impl Harness {
             .header(header::AUTHORIZATION, basic("wk_web_fernhill"))
             .header(header::CONTENT_TYPE, "application/json")
             .body(axum::body::Body::from(json!({ "batch": events }).to_string()))
+            .unwrap();
+        let (status, _, body) = self.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Sends one `Product Viewed` of `user`, `days_ago` days ago, with their consent to analytics.
+    async fn viewed(&self, user: &str, days_ago: i64) {
+        let at = tactful_server::now_millis() - days_ago * 86_400_000 - 60_000;
+        let event = json!({"type": "track", "event": "Product Viewed", "userId": user,
+                           "messageId": format!("{user}-{days_ago}"), "timestamp": tactful_domain::segment::format_time(at),
+                           "properties": {"category": "shoes"},
+                           "context": {"consent": {"categoryPreferences": {"Analytics": true}}}});
+        let request = axum::http::Request::post("/v1/batch")
+            .header(header::AUTHORIZATION, basic("wk_web_fernhill"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(json!({ "batch": [event] }).to_string()))
             .unwrap();
         let (status, _, body) = self.send(request).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -207,6 +236,30 @@ async fn budget(database: Option<String>) {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused}");
     assert_eq!(refused["error"]["code"], "budget_exhausted");
     assert!(refused["error"]["message"].as_str().unwrap().contains("0.5 left"), "{refused}");
+    // Refused, and on record: who asked what, ε 0 spent, and why it was refused.
+    let entries: Vec<String> = h
+        .state
+        .store
+        .audit_entries(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .filter(|t| t.contains("\"insights\""))
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(!entries[0].contains("outcome"), "the answered query: {}", entries[0]);
+    let refusal: Value = serde_json::from_str(&entries[1]).unwrap();
+    assert_eq!(refusal["epsilon"], "0", "{refusal}");
+    assert_eq!(refusal["dataset"], "private");
+    assert_eq!(refusal["dimensions"], json!(["event"]));
+    let outcome = refusal["outcome"].as_str().unwrap();
+    assert!(outcome.starts_with("refused: budget_exhausted") && outcome.contains("ε = 1"), "{outcome}");
+    assert!(
+        !entries[1].contains("u0") && !entries[1].contains("shoes"),
+        "nothing about anyone: {}",
+        entries[1]
+    );
 
     // Another instance on the same store (or this one restarted) sees the same budget.
     let key_file = h.dir.path().join("master.key");
@@ -219,6 +272,55 @@ async fn budget(database: Option<String>) {
     let (status, answer) = again.query(&analyst, ask(0.5)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer["privacy"]["budget"]["remaining"].as_f64().unwrap().abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn people_are_grouped_by_their_lifecycle_stage_from_all_their_events() {
+    stages(Harness::open(catalog(), 64, None).await).await;
+}
+
+#[tokio::test]
+async fn people_are_grouped_by_their_lifecycle_stage_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    stages(Harness::open(catalog(), 64, Some(url)).await).await;
+}
+
+async fn stages(h: Harness) {
+    let analyst = h.key("analyst").await;
+    // Thresholds: new for 14 days after the first event, at risk after 30 idle days, lapsed after 90.
+    for index in 0..3 {
+        // First seen 60 days ago, back yesterday: active, though the recent window only sees
+        // yesterday (a stage comes from all of a person's events, not just the window's).
+        h.viewed(&format!("active-{index}"), 60).await;
+        h.viewed(&format!("active-{index}"), 1).await;
+        h.viewed(&format!("new-{index}"), 2).await;
+        h.viewed(&format!("at-risk-{index}"), 40).await;
+        h.viewed(&format!("lapsed-{index}"), 95).await;
+    }
+    h.viewed("lonely-new", 3).await;
+    let now = tactful_server::now_millis();
+    let ask = |days: i64| {
+        json!({"dataset": "stages", "metric": "people", "group_by": ["lifecycle"],
+               "from": tactful_domain::segment::format_time(now - days * 86_400_000),
+               "to": tactful_domain::segment::format_time(now)})
+    };
+    let stage = |answer: &Value, name: &str| {
+        answer["groups"].as_array().unwrap().iter().find(|g| g["group"]["lifecycle"] == name).cloned()
+    };
+    let (status, recent) = h.query(&analyst, ask(10)).await;
+    assert_eq!(status, StatusCode::OK, "{recent}");
+    assert_eq!(stage(&recent, "active").unwrap()["value"], 3.0, "{recent}");
+    assert_eq!(stage(&recent, "new").unwrap()["value"], 4.0, "{recent}");
+    assert!(stage(&recent, "at_risk").is_none() && stage(&recent, "lapsed").is_none(), "not in the window");
+    let (_, all) = h.query(&analyst, ask(100)).await;
+    let values: Vec<(String, f64)> = all["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["group"]["lifecycle"].as_str().unwrap().to_owned(), g["value"].as_f64().unwrap()))
+        .collect();
+    let expected = [("active", 3.0), ("at_risk", 3.0), ("lapsed", 3.0), ("new", 4.0)];
+    assert_eq!(values, expected.map(|(s, v)| (s.to_owned(), v)), "{all}");
 }
 
 #[tokio::test]
