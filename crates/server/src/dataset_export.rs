@@ -29,7 +29,7 @@ use tactful_domain::segment::format_time;
 use tactful_domain::taxonomy::covers;
 use tactful_store::{FamilyKeys, Scan, StoreError};
 
-use crate::insights::People;
+use crate::insights::{Pages, People};
 use crate::routes::v1::subjects::subject_context;
 use crate::{AppState, now_millis};
 
@@ -306,10 +306,8 @@ pub async fn export(
         ExportSummary { columns, properties_left_out: plan.left_out.clone(), ..ExportSummary::default() };
     let mut people: People<Person> = People::default();
     let mut cells: Vec<Cell> = Vec::with_capacity(summary.columns.len());
-    let mut after = None;
-    loop {
-        let page =
-            state.store.events_in_window(request.from, request.to, after.take(), PAGE, Scan::Records).await?;
+    let mut pages = Pages::new(state, (request.from, request.to), PAGE, Scan::Records);
+    while let Some(page) = pages.next().await? {
         people
             .meet(state, &page, |found| {
                 let context = subject_context(state, found);
@@ -363,10 +361,6 @@ pub async fn export(
                 person.written = true;
                 summary.people += 1;
             }
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
         }
     }
     sink.finish()?;

@@ -4,6 +4,7 @@
 //! answers through `tactful_insights` with k-suppression and, when the dataset says so, noise.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -309,20 +310,63 @@ struct Person {
     keys: Option<FamilyKeys>,
 }
 
+/// Reads a window page by page, asking for the next page before the current one is used, so the
+/// store reads (on its own threads) while the caller tallies.
+pub(crate) struct Pages {
+    store: Arc<dyn tactful_store::Store>,
+    window: (i64, i64),
+    limit: u32,
+    scan: Scan,
+    next: Option<tokio::task::JoinHandle<Result<WindowPage, StoreError>>>,
+}
+
+impl Pages {
+    pub(crate) fn new(state: &AppState, window: (i64, i64), limit: u32, scan: Scan) -> Pages {
+        let mut pages = Pages { store: state.store.clone(), window, limit, scan, next: None };
+        pages.fetch(None);
+        pages
+    }
+
+    fn fetch(&mut self, after: Option<tactful_store::WindowCursor>) {
+        let (store, (from, to), limit, scan) = (self.store.clone(), self.window, self.limit, self.scan);
+        self.next =
+            Some(tokio::spawn(async move { store.events_in_window(from, to, after, limit, scan).await }));
+    }
+
+    /// The next page, or `None` once the window is read.
+    pub(crate) async fn next(&mut self) -> Result<Option<WindowPage>, StoreError> {
+        let Some(task) = self.next.take() else { return Ok(None) };
+        let page =
+            task.await.map_err(|error| StoreError::Internal(format!("a window read failed: {error}")))??;
+        if let Some(after) = page.next.clone() {
+            self.fetch(Some(after));
+        }
+        Ok(Some(page))
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        if let Some(task) = self.next.take() {
+            task.abort();
+        }
+    }
+}
+
 /// Who a window's subjects are, each looked up once per scan: subject → family root, in bulk;
 /// root → whether and as whom it counts (what `admit` says of its state), in bulk, once. A few
 /// store calls per page, fewer as the scan goes on and most people have been met. Used by
 /// queries and exports alike.
 pub(crate) struct People<P> {
-    subjects: HashMap<String, Option<u32>>,
-    roots: HashMap<String, Option<u32>>,
+    subjects: hashbrown::HashMap<String, Option<u32>>,
+    roots: hashbrown::HashMap<String, Option<u32>>,
     /// The people admitted, with their family roots, by number.
     pub(crate) admitted: Vec<(String, P)>,
 }
 
 impl<P> Default for People<P> {
     fn default() -> Self {
-        People { subjects: HashMap::new(), roots: HashMap::new(), admitted: Vec::new() }
+        People { subjects: Default::default(), roots: Default::default(), admitted: Vec::new() }
     }
 }
 
@@ -377,7 +421,7 @@ impl<P> People<P> {
 /// Strings of group keys (event names, sources, property values), numbered once.
 #[derive(Default)]
 struct Strings {
-    numbers: HashMap<String, u64>,
+    numbers: hashbrown::HashMap<String, u64>,
     texts: Vec<String>,
 }
 
@@ -452,11 +496,10 @@ async fn tally(
     let mut tally = Tally::new(checked.metric, noise).map_err(|e| invalid(e.to_string()))?;
     let mut people: People<Person> = People::default();
     let mut strings = Strings::default();
-    let mut groups: HashMap<Parts, usize> = HashMap::new();
+    let mut groups: hashbrown::HashMap<Parts, usize> = Default::default();
     let mut keys: Vec<Parts> = Vec::new();
-    let mut after = None;
-    loop {
-        let page = state.store.events_in_window(checked.from, checked.to, after.take(), limit, scan).await?;
+    let mut pages = Pages::new(state, (checked.from, checked.to), limit, scan);
+    while let Some(page) = pages.next().await? {
         let admitted = people
             .meet(state, &page, |found| {
                 let context = subject_context(state, found);
@@ -536,10 +579,6 @@ async fn tally(
                 keys.len() - 1
             });
             tally.add(u64::from(person), group, value);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
         }
     }
     let labels: Vec<Vec<String>> = keys

@@ -2,7 +2,8 @@
 //! and event name written once (millions of rows, a few thousand distinct strings), the sealed
 //! records only when asked for, and a cursor whose content each backend chooses.
 
-use std::collections::HashMap;
+// foldhash (hashbrown's default): these maps see every row of a scan, and hold no secret.
+use hashbrown::HashMap;
 
 /// What a window scan reads of each event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1815,6 +1815,18 @@ async fn concurrent_spends_from_two_instances_never_exceed_the_limit(backend: Ba
     assert_eq!(audited_spends(backend.store.as_ref()).await.len(), 10, "one entry per recorded spend");
 }
 
+/// Erases a family (no suppression, no destination to tell).
+async fn erase(store: &dyn Store, subject: &str) {
+    let plan = ShredPlan {
+        request: "req_e".into(),
+        held_through: i64::MAX,
+        suppress: false,
+        deliveries: Vec::new(),
+        audit: Vec::new(),
+    };
+    assert!(matches!(store.shred(subject, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+}
+
 /// Every event of a window, paged: `(timestamp, subject, source, name, sealed)`, in the order read.
 async fn read_window(
     store: &dyn Store,
@@ -1911,14 +1923,7 @@ async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(back
         assert_eq!(record["properties"]["product_id"], "p1");
     }
 
-    let plan = ShredPlan {
-        request: "req_e".into(),
-        held_through: i64::MAX,
-        suppress: false,
-        deliveries: Vec::new(),
-        audit: Vec::new(),
-    };
-    assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+    erase(store, &ann).await;
     // The erased family's rows may stay in the window until they are purged, but it has no root:
     // whoever counts people through family_roots counts them no more.
     let subjects: Vec<String> =
@@ -1952,14 +1957,7 @@ async fn family_roots_and_activity_answer_for_many_subjects_at_once(backend: Bac
     assert_ne!(device, bob);
     // `people` sent each of them a `hello` at T0: their last event.
     let store = &backend.store;
-    let plan = ShredPlan {
-        request: "req_e".into(),
-        held_through: i64::MAX,
-        suppress: false,
-        deliveries: Vec::new(),
-        audit: Vec::new(),
-    };
-    assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+    erase(store, &ann).await;
 
     // More ids than one query takes, unknown ones among them, the erased one, one twice.
     let mut ids: Vec<String> = (0..1_200).map(|index| format!("sub_unknown_{index:04}")).collect();
@@ -2018,14 +2016,7 @@ async fn subject_states_answer_for_many_families_at_once_like_subject_state(back
         .await
         .unwrap();
     store.set_restricted(&cal, true, Vec::new()).await.unwrap();
-    let plan = ShredPlan {
-        request: "req_e".into(),
-        held_through: i64::MAX,
-        suppress: false,
-        deliveries: Vec::new(),
-        audit: Vec::new(),
-    };
-    assert!(matches!(store.shred(&ann, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+    erase(store, &ann).await;
 
     // More ids than one query takes, unknown ones among them, the merged device (not a root), the
     // erased one, and one root twice.

@@ -98,6 +98,10 @@ impl Harness {
                    "properties": {"category": category, "revenue": revenue},
                    "context": {"consent": {"categoryPreferences": {"Analytics": analytics}}}}),
         ];
+        self.batch(events).await;
+    }
+
+    async fn batch(&self, events: Vec<Value>) {
         let request = axum::http::Request::post("/v1/batch")
             .header(header::AUTHORIZATION, basic("wk_web_fernhill"))
             .header(header::CONTENT_TYPE, "application/json")
@@ -107,6 +111,12 @@ impl Harness {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// The text of every `insights` entry of the audit log, in order.
+    async fn insights_entries(&self) -> Vec<String> {
+        let entries = self.state.store.audit_entries(0, 10_000).await.unwrap();
+        entries.into_iter().map(|e| e.text).filter(|t| t.contains("\"insights\"")).collect()
+    }
+
     /// Sends one `Product Viewed` of `user`, `days_ago` days ago, with their consent to analytics.
     async fn viewed(&self, user: &str, days_ago: i64) {
         let at = tactful_server::now_millis() - days_ago * 86_400_000 - 60_000;
@@ -114,13 +124,7 @@ impl Harness {
                            "messageId": format!("{user}-{days_ago}"), "timestamp": tactful_domain::segment::format_time(at),
                            "properties": {"category": "shoes"},
                            "context": {"consent": {"categoryPreferences": {"Analytics": true}}}});
-        let request = axum::http::Request::post("/v1/batch")
-            .header(header::AUTHORIZATION, basic("wk_web_fernhill"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(json!({ "batch": [event] }).to_string()))
-            .unwrap();
-        let (status, _, body) = self.send(request).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        self.batch(vec![event]).await;
     }
 
     async fn query(&self, key: &str, query: Value) -> (StatusCode, Value) {
@@ -190,16 +194,7 @@ async fn small_groups(h: Harness) {
     assert_eq!(group(&answer, "shoes").unwrap()["suppressed"], true, "{answer}");
 
     // Every query is in the audit log with what was asked.
-    let entries: Vec<String> = h
-        .state
-        .store
-        .audit_entries(0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.text)
-        .filter(|t| t.contains("\"insights\""))
-        .collect();
+    let entries = h.insights_entries().await;
     assert_eq!(entries.len(), 4, "{entries:?}");
     assert!(
         entries[0].contains("properties.category") && entries[0].contains("analytics.reporting"),
@@ -237,16 +232,7 @@ async fn budget(database: Option<String>) {
     assert_eq!(refused["error"]["code"], "budget_exhausted");
     assert!(refused["error"]["message"].as_str().unwrap().contains("0.5 left"), "{refused}");
     // Refused, and on record: who asked what, ε 0 spent, and why it was refused.
-    let entries: Vec<String> = h
-        .state
-        .store
-        .audit_entries(0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.text)
-        .filter(|t| t.contains("\"insights\""))
-        .collect();
+    let entries = h.insights_entries().await;
     assert_eq!(entries.len(), 2, "{entries:?}");
     assert!(!entries[0].contains("outcome"), "the answered query: {}", entries[0]);
     let refusal: Value = serde_json::from_str(&entries[1]).unwrap();

@@ -112,6 +112,8 @@ pub(super) async fn events_in_window(
             return Err(StoreError::Internal(format!("a window cursor of another backend: {other:?}")));
         }
     };
+    // Start at the cursor's time, so no page steps over the rows before it again.
+    let start = from.max(timestamp);
     let records = scan == Scan::Records;
     let rows = sqlx::query(if records {
         "SELECT subject_id, source, COALESCE(name, type), timestamp, dedupe, sealed FROM events
@@ -122,7 +124,7 @@ pub(super) async fn events_in_window(
          WHERE timestamp >= $1 AND timestamp < $2 AND (timestamp, source, dedupe) > ($3, $4, $5)
          ORDER BY timestamp, source, dedupe LIMIT $6"
     })
-    .bind(from)
+    .bind(start)
     .bind(to)
     .bind(timestamp)
     .bind(source)

@@ -87,6 +87,10 @@ pub(super) fn events_in_window(
             return Err(StoreError::Internal(format!("a window cursor of another backend: {other:?}")));
         }
     };
+    // The scan starts at the cursor's time, not the window's: with only the row-value condition, the
+    // planner starts each page at `from` and steps over every row before the cursor again (each
+    // page costing more than the last, the whole scan quadratic).
+    let start = from.max(timestamp);
     let records = scan == Scan::Records;
     let mut statement = conn.prepare_cached(if records {
         "SELECT seq, subject_id, source, COALESCE(name, type), timestamp, dedupe, sealed FROM events
@@ -97,7 +101,7 @@ pub(super) fn events_in_window(
          WHERE timestamp >= ?1 AND timestamp < ?2 AND (timestamp, seq) > (?3, ?4)
          ORDER BY timestamp, seq LIMIT ?5"
     })?;
-    let mut rows = statement.query(params![from, to, timestamp, seq, limit])?;
+    let mut rows = statement.query(params![start, to, timestamp, seq, limit])?;
     let mut page = PageBuilder::with_capacity(limit.min(100_000) as usize);
     let mut last = None;
     while let Some(row) = rows.next()? {

@@ -463,7 +463,10 @@ impl ReaderPool {
                         | OpenFlags::SQLITE_OPEN_URI,
                 )
                 .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-                conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")?;
+                // The writer's cache size: window scans and bulk lookups walk many pages.
+                conn.execute_batch(
+                    "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;",
+                )?;
                 conn
             }
         };
