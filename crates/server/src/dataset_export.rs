@@ -29,7 +29,7 @@ use tactful_domain::segment::format_time;
 use tactful_domain::taxonomy::covers;
 use tactful_store::{FamilyKeys, Scan, StoreError};
 
-use crate::insights::{Pages, People};
+use crate::insights::{Pages, People, family_keys};
 use crate::routes::v1::subjects::subject_context;
 use crate::{AppState, now_millis};
 
@@ -308,7 +308,7 @@ pub async fn export(
     let mut cells: Vec<Cell> = Vec::with_capacity(summary.columns.len());
     let mut pages = Pages::new(state, (request.from, request.to), PAGE, Scan::Records);
     while let Some(page) = pages.next().await? {
-        people
+        let admitted = people
             .meet(state, &page, |found| {
                 let context = subject_context(state, found);
                 let consents = state.policy.consents(&context, now);
@@ -322,6 +322,15 @@ pub async fn export(
                 })
             })
             .await?;
+        let numbers: std::collections::HashMap<String, u32> =
+            admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
+        if !numbers.is_empty() {
+            for (root, keys) in family_keys(state, numbers.keys().cloned().collect()).await? {
+                if let Some(number) = numbers.get(&root) {
+                    people.admitted[*number as usize].1.keys = Some(keys);
+                }
+            }
+        }
         let persons = people.of_page(&page);
         for event in &page.events {
             // Left out: no permission now, restricted, erased, or no longer a family root.
@@ -329,17 +338,14 @@ pub async fn export(
                 summary.rows_left_out += 1;
                 continue;
             };
-            let (root, person) = &mut people.admitted[number as usize];
+            let person = &mut people.admitted[number as usize].1;
             let record = match (&event.sealed, person.permitted.iter().any(|p| *p)) {
                 (Some((dedupe, sealed)), true) => {
-                    if person.keys.is_none() {
-                        let Some(found) = state.store.subject_summary(root).await? else {
-                            summary.rows_left_out += 1;
-                            continue;
-                        };
-                        person.keys = Some(FamilyKeys::unwrap(&state.vault, &found.keys)?);
-                    }
-                    let keys = person.keys.as_ref().ok_or_else(|| StoreError::Internal("no keys".into()))?;
+                    // No keys: the family was erased since it was met.
+                    let Some(keys) = &person.keys else {
+                        summary.rows_left_out += 1;
+                        continue;
+                    };
                     match keys.open_record(page.subject(event), page.source(event), dedupe, sealed)? {
                         Value::Object(record) => record,
                         _ => Map::new(),

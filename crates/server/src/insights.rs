@@ -353,6 +353,18 @@ impl Drop for Pages {
     }
 }
 
+/// The family keys of these roots, unwrapped: one bulk read for many families (erased ones left out).
+pub(crate) async fn family_keys(
+    state: &AppState,
+    roots: Vec<String>,
+) -> Result<Vec<(String, FamilyKeys)>, StoreError> {
+    let wrapped = state.store.family_keys(roots).await?;
+    wrapped
+        .into_iter()
+        .map(|(root, members)| Ok((root, FamilyKeys::unwrap(&state.vault, &members)?)))
+        .collect()
+}
+
 /// Who a window's subjects are, each looked up once per scan: subject → family root, in bulk;
 /// root → whether and as whom it counts (what `admit` says of its state), in bulk, once. A few
 /// store calls per page, fewer as the scan goes on and most people have been met. Used by
@@ -509,11 +521,18 @@ async fn tally(
                 counts.then_some(Person { stage: 0, keys: None })
             })
             .await?;
+        let numbers: HashMap<String, u32> =
+            admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
+        if scan == Scan::Records && !numbers.is_empty() {
+            for (root, keys) in family_keys(state, numbers.keys().cloned().collect()).await? {
+                if let Some(number) = numbers.get(&root) {
+                    people.admitted[*number as usize].1.keys = Some(keys);
+                }
+            }
+        }
         if let Some(thresholds) = &thresholds
-            && !admitted.is_empty()
+            && !numbers.is_empty()
         {
-            let numbers: HashMap<String, u32> =
-                admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
             let roots = numbers.keys().cloned().collect();
             for activity in state.store.family_activity(roots).await? {
                 if let Some(number) = numbers.get(&activity.root) {
@@ -529,12 +548,8 @@ async fn tally(
             let Some(person) = persons.get(event.subject as usize).copied().flatten() else { continue };
             let record = match &event.sealed {
                 Some((dedupe, sealed)) => {
-                    let (root, counted) = &mut people.admitted[person as usize];
-                    if counted.keys.is_none() {
-                        let Some(summary) = state.store.subject_summary(root).await? else { continue };
-                        counted.keys = Some(FamilyKeys::unwrap(&state.vault, &summary.keys)?);
-                    }
-                    let keys = counted.keys.as_ref().ok_or_else(|| StoreError::Internal("no keys".into()))?;
+                    // No keys: the family was erased since it was met.
+                    let Some(keys) = &people.admitted[person as usize].1.keys else { continue };
                     match keys.open_record(page.subject(event), page.source(event), dedupe, sealed)? {
                         Value::Object(record) => Some(record),
                         _ => None,

@@ -383,6 +383,21 @@ impl FamilyActivity {
     }
 }
 
+/// Groups `(root, member, wrapped key)` rows by asked root, in root order (see [`Store::family_keys`]).
+pub(crate) fn keys_of_members(
+    roots: &[String],
+    members: impl IntoIterator<Item = (String, String, Vec<u8>)>,
+) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+    let asked: std::collections::HashSet<&str> = roots.iter().map(String::as_str).collect();
+    let mut found: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> = Default::default();
+    for (root, member, wrapped) in members {
+        if asked.contains(root.as_str()) {
+            found.entry(root).or_default().push((member, wrapped));
+        }
+    }
+    found.into_iter().collect()
+}
+
 /// Totals for operators.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -757,6 +772,11 @@ pub trait Store: Send + Sync + 'static {
     /// timestamp among all its members' events, whatever their window. Roots that are unknown,
     /// erased, not roots, or without events are left out; each root once, in id order.
     async fn family_activity(&self, roots: Vec<String>) -> Result<Vec<FamilyActivity>>;
+
+    /// The wrapped data keys of these family roots' members, as [`SubjectData::keys`] holds them
+    /// (`(member, wrapped key)`, the root among them), to open many families' records at once.
+    /// Roots that are unknown, erased or not roots are left out; each root once, in id order.
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>>;
 
     /// The states of these family roots (those that exist), for deciding many people's consent at
     /// once: for each, what [`Store::subject_state`] says of it. Ids that are unknown, erased or

@@ -117,7 +117,7 @@ conformance!(
     privacy_budgets_accumulate_refuse_whole_and_start_fresh_each_period,
     concurrent_spends_from_two_instances_never_exceed_the_limit,
     a_window_of_events_is_paged_once_each_by_family_without_the_erased,
-    family_roots_and_activity_answer_for_many_subjects_at_once,
+    family_roots_activity_and_keys_answer_for_many_subjects_at_once,
     subject_states_answer_for_many_families_at_once_like_subject_state,
     sign_in_codes_work_once_within_their_time_and_tries,
 );
@@ -1945,7 +1945,7 @@ async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(back
     );
 }
 
-async fn family_roots_and_activity_answer_for_many_subjects_at_once(backend: Backend) {
+async fn family_roots_activity_and_keys_answer_for_many_subjects_at_once(backend: Backend) {
     // Bob's device had browsed before he first logged in on it: its first event is his family's.
     ingest(&backend, vec![event("b1").user("bob").at(T0 - 3_000)]).await;
     ingest(&backend, vec![event("d1").anonymous("device").at(T0 - 9_000)]).await;
@@ -1957,7 +1957,7 @@ async fn family_roots_and_activity_answer_for_many_subjects_at_once(backend: Bac
     assert_ne!(device, bob);
     // `people` sent each of them a `hello` at T0: their last event.
     let store = &backend.store;
-    erase(store, &ann).await;
+    erase(store.as_ref(), &ann).await;
 
     // More ids than one query takes, unknown ones among them, the erased one, one twice.
     let mut ids: Vec<String> = (0..1_200).map(|index| format!("sub_unknown_{index:04}")).collect();
@@ -1972,7 +1972,7 @@ async fn family_roots_and_activity_answer_for_many_subjects_at_once(backend: Bac
     assert!(store.family_roots(Vec::new()).await.unwrap().is_empty());
 
     // Activity spans every event of the family, members' included; only roots are answered.
-    let activity = store.family_activity(ids).await.unwrap();
+    let activity = store.family_activity(ids.clone()).await.unwrap();
     let mut expected = vec![
         FamilyActivity { root: bob.clone(), first: T0 - 9_000, last: T0 },
         FamilyActivity { root: zed.clone(), first: T0 - 2_000, last: T0 },
@@ -1980,6 +1980,21 @@ async fn family_roots_and_activity_answer_for_many_subjects_at_once(backend: Bac
     expected.sort_by(|a, b| a.root.cmp(&b.root));
     assert_eq!(activity, expected, "the device is not a root, ann is erased");
     assert!(store.family_activity(Vec::new()).await.unwrap().is_empty());
+
+    // Keys, many families at once, are what each family's summary holds.
+    let keys = store.family_keys(ids).await.unwrap();
+    let roots: Vec<&str> = keys.iter().map(|(root, _)| root.as_str()).collect();
+    let mut expected = vec![bob.as_str(), zed.as_str()];
+    expected.sort_unstable();
+    assert_eq!(roots, expected, "the device is not a root, ann is erased");
+    for (root, members) in &keys {
+        let mut members = members.clone();
+        members.sort();
+        let mut summary = store.subject_summary(root).await.unwrap().unwrap().keys;
+        summary.sort();
+        assert_eq!(members, summary, "{root}");
+    }
+    assert_eq!(keys[roots.iter().position(|r| *r == bob).unwrap()].1.len(), 2, "bob and his device");
 }
 
 async fn subject_states_answer_for_many_families_at_once_like_subject_state(backend: Backend) {
@@ -2016,7 +2031,7 @@ async fn subject_states_answer_for_many_families_at_once_like_subject_state(back
         .await
         .unwrap();
     store.set_restricted(&cal, true, Vec::new()).await.unwrap();
-    erase(store, &ann).await;
+    erase(store.as_ref(), &ann).await;
 
     // More ids than one query takes, unknown ones among them, the merged device (not a root), the
     // erased one, and one root twice.

@@ -2,11 +2,11 @@
 //! groups suppressed, only consenting people counted, a privacy budget that refuses overspending
 //! (also after a restart), and every query in the audit log.
 
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tactful_domain::catalog::Catalog;
 
-use crate::common::{Harness, basic};
+use crate::common::Harness;
 
 const CATALOG: &str = r#"
 [brand]
@@ -98,17 +98,7 @@ impl Harness {
                    "properties": {"category": category, "revenue": revenue},
                    "context": {"consent": {"categoryPreferences": {"Analytics": analytics}}}}),
         ];
-        self.batch(events).await;
-    }
-
-    async fn batch(&self, events: Vec<Value>) {
-        let request = axum::http::Request::post("/v1/batch")
-            .header(header::AUTHORIZATION, basic("wk_web_fernhill"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(json!({ "batch": events }).to_string()))
-            .unwrap();
-        let (status, _, body) = self.send(request).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        self.batch("wk_web_fernhill", events).await;
     }
 
     /// The text of every `insights` entry of the audit log, in order.
@@ -124,7 +114,7 @@ impl Harness {
                            "messageId": format!("{user}-{days_ago}"), "timestamp": tactful_domain::segment::format_time(at),
                            "properties": {"category": "shoes"},
                            "context": {"consent": {"categoryPreferences": {"Analytics": true}}}});
-        self.batch(vec![event]).await;
+        self.batch("wk_web_fernhill", vec![event]).await;
     }
 
     async fn query(&self, key: &str, query: Value) -> (StatusCode, Value) {

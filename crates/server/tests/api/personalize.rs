@@ -160,7 +160,7 @@ impl Harness {
         self.batch("wk_web_fernhill", batch).await;
     }
 
-    async fn batch(&self, write_key: &str, batch: Vec<Value>) {
+    pub(crate) async fn batch(&self, write_key: &str, batch: Vec<Value>) {
         let request = Request::post("/v1/batch")
             .header(header::AUTHORIZATION, basic(write_key))
             .header(header::CONTENT_TYPE, "application/json")

@@ -206,6 +206,29 @@ pub(super) async fn family_activity(
     Ok(FamilyActivity::of_members(&roots, members))
 }
 
+/// The members' wrapped keys of family roots, a chunk of roots at a time.
+pub(super) async fn family_keys(
+    conn: &mut PgConnection,
+    mut roots: Vec<String>,
+) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+    roots.sort_unstable();
+    roots.dedup();
+    let mut members = Vec::new();
+    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
+        let found = sqlx::query(
+            "SELECT COALESCE(s.merged_into, s.id) AS root, s.id, s.wrapped_key FROM subjects s
+             WHERE (s.id = ANY($1) OR s.merged_into = ANY($1)) AND s.erased_at IS NULL",
+        )
+        .bind(chunk)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in found {
+            members.push((row.try_get("root")?, row.try_get("id")?, row.try_get("wrapped_key")?));
+        }
+    }
+    Ok(crate::keys_of_members(&roots, members))
+}
+
 /// The states of the ids that are family roots not erased, a chunk of ids at a time.
 pub(super) async fn subject_states(
     conn: &mut PgConnection,

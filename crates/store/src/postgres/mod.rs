@@ -836,6 +836,11 @@ impl Store for PostgresStore {
         analytics::family_activity(&mut conn, roots).await
     }
 
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+        let mut conn = self.pool.acquire().await?;
+        analytics::family_keys(&mut conn, roots).await
+    }
+
     async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>> {
         let mut conn = self.pool.acquire().await?;
         analytics::subject_states(&mut conn, subjects).await

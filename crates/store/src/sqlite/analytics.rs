@@ -164,6 +164,29 @@ pub(super) fn family_activity(conn: &Connection, mut roots: Vec<String>) -> Resu
     Ok(FamilyActivity::of_members(&roots, members))
 }
 
+/// The members' wrapped keys of family roots, a chunk of roots at a time.
+pub(super) fn family_keys(
+    conn: &Connection,
+    mut roots: Vec<String>,
+) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+    roots.sort_unstable();
+    roots.dedup();
+    let mut members = Vec::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT COALESCE(s.merged_into, s.id), s.id, s.wrapped_key FROM subjects s
+         WHERE (s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1)))
+           AND s.erased_at IS NULL",
+    )?;
+    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
+        let ids = serde_json::Value::from(chunk).to_string();
+        let found = statement.query_map([&ids], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        for member in found {
+            members.push(member?);
+        }
+    }
+    Ok(crate::keys_of_members(&roots, members))
+}
+
 /// The states of the ids that are family roots not erased, a chunk of ids at a time (each chunk
 /// passed as one JSON array, so the statements stay the same whatever the chunk's size).
 pub(super) fn subject_states(conn: &Connection, mut subjects: Vec<String>) -> Result<Vec<SubjectState>> {

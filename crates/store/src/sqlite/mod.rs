@@ -1120,6 +1120,10 @@ impl Store for SqliteStore {
         self.read(move |conn| analytics::family_activity(conn, roots)).await
     }
 
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+        self.read(move |conn| analytics::family_keys(conn, roots)).await
+    }
+
     async fn subject_states(&self, subjects: Vec<String>) -> Result<Vec<SubjectState>> {
         self.read(move |conn| analytics::subject_states(conn, subjects)).await
     }
