@@ -307,7 +307,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::Link { config, subject } => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(*config)?).await?;
+            let state = open_quietly(with_file(*config)?, matches.as_ref()).await?;
             let found = tactful_server::auth::subject(&state, &subject)
                 .await
                 .map_err(|error| anyhow::anyhow!("{}", error.message))?;

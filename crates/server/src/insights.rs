@@ -607,7 +607,7 @@ async fn tally(
                 .collect()
         })
         .collect();
-    Ok(tally.answer(labels, checked.dataset.k).map_err(|e| invalid(e.to_string()))?)
+    tally.answer(labels, checked.dataset.k).map_err(|e| invalid(e.to_string()))
 }
 
 /// A group key part in words: what analysts read.

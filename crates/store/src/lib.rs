@@ -383,13 +383,16 @@ impl FamilyActivity {
     }
 }
 
+/// A family's members and their wrapped data keys, as [`SubjectData::keys`] holds them.
+pub type WrappedKeys = Vec<(String, Vec<u8>)>;
+
 /// Groups `(root, member, wrapped key)` rows by asked root, in root order (see [`Store::family_keys`]).
 pub(crate) fn keys_of_members(
     roots: &[String],
     members: impl IntoIterator<Item = (String, String, Vec<u8>)>,
-) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+) -> Vec<(String, WrappedKeys)> {
     let asked: std::collections::HashSet<&str> = roots.iter().map(String::as_str).collect();
-    let mut found: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> = Default::default();
+    let mut found: std::collections::BTreeMap<String, WrappedKeys> = Default::default();
     for (root, member, wrapped) in members {
         if asked.contains(root.as_str()) {
             found.entry(root).or_default().push((member, wrapped));
@@ -776,7 +779,7 @@ pub trait Store: Send + Sync + 'static {
     /// The wrapped data keys of these family roots' members, as [`SubjectData::keys`] holds them
     /// (`(member, wrapped key)`, the root among them), to open many families' records at once.
     /// Roots that are unknown, erased or not roots are left out; each root once, in id order.
-    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>>;
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>>;
 
     /// The states of these family roots (those that exist), for deciding many people's consent at
     /// once: for each, what [`Store::subject_state`] says of it. Ids that are unknown, erased or

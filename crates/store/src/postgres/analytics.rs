@@ -9,6 +9,7 @@ use super::access;
 use crate::window::{PageBuilder, WindowTie};
 use crate::{
     Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, SubjectState, WindowCursor, WindowPage,
+    WrappedKeys,
 };
 
 /// Spends from a budget in one transaction with its audit entries; a refusal rolls everything back.
@@ -210,7 +211,7 @@ pub(super) async fn family_activity(
 pub(super) async fn family_keys(
     conn: &mut PgConnection,
     mut roots: Vec<String>,
-) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+) -> Result<Vec<(String, WrappedKeys)>> {
     roots.sort_unstable();
     roots.dedup();
     let mut members = Vec::new();

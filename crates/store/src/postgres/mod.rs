@@ -33,7 +33,7 @@ use crate::{
     NewDelivery, NewRequest, Options, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView,
     Result, RetentionReport, RewrapBatch, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats,
     Store, StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
-    SubjectData, SubjectState, Suppression, WindowCursor, WindowPage,
+    SubjectData, SubjectState, Suppression, WindowCursor, WindowPage, WrappedKeys,
 };
 
 /// Migrations in order; the `tactful_migrations` table records which are applied.
@@ -836,7 +836,7 @@ impl Store for PostgresStore {
         analytics::family_activity(&mut conn, roots).await
     }
 
-    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>> {
         let mut conn = self.pool.acquire().await?;
         analytics::family_keys(&mut conn, roots).await
     }

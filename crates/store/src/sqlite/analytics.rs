@@ -11,6 +11,7 @@ use super::access::{self, consent_event, to_event};
 use crate::window::{PageBuilder, WindowTie};
 use crate::{
     Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, SubjectState, WindowCursor, WindowPage,
+    WrappedKeys,
 };
 
 /// Spends from a budget in the writer's transaction, with its audit entries; a refusal writes
@@ -165,10 +166,7 @@ pub(super) fn family_activity(conn: &Connection, mut roots: Vec<String>) -> Resu
 }
 
 /// The members' wrapped keys of family roots, a chunk of roots at a time.
-pub(super) fn family_keys(
-    conn: &Connection,
-    mut roots: Vec<String>,
-) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+pub(super) fn family_keys(conn: &Connection, mut roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>> {
     roots.sort_unstable();
     roots.dedup();
     let mut members = Vec::new();

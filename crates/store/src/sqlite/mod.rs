@@ -31,7 +31,7 @@ use crate::{
     NewDelivery, NewRequest, OutboxMessage, PurgeReport, RequestRecord, RequestUpdate, RequestView, Result,
     RetentionReport, RewrapBatch, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Stats, Store,
     StoreError, StoredAuditEntry, StoredEvent, StoredIdentity, StoredProfileValue, StoredReceipt,
-    SubjectData, SubjectState, Suppression, WindowCursor, WindowPage,
+    SubjectData, SubjectState, Suppression, WindowCursor, WindowPage, WrappedKeys,
 };
 use tactful_domain::catalog::Catalog;
 use tactful_domain::request::RequestStatus;
@@ -1120,7 +1120,7 @@ impl Store for SqliteStore {
         self.read(move |conn| analytics::family_activity(conn, roots)).await
     }
 
-    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, Vec<(String, Vec<u8>)>)>> {
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>> {
         self.read(move |conn| analytics::family_keys(conn, roots)).await
     }
 
