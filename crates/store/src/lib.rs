@@ -394,8 +394,14 @@ pub(crate) fn keys_of_members(
     let asked: std::collections::HashSet<&str> = roots.iter().map(String::as_str).collect();
     let mut found: std::collections::BTreeMap<String, WrappedKeys> = Default::default();
     for (root, member, wrapped) in members {
-        if asked.contains(root.as_str()) {
-            found.entry(root).or_default().push((member, wrapped));
+        if !asked.contains(root.as_str()) {
+            continue;
+        }
+        // A member asked for by id in one chunk of ids, and found through its root in another,
+        // comes back twice.
+        let family = found.entry(root).or_default();
+        if !family.iter().any(|(known, _)| *known == member) {
+            family.push((member, wrapped));
         }
     }
     found.into_iter().collect()
