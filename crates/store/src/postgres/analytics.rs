@@ -2,6 +2,7 @@
 //! together exceeding the limit, and the scans aggregate queries read. A spend serializes on its
 //! budget row, locked by the conditional update until the spending transaction ends.
 
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use tactful_domain::audit::AuditEvent;
 
@@ -156,28 +157,32 @@ pub(super) async fn events_in_window(
     Ok(page.finish(rows.len() >= limit as usize, last))
 }
 
+/// Runs `sql` once per chunk of `ids` (sorted and deduplicated first), each chunk bound as `$1`;
+/// returns every row.
+async fn per_chunk(conn: &mut PgConnection, sql: &'static str, ids: &mut Vec<String>) -> Result<Vec<PgRow>> {
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = Vec::new();
+    for chunk in ids.chunks(crate::SUBJECTS_PER_QUERY) {
+        found.extend(sqlx::query(sql).bind(chunk).fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
 /// The family roots of subjects not erased (nor in an erased family), a chunk of ids at a time.
 pub(super) async fn family_roots(
     conn: &mut PgConnection,
     mut subjects: Vec<String>,
 ) -> Result<Vec<(String, String)>> {
-    subjects.sort_unstable();
-    subjects.dedup();
-    let mut roots = Vec::with_capacity(subjects.len());
-    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
-        let found = sqlx::query(
-            "SELECT s.id, COALESCE(s.merged_into, s.id) AS root FROM subjects s
-             LEFT JOIN subjects r ON r.id = s.merged_into
-             WHERE s.id = ANY($1) AND s.erased_at IS NULL AND (r.id IS NULL OR r.erased_at IS NULL)",
-        )
-        .bind(chunk)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in found {
-            roots.push((row.try_get("id")?, row.try_get("root")?));
-        }
-    }
-    Ok(roots)
+    let rows = per_chunk(
+        conn,
+        "SELECT s.id, COALESCE(s.merged_into, s.id) AS root FROM subjects s
+         LEFT JOIN subjects r ON r.id = s.merged_into
+         WHERE s.id = ANY($1) AND s.erased_at IS NULL AND (r.id IS NULL OR r.erased_at IS NULL)",
+        &mut subjects,
+    )
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("root")?))).collect()
 }
 
 /// First and last event times per family root: each member's from `events_subject` (two index
@@ -186,24 +191,20 @@ pub(super) async fn family_activity(
     conn: &mut PgConnection,
     mut roots: Vec<String>,
 ) -> Result<Vec<FamilyActivity>> {
-    roots.sort_unstable();
-    roots.dedup();
-    let mut members = Vec::new();
-    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
-        let found = sqlx::query(
-            "SELECT COALESCE(s.merged_into, s.id) AS root,
-                    (SELECT MIN(e.timestamp) FROM events e WHERE e.subject_id = s.id) AS first,
-                    (SELECT MAX(e.timestamp) FROM events e WHERE e.subject_id = s.id) AS last
-             FROM subjects s
-             WHERE (s.id = ANY($1) OR s.merged_into = ANY($1)) AND s.erased_at IS NULL",
-        )
-        .bind(chunk)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in found {
-            members.push((row.try_get("root")?, row.try_get("first")?, row.try_get("last")?));
-        }
-    }
+    let rows = per_chunk(
+        conn,
+        "SELECT COALESCE(s.merged_into, s.id) AS root,
+                (SELECT MIN(e.timestamp) FROM events e WHERE e.subject_id = s.id) AS first,
+                (SELECT MAX(e.timestamp) FROM events e WHERE e.subject_id = s.id) AS last
+         FROM subjects s
+         WHERE (s.id = ANY($1) OR s.merged_into = ANY($1)) AND s.erased_at IS NULL",
+        &mut roots,
+    )
+    .await?;
+    let members = rows
+        .iter()
+        .map(|row| Ok((row.try_get("root")?, row.try_get("first")?, row.try_get("last")?)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(FamilyActivity::of_members(&roots, members))
 }
 
@@ -212,21 +213,17 @@ pub(super) async fn family_keys(
     conn: &mut PgConnection,
     mut roots: Vec<String>,
 ) -> Result<Vec<(String, WrappedKeys)>> {
-    roots.sort_unstable();
-    roots.dedup();
-    let mut members = Vec::new();
-    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
-        let found = sqlx::query(
-            "SELECT COALESCE(s.merged_into, s.id) AS root, s.id, s.wrapped_key FROM subjects s
-             WHERE (s.id = ANY($1) OR s.merged_into = ANY($1)) AND s.erased_at IS NULL",
-        )
-        .bind(chunk)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in found {
-            members.push((row.try_get("root")?, row.try_get("id")?, row.try_get("wrapped_key")?));
-        }
-    }
+    let rows = per_chunk(
+        conn,
+        "SELECT COALESCE(s.merged_into, s.id) AS root, s.id, s.wrapped_key FROM subjects s
+         WHERE (s.id = ANY($1) OR s.merged_into = ANY($1)) AND s.erased_at IS NULL",
+        &mut roots,
+    )
+    .await?;
+    let members = rows
+        .iter()
+        .map(|row| Ok((row.try_get("root")?, row.try_get("id")?, row.try_get("wrapped_key")?)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(crate::keys_of_members(&roots, members))
 }
 

@@ -121,67 +121,67 @@ fn text<'a>(row: &'a rusqlite::Row<'_>, column: usize) -> Result<&'a str> {
     row.get_ref(column)?.as_str().map_err(|error| StoreError::Internal(format!("column {column}: {error}")))
 }
 
+/// Runs `sql` once per chunk of `ids` (sorted and deduplicated first), each chunk passed as one
+/// JSON array in `?1` so the statement stays the same whatever the chunk's size; returns every row
+/// as `row` reads it.
+fn per_chunk<T>(
+    conn: &Connection,
+    sql: &str,
+    ids: &mut Vec<String>,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    ids.sort_unstable();
+    ids.dedup();
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut found = Vec::new();
+    for chunk in ids.chunks(crate::SUBJECTS_PER_QUERY) {
+        let chunk = serde_json::Value::from(chunk).to_string();
+        for each in statement.query_map([&chunk], &row)? {
+            found.push(each?);
+        }
+    }
+    Ok(found)
+}
+
 /// The family roots of subjects not erased (nor in an erased family), a chunk of ids at a time.
 pub(super) fn family_roots(conn: &Connection, mut subjects: Vec<String>) -> Result<Vec<(String, String)>> {
-    subjects.sort_unstable();
-    subjects.dedup();
-    let mut roots = Vec::with_capacity(subjects.len());
-    let mut statement = conn.prepare_cached(
+    per_chunk(
+        conn,
         "SELECT s.id, COALESCE(s.merged_into, s.id) FROM subjects s
          WHERE s.id IN (SELECT value FROM json_each(?1)) AND s.erased_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM subjects r WHERE r.id = s.merged_into AND r.erased_at IS NOT NULL)",
-    )?;
-    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
-        let ids = serde_json::Value::from(chunk).to_string();
-        let found = statement.query_map([&ids], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        for pair in found {
-            roots.push(pair?);
-        }
-    }
-    Ok(roots)
+        &mut subjects,
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
 }
 
 /// First and last event times per family root: each member's from `events_subject` (two index
 /// seeks per member, however many events it has), folded per root.
 pub(super) fn family_activity(conn: &Connection, mut roots: Vec<String>) -> Result<Vec<FamilyActivity>> {
-    roots.sort_unstable();
-    roots.dedup();
-    let mut members = Vec::new();
-    let mut statement = conn.prepare_cached(
+    let members = per_chunk(
+        conn,
         "SELECT COALESCE(s.merged_into, s.id),
                 (SELECT MIN(timestamp) FROM events WHERE subject_id = s.id),
                 (SELECT MAX(timestamp) FROM events WHERE subject_id = s.id)
          FROM subjects s
          WHERE (s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1)))
            AND s.erased_at IS NULL",
+        &mut roots,
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
-    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
-        let ids = serde_json::Value::from(chunk).to_string();
-        let found = statement.query_map([&ids], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        for member in found {
-            members.push(member?);
-        }
-    }
     Ok(FamilyActivity::of_members(&roots, members))
 }
 
 /// The members' wrapped keys of family roots, a chunk of roots at a time.
 pub(super) fn family_keys(conn: &Connection, mut roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>> {
-    roots.sort_unstable();
-    roots.dedup();
-    let mut members = Vec::new();
-    let mut statement = conn.prepare_cached(
+    let members = per_chunk(
+        conn,
         "SELECT COALESCE(s.merged_into, s.id), s.id, s.wrapped_key FROM subjects s
          WHERE (s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1)))
            AND s.erased_at IS NULL",
+        &mut roots,
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
-    for chunk in roots.chunks(crate::SUBJECTS_PER_QUERY) {
-        let ids = serde_json::Value::from(chunk).to_string();
-        let found = statement.query_map([&ids], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        for member in found {
-            members.push(member?);
-        }
-    }
     Ok(crate::keys_of_members(&roots, members))
 }
 
