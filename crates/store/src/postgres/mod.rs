@@ -44,8 +44,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_requests.sql"),
     include_str!("migrations/0005_personalization.sql"),
     include_str!("migrations/0006_analytics.sql"),
-    include_str!("migrations/0008_sign_in_codes.sql"),
-    include_str!("migrations/0009_window_envelopes.sql"),
+    include_str!("migrations/0007_sign_in_codes.sql"),
+    include_str!("migrations/0008_window_envelopes.sql"),
 ];
 
 pub struct PostgresStore {
