@@ -430,10 +430,23 @@ pub async fn set_interests(
     let property = engine.settings.interests.ok_or_else(|| {
         ApiError::with_message(ErrorCode::PersonalizationOff, "the catalog declares no interests property")
     })?;
-    let mut cleaned: Vec<String> =
-        interests.into_iter().map(|i| i.trim().to_lowercase()).filter(|i| !i.is_empty()).collect();
+    // Recommendations match interests to item categories exactly: a topic typed in another case
+    // takes the catalogue's spelling, anything else is kept as typed.
+    let topics = engine.topics();
+    let mut cleaned: Vec<String> = interests
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .map(|i| {
+            topics
+                .iter()
+                .find(|(topic, _)| topic.to_lowercase() == i.to_lowercase())
+                .map_or(i, |(t, _)| t.as_str())
+        })
+        .map(str::to_owned)
+        .collect();
     cleaned.sort();
-    cleaned.dedup();
+    cleaned.dedup_by(|a, b| a.to_lowercase() == b.to_lowercase());
     if cleaned.len() > MAX_INTERESTS
         || cleaned.iter().any(|i| i.chars().count() > MAX_INTEREST_LEN || i.chars().any(char::is_control))
     {
@@ -521,8 +534,15 @@ pub async fn suggestions(state: &AppState, found: &SubjectState) -> Result<Optio
     let picked = engine.recommend(person.as_ref(), None, FilterInput::default(), SUGGESTIONS, 0);
     let mut items = Vec::with_capacity(picked.len());
     for pick in picked {
-        let name = state.store.item(&pick.item.id).await?.map_or_else(|| pick.item.id.clone(), |i| i.name);
-        let why = reason_text(state, &pick.reason).await?;
+        let name = item_name(state, &pick.item.id).await?;
+        let because = match pick.reason.get("item").and_then(Value::as_str) {
+            Some(id) => Some((id.to_owned(), item_name(state, id).await?)),
+            None => None,
+        };
+        let why = crate::personalize::reason_in_words(&pick.reason, &|id| match &because {
+            Some((known, name)) if known == id => name.clone(),
+            _ => id.to_owned(),
+        });
         items.push(Suggestion { id: pick.item.id, name, reason: pick.reason, why });
     }
     Ok(Some(Suggestions {
@@ -532,25 +552,9 @@ pub async fn suggestions(state: &AppState, found: &SubjectState) -> Result<Optio
     }))
 }
 
-async fn reason_text(state: &AppState, reason: &Value) -> Result<String, ApiError> {
-    let field = |name: &str| reason.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let item_name = |id: String| async move {
-        Ok::<String, ApiError>(state.store.item(&id).await?.map_or(id, |item| item.name))
-    };
-    Ok(match reason.get("type").and_then(Value::as_str).unwrap_or_default() {
-        "because_you_viewed" => format!("Because you looked at {}", item_name(field("item")).await?),
-        "similar_to" => format!("Similar to {}", item_name(field("item")).await?),
-        "you_told_us" => format!("You told us you like {}", field("interest")),
-        "popular" => {
-            let days = reason.get("window_days").and_then(Value::as_u64).unwrap_or(30);
-            match reason.get("scope").and_then(Value::as_str).filter(|s| *s != "all") {
-                Some(scope) => format!("Popular in {scope} over the last {days} days"),
-                None => format!("Popular with everyone over the last {days} days"),
-            }
-        }
-        "trending" => "Trending this week".to_owned(),
-        other => other.replace('_', " "),
-    })
+/// An item's display name (its id when the catalogue has no name for it).
+async fn item_name(state: &AppState, id: &str) -> Result<String, ApiError> {
+    Ok(state.store.item(id).await?.map_or_else(|| id.to_owned(), |item| item.name))
 }
 
 /// One line of the person's access log.

@@ -680,6 +680,24 @@ impl FilterInput {
     }
 }
 
+/// A recommendation's reason (as [`view`] writes it) in words for people: "Because you looked at
+/// Oak Skillet", "Popular in shoes over the last 30 days". `name` names an item by its id.
+pub fn reason_in_words(reason: &Value, name: &dyn Fn(&str) -> String) -> String {
+    let text = |field: &str| reason[field].as_str().unwrap_or_default();
+    let days = text("window").trim_end_matches('d');
+    match text("type") {
+        "because_you_viewed" => format!("Because you looked at {}", name(text("item"))),
+        "similar_to" => format!("Similar to {}", name(text("item"))),
+        "you_told_us" => format!("You told us you like {}", text("interest")),
+        "popular" => match text("scope").strip_prefix("category:") {
+            Some(category) => format!("Popular in {category} over the last {days} days"),
+            None => format!("Popular with everyone over the last {days} days"),
+        },
+        "trending" => format!("Wanted more than usual over the last {days} days"),
+        other => other.replace('_', " "),
+    }
+}
+
 fn view(catalogue: &Catalogue, picked: Recommendation) -> Picked {
     let info = catalogue.info(picked.item);
     let id = |ix: ItemIx| Value::String(catalogue.info(ix).id.clone());
@@ -830,5 +848,30 @@ pub fn lifecycle_thresholds(
         new_days: lifecycle.new_days,
         at_risk_days: lifecycle.at_risk_days,
         lapsed_days: lifecycle.lapsed_days,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn reasons_read_as_sentences_with_item_names() {
+        let name = |id: &str| if id == "sku-1" { "Oak Skillet".to_owned() } else { id.to_owned() };
+        let check = |reason: serde_json::Value, expected: &str| {
+            assert_eq!(super::reason_in_words(&reason, &name), expected);
+        };
+        check(json!({"type": "because_you_viewed", "item": "sku-1"}), "Because you looked at Oak Skillet");
+        check(json!({"type": "similar_to", "item": "sku-1"}), "Similar to Oak Skillet");
+        check(json!({"type": "you_told_us", "interest": "hats"}), "You told us you like hats");
+        check(
+            json!({"type": "popular", "scope": "category:shoes", "window": "30d"}),
+            "Popular in shoes over the last 30 days",
+        );
+        check(
+            json!({"type": "popular", "scope": "all", "window": "14d"}),
+            "Popular with everyone over the last 14 days",
+        );
+        check(json!({"type": "trending", "window": "7d"}), "Wanted more than usual over the last 7 days");
     }
 }

@@ -291,15 +291,6 @@ pub fn see_other_with_cookie(location: &str, cookie: HeaderValue) -> Response {
     response
 }
 
-/// Whether the request came from a browser page of ours that wants HTML back (forms) rather than
-/// a script (JSON).
-pub fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
-}
-
 /// A time as people read it (`20 Nov 2026, 03:42 UTC`), from the RFC 3339 text the API uses.
 pub fn when(rfc3339: &str) -> String {
     const MONTHS: [&str; 12] =

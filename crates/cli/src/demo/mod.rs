@@ -178,7 +178,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
-    show_pages(&state, &base, keys.as_ref(), &summary).await?;
+    let store_flags = format!(
+        "--database '{}' --master-key-file {}/master.key",
+        redact_password(&config.database),
+        args.data_dir.display()
+    );
+    show_pages(&state, &base, &store_flags, keys.as_ref(), &summary).await?;
     println!();
     println!("Press Ctrl-C to stop.");
     server.await??;
@@ -189,6 +194,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn show_pages(
     state: &Arc<AppState>,
     base: &str,
+    store_flags: &str,
     keys: Option<&DemoKeys>,
     summary: &Summary,
 ) -> anyhow::Result<()> {
@@ -210,7 +216,7 @@ async fn show_pages(
         );
         println!("    {url}");
         println!(
-            "    (a fresh one: cargo run --release -- link email:{} --database … --master-key-file …)",
+            "    a fresh one: cargo run --release -- link email:{} --public-url {base} {store_flags}",
             summary.example_email.as_deref().unwrap_or("…")
         );
     }
@@ -266,7 +272,11 @@ async fn show_recommendations(
         let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
         println!("  for {email}:");
         for item in &picked {
-            println!("    {:<24} {}", name(&item.item.id), explain(&item.reason, &name));
+            println!(
+                "    {:<24} {}",
+                name(&item.item.id),
+                tactful_server::personalize::reason_in_words(&item.reason, &name)
+            );
         }
         println!(
             "  curl -s '{base}/v1/recommendations?purpose=personalize.content&subject=email:{email}&placement=home' \\\n    -H 'authorization: Bearer {key}'"
@@ -281,26 +291,6 @@ async fn show_recommendations(
         break;
     }
     Ok(())
-}
-
-/// A reason in words, as the preference center shows it.
-fn explain(reason: &Value, name: &dyn Fn(&str) -> String) -> String {
-    match reason["type"].as_str() {
-        Some("because_you_viewed") => {
-            format!("because you viewed {}", name(reason["item"].as_str().unwrap_or("an item")))
-        }
-        Some("you_told_us") => {
-            format!("you told us you like {}", reason["interest"].as_str().unwrap_or("this"))
-        }
-        Some("popular") => format!(
-            "popular ({}, last {})",
-            reason["scope"].as_str().unwrap_or("all"),
-            reason["window"].as_str().unwrap_or("")
-        ),
-        Some("trending") => format!("trending (last {})", reason["window"].as_str().unwrap_or("")),
-        Some("similar_to") => format!("similar to {}", name(reason["item"].as_str().unwrap_or("an item"))),
-        _ => reason.to_string(),
-    }
 }
 
 /// Fresh API keys for this demo run (the previous run's are revoked: a key is shown only once), if

@@ -290,11 +290,19 @@ async fn interests_told_in_the_preference_center_lead_recommendations_with_their
     );
 
     let (status, headers, body) = h
-        .form(&browser, "/me/interests", &format!("csrf={}&interest=hats&other=Pregnancy", browser.csrf))
+        .form(
+            &browser,
+            "/me/interests",
+            &format!("csrf={}&interest=hats&other=Pregnancy,HATS,trail running", browser.csrf),
+        )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(headers[header::LOCATION], "/me?done=interests#interests");
-    assert_eq!(h.profile(&ada).await["traits.interests"], json!(["hats", "pregnancy"]));
+    assert_eq!(
+        h.profile(&ada).await["traits.interests"],
+        json!(["hats", "pregnancy", "trail running"]),
+        "topics take the catalogue's spelling"
+    );
 
     // Through the customer API with the link as a Bearer token.
     let link = h.link(&ada).await;

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tactful_domain::audit::{AuditEvent, ReadDecision, Withheld};
-use tactful_domain::catalog::{MAX_N, Personalization as Settings};
+use tactful_domain::catalog::MAX_N;
 use tactful_domain::segment::format_time;
 use tactful_domain::taxonomy::covers;
 use tactful_personalize::lifecycle::{self, Stage, Thresholds};
@@ -388,14 +388,6 @@ struct MessageQuery {
     purpose: Option<String>,
 }
 
-fn thresholds(settings: &Settings) -> Thresholds {
-    Thresholds {
-        new_days: settings.lifecycle.new_days,
-        at_risk_days: settings.lifecycle.at_risk_days,
-        lapsed_days: settings.lifecycle.lapsed_days,
-    }
-}
-
 /// `GET /v1/subjects/{id}/next-message?channel=C`: the person's lifecycle stage and the first
 /// message rule that fits it, only through a channel whose purpose they permit; when none may be
 /// sent, `message` is null and `reason` says why. In the person's access log.
@@ -446,7 +438,7 @@ async fn next_message(
     // The stage is learned from what the person lets personalization use.
     let person = if engine.refusal(&state, &found, now).is_none() { engine.person(&subject) } else { None };
     let (first, last) = person.as_ref().map_or((None, None), |p| (p.first_seen, p.last_seen));
-    let thresholds = thresholds(settings);
+    let thresholds = crate::personalize::lifecycle_thresholds(&settings.lifecycle);
     let stage = lifecycle::stage(first, last, now, &thresholds);
     let interests: Vec<String> = person.as_ref().map(|p| p.interests.clone()).unwrap_or_default();
     let why_stage = stage_reason(stage, first, last, now, &thresholds);
