@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
+use tactful_app::reads::Reader;
+use tactful_app::{App, Config};
 use tactful_domain::audit::Checkpoint;
 use tactful_domain::receipt;
 use tactful_domain::retention::Retention;
 use tactful_domain::segment::format_time;
-use tactful_server::{AppState, Config};
 use tactful_store::audit::KeptCheckpoint;
 use tactful_vault::PublicKey;
 
@@ -123,11 +124,11 @@ impl ConsentsCommand {
     }
 }
 
-pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Result<ExitCode> {
+pub async fn api_keys(state: &App, command: ApiKeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         ApiKeysCommand::Create { role, name, expires_in, .. } => {
-            let expires_at = expires_in.map(|period| tactful_server::now_millis() + period.as_millis());
-            let (record, key) = tactful_server::auth::create_api_key(state, &name, &role, expires_at).await?;
+            let expires_at = expires_in.map(|period| tactful_app::now_millis() + period.as_millis());
+            let (record, key) = tactful_app::keys::create_api_key(state, &name, &role, expires_at).await?;
             eprintln!(
                 "Created {} ({}), role {}{}. This is the only time the key is shown; store it in your secret manager:",
                 record.id,
@@ -143,7 +144,7 @@ pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Resu
                 println!("No API keys yet. Create one with: tactful api-keys create --role ROLE --name NAME");
             } else {
                 println!("{:<20} {:<16} {:<28} {:<22} STATUS", "ID", "ROLE", "NAME", "CREATED");
-                let now = tactful_server::now_millis();
+                let now = tactful_app::now_millis();
                 for key in keys {
                     let status = match (key.revoked_at, key.expires_at) {
                         (Some(at), _) => format!("revoked {}", format_time(at)),
@@ -163,7 +164,7 @@ pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Resu
         }
         ApiKeysCommand::Revoke { id, .. } => {
             let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: id.clone() };
-            if !state.store.revoke_api_key(&id, tactful_server::now_millis(), audit).await? {
+            if !state.store.revoke_api_key(&id, tactful_app::now_millis(), audit).await? {
                 bail!("there is no active key {id} (see tactful api-keys list)");
             }
             println!("Revoked {id}.");
@@ -172,7 +173,7 @@ pub async fn api_keys(state: &AppState, command: ApiKeysCommand) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<ExitCode> {
+pub async fn audit(state: &App, command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { checkpoints, json, .. } => {
             let mut kept = Vec::new();
@@ -183,7 +184,7 @@ pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<Ex
             let report =
                 tactful_store::audit::verify(state.store.as_ref(), &[state.vault.public_key()], kept).await?;
             if json {
-                println!("{}", tactful_server::routes::v1::audit::report_json(&report));
+                println!("{}", tactful_app::audit_log::report_json(&report));
             } else if report.ok() {
                 println!(
                     "The audit log is intact: {} entries, root {}, checked against {} signed checkpoints ({} kept outside the database).",
@@ -204,7 +205,7 @@ pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<Ex
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         AuditCommand::Checkpoint { out, .. } => {
-            let Some(checkpoint) = state.store.audit_checkpoint(tactful_server::now_millis()).await? else {
+            let Some(checkpoint) = state.store.audit_checkpoint(tactful_app::now_millis()).await? else {
                 bail!("the audit log is empty: there is nothing to sign yet");
             };
             let text = serde_json::to_string_pretty(&checkpoint)?;
@@ -278,14 +279,14 @@ pub fn verify_receipt(file: &Path, public_key: Option<&str>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn consents(state: &AppState, command: ConsentsCommand) -> anyhow::Result<ExitCode> {
+pub async fn consents(state: &App, command: ConsentsCommand) -> anyhow::Result<ExitCode> {
     let ConsentsCommand::Export { format, out, .. } = command;
-    let entries = tactful_server::routes::v1::consents::whole_ledger(state.store.as_ref()).await?;
-    let text = tactful_server::routes::v1::consents::render(&format, &entries);
+    let format = tactful_app::consents::LedgerFormat::parse(&format)?;
+    let text = tactful_app::consents::export(state, &Reader::Operator, format).await?;
     match out {
         Some(path) => {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("Wrote {} consent changes to {}.", entries.len(), path.display());
+            std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("Wrote the consent ledger to {}.", path.display());
         }
         None => print!("{text}"),
     }
@@ -355,40 +356,21 @@ impl RequestsCommand {
     }
 }
 
-/// An API error as a command-line error.
-fn said(error: tactful_server::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{} ({})", error.message, error.code.as_str())
-}
-
-pub async fn requests(state: std::sync::Arc<AppState>, command: RequestsCommand) -> anyhow::Result<ExitCode> {
-    use tactful_domain::request::RequestKind;
+pub async fn requests(state: std::sync::Arc<App>, command: RequestsCommand) -> anyhow::Result<ExitCode> {
     match command {
         RequestsCommand::Create { kind, subject, suppress, purpose, path, value, identifiers, .. } => {
-            let kind = RequestKind::parse(&kind).with_context(|| {
-                let kinds: Vec<&str> = RequestKind::ALL.iter().map(|kind| kind.as_str()).collect();
-                format!("--type must be one of {}", kinds.join(", "))
-            })?;
-            let subject = match &subject {
-                Some(reference) => {
-                    Some(tactful_server::auth::subject(&state, reference).await.map_err(said)?)
-                }
-                None => None,
-            };
-            let identifiers = identifiers
-                .iter()
-                .map(|reference| tactful_server::auth::identifier(&state, reference).map_err(said))
-                .collect::<anyhow::Result<Vec<_>>>()?;
             let value = value.map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
-            let input = tactful_server::requests::NewRequestInput {
+            let submission = tactful_app::requests::Submission {
                 kind,
                 subject,
-                source: "cli".into(),
-                details: serde_json::json!({"path": path, "purpose": purpose, "suppress": suppress}),
+                suppress,
+                purpose,
+                path,
                 value,
                 identifiers,
-                verify: None,
+                ..Default::default()
             };
-            let id = tactful_server::requests::create(&state, input).await.map_err(said)?;
+            let (id, _) = tactful_app::requests::submit(&state, "cli", submission).await?;
             println!("{id}");
             eprintln!(
                 "Recorded. A running Tactful carries it out; follow it with: tactful requests show {id}"
@@ -396,12 +378,10 @@ pub async fn requests(state: std::sync::Arc<AppState>, command: RequestsCommand)
         }
         RequestsCommand::List { subject, .. } => {
             let subject = match &subject {
-                Some(reference) => {
-                    Some(tactful_server::auth::subject(&state, reference).await.map_err(said)?)
-                }
+                Some(reference) => Some(tactful_app::subjects::find(&state, reference).await?),
                 None => None,
             };
-            let now = tactful_server::now_millis();
+            let now = tactful_app::now_millis();
             let listed = state.store.requests(subject.as_deref(), 1000).await?;
             if listed.is_empty() {
                 println!("No requests.");
@@ -419,26 +399,15 @@ pub async fn requests(state: std::sync::Arc<AppState>, command: RequestsCommand)
             }
         }
         RequestsCommand::Show { id, .. } => {
-            let Some(view) = state.store.request(&id).await? else { bail!("there is no request {id}") };
-            let shown = tactful_server::routes::v1::requests::view_json(&state, &view).await.map_err(said)?;
+            let shown = tactful_app::requests::show(&state, &id).await?;
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         RequestsCommand::Package { id, format, out, .. } => {
             use futures_util::StreamExt as _;
-            let Some(view) = state.store.request(&id).await? else { bail!("there is no request {id}") };
-            let record = view.record;
-            let ready = matches!(record.kind, RequestKind::Access | RequestKind::Export)
-                && record.status == tactful_domain::request::RequestStatus::Completed;
-            let Some(subject) = record.subject.filter(|_| ready) else {
-                bail!("request {id} has no package (it is not a completed access or export request)");
-            };
-            let form = if format == "html" {
-                tactful_server::export::Form::Html
-            } else {
-                tactful_server::export::Form::Json
-            };
-            let mut stream =
-                std::pin::pin!(tactful_server::export::stream(state.clone(), subject, id.clone(), form));
+            let form = tactful_app::exports::package::Form::parse(&format)?;
+            let download =
+                tactful_app::exports::package::download_request(&state, &Reader::Operator, &id, form).await?;
+            let mut stream = download.body;
             let mut file =
                 std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
             while let Some(chunk) = stream.next().await {

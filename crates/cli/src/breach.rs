@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+use tactful_app::{App, Config};
 use tactful_domain::segment::{format_time, parse_time};
 use tactful_domain::taxonomy::Taxonomy;
-use tactful_server::{AppState, Config};
 
 #[derive(Debug, clap::Args)]
 pub struct BreachArgs {
@@ -46,7 +46,7 @@ struct Exposure {
     purposes: BTreeSet<String>,
 }
 
-pub async fn run(state: &AppState, args: BreachArgs) -> anyhow::Result<()> {
+pub async fn run(state: &App, args: BreachArgs) -> anyhow::Result<()> {
     if args.key.is_none() && args.role.is_none() && args.since.is_none() && args.until.is_none() {
         bail!("say what was compromised: --key, --role, and/or a window with --since/--until");
     }
@@ -139,7 +139,7 @@ pub async fn run(state: &AppState, args: BreachArgs) -> anyhow::Result<()> {
         }));
     }
     let report = json!({
-        "generated_at": format_time(tactful_server::now_millis()),
+        "generated_at": format_time(tactful_app::now_millis()),
         "filters": {
             "key": args.key, "role": args.role,
             "since": args.since.map(format_time), "until": args.until.map(format_time),
@@ -167,7 +167,7 @@ pub async fn run(state: &AppState, args: BreachArgs) -> anyhow::Result<()> {
 }
 
 /// How to reach a person: their email, else their phone.
-async fn contact(state: &AppState, subject: &str) -> anyhow::Result<Option<(String, String)>> {
+async fn contact(state: &App, subject: &str) -> anyhow::Result<Option<(String, String)>> {
     let Some(data) = state.store.subject_summary(subject).await? else { return Ok(None) };
     let identities = data.open_identities(&state.vault)?;
     for kind in ["email", "phone"] {
@@ -179,7 +179,7 @@ async fn contact(state: &AppState, subject: &str) -> anyhow::Result<Option<(Stri
 }
 
 /// A plain-words notification for one person.
-fn notification(state: &AppState, exposure: &Exposure, contact: Option<&(String, String)>) -> String {
+fn notification(state: &App, exposure: &Exposure, contact: Option<&(String, String)>) -> String {
     let brand = state.catalog.brand();
     let taxonomy = Taxonomy::builtin();
     let kinds: Vec<String> = exposure

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use tactful_app::exports::dataset::{ExportFormat, ExportRequest, ExportSummary, export};
+use tactful_app::{App, Config};
 use tactful_domain::segment::parse_time;
-use tactful_server::dataset_export::{ExportFormat, ExportRequest, ExportSummary, export};
-use tactful_server::{AppState, Config};
 
 /// Who the audit log names for exports from the command line.
 const ACTOR: &str = "cli";
@@ -51,7 +51,7 @@ fn time(text: &str) -> Result<i64, String> {
     parse_time(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time (2026-11-01T00:00:00Z)"))
 }
 
-pub async fn export_dataset(state: &AppState, args: ExportDatasetArgs) -> anyhow::Result<ExitCode> {
+pub async fn export_dataset(state: &App, args: ExportDatasetArgs) -> anyhow::Result<ExitCode> {
     let request = ExportRequest {
         purpose: args.purpose,
         dataset: args.dataset,

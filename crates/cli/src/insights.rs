@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use tactful_server::Config;
-use tactful_server::insights::{Asker, Query};
+use tactful_app::Config;
+use tactful_app::insights::{Asker, Query};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InsightsCommand {
@@ -44,13 +44,10 @@ impl InsightsCommand {
     }
 }
 
-pub async fn insights(
-    state: &tactful_server::AppState,
-    command: InsightsCommand,
-) -> anyhow::Result<ExitCode> {
+pub async fn insights(state: &tactful_app::App, command: InsightsCommand) -> anyhow::Result<ExitCode> {
     let InsightsCommand::Query { dataset, metric, property, group_by, from, to, epsilon, .. } = command;
     let query = Query { dataset, metric, property, group_by, from, to, epsilon };
-    match tactful_server::insights::run(state, Asker { actor: "cli", role: "operator" }, &query).await {
+    match tactful_app::insights::run(state, Asker { actor: "cli", role: "operator" }, &query).await {
         Ok(answer) => {
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(ExitCode::SUCCESS)

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tactful_server::personalize::{ItemInput, item_record};
-use tactful_server::{AppState, Config};
+use tactful_app::personalize::{ItemInput, item_record};
+use tactful_app::{App, Config};
 
 /// Items written per store call.
 const CHUNK: usize = 1_000;
@@ -51,20 +51,20 @@ impl ModelCommand {
     }
 }
 
-fn engine(state: &AppState) -> anyhow::Result<&std::sync::Arc<tactful_server::personalize::Personalization>> {
+fn engine(state: &App) -> anyhow::Result<&std::sync::Arc<tactful_app::personalize::Personalization>> {
     state
         .personalization
         .as_ref()
         .context("the catalog declares no personalization purpose, so there is no recommendation model")
 }
 
-pub async fn items(state: &AppState, command: ItemsCommand) -> anyhow::Result<ExitCode> {
+pub async fn items(state: &App, command: ItemsCommand) -> anyhow::Result<ExitCode> {
     let ItemsCommand::Import { file, .. } = command;
     let engine = engine(state)?;
     let reader = std::io::BufReader::new(
         std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?,
     );
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for (number, line) in reader.lines().enumerate() {
@@ -100,14 +100,14 @@ pub async fn items(state: &AppState, command: ItemsCommand) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn model(state: &AppState, command: ModelCommand) -> anyhow::Result<ExitCode> {
+pub async fn model(state: &App, command: ModelCommand) -> anyhow::Result<ExitCode> {
     let engine = engine(state)?;
     match command {
         ModelCommand::Rebuild { .. } => {
-            let marked = state.store.mark_all_model_dirty(tactful_server::now_millis()).await?;
+            let marked = state.store.mark_all_model_dirty(tactful_app::now_millis()).await?;
             let mut done = 0;
             loop {
-                let count = tactful_server::personalize::update_dirty(state, engine).await?;
+                let count = tactful_app::personalize::update_dirty(state, engine).await?;
                 if count == 0 {
                     break;
                 }
@@ -115,7 +115,7 @@ pub async fn model(state: &AppState, command: ModelCommand) -> anyhow::Result<Ex
                 eprint!("\rrecomputed {done} of {marked} people");
             }
             eprintln!();
-            engine.release_whole(state.store.as_ref(), tactful_server::now_millis()).await?;
+            engine.release_whole(state.store.as_ref(), tactful_app::now_millis()).await?;
             let info = engine.info_now();
             println!(
                 "rebuilt: {} people lend the model, {} items, {} pairs released (k = {})",

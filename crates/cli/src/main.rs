@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tactful_app::{App, Config};
 use tactful_domain::catalog::Catalog;
-use tactful_server::{AppState, Config};
 
 #[derive(Debug, Parser)]
 #[command(name = "tactful", version, about = "Personalization that keeps its promises on privacy.")]
@@ -308,12 +308,8 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Link { config, subject } => {
             init_logging_level("warn");
             let state = open_quietly(with_file(*config)?, matches.as_ref()).await?;
-            let found = tactful_server::auth::subject(&state, &subject)
-                .await
-                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
-            let (url, expires_at) = tactful_server::me::issue_link(&state, &found, Some("cli"))
-                .await
-                .map_err(|error| anyhow::anyhow!("{}", error.message))?;
+            let found = tactful_app::subjects::find(&state, &subject).await?;
+            let (url, expires_at) = tactful_app::tokens::issue_link(&state, &found, Some("cli")).await?;
             println!("{url}");
             eprintln!(
                 "valid until {} (one person's settings: hand it only to them)",
@@ -386,21 +382,20 @@ fn check_catalog(file: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let catalog = tactful_server::load_catalog(&config.catalog)?;
+    let catalog = tactful_app::load_catalog(&config.catalog)?;
     let listener = tactful_server::bind(&config).await?;
     let address = listener.local_addr().context("reading the listening address")?;
     // Links point where the server really listens (port 0 picks one) unless told otherwise.
     config.public_url.get_or_insert_with(|| format!("http://{address}"));
-    let state = std::sync::Arc::new(AppState::open(&config, catalog).await?);
-    tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
-        .await?;
+    let state = std::sync::Arc::new(App::open(&config, catalog).await?);
+    tactful_app::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds)).await?;
     tracing::info!(
         %address,
         database = state.store.backend(),
         brand = %state.catalog.brand().name,
         "Tactful is listening"
     );
-    tactful_server::serve(listener, state, shutdown_signal()).await?;
+    tactful_server::serve(listener, tactful_server::AppState::new(state, &config), shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -412,7 +407,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
 /// would decide about purposes, roles and consent by rules the brand did not write. Only when no
 /// catalog is named and there is no `tactful.toml` does the command use the example catalog, and
 /// it says so.
-async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> anyhow::Result<AppState> {
+async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> anyhow::Result<App> {
     use clap::parser::ValueSource;
     let named = config.config_file.is_some()
         || matches.is_some_and(|matches| {
@@ -423,8 +418,8 @@ async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> any
         });
     let catalog = if named || config.catalog.exists() {
         let path = config.catalog.display();
-        tactful_server::load_catalog(&config.catalog).map_err(|error| match error {
-            tactful_server::StartError::CatalogInvalid(_) => anyhow::anyhow!(
+        tactful_app::load_catalog(&config.catalog).map_err(|error| match error {
+            tactful_app::StartError::CatalogInvalid(_) => anyhow::anyhow!(
                 "{error}\nfix it (`tactful catalog check {path}` lists every problem), or name the catalog the server runs with: --catalog FILE"
             ),
             _ => anyhow::anyhow!(
@@ -438,7 +433,7 @@ async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> any
         );
         Catalog::parse(Catalog::example_text()).map_err(|errors| anyhow::anyhow!(errors.render("example")))?
     };
-    Ok(AppState::open(&config, catalog).await?)
+    Ok(App::open(&config, catalog).await?)
 }
 
 fn init_logging(format: &str) {

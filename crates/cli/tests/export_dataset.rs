@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 
 use serde_json::json;
 use tactful::client::Client;
+use tactful_app::{App, Config, now_millis};
 use tactful_domain::catalog::Catalog;
 use tactful_domain::segment::format_time;
-use tactful_server::{AppState, Config, now_millis};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tactful");
 
@@ -24,8 +24,9 @@ async fn shop_with_events(dir: &Path) {
         notifier: format!("file:{}", dir.join("notifications").display()),
         ..Config::default()
     };
-    let catalog = tactful_server::load_catalog(&config.catalog).unwrap();
-    let state = std::sync::Arc::new(AppState::open(&config, catalog).await.unwrap());
+    let catalog = tactful_app::load_catalog(&config.catalog).unwrap();
+    let app = std::sync::Arc::new(App::open(&config, catalog).await.unwrap());
+    let state = tactful_server::AppState::new(app, &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

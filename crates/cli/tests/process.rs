@@ -967,7 +967,7 @@ fn insights_queries_spend_a_budget_that_outlives_the_process() {
     let dir = tempfile::tempdir().unwrap();
     write_catalog(dir.path());
     let database = dir.path().join("tactful.db");
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let (from, to) =
         (tactful_domain::segment::format_time(now - 86_400_000), tactful_domain::segment::format_time(now));
     let query = |epsilon: &str| {

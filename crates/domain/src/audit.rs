@@ -128,6 +128,15 @@ pub enum AuditEvent {
         actor: String,
         role: String,
     },
+    /// Records of many people exported at once (the consent ledger): who, for which purpose, what
+    /// and how many rows. Names no one: the rows name subjects by id only.
+    Export {
+        actor: String,
+        role: String,
+        purpose: String,
+        dataset: String,
+        rows: u64,
+    },
 }
 
 impl AuditEvent {
@@ -147,6 +156,7 @@ impl AuditEvent {
             AuditEvent::PolicyLoaded { .. } => "policy_loaded",
             AuditEvent::PreferenceCenter { .. } => "preference_center",
             AuditEvent::ConsoleSignIn { .. } => "console_sign_in",
+            AuditEvent::Export { .. } => "export",
         }
     }
 

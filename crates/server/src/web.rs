@@ -3,8 +3,6 @@
 //! caching of personal pages), errors shown as a page to browsers and as the JSON shape to
 //! everything else, and the sessions of the preference center and the console.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -12,9 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
+use tactful_app::tokens::{self, Kind};
+
+use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::session::{self, CONSOLE_COOKIE, Kind, ME_COOKIE};
-use crate::{AppState, now_millis};
+use crate::session::{self, CONSOLE_COOKIE, ME_COOKIE};
 
 /// Pages load only what the server itself serves: no CDN, no fonts, no analytics, no inline code.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -60,7 +60,7 @@ struct ErrorPage<'a> {
 
 /// Shows errors of the page routes as a page to browsers (which ask for `text/html`), keeping the
 /// JSON shape for API clients: the same code and message either way.
-pub async fn html_errors(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn html_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let wants_html = request
         .headers()
         .get(header::ACCEPT)
@@ -132,7 +132,7 @@ impl MeSession {
     /// Refuses a form post whose CSRF token is not this session's.
     pub fn check_csrf(&self, state: &AppState, token: Option<&str>) -> Result<(), ApiError> {
         match token {
-            Some(token) if session::csrf_valid(&state.vault, &self.token, token) => Ok(()),
+            Some(token) if tokens::csrf_valid(&state.vault, &self.token, token) => Ok(()),
             _ => Err(ApiError::new(ErrorCode::CsrfFailed)),
         }
     }
@@ -143,20 +143,20 @@ impl MeSession {
     pub fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<MeSession, ApiError> {
         let token =
             session::cookie(headers, ME_COOKIE).ok_or_else(|| ApiError::new(ErrorCode::SessionExpired))?;
-        let claims = session::verify(&state.vault, Kind::Me, token, now_millis())
+        let claims = tokens::verify(&state.vault, Kind::Me, token, state.now())
             .map_err(|_| ApiError::new(ErrorCode::SessionExpired))?;
         Ok(MeSession {
             subject: claims.who,
-            csrf: session::csrf_token(&state.vault, token),
+            csrf: tokens::csrf_token(&state.vault, token),
             token: token.to_owned(),
         })
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for MeSession {
+impl FromRequestParts<AppState> for MeSession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<MeSession, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<MeSession, ApiError> {
         MeSession::from_headers(state, &parts.headers)
     }
 }
@@ -197,10 +197,10 @@ pub struct MeCaller {
     pub subject: String,
 }
 
-impl FromRequestParts<Arc<AppState>> for MeCaller {
+impl FromRequestParts<AppState> for MeCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<MeCaller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<MeCaller, ApiError> {
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -209,7 +209,7 @@ impl FromRequestParts<Arc<AppState>> for MeCaller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_owned());
         if let Some(token) = bearer {
-            let claims = session::verify(&state.vault, Kind::Link, &token, now_millis())
+            let claims = tokens::verify(&state.vault, Kind::Link, &token, state.now())
                 .map_err(|_| ApiError::new(ErrorCode::InvalidLink))?;
             return Ok(MeCaller { subject: claims.who });
         }
@@ -237,7 +237,7 @@ impl ConsoleSession {
     /// Refuses a form post whose CSRF token is not this session's.
     pub fn check_csrf(&self, state: &AppState, token: Option<&str>) -> Result<(), ApiError> {
         match token {
-            Some(token) if session::csrf_valid(&state.vault, &self.token, token) => Ok(()),
+            Some(token) if tokens::csrf_valid(&state.vault, &self.token, token) => Ok(()),
             _ => Err(ApiError::with_message(
                 ErrorCode::CsrfFailed,
                 "this form was not sent from your console page; reload the page and try again",
@@ -246,34 +246,21 @@ impl ConsoleSession {
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for ConsoleSession {
+impl FromRequestParts<AppState> for ConsoleSession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<ConsoleSession, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ConsoleSession, ApiError> {
         let expired =
             || ApiError::with_message(ErrorCode::SessionExpired, "sign in to the console with an API key");
         let token = session::cookie(&parts.headers, CONSOLE_COOKIE).ok_or_else(expired)?;
-        let now = now_millis();
-        let claims = session::verify(&state.vault, Kind::Console, token, now).map_err(|_| expired())?;
-        let record = state
-            .store
-            .api_keys()
-            .await?
-            .into_iter()
-            .find(|key| key.id == claims.who)
-            .filter(|key| key.revoked_at.is_none() && key.expires_at.is_none_or(|end| end > now))
-            .ok_or_else(expired)?;
-        let role = state.catalog.role(&record.role).cloned().ok_or_else(expired)?;
+        let key = tokens::holder(state, Kind::Console, token).ok_or_else(expired)?;
+        let caller = tactful_app::keys::api::by_id(state, &key).await?.ok_or_else(expired)?;
         // The catalog may have changed since sign-in: the role must still cover consent records.
-        let caller = crate::auth::Caller { key: record.id, role };
         caller.require_privacy()?;
         Ok(ConsoleSession {
             key: caller.key,
             role: caller.role,
-            csrf: session::csrf_token(&state.vault, token),
+            csrf: tokens::csrf_token(&state.vault, token),
             token: token.to_owned(),
         })
     }

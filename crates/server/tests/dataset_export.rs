@@ -11,11 +11,12 @@ use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tactful_domain::catalog::Catalog;
-use tactful_server::dataset_export::{
+use tactful_app::exports::dataset::{
     ExportError, ExportFormat, ExportRequest, ExportSummary, Refusal, export,
 };
-use tactful_server::{AppState, Config, now_millis};
+use tactful_app::{App, Config, now_millis};
+use tactful_domain::catalog::Catalog;
+use tactful_server::AppState;
 use tower::ServiceExt;
 
 const CATALOG: &str = r#"
@@ -94,7 +95,7 @@ dimensions = ["event", "day", "properties.category"]
 "#;
 
 struct Shop {
-    state: Arc<AppState>,
+    state: AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -108,7 +109,7 @@ impl Shop {
             ..Config::default()
         };
         let catalog = Catalog::parse(CATALOG).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
-        let state = Arc::new(AppState::open(&config, catalog).await.unwrap());
+        let state = AppState::new(Arc::new(App::open(&config, catalog).await.unwrap()), &config);
         Shop { state, _dir: dir }
     }
 
@@ -133,7 +134,7 @@ impl Shop {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(json!({ "batch": events }).to_string()))
             .unwrap();
-        let response = tactful_server::app(self.state.clone()).oneshot(request).await.unwrap();
+        let response = tactful_server::router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));

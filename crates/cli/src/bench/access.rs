@@ -54,7 +54,7 @@ fn decisions(count: u64) -> anyhow::Result<()> {
             .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
     );
     let policy = Policy::new(catalog.clone());
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     // Subjects across jurisdictions, ages and consent states.
     let mut subjects = Vec::new();
     for jurisdiction in (0..catalog.jurisdictions().len()).map(Some).chain([None]) {
@@ -189,7 +189,7 @@ async fn appends(
         tasks.push(tokio::spawn(async move {
             let mut index = task;
             while index < count {
-                store.audit_append(vec![read_entry(index)], tactful_server::now_millis()).await?;
+                store.audit_append(vec![read_entry(index)], tactful_app::now_millis()).await?;
                 index += callers;
             }
             anyhow::Ok(())
@@ -205,13 +205,13 @@ async fn appends(
     while index < count {
         let batch: Vec<AuditEvent> = (index..(index + 100).min(count)).map(read_entry).collect();
         index += batch.len() as u64;
-        store.audit_append(batch, tactful_server::now_millis()).await?;
+        store.audit_append(batch, tactful_app::now_millis()).await?;
     }
     let batched_us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
 
     let started = Instant::now();
     for index in 0..count {
-        let entry = AuditEntry { seq: index + 1, at: tactful_server::now_millis(), event: read_entry(index) };
+        let entry = AuditEntry { seq: index + 1, at: tactful_app::now_millis(), event: read_entry(index) };
         black_box(AuditEntry::leaf(&entry.to_text()));
     }
     let hashing_us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
@@ -249,15 +249,15 @@ async fn verification(
     entries: u64,
 ) -> anyhow::Result<()> {
     // The log's size so far, from a checkpoint of its head.
-    let mut index = store.audit_checkpoint(tactful_server::now_millis()).await?.map_or(0, |head| head.size);
+    let mut index = store.audit_checkpoint(tactful_app::now_millis()).await?.map_or(0, |head| head.size);
     let started = Instant::now();
     while index < entries {
         let batch: Vec<AuditEvent> = (index..(index + 10_000).min(entries)).map(read_entry).collect();
         index += batch.len() as u64;
-        store.audit_append(batch, tactful_server::now_millis()).await?;
+        store.audit_append(batch, tactful_app::now_millis()).await?;
     }
     let filled = started.elapsed();
-    store.audit_checkpoint(tactful_server::now_millis()).await?;
+    store.audit_checkpoint(tactful_app::now_millis()).await?;
 
     let started = Instant::now();
     let mut after = 0;

@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tactful_app::{App, Config};
 use tactful_domain::catalog::Catalog;
-use tactful_server::{AppState, Config};
 
 use crate::client::Client;
 use crate::demo::shop;
@@ -46,7 +46,7 @@ struct Templates {
 impl Templates {
     fn new() -> Templates {
         let products = shop::products();
-        let now = tactful_server::now_millis();
+        let now = tactful_app::now_millis();
         let mut parts = Vec::new();
         for index in 0..1_000 {
             for (channel, mut event) in shop::customer(&products, 7, index, now).events {
@@ -74,7 +74,7 @@ impl Templates {
             body.push_str(&format!("{run}-{sequence}-{offset}"));
             body.push_str(after);
         }
-        body.push_str(&format!(r#"],"sentAt":"{}"}}"#, crate::demo::iso(tactful_server::now_millis())));
+        body.push_str(&format!(r#"],"sentAt":"{}"}}"#, crate::demo::iso(tactful_app::now_millis())));
         Bytes::from(body)
     }
 }
@@ -160,7 +160,7 @@ pub async fn reference_server() -> anyhow::Result<String> {
 pub async fn tactful_server(
     database: String,
     key_file: std::path::PathBuf,
-) -> anyhow::Result<(String, Arc<AppState>)> {
+) -> anyhow::Result<(String, Arc<App>)> {
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
         database,
@@ -170,10 +170,14 @@ pub async fn tactful_server(
     };
     let catalog = Catalog::parse(Catalog::example_text())
         .map_err(|errors| anyhow::anyhow!(errors.render("example")))?;
-    let state = Arc::new(AppState::open(&config, catalog).await?);
+    let state = Arc::new(App::open(&config, catalog).await?);
     let listener = tactful_server::bind(&config).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(tactful_server::serve(listener, state.clone(), std::future::pending()));
+    tokio::spawn(tactful_server::serve(
+        listener,
+        tactful_server::AppState::new(state.clone(), &config),
+        std::future::pending(),
+    ));
     Ok((base, state))
 }
 

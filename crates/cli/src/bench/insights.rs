@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tactful_app::insights::{Asker, Query};
+use tactful_app::{App, Config};
 use tactful_domain::catalog::Catalog;
 use tactful_domain::segment::format_time;
-use tactful_server::insights::{Asker, Query};
-use tactful_server::{AppState, Config};
 use tactful_store::Scan;
 
 use crate::client::Client;
@@ -69,13 +69,17 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
         max_inflight: 4096,
         ..Config::default()
     };
-    let state = Arc::new(AppState::open(&config, catalog).await?);
+    let state = Arc::new(App::open(&config, catalog).await?);
     let listener = tactful_server::bind(&config).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(tactful_server::serve(listener, state.clone(), std::future::pending()));
+    tokio::spawn(tactful_server::serve(
+        listener,
+        tactful_server::AppState::new(state.clone(), &config),
+        std::future::pending(),
+    ));
     let client = Client::new(base);
 
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let stored = state.store.stats().await?.events;
     if stored >= args.events {
         eprintln!("reusing the {stored} events stored in {}", dir.display());
@@ -87,7 +91,7 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     }
 
     // A window that holds every event sent, also when they were sent days ago.
-    let (from, to) = (now - 40 * 86_400_000, tactful_server::now_millis());
+    let (from, to) = (now - 40 * 86_400_000, tactful_app::now_millis());
     let query = |dataset: &str, group_by: &[&str], epsilon: Option<f64>| Query {
         dataset: dataset.into(),
         metric: "events".into(),
@@ -105,7 +109,7 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
             let mut groups = 0;
             for _ in 0..runs {
                 let started = Instant::now();
-                let answer = tactful_server::insights::run(&state, asker(), &query)
+                let answer = tactful_app::insights::run(&state, asker(), &query)
                     .await
                     .map_err(|e| anyhow::anyhow!(e.message))?;
                 seconds.push(started.elapsed().as_secs_f64());

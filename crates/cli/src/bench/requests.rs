@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use tactful_server::AppState;
+use tactful_app::App;
 use tactful_store::ShredPlan;
 
 use crate::client::Client;
@@ -25,7 +25,7 @@ pub struct RequestsArgs {
 }
 
 /// Sends `events` events of one person through the real ingestion path; returns their subject.
-async fn person(client: &Client, state: &AppState, run: usize, events: usize) -> anyhow::Result<String> {
+async fn person(client: &Client, state: &App, run: usize, events: usize) -> anyhow::Result<String> {
     let user = format!("bench-person-{run}");
     let mut sent = 0;
     while sent < events {
@@ -65,7 +65,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let database = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let (base, state): (String, Arc<AppState>) =
+    let (base, state): (String, Arc<App>) =
         super::ingest::tactful_server(database, dir.path().join("master.key")).await?;
     let client = Client::new(base);
     println!(
@@ -82,11 +82,11 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
         // Export: the package streamed to the end, JSON and HTML.
         let started = Instant::now();
         let mut bytes = 0;
-        let mut stream = std::pin::pin!(tactful_server::export::stream(
+        let mut stream = std::pin::pin!(tactful_app::exports::package::stream(
             state.clone(),
             subject.clone(),
             format!("req_bench_{run}"),
-            tactful_server::export::Form::Json
+            tactful_app::exports::package::Form::Json
         ));
         while let Some(chunk) = stream.next().await {
             bytes += chunk?.len();
@@ -94,11 +94,11 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
         export_ms.push(started.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(bytes > args.events * 50, "the package is too small to hold every event");
         let started = Instant::now();
-        let mut stream = std::pin::pin!(tactful_server::export::stream(
+        let mut stream = std::pin::pin!(tactful_app::exports::package::stream(
             state.clone(),
             subject.clone(),
             format!("req_bench_{run}"),
-            tactful_server::export::Form::Html
+            tactful_app::exports::package::Form::Html
         ));
         while let Some(chunk) = stream.next().await {
             chunk?;
@@ -119,7 +119,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
 
         // Erasure: the legal-hold pass first (not part of "unreadable"), then the shred.
         let started = Instant::now();
-        let held_through = tactful_server::requests::hold(&state, &subject)
+        let held_through = tactful_app::requests::hold(&state, &subject)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the person vanished"))?;
         hold_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -131,7 +131,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
             audit: Vec::new(),
         };
         let started = Instant::now();
-        let outcome = state.store.shred(&subject, plan, tactful_server::now_millis()).await?;
+        let outcome = state.store.shred(&subject, plan, tactful_app::now_millis()).await?;
         shred_ms.push(started.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(
             matches!(outcome, tactful_store::ShredOutcome::Shredded { .. }),
@@ -147,7 +147,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
             .store
             .audit_append(
                 vec![tactful_domain::audit::AuditEvent::KeyRevoked { key: "bench".into() }],
-                tactful_server::now_millis(),
+                tactful_app::now_millis(),
             )
             .await?;
         commit_ms.push(started.elapsed().as_secs_f64() * 1e3);

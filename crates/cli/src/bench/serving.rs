@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tactful_server::AppState;
+use tactful_app::App;
 
 use crate::client::Client;
 use crate::demo;
@@ -76,14 +76,14 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the example catalog declares personalization"))?;
     let products = demo::shop::products();
-    state.store.put_items(demo::shop::items(&products), tactful_server::now_millis()).await?;
+    state.store.put_items(demo::shop::items(&products), tactful_app::now_millis()).await?;
     let client = Client::new(base.clone());
     eprintln!("sending {} generated customers through ingestion…", args.customers);
     demo::generate(&client, args.customers, 7).await?;
-    while tactful_server::personalize::update_dirty(&state, &engine).await? > 0 {}
-    engine.release_whole(state.store.as_ref(), tactful_server::now_millis()).await?;
+    while tactful_app::personalize::update_dirty(&state, &engine).await? > 0 {}
+    engine.release_whole(state.store.as_ref(), tactful_app::now_millis()).await?;
     let info = engine.info_now();
-    let (_, key) = tactful_server::auth::create_api_key(&state, "bench", "personalization", None).await?;
+    let (_, key) = tactful_app::keys::create_api_key(&state, "bench", "personalization", None).await?;
 
     let people: Vec<String> = (0..args.customers).map(|index| format!("cust-7-{index}")).collect();
     let known = known_people(&state, &people).await?;
@@ -146,7 +146,7 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
 }
 
 /// The generated customers the store knows (some never registered).
-async fn known_people(state: &Arc<AppState>, people: &[String]) -> anyhow::Result<Vec<String>> {
+async fn known_people(state: &Arc<App>, people: &[String]) -> anyhow::Result<Vec<String>> {
     let mut known = Vec::new();
     for user in people {
         if state.store.subject_by_identifier(state.vault.blind("user_id", user)).await?.is_some() {

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tactful_app::{App, Config};
 use tactful_domain::catalog::Catalog;
-use tactful_server::{AppState, Config};
 
 use crate::client::Client;
 
@@ -46,7 +46,7 @@ pub fn iso(millis: i64) -> String {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let catalog = match &args.catalog {
-        Some(path) => tactful_server::load_catalog(path)?,
+        Some(path) => tactful_app::load_catalog(path)?,
         None => Catalog::parse(Catalog::example_text())
             .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
     };
@@ -66,22 +66,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let base = format!("http://{address}");
     let config = Config { public_url: Some(base.clone()), ..config };
-    let state = Arc::new(AppState::open(&config, catalog).await?);
-    tactful_server::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds))
-        .await?;
-    let server = tokio::spawn(tactful_server::serve(listener, state.clone(), crate::shutdown_signal()));
+    let state = Arc::new(App::open(&config, catalog).await?);
+    tactful_app::jobs::start(&state, std::time::Duration::from_secs(config.audit_checkpoint_seconds)).await?;
+    let server = tokio::spawn(tactful_server::serve(
+        listener,
+        tactful_server::AppState::new(state.clone(), &config),
+        crate::shutdown_signal(),
+    ));
 
     let client = Client::new(base.clone());
     // The shop's items first, so what customers do with them is learned as it arrives.
     if let Some(engine) = &state.personalization {
-        state.store.put_items(shop::items(&shop::products()), tactful_server::now_millis()).await?;
+        state.store.put_items(shop::items(&shop::products()), tactful_app::now_millis()).await?;
         engine.sync(state.store.as_ref(), &state.vault).await?;
     }
     let summary = generate(&client, args.customers, args.seed).await?;
     // Learn from everyone who permits it now (the server does this every second anyway).
     if let Some(engine) = &state.personalization {
-        while tactful_server::personalize::update_dirty(&state, engine).await? > 0 {}
-        engine.release_whole(state.store.as_ref(), tactful_server::now_millis()).await?;
+        while tactful_app::personalize::update_dirty(&state, engine).await? > 0 {}
+        engine.release_whole(state.store.as_ref(), tactful_app::now_millis()).await?;
     }
     let stats = state.store.stats().await?;
     let drops: u64 = state.store.drop_counts().await?.iter().map(|count| count.count).sum();
@@ -162,7 +165,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             show_recommendations(&state, &base, personalization.as_str(), &summary).await?;
         }
         if let Some(analyst) = &keys.analyst {
-            let now = tactful_server::now_millis();
+            let now = tactful_app::now_millis();
             println!(
                 "  # aggregates that single no one out: how many people did what, with noise, interval and budget"
             );
@@ -192,7 +195,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Prints the pages: a generated customer's preference-center link, the console login, the notice.
 async fn show_pages(
-    state: &Arc<AppState>,
+    state: &Arc<App>,
     base: &str,
     store_flags: &str,
     keys: Option<&DemoKeys>,
@@ -202,11 +205,11 @@ async fn show_pages(
     println!("In a browser:");
     println!("  privacy notice (generated from the catalog): {base}/privacy");
     let customer = match &summary.example_email {
-        Some(email) => tactful_server::auth::subject(state, &format!("email:{email}")).await.ok(),
+        Some(email) => tactful_app::subjects::find(state, &format!("email:{email}")).await.ok(),
         None => None,
     };
     if let Some(subject) = customer {
-        let (url, expires_at) = tactful_server::me::issue_link(state, &subject, Some("demo"))
+        let (url, expires_at) = tactful_app::tokens::issue_link(state, &subject, Some("demo"))
             .await
             .map_err(|error| anyhow::anyhow!("{}", error.message))?;
         println!(
@@ -237,7 +240,7 @@ struct DemoKeys {
 /// Prints what the recommendation engine says for a generated customer who permits it, with the
 /// reasons, and how to ask for it.
 async fn show_recommendations(
-    state: &Arc<AppState>,
+    state: &Arc<App>,
     base: &str,
     key: &str,
     summary: &Summary,
@@ -250,7 +253,7 @@ async fn show_recommendations(
          a pair needs {} people, each lends at most {} items).",
         info.people, info.items_with_neighbours, info.items, info.min_support, info.cap
     );
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     for email in &summary.registered_emails {
         let Some(subject) = state.store.subject_by_identifier(state.vault.blind("email", email)).await?
         else {
@@ -275,7 +278,7 @@ async fn show_recommendations(
             println!(
                 "    {:<24} {}",
                 name(&item.item.id),
-                tactful_server::personalize::reason_in_words(&item.reason, &name)
+                tactful_app::personalize::reason_in_words(&item.reason, &name)
             );
         }
         println!(
@@ -295,12 +298,12 @@ async fn show_recommendations(
 
 /// Fresh API keys for this demo run (the previous run's are revoked: a key is shown only once), if
 /// the catalog declares the example's privacy and marketing roles.
-async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
+async fn demo_api_keys(state: &App) -> anyhow::Result<Option<DemoKeys>> {
     const PRIVACY: &str = "demo: privacy team";
     const MARKETING: &str = "demo: email marketing";
     const PERSONALIZATION: &str = "demo: recommendations";
     const ANALYST: &str = "demo: analyst";
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     for key in state.store.api_keys().await? {
         if [PRIVACY, MARKETING, PERSONALIZATION, ANALYST].contains(&key.name.as_str())
             && key.revoked_at.is_none()
@@ -309,7 +312,7 @@ async fn demo_api_keys(state: &AppState) -> anyhow::Result<Option<DemoKeys>> {
             state.store.revoke_api_key(&key.id, now, audit).await?;
         }
     }
-    let create = |name, role| tactful_server::auth::create_api_key(state, name, role, None);
+    let create = |name, role| tactful_app::keys::create_api_key(state, name, role, None);
     if state.catalog.role("privacy").is_none() || state.catalog.role("marketing").is_none() {
         return Ok(None);
     }
@@ -355,7 +358,7 @@ pub async fn generate(client: &Client, customers: u64, seed: u64) -> anyhow::Res
     const SENDERS: u64 = 4;
     const BATCH: usize = 100;
     let products = Arc::new(shop::products());
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let progress = indicatif::ProgressBar::new(customers);
     progress.set_style(
         indicatif::ProgressStyle::with_template(
@@ -421,9 +424,8 @@ async fn send(
     duplicates: &AtomicU64,
 ) -> anyhow::Result<()> {
     let count = batch.len() as u64;
-    let body = Bytes::from(serde_json::to_vec(
-        &json!({"batch": batch, "sentAt": iso(tactful_server::now_millis())}),
-    )?);
+    let body =
+        Bytes::from(serde_json::to_vec(&json!({"batch": batch, "sentAt": iso(tactful_app::now_millis())}))?);
     let (status, answer) = client.post("/v1/batch", channel.write_key(), body).await?;
     anyhow::ensure!(
         status.is_success(),

@@ -1,7 +1,5 @@
 //! The pages' own assets, embedded in the binary: a privacy product loads nothing from anyone else.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -13,7 +11,7 @@ const CSS: &str = include_str!("../../assets/tactful.css");
 const JS: &str = include_str!("../../assets/tactful.js");
 const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/assets/tactful.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/assets/tactful.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))

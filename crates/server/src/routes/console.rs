@@ -4,7 +4,6 @@
 //! page per request. The browser keeps only a session naming the key, never the key.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
@@ -12,20 +11,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tactful_domain::audit::AuditEvent;
+use tactful_app::console::{self, Dashboard, RequestDetail};
 use tactful_domain::segment::format_time;
 
-use crate::auth::Caller;
-use crate::console::{
-    self, AuditState, Budgets, CatalogOverview, ConsentRates, DeliveryCell, DropRow, ModelView, Queue,
-    QueueRow,
-};
-use crate::error::{ApiError, ErrorCode};
-use crate::session::{self, CONSOLE_COOKIE, Kind};
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode, status};
+use crate::session::{self, CONSOLE_COOKIE};
 use crate::web::{self, ApiForm, ConsoleSession};
-use crate::{AppState, now_millis};
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(home))
         .route("/console/sign-in", post(sign_in))
@@ -64,7 +58,7 @@ fn clear_cookie(state: &AppState) -> HeaderValue {
 
 #[derive(Template)]
 #[template(path = "console.html")]
-struct Dashboard {
+struct DashboardPage {
     brand: String,
     csrf: String,
     key: String,
@@ -72,20 +66,20 @@ struct Dashboard {
     now: String,
     people: u64,
     events: u64,
-    catalog: CatalogOverview,
-    rates: ConsentRates,
-    queue: Queue,
-    audit: AuditState,
-    drops: Vec<DropRow>,
+    catalog: console::CatalogOverview,
+    rates: console::ConsentRates,
+    queue: console::Queue,
+    audit: console::AuditState,
+    drops: Vec<console::DropRow>,
     dropped_total: u64,
-    model: Option<ModelView>,
-    budgets: Budgets,
+    model: Option<console::ModelView>,
+    budgets: console::Budgets,
 }
 
 /// `GET /console`: the dashboard when signed in; otherwise the sign-in page (saying so when a
 /// session was there and has ended, and clearing it).
 async fn home(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     signed_in: Result<ConsoleSession, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -104,30 +98,29 @@ async fn home(
                 // The session could not be checked (the database is away, say): it has not ended.
                 _ => return Err(error),
             };
-            let mut response = sign_in_page(&state, error.code.status(), Some(&error))?;
+            let mut response = sign_in_page(&state, status(error.code), Some(&error))?;
             response.headers_mut().append(header::SET_COOKIE, clear_cookie(&state));
             return Ok(response);
         }
     };
-    let now = now_millis();
-    let stats = state.store.stats().await?;
-    let drops = console::drops(&state).await?;
-    let page = Dashboard {
+    let Dashboard { now, people, events, catalog, rates, queue, audit, drops, dropped_total, model, budgets } =
+        console::dashboard(&state).await?;
+    let page = DashboardPage {
         brand: state.catalog.brand().name.clone(),
         csrf: session.csrf.clone(),
         key: session.key.clone(),
         role: session.role.name.clone(),
         now: format_time(now),
-        people: stats.subjects,
-        events: stats.events,
-        catalog: console::catalog_overview(&state),
-        rates: console::consent_rates(state.store.as_ref(), &state.catalog, now).await?,
-        queue: console::queue(&state, now).await?,
-        audit: console::audit_state(&state).await?,
-        dropped_total: drops.iter().map(|row| row.count).sum(),
+        people,
+        events,
+        catalog,
+        rates,
+        queue,
+        audit,
         drops,
-        model: console::model(&state),
-        budgets: console::budgets(&state, now).await?,
+        dropped_total,
+        model,
+        budgets,
     };
     web::page(&page)
 }
@@ -142,7 +135,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 /// it. Only a key that is valid may learn that its role is not enough; any other gets the same
 /// answer, whether it never existed, was revoked or expired.
 async fn sign_in(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -151,58 +144,30 @@ async fn sign_in(
             ErrorCode::CsrfFailed,
             "this sign-in form was sent from another site; open the console here and sign in",
         );
-        return sign_in_page(&state, error.code.status(), Some(&error));
+        return sign_in_page(&state, status(error.code), Some(&error));
     }
-    let key = fields.get("key").map(|key| key.trim()).unwrap_or_default();
-    if key.is_empty() {
-        let error = ApiError::with_message(ErrorCode::MissingApiKey, "paste an API key (it starts with tk_)");
-        return sign_in_page(&state, error.code.status(), Some(&error));
-    }
-    let now = now_millis();
-    let record = state
-        .store
-        .api_key(tactful_vault::api_key_hash(key))
-        .await?
-        .filter(|record| record.revoked_at.is_none() && record.expires_at.is_none_or(|end| end > now));
-    let Some(record) = record else {
-        let error = ApiError::with_message(
-            ErrorCode::InvalidApiKey,
-            "this key was not accepted: check it, or ask for a new one (it may have been revoked or have expired)",
-        );
-        return sign_in_page(&state, error.code.status(), Some(&error));
+    let key = fields.get("key").map(String::as_str).unwrap_or_default();
+    let (token, expires) = match console::sign_in(&state, key).await {
+        Ok(session) => session,
+        Err(error)
+            if matches!(
+                error.code,
+                ErrorCode::MissingApiKey | ErrorCode::InvalidApiKey | ErrorCode::Forbidden
+            ) =>
+        {
+            let error = ApiError(error);
+            return sign_in_page(&state, status(error.code), Some(&error));
+        }
+        Err(error) => return Err(error.into()),
     };
-    let role = state.catalog.role(&record.role).cloned();
-    let caller = role.map(|role| Caller { key: record.id.clone(), role });
-    let Some(caller) = caller.filter(|caller| caller.require_privacy().is_ok()) else {
-        let error = ApiError::with_message(
-            ErrorCode::Forbidden,
-            format!(
-                "this key's role ({}) may not open the console: it needs a role covering consent records (user.privacy_preferences)",
-                record.role
-            ),
-        );
-        return sign_in_page(&state, error.code.status(), Some(&error));
-    };
-    state
-        .store
-        .audit_append(
-            vec![AuditEvent::ConsoleSignIn { actor: caller.key.clone(), role: caller.role.name.clone() }],
-            now,
-        )
-        .await?;
-    // A session never outlives its key.
-    let expires = record
-        .expires_at
-        .map_or(now + state.web.session_ttl_ms, |end| end.min(now + state.web.session_ttl_ms));
-    let token = session::issue(&state.vault, Kind::Console, &caller.key, expires);
     let cookie =
-        session::set_cookie(CONSOLE_COOKIE, &token, (expires - now) / 1000, state.web.secure_cookies);
+        session::set_cookie(CONSOLE_COOKIE, &token, (expires - state.now()) / 1000, state.web.secure_cookies);
     Ok(web::see_other_with_cookie("/console", cookie))
 }
 
 /// `POST /console/sign-out`: ends the session on this browser.
 async fn sign_out(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: ConsoleSession,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -210,103 +175,38 @@ async fn sign_out(
     Ok(web::see_other_with_cookie("/console", clear_cookie(&state)))
 }
 
-/// A line of a request's history.
-struct HistoryLine {
-    at: String,
-    status: &'static str,
-    note: String,
-}
-
-/// An attempt at a delivery.
-struct AttemptLine {
-    at: String,
-    status_code: Option<u16>,
-    error: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "console_request.html")]
 struct RequestPage {
     brand: String,
     csrf: String,
-    request: QueueRow,
-    /// Request parameters without personal values (purpose objected to, path rectified…).
+    request: console::QueueRow,
     details: Vec<(String, String)>,
-    history: Vec<HistoryLine>,
-    deliveries: Vec<(DeliveryCell, Vec<AttemptLine>)>,
-    /// What an erasure kept under legal hold: categories and until when (never the values).
+    history: Vec<console::HistoryLine>,
+    deliveries: Vec<(console::DeliveryCell, Vec<console::AttemptLine>)>,
     kept: Vec<(String, String)>,
 }
 
 /// `GET /console/requests/{id}`: one request with its history, each destination's attempts and
 /// what erasure kept under legal hold.
 async fn request(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: ConsoleSession,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = state.store.request(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest))?;
-    let record = &view.record;
-    let mut deliveries = Vec::new();
-    for delivery in &view.deliveries {
-        let attempts = state
-            .store
-            .delivery_attempts(&delivery.request, &delivery.destination)
-            .await?
-            .into_iter()
-            .map(|attempt| AttemptLine {
-                at: format_time(attempt.at),
-                status_code: attempt.status_code,
-                error: attempt.error,
-            })
-            .collect();
-        deliveries.push((console::delivery_cell(&state.catalog, delivery), attempts));
-    }
-    let kept = match (&record.subject, record.kind) {
-        (Some(subject), tactful_domain::request::RequestKind::Erase) => state
-            .store
-            .legal_holds(subject)
-            .await?
-            .into_iter()
-            .map(|held| (held.categories.join(", "), format_time(held.retain_until)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let details = record
-        .details
-        .as_object()
-        .map(|object| {
-            object
-                .iter()
-                .filter(|(_, value)| !value.is_null() && *value != &serde_json::Value::Bool(false))
-                .map(|(key, value)| {
-                    (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let RequestDetail { request, details, history, deliveries, kept } =
+        console::request_detail(&state, &id).await?;
     let page = RequestPage {
         brand: state.catalog.brand().name.clone(),
         csrf: session.csrf.clone(),
-        request: console::queue_row(&state.catalog, record, &view.deliveries, now_millis()),
+        request,
         details,
-        history: view
-            .history
-            .iter()
-            .map(|line| HistoryLine {
-                at: format_time(line.at),
-                status: console::status_in_words(line.status),
-                note: line.note.clone(),
-            })
-            .collect(),
+        history,
         deliveries,
         kept,
     };
     Ok(web::page(&page)?.into_response())
 }
-
-/// People the quality measurement scores at most (all of them train the model).
-const QUALITY_USERS: usize = 5_000;
 
 /// A row of the quality table.
 struct QualityRow {
@@ -333,15 +233,12 @@ struct QualityPage {
 /// `POST /console/quality`: measures the served model's quality on the people it learns from now,
 /// beside the popularity baseline (leave-last-out, HR@10 and NDCG@10).
 async fn quality(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: ConsoleSession,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     session.check_csrf(&state, fields.get("csrf").map(String::as_str))?;
-    let engine = state.personalization.clone().ok_or_else(|| ApiError::new(ErrorCode::PersonalizationOff))?;
-    let measured = tokio::task::spawn_blocking(move || engine.quality(QUALITY_USERS))
-        .await
-        .map_err(ApiError::internal)?;
+    let measured = console::quality(&state).await?;
     let mut page = QualityPage {
         brand: state.catalog.brand().name.clone(),
         csrf: session.csrf.clone(),

@@ -4,7 +4,6 @@
 //! plain form (works without JavaScript) carrying the session's CSRF token.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
@@ -14,19 +13,21 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 use tactful_domain::request::RequestKind;
 use tactful_domain::segment::format_time;
 
-use super::v1::subjects::query;
-use crate::error::{ApiError, ErrorCode};
-use crate::export;
-use crate::me::{self, Access, Choice, Interests, Known, MyRequest, Suggestions};
-use crate::session::{self, ERASURE_COOKIE, Kind, ME_COOKIE, SIGN_IN_COOKIE};
-use crate::web::{self, ApiForm, MeSession};
-use crate::{AppState, now_millis};
+use tactful_app::exports::package::{self as export, Form, PackageQuery};
+use tactful_app::preferences::{self as me, Access, Choice, Interests, Known, MyRequest, Suggestions};
+use tactful_app::reads::{self, Reader};
+use tactful_app::tokens::{self, Kind};
 
-pub fn routes() -> Router<Arc<AppState>> {
+use crate::AppState;
+use crate::auth::query;
+use crate::error::{ApiError, ErrorCode};
+use crate::session::{self, ERASURE_COOKIE, ME_COOKIE, SIGN_IN_COOKIE};
+use crate::web::{self, ApiForm, MeSession};
+
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/me", get(home))
         .route("/me/consents", post(consents))
@@ -85,7 +86,7 @@ struct MePage {
 /// `GET /me`: with `?t=` a signed link (sets the session and redirects to a clean address);
 /// otherwise the page of the signed-in person.
 async fn home(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     params: Result<Query<HomeQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -104,7 +105,7 @@ async fn home(
     } else {
         None
     };
-    let now = now_millis();
+    let now = state.now();
     let receipts = match params.receipts.as_deref() {
         Some(ids) => shown_receipts(&state, &found.subject, ids).await?,
         None => Vec::new(),
@@ -146,28 +147,24 @@ fn done_message(code: &str) -> Option<&'static str> {
 /// Exchanges a signed link for a session. An expired, altered or unknown link gets the same
 /// answer, whoever it was for: nothing tells whether a person exists.
 async fn sign_in(state: &AppState, token: &str) -> Result<Response, ApiError> {
-    let now = now_millis();
-    let claims = session::verify(&state.vault, Kind::Link, token, now)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidLink))?;
-    let found =
-        state.store.subject_state(&claims.who).await?.ok_or_else(|| ApiError::new(ErrorCode::InvalidLink))?;
-    state.store.audit_append(vec![me::audit(state, &found.subject, "signed_in", None)], now).await?;
-    let expires = now + state.web.session_ttl_ms;
-    let session = session::issue(&state.vault, Kind::Me, &found.subject, expires);
-    let cookie =
-        session::set_cookie(ME_COOKIE, &session, state.web.session_ttl_ms / 1000, state.web.secure_cookies);
-    Ok(web::see_other_with_cookie("/me", cookie))
+    let session = tokens::open_link(state, token).await?;
+    Ok(web::see_other_with_cookie("/me", session_cookie(state, &session)))
+}
+
+/// The cookie carrying a preference-center session.
+fn session_cookie(state: &AppState, session: &tokens::Session) -> axum::http::HeaderValue {
+    let seconds = (session.expires_at - state.now()) / 1000;
+    session::set_cookie(ME_COOKIE, &session.token, seconds, state.web.secure_cookies)
 }
 
 async fn shown_receipts(state: &AppState, subject: &str, ids: &str) -> Result<Vec<ReceiptView>, ApiError> {
     let mut shown = Vec::new();
     for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()).take(20) {
-        let Some(stored) = state.store.receipt(id).await? else { continue };
-        let owner = state.store.subject_state(&stored.subject).await?.map(|owner| owner.subject);
-        if owner.as_deref() != Some(subject) {
-            continue;
-        }
-        let body: Value = serde_json::from_str(&stored.body).unwrap_or_default();
+        let body = match reads::records::receipt(state, &Reader::Person, subject, id).await {
+            Ok(body) => body,
+            Err(error) if error.code == ErrorCode::UnknownReceipt => continue,
+            Err(error) => return Err(error.into()),
+        };
         let receipt = &body["receipt"];
         let purpose = &receipt["services"][0]["purposes"][0];
         shown.push(ReceiptView {
@@ -207,7 +204,7 @@ fn only(fields: &Fields, allowed: &[&str]) -> Result<(), ApiError> {
 
 /// `POST /me/consents`: `purpose=KEY&choice=on|off`, or `all=on|off` for every switchable one.
 async fn consents(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
@@ -224,7 +221,7 @@ async fn consents(
     let changes: Vec<(String, bool)> = match (field(&fields, "all"), field(&fields, "purpose")) {
         (Some(all), None) => {
             let on = on(all)?;
-            me::choices(&state, &found, now_millis())
+            me::choices(&state, &found, state.now())
                 .into_iter()
                 .filter(|c| c.switchable)
                 .map(|c| (c.purpose, on))
@@ -247,7 +244,7 @@ async fn consents(
 
 /// `POST /me/interests`: `interest=…` repeated (checkboxes), plus `other=` (comma-separated).
 async fn interests(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
@@ -265,7 +262,7 @@ async fn interests(
 
 /// `POST /me/export`: asks for everything held, as a download.
 async fn ask_export(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
@@ -279,7 +276,7 @@ async fn ask_export(
 /// `POST /me/erase`: asks for erasure, once the person confirmed they understand what it means.
 /// Their session ends with their data; a cookie naming the request lets them follow it to the end.
 async fn ask_erase(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
@@ -293,7 +290,7 @@ async fn ask_erase(
     }
     let found = me::person(&state, &session.subject).await?;
     let id = me::ask(&state, &found.subject, RequestKind::Erase).await?;
-    let token = session::issue(&state.vault, Kind::Erasure, &id, now_millis() + 30 * 86_400_000);
+    let token = tokens::issue(&state.vault, Kind::Erasure, &id, state.now() + 30 * 86_400_000);
     let mut response = web::see_other_with_cookie(
         &format!("/me/requests/{id}"),
         session::set_cookie(ERASURE_COOKIE, &token, 30 * 86_400, state.web.secure_cookies),
@@ -317,13 +314,12 @@ struct RequestPage {
 }
 
 fn erasure_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let token = session::cookie(headers, ERASURE_COOKIE)?;
-    session::verify(&state.vault, Kind::Erasure, token, now_millis()).ok().map(|claims| claims.who)
+    tokens::holder(state, Kind::Erasure, session::cookie(headers, ERASURE_COOKIE)?)
 }
 
 /// `GET /me/requests/{id}`: one of the person's requests, with its status.
 async fn request(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -355,28 +351,24 @@ async fn request(
 
 /// `GET /me/requests/{id}/package?format=json|html`: the person's own download.
 async fn package(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     Path(id): Path<String>,
-    params: Result<Query<export::PackageQuery>, QueryRejection>,
+    params: Result<Query<PackageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let form = query(params)?.form(export::Form::Html)?;
+    let form = query(params)?.form(Form::Html)?;
     let (_, record) = me::request_of(&state, Some(&session.subject), None, &id).await?;
-    super::v1::requests::download(state, record, form).await
+    let download = export::download(&state.app, &Reader::Person, record, form).await?;
+    Ok(super::v1::requests::attachment(download))
 }
 
 /// `GET /me/receipts/{id}`: one of the person's signed receipts, as a file to keep.
 async fn receipt(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let stored = state.store.receipt(&id).await?.ok_or_else(|| ApiError::new(ErrorCode::UnknownReceipt))?;
-    let owner = state.store.subject_state(&stored.subject).await?.map(|owner| owner.subject);
-    if owner.as_deref() != Some(session.subject.as_str()) {
-        return Err(ApiError::new(ErrorCode::UnknownReceipt));
-    }
-    let body: Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
+    let body = reads::records::receipt(&state, &Reader::Person, &session.subject, &id).await?;
     let mut response = axum::response::IntoResponse::into_response(Json(body));
     response.headers_mut().insert(
         axum::http::header::CONTENT_DISPOSITION,
@@ -388,7 +380,7 @@ async fn receipt(
 
 /// `POST /me/sign-out`: ends the session on this browser.
 async fn sign_out(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     session: MeSession,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -420,14 +412,14 @@ fn sign_in_page_with(
 }
 
 /// `GET /me/sign-in`: asks for the address to send a one-time code to.
-async fn sign_in_page(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn sign_in_page(State(state): State<AppState>) -> Result<Response, ApiError> {
     sign_in_page_with(&state, false, None, StatusCode::OK)
 }
 
 /// `POST /me/sign-in` (`address`): sends a code if the address is a customer's, and asks for it
 /// either way (the page cannot tell who is a customer).
 async fn send_code(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
     only(&fields, &["address"])?;
@@ -437,9 +429,9 @@ async fn send_code(
         Err(error) if error.code == ErrorCode::InvalidIdentifier => {
             return sign_in_page_with(&state, false, Some(error.message), StatusCode::BAD_REQUEST);
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
-    let token = session::issue(&state.vault, Kind::SignIn, &id, now_millis() + me::SIGN_IN_CODE_TTL_MS);
+    let token = tokens::issue(&state.vault, Kind::SignIn, &id, state.now() + me::SIGN_IN_CODE_TTL_MS);
     let cookie =
         session::set_cookie(SIGN_IN_COOKIE, &token, me::SIGN_IN_CODE_TTL_MS / 1000, state.web.secure_cookies);
     Ok(web::see_other_with_cookie("/me/sign-in/code", cookie))
@@ -447,12 +439,11 @@ async fn send_code(
 
 /// The sign-in this browser is in the middle of, if any.
 fn pending_sign_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let token = session::cookie(headers, SIGN_IN_COOKIE)?;
-    session::verify(&state.vault, Kind::SignIn, token, now_millis()).ok().map(|claims| claims.who)
+    tokens::holder(state, Kind::SignIn, session::cookie(headers, SIGN_IN_COOKIE)?)
 }
 
 /// `GET /me/sign-in/code`: asks for the code.
-async fn code_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn code_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if pending_sign_in(&state, &headers).is_none() {
         return Ok(web::see_other("/me/sign-in"));
     }
@@ -462,7 +453,7 @@ async fn code_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
 /// `POST /me/sign-in/code` (`code`): a right code opens the settings; a wrong one says how many
 /// tries are left; an expired or used-up one asks to start again.
 async fn check_code(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
@@ -478,12 +469,8 @@ async fn check_code(
     let code = field(&fields, "code").unwrap_or_default();
     match me::finish_sign_in(&state, &id, code).await? {
         me::SignedIn::As(subject) => {
-            let expires = now_millis() + state.web.session_ttl_ms;
-            let token = session::issue(&state.vault, Kind::Me, &subject, expires);
-            let mut response = web::see_other_with_cookie(
-                "/me",
-                session::set_cookie(ME_COOKIE, &token, state.web.session_ttl_ms / 1000, state.web.secure_cookies),
-            );
+            let session = tokens::session_for(&state, &subject);
+            let mut response = web::see_other_with_cookie("/me", session_cookie(&state, &session));
             response.headers_mut().append(
                 axum::http::header::SET_COOKIE,
                 session::set_cookie(SIGN_IN_COOKIE, "", 0, state.web.secure_cookies),

@@ -9,7 +9,7 @@ mod privacy;
 pub mod v1;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -24,7 +24,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorCode, InternalDetail};
 use crate::metrics::RequestLabels;
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: AppState) -> Router {
     // The web pages: errors as pages for browsers, and the security headers pages need.
     let pages = Router::new()
         .merge(me::routes())
@@ -76,7 +76,7 @@ fn cors(state: &AppState) -> CorsLayer {
 
 /// Logs each request by its route template (never the raw path, which may hold a write key), counts
 /// it, and writes the detail of internal errors, which clients never see.
-async fn log_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn log_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -1,8 +1,6 @@
 //! Operations: `/healthz` (the process answers), `/readyz` (the database answers), `/metrics`
 //! (OpenMetrics text, for Prometheus), and `/openapi.json` (the OpenAPI 3.1 document of the HTTP API).
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -14,7 +12,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::error::ApiError;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -29,12 +27,12 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await?;
     Ok(Json(json!({"status": "ready", "database": state.store.backend()})))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(),

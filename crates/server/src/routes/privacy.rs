@@ -3,8 +3,6 @@
 //! builds from the compiled policy, so neither can drift from what the software does. Also `/`, a
 //! front door that points to the notice, the preference center and the console.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
@@ -20,7 +18,7 @@ use crate::web;
 /// The version of the machine-readable notice.
 pub const FORMAT: &str = "tactful-notice/1";
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new().route("/", get(front)).route("/privacy", get(page)).route("/privacy.json", get(json_notice))
 }
 
@@ -32,14 +30,14 @@ struct PrivacyPage {
 }
 
 /// `GET /privacy`: the notice for people.
-async fn page(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
     let page =
         PrivacyPage { brand: state.catalog.brand().name.clone(), notice: notice::notice(&state.policy) };
     web::page(&page)
 }
 
 /// `GET /privacy.json`: the same notice for machines.
-async fn json_notice(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn json_notice(State(state): State<AppState>) -> Json<Value> {
     Json(notice_json(&notice::notice(&state.policy)))
 }
 
@@ -110,6 +108,6 @@ struct FrontPage {
 }
 
 /// `GET /`: where a visitor (or a newcomer running the demo) can go from here.
-async fn front(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn front(State(state): State<AppState>) -> Result<Response, ApiError> {
     web::page(&FrontPage { brand: state.catalog.brand().name.clone() })
 }

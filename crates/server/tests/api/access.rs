@@ -119,7 +119,7 @@ async fn on(database: Option<String>) -> Harness {
 impl Harness {
     /// A new API key with `role`, as `tactful api-keys create` makes it.
     pub(crate) async fn key(&self, role: &str) -> String {
-        let (_, key) = tactful_server::auth::create_api_key(&self.state, "test", role, None).await.unwrap();
+        let (_, key) = tactful_app::keys::create_api_key(&self.state, "test", role, None).await.unwrap();
         key.to_string()
     }
 
@@ -428,7 +428,9 @@ async fn the_consent_export_and_the_audit_log_are_there_for_the_privacy_team() {
     let (status, checkpoint) = harness.post_json("/v1/audit/checkpoints", &privacy, "").await;
     assert_eq!(status, StatusCode::OK, "{checkpoint}");
     let size = checkpoint["checkpoint"]["size"].as_u64().unwrap();
-    assert_eq!(size, 5, "two key creations, two consent changes and the read: {checkpoint}");
+    assert_eq!(size, 7, "two key creations, two consent changes, the read and the two exports: {checkpoint}");
+    let (_, entries) = harness.get("/v1/audit/verify", &privacy).await;
+    assert_eq!(entries["entries"], 7);
     let (status, report) = harness.get("/v1/audit/verify", &privacy).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["intact"], true, "{report}");
@@ -463,8 +465,8 @@ async fn bad_requests(harness: Harness) {
 
     let profile = format!("/v1/subjects/user_id:reader-1/profile?purpose={MARKETING}");
     let expired = {
-        let past = tactful_server::now_millis() - 1;
-        tactful_server::auth::create_api_key(&harness.state, "old", "marketing", Some(past))
+        let past = tactful_app::now_millis() - 1;
+        tactful_app::keys::create_api_key(&harness.state, "old", "marketing", Some(past))
             .await
             .unwrap()
             .1
@@ -472,15 +474,10 @@ async fn bad_requests(harness: Harness) {
     };
     let revoked = {
         let (record, key) =
-            tactful_server::auth::create_api_key(&harness.state, "gone", "marketing", None).await.unwrap();
+            tactful_app::keys::create_api_key(&harness.state, "gone", "marketing", None).await.unwrap();
         let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: record.id.clone() };
         assert!(
-            harness
-                .state
-                .store
-                .revoke_api_key(&record.id, tactful_server::now_millis(), audit)
-                .await
-                .unwrap()
+            harness.state.store.revoke_api_key(&record.id, tactful_app::now_millis(), audit).await.unwrap()
         );
         key.to_string()
     };
@@ -663,7 +660,7 @@ async fn a_consent_that_expires_stops_counting_and_the_ledger_says_so() {
     let harness = harness().await;
     let (marketing, privacy) = (harness.key("marketing").await, harness.key("privacy").await);
     harness.identify("x-1", "Whitby").await;
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let expires = tactful_domain::segment::format_time(now + 60_000);
     let body = json!({"changes": [{"purpose": MARKETING, "status": "given", "method": "explicit", "expires_at": expires}]});
     let (status, answer) =
@@ -673,8 +670,8 @@ async fn a_consent_that_expires_stops_counting_and_the_ledger_says_so() {
     assert_eq!(harness.read(&marketing, MARKETING).await["traits"]["email"], EMAIL);
 
     // A minute later (the job runs with the time it is given): recorded once, with a receipt.
-    assert_eq!(tactful_server::jobs::record_lapsed_consents(&harness.state, now + 60_000).await.unwrap(), 1);
-    assert_eq!(tactful_server::jobs::record_lapsed_consents(&harness.state, now + 120_000).await.unwrap(), 0);
+    assert_eq!(tactful_app::consents::record_lapsed(&harness.state, now + 60_000).await.unwrap(), 1);
+    assert_eq!(tactful_app::consents::record_lapsed(&harness.state, now + 120_000).await.unwrap(), 0);
     let (_, consents) = harness.get("/v1/subjects/user_id:reader-1/consents", &privacy).await;
     assert_eq!(consents["ledger"][0]["status"], "expired", "{consents}");
     assert_eq!(consents["ledger"][0]["source"], "expiry");
@@ -708,13 +705,16 @@ async fn data_of_a_property_taken_out_of_the_catalog_is_shown_to_nobody() {
     };
     // (Its guardrail goes too: a guardrail that protects nothing is refused at load.)
     let without_city = cut(&cut(CATALOG, "[properties.\"traits.city\"]"), "[[guardrails]]");
-    let config = tactful_server::Config {
+    let config = tactful_app::Config {
         database: format!("sqlite:{}", first.dir.path().join("tactful.db").display()),
         master_key_file: first.dir.path().join("master.key"),
-        ..tactful_server::Config::default()
+        ..tactful_app::Config::default()
     };
     let catalog = Catalog::parse(&without_city).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
-    let state = std::sync::Arc::new(tactful_server::AppState::open(&config, catalog).await.unwrap());
+    let state = tactful_server::AppState::new(
+        std::sync::Arc::new(tactful_app::App::open(&config, catalog).await.unwrap()),
+        &config,
+    );
     let later = Harness { state, dir: tempfile::tempdir().unwrap() };
     let marketing = later.key("marketing").await;
     let read = later.read(&marketing, MARKETING).await;

@@ -8,12 +8,13 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde_json::Value;
+use tactful_app::{App, Config};
 use tactful_domain::catalog::Catalog;
-use tactful_server::{AppState, Config};
+use tactful_server::AppState;
 use tower::ServiceExt;
 
 pub struct Harness {
-    pub state: Arc<AppState>,
+    pub state: AppState,
     pub dir: tempfile::TempDir,
 }
 
@@ -41,12 +42,12 @@ impl Harness {
             ..Config::default()
         };
         configure(&mut config);
-        let state = Arc::new(AppState::open(&config, catalog).await.unwrap());
+        let state = AppState::new(Arc::new(App::open(&config, catalog).await.unwrap()), &config);
         Harness { state, dir }
     }
 
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
-        let response = tactful_server::app(self.state.clone()).oneshot(request).await.unwrap();
+        let response = tactful_server::router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

@@ -119,9 +119,7 @@ impl Harness {
             .unwrap()
             .expect("the key exists");
         let audit = AuditEvent::KeyRevoked { key: record.id.clone() };
-        assert!(
-            self.state.store.revoke_api_key(&record.id, tactful_server::now_millis(), audit).await.unwrap()
-        );
+        assert!(self.state.store.revoke_api_key(&record.id, tactful_app::now_millis(), audit).await.unwrap());
     }
 
     async fn audit_kinds(&self) -> Vec<String> {
@@ -150,11 +148,11 @@ async fn sign_in_is_refused_without_saying_whether_a_key_exists_unless_it_is_val
 
     let revoked = harness.key("privacy").await;
     harness.revoke_key(&revoked).await;
-    let expired = tactful_server::auth::create_api_key(
+    let expired = tactful_app::keys::create_api_key(
         &harness.state,
         "last year",
         "privacy",
-        Some(tactful_server::now_millis() - 1),
+        Some(tactful_app::now_millis() - 1),
     )
     .await
     .unwrap()
@@ -275,7 +273,7 @@ async fn dashboard(harness: Harness) {
     let id = created["id"].as_str().unwrap();
     let due = created["due_at"].as_str().unwrap();
     // One long overdue, made before this console existed.
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let overdue = RequestRecord {
         id: "req_forgotten".into(),
         subject: None,
@@ -316,7 +314,7 @@ async fn dashboard(harness: Harness) {
 
     // Carried out here, the erasure waits for the CRM to confirm.
     for _ in 0..5 {
-        tactful_server::requests::run_due(&harness.state, tactful_server::now_millis()).await.unwrap();
+        tactful_app::requests::run_due(&harness.state, tactful_app::now_millis()).await.unwrap();
     }
     let page = harness.console_get("/console", Some(&set)).await;
     let row = page.row(id);
@@ -419,7 +417,7 @@ async fn recommendation_quality_is_measured_on_demand_beside_the_popular_list() 
         }
     }
     let engine = h.state.personalization.clone().unwrap();
-    while tactful_server::personalize::update_dirty(&h.state, &engine).await.unwrap() > 0 {}
+    while tactful_app::personalize::update_dirty(&h.state, &engine).await.unwrap() > 0 {}
     engine.sync(h.state.store.as_ref(), &h.state.vault).await.unwrap();
 
     let cookie = h.console_session(&h.key("privacy").await).await;

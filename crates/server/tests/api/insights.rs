@@ -109,7 +109,7 @@ impl Harness {
 
     /// Sends one `Product Viewed` of `user`, `days_ago` days ago, with their consent to analytics.
     async fn viewed(&self, user: &str, days_ago: i64) {
-        let at = tactful_server::now_millis() - days_ago * 86_400_000 - 60_000;
+        let at = tactful_app::now_millis() - days_ago * 86_400_000 - 60_000;
         let event = json!({"type": "track", "event": "Product Viewed", "userId": user,
                            "messageId": format!("{user}-{days_ago}"), "timestamp": tactful_domain::segment::format_time(at),
                            "properties": {"category": "shoes"},
@@ -123,7 +123,7 @@ impl Harness {
 }
 
 fn window() -> (String, String) {
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     (tactful_domain::segment::format_time(now - 86_400_000), tactful_domain::segment::format_time(now))
 }
 
@@ -179,7 +179,7 @@ async fn small_groups(h: Harness) {
         .post_json("/v1/requests", &privacy, &json!({"type": "restrict", "subject": "user_id:b"}).to_string())
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+    tactful_app::requests::run_due(&h.state, tactful_app::now_millis()).await.unwrap();
     let (_, answer) = h.query(&analyst, ask).await;
     assert_eq!(group(&answer, "shoes").unwrap()["suppressed"], true, "{answer}");
 
@@ -274,7 +274,7 @@ async fn stages(h: Harness) {
         h.viewed(&format!("lapsed-{index}"), 95).await;
     }
     h.viewed("lonely-new", 3).await;
-    let now = tactful_server::now_millis();
+    let now = tactful_app::now_millis();
     let ask = |days: i64| {
         json!({"dataset": "stages", "metric": "people", "group_by": ["lifecycle"],
                "from": tactful_domain::segment::format_time(now - days * 86_400_000),
@@ -304,7 +304,7 @@ async fn bad_queries_get_clear_errors_and_spend_nothing() {
     let h = Harness::open(catalog(), 64, None).await;
     let analyst = h.key("analyst").await;
     let (from, to) = window();
-    let future = tactful_domain::segment::format_time(tactful_server::now_millis() + 86_400_000);
+    let future = tactful_domain::segment::format_time(tactful_app::now_millis() + 86_400_000);
     let cases = [
         (
             json!({"dataset": "nope", "metric": "events", "from": from, "to": to}),

@@ -7,8 +7,8 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
+use tactful_app::tokens::{self as session, Kind};
 use tactful_domain::catalog::Catalog;
-use tactful_server::session::{self, Kind};
 
 use crate::common::Harness;
 use crate::personalize::CATALOG;
@@ -199,7 +199,7 @@ async fn expired_altered_and_foreign_links_are_refused_alike_without_telling_who
     let subject = h.customer("u-ada", "ada@example.com").await;
     let url = h.link(&subject).await;
     let token = url.split("t=").nth(1).unwrap();
-    let expired = session::issue(&h.state.vault, Kind::Link, &subject, tactful_server::now_millis() - 1);
+    let expired = session::issue(&h.state.vault, Kind::Link, &subject, tactful_app::now_millis() - 1);
     let stranger = session::issue(&h.state.vault, Kind::Link, "sub_nobodyhere", i64::MAX);
     let session_as_link = session::issue(&h.state.vault, Kind::Me, &subject, i64::MAX);
     let mut altered = token.to_owned();
@@ -381,7 +381,7 @@ async fn a_download_and_an_erasure_run_through_the_request_engine_to_the_end() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("We are working on it."), "{html}");
     assert_eq!(headers[header::REFRESH], "2", "the page follows the request by itself");
-    tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+    tactful_app::requests::run_due(&h.state, tactful_app::now_millis()).await.unwrap();
     let (_, headers, html) = h.page(&page, Some(&browser.cookie)).await;
     assert!(html.contains("Ready to download."), "{html}");
     assert!(headers.get(header::REFRESH).is_none());
@@ -404,7 +404,7 @@ async fn a_download_and_an_erasure_run_through_the_request_engine_to_the_end() {
     let erasure =
         cookies.iter().find(|c| c.starts_with("tactful_erasure=")).unwrap().split(';').next().unwrap();
     for _ in 0..5 {
-        tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+        tactful_app::requests::run_due(&h.state, tactful_app::now_millis()).await.unwrap();
     }
     let (status, _, html) = h.page(&page, Some(erasure)).await;
     assert_eq!(status, StatusCode::OK, "{html}");

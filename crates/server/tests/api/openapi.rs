@@ -195,7 +195,7 @@ fn the_error_codes_are_those_of_the_error_table() {
                         .find(|known| known.as_str() == code)
                         .unwrap_or_else(|| panic!("{method} {path}: {code} is not in the error table"));
                     assert_eq!(
-                        code.status().as_str(),
+                        &code.status().to_string(),
                         status,
                         "{method} {path}: {} is answered with {}",
                         code.as_str(),

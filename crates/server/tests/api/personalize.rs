@@ -173,7 +173,7 @@ impl Harness {
     /// What the serving instance's updater does every second.
     async fn learn(&self) {
         let engine = self.state.personalization.clone().expect("personalization is on");
-        while tactful_server::personalize::update_dirty(&self.state, &engine).await.unwrap() > 0 {}
+        while tactful_app::personalize::update_dirty(&self.state, &engine).await.unwrap() > 0 {}
         engine.sync(self.state.store.as_ref(), &self.state.vault).await.unwrap();
     }
 
@@ -350,7 +350,7 @@ async fn erasure_and_restriction_take_a_person_out_of_the_model() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+    tactful_app::requests::run_due(&h.state, tactful_app::now_millis()).await.unwrap();
     assert_eq!(people(), 2);
     assert!(
         h.similar_ids(&key, "boot").await.iter().all(|(id, reason)| id != "sock" || reason != "similar_to")
@@ -364,7 +364,7 @@ async fn erasure_and_restriction_take_a_person_out_of_the_model() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     for _ in 0..5 {
-        tactful_server::requests::run_due(&h.state, tactful_server::now_millis()).await.unwrap();
+        tactful_app::requests::run_due(&h.state, tactful_app::now_millis()).await.unwrap();
     }
     assert_eq!(people(), 1);
     h.learn().await;
@@ -532,7 +532,7 @@ async fn a_noisy_release_records_the_privacy_it_spent_in_the_audit_log() {
     }
     h.learn().await;
     let engine = h.state.personalization.clone().unwrap();
-    engine.release_whole(h.state.store.as_ref(), tactful_server::now_millis()).await.unwrap();
+    engine.release_whole(h.state.store.as_ref(), tactful_app::now_millis()).await.unwrap();
     let released: Vec<Value> = h
         .state
         .store

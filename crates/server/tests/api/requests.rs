@@ -104,11 +104,11 @@ impl Harness {
     /// Runs the request engine and the delivery worker as the server does, moving the clock a
     /// minute per pass (so retries come due), until nothing is left to do.
     async fn settle(&self) {
-        let mut now = tactful_server::now_millis();
+        let mut now = tactful_app::now_millis();
         let mut idle = 0;
         for _ in 0..30 {
-            let advanced = tactful_server::requests::run_due(&self.state, now).await.unwrap();
-            let delivered = tactful_server::destinations::deliver_due(&self.state, now).await.unwrap();
+            let advanced = tactful_app::requests::run_due(&self.state, now).await.unwrap();
+            let delivered = tactful_app::destinations::deliver_due(&self.state, now).await.unwrap();
             idle = if advanced + delivered == 0 { idle + 1 } else { 0 };
             if idle == 2 {
                 return;
@@ -218,7 +218,7 @@ async fn an_erasure_reaches_every_destination_and_keeps_only_what_the_law_requir
     let (_, log) = harness.get("/v1/audit/verify", &privacy).await;
     assert_eq!(log["intact"], true);
     // Ten years on (the clock of the retention job is the caller's), the invoice goes too.
-    let ten_years_on = tactful_server::now_millis() + 11 * 365 * 86_400_000;
+    let ten_years_on = tactful_app::now_millis() + 11 * 365 * 86_400_000;
     let report =
         harness.state.store.apply_retention(&harness.state.catalog, ten_years_on, 1_000).await.unwrap();
     assert_eq!(report.legal_holds_deleted, 1);
@@ -330,9 +330,14 @@ async fn an_access_request_gives_everything_held_in_json_and_in_a_page_for_peopl
     assert_eq!(view_event["categories"], json!(["user.behavior.browsing_history"]));
     assert_eq!(package["consents"]["ledger"][0]["status"], "given");
     assert_eq!(package["consents"]["receipts"][0]["receipt"]["version"], "KI-CR-v1.1.0");
-    let read =
-        package["access_log"].as_array().unwrap().iter().find(|entry| entry["kind"] == "read").unwrap();
-    assert_eq!(read["purpose"], MARKETING);
+    let reads: Vec<&Value> =
+        package["access_log"].as_array().unwrap().iter().filter(|entry| entry["kind"] == "read").collect();
+    // The download itself is in the person's access log before its first byte, with who downloaded.
+    assert_eq!(reads[0]["purpose"], "essential.legal_obligation");
+    assert_eq!(reads[0]["role"], "privacy");
+    assert!(reads[0]["actor"].as_str().unwrap().starts_with("key_"));
+    assert!(reads[0]["returned"].as_array().unwrap().contains(&json!("user.contact.email")));
+    let read = reads.iter().find(|entry| entry["purpose"] == MARKETING).unwrap();
     assert!(read.get("subject").is_none());
     assert_eq!(package["requests"][0]["id"], id.as_str());
 
@@ -340,7 +345,7 @@ async fn an_access_request_gives_everything_held_in_json_and_in_a_page_for_peopl
         .header(header::AUTHORIZATION, format!("Bearer {privacy}"))
         .body(Body::empty())
         .unwrap();
-    let response = tactful_server::app(harness.state.clone()).oneshot(request).await.unwrap();
+    let response = tactful_server::router(harness.state.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
     let html = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
@@ -416,8 +421,8 @@ async fn self_service_requests_wait_for_the_code_sent_to_the_person() {
         harness.request(&privacy, json!({"type": "erase", "subject": "user_id:reader-1"})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{own}");
     let typed_id = typed["id"].as_str().unwrap();
-    let late = tactful_server::now_millis() + 16 * 60_000;
-    tactful_server::requests::run_due(&harness.state, late).await.unwrap();
+    let late = tactful_app::now_millis() + 16 * 60_000;
+    tactful_app::requests::run_due(&harness.state, late).await.unwrap();
     let (_, view) = harness.get(&format!("/v1/requests/{typed_id}"), &privacy).await;
     assert_eq!(view["status"], "failed", "{view:#}");
     assert_eq!(
@@ -470,12 +475,12 @@ async fn an_erasure_waits_for_a_download_of_the_same_person_to_end() {
         .header(header::AUTHORIZATION, format!("Bearer {privacy}"))
         .body(Body::empty())
         .unwrap();
-    let download = tactful_server::app(harness.state.clone()).oneshot(request).await.unwrap();
+    let download = tactful_server::router(harness.state.clone()).oneshot(request).await.unwrap();
     assert_eq!(download.status(), StatusCode::OK);
 
     let (_, erase) = harness.request(&privacy, json!({"type": "erase", "subject": "user_id:reader-1"})).await;
     let erase_id = erase["id"].as_str().unwrap().to_owned();
-    tactful_server::requests::run_due(&harness.state, tactful_server::now_millis()).await.unwrap();
+    tactful_app::requests::run_due(&harness.state, tactful_app::now_millis()).await.unwrap();
     let (_, view) = harness.get(&format!("/v1/requests/{erase_id}"), &privacy).await;
     assert_eq!(view["status"], "running", "{view:#}");
     assert!(
@@ -500,9 +505,7 @@ async fn an_erasure_waits_for_a_download_of_the_same_person_to_end() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        tactful_server::requests::run_due(&harness.state, tactful_server::now_millis() + 10_000)
-            .await
-            .unwrap();
+        tactful_app::requests::run_due(&harness.state, tactful_app::now_millis() + 10_000).await.unwrap();
     }
     assert_eq!(harness.subject_of("user_id", "reader-1").await, None);
     harness.settle().await;
@@ -686,10 +689,10 @@ async fn a_destination_answering_garbage_is_retried_then_given_up_on_without_und
         harness.request(&privacy, json!({"type": "erase", "subject": "user_id:reader-1"})).await;
     let id = created["id"].as_str().unwrap().to_owned();
 
-    let now = tactful_server::now_millis();
-    tactful_server::requests::run_due(&harness.state, now).await.unwrap();
+    let now = tactful_app::now_millis();
+    tactful_app::requests::run_due(&harness.state, now).await.unwrap();
     for minute in 0..3 {
-        tactful_server::destinations::deliver_due(&harness.state, now + minute * 600_000).await.unwrap();
+        tactful_app::destinations::deliver_due(&harness.state, now + minute * 600_000).await.unwrap();
     }
     let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
     assert_eq!(view["status"], "waiting_on_destinations", "{view:#}");
@@ -700,7 +703,7 @@ async fn a_destination_answering_garbage_is_retried_then_given_up_on_without_und
 
     // Past its horizon, the destination is given up on: the request says so, and stops.
     let later = now + 2 * 86_400_000;
-    tactful_server::destinations::deliver_due(&harness.state, later).await.unwrap();
+    tactful_app::destinations::deliver_due(&harness.state, later).await.unwrap();
     let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
     assert_eq!(view["status"], "partially_completed", "{view:#}");
     assert_eq!(view["deliveries"][0]["status"], "gave_up");

@@ -190,7 +190,7 @@ async fn java_import_with_trailing_slash_is_stored_at_its_historical_time() {
     assert_eq!(body["stored"], 2, "{body}");
     let subject = harness.subject_of("user_id", "user-java-1").await.expect("indexed");
     let records = harness.records(&subject).await;
-    let received = tactful_server::now_millis();
+    let received = tactful_app::now_millis();
     assert!(
         records.iter().all(|record| record.2 < received - 24 * 3600 * 1000),
         "historical timestamps kept"
@@ -522,7 +522,7 @@ async fn clock_skew_is_corrected_from_sent_at() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let subject = harness.subject_of("user_id", "skewed").await.unwrap();
     let timestamp = harness.records(&subject).await[0].2;
-    let expected = tactful_server::now_millis() - 10_000;
+    let expected = tactful_app::now_millis() - 10_000;
     assert!((timestamp - expected).abs() < 5_000, "occurred 10 s before it was received, not in 2099");
 }
 
@@ -596,7 +596,7 @@ async fn undeclared_properties_are_dropped_counted_and_visible_in_metrics() {
 
     let (status, _, _) = harness.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    let response = tactful_server::app(harness.state.clone())
+    let response = tactful_server::router(harness.state.clone())
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -655,7 +655,7 @@ async fn a_connection_dropped_mid_request_answers_503_and_the_retry_stores_once(
                 .header(header::AUTHORIZATION, basic("wk_web_fernhill_demo"))
                 .body(Body::from(batch.to_string()))
                 .unwrap();
-            let response = tactful_server::app(state).oneshot(request).await.unwrap();
+            let response = tactful_server::router(state).oneshot(request).await.unwrap();
             let status = response.status();
             let headers = response.headers().clone();
             let body: Value =

@@ -2,8 +2,6 @@
 //! guardrails, roles), for any API key; and `GET /v1/signing-key`: the public key receipts and audit
 //! checkpoints are signed with, for anyone who wants to check them.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,11 +13,11 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/catalog", get(catalog)).route("/v1/signing-key", get(signing_key))
 }
 
-async fn catalog(State(state): State<Arc<AppState>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn catalog(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
     let catalog = &state.catalog;
     let brand = catalog.brand();
     Ok(Json(json!({
@@ -74,7 +72,7 @@ async fn catalog(State(state): State<Arc<AppState>>, _caller: Caller) -> Result<
     })))
 }
 
-async fn signing_key(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn signing_key(State(state): State<AppState>) -> Json<Value> {
     let key = state.vault.public_key();
     Json(json!({
         "algorithm": "Ed25519",

@@ -3,8 +3,6 @@
 //! Bearer token, or the pages' session cookie with the CSRF token in `X-CSRF-Token` for changes.
 //! Nothing here names a subject; every route acts on the caller's own data.
 
-use std::sync::Arc;
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,15 +13,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tactful_domain::request::RequestKind;
 
-use super::subjects::query;
-use crate::auth::ApiJson;
-use crate::error::{ApiError, ErrorCode};
-use crate::export::{Form, PackageQuery};
-use crate::me;
-use crate::web::MeCaller;
-use crate::{AppState, now_millis};
+use tactful_app::exports::package::{Form, PackageQuery};
+use tactful_app::preferences as me;
+use tactful_app::reads::Reader;
 
-pub fn routes() -> Router<Arc<AppState>> {
+use crate::AppState;
+use crate::auth::{ApiJson, query};
+use crate::error::{ApiError, ErrorCode};
+use crate::web::MeCaller;
+
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/me", get(overview))
         .route("/v1/me/consents", get(consents).post(choose))
@@ -37,13 +36,13 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// `GET /v1/me`: everything the preference center shows, in one answer.
-async fn overview(State(state): State<Arc<AppState>>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
+async fn overview(State(state): State<AppState>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
     let found = me::person(&state, &caller.subject).await?;
     Ok(Json(json!({
         "subject": found.subject,
         "jurisdiction": found.jurisdiction,
         "restricted": found.restricted,
-        "choices": me::choices(&state, &found, now_millis()),
+        "choices": me::choices(&state, &found, state.now()),
         "known": me::known(&state, &found.subject).await?,
         "interests": me::interests(&state, &found).await?,
         "requests": me::my_requests(&state, &found.subject).await?,
@@ -55,9 +54,9 @@ async fn overview(State(state): State<Arc<AppState>>, caller: MeCaller) -> Resul
 }
 
 /// `GET /v1/me/consents`: the caller's choice per purpose.
-async fn consents(State(state): State<Arc<AppState>>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
+async fn consents(State(state): State<AppState>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
     let found = me::person(&state, &caller.subject).await?;
-    Ok(Json(json!({"choices": me::choices(&state, &found, now_millis())})))
+    Ok(Json(json!({"choices": me::choices(&state, &found, state.now())})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +76,7 @@ struct ChoiceChange {
 /// `POST /v1/me/consents` with `{"changes": [{"purpose", "allow"}]}`: each change that changes
 /// something is recorded with a signed receipt (method `preference_center`).
 async fn choose(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     caller: MeCaller,
     ApiJson(body): ApiJson<Choices>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -87,12 +86,12 @@ async fn choose(
     let found = me::person(&state, &caller.subject).await?;
     Ok((
         StatusCode::OK,
-        Json(json!({"receipts": receipts, "choices": me::choices(&state, &found, now_millis())})),
+        Json(json!({"receipts": receipts, "choices": me::choices(&state, &found, state.now())})),
     ))
 }
 
 /// `GET /v1/me/interests`.
-async fn interests(State(state): State<Arc<AppState>>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
+async fn interests(State(state): State<AppState>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
     let found = me::person(&state, &caller.subject).await?;
     let interests =
         me::interests(&state, &found).await?.ok_or_else(|| ApiError::new(ErrorCode::PersonalizationOff))?;
@@ -107,7 +106,7 @@ struct InterestsBody {
 
 /// `PUT /v1/me/interests` with `{"interests": [...]}`: replaces what the caller told us they like.
 async fn set_interests(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     caller: MeCaller,
     ApiJson(body): ApiJson<InterestsBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -117,10 +116,7 @@ async fn set_interests(
 }
 
 /// `GET /v1/me/recommendations`: what the caller would be shown, each with its reason.
-async fn recommendations(
-    State(state): State<Arc<AppState>>,
-    caller: MeCaller,
-) -> Result<Json<Value>, ApiError> {
+async fn recommendations(State(state): State<AppState>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
     let found = me::person(&state, &caller.subject).await?;
     let suggestions =
         me::suggestions(&state, &found).await?.ok_or_else(|| ApiError::new(ErrorCode::PersonalizationOff))?;
@@ -128,14 +124,14 @@ async fn recommendations(
 }
 
 /// `GET /v1/me/access-log`: who accessed the caller's data, when, what and why.
-async fn access_log(State(state): State<Arc<AppState>>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
+async fn access_log(State(state): State<AppState>, caller: MeCaller) -> Result<Json<Value>, ApiError> {
     let found = me::person(&state, &caller.subject).await?;
     Ok(Json(json!({"entries": me::access_log(&state, &found.subject, 1000).await?})))
 }
 
 /// `POST /v1/me/export`: asks for everything held, as a package to download.
 async fn export(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     caller: MeCaller,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let found = me::person(&state, &caller.subject).await?;
@@ -153,7 +149,7 @@ struct EraseBody {
 
 /// `POST /v1/me/erase` with `{"confirm": true}`: asks for erasure everywhere.
 async fn erase(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     caller: MeCaller,
     ApiJson(body): ApiJson<EraseBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -171,7 +167,7 @@ async fn erase(
 
 /// `GET /v1/me/requests/{id}`: one of the caller's requests (anyone else's is not found).
 async fn request(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     caller: MeCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -181,12 +177,13 @@ async fn request(
 
 /// `GET /v1/me/requests/{id}/package?format=json|html`: the caller's own download.
 async fn package(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     caller: MeCaller,
     Path(id): Path<String>,
     params: Result<Query<PackageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let form = query(params)?.form(Form::Json)?;
     let (_, record) = me::request_of(&state, Some(&caller.subject), None, &id).await?;
-    super::requests::download(state, record, form).await
+    let download = tactful_app::exports::package::download(&state.app, &Reader::Person, record, form).await?;
+    Ok(super::requests::attachment(download))
 }

@@ -2,8 +2,6 @@
 //! sends anything, pointing it back at this server. Its tracking plan enables only the events the
 //! catalog declares, so browsers do not even send the others.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -14,12 +12,12 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/projects/{write_key}/settings", get(settings))
 }
 
 async fn settings(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AppState>,
     Path(write_key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {

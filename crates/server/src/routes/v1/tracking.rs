@@ -3,7 +3,6 @@
 //! answers with a trailing slash (analytics-java posts to `/v1/import/`).
 
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -17,9 +16,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 use tactful_domain::segment::{Endpoint, MAX_REQUEST_BYTES, MessageType};
 
+use tactful_app::ingest;
+
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::ingest;
+use crate::metrics::EventLabels;
 
 /// Every tracking path and what it accepts.
 pub const PATHS: &[(&str, Endpoint)] = &[
@@ -40,10 +41,10 @@ pub const PATHS: &[(&str, Endpoint)] = &[
     ("/v1/b", Endpoint::Batch),
 ];
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
     for &(path, endpoint) in PATHS {
-        let handler = move |State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body| async move {
+        let handler = move |State(state): State<AppState>, headers: HeaderMap, body: Body| async move {
             ingest_request(&state, endpoint, &headers, body).await
         };
         router = router.route(path, post(handler)).route(&format!("{path}/"), post(handler));
@@ -59,7 +60,7 @@ async fn ingest_request(
 ) -> Result<Json<Value>, ApiError> {
     // Shed load before doing any work, so an overloaded server stays responsive and SDKs back off.
     let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
-        return Err(ApiError { retry_after_seconds: Some(1), ..ApiError::new(ErrorCode::Overloaded) });
+        return Err(ApiError::new(ErrorCode::Overloaded).retry_after(1));
     };
     state.metrics.inflight.inc();
     let started = Instant::now();
@@ -78,19 +79,21 @@ async fn ingest_permitted(
     check_content_type(headers)?;
     let bytes = read_body(headers, body).await?;
     let bytes = decode(headers, bytes)?;
-    let received_at = crate::now_millis();
+    let received_at = state.now();
     let write_key = header_write_key(headers);
     let signals = ingest::RequestSignals {
         write_key: write_key.as_deref(),
         gpc: headers.get("sec-gpc").is_some_and(|value| value.as_bytes().trim_ascii() == b"1"),
         received_at,
     };
-    let mut prepared =
-        ingest::prepare(&state.catalog, &state.vault, &state.metrics, endpoint, &bytes, &signals)?;
-    let events = std::mem::take(&mut prepared.events);
-    let outcomes =
-        if events.is_empty() { Vec::new() } else { state.store.ingest(events, state.policy.clone()).await? };
-    Ok(Json(ingest::answer(&prepared, &outcomes, &state.metrics)))
+    let ingested = ingest::ingest(state, endpoint, &bytes, &signals).await?;
+    for (source, outcome) in &ingested.outcomes {
+        state.metrics.events.get_or_create(&EventLabels { source: source.clone(), outcome }).inc();
+    }
+    for (source, path, reason) in &ingested.drops {
+        state.metrics.count_drop(source, path, reason);
+    }
+    Ok(Json(ingested.answer))
 }
 
 /// Browsers send `text/plain` to avoid a CORS preflight; SDKs send `application/json`; some send

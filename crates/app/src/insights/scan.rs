@@ -1,307 +1,7 @@
-//! Private analytics in the server: a query is checked against its dataset, spends its ε from the
-//! budget in the store (refused, with what remains, when it would overspend), reads the window's
-//! events of people who permit the analytics purpose now (never restricted or erased people), and
-//! answers through `tactful_insights` with k-suppression and, when the dataset says so, noise.
+//! Reading a query's window: pages of envelopes (and records, when a property is asked for) read
+//! ahead while the last is tallied, each person judged once per query, group keys as numbers.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use serde::Deserialize;
-use serde_json::{Value, json};
-use tactful_domain::audit::AuditEvent;
-use tactful_domain::catalog::{Analytics, Dataset, Dimension, PropertyId};
-use tactful_domain::minimize;
-use tactful_domain::segment::{format_time, parse_time};
-use tactful_insights::{Answer, Metric, Noise, Tally};
-use tactful_personalize::lifecycle::{self, Stage};
-use tactful_store::{FamilyKeys, Scan, SpendOutcome, StoreError, SubjectState, WindowPage};
-use time::OffsetDateTime;
-
-use crate::error::{ApiError, ErrorCode};
-use crate::routes::v1::subjects::subject_context;
-use crate::{AppState, now_millis};
-
-/// Envelopes read per store call (no property needed: about 40 bytes each in memory).
-const ENVELOPES_PER_PAGE: u32 = 50_000;
-/// Events read per store call when their records are opened.
-const RECORDS_PER_PAGE: u32 = 5_000;
-/// Milliseconds in a day.
-const DAY_MS: i64 = 86_400_000;
-/// How far in the future a window may end (clock skew).
-const SKEW_MS: i64 = 5 * 60 * 1000;
-/// ε is kept in millionths.
-pub const MICRO: f64 = 1_000_000.0;
-
-/// A query as analysts send it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Query {
-    pub dataset: String,
-    /// `events`, `people`, `sum` or `mean`.
-    pub metric: String,
-    /// The measure summed or averaged.
-    pub property: Option<String>,
-    #[serde(default)]
-    pub group_by: Vec<String>,
-    /// RFC 3339; the window is `[from, to)`.
-    pub from: String,
-    pub to: String,
-    /// The ε this answer spends (datasets with a budget only).
-    pub epsilon: Option<f64>,
-}
-
-/// Who asks, for the audit log.
-pub struct Asker<'a> {
-    pub actor: &'a str,
-    pub role: &'a str,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::with_message(ErrorCode::InvalidRequest, message)
-}
-
-/// A query checked against the catalog.
-struct Checked<'a> {
-    dataset: &'a Dataset,
-    metric: Metric,
-    measure: Option<PropertyId>,
-    dimensions: Vec<Dimension>,
-    from: i64,
-    to: i64,
-    epsilon: Option<f64>,
-}
-
-fn check<'a>(
-    state: &AppState,
-    analytics: &'a Analytics,
-    query: &Query,
-    now: i64,
-) -> Result<Checked<'a>, ApiError> {
-    let catalog = &state.catalog;
-    let dataset = analytics.dataset(&query.dataset).ok_or_else(|| {
-        let declared: Vec<&str> = analytics.datasets.iter().map(|d| d.key.as_str()).collect();
-        ApiError::with_message(
-            ErrorCode::UnknownDataset,
-            format!("the catalog declares no dataset {:?}; declared: {}", query.dataset, declared.join(", ")),
-        )
-    })?;
-    let mut dimensions = Vec::new();
-    for name in &query.group_by {
-        let found =
-            dataset.dimensions.iter().find(|d| catalog.dimension_name(**d) == name).ok_or_else(|| {
-                let declared: Vec<&str> =
-                    dataset.dimensions.iter().map(|d| catalog.dimension_name(*d)).collect();
-                ApiError::with_message(
-                    ErrorCode::UndeclaredDimension,
-                    format!(
-                        "dataset {} cannot be grouped by {name:?}; it may be by: {}",
-                        dataset.key,
-                        declared.join(", ")
-                    ),
-                )
-            })?;
-        if dimensions.contains(found) {
-            return Err(invalid(format!("{name} is grouped by twice")));
-        }
-        dimensions.push(*found);
-    }
-    if dimensions.len() > 4 {
-        return Err(invalid("group by at most 4 dimensions"));
-    }
-    let (metric, measure) = match (query.metric.as_str(), query.property.as_deref()) {
-        ("events", None) => (Metric::Events, None),
-        ("people", None) => (Metric::People, None),
-        ("events" | "people", Some(_)) => return Err(invalid("counts take no property; sum and mean do")),
-        (kind @ ("sum" | "mean"), Some(path)) => {
-            let measure = dataset.measures.iter().find(|m| catalog.property(m.property).path == path).ok_or_else(|| {
-                let declared: Vec<&str> = dataset.measures.iter().map(|m| catalog.property(m.property).path.as_str()).collect();
-                ApiError::with_message(
-                    ErrorCode::UndeclaredProperty,
-                    format!(
-                        "{path:?} is not a measure of dataset {} (a sum needs declared bounds); measures: {}",
-                        dataset.key,
-                        declared.join(", ")
-                    ),
-                )
-            })?;
-            let metric = if kind == "sum" {
-                Metric::Sum { min: measure.min, max: measure.max }
-            } else {
-                Metric::Mean { min: measure.min, max: measure.max }
-            };
-            (metric, Some(measure.property))
-        }
-        ("sum" | "mean", None) => return Err(invalid("a sum or mean needs the property it is of")),
-        (other, _) => {
-            return Err(invalid(format!("metric {other:?} is not one of events, people, sum, mean")));
-        }
-    };
-    let time = |text: &str, name: &str| {
-        parse_time(text).ok_or_else(|| invalid(format!("{name} is not an RFC 3339 time: {text:?}")))
-    };
-    let (from, to) = (time(&query.from, "from")?, time(&query.to, "to")?);
-    if from >= to {
-        return Err(invalid("the window is empty: from must be before to"));
-    }
-    if to > now + SKEW_MS {
-        return Err(invalid(format!(
-            "the window ends in the future ({}); it may end now at the latest",
-            query.to
-        )));
-    }
-    let epsilon = match (dataset.epsilon, query.epsilon) {
-        (_, Some(e)) if !(e.is_finite() && e > 0.0) => {
-            return Err(invalid(format!("epsilon must be a positive number, not {e}")));
-        }
-        (None, Some(_)) => {
-            return Err(invalid(format!(
-                "dataset {} answers exactly with k-thresholds; it has no privacy budget to spend",
-                dataset.key
-            )));
-        }
-        (Some(_), None) => {
-            return Err(invalid(format!(
-                "dataset {} adds noise: say how much ε this answer spends (epsilon)",
-                dataset.key
-            )));
-        }
-        (Some(limit), Some(e)) if e > limit => {
-            return Err(invalid(format!(
-                "epsilon {e} is more than dataset {}'s whole budget per period ({limit})",
-                dataset.key
-            )));
-        }
-        (_, e) => e,
-    };
-    Ok(Checked { dataset, metric, measure, dimensions, from, to, epsilon })
-}
-
-/// The start of the budget period `now` falls in.
-pub fn period_start(dataset: &Dataset, now: i64) -> i64 {
-    let length = dataset.period.as_millis().max(1);
-    now.div_euclid(length) * length
-}
-
-/// Answers a query: checks, spends, reads, aggregates, audits.
-pub async fn run(state: &AppState, asker: Asker<'_>, query: &Query) -> Result<Value, ApiError> {
-    let analytics = state.catalog.analytics().ok_or_else(|| ApiError::new(ErrorCode::AnalyticsOff))?;
-    let now = now_millis();
-    let checked = check(state, analytics, query, now)?;
-    let dataset = checked.dataset;
-    let dimension_names: Vec<String> =
-        checked.dimensions.iter().map(|d| state.catalog.dimension_name(*d).to_owned()).collect();
-    let entry = |epsilon: f64, outcome: Option<String>| AuditEvent::Insights {
-        actor: asker.actor.to_owned(),
-        role: asker.role.to_owned(),
-        purpose: analytics.purpose.clone(),
-        dataset: dataset.key.clone(),
-        metric: query.metric.clone(),
-        property: query.property.clone(),
-        dimensions: dimension_names.clone(),
-        epsilon: format!("{epsilon}"),
-        outcome,
-    };
-    // Spend first: a failure after it wastes ε, never lets a query through unpaid.
-    let budget = match (checked.epsilon, dataset.epsilon) {
-        (Some(epsilon), Some(limit)) => {
-            let period = period_start(dataset, now);
-            let micro = (epsilon * MICRO).ceil() as i64;
-            match state
-                .store
-                .spend_budget(
-                    &dataset.key,
-                    period,
-                    micro,
-                    (limit * MICRO).floor() as i64,
-                    vec![entry(epsilon, None)],
-                )
-                .await?
-            {
-                SpendOutcome::Spent(budget) => Some((budget, period)),
-                SpendOutcome::Refused(budget) => {
-                    let until = format_time(period + dataset.period.as_millis());
-                    // Refused, unread and unpaid, but on record: who asked what of which dataset.
-                    let outcome = format!(
-                        "refused: budget_exhausted (asked ε = {epsilon}, {} left until {until})",
-                        budget.remaining_micro() as f64 / MICRO
-                    );
-                    state.store.audit_append(vec![entry(0.0, Some(outcome))], now).await?;
-                    return Err(ApiError::with_message(
-                        ErrorCode::BudgetExhausted,
-                        format!(
-                            "this answer would spend ε = {epsilon}, but dataset {} has ε = {} left until {until} (of {limit} per {} days)",
-                            dataset.key,
-                            budget.remaining_micro() as f64 / MICRO,
-                            dataset.period.as_days()
-                        ),
-                    ));
-                }
-            }
-        }
-        _ => {
-            state.store.audit_append(vec![entry(0.0, None)], now).await?;
-            None
-        }
-    };
-
-    let noise = checked.epsilon.map(|epsilon| Noise { epsilon, rows_per_person: dataset.rows_per_person });
-    let answer = tally(state, analytics, &checked, noise).await?;
-    let groups: Vec<Value> = answer
-        .groups
-        .iter()
-        .map(|group| {
-            let key: serde_json::Map<String, Value> = dimension_names
-                .iter()
-                .cloned()
-                .zip(group.key.iter().map(|v| Value::String(v.clone())))
-                .collect();
-            match group.value {
-                Some(value) => json!({
-                    "group": key,
-                    "value": round(value),
-                    "interval_95": group.interval.map(|(low, high)| [round(low), round(high)]),
-                }),
-                None => json!({"group": key, "suppressed": true}),
-            }
-        })
-        .collect();
-    let suppressed = answer.groups.iter().filter(|g| g.value.is_none()).count();
-    Ok(json!({
-        "dataset": dataset.key,
-        "purpose": analytics.purpose,
-        "metric": query.metric,
-        "property": query.property,
-        "group_by": dimension_names,
-        "from": format_time(checked.from),
-        "to": format_time(checked.to),
-        "groups": groups,
-        "privacy": {
-            "k": dataset.k,
-            "suppressed_groups": if noise.is_some() { Value::Null } else { json!(suppressed) },
-            "epsilon": answer.epsilon,
-            "delta": answer.delta,
-            "noise_scale": answer.scale.map(round),
-            "release_threshold": answer.threshold,
-            "rows_per_person": noise.map(|n| n.rows_per_person),
-            "rows_left_out": answer.rows_dropped,
-            "budget": budget.map(|(b, period)| json!({
-                "epsilon_per_period": dataset.epsilon,
-                "spent": b.spent_micro as f64 / MICRO,
-                "remaining": b.remaining_micro() as f64 / MICRO,
-                "period_ends": format_time(period + dataset.period.as_millis()),
-            })),
-            "note": if noise.is_some() {
-                "values carry discrete Laplace noise; interval_95 holds the exact value with 95% probability; groups whose noisy count of people stays under the threshold are not released (not even named)"
-            } else {
-                "exact values; groups with fewer than k distinct people are suppressed"
-            },
-        },
-    }))
-}
-
-fn round(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
+use super::*;
 
 /// A person counted by a query: their lifecycle stage (if asked for) and, once a record of theirs
 /// is opened, their family's keys.
@@ -321,8 +21,8 @@ pub(crate) struct Pages {
 }
 
 impl Pages {
-    pub(crate) fn new(state: &AppState, window: (i64, i64), limit: u32, scan: Scan) -> Pages {
-        let mut pages = Pages { store: state.store.clone(), window, limit, scan, next: None };
+    pub(crate) fn new(app: &App, window: (i64, i64), limit: u32, scan: Scan) -> Pages {
+        let mut pages = Pages { store: app.store.clone(), window, limit, scan, next: None };
         pages.fetch(None);
         pages
     }
@@ -355,14 +55,11 @@ impl Drop for Pages {
 
 /// The family keys of these roots, unwrapped: one bulk read for many families (erased ones left out).
 pub(crate) async fn family_keys(
-    state: &AppState,
+    app: &App,
     roots: Vec<String>,
 ) -> Result<Vec<(String, FamilyKeys)>, StoreError> {
-    let wrapped = state.store.family_keys(roots).await?;
-    wrapped
-        .into_iter()
-        .map(|(root, members)| Ok((root, FamilyKeys::unwrap(&state.vault, &members)?)))
-        .collect()
+    let wrapped = app.store.family_keys(roots).await?;
+    wrapped.into_iter().map(|(root, members)| Ok((root, FamilyKeys::unwrap(&app.vault, &members)?))).collect()
 }
 
 /// Who a window's subjects are, each looked up once per scan: subject → family root, in bulk;
@@ -387,7 +84,7 @@ impl<P> People<P> {
     /// as, if at all. Returns the numbers of the people admitted by this call.
     pub(crate) async fn meet(
         &mut self,
-        state: &AppState,
+        app: &App,
         page: &WindowPage,
         mut admit: impl FnMut(&SubjectState) -> Option<P>,
     ) -> Result<Vec<u32>, StoreError> {
@@ -397,14 +94,14 @@ impl<P> People<P> {
             return Ok(Vec::new());
         }
         let roots: HashMap<String, String> =
-            state.store.family_roots(unknown.clone()).await?.into_iter().collect();
+            app.store.family_roots(unknown.clone()).await?.into_iter().collect();
         let mut new_roots: Vec<String> =
             roots.values().filter(|r| !self.roots.contains_key(*r)).cloned().collect();
         new_roots.sort_unstable();
         new_roots.dedup();
         let mut admitted = Vec::new();
         if !new_roots.is_empty() {
-            for found in state.store.subject_states(new_roots.clone()).await? {
+            for found in app.store.subject_states(new_roots.clone()).await? {
                 if let Some(person) = admit(&found) {
                     let number = u32::try_from(self.admitted.len()).unwrap_or(u32::MAX);
                     self.roots.insert(found.subject.clone(), Some(number));
@@ -432,7 +129,7 @@ impl<P> People<P> {
 
 /// Strings of group keys (event names, sources, property values), numbered once.
 #[derive(Default)]
-struct Strings {
+pub(super) struct Strings {
     numbers: hashbrown::HashMap<String, u64>,
     texts: Vec<String>,
 }
@@ -460,13 +157,13 @@ type Parts = [u64; 4];
 
 /// Reads the window's events of people who permit the analytics purpose now and tallies them by
 /// group: envelopes only (one covering index) unless a property is grouped by or measured.
-async fn tally(
-    state: &AppState,
+pub(super) async fn tally(
+    app: &App,
     analytics: &Analytics,
     checked: &Checked<'_>,
     noise: Option<Noise>,
-) -> Result<Answer, ApiError> {
-    let catalog = &state.catalog;
+) -> Result<Answer, AppError> {
+    let catalog = &app.catalog;
     let purpose = catalog
         .purpose_index(&analytics.purpose)
         .ok_or_else(|| StoreError::Internal("undeclared analytics purpose".into()))?;
@@ -504,27 +201,27 @@ async fn tally(
     } else {
         (Scan::Records, RECORDS_PER_PAGE)
     };
-    let now = now_millis();
+    let now = app.now();
     let mut tally = Tally::new(checked.metric, noise).map_err(|e| invalid(e.to_string()))?;
     let mut people: People<Person> = People::default();
     let mut strings = Strings::default();
     let mut groups: hashbrown::HashMap<Parts, usize> = Default::default();
     let mut keys: Vec<Parts> = Vec::new();
-    let mut pages = Pages::new(state, (checked.from, checked.to), limit, scan);
+    let mut pages = Pages::new(app, (checked.from, checked.to), limit, scan);
     while let Some(page) = pages.next().await? {
         let admitted = people
-            .meet(state, &page, |found| {
-                let context = subject_context(state, found);
-                let consents = state.policy.consents(&context, now);
+            .meet(app, &page, |found| {
+                let context = subject_context(app, found);
+                let consents = app.policy.consents(&context, now);
                 let counts = !judged.is_empty()
-                    && judged.iter().all(|p| state.policy.decide(&context, &consents, *p, purpose).is_ok());
+                    && judged.iter().all(|p| app.policy.decide(&context, &consents, *p, purpose).is_ok());
                 counts.then_some(Person { stage: 0, keys: None })
             })
             .await?;
         let numbers: HashMap<String, u32> =
             admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
         if scan == Scan::Records && !numbers.is_empty() {
-            for (root, keys) in family_keys(state, numbers.keys().cloned().collect()).await? {
+            for (root, keys) in family_keys(app, numbers.keys().cloned().collect()).await? {
                 if let Some(number) = numbers.get(&root) {
                     people.admitted[*number as usize].1.keys = Some(keys);
                 }
@@ -534,7 +231,7 @@ async fn tally(
             && !numbers.is_empty()
         {
             let roots = numbers.keys().cloned().collect();
-            for activity in state.store.family_activity(roots).await? {
+            for activity in app.store.family_activity(roots).await? {
                 if let Some(number) = numbers.get(&activity.root) {
                     let stage = lifecycle::stage(Some(activity.first), Some(activity.last), now, thresholds);
                     people.admitted[*number as usize].1.stage = stage_number(stage);

@@ -1,5 +1,5 @@
-//! The ingestion pipeline between HTTP and the store: body → events → write key → validation →
-//! minimization → blind indexes → [`IngestEvent`]s, and the per-event outcome back to the client.
+//! The ingestion pipeline between a door and the store: body → events → write key → validation →
+//! minimization → blind indexes → [`IngestEvent`]s, committed, and the per-event outcome back.
 //!
 //! A batch is judged event by event: valid events are stored even when others in the same batch are
 //! refused, and the answer lists each refused event with its index and reason. Only a request in
@@ -14,8 +14,8 @@ use tactful_domain::segment::{self, Endpoint, EventError, Message};
 use tactful_store::{IngestEvent, IngestOutcome};
 use tactful_vault::Vault;
 
-use crate::error::{ApiError, ErrorCode};
-use crate::metrics::{EventLabels, Metrics};
+use crate::App;
+use crate::error::{AppError, ErrorCode};
 
 /// What became of one event of the request, in request order.
 enum Slot {
@@ -34,9 +34,34 @@ enum Slot {
 /// A request turned into events for the store.
 pub struct Prepared {
     slots: Vec<Slot>,
-    /// Properties dropped by minimization in the events handed to the store, for the metrics.
+    /// Properties dropped by minimization (source, path, reason), for the metrics.
     drops: Vec<(String, String, &'static str)>,
     pub events: Vec<IngestEvent>,
+}
+
+/// What became of a request's events, for the answer and for the door's metrics.
+#[derive(Debug)]
+pub struct Ingested {
+    /// The answer: `{"success", "stored", "duplicates", "dropped", "rejected"?}`.
+    pub answer: Value,
+    /// Each event's source and outcome (`stored`, `duplicate`, `suppressed`, `dropped`, `rejected`).
+    pub outcomes: Vec<(String, &'static str)>,
+    /// Properties dropped by minimization: (source, path, reason).
+    pub drops: Vec<(String, String, &'static str)>,
+}
+
+/// Judges a request body and commits what it accepts; answers once the store committed.
+pub async fn ingest(
+    app: &App,
+    endpoint: Endpoint,
+    body: &[u8],
+    request: &RequestSignals<'_>,
+) -> Result<Ingested, AppError> {
+    let mut prepared = prepare(&app.catalog, &app.vault, endpoint, body, request)?;
+    let events = std::mem::take(&mut prepared.events);
+    let outcomes =
+        if events.is_empty() { Vec::new() } else { app.store.ingest(events, app.policy.clone()).await? };
+    Ok(answer(prepared, &outcomes))
 }
 
 /// What the request itself says beyond its body.
@@ -52,11 +77,10 @@ pub struct RequestSignals<'a> {
 pub fn prepare(
     catalog: &Catalog,
     vault: &Vault,
-    metrics: &Metrics,
     endpoint: Endpoint,
     body: &[u8],
     request: &RequestSignals<'_>,
-) -> Result<Prepared, ApiError> {
+) -> Result<Prepared, AppError> {
     let parsed = segment::parse_body(endpoint, body).map_err(|error| {
         let code = match error {
             segment::BodyError::InvalidJson(_) => ErrorCode::InvalidJson,
@@ -66,14 +90,14 @@ pub fn prepare(
             segment::BodyError::EmptyBatch => ErrorCode::EmptyBatch,
             segment::BodyError::TooManyEvents(_) => ErrorCode::BatchTooLarge,
         };
-        ApiError::with_message(code, error.to_string())
+        AppError::with_message(code, error.to_string())
     })?;
     let mut prepared =
         Prepared { slots: Vec::with_capacity(parsed.events.len()), drops: Vec::new(), events: Vec::new() };
     for raw in parsed.events {
         let slot = match raw {
             Err(error) => Slot::Rejected(error),
-            Ok(raw) => judge(catalog, vault, metrics, raw, request, &mut prepared),
+            Ok(raw) => judge(catalog, vault, raw, request, &mut prepared),
         };
         prepared.slots.push(slot);
     }
@@ -87,7 +111,6 @@ pub fn prepare(
 fn judge(
     catalog: &Catalog,
     vault: &Vault,
-    metrics: &Metrics,
     raw: segment::RawEvent,
     request: &RequestSignals<'_>,
     prepared: &mut Prepared,
@@ -107,7 +130,7 @@ fn judge(
         Verdict::Reject { code, message } => return Slot::Rejected(EventError::new(code, message)),
         Verdict::DropEvent(dropped) => {
             for drop in dropped {
-                metrics.count_drop(&source.key, &drop.path, drop.reason.as_str());
+                prepared.drops.push((source.key.clone(), drop.path, drop.reason.as_str()));
             }
             return Slot::Dropped { source: source.key.clone() };
         }
@@ -130,7 +153,7 @@ fn rejected(code: ErrorCode) -> Slot {
 }
 
 /// The error for a request of which no event was accepted.
-fn nothing_accepted(slots: &[Slot], endpoint: Endpoint) -> ApiError {
+fn nothing_accepted(slots: &[Slot], endpoint: Endpoint) -> AppError {
     let errors: Vec<&EventError> = slots
         .iter()
         .filter_map(|slot| match slot {
@@ -140,20 +163,20 @@ fn nothing_accepted(slots: &[Slot], endpoint: Endpoint) -> ApiError {
         .collect();
     let all_for = |code: ErrorCode| errors.iter().all(|error| error.code == code.as_str());
     if all_for(ErrorCode::UnknownWriteKey) {
-        return ApiError::new(ErrorCode::UnknownWriteKey);
+        return AppError::new(ErrorCode::UnknownWriteKey);
     }
     if all_for(ErrorCode::MissingWriteKey) {
-        return ApiError::new(ErrorCode::MissingWriteKey);
+        return AppError::new(ErrorCode::MissingWriteKey);
     }
     match (endpoint, errors.as_slice()) {
         (Endpoint::Single(_), [error]) if error.code == "event_too_large" => {
-            ApiError::with_message(ErrorCode::EventTooLarge, error.message.clone())
+            AppError::with_message(ErrorCode::EventTooLarge, error.message.clone())
         }
         (Endpoint::Single(_), [error]) => {
-            ApiError::with_message(ErrorCode::InvalidEvent, error.message.clone())
+            AppError::with_message(ErrorCode::InvalidEvent, error.message.clone())
                 .details(json!({"reason": error.code}))
         }
-        _ => ApiError::new(ErrorCode::NoValidEvents).details(json!({"rejected": rejected_list(slots)})),
+        _ => AppError::new(ErrorCode::NoValidEvents).details(json!({"rejected": rejected_list(slots)})),
     }
 }
 
@@ -181,7 +204,8 @@ fn consent_of(catalog: &Catalog, message: &Message, gpc: bool) -> Result<Vec<Con
 }
 
 /// The answer to a request once the store committed its events.
-pub fn answer(prepared: &Prepared, outcomes: &[IngestOutcome], metrics: &Metrics) -> Value {
+fn answer(prepared: Prepared, outcomes: &[IngestOutcome]) -> Ingested {
+    let mut counted = Vec::with_capacity(prepared.slots.len());
     let (mut stored, mut duplicates, mut dropped) = (0u64, 0u64, 0u64);
     for slot in &prepared.slots {
         let (source, outcome) = match slot {
@@ -208,15 +232,12 @@ pub fn answer(prepared: &Prepared, outcomes: &[IngestOutcome], metrics: &Metrics
             }
             Slot::Rejected(_) => ("(unknown)", "rejected"),
         };
-        metrics.events.get_or_create(&EventLabels { source: source.to_owned(), outcome }).inc();
-    }
-    for (source, path, reason) in &prepared.drops {
-        metrics.count_drop(source, path, reason);
+        counted.push((source.to_owned(), outcome));
     }
     let mut answer = json!({"success": true, "stored": stored, "duplicates": duplicates, "dropped": dropped});
     let rejected = rejected_list(&prepared.slots);
     if !rejected.is_empty() {
         answer["rejected"] = Value::Array(rejected);
     }
-    answer
+    Ingested { answer, outcomes: counted, drops: prepared.drops }
 }

@@ -16,7 +16,10 @@ use tactful_domain::request::legal_hold_properties;
 use tactful_domain::segment::format_time;
 use tactful_store::{EventCursor, FamilyKeys, OpenEvent, StoreError, SubjectData};
 
-use crate::AppState;
+use crate::App;
+use crate::error::{AppError, ErrorCode};
+use crate::reads::{RIGHTS_PURPOSE, Read, Reader};
+use crate::requests::DOWNLOAD_FOR_MS;
 
 /// Events read and written per page.
 const PAGE: u32 = 500;
@@ -32,14 +35,19 @@ pub enum Form {
 
 impl Form {
     /// The form a `format` parameter names (`json` or `html`).
-    pub fn parse(format: &str) -> Result<Form, crate::error::ApiError> {
+    pub fn parse(format: &str) -> Result<Form, AppError> {
         match format {
             "json" => Ok(Form::Json),
             "html" => Ok(Form::Html),
-            _ => Err(crate::error::ApiError::with_message(
-                crate::error::ErrorCode::InvalidRequest,
-                "format must be json or html",
-            )),
+            _ => Err(AppError::with_message(ErrorCode::InvalidRequest, "format must be json or html")),
+        }
+    }
+
+    /// The media type and file extension of this form.
+    pub fn media_type(self) -> (&'static str, &'static str) {
+        match self {
+            Form::Json => ("application/json", "json"),
+            Form::Html => ("text/html; charset=utf-8", "html"),
         }
     }
 }
@@ -52,8 +60,134 @@ pub struct PackageQuery {
 
 impl PackageQuery {
     /// The form asked for, or `default`.
-    pub fn form(&self, default: Form) -> Result<Form, crate::error::ApiError> {
+    pub fn form(&self, default: Form) -> Result<Form, AppError> {
         self.format.as_deref().map_or(Ok(default), Form::parse)
+    }
+}
+
+/// How long a download may hold off an erasure of the same person.
+const DOWNLOAD_LEASE_MS: i64 = 30 * 60_000;
+
+/// Whether a request's package may be downloaded now (a completed access or export, for 7 days).
+pub fn downloadable(record: &tactful_store::RequestRecord, now: i64) -> bool {
+    use tactful_domain::request::{RequestKind, RequestStatus};
+    matches!(record.kind, RequestKind::Access | RequestKind::Export)
+        && record.status == RequestStatus::Completed
+        && record.completed_at.is_some_and(|done| now < done + DOWNLOAD_FOR_MS)
+}
+
+/// A package download, ready to stream.
+pub struct Download {
+    /// `req_….json` or `req_….html`.
+    pub filename: String,
+    pub content_type: &'static str,
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download").field("filename", &self.filename).finish_non_exhaustive()
+    }
+}
+
+/// The package of a finished access or export request, for `reader`: the read is in the person's
+/// access log before the first byte, and an erasure of the same person waits while it streams. The
+/// brand API, the person's own preference center and the CLI all download through here.
+pub async fn download(
+    app: &Arc<App>,
+    reader: &Reader<'_>,
+    record: tactful_store::RequestRecord,
+    form: Form,
+) -> Result<Download, AppError> {
+    let id = record.id.clone();
+    let now = app.now();
+    let Some(subject) = record.subject.clone().filter(|_| downloadable(&record, now)) else {
+        return Err(AppError::new(ErrorCode::PackageUnavailable));
+    };
+    let Some(summary) = app.store.subject_summary(&subject).await? else {
+        return Err(AppError::new(ErrorCode::PackageUnavailable));
+    };
+    let mut read = Read::new(app, reader, RIGHTS_PURPOSE, &subject);
+    for category in held_categories(app, &summary).await? {
+        read.returned(&category);
+    }
+    read.commit().await?;
+    // While the download runs, an erasure of the same person waits (it checks this lease).
+    let hold = tactful_store::RequestUpdate {
+        lease_until: Some(Some(now + DOWNLOAD_LEASE_MS)),
+        ..tactful_store::RequestUpdate::default()
+    };
+    app.store.update_request(&id, hold).await?;
+    let guard = LeaseGuard { app: app.clone(), request: id.clone() };
+    let stream = stream(app.clone(), subject, id.clone(), form);
+    let stream = futures_util::StreamExt::map(stream, move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    let (content_type, extension) = form.media_type();
+    Ok(Download { filename: format!("{id}.{extension}"), content_type, body: Box::pin(stream) })
+}
+
+/// The package of request `id`, for a reader who names it (the brand's API, the CLI).
+pub async fn download_request(
+    app: &Arc<App>,
+    reader: &Reader<'_>,
+    id: &str,
+    form: Form,
+) -> Result<Download, AppError> {
+    let view = app.store.request(id).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownRequest))?;
+    download(app, reader, view.record, form).await
+}
+
+/// The categories a package of this person holds: their identifiers' and profile's, and, when they
+/// have events, every category events may carry (an over-count rather than an under-count, so a
+/// breach report never misses what a download exposed).
+async fn held_categories(app: &App, data: &SubjectData) -> Result<BTreeSet<String>, StoreError> {
+    let catalog = &app.catalog;
+    let mut categories = BTreeSet::new();
+    for identity in &data.identities {
+        let category = catalog
+            .properties()
+            .iter()
+            .find(|p| p.identifier.as_ref().is_some_and(|kind| kind.as_str() == identity.kind))
+            .map_or("user.unique_id", |p| p.category.as_str());
+        categories.insert(category.to_owned());
+    }
+    for value in &data.profile {
+        if let Some(property) = catalog.property_by_path(&value.path) {
+            categories.insert(property.category.clone());
+        }
+    }
+    if !app.store.events_page(&data.subject, None, 1).await?.is_empty() {
+        for property in catalog.properties().iter().filter(|p| !p.path.starts_with("traits.")) {
+            categories.insert(property.category.clone());
+        }
+    }
+    categories.insert("user.privacy_preferences".to_owned());
+    Ok(categories)
+}
+
+/// Releases a download's lease when the download ends, finished or abandoned.
+struct LeaseGuard {
+    app: Arc<App>,
+    request: String,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let (app, request) = (self.app.clone(), self.request.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let release = tactful_store::RequestUpdate {
+                    lease_until: Some(None),
+                    ..tactful_store::RequestUpdate::default()
+                };
+                if let Err(error) = app.store.update_request(&request, release).await {
+                    tracing::warn!(%error, %request, "cannot release a download's lease; it ends by itself");
+                }
+                app.wake_requests.notify_one();
+            });
+        }
     }
 }
 
@@ -64,17 +198,17 @@ struct Head {
 }
 
 /// Reads what the package says before the events. `None` if the subject is gone.
-async fn head(state: &AppState, subject: &str, request: &str) -> Result<Option<Head>, StoreError> {
-    let Some(data) = state.store.subject_summary(subject).await? else { return Ok(None) };
-    let keys = FamilyKeys::unwrap(&state.vault, &data.keys)?;
-    let catalog = &state.catalog;
+async fn head(app: &App, subject: &str, request: &str) -> Result<Option<Head>, StoreError> {
+    let Some(data) = app.store.subject_summary(subject).await? else { return Ok(None) };
+    let keys = FamilyKeys::unwrap(&app.vault, &data.keys)?;
+    let catalog = &app.catalog;
     let identifiers: Vec<Value> = data
-        .open_identities(&state.vault)?
+        .open_identities(&app.vault)?
         .into_iter()
         .map(|identity| json!({"kind": identity.kind, "value": identity.value.as_str()}))
         .collect();
     let profile: Vec<Value> = data
-        .open_profile(&state.vault)?
+        .open_profile(&app.vault)?
         .into_iter()
         .map(|value| {
             let mut item = describe(catalog, &value.path);
@@ -84,20 +218,17 @@ async fn head(state: &AppState, subject: &str, request: &str) -> Result<Option<H
             Value::Object(item)
         })
         .collect();
-    let found = state.store.subject_state(subject).await?;
-    let ledger: Vec<Value> = found
-        .iter()
-        .flat_map(|found| found.ledger.iter())
-        .map(crate::routes::v1::subjects::ledger_entry)
-        .collect();
-    let receipts: Vec<Value> = state
+    let found = app.store.subject_state(subject).await?;
+    let ledger: Vec<Value> =
+        found.iter().flat_map(|found| found.ledger.iter()).map(crate::consents::ledger_entry).collect();
+    let receipts: Vec<Value> = app
         .store
         .receipts(subject)
         .await?
         .into_iter()
         .map(|stored| serde_json::from_str(&stored.body).unwrap_or(Value::Null))
         .collect();
-    let requests: Vec<Value> = state
+    let requests: Vec<Value> = app
         .store
         .requests(Some(subject), 1000)
         .await?
@@ -113,7 +244,7 @@ async fn head(state: &AppState, subject: &str, request: &str) -> Result<Option<H
             })
         })
         .collect();
-    let access_log = access_log(state, &data).await?;
+    let access_log = access_log(app, &data).await?;
     let kept_if_erased: Vec<Value> = legal_hold_properties(catalog)
         .into_iter()
         .map(|id| {
@@ -129,7 +260,7 @@ async fn head(state: &AppState, subject: &str, request: &str) -> Result<Option<H
     let brand = catalog.brand();
     let mut json = Map::new();
     json.insert("format".into(), json!(FORMAT));
-    json.insert("generated_at".into(), json!(format_time(crate::now_millis())));
+    json.insert("generated_at".into(), json!(format_time(app.now())));
     json.insert(
         "controller".into(),
         json!({"name": brand.name, "contact": brand.contact, "policy_url": brand.policy_url}),
@@ -146,10 +277,10 @@ async fn head(state: &AppState, subject: &str, request: &str) -> Result<Option<H
 }
 
 /// Who read the person's data, when and why (every member of the family, newest first).
-pub(crate) async fn access_log(state: &AppState, data: &SubjectData) -> Result<Vec<Value>, StoreError> {
+pub async fn access_log(app: &App, data: &SubjectData) -> Result<Vec<Value>, StoreError> {
     let mut entries = Vec::new();
     for (member, _) in &data.keys {
-        entries.extend(state.store.audit_for_subject(&state.vault.subject_pseudonym(member), 10_000).await?);
+        entries.extend(app.store.audit_for_subject(&app.vault.subject_pseudonym(member), 10_000).await?);
     }
     entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
     entries.dedup_by_key(|entry| entry.seq);
@@ -211,22 +342,22 @@ enum Step {
 /// error mid-way ends the stream with an error (the client sees a truncated download, never a
 /// partial package passed off as whole).
 pub fn stream(
-    state: Arc<AppState>,
+    app: Arc<App>,
     subject: String,
     request: String,
     form: Form,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     futures_util::stream::unfold(Step::Start, move |step| {
-        let (state, subject, request) = (state.clone(), subject.clone(), request.clone());
+        let (app, subject, request) = (app.clone(), subject.clone(), request.clone());
         async move {
             let failed = |error: StoreError| std::io::Error::other(error.to_string());
             match step {
                 Step::Done => None,
-                Step::Start => match head(&state, &subject, &request).await {
+                Step::Start => match head(&app, &subject, &request).await {
                     Ok(Some(head)) => {
                         let opening = match form {
                             Form::Json => json_opening(&head.json),
-                            Form::Html => html_opening(&state.catalog, &head.json),
+                            Form::Html => super::package_html::opening(&app.catalog, &head.json),
                         };
                         Some((
                             Ok(Bytes::from(opening)),
@@ -237,14 +368,14 @@ pub fn stream(
                     Err(error) => Some((Err(failed(error)), Step::Done)),
                 },
                 Step::Events { keys, after, first } => {
-                    let page = match state.store.events_page(&subject, after, PAGE).await {
+                    let page = match app.store.events_page(&subject, after, PAGE).await {
                         Ok(page) => page,
                         Err(error) => return Some((Err(failed(error)), Step::Done)),
                     };
                     let Some(last) = page.last() else {
                         let closing = match form {
                             Form::Json => "]}\n".to_owned(),
-                            Form::Html => HTML_CLOSING.to_owned(),
+                            Form::Html => super::package_html::CLOSING.to_owned(),
                         };
                         return Some((Ok(Bytes::from(closing)), Step::Done));
                     };
@@ -253,7 +384,7 @@ pub fn stream(
                     let mut first = first;
                     for stored in &page {
                         let event = match keys.open_event(stored) {
-                            Ok(event) => event_json(&state.catalog, event),
+                            Ok(event) => event_json(&app.catalog, event),
                             Err(error) => return Some((Err(failed(error)), Step::Done)),
                         };
                         match form {
@@ -263,7 +394,7 @@ pub fn stream(
                                 }
                                 chunk.push_str(&event.to_string());
                             }
-                            Form::Html => html_event(&mut chunk, &event),
+                            Form::Html => super::package_html::event(&mut chunk, &event),
                         }
                         first = false;
                     }
@@ -281,152 +412,9 @@ fn json_opening(head: &Map<String, Value>) -> String {
     format!("{without_brace},\"events\":[")
 }
 
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-/// A JSON value as readable text (strings without quotes).
-fn plain(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}\
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}\
-table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{text-align:left;vertical-align:top;padding:.3rem .5rem;border-bottom:1px solid #eee}\
-th{background:#f6f6f6}code{font-size:.85rem;word-break:break-all}.note{color:#555}";
-
-fn html_opening(catalog: &Catalog, head: &Map<String, Value>) -> String {
-    let brand = &catalog.brand().name;
-    let mut html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>What {brand} holds about you</title><style>{STYLE}</style></head><body>\
-         <h1>What {brand} holds about you</h1><p class=\"note\">Prepared on {generated} for request <code>{request}</code>. \
-         Everything here is what we store today; a machine-readable copy is available in JSON.</p>",
-        brand = escape(brand),
-        generated = escape(&plain(&head["generated_at"])),
-        request = escape(&plain(&head["request"])),
-    );
-    html.push_str("<h2>How we recognise you</h2><table><tr><th>Kind</th><th>Value</th></tr>");
-    for identifier in head["identifiers"].as_array().into_iter().flatten() {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>",
-            escape(&plain(&identifier["kind"])),
-            escape(&plain(&identifier["value"]))
-        ));
-    }
-    html.push_str("</table><h2>Your profile</h2><table><tr><th>What</th><th>Value</th><th>Kind of data</th><th>Why we keep it</th><th>For how long</th></tr>");
-    for item in head["profile"].as_array().into_iter().flatten() {
-        let purposes: Vec<String> = item["purposes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|purpose| {
-                let key = plain(purpose);
-                catalog.purpose(&key).map_or(key, |purpose| purpose.name.clone())
-            })
-            .collect();
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&plain(&item["path"])),
-            escape(&plain(&item["value"])),
-            escape(&plain(&item["category"])),
-            escape(&purposes.join(", ")),
-            escape(&plain(&item["retention"]))
-        ));
-    }
-    html.push_str("</table><h2>Your choices (consent)</h2><table><tr><th>When</th><th>Purpose</th><th>Choice</th><th>How</th></tr>");
-    for entry in head["consents"]["ledger"].as_array().into_iter().flatten() {
-        let key = plain(&entry["purpose"]);
-        let purpose = catalog.purpose(&key).map_or(key, |purpose| purpose.name.clone());
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&plain(&entry["at"])),
-            escape(&purpose),
-            escape(&plain(&entry["status"])),
-            escape(&plain(&entry["method"]))
-        ));
-    }
-    html.push_str("</table><h2>Who looked at your data, and why</h2><table><tr><th>When</th><th>What happened</th><th>Why</th><th>Kinds of data</th></tr>");
-    for entry in head["access_log"].as_array().into_iter().flatten() {
-        let why = plain(&entry["purpose"]);
-        let why = catalog.purpose(&why).map_or(why, |purpose| purpose.name.clone());
-        let categories: Vec<String> = entry["returned"].as_array().into_iter().flatten().map(plain).collect();
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&plain(&entry["at"])),
-            escape(&plain(&entry["kind"])),
-            escape(&why),
-            escape(&categories.join(", "))
-        ));
-    }
-    html.push_str(
-        "</table><h2>Your requests</h2><table><tr><th>Received</th><th>Request</th><th>Status</th></tr>",
-    );
-    for request in head["requests"].as_array().into_iter().flatten() {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&plain(&request["received_at"])),
-            escape(&plain(&request["type"])),
-            escape(&plain(&request["status"]))
-        ));
-    }
-    html.push_str("</table><h2>What we would keep if you asked us to erase your data</h2><table><tr><th>What</th><th>Why</th><th>For how long</th></tr>");
-    for item in head["kept_if_erased"].as_array().into_iter().flatten() {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&plain(&item["path"])),
-            escape(&plain(&item["why"])),
-            escape(&plain(&item["for"]))
-        ));
-    }
-    html.push_str("</table><h2>What you did (events)</h2><table><tr><th>When</th><th>What</th><th>Details</th><th>Kinds of data</th></tr>");
-    html
-}
-
-fn html_event(html: &mut String, event: &Value) {
-    let what = match plain(&event["event"]) {
-        name if !name.is_empty() => name,
-        _ => plain(&event["type"]),
-    };
-    let categories: Vec<String> = event["categories"].as_array().into_iter().flatten().map(plain).collect();
-    html.push_str(&format!(
-        "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-        escape(&plain(&event["timestamp"])),
-        escape(&what),
-        escape(&event["data"].to_string()),
-        escape(&categories.join(", "))
-    ));
-}
-
-const HTML_CLOSING: &str = "</table></body></html>\n";
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn html_escapes_what_people_typed() {
-        assert_eq!(
-            escape("<script>alert('x') & \"y\"</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
-        );
-    }
 
     #[test]
     fn the_json_opening_leaves_the_events_array_open() {

@@ -12,7 +12,7 @@ use tactful_domain::segment::format_time;
 use tactful_store::{DeliveryOutcome, DeliveryPayload, NewDelivery, OutboxMessage, StoreError};
 use tactful_vault::Vault;
 
-use crate::AppState;
+use crate::App;
 
 /// The outbox topic of deliveries (the store writes deliveries under it).
 pub const TOPIC: &str = "delivery";
@@ -90,34 +90,33 @@ fn jitter() -> f64 {
 }
 
 /// Delivers what is due; returns how many messages were tried.
-pub async fn deliver_due(state: &AppState, now: i64) -> Result<usize, StoreError> {
+pub async fn deliver_due(app: &App, now: i64) -> Result<usize, StoreError> {
     // The batch is sent at once, so the lease covers one call.
-    let per_call = i64::try_from(state.outbound.timeout().as_millis()).unwrap_or(i64::MAX);
+    let per_call = i64::try_from(app.outbound.timeout().as_millis()).unwrap_or(i64::MAX);
     let messages =
-        state.store.outbox_claim(TOPIC, BATCH, now, per_call.saturating_add(LEASE_MARGIN_MS)).await?;
+        app.store.outbox_claim(TOPIC, BATCH, now, per_call.saturating_add(LEASE_MARGIN_MS)).await?;
     let count = messages.len();
     let sent =
-        futures_util::future::join_all(messages.into_iter().map(|message| deliver(state, message, now)))
-            .await;
+        futures_util::future::join_all(messages.into_iter().map(|message| deliver(app, message, now))).await;
     for result in sent {
         result?;
     }
     Ok(count)
 }
 
-async fn deliver(state: &AppState, message: OutboxMessage, now: i64) -> Result<(), StoreError> {
-    let payload = DeliveryPayload::open(&state.vault, &message.payload)?;
+async fn deliver(app: &App, message: OutboxMessage, now: i64) -> Result<(), StoreError> {
+    let payload = DeliveryPayload::open(&app.vault, &message.payload)?;
     let record = |outcome| {
-        state.store.record_delivery(&message.id, &payload.request, &payload.destination, outcome, now)
+        app.store.record_delivery(&message.id, &payload.request, &payload.destination, outcome, now)
     };
-    let Some(destination) = state.catalog.destination(&payload.destination) else {
+    let Some(destination) = app.catalog.destination(&payload.destination) else {
         let error = format!("the destination {} is no longer in the catalog", payload.destination);
         record(DeliveryOutcome::Failed { status_code: None, error, retry_at: None }).await?;
         return Ok(());
     };
     let identifiers = match &payload.identifiers {
         Some(identifiers) => identifiers.clone(),
-        None => match current_identifiers(state, &payload.subject).await? {
+        None => match current_identifiers(app, &payload.subject).await? {
             Some(identifiers) => allowed(destination, &identifiers),
             None => {
                 let error = "the person was erased before this could be sent".to_owned();
@@ -134,7 +133,7 @@ async fn deliver(state: &AppState, message: OutboxMessage, now: i64) -> Result<(
         ("tactful-delivery-id", payload.request.clone()),
         ("tactful-attempt", message.attempts.to_string()),
     ];
-    let reply = state.outbound.post_json(&destination.url, &headers, body).await;
+    let reply = app.outbound.post_json(&destination.url, &headers, body).await;
     let outcome = match reply {
         Ok(reply) if (200..300).contains(&reply.status) => {
             DeliveryOutcome::Acknowledged { status_code: reply.status }
@@ -147,7 +146,7 @@ async fn deliver(state: &AppState, message: OutboxMessage, now: i64) -> Result<(
                 Err(error) => (None, error),
             };
             let horizon = message.created_at.saturating_add(destination.give_up_after.as_millis());
-            let next = now + retry_delay_ms(state.delivery_retry_base_ms, message.attempts, jitter());
+            let next = now + retry_delay_ms(app.delivery_retry_base_ms, message.attempts, jitter());
             let retry_at = (next < horizon).then_some(next);
             DeliveryOutcome::Failed { status_code, error, retry_at }
         }
@@ -165,12 +164,12 @@ fn first_line(body: &str) -> String {
 
 /// A person's identifiers now (kind → value), or `None` if they were erased.
 pub async fn current_identifiers(
-    state: &AppState,
+    app: &App,
     subject: &str,
 ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
-    let Some(data) = state.store.subject_summary(subject).await? else { return Ok(None) };
+    let Some(data) = app.store.subject_summary(subject).await? else { return Ok(None) };
     let mut identifiers = BTreeMap::new();
-    for identity in data.open_identities(&state.vault)? {
+    for identity in data.open_identities(&app.vault)? {
         identifiers.entry(identity.kind).or_insert_with(|| identity.value.to_string());
     }
     Ok(Some(identifiers))

@@ -29,9 +29,9 @@ use tactful_domain::segment::format_time;
 use tactful_domain::taxonomy::covers;
 use tactful_store::{FamilyKeys, Scan, StoreError};
 
+use crate::App;
 use crate::insights::{Pages, People, family_keys};
-use crate::routes::v1::subjects::subject_context;
-use crate::{AppState, now_millis};
+use crate::subjects::context as subject_context;
 
 /// Events read, opened and written per store call.
 const PAGE: u32 = 2_000;
@@ -273,12 +273,12 @@ struct Person {
 /// Writes the export to `out` (a header, then one row per event, page by page) after recording it
 /// in the audit log, and says what it wrote.
 pub async fn export(
-    state: &AppState,
+    app: &App,
     request: ExportRequest,
     out: &mut (dyn Write + Send),
 ) -> Result<ExportSummary, ExportError> {
-    let now = now_millis();
-    let plan = plan(&state.catalog, &request, now)?;
+    let now = app.now();
+    let plan = plan(&app.catalog, &request, now)?;
     let mut columns: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
     columns.extend(plan.columns.iter().map(|c| c.path.clone()));
     // The entry is written before any row: an export that fails halfway is still on record.
@@ -293,7 +293,7 @@ pub async fn export(
         epsilon: "0".into(),
         outcome: None,
     };
-    state.store.audit_append(vec![entry], now).await?;
+    app.store.audit_append(vec![entry], now).await?;
     let mut sink = match request.format {
         ExportFormat::Csv => {
             write_row(out, columns.iter().map(|name| Cell::Text(name.clone())).collect::<Vec<_>>().iter())?;
@@ -306,16 +306,15 @@ pub async fn export(
         ExportSummary { columns, properties_left_out: plan.left_out.clone(), ..ExportSummary::default() };
     let mut people: People<Person> = People::default();
     let mut cells: Vec<Cell> = Vec::with_capacity(summary.columns.len());
-    let mut pages = Pages::new(state, (request.from, request.to), PAGE, Scan::Records);
+    let mut pages = Pages::new(app, (request.from, request.to), PAGE, Scan::Records);
     while let Some(page) = pages.next().await? {
         let admitted = people
-            .meet(state, &page, |found| {
-                let context = subject_context(state, found);
-                let consents = state.policy.consents(&context, now);
-                let allowed =
-                    |p: PropertyId| state.policy.decide(&context, &consents, p, plan.purpose).is_ok();
+            .meet(app, &page, |found| {
+                let context = subject_context(app, found);
+                let consents = app.policy.consents(&context, now);
+                let allowed = |p: PropertyId| app.policy.decide(&context, &consents, p, plan.purpose).is_ok();
                 plan.judged.iter().any(|p| allowed(*p)).then(|| Person {
-                    token: state.vault.export_token(&request.purpose, &found.subject),
+                    token: app.vault.export_token(&request.purpose, &found.subject),
                     permitted: plan.columns.iter().map(|c| allowed(c.property)).collect(),
                     written: false,
                     keys: None,
@@ -325,7 +324,7 @@ pub async fn export(
         let numbers: std::collections::HashMap<String, u32> =
             admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
         if !numbers.is_empty() {
-            for (root, keys) in family_keys(state, numbers.keys().cloned().collect()).await? {
+            for (root, keys) in family_keys(app, numbers.keys().cloned().collect()).await? {
                 if let Some(number) = numbers.get(&root) {
                     people.admitted[*number as usize].1.keys = Some(keys);
                 }

@@ -1,0 +1,398 @@
+//! The one way consent is recorded outside ingestion: the brand's API, the preference center, an
+//! objection, a browser's Global Privacy Control on the pages and a consent's expiry all call
+//! [`record`], which writes each change with its signed receipt, audit entry and destination
+//! notices in one transaction, then tells the engines (a withdrawal has left the model when it
+//! returns). Consent that events carry is recorded inside ingestion's own transaction by the same
+//! row builder (`tactful_store::signed_consent`), and reaches the engines through the model's dirty
+//! marks written in that transaction.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod, ConsentStates, Status};
+use tactful_domain::segment::{format_time, parse_time};
+use tactful_store::{LedgerEntry, Store, StoreError, SubjectState};
+
+use crate::error::{AppError, ErrorCode};
+use crate::{App, Change};
+
+/// Most consent changes one request may record.
+pub const MAX_CHANGES: usize = 100;
+/// How far in the future a consent's `at` may lie (clock skew between the brand and us).
+const FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+/// Lapsed consents recorded per run at most (the next run takes the rest).
+const EXPIRY_BATCH: u32 = 1_000;
+/// Ledger entries read per page for the export.
+const LEDGER_PAGE: u32 = 10_000;
+
+/// Records consent changes of a person: each gets a signed receipt and an audit entry, and the
+/// destinations that want consent changes are told, all in one transaction; then every engine is
+/// told. Returns the receipts.
+pub async fn record(
+    app: &App,
+    found: &SubjectState,
+    events: Vec<ConsentEvent>,
+) -> Result<Vec<Value>, AppError> {
+    Ok(record_for(app, &found.subject, events).await?)
+}
+
+async fn record_for(app: &App, subject: &str, events: Vec<ConsentEvent>) -> Result<Vec<Value>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deliveries = tactful_store::requests::consent_deliveries(&app.vault, &app.catalog, subject, &events);
+    let mut rows = Vec::with_capacity(events.len());
+    let mut audit = Vec::with_capacity(events.len());
+    for event in events {
+        let (row, entry) = tactful_store::signed_consent(&app.vault, &app.catalog, subject, event);
+        rows.push(row);
+        audit.push(entry);
+    }
+    let receipts: Vec<Value> =
+        rows.iter().map(|(_, receipt)| serde_json::from_str(receipt).unwrap_or(Value::Null)).collect();
+    app.store.record_consents(subject, rows, audit, deliveries).await?;
+    app.tell(subject, Change::Consent).await?;
+    Ok(receipts)
+}
+
+/// A withdrawal of one purpose, recorded for a person (an objection). Returns its receipt.
+pub async fn withdraw(
+    app: &App,
+    subject: &str,
+    purpose: &str,
+    method: ConsentMethod,
+    source: String,
+) -> Result<Vec<Value>, StoreError> {
+    let version = app.catalog.purpose(purpose).map_or(1, |purpose| purpose.version);
+    let jurisdiction = app.store.subject_state(subject).await?.and_then(|found| found.jurisdiction);
+    let event = ConsentEvent {
+        id: tactful_store::new_receipt_id(),
+        purpose: purpose.to_owned(),
+        kind: ConsentKind::Withdrawn,
+        method,
+        at: app.now(),
+        expires_at: None,
+        version,
+        source: Some(source),
+        jurisdiction,
+    };
+    record_for(app, subject, vec![event]).await
+}
+
+/// Records an `expired` ledger entry, with its signed receipt and audit entry, for each consent whose
+/// expiry has passed, and tells the engines (decisions already treat it as expired; this makes the
+/// ledger, the person's receipts and every engine say so). Returns how many it recorded.
+pub async fn record_lapsed(app: &App, now: i64) -> Result<usize, StoreError> {
+    let lapsed = app.store.lapsed_consents(now, EXPIRY_BATCH).await?;
+    for entry in &lapsed {
+        let lapsed = &entry.event;
+        let expired = ConsentEvent {
+            id: tactful_store::new_receipt_id(),
+            purpose: lapsed.purpose.clone(),
+            kind: ConsentKind::Expired,
+            method: lapsed.method,
+            at: lapsed.expires_at.unwrap_or(now),
+            expires_at: None,
+            version: lapsed.version,
+            source: Some("expiry".into()),
+            jurisdiction: lapsed.jurisdiction.clone(),
+        };
+        record_for(app, &entry.subject, vec![expired]).await?;
+    }
+    Ok(lapsed.len())
+}
+
+/// One change the brand asks to record (`POST /v1/subjects/{id}/consents`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChange {
+    pub purpose: String,
+    /// `given`, `withdrawn` or `renewed`.
+    pub status: String,
+    /// `api` (the default: the brand records what the person told it), `explicit` (the person
+    /// acted on the brand's own consent form) or `imported` (from a previous system).
+    pub method: Option<String>,
+    /// The version of the purpose's wording the person saw; the current one if absent.
+    pub version: Option<u32>,
+    /// When the person decided (RFC 3339); now if absent. Imports carry their original times.
+    pub at: Option<String>,
+    /// When a given consent lapses (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
+/// Records the changes the brand sends for a person. Every change is checked before any is
+/// recorded: one bad change records nothing. Returns the person's consent view with the receipts.
+pub async fn record_changes(
+    app: &App,
+    caller: &crate::Caller,
+    reference: &str,
+    changes: &[ConsentChange],
+) -> Result<Value, AppError> {
+    caller.require_privacy()?;
+    if changes.is_empty() || changes.len() > MAX_CHANGES {
+        return Err(AppError::with_message(
+            ErrorCode::InvalidRequest,
+            format!("send between 1 and {MAX_CHANGES} changes"),
+        ));
+    }
+    let found = crate::subjects::state_of(app, reference).await?;
+    let now = app.now();
+    let mut events = Vec::with_capacity(changes.len());
+    let mut problems = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        match checked(app, &found, change, now) {
+            Ok(event) => events.push(event),
+            Err((code, problem)) => problems.push((index, code, problem)),
+        }
+    }
+    if let Some(first) = problems.first() {
+        let code = if problems.iter().all(|(_, code, _)| *code == ErrorCode::UnknownPurpose) {
+            ErrorCode::UnknownPurpose
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        let listed: Vec<Value> =
+            problems.iter().map(|(index, _, problem)| json!({"index": index, "problem": problem})).collect();
+        return Err(AppError::with_message(
+            code,
+            format!("changes[{}]: {}; nothing was recorded", first.0, first.2),
+        )
+        .details(json!({"problems": listed})));
+    }
+    let receipts = record(app, &found, events).await?;
+    let updated = app.store.subject_state(&found.subject).await?.unwrap_or(found);
+    let mut view = view(app, &updated);
+    if let Value::Object(object) = &mut view {
+        object.insert("receipts".into(), Value::Array(receipts));
+    }
+    Ok(view)
+}
+
+/// Checks one requested change and turns it into a ledger entry.
+fn checked(
+    app: &App,
+    found: &SubjectState,
+    change: &ConsentChange,
+    now: i64,
+) -> Result<ConsentEvent, (ErrorCode, String)> {
+    let invalid = |problem: String| (ErrorCode::InvalidRequest, problem);
+    let purpose = app.catalog.purpose(change.purpose.trim()).ok_or_else(|| {
+        (ErrorCode::UnknownPurpose, format!("the catalog declares no purpose {:?}", change.purpose))
+    })?;
+    let kind = match ConsentKind::parse(&change.status) {
+        Some(kind @ (ConsentKind::Given | ConsentKind::Withdrawn | ConsentKind::Renewed)) => kind,
+        _ => return Err(invalid(format!("status {:?} is not given, withdrawn or renewed", change.status))),
+    };
+    let method = match change.method.as_deref().map(ConsentMethod::parse) {
+        None => ConsentMethod::Api,
+        Some(Some(method @ (ConsentMethod::Api | ConsentMethod::Explicit | ConsentMethod::Imported))) => {
+            method
+        }
+        Some(_) => {
+            return Err(invalid(format!(
+                "method {:?} is not api, explicit or imported (the others are recorded by the door they name)",
+                change.method.as_deref().unwrap_or_default()
+            )));
+        }
+    };
+    let version = change.version.unwrap_or(purpose.version);
+    if version == 0 || version > purpose.version {
+        return Err(invalid(format!(
+            "version {version} of {} does not exist (it is at version {})",
+            purpose.key, purpose.version
+        )));
+    }
+    let time = |field: &str, text: &Option<String>| -> Result<Option<i64>, (ErrorCode, String)> {
+        text.as_deref()
+            .map(|text| {
+                parse_time(text).ok_or_else(|| invalid(format!("{field} {text:?} is not an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let at = time("at", &change.at)?.unwrap_or(now);
+    if at > now + FUTURE_SKEW_MS {
+        return Err(invalid("at lies in the future".into()));
+    }
+    let expires_at = time("expires_at", &change.expires_at)?;
+    match (kind, expires_at) {
+        (ConsentKind::Withdrawn, Some(_)) => return Err(invalid("a withdrawal does not expire".into())),
+        (_, Some(end)) if end <= at => return Err(invalid("expires_at must come after at".into())),
+        _ => {}
+    }
+    Ok(ConsentEvent {
+        id: tactful_store::new_receipt_id(),
+        purpose: purpose.key.clone(),
+        kind,
+        method,
+        at,
+        expires_at,
+        version,
+        source: Some("api".into()),
+        jurisdiction: found.jurisdiction.clone(),
+    })
+}
+
+/// A person's consent per declared purpose now, and the ledger it is folded from (newest first).
+pub fn view(app: &App, found: &SubjectState) -> Value {
+    let states = ConsentStates::fold(&found.ledger);
+    let now = app.now();
+    let purposes: Vec<Value> = app
+        .catalog
+        .purposes()
+        .iter()
+        .map(|purpose| {
+            let status = match states.status(&purpose.key, purpose.version, now) {
+                Status::NoSignal => "no_signal",
+                Status::Given { current: false, .. } => "outdated",
+                Status::Given { .. } => "given",
+                Status::Withdrawn => "withdrawn",
+                Status::Expired => "expired",
+            };
+            let record = states.get(&purpose.key);
+            json!({
+                "purpose": purpose.key,
+                "name": purpose.name,
+                "essential": purpose.is_essential(),
+                "status": status,
+                "method": record.map(|record| record.method.as_str()),
+                "at": record.map(|record| format_time(record.at)),
+                "expires_at": record.and_then(|record| record.expires_at).map(format_time),
+                "version": record.map(|record| record.version),
+                "current_version": purpose.version,
+                "receipt": record.map(|record| record.id()),
+            })
+        })
+        .collect();
+    let ledger: Vec<Value> = found.ledger.iter().rev().map(ledger_entry).collect();
+    json!({
+        "subject": found.subject,
+        "jurisdiction": found.jurisdiction,
+        "purposes": purposes,
+        "ledger": ledger,
+    })
+}
+
+/// One ledger entry as the API, the package and the export show it.
+pub fn ledger_entry(event: &ConsentEvent) -> Value {
+    json!({
+        "receipt": event.id,
+        "purpose": event.purpose,
+        "status": event.kind.as_str(),
+        "method": event.method.as_str(),
+        "at": format_time(event.at),
+        "expires_at": event.expires_at.map(format_time),
+        "version": event.version,
+        "source": event.source,
+        "jurisdiction": event.jurisdiction,
+    })
+}
+
+/// How the whole ledger is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerFormat {
+    Csv,
+    Json,
+}
+
+impl LedgerFormat {
+    pub fn parse(format: &str) -> Result<LedgerFormat, AppError> {
+        match format {
+            "csv" => Ok(LedgerFormat::Csv),
+            "json" => Ok(LedgerFormat::Json),
+            _ => Err(AppError::with_message(ErrorCode::InvalidRequest, "format must be csv or json")),
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            LedgerFormat::Csv => "csv",
+            LedgerFormat::Json => "json",
+        }
+    }
+}
+
+/// The whole consent ledger for the brand's records, one row per change, oldest first; subjects by
+/// id only. For a role that covers consent records (or the operator at the CLI), and audited.
+pub async fn export(
+    app: &App,
+    exporter: &crate::reads::Reader<'_>,
+    format: LedgerFormat,
+) -> Result<String, AppError> {
+    exporter.require_privacy()?;
+    let entries = whole_ledger(app.store.as_ref()).await?;
+    let entry = tactful_domain::audit::AuditEvent::Export {
+        actor: exporter.actor().to_owned(),
+        role: exporter.role().to_owned(),
+        purpose: crate::reads::RIGHTS_PURPOSE.to_owned(),
+        dataset: "consent_ledger".to_owned(),
+        rows: entries.len() as u64,
+    };
+    app.store.audit_append(vec![entry], app.now()).await?;
+    Ok(render(format, &entries))
+}
+
+/// The whole consent ledger, oldest first, read in pages.
+pub async fn whole_ledger(store: &dyn Store) -> Result<Vec<LedgerEntry>, StoreError> {
+    let mut entries = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.consent_ledger(after, LEDGER_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.event.at, last.event.id.clone()));
+        entries.extend(page);
+    }
+    Ok(entries)
+}
+
+/// The CSV columns, in order.
+const CSV_HEADER: &str = "subject,receipt,purpose,status,method,at,expires_at,version,source,jurisdiction";
+
+/// The export in CSV or JSON.
+pub fn render(format: LedgerFormat, entries: &[LedgerEntry]) -> String {
+    if format == LedgerFormat::Json {
+        let rows: Vec<Value> = entries
+            .iter()
+            .map(|entry| {
+                let mut row = ledger_entry(&entry.event);
+                if let Value::Object(object) = &mut row {
+                    object.insert("subject".into(), json!(entry.subject));
+                }
+                row
+            })
+            .collect();
+        return format!("{:#}\n", json!({"consents": rows}));
+    }
+    let mut csv = format!("{CSV_HEADER}\n");
+    for entry in entries {
+        csv.push_str(&csv_row(entry));
+        csv.push('\n');
+    }
+    csv
+}
+
+/// One CSV line (RFC 4180 quoting).
+fn csv_row(entry: &LedgerEntry) -> String {
+    let event = &entry.event;
+    let fields = [
+        entry.subject.clone(),
+        event.id.clone(),
+        event.purpose.clone(),
+        event.kind.as_str().to_owned(),
+        event.method.as_str().to_owned(),
+        format_time(event.at),
+        event.expires_at.map(format_time).unwrap_or_default(),
+        event.version.to_string(),
+        event.source.clone().unwrap_or_default(),
+        event.jurisdiction.clone().unwrap_or_default(),
+    ];
+    fields
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
