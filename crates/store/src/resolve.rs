@@ -649,8 +649,8 @@ impl State<'_> {
 }
 
 /// The ledger row, signed receipt and audit entry of one consent change of `subject`.
-/// A consent event with its signed receipt and its audit entry, as [`crate::Store::record_consents`]
-/// takes them. Every consent change, whichever door it came in by, is signed here.
+/// A consent event with its signed receipt and its audit entry, as
+/// [`crate::ConsentStore::record_consents`] takes them. Every consent change, whichever door it came in by, is signed here.
 pub fn signed_consent(
     vault: &Vault,
     catalog: &Catalog,

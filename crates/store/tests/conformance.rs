@@ -17,8 +17,8 @@ use tactful_domain::request::{RequestKind, RequestStatus};
 use tactful_store::{
     ApiKeyRecord, Budget, DeliveryOutcome, DeliveryPayload, DeliveryStatus, FamilyActivity, FamilyKeys,
     IngestEvent, IngestOutcome, ItemRecord, LegalHold, ModelChange, NewRequest, Options, RequestRecord,
-    RequestUpdate, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Store, StoreError, Suppression,
-    seal_context,
+    RequestUpdate, Scan, ShredOutcome, ShredPlan, SignInCode, SpendOutcome, Store, StoreError, StoreTesting,
+    Suppression, seal_context,
 };
 use tactful_vault::{MasterKey, MasterKeys, Vault};
 

@@ -7,15 +7,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::Row;
 use tactful_domain::identity::Binding;
+use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, SubjectKey};
 
 use super::PostgresStore;
 use crate::resolve::{self, Lookup, Rows};
 use tactful_domain::policy::Policy;
 
-use crate::{IngestEvent, IngestOutcome, Result, StoreError, SubjectState, seal_context};
+use crate::{
+    DropCount, IngestEvent, IngestOutcome, IngestStore, Result, StoreError, SubjectState, seal_context,
+};
 
 /// Attempts of one batch before giving up with 503 (each lost race means another instance made
 /// progress, so this is reached only under pathological contention).
@@ -184,7 +188,7 @@ async fn try_ingest(
             .fetch_all(&mut *tx)
             .await?
         {
-            snapshot.suppressed.insert(crate::blind_from(row.try_get("blind")?)?);
+            snapshot.suppressed.insert(crate::shared::blind_from(row.try_get("blind")?)?);
         }
         // The family roots are share-locked until this batch commits: an erasure of one of them
         // (which locks them for update) waits, and then sees this batch's events.
@@ -200,7 +204,7 @@ async fn try_ingest(
         .fetch_all(&mut *tx)
         .await?
         {
-            let blind = crate::blind_from(row.try_get("blind")?)?;
+            let blind = crate::shared::blind_from(row.try_get("blind")?)?;
             let root: String = row.try_get("root")?;
             raw_targets.insert(blind, row.try_get("subject_id")?);
             snapshot.wrapped.insert(root.clone(), row.try_get("wrapped_key")?);
@@ -209,10 +213,10 @@ async fn try_ingest(
     }
 
     let roots: Vec<String> = snapshot.wrapped.keys().cloned().collect();
-    for state in super::access::subject_states(&mut tx, &roots).await? {
+    for state in super::subjects::states_of_roots(&mut tx, &roots).await? {
         snapshot.states.insert(state.subject.clone(), state);
     }
-    let now = crate::now_millis();
+    let now = crate::shared::now_millis();
     let rows = resolve::resolve(&store.vault, policy, events, &duplicate, &mut snapshot, now)?;
     // On any error the transaction is dropped, which rolls it back: nothing is half-written.
     let outcomes = write(&mut tx, &mut snapshot, &raw_targets, rows).await?;
@@ -226,7 +230,7 @@ async fn write(
     raw_targets: &HashMap<Blind, String>,
     mut rows: Rows,
 ) -> Result<Vec<IngestOutcome>> {
-    let now = crate::now_millis();
+    let now = crate::shared::now_millis();
     if !rows.created.is_empty() {
         let ids: Vec<&str> = rows.created.iter().map(|created| created.id.as_str()).collect();
         let wrapped: Vec<&[u8]> = rows.created.iter().map(|created| created.wrapped.as_slice()).collect();
@@ -355,7 +359,7 @@ async fn write(
         let mut blinds = Vec::with_capacity(remaining.len());
         let mut sealed = Vec::with_capacity(remaining.len());
         for row in remaining {
-            let blind = crate::blind_from(row.try_get("blind")?)?;
+            let blind = crate::shared::blind_from(row.try_get("blind")?)?;
             let value: Vec<u8> = row.try_get("sealed")?;
             let plain = from_key.open(
                 seal_context::IDENTITY,
@@ -403,8 +407,8 @@ async fn write(
         .execute(&mut **tx)
         .await?;
     }
-    super::access::write_consents(tx, &rows.consents, now).await?;
-    super::requests::enqueue(tx, &rows.deliveries, now).await?;
+    super::consent::write_consents(tx, &rows.consents, now).await?;
+    super::deliveries::enqueue(tx, &rows.deliveries, now).await?;
 
     if !rows.events.is_empty() {
         let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
@@ -514,7 +518,7 @@ async fn write(
         .await?;
     }
     // Last: the audit log's lock is held only from here to the commit.
-    super::access::append_audit(tx, &rows.audit, now).await?;
+    super::audit::append_audit(tx, &rows.audit, now).await?;
     Ok(rows.outcomes)
 }
 
@@ -523,5 +527,33 @@ fn key_for(snapshot: &mut Snapshot<'_>, rows: &Rows, subject: &str) -> Result<Ar
     match rows.created.iter().find(|created| created.id == subject) {
         Some(created) => Ok(created.key.clone()),
         None => snapshot.key(subject),
+    }
+}
+
+#[async_trait]
+impl IngestStore for PostgresStore {
+    async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>> {
+        ingest(self, &policy, &events).await
+    }
+
+    async fn drop_counts(&self) -> Result<Vec<DropCount>> {
+        let rows = sqlx::query(
+            "SELECT source, path, reason, count, last_seen FROM dropped_properties ORDER BY source, count DESC, path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let reason: String = row.try_get("reason")?;
+                Ok(DropCount {
+                    source: row.try_get("source")?,
+                    path: row.try_get("path")?,
+                    reason: DropReason::parse(&reason)
+                        .ok_or_else(|| StoreError::Internal(format!("unknown drop reason {reason:?}")))?,
+                    count: u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
+                    last_seen: row.try_get("last_seen")?,
+                })
+            })
+            .collect()
     }
 }
