@@ -26,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tactful_vault::{MasterKeys, Vault};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::shared::now_millis;
 use crate::{Result, Store, StoreError};
 use writer::{Job, WriteJob, Writer, run_writer};
 
@@ -257,8 +258,6 @@ fn index_root(conn: &Connection, master: &MasterKeys) -> Result<Vec<u8>> {
     )?;
     Ok(wrapped)
 }
-
-pub(crate) use crate::shared::now_millis;
 
 /// Read-only connections, opened on demand and reused.
 struct ReaderPool {

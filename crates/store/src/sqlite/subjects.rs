@@ -14,8 +14,8 @@ use crate::{
     SubjectStore,
 };
 
-/// The family root of `subject` (itself when not merged), if it exists.
-/// The family root of a subject, or `None` if there is no such subject or it was erased.
+/// The family root of `subject` (itself when not merged), or `None` if there is no such subject or
+/// it was erased.
 pub(super) fn root(conn: &Connection, subject: &str) -> Result<Option<String>> {
     let row: Option<(Option<String>, Option<i64>)> = conn
         .prepare_cached("SELECT merged_into, erased_at FROM subjects WHERE id = ?1")?
