@@ -220,7 +220,20 @@ pub(super) async fn record_delivery(
         attempt,
         outcome: outcome_text,
     }];
-    let mut settled_status = None;
+    let settled_status = settle_request(conn, vault, request, now, &mut audit).await?;
+    append_audit(conn, &audit, now).await?;
+    Ok(settled_status)
+}
+
+/// Moves a request waiting on its destinations to its final status once none is pending, with its
+/// history line, and its audit entry added to `audit`. Returns the status it moved to, if it did.
+async fn settle_request(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    request: &str,
+    now: i64,
+    audit: &mut Vec<AuditEvent>,
+) -> Result<Option<RequestStatus>> {
     if let Some(mut record) = load_request(conn, request, false).await?
         && record.status == RequestStatus::WaitingOnDestinations
         && let Some(status) = settled(conn, request).await?
@@ -241,10 +254,9 @@ pub(super) async fn record_delivery(
         };
         history(conn, request, now, status, note).await?;
         audit.push(request_audit(vault, &record, note));
-        settled_status = Some(status);
+        return Ok(Some(status));
     }
-    append_audit(conn, &audit, now).await?;
-    Ok(settled_status)
+    Ok(None)
 }
 
 #[async_trait]

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 use tactful_domain::identity::Binding;
 use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, SubjectKey};
 
 use super::PostgresStore;
-use crate::resolve::{self, Lookup, Rows};
+use crate::resolve::{self, Lookup, Merge, Rows};
 use tactful_domain::policy::Policy;
 
 use crate::{
@@ -231,6 +231,29 @@ async fn write(
     mut rows: Rows,
 ) -> Result<Vec<IngestOutcome>> {
     let now = crate::shared::now_millis();
+    write_subjects(tx, snapshot, &rows, now).await?;
+    write_identities(tx, &mut rows, raw_targets, now).await?;
+    for merge in &rows.merges {
+        merge_subjects(tx, snapshot, &rows, merge).await?;
+    }
+    write_attributes(tx, &rows).await?;
+    super::consent::write_consents(tx, &rows.consents, now).await?;
+    super::deliveries::enqueue(tx, &rows.deliveries, now).await?;
+    write_events(tx, &mut rows, now).await?;
+    write_profile(tx, &rows).await?;
+    count_drops(tx, &rows, now).await?;
+    // Last: the audit log's lock is held only from here to the commit.
+    super::audit::append_audit(tx, &rows.audit, now).await?;
+    Ok(rows.outcomes)
+}
+
+/// The subjects this batch created, and those of them merged into another at once.
+async fn write_subjects(
+    conn: &mut PgConnection,
+    snapshot: &Snapshot<'_>,
+    rows: &Rows,
+    now: i64,
+) -> Result<()> {
     if !rows.created.is_empty() {
         let ids: Vec<&str> = rows.created.iter().map(|created| created.id.as_str()).collect();
         let wrapped: Vec<&[u8]> = rows.created.iter().map(|created| created.wrapped.as_slice()).collect();
@@ -249,7 +272,7 @@ async fn write(
         .bind(now)
         .bind(&jurisdictions)
         .bind(&minors)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         for created in &rows.created {
             snapshot.store.keys.put(&created.id, created.key.clone());
@@ -264,12 +287,20 @@ async fn write(
         )
         .bind(&ids)
         .bind(&roots)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?;
     }
+    Ok(())
+}
 
-    // Identifiers: new bindings only where still unbound, moves only from where they were read.
+/// Identifiers: new bindings only where still unbound, moves only from where they were read.
+async fn write_identities(
+    conn: &mut PgConnection,
+    rows: &mut Rows,
+    raw_targets: &HashMap<Blind, String>,
+    now: i64,
+) -> Result<()> {
     rows.identities.sort_by_key(|a| a.blind);
     let (new, moved): (Vec<_>, Vec<_>) = rows.identities.iter().partition(|row| row.previous.is_none());
     if !new.is_empty() {
@@ -288,7 +319,7 @@ async fn write(
         .bind(&subjects)
         .bind(&sealed)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?
         .rows_affected();
@@ -315,7 +346,7 @@ async fn write(
         .bind(&subjects)
         .bind(&sealed)
         .bind(&expected)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?
         .rows_affected();
@@ -323,73 +354,80 @@ async fn write(
             return Err(StoreError::Conflict("an identifier moved concurrently".into()));
         }
     }
+    Ok(())
+}
 
-    for merge in &rows.merges {
-        let merged = sqlx::query(
-            "UPDATE subjects SET merged_into = $2 WHERE id = $1 AND merged_into IS NULL AND known = $3",
-        )
+/// Merges `merge.from` into `merge.into`, if `from` is still what was read: its members follow it,
+/// and its remaining identifiers are sealed again under the key of `into`.
+async fn merge_subjects(
+    conn: &mut PgConnection,
+    snapshot: &mut Snapshot<'_>,
+    rows: &Rows,
+    merge: &Merge,
+) -> Result<()> {
+    let merged = sqlx::query(
+        "UPDATE subjects SET merged_into = $2 WHERE id = $1 AND merged_into IS NULL AND known = $3",
+    )
+    .bind(&merge.from)
+    .bind(&merge.into)
+    .bind(merge.from_known)
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict_on_missing_subject)?
+    .rows_affected();
+    if merged != 1 {
+        return Err(StoreError::Conflict("a subject changed while it was being merged".into()));
+    }
+    sqlx::query("UPDATE subjects SET merged_into = $2 WHERE merged_into = $1")
         .bind(&merge.from)
         .bind(&merge.into)
-        .bind(merge.from_known)
-        .execute(&mut **tx)
-        .await
-        .map_err(conflict_on_missing_subject)?
-        .rows_affected();
-        if merged != 1 {
-            return Err(StoreError::Conflict("a subject changed while it was being merged".into()));
-        }
-        sqlx::query("UPDATE subjects SET merged_into = $2 WHERE merged_into = $1")
-            .bind(&merge.from)
-            .bind(&merge.into)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("UPDATE subjects SET known = known OR $2 WHERE id = $1")
-            .bind(&merge.into)
-            .bind(merge.from_known)
-            .execute(&mut **tx)
-            .await?;
-        let remaining = sqlx::query(
-            "SELECT blind, sealed FROM identities WHERE subject_id = $1 ORDER BY blind FOR UPDATE",
-        )
-        .bind(&merge.from)
-        .fetch_all(&mut **tx)
+        .execute(&mut *conn)
         .await?;
-        let (from_key, into_key) =
-            (key_for(snapshot, &rows, &merge.from)?, key_for(snapshot, &rows, &merge.into)?);
-        let mut blinds = Vec::with_capacity(remaining.len());
-        let mut sealed = Vec::with_capacity(remaining.len());
-        for row in remaining {
-            let blind = crate::shared::blind_from(row.try_get("blind")?)?;
-            let value: Vec<u8> = row.try_get("sealed")?;
-            let plain = from_key.open(
-                seal_context::IDENTITY,
-                &seal_context::identity(&merge.from, &blind.0),
-                &value,
-            )?;
-            sealed.push(into_key.seal(
-                seal_context::IDENTITY,
-                &seal_context::identity(&merge.into, &blind.0),
-                &plain,
-            ));
-            blinds.push(blind.0.to_vec());
-        }
-        if !blinds.is_empty() {
-            sqlx::query(
-                "UPDATE identities SET subject_id = $3, sealed = t.sealed
-                 FROM UNNEST($1::bytea[], $2::bytea[]) AS t(blind, sealed) WHERE identities.blind = t.blind",
-            )
-            .bind(&blinds)
-            .bind(&sealed)
-            .bind(&merge.into)
-            .execute(&mut **tx)
+    sqlx::query("UPDATE subjects SET known = known OR $2 WHERE id = $1")
+        .bind(&merge.into)
+        .bind(merge.from_known)
+        .execute(&mut *conn)
+        .await?;
+    let remaining =
+        sqlx::query("SELECT blind, sealed FROM identities WHERE subject_id = $1 ORDER BY blind FOR UPDATE")
+            .bind(&merge.from)
+            .fetch_all(&mut *conn)
             .await?;
-        }
+    let (from_key, into_key) = (key_for(snapshot, rows, &merge.from)?, key_for(snapshot, rows, &merge.into)?);
+    let mut blinds = Vec::with_capacity(remaining.len());
+    let mut sealed = Vec::with_capacity(remaining.len());
+    for row in remaining {
+        let blind = crate::shared::blind_from(row.try_get("blind")?)?;
+        let value: Vec<u8> = row.try_get("sealed")?;
+        let plain =
+            from_key.open(seal_context::IDENTITY, &seal_context::identity(&merge.from, &blind.0), &value)?;
+        sealed.push(into_key.seal(
+            seal_context::IDENTITY,
+            &seal_context::identity(&merge.into, &blind.0),
+            &plain,
+        ));
+        blinds.push(blind.0.to_vec());
     }
+    if !blinds.is_empty() {
+        sqlx::query(
+            "UPDATE identities SET subject_id = $3, sealed = t.sealed
+             FROM UNNEST($1::bytea[], $2::bytea[]) AS t(blind, sealed) WHERE identities.blind = t.blind",
+        )
+        .bind(&blinds)
+        .bind(&sealed)
+        .bind(&merge.into)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
 
+/// Subjects that became known, and what events told of their jurisdiction and age.
+async fn write_attributes(conn: &mut PgConnection, rows: &Rows) -> Result<()> {
     if !rows.known.is_empty() {
         sqlx::query("UPDATE subjects SET known = TRUE WHERE id = ANY($1)")
             .bind(&rows.known)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
     }
     if !rows.attributes.is_empty() {
@@ -404,12 +442,15 @@ async fn write(
         .bind(&subjects)
         .bind(&jurisdictions)
         .bind(&minors)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
-    super::consent::write_consents(tx, &rows.consents, now).await?;
-    super::deliveries::enqueue(tx, &rows.deliveries, now).await?;
+    Ok(())
+}
 
+/// The events, with a dirty mark for each subject that had one stored; an event a racing retry
+/// stored first is answered as a duplicate.
+async fn write_events(conn: &mut PgConnection, rows: &mut Rows, now: i64) -> Result<()> {
     if !rows.events.is_empty() {
         let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
         let dedupes: Vec<&[u8]> = rows.events.iter().map(|event| event.dedupe.as_slice()).collect();
@@ -451,7 +492,7 @@ async fn write(
         .bind(&trim_at)
         .bind(&expires_at)
         .bind(now)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?
         .into_iter()
@@ -475,7 +516,10 @@ async fn write(
             }
         }
     }
+    Ok(())
+}
 
+async fn write_profile(conn: &mut PgConnection, rows: &Rows) -> Result<()> {
     if !rows.profile.is_empty() {
         let subjects: Vec<&str> = rows.profile.iter().map(|value| value.subject.as_str()).collect();
         let paths: Vec<&str> = rows.profile.iter().map(|value| value.path.as_str()).collect();
@@ -492,11 +536,15 @@ async fn write(
         .bind(&paths)
         .bind(&sealed)
         .bind(&updated)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?;
     }
+    Ok(())
+}
 
+/// What minimization dropped, added to the durable counters.
+async fn count_drops(conn: &mut PgConnection, rows: &Rows, now: i64) -> Result<()> {
     if !rows.drops.is_empty() {
         let sources: Vec<&str> = rows.drops.iter().map(|drop| drop.0.as_str()).collect();
         let paths: Vec<&str> = rows.drops.iter().map(|drop| drop.1.as_str()).collect();
@@ -514,12 +562,10 @@ async fn write(
         .bind(&reasons)
         .bind(&counts)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
-    // Last: the audit log's lock is held only from here to the commit.
-    super::audit::append_audit(tx, &rows.audit, now).await?;
-    Ok(rows.outcomes)
+    Ok(())
 }
 
 /// The key of a subject met in this batch: created by it, or read with its bindings.

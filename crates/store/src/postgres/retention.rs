@@ -13,6 +13,9 @@ use super::audit::append_audit;
 use crate::requests::RetentionReport;
 use crate::{Result, StoreError, seal_context};
 
+/// Deletes up to `limit` events past their lifetime, trims or deletes up to `limit` whose properties
+/// may have expired, deletes expired profile values and up to `limit` legal holds, and audits what
+/// it did, in the caller's transaction.
 pub(super) async fn apply_retention(
     conn: &mut PgConnection,
     vault: &Vault,
@@ -29,9 +32,44 @@ pub(super) async fn apply_retention(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    let mut report = RetentionReport { events_deleted, ..RetentionReport::default() };
-    // Events whose shorter-lived properties expired (or whose lifetime is not known yet): open,
-    // remove what expired, seal again.
+    let (deleted, events_trimmed) = trim_events(conn, vault, catalog, now, limit).await?;
+    let profile_values_deleted = delete_profile_values(conn, catalog, now).await?;
+    let legal_holds_deleted = sqlx::query(
+        "DELETE FROM legal_holds WHERE id IN (SELECT id FROM legal_holds WHERE retain_until <= $1 LIMIT $2)",
+    )
+    .bind(now)
+    .bind(i64::from(limit))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let report = RetentionReport {
+        events_deleted: events_deleted + deleted,
+        events_trimmed,
+        profile_values_deleted,
+        legal_holds_deleted,
+    };
+    if !report.is_empty() {
+        let audit = [AuditEvent::Retention {
+            events_deleted: report.events_deleted,
+            events_trimmed: report.events_trimmed,
+            profile_values_deleted: report.profile_values_deleted,
+            legal_holds_deleted: report.legal_holds_deleted,
+        }];
+        append_audit(conn, &audit, now).await?;
+    }
+    Ok(report)
+}
+
+/// Events whose shorter-lived properties expired (or whose lifetime is not known yet): opened, what
+/// expired removed, sealed again; deleted when nothing is left to keep. Returns how many were
+/// deleted and how many trimmed.
+async fn trim_events(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    catalog: &Catalog,
+    now: i64,
+    limit: u32,
+) -> Result<(u64, u64)> {
     let due = sqlx::query(
         "SELECT e.subject_id, e.source, e.dedupe, e.timestamp, e.sealed, s.wrapped_key FROM events e
          JOIN subjects s ON s.id = e.subject_id
@@ -44,6 +82,7 @@ pub(super) async fn apply_retention(
     let mut keys: HashMap<String, SubjectKey> = HashMap::new();
     let mut expired: (Vec<String>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
     let mut kept = Kept::default();
+    let mut trimmed = 0;
     for row in &due {
         let subject: String = row.try_get("subject_id")?;
         let source: String = row.try_get("source")?;
@@ -81,7 +120,7 @@ pub(super) async fn apply_retention(
                 let resealed = if changed {
                     let bytes = serde_json::to_vec(&record)
                         .map_err(|error| StoreError::Internal(error.to_string()))?;
-                    report.events_trimmed += 1;
+                    trimmed += 1;
                     Some(key.seal(seal_context::EVENT, &context, &bytes))
                 } else {
                     None
@@ -94,8 +133,9 @@ pub(super) async fn apply_retention(
             }
         }
     }
+    let mut deleted = 0;
     if !expired.0.is_empty() {
-        report.events_deleted += sqlx::query(
+        deleted = sqlx::query(
             "DELETE FROM events WHERE (source, dedupe) IN
                  (SELECT source, dedupe FROM UNNEST($1::text[], $2::bytea[]) AS t(source, dedupe))",
         )
@@ -120,42 +160,30 @@ pub(super) async fn apply_retention(
         .execute(&mut *conn)
         .await?;
     }
+    Ok((deleted, trimmed))
+}
+
+/// Deletes profile values older than their property's retention; returns how many.
+async fn delete_profile_values(conn: &mut PgConnection, catalog: &Catalog, now: i64) -> Result<u64> {
     let (paths, before): (Vec<&str>, Vec<i64>) = catalog
         .properties()
         .iter()
         .filter(|property| !property.path.contains("[]"))
         .map(|property| (property.path.as_str(), now.saturating_sub(property.retention.as_millis())))
         .unzip();
-    if !paths.is_empty() {
-        report.profile_values_deleted = sqlx::query(
-            "DELETE FROM profile_values WHERE EXISTS
-                 (SELECT 1 FROM UNNEST($1::text[], $2::int8[]) AS t(path, before)
-                  WHERE t.path = profile_values.path AND profile_values.updated_at <= t.before)",
-        )
-        .bind(&paths)
-        .bind(&before)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    if paths.is_empty() {
+        return Ok(0);
     }
-    report.legal_holds_deleted = sqlx::query(
-        "DELETE FROM legal_holds WHERE id IN (SELECT id FROM legal_holds WHERE retain_until <= $1 LIMIT $2)",
+    Ok(sqlx::query(
+        "DELETE FROM profile_values WHERE EXISTS
+             (SELECT 1 FROM UNNEST($1::text[], $2::int8[]) AS t(path, before)
+              WHERE t.path = profile_values.path AND profile_values.updated_at <= t.before)",
     )
-    .bind(now)
-    .bind(i64::from(limit))
+    .bind(&paths)
+    .bind(&before)
     .execute(&mut *conn)
     .await?
-    .rows_affected();
-    if !report.is_empty() {
-        let audit = [AuditEvent::Retention {
-            events_deleted: report.events_deleted,
-            events_trimmed: report.events_trimmed,
-            profile_values_deleted: report.profile_values_deleted,
-            legal_holds_deleted: report.legal_holds_deleted,
-        }];
-        append_audit(conn, &audit, now).await?;
-    }
-    Ok(report)
+    .rows_affected())
 }
 
 /// Events the retention job keeps: their new lifetimes, and their new sealed record where a
