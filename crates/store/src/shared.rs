@@ -101,6 +101,9 @@ pub(crate) const LAPSED_CONSENTS_SQL: &str = "WITH family AS (
                    AND (l.at > c.at OR (l.at = c.at AND l.id > c.id)))
  ORDER BY c.expires_at, c.id LIMIT ?2";
 
+/// The outbox topic of deliveries to destinations.
+pub(crate) const DELIVERY_TOPIC: &str = "delivery";
+
 /// A random id for a consent event and its receipt.
 pub fn new_receipt_id() -> String {
     tactful_vault::new_subject_id().replacen("sub_", "cr_", 1)

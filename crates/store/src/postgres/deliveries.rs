@@ -14,10 +14,8 @@ use super::PostgresStore;
 use super::audit::append_audit;
 use super::requests::{attempts_param, history, load_request, request_audit, settled};
 use crate::requests::{DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::shared::DELIVERY_TOPIC;
 use crate::{DeliveryStore, OutboxMessage, Result, StoreError};
-
-/// The outbox topic of deliveries to destinations (the same on every backend).
-pub(super) const DELIVERY_TOPIC: &str = "delivery";
 
 /// Writes deliveries and their outbox messages, within the caller's transaction. A delivery that
 /// exists already (the same request and destination) is left alone, and gets no second message.

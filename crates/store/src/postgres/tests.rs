@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tactful_domain::request::{RequestKind, RequestStatus};
 
-use super::deliveries::DELIVERY_TOPIC;
 use super::requests::SETTLED_AT_ONCE;
 use super::{PostgresStore, next_counter_value};
+use crate::shared::DELIVERY_TOPIC;
 use crate::{
     DeliveryOutcome, DeliveryStore, NewDelivery, NewRequest, Options, RequestRecord, RequestStore,
     RequestUpdate, ShredOutcome, ShredPlan,

@@ -11,10 +11,8 @@ use super::audit::append_audit;
 use super::requests::{history, load_request, request_audit, settled};
 use super::writer::Writer;
 use crate::requests::{DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery};
+use crate::shared::DELIVERY_TOPIC;
 use crate::{DeliveryStore, OutboxMessage, Result, StoreError};
-
-/// The outbox topic of deliveries to destinations.
-pub(crate) const DELIVERY_TOPIC: &str = "delivery";
 
 /// Writes deliveries and their outbox messages.
 pub(super) fn enqueue(conn: &Connection, deliveries: &[NewDelivery], now: i64) -> Result<()> {

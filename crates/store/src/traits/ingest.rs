@@ -8,8 +8,7 @@ use tactful_domain::policy::Policy;
 
 use crate::{DropCount, IngestEvent, IngestOutcome, Result};
 
-/// Storing accepted events. Every method is safe to call from many tasks and, for backends that
-/// support it, from many server instances at once.
+/// Storing accepted events.
 #[async_trait]
 pub trait IngestStore: Send + Sync {
     /// Stores accepted events, applying their consent signals and then `policy` to what each
