@@ -1,6 +1,7 @@
 //! What the store keeps of data-subject requests and of erasure: request records with their history,
 //! deliveries to destinations with every attempt, legal holds, suppressions, and the reports of the
-//! background work (purge, retention). Types only; each backend implements the `Store` methods.
+//! background work (purge, retention). Types only; each backend implements `RequestStore` and
+//! `DeliveryStore` with them.
 
 use std::collections::BTreeMap;
 

@@ -497,6 +497,42 @@ impl State<'_> {
         stored: Vec<Stored>,
         drops: HashMap<(String, String, &'static str), i64>,
     ) -> Result<Rows> {
+        let (created_merged, merges) = self.merges();
+        let identities = self.identity_rows()?;
+        let (known, attributes) = self.attribute_rows();
+        let (rows_events, profile) = self.event_rows(events, stored)?;
+        let mut drops: Vec<(String, String, &'static str, i64)> =
+            drops.into_iter().map(|((source, path, reason), count)| (source, path, reason, count)).collect();
+        drops.sort();
+
+        let mut deliveries = Vec::new();
+        for row in &self.consents {
+            deliveries.extend(crate::requests::consent_deliveries(
+                self.vault,
+                &self.catalog,
+                &row.subject,
+                std::slice::from_ref(&row.event),
+            ));
+        }
+        Ok(Rows {
+            deliveries,
+            outcomes,
+            created: self.created,
+            created_merged,
+            identities,
+            merges,
+            known,
+            attributes,
+            consents: self.consents,
+            events: rows_events,
+            profile,
+            drops,
+            audit: self.audit,
+        })
+    }
+
+    /// The merges of this batch: subjects it created that joined a family at once, and the others.
+    fn merges(&self) -> (Vec<(String, String)>, Vec<Merge>) {
         let merged: Vec<String> = self.parent.keys().cloned().collect();
         let mut created_merged = Vec::new();
         let mut merges = Vec::new();
@@ -511,7 +547,11 @@ impl State<'_> {
         }
         merges.sort_by(|a, b| a.from.cmp(&b.from));
         created_merged.sort();
+        (created_merged, merges)
+    }
 
+    /// The identifiers this batch bound or moved, sealed under their subject's key.
+    fn identity_rows(&mut self) -> Result<Vec<IdentityRow>> {
         let mut identities = Vec::with_capacity(self.touched.len());
         for (blind, kind, value) in std::mem::take(&mut self.touched) {
             let Some(Some(bound)) = self.bindings.get(&blind).cloned() else { continue };
@@ -528,7 +568,12 @@ impl State<'_> {
             );
             identities.push(IdentityRow { blind, kind, subject, sealed, previous });
         }
+        Ok(identities)
+    }
 
+    /// Subjects that became known, and changed attributes; subjects created by the batch take
+    /// theirs as they are written.
+    fn attribute_rows(&mut self) -> (Vec<String>, Vec<AttributeRow>) {
         for created in &mut self.created {
             created.known = self.known.get(&created.id).copied().unwrap_or(false);
             if let Some(known) = self.subjects.get(&created.id) {
@@ -560,7 +605,16 @@ impl State<'_> {
             })
             .collect();
         attributes.sort_by(|a, b| a.subject.cmp(&b.subject));
+        (known, attributes)
+    }
 
+    /// The stored events, sealed with what their subject's consent withholds left out, and the
+    /// newest profile value per subject and path they set.
+    fn event_rows(
+        &mut self,
+        events: &[IngestEvent],
+        stored: Vec<Stored>,
+    ) -> Result<(Vec<EventRow>, Vec<ProfileRow>)> {
         let catalog = self.catalog.clone();
         let mut rows_events = Vec::with_capacity(stored.len());
         let mut profile: HashMap<(String, String), ProfileRow> = HashMap::new();
@@ -617,40 +671,14 @@ impl State<'_> {
         }
         let mut profile: Vec<ProfileRow> = profile.into_values().collect();
         profile.sort_by(|a, b| (&a.subject, &a.path).cmp(&(&b.subject, &b.path)));
-        let mut drops: Vec<(String, String, &'static str, i64)> =
-            drops.into_iter().map(|((source, path, reason), count)| (source, path, reason, count)).collect();
-        drops.sort();
-
-        let mut deliveries = Vec::new();
-        for row in &self.consents {
-            deliveries.extend(crate::requests::consent_deliveries(
-                self.vault,
-                &catalog,
-                &row.subject,
-                std::slice::from_ref(&row.event),
-            ));
-        }
-        Ok(Rows {
-            deliveries,
-            outcomes,
-            created: self.created,
-            created_merged,
-            identities,
-            merges,
-            known,
-            attributes,
-            consents: self.consents,
-            events: rows_events,
-            profile,
-            drops,
-            audit: self.audit,
-        })
+        Ok((rows_events, profile))
     }
 }
 
 /// The ledger row, signed receipt and audit entry of one consent change of `subject`.
-/// A consent event with its signed receipt and its audit entry, as [`crate::Store::record_consents`]
-/// takes them. Every consent change, whichever door it came in by, is signed here.
+/// A consent event with its signed receipt and its audit entry, as
+/// [`crate::ConsentStore::record_consents`] takes them. Every consent change, whichever door it came
+/// in by, is signed here.
 pub fn signed_consent(
     vault: &Vault,
     catalog: &Catalog,

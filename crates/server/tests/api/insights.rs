@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tactful_domain::catalog::Catalog;
+use tactful_store::StoreTesting;
 
 use crate::common::Harness;
 

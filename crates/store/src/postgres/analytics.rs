@@ -2,14 +2,16 @@
 //! together exceeding the limit, and the scans aggregate queries read. A spend serializes on its
 //! budget row, locked by the conditional update until the spending transaction ends.
 
+use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use tactful_domain::audit::AuditEvent;
 
-use super::access;
+use super::PostgresStore;
+use super::audit::append_audit;
 use crate::window::{PageBuilder, WindowTie};
 use crate::{
-    Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, SubjectState, WindowCursor, WindowPage,
+    AnalyticsStore, Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, WindowCursor, WindowPage,
     WrappedKeys,
 };
 
@@ -22,8 +24,8 @@ pub(super) async fn spend_budget(
     limit_micro: i64,
     audit: &[AuditEvent],
 ) -> Result<SpendOutcome> {
-    crate::check_spend(epsilon_micro, limit_micro)?;
-    let now = crate::now_millis();
+    crate::shared::check_spend(epsilon_micro, limit_micro)?;
+    let now = crate::shared::now_millis();
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO privacy_budget (dataset, period_start, spent_micro, updated_at) VALUES ($1, $2, 0, $3)
@@ -52,7 +54,7 @@ pub(super) async fn spend_budget(
     match spent {
         Some(spent_micro) => {
             // The audit log is appended last, as in every transaction (see `access`).
-            access::append_audit(&mut tx, audit, now).await?;
+            append_audit(&mut tx, audit, now).await?;
             tx.commit().await?;
             Ok(SpendOutcome::Spent(Budget { limit_micro, spent_micro }))
         }
@@ -137,7 +139,7 @@ pub(super) async fn events_in_window(
     let mut page = PageBuilder::with_capacity(rows.len());
     for row in &rows {
         let timestamp: i64 = row.try_get(3)?;
-        let dedupe = crate::dedupe_from(row.try_get(4)?)?;
+        let dedupe = crate::shared::dedupe_from(row.try_get(4)?)?;
         let sealed = if records { Some((dedupe, row.try_get::<Vec<u8>, _>(5)?)) } else { None };
         page.push(
             row.try_get::<&str, _>(0)?,
@@ -150,7 +152,7 @@ pub(super) async fn events_in_window(
     let last = match rows.last() {
         Some(row) => Some(WindowCursor {
             timestamp: row.try_get(3)?,
-            tie: WindowTie::Key(row.try_get(1)?, crate::dedupe_from(row.try_get(4)?)?),
+            tie: WindowTie::Key(row.try_get(1)?, crate::shared::dedupe_from(row.try_get(4)?)?),
         }),
         None => None,
     };
@@ -163,7 +165,7 @@ async fn per_chunk(conn: &mut PgConnection, sql: &'static str, ids: &mut Vec<Str
     ids.sort_unstable();
     ids.dedup();
     let mut found = Vec::new();
-    for chunk in ids.chunks(crate::SUBJECTS_PER_QUERY) {
+    for chunk in ids.chunks(crate::shared::SUBJECTS_PER_QUERY) {
         found.extend(sqlx::query(sql).bind(chunk).fetch_all(&mut *conn).await?);
     }
     Ok(found)
@@ -224,26 +226,51 @@ pub(super) async fn family_keys(
         .iter()
         .map(|row| Ok((row.try_get("root")?, row.try_get("id")?, row.try_get("wrapped_key")?)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(crate::keys_of_members(&roots, members))
+    Ok(crate::shared::keys_of_members(&roots, members))
 }
 
-/// The states of the ids that are family roots not erased, a chunk of ids at a time.
-pub(super) async fn subject_states(
-    conn: &mut PgConnection,
-    mut subjects: Vec<String>,
-) -> Result<Vec<SubjectState>> {
-    subjects.sort_unstable();
-    subjects.dedup();
-    let mut states = Vec::new();
-    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
-        let roots: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM subjects WHERE id = ANY($1) AND merged_into IS NULL AND erased_at IS NULL",
-        )
-        .bind(chunk)
-        .fetch_all(&mut *conn)
-        .await?;
-        states.extend(access::subject_states(conn, &roots).await?);
+#[async_trait]
+impl AnalyticsStore for PostgresStore {
+    async fn spend_budget(
+        &self,
+        dataset: &str,
+        period_start: i64,
+        epsilon_micro: i64,
+        limit_micro: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<SpendOutcome> {
+        spend_budget(&self.pool, dataset, period_start, epsilon_micro, limit_micro, &audit).await
     }
-    states.sort_by(|a, b| a.subject.cmp(&b.subject));
-    Ok(states)
+
+    async fn budgets(&self) -> Result<Vec<(String, i64, i64)>> {
+        let mut conn = self.pool.acquire().await?;
+        budgets(&mut conn).await
+    }
+
+    async fn events_in_window(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<WindowCursor>,
+        limit: u32,
+        scan: Scan,
+    ) -> Result<WindowPage> {
+        let mut conn = self.pool.acquire().await?;
+        events_in_window(&mut conn, from, to, after.as_ref(), limit, scan).await
+    }
+
+    async fn family_roots(&self, subjects: Vec<String>) -> Result<Vec<(String, String)>> {
+        let mut conn = self.pool.acquire().await?;
+        family_roots(&mut conn, subjects).await
+    }
+
+    async fn family_activity(&self, roots: Vec<String>) -> Result<Vec<FamilyActivity>> {
+        let mut conn = self.pool.acquire().await?;
+        family_activity(&mut conn, roots).await
+    }
+
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>> {
+        let mut conn = self.pool.acquire().await?;
+        family_keys(&mut conn, roots).await
+    }
 }

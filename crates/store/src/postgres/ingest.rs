@@ -7,15 +7,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::Row;
+use async_trait::async_trait;
+use sqlx::{PgConnection, Row};
 use tactful_domain::identity::Binding;
+use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, SubjectKey};
 
 use super::PostgresStore;
-use crate::resolve::{self, Lookup, Rows};
+use crate::resolve::{self, Lookup, Merge, Rows};
 use tactful_domain::policy::Policy;
 
-use crate::{IngestEvent, IngestOutcome, Result, StoreError, SubjectState, seal_context};
+use crate::{
+    DropCount, IngestEvent, IngestOutcome, IngestStore, Result, StoreError, SubjectState, seal_context,
+};
 
 /// Attempts of one batch before giving up with 503 (each lost race means another instance made
 /// progress, so this is reached only under pathological contention).
@@ -184,7 +188,7 @@ async fn try_ingest(
             .fetch_all(&mut *tx)
             .await?
         {
-            snapshot.suppressed.insert(crate::blind_from(row.try_get("blind")?)?);
+            snapshot.suppressed.insert(crate::shared::blind_from(row.try_get("blind")?)?);
         }
         // The family roots are share-locked until this batch commits: an erasure of one of them
         // (which locks them for update) waits, and then sees this batch's events.
@@ -200,7 +204,7 @@ async fn try_ingest(
         .fetch_all(&mut *tx)
         .await?
         {
-            let blind = crate::blind_from(row.try_get("blind")?)?;
+            let blind = crate::shared::blind_from(row.try_get("blind")?)?;
             let root: String = row.try_get("root")?;
             raw_targets.insert(blind, row.try_get("subject_id")?);
             snapshot.wrapped.insert(root.clone(), row.try_get("wrapped_key")?);
@@ -209,10 +213,10 @@ async fn try_ingest(
     }
 
     let roots: Vec<String> = snapshot.wrapped.keys().cloned().collect();
-    for state in super::access::subject_states(&mut tx, &roots).await? {
+    for state in super::subjects::states_of_roots(&mut tx, &roots).await? {
         snapshot.states.insert(state.subject.clone(), state);
     }
-    let now = crate::now_millis();
+    let now = crate::shared::now_millis();
     let rows = resolve::resolve(&store.vault, policy, events, &duplicate, &mut snapshot, now)?;
     // On any error the transaction is dropped, which rolls it back: nothing is half-written.
     let outcomes = write(&mut tx, &mut snapshot, &raw_targets, rows).await?;
@@ -226,7 +230,30 @@ async fn write(
     raw_targets: &HashMap<Blind, String>,
     mut rows: Rows,
 ) -> Result<Vec<IngestOutcome>> {
-    let now = crate::now_millis();
+    let now = crate::shared::now_millis();
+    write_subjects(tx, snapshot, &rows, now).await?;
+    write_identities(tx, &mut rows, raw_targets, now).await?;
+    for merge in &rows.merges {
+        merge_subjects(tx, snapshot, &rows, merge).await?;
+    }
+    write_attributes(tx, &rows).await?;
+    super::consent::write_consents(tx, &rows.consents, now).await?;
+    super::deliveries::enqueue(tx, &rows.deliveries, now).await?;
+    write_events(tx, &mut rows, now).await?;
+    write_profile(tx, &rows).await?;
+    count_drops(tx, &rows, now).await?;
+    // Last: the audit log's lock is held only from here to the commit.
+    super::audit::append_audit(tx, &rows.audit, now).await?;
+    Ok(rows.outcomes)
+}
+
+/// The subjects this batch created, and those of them merged into another at once.
+async fn write_subjects(
+    conn: &mut PgConnection,
+    snapshot: &Snapshot<'_>,
+    rows: &Rows,
+    now: i64,
+) -> Result<()> {
     if !rows.created.is_empty() {
         let ids: Vec<&str> = rows.created.iter().map(|created| created.id.as_str()).collect();
         let wrapped: Vec<&[u8]> = rows.created.iter().map(|created| created.wrapped.as_slice()).collect();
@@ -245,7 +272,7 @@ async fn write(
         .bind(now)
         .bind(&jurisdictions)
         .bind(&minors)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         for created in &rows.created {
             snapshot.store.keys.put(&created.id, created.key.clone());
@@ -260,12 +287,20 @@ async fn write(
         )
         .bind(&ids)
         .bind(&roots)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?;
     }
+    Ok(())
+}
 
-    // Identifiers: new bindings only where still unbound, moves only from where they were read.
+/// Identifiers: new bindings only where still unbound, moves only from where they were read.
+async fn write_identities(
+    conn: &mut PgConnection,
+    rows: &mut Rows,
+    raw_targets: &HashMap<Blind, String>,
+    now: i64,
+) -> Result<()> {
     rows.identities.sort_by_key(|a| a.blind);
     let (new, moved): (Vec<_>, Vec<_>) = rows.identities.iter().partition(|row| row.previous.is_none());
     if !new.is_empty() {
@@ -284,7 +319,7 @@ async fn write(
         .bind(&subjects)
         .bind(&sealed)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?
         .rows_affected();
@@ -311,7 +346,7 @@ async fn write(
         .bind(&subjects)
         .bind(&sealed)
         .bind(&expected)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?
         .rows_affected();
@@ -319,73 +354,80 @@ async fn write(
             return Err(StoreError::Conflict("an identifier moved concurrently".into()));
         }
     }
+    Ok(())
+}
 
-    for merge in &rows.merges {
-        let merged = sqlx::query(
-            "UPDATE subjects SET merged_into = $2 WHERE id = $1 AND merged_into IS NULL AND known = $3",
-        )
+/// Merges `merge.from` into `merge.into`, if `from` is still what was read: its members follow it,
+/// and its remaining identifiers are sealed again under the key of `into`.
+async fn merge_subjects(
+    conn: &mut PgConnection,
+    snapshot: &mut Snapshot<'_>,
+    rows: &Rows,
+    merge: &Merge,
+) -> Result<()> {
+    let merged = sqlx::query(
+        "UPDATE subjects SET merged_into = $2 WHERE id = $1 AND merged_into IS NULL AND known = $3",
+    )
+    .bind(&merge.from)
+    .bind(&merge.into)
+    .bind(merge.from_known)
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict_on_missing_subject)?
+    .rows_affected();
+    if merged != 1 {
+        return Err(StoreError::Conflict("a subject changed while it was being merged".into()));
+    }
+    sqlx::query("UPDATE subjects SET merged_into = $2 WHERE merged_into = $1")
         .bind(&merge.from)
         .bind(&merge.into)
-        .bind(merge.from_known)
-        .execute(&mut **tx)
-        .await
-        .map_err(conflict_on_missing_subject)?
-        .rows_affected();
-        if merged != 1 {
-            return Err(StoreError::Conflict("a subject changed while it was being merged".into()));
-        }
-        sqlx::query("UPDATE subjects SET merged_into = $2 WHERE merged_into = $1")
-            .bind(&merge.from)
-            .bind(&merge.into)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("UPDATE subjects SET known = known OR $2 WHERE id = $1")
-            .bind(&merge.into)
-            .bind(merge.from_known)
-            .execute(&mut **tx)
-            .await?;
-        let remaining = sqlx::query(
-            "SELECT blind, sealed FROM identities WHERE subject_id = $1 ORDER BY blind FOR UPDATE",
-        )
-        .bind(&merge.from)
-        .fetch_all(&mut **tx)
+        .execute(&mut *conn)
         .await?;
-        let (from_key, into_key) =
-            (key_for(snapshot, &rows, &merge.from)?, key_for(snapshot, &rows, &merge.into)?);
-        let mut blinds = Vec::with_capacity(remaining.len());
-        let mut sealed = Vec::with_capacity(remaining.len());
-        for row in remaining {
-            let blind = crate::blind_from(row.try_get("blind")?)?;
-            let value: Vec<u8> = row.try_get("sealed")?;
-            let plain = from_key.open(
-                seal_context::IDENTITY,
-                &seal_context::identity(&merge.from, &blind.0),
-                &value,
-            )?;
-            sealed.push(into_key.seal(
-                seal_context::IDENTITY,
-                &seal_context::identity(&merge.into, &blind.0),
-                &plain,
-            ));
-            blinds.push(blind.0.to_vec());
-        }
-        if !blinds.is_empty() {
-            sqlx::query(
-                "UPDATE identities SET subject_id = $3, sealed = t.sealed
-                 FROM UNNEST($1::bytea[], $2::bytea[]) AS t(blind, sealed) WHERE identities.blind = t.blind",
-            )
-            .bind(&blinds)
-            .bind(&sealed)
-            .bind(&merge.into)
-            .execute(&mut **tx)
+    sqlx::query("UPDATE subjects SET known = known OR $2 WHERE id = $1")
+        .bind(&merge.into)
+        .bind(merge.from_known)
+        .execute(&mut *conn)
+        .await?;
+    let remaining =
+        sqlx::query("SELECT blind, sealed FROM identities WHERE subject_id = $1 ORDER BY blind FOR UPDATE")
+            .bind(&merge.from)
+            .fetch_all(&mut *conn)
             .await?;
-        }
+    let (from_key, into_key) = (key_for(snapshot, rows, &merge.from)?, key_for(snapshot, rows, &merge.into)?);
+    let mut blinds = Vec::with_capacity(remaining.len());
+    let mut sealed = Vec::with_capacity(remaining.len());
+    for row in remaining {
+        let blind = crate::shared::blind_from(row.try_get("blind")?)?;
+        let value: Vec<u8> = row.try_get("sealed")?;
+        let plain =
+            from_key.open(seal_context::IDENTITY, &seal_context::identity(&merge.from, &blind.0), &value)?;
+        sealed.push(into_key.seal(
+            seal_context::IDENTITY,
+            &seal_context::identity(&merge.into, &blind.0),
+            &plain,
+        ));
+        blinds.push(blind.0.to_vec());
     }
+    if !blinds.is_empty() {
+        sqlx::query(
+            "UPDATE identities SET subject_id = $3, sealed = t.sealed
+             FROM UNNEST($1::bytea[], $2::bytea[]) AS t(blind, sealed) WHERE identities.blind = t.blind",
+        )
+        .bind(&blinds)
+        .bind(&sealed)
+        .bind(&merge.into)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
 
+/// Subjects that became known, and what events told of their jurisdiction and age.
+async fn write_attributes(conn: &mut PgConnection, rows: &Rows) -> Result<()> {
     if !rows.known.is_empty() {
         sqlx::query("UPDATE subjects SET known = TRUE WHERE id = ANY($1)")
             .bind(&rows.known)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
     }
     if !rows.attributes.is_empty() {
@@ -400,12 +442,15 @@ async fn write(
         .bind(&subjects)
         .bind(&jurisdictions)
         .bind(&minors)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
-    super::access::write_consents(tx, &rows.consents, now).await?;
-    super::requests::enqueue(tx, &rows.deliveries, now).await?;
+    Ok(())
+}
 
+/// The events, with a dirty mark for each subject that had one stored; an event a racing retry
+/// stored first is answered as a duplicate.
+async fn write_events(conn: &mut PgConnection, rows: &mut Rows, now: i64) -> Result<()> {
     if !rows.events.is_empty() {
         let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
         let dedupes: Vec<&[u8]> = rows.events.iter().map(|event| event.dedupe.as_slice()).collect();
@@ -447,7 +492,7 @@ async fn write(
         .bind(&trim_at)
         .bind(&expires_at)
         .bind(now)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?
         .into_iter()
@@ -471,7 +516,10 @@ async fn write(
             }
         }
     }
+    Ok(())
+}
 
+async fn write_profile(conn: &mut PgConnection, rows: &Rows) -> Result<()> {
     if !rows.profile.is_empty() {
         let subjects: Vec<&str> = rows.profile.iter().map(|value| value.subject.as_str()).collect();
         let paths: Vec<&str> = rows.profile.iter().map(|value| value.path.as_str()).collect();
@@ -488,11 +536,15 @@ async fn write(
         .bind(&paths)
         .bind(&sealed)
         .bind(&updated)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(conflict_on_missing_subject)?;
     }
+    Ok(())
+}
 
+/// What minimization dropped, added to the durable counters.
+async fn count_drops(conn: &mut PgConnection, rows: &Rows, now: i64) -> Result<()> {
     if !rows.drops.is_empty() {
         let sources: Vec<&str> = rows.drops.iter().map(|drop| drop.0.as_str()).collect();
         let paths: Vec<&str> = rows.drops.iter().map(|drop| drop.1.as_str()).collect();
@@ -510,12 +562,10 @@ async fn write(
         .bind(&reasons)
         .bind(&counts)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
-    // Last: the audit log's lock is held only from here to the commit.
-    super::access::append_audit(tx, &rows.audit, now).await?;
-    Ok(rows.outcomes)
+    Ok(())
 }
 
 /// The key of a subject met in this batch: created by it, or read with its bindings.
@@ -523,5 +573,33 @@ fn key_for(snapshot: &mut Snapshot<'_>, rows: &Rows, subject: &str) -> Result<Ar
     match rows.created.iter().find(|created| created.id == subject) {
         Some(created) => Ok(created.key.clone()),
         None => snapshot.key(subject),
+    }
+}
+
+#[async_trait]
+impl IngestStore for PostgresStore {
+    async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>> {
+        ingest(self, &policy, &events).await
+    }
+
+    async fn drop_counts(&self) -> Result<Vec<DropCount>> {
+        let rows = sqlx::query(
+            "SELECT source, path, reason, count, last_seen FROM dropped_properties ORDER BY source, count DESC, path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let reason: String = row.try_get("reason")?;
+                Ok(DropCount {
+                    source: row.try_get("source")?,
+                    path: row.try_get("path")?,
+                    reason: DropReason::parse(&reason)
+                        .ok_or_else(|| StoreError::Internal(format!("unknown drop reason {reason:?}")))?,
+                    count: u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
+                    last_seen: row.try_get("last_seen")?,
+                })
+            })
+            .collect()
     }
 }

@@ -4,10 +4,12 @@
 //! one after the other and commit in that order. A reader that has seen version v never later finds
 //! a change at v or below.
 
+use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 
+use super::PostgresStore;
 use crate::model::{self, ContributionRow};
-use crate::{ItemRecord, ModelChange, Result};
+use crate::{ItemRecord, ModelChange, ModelStore, Result};
 
 /// Takes `count` new versions from the model counter; returns the last. Call it before reading what
 /// the write depends on: the statements after it see every earlier version's commit.
@@ -273,4 +275,56 @@ pub(super) async fn clean(conn: &mut PgConnection, mut marks: Vec<(String, i64)>
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[async_trait]
+impl ModelStore for PostgresStore {
+    async fn put_items(&self, items: Vec<ItemRecord>, now: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let version = put_items(&mut tx, items, now).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn items_since(&self, after: i64, limit: u32) -> Result<Vec<ItemRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        items_since(&mut conn, after, limit).await
+    }
+
+    async fn item(&self, id: &str) -> Result<Option<ItemRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        item(&mut conn, id).await
+    }
+
+    async fn put_contributions(
+        &self,
+        write: Vec<(String, Vec<u8>)>,
+        remove: Vec<String>,
+        now: i64,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let version = put_contributions(&mut tx, write, remove, now).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn model_changes(&self, after: i64, limit: u32) -> Result<Vec<ModelChange>> {
+        let mut conn = self.pool.acquire().await?;
+        model_changes(&mut conn, after, limit).await
+    }
+
+    async fn mark_all_model_dirty(&self, now: i64) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
+        mark_all_dirty(&mut conn, now).await
+    }
+
+    async fn model_dirty(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+        let mut conn = self.pool.acquire().await?;
+        dirty(&mut conn, limit).await
+    }
+
+    async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        clean(&mut conn, marks).await
+    }
 }

@@ -1,16 +1,16 @@
 //! Private analytics on SQLite: privacy budgets, checked and spent on the writer (the only writer,
 //! so what it reads stays true until its transaction commits), and the scans aggregate queries read.
 
-use std::collections::HashMap;
-
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tactful_domain::audit::AuditEvent;
 
-use super::Writer;
-use super::access::{self, consent_event, to_event};
+use super::audit::append_audit;
+use super::writer::Writer;
+use super::{SqliteStore, now_millis};
 use crate::window::{PageBuilder, WindowTie};
 use crate::{
-    Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, SubjectState, WindowCursor, WindowPage,
+    AnalyticsStore, Budget, FamilyActivity, Result, Scan, SpendOutcome, StoreError, WindowCursor, WindowPage,
     WrappedKeys,
 };
 
@@ -25,7 +25,7 @@ pub(super) fn spend_budget(
     audit: &[AuditEvent],
     now: i64,
 ) -> Result<SpendOutcome> {
-    crate::check_spend(epsilon_micro, limit_micro)?;
+    crate::shared::check_spend(epsilon_micro, limit_micro)?;
     let spent_micro = spent_in(&writer.conn, dataset, period_start)?;
     // Both are non-negative, so this cannot overflow; nor can the sum below, once it passes.
     if spent_micro > limit_micro - epsilon_micro {
@@ -40,7 +40,7 @@ pub(super) fn spend_budget(
              RETURNING spent_micro",
         )?
         .query_row(params![dataset, period_start, epsilon_micro, now], |row| row.get(0))?;
-    access::append_audit(writer, audit, now)?;
+    append_audit(writer, audit, now)?;
     Ok(SpendOutcome::Spent(Budget { limit_micro, spent_micro }))
 }
 
@@ -107,8 +107,11 @@ pub(super) fn events_in_window(
     let mut last = None;
     while let Some(row) = rows.next()? {
         let (seq, timestamp): (i64, i64) = (row.get(0)?, row.get(4)?);
-        let sealed =
-            if records { Some((crate::dedupe_from(row.get(5)?)?, row.get::<_, Vec<u8>>(6)?)) } else { None };
+        let sealed = if records {
+            Some((crate::shared::dedupe_from(row.get(5)?)?, row.get::<_, Vec<u8>>(6)?))
+        } else {
+            None
+        };
         page.push(text(row, 1)?, text(row, 2)?, text(row, 3)?, timestamp, sealed);
         last = Some(WindowCursor { timestamp, tie: WindowTie::Seq(seq) });
     }
@@ -134,7 +137,7 @@ fn per_chunk<T>(
     ids.dedup();
     let mut statement = conn.prepare_cached(sql)?;
     let mut found = Vec::new();
-    for chunk in ids.chunks(crate::SUBJECTS_PER_QUERY) {
+    for chunk in ids.chunks(crate::shared::SUBJECTS_PER_QUERY) {
         let chunk = serde_json::Value::from(chunk).to_string();
         for each in statement.query_map([&chunk], &row)? {
             found.push(each?);
@@ -182,57 +185,50 @@ pub(super) fn family_keys(conn: &Connection, mut roots: Vec<String>) -> Result<V
         &mut roots,
         |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
-    Ok(crate::keys_of_members(&roots, members))
+    Ok(crate::shared::keys_of_members(&roots, members))
 }
 
-/// The states of the ids that are family roots not erased, a chunk of ids at a time (each chunk
-/// passed as one JSON array, so the statements stay the same whatever the chunk's size).
-pub(super) fn subject_states(conn: &Connection, mut subjects: Vec<String>) -> Result<Vec<SubjectState>> {
-    subjects.sort_unstable();
-    subjects.dedup();
-    let mut states = Vec::new();
-    for chunk in subjects.chunks(crate::SUBJECTS_PER_QUERY) {
-        let ids = serde_json::Value::from(chunk).to_string();
-        // `+merged_into`: without it the planner may walk the index of every subject not merged
-        // (most of them) instead of looking up the ids given.
-        let mut roots = conn.prepare_cached(
-            "SELECT id, jurisdiction, minor, restricted FROM subjects
-             WHERE id IN (SELECT value FROM json_each(?1)) AND +merged_into IS NULL AND erased_at IS NULL
-             ORDER BY id",
-        )?;
-        let found: Vec<SubjectState> = roots
-            .query_map([&ids], |row| {
-                Ok(SubjectState {
-                    subject: row.get(0)?,
-                    jurisdiction: row.get(1)?,
-                    minor: row.get(2)?,
-                    restricted: row.get(3)?,
-                    ledger: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let first = states.len();
-        let index: HashMap<String, usize> = found
-            .iter()
-            .enumerate()
-            .map(|(position, state)| (state.subject.clone(), first + position))
-            .collect();
-        states.extend(found);
-        // The families' ledgers, members' entries included, in the order `subject_state` gives.
-        let mut ledgers = conn.prepare_cached(
-            "SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction,
-                    COALESCE(s.merged_into, s.id)
-             FROM consent_events c JOIN subjects s ON s.id = c.subject_id
-             WHERE s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1))
-             ORDER BY c.at, c.id",
-        )?;
-        let rows = ledgers.query_map([&ids], |row| Ok((consent_event(row)?, row.get::<_, String>(9)?)))?;
-        for row in rows {
-            let (columns, root) = row?;
-            if let Some(&position) = index.get(&root) {
-                states[position].ledger.push(to_event(columns)?);
-            }
-        }
+#[async_trait]
+impl AnalyticsStore for SqliteStore {
+    async fn spend_budget(
+        &self,
+        dataset: &str,
+        period_start: i64,
+        epsilon_micro: i64,
+        limit_micro: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<SpendOutcome> {
+        let dataset = dataset.to_owned();
+        self.write(move |writer| {
+            spend_budget(writer, &dataset, period_start, epsilon_micro, limit_micro, &audit, now_millis())
+        })
+        .await
     }
-    Ok(states)
+
+    async fn budgets(&self) -> Result<Vec<(String, i64, i64)>> {
+        self.read(budgets).await
+    }
+
+    async fn events_in_window(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<WindowCursor>,
+        limit: u32,
+        scan: Scan,
+    ) -> Result<WindowPage> {
+        self.read(move |conn| events_in_window(conn, from, to, after.as_ref(), limit, scan)).await
+    }
+
+    async fn family_roots(&self, subjects: Vec<String>) -> Result<Vec<(String, String)>> {
+        self.read(move |conn| family_roots(conn, subjects)).await
+    }
+
+    async fn family_activity(&self, roots: Vec<String>) -> Result<Vec<FamilyActivity>> {
+        self.read(move |conn| family_activity(conn, roots)).await
+    }
+
+    async fn family_keys(&self, roots: Vec<String>) -> Result<Vec<(String, WrappedKeys)>> {
+        self.read(move |conn| family_keys(conn, roots)).await
+    }
 }

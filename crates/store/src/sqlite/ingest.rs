@@ -4,15 +4,20 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use tactful_domain::identity::Binding;
+use tactful_domain::minimize::DropReason;
 use tactful_vault::{Blind, SubjectKey};
 
-use super::{CACHE_LIMIT, Writer, now_millis};
+use super::writer::{CACHE_LIMIT, Writer};
+use super::{SqliteStore, now_millis};
 use crate::resolve::{self, Lookup, Rows};
 use tactful_domain::policy::Policy;
 
-use crate::{IngestEvent, IngestOutcome, Result, SubjectState, seal_context};
+use crate::{
+    DropCount, IngestEvent, IngestOutcome, IngestStore, Result, StoreError, SubjectState, seal_context,
+};
 
 pub(super) fn ingest(
     writer: &mut Writer,
@@ -77,7 +82,7 @@ impl Lookup for Writer {
     }
 
     fn state(&mut self, subject: &str) -> Result<SubjectState> {
-        super::access::subject_state(&self.conn, subject)?
+        super::subjects::subject_state(&self.conn, subject)?
             .ok_or_else(|| crate::StoreError::Internal("a subject met in a batch does not exist".into()))
     }
 
@@ -96,7 +101,7 @@ impl Lookup for Writer {
             return Ok(false);
         }
         for blind in blinds {
-            if super::requests::suppressed(&self.conn, blind)? {
+            if super::rights::suppressed(&self.conn, blind)? {
                 return Ok(true);
             }
         }
@@ -153,7 +158,7 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
             .prepare_cached("UPDATE subjects SET jurisdiction = ?2, minor = ?3 WHERE id = ?1")?
             .execute(params![attributes.subject, attributes.jurisdiction, attributes.minor])?;
     }
-    super::access::write_consents(&writer.conn, &rows.consents, now)?;
+    super::consent::write_consents(&writer.conn, &rows.consents, now)?;
     for event in &rows.events {
         writer
             .conn
@@ -200,8 +205,8 @@ fn write(writer: &mut Writer, rows: Rows) -> Result<Vec<IngestOutcome>> {
             )?
             .execute(params![source, path, reason, count, now])?;
     }
-    super::requests::enqueue(&writer.conn, &rows.deliveries, now)?;
-    super::access::append_audit(writer, &rows.audit, now)?;
+    super::deliveries::enqueue(&writer.conn, &rows.deliveries, now)?;
+    super::audit::append_audit(writer, &rows.audit, now)?;
     Ok(rows.outcomes)
 }
 
@@ -216,7 +221,7 @@ fn merge(writer: &mut Writer, from: &str, into: &str) -> Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     let (from_key, into_key) = (writer.key(from)?, writer.key(into)?);
     for (blind, sealed) in rows {
-        let blind = crate::blind_from(blind)?;
+        let blind = crate::shared::blind_from(blind)?;
         let value =
             from_key.open(seal_context::IDENTITY, &seal_context::identity(from, &blind.0), &sealed)?;
         let resealed = into_key.seal(seal_context::IDENTITY, &seal_context::identity(into, &blind.0), &value);
@@ -239,4 +244,37 @@ fn merge(writer: &mut Writer, from: &str, into: &str) -> Result<()> {
     writer.known.remove(into);
     writer.known.remove(from);
     Ok(())
+}
+
+#[async_trait]
+impl IngestStore for SqliteStore {
+    async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>> {
+        self.write(move |writer| ingest(writer, &policy, &events)).await
+    }
+
+    async fn drop_counts(&self) -> Result<Vec<DropCount>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT source, path, reason, count, last_seen FROM dropped_properties ORDER BY source, count DESC, path",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (source, path, reason, count, last_seen) = row?;
+                let reason = DropReason::parse(&reason)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown drop reason {reason:?}")))?;
+                counts.push(DropCount { source, path, reason, count: u64::try_from(count).unwrap_or(0), last_seen });
+            }
+            Ok(counts)
+        })
+        .await
+    }
 }

@@ -2,10 +2,12 @@
 //! Versions come from the `model` counter inside the writer's transaction; the writer is the only
 //! one, so they are committed in the order they are taken.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::SqliteStore;
 use crate::model::{self, ContributionRow};
-use crate::{ItemRecord, ModelChange, Result};
+use crate::{ItemRecord, ModelChange, ModelStore, Result};
 
 /// Takes `count` new versions from the model counter; returns the last.
 fn take_versions(conn: &Connection, count: usize) -> Result<i64> {
@@ -221,4 +223,45 @@ pub(super) fn clean(conn: &Connection, marks: &[(String, i64)]) -> Result<()> {
         statement.execute(params![subject, marked_at])?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl ModelStore for SqliteStore {
+    async fn put_items(&self, items: Vec<ItemRecord>, now: i64) -> Result<i64> {
+        self.write(move |writer| put_items(&writer.conn, items.clone(), now)).await
+    }
+
+    async fn items_since(&self, after: i64, limit: u32) -> Result<Vec<ItemRecord>> {
+        self.read(move |conn| items_since(conn, after, limit)).await
+    }
+
+    async fn item(&self, id: &str) -> Result<Option<ItemRecord>> {
+        let id = id.to_owned();
+        self.read(move |conn| item(conn, &id)).await
+    }
+
+    async fn put_contributions(
+        &self,
+        write: Vec<(String, Vec<u8>)>,
+        remove: Vec<String>,
+        now: i64,
+    ) -> Result<i64> {
+        self.write(move |writer| put_contributions(&writer.conn, write.clone(), remove.clone(), now)).await
+    }
+
+    async fn model_changes(&self, after: i64, limit: u32) -> Result<Vec<ModelChange>> {
+        self.read(move |conn| model_changes(conn, after, limit)).await
+    }
+
+    async fn mark_all_model_dirty(&self, now: i64) -> Result<u64> {
+        self.write(move |writer| mark_all_dirty(&writer.conn, now)).await
+    }
+
+    async fn model_dirty(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+        self.read(move |conn| dirty(conn, limit)).await
+    }
+
+    async fn model_clean(&self, marks: Vec<(String, i64)>) -> Result<()> {
+        self.write(move |writer| clean(&writer.conn, &marks)).await
+    }
 }
