@@ -742,6 +742,37 @@ async fn a_person_is_exported_then_erased_everywhere_on_a_real_server() {
     assert!(html.contains("Westenra") && html.contains("FH-7"));
     let old = package["subject"].as_str().unwrap().to_owned();
 
+    // Every download is a read in her access log, with who did it: the key over HTTP, the operator
+    // at the command line. An auditor asking what the key saw finds her.
+    let file = dir.path().join("package.json");
+    let (ok, said) = tactful(
+        dir.path(),
+        &database,
+        &["requests", "package", &access_id, "--out", file.to_str().unwrap()],
+    );
+    assert!(ok, "{said}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("lucy.westenra@example.com"));
+    std::fs::remove_file(&file).unwrap();
+    let (_, log) = client.get_with_key("/v1/subjects/user_id:lucy-1/access-log", &key).await.unwrap();
+    let log: Value = serde_json::from_slice(&log).unwrap();
+    let downloads: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["kind"] == "read" && entry["purpose"] == "essential.legal_obligation")
+        .filter(|entry| entry["returned"].as_array().unwrap().contains(&json!("user.contact.email")))
+        .collect();
+    assert_eq!(downloads.len(), 3, "two downloads over HTTP and one at the command line: {log}");
+    assert_eq!(downloads[0]["actor"], "cli");
+    assert_eq!(downloads[0]["role"], "operator");
+    assert!(downloads[1]["actor"].as_str().unwrap().starts_with("key_"));
+    let key_id = downloads[1]["actor"].as_str().unwrap().to_owned();
+    let out = dir.path().join("breach");
+    let (ok, said) =
+        tactful(dir.path(), &database, &["breach", "--key", &key_id, "--out", out.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert!(said.starts_with("1 people affected"), "the key's downloads exposed her: {said}");
+
     // Erase.
     let created = client
         .post_with_key(

@@ -41,7 +41,7 @@ pub use requests::{
     RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
 };
 pub use resolve::signed_consent;
-pub use shared::new_receipt_id;
+pub use shared::{DELIVERY_TOPIC, new_receipt_id};
 pub use sqlite::SqliteStore;
 pub use traits::{
     AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, ModelStore,

@@ -102,7 +102,7 @@ pub(crate) const LAPSED_CONSENTS_SQL: &str = "WITH family AS (
  ORDER BY c.expires_at, c.id LIMIT ?2";
 
 /// The outbox topic of deliveries to destinations.
-pub(crate) const DELIVERY_TOPIC: &str = "delivery";
+pub const DELIVERY_TOPIC: &str = "delivery";
 
 /// A random id for a consent event and its receipt.
 pub fn new_receipt_id() -> String {

@@ -722,3 +722,46 @@ async fn data_of_a_property_taken_out_of_the_catalog_is_shown_to_nobody() {
     let shown = read["events"].to_string();
     assert!(!shown.contains("Whitby") && shown.contains(EMAIL), "{read}");
 }
+
+#[tokio::test]
+async fn every_read_of_consent_records_is_in_the_persons_log_with_who_read_it() {
+    let harness = harness().await;
+    let privacy = harness.key("privacy").await;
+    harness.identify("e-1", "Whitby").await;
+    let given = harness.consent(&privacy, "given").await;
+    let receipt = given["receipts"][0]["receipt"]["consentReceiptID"].as_str().unwrap().to_owned();
+    let reads = [
+        "/v1/subjects/user_id:reader-1/consents".to_owned(),
+        "/v1/subjects/user_id:reader-1/consents/receipts".to_owned(),
+        format!("/v1/subjects/user_id:reader-1/consents/receipts/{receipt}"),
+        "/v1/subjects/user_id:reader-1/access-log".to_owned(),
+    ];
+    for path in &reads {
+        let (status, body) = harness.get(path, &privacy).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, log) = harness.get("/v1/subjects/user_id:reader-1/access-log?limit=1000", &privacy).await;
+    let entries: Vec<&Value> =
+        log["entries"].as_array().unwrap().iter().filter(|entry| entry["kind"] == "read").collect();
+    assert_eq!(entries.len(), reads.len(), "one entry per read, the log's own reads included: {log}");
+    let key_id = harness.state.store.api_keys().await.unwrap()[0].id.clone();
+    for entry in &entries {
+        assert_eq!(entry["actor"], key_id.as_str(), "who read: {entry}");
+        assert_eq!(entry["role"], "privacy");
+        assert_eq!(entry["purpose"], "essential.legal_obligation");
+        assert_eq!(entry["decision"], "permitted");
+    }
+    let returned: Vec<&str> = entries.iter().map(|entry| entry["returned"][0].as_str().unwrap()).collect();
+    assert_eq!(
+        returned,
+        ["system.operations", "user.privacy_preferences", "user.privacy_preferences", "user.privacy_preferences"],
+        "newest first: the access log, then the receipt, the receipts and the consents"
+    );
+
+    // A refused read is no read: nothing is opened, so nothing is logged as read.
+    let marketing = harness.key("marketing").await;
+    assert_eq!(harness.get(&reads[0], &marketing).await.0, StatusCode::FORBIDDEN);
+    let (_, again) = harness.get("/v1/subjects/user_id:reader-1/access-log?limit=1000", &privacy).await;
+    let count = again["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "read").count();
+    assert_eq!(count, reads.len() + 1, "only the second log read was added");
+}

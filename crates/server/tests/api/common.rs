@@ -31,6 +31,21 @@ impl Harness {
         database: Option<String>,
         configure: impl FnOnce(&mut Config),
     ) -> Harness {
+        Harness::built(catalog, max_inflight, database, configure, None).await
+    }
+
+    /// Like [`Harness::open`], reading the time from a clock the test moves.
+    pub async fn clocked(catalog: Catalog, clock: Arc<tactful_app::ManualClock>) -> Harness {
+        Harness::built(catalog, 64, None, |_| {}, Some(clock)).await
+    }
+
+    async fn built(
+        catalog: Catalog,
+        max_inflight: usize,
+        database: Option<String>,
+        configure: impl FnOnce(&mut Config),
+        clock: Option<Arc<tactful_app::ManualClock>>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             database: database
@@ -42,7 +57,11 @@ impl Harness {
             ..Config::default()
         };
         configure(&mut config);
-        let state = AppState::new(Arc::new(App::open(&config, catalog).await.unwrap()), &config);
+        let mut app = App::open(&config, catalog).await.unwrap();
+        if let Some(clock) = clock {
+            app = app.with_clock(clock);
+        }
+        let state = AppState::new(Arc::new(app), &config);
         Harness { state, dir }
     }
 

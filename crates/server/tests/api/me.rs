@@ -390,6 +390,18 @@ async fn a_download_and_an_erasure_run_through_the_request_engine_to_the_end() {
     assert_eq!(status, StatusCode::OK);
     assert!(headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("attachment"));
     assert!(package.contains("ada@example.com") && package.contains("tactful-export/1"));
+    // Her own download is in her access log as hers, and the page says so in words.
+    let (_, log) = h.get(&format!("/v1/subjects/{ada}/access-log"), &h.key("privacy").await).await;
+    let download = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "read" && e["returned"].to_string().contains("user.contact.email"))
+        .unwrap_or_else(|| panic!("the download is logged: {log}"))
+        .clone();
+    assert_eq!((download["actor"].as_str(), download["role"].as_str()), (Some("subject"), Some("self")));
+    let (_, _, html) = h.page("/me", Some(&browser.cookie)).await;
+    assert!(html.contains("Shown to you"), "{html}");
 
     // Erasure needs the confirmation; then it ends the session and can be followed to the end.
     let (status, _, body) = h.form(&browser, "/me/erase", &format!("csrf={}", browser.csrf)).await;

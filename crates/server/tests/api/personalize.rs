@@ -128,7 +128,10 @@ async fn harness() -> Harness {
 
 async fn on(database: Option<String>) -> Harness {
     let catalog = Catalog::parse(CATALOG).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
-    let harness = Harness::open(catalog, 64, database).await;
+    with_items(Harness::open(catalog, 64, database).await).await
+}
+
+async fn with_items(harness: Harness) -> Harness {
     let key = harness.key("personalization").await;
     let items = json!({"items": [
         {"id": "boot", "name": "Hiking Boot", "categories": ["shoes"], "price": 12000},
@@ -549,4 +552,48 @@ async fn a_noisy_release_records_the_privacy_it_spent_in_the_audit_log() {
         text.split("\"epsilon\":\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().parse().unwrap();
     assert!((epsilon - 2.0).abs() < 1e-9, "{text}");
     assert!(engine.info_now().epsilon.is_some_and(|e| (e - 2.0).abs() < 1e-9));
+}
+
+#[tokio::test]
+async fn a_consent_that_lapses_takes_the_person_out_of_the_model() {
+    let clock = std::sync::Arc::new(tactful_app::ManualClock::at(tactful_app::now_millis()));
+    let catalog = Catalog::parse(CATALOG).unwrap();
+    let h = with_items(Harness::clocked(catalog, clock.clone()).await).await;
+    let (key, privacy) = (h.key("personalization").await, h.key("privacy").await);
+    for person in ["p1", "p2", "p3"] {
+        h.views(person, &["boot", "sock"], true).await;
+    }
+    // Ada says yes to personalization for one hour, through the brand's API; her events carry no
+    // banner choice of their own.
+    h.batch("wk_web_fernhill", vec![json!({"type": "identify", "userId": "ada", "messageId": "ada-0"})]).await;
+    let expires = tactful_domain::segment::format_time(h.state.now() + 3_600_000);
+    let changes = json!({"changes": [{"purpose": PURPOSE, "status": "given", "expires_at": expires}]});
+    let (status, body) =
+        h.post_json("/v1/subjects/user_id:ada/consents", &privacy, &changes.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let views: Vec<Value> = ["boot", "hat"]
+        .iter()
+        .map(|item| {
+            json!({"type": "track", "event": "Product Viewed", "userId": "ada",
+                   "messageId": format!("ada-{item}"), "properties": {"product_id": item}})
+        })
+        .collect();
+    h.batch("wk_web_fernhill", views).await;
+    h.learn().await;
+    let ada = h.subject_of("user_id", "ada").await.unwrap();
+    let engine = h.state.personalization.clone().unwrap();
+    assert!(engine.person(&ada).is_some(), "Ada lends the model what she viewed while she permits it");
+    let people = engine.info_now().people;
+
+    // Two hours on, the expiry job records the lapse: she leaves the model at once, without waiting
+    // for anything else of hers to happen.
+    clock.advance(2 * 3_600_000);
+    assert_eq!(tactful_app::consents::record_lapsed(&h.state, h.state.now()).await.unwrap(), 1);
+    assert!(engine.person(&ada).is_none(), "a lapsed consent takes the person out of the model");
+    assert_eq!(engine.info_now().people, people - 1);
+    let (status, body) =
+        h.get(&format!("/v1/recommendations?purpose={PURPOSE}&subject=user_id:ada&n=3"), &key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["personalized"], false);
+    assert_eq!(body["not_personalized_because"], "consent_expired");
 }
