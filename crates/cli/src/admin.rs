@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use tactful_domain::audit::Checkpoint;
+use tactful_domain::period::Retention;
 use tactful_domain::receipt;
-use tactful_domain::retention::Retention;
 use tactful_domain::segment::format_time;
 use tactful_server::{AppState, Config};
 use tactful_store::audit::KeptCheckpoint;
@@ -188,7 +188,7 @@ pub async fn audit(state: &AppState, command: AuditCommand) -> anyhow::Result<Ex
                 println!(
                     "The audit log is intact: {} entries, root {}, checked against {} signed checkpoints ({} kept outside the database).",
                     report.entries,
-                    tactful_domain::audit::hex(&report.root),
+                    tactful_domain::encoding::hex(&report.root),
                     report.checkpoints,
                     external
                 );

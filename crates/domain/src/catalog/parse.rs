@@ -14,7 +14,7 @@ use super::{
     PropertyId, Purpose, Regime, Role, Source, SourceId, SubjectTraits,
 };
 use crate::identity::IdentifierKind;
-use crate::retention::Retention;
+use crate::period::Retention;
 use crate::secret::Secret;
 use crate::taxonomy::{self, Taxonomy};
 
@@ -243,7 +243,7 @@ pub(super) fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
     let mut catalog = check(raw, &mut checker);
     if checker.problems.is_empty() {
         use sha2::Digest as _;
-        catalog.sha256 = crate::audit::hex(&sha2::Sha256::digest(text.as_bytes()));
+        catalog.sha256 = crate::encoding::hex(&sha2::Sha256::digest(text.as_bytes()));
         Ok(catalog)
     } else {
         checker.problems.sort_by_key(|problem| (problem.line, problem.column));
@@ -775,7 +775,7 @@ fn check_path(checker: &mut Checker<'_>, path: &S<String>) {
     }
     for segment in rest.split('.') {
         let name = segment.strip_suffix("[]").unwrap_or(segment);
-        if !crate::minimize::looks_like_field_name(name) {
+        if !super::looks_like_field_name(name) {
             checker.at(
                 path.span(),
                 format!(

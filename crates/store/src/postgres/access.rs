@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
-use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint, hex};
+use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint};
 use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod};
+use tactful_domain::encoding::hex;
 use tactful_domain::merkle::Frontier;
 use tactful_vault::Vault;
 

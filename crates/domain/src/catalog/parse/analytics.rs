@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{Checker, S, check_key, in_file_order};
 use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, Purpose};
-use crate::retention::Retention;
+use crate::period::Retention;
 use crate::taxonomy::covers;
 
 #[derive(Deserialize)]

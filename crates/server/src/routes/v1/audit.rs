@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tactful_domain::audit::{Report, hex};
+use tactful_domain::audit::Report;
+use tactful_domain::encoding::hex;
 use tactful_store::audit::verify as verify_log;
 
 use crate::auth::Caller;
