@@ -3,7 +3,8 @@
 //! for an outside party to keep. Entries name people only by pseudonym.
 
 use serde_json::{Value, json};
-use tactful_domain::audit::{Report, hex};
+use tactful_domain::audit::Report;
+use tactful_domain::encoding::hex;
 use tactful_store::audit::KeptCheckpoint;
 
 use crate::error::AppError;

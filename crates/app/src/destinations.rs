@@ -91,8 +91,10 @@ fn jitter() -> f64 {
 pub async fn deliver_due(app: &App, now: i64) -> Result<usize, StoreError> {
     // The batch is sent at once, so the lease covers one call.
     let per_call = i64::try_from(app.outbound.timeout().as_millis()).unwrap_or(i64::MAX);
-    let messages =
-        app.store.outbox_claim(tactful_store::DELIVERY_TOPIC, BATCH, now, per_call.saturating_add(LEASE_MARGIN_MS)).await?;
+    let messages = app
+        .store
+        .outbox_claim(tactful_store::DELIVERY_TOPIC, BATCH, now, per_call.saturating_add(LEASE_MARGIN_MS))
+        .await?;
     let count = messages.len();
     let sent =
         futures_util::future::join_all(messages.into_iter().map(|message| deliver(app, message, now))).await;

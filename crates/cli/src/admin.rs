@@ -11,8 +11,8 @@ use serde_json::Value;
 use tactful_app::reads::Reader;
 use tactful_app::{App, Config};
 use tactful_domain::audit::Checkpoint;
+use tactful_domain::period::Retention;
 use tactful_domain::receipt;
-use tactful_domain::retention::Retention;
 use tactful_domain::segment::format_time;
 use tactful_store::audit::KeptCheckpoint;
 use tactful_vault::PublicKey;
@@ -189,7 +189,7 @@ pub async fn audit(state: &App, command: AuditCommand) -> anyhow::Result<ExitCod
                 println!(
                     "The audit log is intact: {} entries, root {}, checked against {} signed checkpoints ({} kept outside the database).",
                     report.entries,
-                    tactful_domain::audit::hex(&report.root),
+                    tactful_domain::encoding::hex(&report.root),
                     report.checkpoints,
                     external
                 );

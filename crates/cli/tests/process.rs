@@ -745,11 +745,8 @@ async fn a_person_is_exported_then_erased_everywhere_on_a_real_server() {
     // Every download is a read in her access log, with who did it: the key over HTTP, the operator
     // at the command line. An auditor asking what the key saw finds her.
     let file = dir.path().join("package.json");
-    let (ok, said) = tactful(
-        dir.path(),
-        &database,
-        &["requests", "package", &access_id, "--out", file.to_str().unwrap()],
-    );
+    let (ok, said) =
+        tactful(dir.path(), &database, &["requests", "package", &access_id, "--out", file.to_str().unwrap()]);
     assert!(ok, "{said}");
     assert!(std::fs::read_to_string(&file).unwrap().contains("lucy.westenra@example.com"));
     std::fs::remove_file(&file).unwrap();

@@ -1,5 +1,6 @@
 //! Tidy checks on the source tree: the house rules of STYLE.md that a compiler cannot enforce.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
@@ -47,4 +48,135 @@ fn the_domain_crate_does_no_io() {
             "the domain crate must not depend on {forbidden}"
         );
     }
+}
+
+/// The domain's top-level modules (`src/x.rs` with `src/x/`), each with the other top-level modules
+/// its files name through `crate::x` or `crate::{x, …}`, comments aside. The domain's modules name
+/// each other only by `crate::` paths (never `super::super::`), so this is every import between them.
+fn domain_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = workspace().join("crates/domain/src");
+    let mut code: BTreeMap<String, String> = BTreeMap::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let module = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let mut files = Vec::new();
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else if module != "lib" && path.extension().is_some_and(|extension| extension == "rs") {
+            files.push(path);
+        } else {
+            continue;
+        }
+        let text = code.entry(module).or_default();
+        for file in files {
+            for line in std::fs::read_to_string(file).unwrap().lines() {
+                text.push_str(line.split("//").next().unwrap_or_default());
+                text.push('\n');
+            }
+        }
+    }
+    let modules: BTreeSet<String> = code.keys().cloned().collect();
+    code.into_iter()
+        .map(|(module, text)| {
+            let named = crate_paths(&text)
+                .into_iter()
+                .filter(|other| *other != module && modules.contains(other))
+                .collect();
+            (module, named)
+        })
+        .collect()
+}
+
+/// The first segment of every `crate::` path in some code: `a` in `crate::a::b`, `a` and `b` in
+/// `crate::{a::X, b}`.
+fn crate_paths(code: &str) -> Vec<String> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let first_segment = |item: &str| item.trim().chars().take_while(|&c| is_ident(c)).collect::<String>();
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        if code[..at].ends_with(is_ident) {
+            continue;
+        }
+        let rest = &code[at + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            found.push(first_segment(rest));
+            continue;
+        };
+        // Only the items at the group's own level: `c` of `c::{self, Y}`, not `self` or `Y`.
+        let (mut depth, mut item) = (0, String::new());
+        for c in group.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => found.push(first_segment(&std::mem::take(&mut item))),
+                _ if depth == 0 => item.push(c),
+                _ => {}
+            }
+        }
+        found.push(first_segment(&item));
+    }
+    found.retain(|name| !name.is_empty());
+    found
+}
+
+/// Every circle in a graph, once each, as the path that closes it ("a → b → a").
+fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut found: BTreeMap<Vec<&str>, String> = BTreeMap::new();
+    for start in graph.keys().map(String::as_str) {
+        // Breadth first from `start`, remembering how each module was reached, until back at it.
+        let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = VecDeque::from([start]);
+        while let Some(module) = queue.pop_front() {
+            for next in graph.get(module).into_iter().flatten().map(String::as_str) {
+                if !came_from.contains_key(next) {
+                    came_from.insert(next, module);
+                    queue.push_back(next);
+                }
+            }
+        }
+        let Some(&last) = came_from.get(start) else { continue };
+        let mut path = vec![start, last];
+        while let Some(&before) =
+            path.last().filter(|&&module| module != start).map(|module| &came_from[module])
+        {
+            path.push(before);
+        }
+        path.reverse();
+        let mut members = path[1..].to_vec();
+        members.sort_unstable();
+        found.entry(members).or_insert_with(|| path.join(" → "));
+    }
+    found.into_values().collect()
+}
+
+#[test]
+fn a_circle_between_modules_is_found() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (from, to) in edges {
+            graph.entry((*from).to_owned()).or_default().insert((*to).to_owned());
+            graph.entry((*to).to_owned()).or_default();
+        }
+        graph
+    };
+    assert_eq!(circles(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])), ["a → b → c → a"]);
+    assert_eq!(circles(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])), Vec::<String>::new());
+    assert_eq!(crate_paths("use crate::{a::X, b,\n    c::{self, Y}};"), ["a", "b", "c"]);
+    assert_eq!(crate_paths("pub(crate) fn f() { crate::d::g(my_crate::e) }"), ["d"]);
+}
+
+#[test]
+fn domain_modules_depend_on_each_other_one_way() {
+    let imports = domain_imports();
+    assert!(
+        imports.get("policy").is_some_and(|named| named.contains("catalog") && named.contains("consent")),
+        "the imports were read: {imports:#?}"
+    );
+    let circles = circles(&imports);
+    assert!(
+        circles.is_empty(),
+        "domain modules import each other in a circle; move what both need into a module that \
+         depends on neither: {circles:#?}"
+    );
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::consent::{ConsentKind, ConsentMethod};
+use crate::encoding::hex;
 use crate::merkle::{self, Frontier, Hash};
 
 /// What happened.
@@ -238,10 +239,6 @@ impl Checkpoint {
     pub fn root_hash(&self) -> Option<Hash> {
         unhex(&self.root)
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 pub fn unhex(text: &str) -> Option<Hash> {

@@ -5,10 +5,12 @@
 pub mod audit;
 pub mod catalog;
 pub mod consent;
+pub mod encoding;
 pub mod identity;
 pub mod merkle;
 pub mod minimize;
 pub mod notice;
+pub mod period;
 pub mod policy;
 pub mod receipt;
 pub mod request;

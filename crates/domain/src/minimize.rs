@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{Catalog, Property, PropertyId, Source};
+use crate::catalog::{Catalog, Property, PropertyId, Source, looks_like_field_name};
 use crate::identity::IdentifierKind;
 use crate::segment::{Message, MessageType};
 
@@ -358,17 +358,6 @@ pub fn counted_path(path: &str) -> String {
         }
     }
     counted
-}
-
-/// Whether a key looks like a field name rather than data: letters, digits, `_`, `-`, `$`, starting
-/// with a letter, `_` or `$`, short, and without a long run of digits (a card or phone number).
-pub fn looks_like_field_name(segment: &str) -> bool {
-    let digits_in_a_row = segment.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
-    !segment.is_empty()
-        && segment.len() <= 48
-        && segment.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '$')
-        && segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
-        && digits_in_a_row < 5
 }
 
 #[cfg(test)]

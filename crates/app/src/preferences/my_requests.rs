@@ -100,7 +100,7 @@ pub async fn ask(app: &App, subject: &str, kind: RequestKind) -> Result<String, 
 /// What erasure keeps because the law requires it, in words: (kind of data, for how long).
 pub fn kept_if_erased(catalog: &Catalog) -> Vec<(String, String)> {
     let taxonomy = Taxonomy::builtin();
-    let mut kept: BTreeMap<String, tactful_domain::retention::Retention> = BTreeMap::new();
+    let mut kept: BTreeMap<String, tactful_domain::period::Retention> = BTreeMap::new();
     for id in legal_hold_properties(catalog) {
         let property = catalog.property(id);
         let name = taxonomy

@@ -91,7 +91,7 @@ pub async fn hold(app: &App, subject: &str) -> Result<Option<i64>, StoreError> {
             let event = keys.open_event(stored)?;
             let Value::Object(record) = &event.record else { continue };
             let Some(part) = rules::held_part(&app.catalog, record, stored.timestamp) else { continue };
-            let id = format!("lh_{}_{}", stored.source, tactful_domain::audit::hex(&stored.dedupe));
+            let id = format!("lh_{}_{}", stored.source, tactful_domain::encoding::hex(&stored.dedupe));
             let body = json!({"type": stored.kind, "event": stored.name, "data": part.record});
             holds.push(LegalHold {
                 sealed: app.vault.legal_hold_key().seal(

@@ -2,13 +2,15 @@
 //! long and under which law. Everything the product stores or decides is checked against it.
 
 mod parse;
+mod path;
 
 use std::collections::{HashMap, HashSet};
 
 pub use parse::{CatalogErrors, MAX_N, Problem};
+pub use path::looks_like_field_name;
 
 use crate::identity::IdentifierKind;
-use crate::retention::Retention;
+use crate::period::Retention;
 use crate::secret::Secret;
 
 /// A validated catalog. Build one with [`Catalog::parse`]; it cannot exist in an invalid state.

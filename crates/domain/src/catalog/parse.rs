@@ -2,24 +2,27 @@
 //! rule, collecting all problems with their line and column so one run of `tactful catalog check`
 //! shows everything to fix.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use super::{
-    Brand, Catalog, Destination, DestinationMessage, EventSpec, Feedback, Guardrail, Jurisdiction, Property,
-    PropertyId, Purpose, Regime, Role, Source, SourceId, SubjectTraits,
-};
-use crate::identity::IdentifierKind;
-use crate::retention::Retention;
-use crate::secret::Secret;
-use crate::taxonomy::{self, Taxonomy};
+use super::{Brand, Catalog};
+use crate::taxonomy::Taxonomy;
 
 mod analytics;
+mod destinations;
+mod events;
+mod guardrails;
+mod jurisdictions;
 mod personalization;
+mod properties;
+mod purposes;
+mod roles;
+mod sources;
+mod subjects;
 pub use personalization::MAX_N;
 
 /// One problem in a catalog, at a position in its text.
@@ -67,62 +70,27 @@ type S<T> = Spanned<T>;
 struct RawCatalog {
     brand: RawBrand,
     #[serde(default)]
-    sources: BTreeMap<S<String>, RawSource>,
+    sources: BTreeMap<S<String>, sources::RawSource>,
     #[serde(default)]
-    jurisdictions: BTreeMap<S<String>, RawJurisdiction>,
+    jurisdictions: BTreeMap<S<String>, jurisdictions::RawJurisdiction>,
     #[serde(default)]
-    purposes: BTreeMap<S<String>, RawPurpose>,
+    purposes: BTreeMap<S<String>, purposes::RawPurpose>,
     #[serde(default)]
-    properties: BTreeMap<S<String>, RawProperty>,
+    properties: BTreeMap<S<String>, properties::RawProperty>,
     #[serde(default)]
-    events: BTreeMap<S<String>, RawEvent>,
+    events: BTreeMap<S<String>, events::RawEvent>,
     #[serde(default)]
-    roles: BTreeMap<S<String>, RawRole>,
+    roles: BTreeMap<S<String>, roles::RawRole>,
     #[serde(default)]
-    subjects: Option<RawSubjects>,
+    subjects: Option<subjects::RawSubjects>,
     #[serde(default)]
     consent_categories: BTreeMap<S<String>, Vec<S<String>>>,
     #[serde(default)]
-    guardrails: Vec<RawGuardrail>,
+    guardrails: Vec<guardrails::RawGuardrail>,
     #[serde(default)]
-    destinations: BTreeMap<S<String>, RawDestination>,
+    destinations: BTreeMap<S<String>, destinations::RawDestination>,
     personalization: Option<personalization::RawPersonalization>,
     analytics: Option<analytics::RawAnalytics>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDestination {
-    name: Option<String>,
-    url: S<String>,
-    secret: S<String>,
-    receives: Vec<S<String>>,
-    #[serde(default)]
-    identifiers: Vec<S<String>>,
-    give_up_after: Option<S<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSubjects {
-    country_trait: Option<S<String>>,
-    region_trait: Option<S<String>>,
-    birthday_trait: Option<S<String>>,
-    adult_age: Option<S<u32>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGuardrail {
-    name: S<String>,
-    description: Option<String>,
-    #[serde(default)]
-    categories: Vec<S<String>>,
-    #[serde(default)]
-    purposes: Vec<S<String>>,
-    #[serde(default)]
-    jurisdictions: Vec<S<String>>,
-    minors: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -131,73 +99,6 @@ struct RawBrand {
     name: S<String>,
     contact: Option<String>,
     policy_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    name: Option<String>,
-    write_key: S<String>,
-    #[serde(default)]
-    strict: bool,
-    #[serde(default)]
-    allowed_origins: Vec<S<String>>,
-    default_jurisdiction: Option<S<String>>,
-    #[serde(default)]
-    allow_sensitive: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJurisdiction {
-    name: S<String>,
-    regime: Regime,
-    request_deadline_days: Option<S<u32>>,
-    request_extension_days: Option<S<u32>>,
-    #[serde(default)]
-    countries: Vec<S<String>>,
-    channel_consent: Option<bool>,
-    #[serde(default)]
-    no_personal_data_in_analytics: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPurpose {
-    name: S<String>,
-    description: S<String>,
-    benefit: S<String>,
-    version: Option<S<u32>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProperty {
-    category: S<String>,
-    purposes: S<Vec<S<String>>>,
-    retention: S<String>,
-    #[serde(default)]
-    sensitive: bool,
-    identifier: Option<S<String>>,
-    description: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEvent {
-    description: Option<String>,
-    feedback: Option<Feedback>,
-    item: Option<S<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRole {
-    description: Option<String>,
-    #[serde(default)]
-    purposes: Vec<S<String>>,
-    #[serde(default)]
-    categories: Vec<S<String>>,
 }
 
 /// Collects problems while the catalog is checked.
@@ -243,7 +144,7 @@ pub(super) fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
     let mut catalog = check(raw, &mut checker);
     if checker.problems.is_empty() {
         use sha2::Digest as _;
-        catalog.sha256 = crate::audit::hex(&sha2::Sha256::digest(text.as_bytes()));
+        catalog.sha256 = crate::encoding::hex(&sha2::Sha256::digest(text.as_bytes()));
         Ok(catalog)
     } else {
         checker.problems.sort_by_key(|problem| (problem.line, problem.column));
@@ -251,384 +152,26 @@ pub(super) fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
     }
 }
 
+/// Checks section by section, in an order where each section finds what it refers to already
+/// checked (properties name purposes, guardrails name jurisdictions and properties, …).
 fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
-    let taxonomy = Taxonomy::builtin();
     let brand = Brand {
         name: checker.non_empty(&raw.brand.name, "brand.name"),
         contact: raw.brand.contact,
         policy_url: raw.brand.policy_url,
     };
-
-    let jurisdictions: Vec<Jurisdiction> = in_file_order(raw.jurisdictions)
-        .into_iter()
-        .map(|(key, raw)| {
-            check_key(checker, &key, "jurisdiction");
-            let default_deadline = match raw.regime {
-                Regime::OptIn => 30,
-                Regime::OptOut => 45,
-            };
-            let request_deadline_days = match raw.request_deadline_days {
-                Some(days) if *days.get_ref() == 0 || *days.get_ref() > 365 => {
-                    checker.at(days.span(), "request_deadline_days must be between 1 and 365");
-                    default_deadline
-                }
-                Some(days) => days.into_inner(),
-                None => default_deadline,
-            };
-            // GDPR art. 12(3): two further months; CCPA (11 CCR §7021): 45 more days, once.
-            let default_extension = match raw.regime {
-                Regime::OptIn => 60,
-                Regime::OptOut => 45,
-            };
-            let request_extension_days = match raw.request_extension_days {
-                Some(days) if *days.get_ref() > 365 => {
-                    checker.at(days.span(), "request_extension_days must be between 0 and 365");
-                    default_extension
-                }
-                Some(days) => days.into_inner(),
-                None => default_extension,
-            };
-            for country in &raw.countries {
-                let code = country.get_ref();
-                let well_formed = match code.split_once('-') {
-                    Some((country, region)) => is_country(country) && !region.is_empty() && region.len() <= 3,
-                    None => is_country(code),
-                };
-                if !well_formed {
-                    checker.at(
-                        country.span(),
-                        format!("{code:?} is not a country code (\"DE\") or region (\"US-CA\")"),
-                    );
-                }
-            }
-            Jurisdiction {
-                key: key.into_inner(),
-                name: checker.non_empty(&raw.name, "jurisdiction name"),
-                regime: raw.regime,
-                request_deadline_days,
-                request_extension_days,
-                countries: raw.countries.into_iter().map(Spanned::into_inner).collect(),
-                channel_consent: raw.channel_consent.unwrap_or(true),
-                no_personal_data_in_analytics: raw.no_personal_data_in_analytics,
-            }
-        })
-        .collect();
-
-    let mut sources = Vec::new();
-    let mut source_by_write_key = HashMap::new();
-    if raw.sources.is_empty() {
-        checker.problems.push(Problem {
-            line: 0,
-            column: 0,
-            message: "no [sources.*] declared: nothing could send events".into(),
-        });
-    }
-    for (key, raw) in in_file_order(raw.sources) {
-        check_key(checker, &key, "source");
-        let id = SourceId(u16::try_from(sources.len()).unwrap_or(u16::MAX));
-        let write_key = raw.write_key.get_ref().trim().to_owned();
-        if write_key.len() < 8 {
-            checker.at(raw.write_key.span(), "write_key must be at least 8 characters");
-        } else if source_by_write_key.insert(write_key.clone(), id).is_some() {
-            checker.at(raw.write_key.span(), "this write_key is already used by another source");
-        }
-        if let Some(jurisdiction) = &raw.default_jurisdiction
-            && !jurisdictions.iter().any(|declared| &declared.key == jurisdiction.get_ref())
-        {
-            checker.at(
-                jurisdiction.span(),
-                format!(
-                    "unknown jurisdiction {:?}: declare it under [jurisdictions]",
-                    jurisdiction.get_ref()
-                ),
-            );
-        }
-        for origin in &raw.allowed_origins {
-            let origin_text = origin.get_ref();
-            let well_formed = origin_text == "*"
-                || ((origin_text.starts_with("http://") || origin_text.starts_with("https://"))
-                    && !origin_text.trim_end_matches('/').contains(|c: char| c.is_whitespace())
-                    && origin_text.matches('/').count() == 2);
-            if !well_formed {
-                checker.at(
-                    origin.span(),
-                    format!(
-                        "{origin_text:?} is not an origin: write it as \"https://shop.example\" or \"*\""
-                    ),
-                );
-            }
-        }
-        sources.push(Source {
-            id,
-            name: raw.name.unwrap_or_else(|| key.get_ref().clone()),
-            key: key.into_inner(),
-            write_key: Secret::new(write_key),
-            strict: raw.strict,
-            allowed_origins: raw.allowed_origins.into_iter().map(Spanned::into_inner).collect(),
-            default_jurisdiction: raw.default_jurisdiction.map(Spanned::into_inner),
-            allow_sensitive: raw.allow_sensitive,
-        });
-    }
-
-    let mut purposes = Vec::new();
-    for (key, raw) in in_file_order(raw.purposes) {
-        check_taxonomy_key(checker, &key, TaxonomyKind::DataUse);
-        let version = match raw.version {
-            Some(version) if *version.get_ref() == 0 => {
-                checker.at(version.span(), "version starts at 1");
-                1
-            }
-            Some(version) => version.into_inner(),
-            None => 1,
-        };
-        purposes.push(Purpose {
-            name: checker.non_empty(&raw.name, "purpose name"),
-            description: checker.non_empty(&raw.description, "purpose description"),
-            benefit: checker.non_empty(&raw.benefit, "purpose benefit (what the customer gets from it)"),
-            version,
-            key: key.into_inner(),
-        });
-    }
-
-    let mut properties = Vec::new();
-    let mut property_by_path = HashMap::new();
-    let mut path_spans = Vec::new();
-    for (path, raw) in in_file_order(raw.properties) {
-        check_path(checker, &path);
-        check_taxonomy_key(checker, &raw.category, TaxonomyKind::Category);
-        let category = raw.category.get_ref();
-        if taxonomy.is_sensitive_category(category) && !raw.sensitive {
-            checker.at(
-                raw.category.span(),
-                format!(
-                    "{category} is a sensitive category: mark this property `sensitive = true` to collect it"
-                ),
-            );
-        }
-        if raw.purposes.get_ref().is_empty() {
-            checker.at(raw.purposes.span(), "a property must serve at least one purpose");
-        }
-        for purpose in raw.purposes.get_ref() {
-            if !purposes.iter().any(|declared: &Purpose| &declared.key == purpose.get_ref()) {
-                let hint = taxonomy::suggest(purpose.get_ref(), purposes.iter().map(|p| p.key.as_str()))
-                    .map(|key| format!(" (did you mean {key:?}?)"))
-                    .unwrap_or_default();
-                checker.at(
-                    purpose.span(),
-                    format!("purpose {:?} is not declared under [purposes]{hint}", purpose.get_ref()),
-                );
-            }
-        }
-        let retention = match raw.retention.get_ref().parse::<Retention>() {
-            Ok(retention) => retention,
-            Err(error) => {
-                checker.at(raw.retention.span(), error.to_string());
-                Retention::days(1)
-            }
-        };
-        let identifier =
-            raw.identifier.as_ref().and_then(|kind| match kind.get_ref().parse::<IdentifierKind>() {
-                Ok(IdentifierKind::UserId | IdentifierKind::AnonymousId) => {
-                    checker
-                        .at(kind.span(), "userId and anonymousId are identifiers already; pick another name");
-                    None
-                }
-                Ok(kind) => Some(kind),
-                Err(error) => {
-                    checker.at(kind.span(), error.to_string());
-                    None
-                }
-            });
-        let id = PropertyId(u16::try_from(properties.len()).unwrap_or(u16::MAX));
-        property_by_path.insert(path.get_ref().clone(), id);
-        path_spans.push((path.get_ref().clone(), path.span()));
-        properties.push(Property {
-            id,
-            category: category.clone(),
-            purposes: raw.purposes.into_inner().into_iter().map(Spanned::into_inner).collect(),
-            retention,
-            sensitive: raw.sensitive,
-            identifier,
-            description: raw.description,
-            path: path.into_inner(),
-        });
-    }
-
-    // A declared path inside another declared path would make it ambiguous which declaration
-    // (category, purposes, retention) governs the inner value.
-    let mut path_prefixes = HashSet::new();
-    for (path, span) in &path_spans {
-        for (at, c) in path.char_indices() {
-            let prefix = match c {
-                '.' | '[' => &path[..at],
-                ']' => &path[..=at],
-                _ => continue,
-            };
-            if property_by_path.contains_key(prefix) {
-                checker
-                    .at(span.clone(), format!("{path} lies inside {prefix}, which is declared as a whole"));
-            }
-            path_prefixes.insert(prefix.to_owned());
-        }
-    }
-
-    let events = in_file_order(raw.events)
-        .into_iter()
-        .map(|(name, raw)| {
-            if name.get_ref().trim().is_empty() {
-                checker.at(name.span(), "event name must not be empty");
-            }
-            let item = raw.item.as_ref().and_then(|item| {
-                let found = property_by_path.get(item.get_ref()).copied();
-                if found.is_none() {
-                    checker.at(item.span(), format!("item property {:?} is not declared", item.get_ref()));
-                }
-                found
-            });
-            EventSpec { name: name.into_inner(), description: raw.description, feedback: raw.feedback, item }
-        })
-        .collect();
-
-    let roles = in_file_order(raw.roles)
-        .into_iter()
-        .map(|(name, raw)| {
-            check_key(checker, &name, "role");
-            for purpose in &raw.purposes {
-                check_taxonomy_key(checker, purpose, TaxonomyKind::DataUse);
-            }
-            for category in &raw.categories {
-                check_taxonomy_key(checker, category, TaxonomyKind::Category);
-            }
-            Role {
-                name: name.into_inner(),
-                description: raw.description,
-                purposes: raw.purposes.into_iter().map(Spanned::into_inner).collect(),
-                categories: raw.categories.into_iter().map(Spanned::into_inner).collect(),
-            }
-        })
-        .collect();
-
-    let mut seen_countries: HashMap<String, String> = HashMap::new();
-    for jurisdiction in &jurisdictions {
-        for country in &jurisdiction.countries {
-            if let Some(other) = seen_countries.insert(country.clone(), jurisdiction.key.clone()) {
-                checker.problems.push(Problem {
-                    line: 0,
-                    column: 0,
-                    message: format!(
-                        "{country} is listed in both jurisdictions {other} and {}",
-                        jurisdiction.key
-                    ),
-                });
-            }
-        }
-    }
-
-    let subjects = match raw.subjects {
-        None => SubjectTraits::default(),
-        Some(raw) => {
-            let mut trait_path = |path: Option<S<String>>| {
-                let path = path?;
-                let inside_declared = property_by_path.contains_key(path.get_ref())
-                    || path
-                        .get_ref()
-                        .char_indices()
-                        .any(|(at, c)| c == '.' && property_by_path.contains_key(&path.get_ref()[..at]));
-                if !inside_declared {
-                    checker.at(
-                        path.span(),
-                        format!(
-                            "{} is not collected: declare it (or an object holding it) under [properties]",
-                            path.get_ref()
-                        ),
-                    );
-                }
-                Some(path.into_inner())
-            };
-            let country = trait_path(raw.country_trait);
-            let region = trait_path(raw.region_trait);
-            let birthday = trait_path(raw.birthday_trait);
-            let adult_age = match raw.adult_age {
-                Some(age) if !(1..=30).contains(age.get_ref()) => {
-                    checker.at(age.span(), "adult_age must be between 1 and 30");
-                    18
-                }
-                Some(age) => age.into_inner(),
-                None => 18,
-            };
-            SubjectTraits { country, region, birthday, adult_age }
-        }
-    };
-
-    let consent_categories = in_file_order(raw.consent_categories)
-        .into_iter()
-        .map(|(id, mapped)| {
-            if mapped.is_empty() {
-                checker.at(id.span(), "a consent category must map to at least one purpose");
-            }
-            for purpose in &mapped {
-                if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
-                    checker.at(
-                        purpose.span(),
-                        format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()),
-                    );
-                }
-            }
-            (id.into_inner(), mapped.into_iter().map(Spanned::into_inner).collect())
-        })
-        .collect();
-
-    let mut guardrails: Vec<Guardrail> = Vec::new();
-    for raw in raw.guardrails {
-        let name = checker.non_empty(&raw.name, "guardrail name");
-        if guardrails.iter().any(|existing| existing.name == name) {
-            checker.at(raw.name.span(), format!("another guardrail is already named {name:?}"));
-        }
-        for category in &raw.categories {
-            check_taxonomy_key(checker, category, TaxonomyKind::Category);
-        }
-        for purpose in &raw.purposes {
-            check_taxonomy_key(checker, purpose, TaxonomyKind::DataUse);
-        }
-        for jurisdiction in &raw.jurisdictions {
-            if !jurisdictions.iter().any(|declared| &declared.key == jurisdiction.get_ref()) {
-                checker.at(
-                    jurisdiction.span(),
-                    format!(
-                        "unknown jurisdiction {:?}: declare it under [jurisdictions]",
-                        jurisdiction.get_ref()
-                    ),
-                );
-            }
-        }
-        let guardrail = Guardrail {
-            name,
-            description: raw.description,
-            categories: raw.categories.into_iter().map(Spanned::into_inner).collect(),
-            purposes: raw.purposes.into_iter().map(Spanned::into_inner).collect(),
-            jurisdictions: raw.jurisdictions.into_iter().map(Spanned::into_inner).collect(),
-            minors: raw.minors,
-        };
-        if guardrail.categories.is_empty() && guardrail.purposes.is_empty() {
-            checker.at(
-                raw.name.span(),
-                "a guardrail needs categories, purposes, or both: it would forbid everything",
-            );
-        } else {
-            // Analysable at load: a rule that matches no declared property and purpose is a typo or
-            // stale, and would silently protect nothing.
-            let matches_something = properties.iter().any(|property| {
-                guardrail.applies_to_category(&property.category)
-                    && property.purposes.iter().any(|purpose| guardrail.applies_to_purpose(purpose))
-            });
-            if !matches_something {
-                checker.at(raw.name.span(), format!("guardrail {:?} matches no declared property and purpose, so it would protect nothing", guardrail.name));
-            }
-        }
-        guardrails.push(guardrail);
-    }
-
-    let destinations = check_destinations(checker, raw.destinations, &properties);
+    let jurisdictions = jurisdictions::check(checker, raw.jurisdictions);
+    let (sources, source_by_write_key) = sources::check(checker, raw.sources, &jurisdictions);
+    let purposes = purposes::check(checker, raw.purposes);
+    let (properties, property_by_path, path_prefixes) = properties::check(checker, raw.properties, &purposes);
+    let events = events::check(checker, raw.events, &property_by_path);
+    let roles = roles::check(checker, raw.roles);
+    // Whole-file problems (no line) are listed in the order found: this one after the sources' one.
+    jurisdictions::check_countries_once(checker, &jurisdictions);
+    let subjects = subjects::check(checker, raw.subjects, &property_by_path);
+    let consent_categories = purposes::check_consent_categories(checker, raw.consent_categories, &purposes);
+    let guardrails = guardrails::check(checker, raw.guardrails, &jurisdictions, &properties);
+    let destinations = destinations::check(checker, raw.destinations, &properties);
     let lifecycle = personalization::declares_lifecycle(raw.personalization.as_ref());
     let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
     let analytics = analytics::check(checker, raw.analytics, &purposes, &properties, lifecycle);
@@ -654,96 +197,6 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
     }
 }
 
-fn check_destinations(
-    checker: &mut Checker<'_>,
-    raw: BTreeMap<S<String>, RawDestination>,
-    properties: &[Property],
-) -> Vec<Destination> {
-    let mut destinations = Vec::new();
-    for (key, raw) in in_file_order(raw) {
-        check_key(checker, &key, "destination");
-        let url = raw.url.get_ref().trim().to_owned();
-        match url.split_once("://") {
-            Some(("https", rest)) if !rest.is_empty() => {}
-            Some(("http", rest)) if is_loopback(rest) => {}
-            Some(("http", _)) => checker.at(
-                raw.url.span(),
-                "identifiers would travel in clear: use https:// (http:// only for localhost)",
-            ),
-            _ => checker.at(raw.url.span(), format!("{url:?} is not an http(s) URL")),
-        }
-        if raw.secret.get_ref().trim().len() < 16 {
-            checker.at(raw.secret.span(), "secret must be at least 16 characters (it signs every request)");
-        }
-        let mut receives = Vec::new();
-        if raw.receives.is_empty() {
-            checker.at(key.span(), "a destination must receive something (receives = [\"erase\", …])");
-        }
-        for message in &raw.receives {
-            match DestinationMessage::parse(message.get_ref()) {
-                Some(parsed) => receives.push(parsed),
-                None => checker.at(
-                    message.span(),
-                    format!(
-                        "{:?} is not something a destination can receive: one of {}",
-                        message.get_ref(),
-                        DestinationMessage::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                ),
-            }
-        }
-        let mut identifiers = Vec::new();
-        for kind in &raw.identifiers {
-            match kind.get_ref().parse::<IdentifierKind>() {
-                Ok(parsed)
-                    if matches!(parsed, IdentifierKind::UserId | IdentifierKind::AnonymousId)
-                        || properties.iter().any(|property| property.identifier.as_ref() == Some(&parsed)) =>
-                {
-                    identifiers.push(parsed);
-                }
-                _ => checker.at(
-                    kind.span(),
-                    format!(
-                        "{:?} identifies nobody here: use user_id, anonymous_id or an identifier a property declares",
-                        kind.get_ref()
-                    ),
-                ),
-            }
-        }
-        let give_up_after = match &raw.give_up_after {
-            Some(text) => text.get_ref().parse::<Retention>().unwrap_or_else(|error| {
-                checker.at(text.span(), error.to_string());
-                Retention::days(3)
-            }),
-            None => Retention::days(3),
-        };
-        destinations.push(Destination {
-            name: raw.name.unwrap_or_else(|| key.get_ref().clone()),
-            key: key.into_inner(),
-            url,
-            secret: Secret::new(raw.secret.into_inner().trim()),
-            receives,
-            identifiers,
-            give_up_after,
-        });
-    }
-    destinations
-}
-
-/// Whether the part of a URL after `http://` names this machine.
-fn is_loopback(rest: &str) -> bool {
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(host, _)| host),
-    };
-    matches!(host, "localhost" | "127.0.0.1" | "::1")
-}
-
-fn is_country(code: &str) -> bool {
-    code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase())
-}
-
 /// Keys of sources, jurisdictions and roles appear in URLs, logs and the CLI: keep them simple.
 fn check_key(checker: &mut Checker<'_>, key: &S<String>, what: &str) {
     let text = key.get_ref();
@@ -752,39 +205,6 @@ fn check_key(checker: &mut Checker<'_>, key: &S<String>, what: &str) {
         && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if !simple {
         checker.at(key.span(), format!("{what} name {text:?} may use only a-z, 0-9, '_' and '-'"));
-    }
-}
-
-fn check_path(checker: &mut Checker<'_>, path: &S<String>) {
-    let text = path.get_ref();
-    let Some((root, rest)) = text.split_once('.') else {
-        checker.at(path.span(), format!("{text:?} must start with traits., properties. or context."));
-        return;
-    };
-    if !matches!(root, "traits" | "properties" | "context") {
-        checker.at(path.span(), format!("{text:?} must start with traits., properties. or context."));
-        return;
-    }
-    if matches!(text.as_str(), "context.consent" | "context.consentManagement")
-        || text.starts_with("context.consent.")
-        || text.starts_with("context.consentManagement.")
-    {
-        checker
-            .at(path.span(), format!("{text} carries consent signals and cannot be declared as a property"));
-        return;
-    }
-    for segment in rest.split('.') {
-        let name = segment.strip_suffix("[]").unwrap_or(segment);
-        if !crate::minimize::looks_like_field_name(name) {
-            checker.at(
-                path.span(),
-                format!(
-                    "{text:?} has a segment {segment:?} that is not a field name (letters, digits, '_', '-', '$', \
-                     starting with a letter)"
-                ),
-            );
-            return;
-        }
     }
 }
 

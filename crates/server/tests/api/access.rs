@@ -754,7 +754,12 @@ async fn every_read_of_consent_records_is_in_the_persons_log_with_who_read_it() 
     let returned: Vec<&str> = entries.iter().map(|entry| entry["returned"][0].as_str().unwrap()).collect();
     assert_eq!(
         returned,
-        ["system.operations", "user.privacy_preferences", "user.privacy_preferences", "user.privacy_preferences"],
+        [
+            "system.operations",
+            "user.privacy_preferences",
+            "user.privacy_preferences",
+            "user.privacy_preferences"
+        ],
         "newest first: the access log, then the receipt, the receipts and the consents"
     );
 

@@ -565,7 +565,8 @@ async fn a_consent_that_lapses_takes_the_person_out_of_the_model() {
     }
     // Ada says yes to personalization for one hour, through the brand's API; her events carry no
     // banner choice of their own.
-    h.batch("wk_web_fernhill", vec![json!({"type": "identify", "userId": "ada", "messageId": "ada-0"})]).await;
+    h.batch("wk_web_fernhill", vec![json!({"type": "identify", "userId": "ada", "messageId": "ada-0"})])
+        .await;
     let expires = tactful_domain::segment::format_time(h.state.now() + 3_600_000);
     let changes = json!({"changes": [{"purpose": PURPOSE, "status": "given", "expires_at": expires}]});
     let (status, body) =

@@ -6,7 +6,8 @@
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
-use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint, hex};
+use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint};
+use tactful_domain::encoding::hex;
 use tactful_domain::merkle::Frontier;
 use tactful_vault::Vault;
 

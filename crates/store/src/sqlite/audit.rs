@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use base64::Engine as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint, hex};
+use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint};
+use tactful_domain::encoding::hex;
 use tactful_domain::merkle::Frontier;
 
 use super::SqliteStore;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{Checker, S, check_key, in_file_order};
-use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, Purpose};
-use crate::retention::Retention;
+use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, PropertyId, Purpose};
+use crate::period::Retention;
 use crate::taxonomy::covers;
 
 #[derive(Deserialize)]
@@ -52,123 +52,135 @@ pub(super) fn check(
     } else if !covers("analytics", &purpose) {
         checker.at(raw.purpose.span(), "aggregates serve an analytics.* purpose");
     }
-    let at_least_2 = |checker: &mut Checker<'_>, value: &S<u32>| {
-        if *value.get_ref() < 2 {
-            checker.at(value.span(), "k must be at least 2: a group of one is a person");
-        }
-        *value.get_ref()
-    };
     let k = raw.k.as_ref().map_or(DEFAULT_K, |k| at_least_2(checker, k));
-    // A property may be grouped by or summed only if it serves the analytics purpose and is not
-    // sensitive.
-    let usable = |checker: &mut Checker<'_>, path: &S<String>, what: &str| {
-        let Some(property) = properties.iter().find(|p| &p.path == path.get_ref()) else {
-            checker.at(path.span(), format!("{what} {:?} is not a declared property", path.get_ref()));
-            return None;
-        };
-        if property.sensitive {
-            checker.at(path.span(), format!("{:?} is sensitive: never in aggregates", path.get_ref()));
-        } else if !property.purposes.iter().any(|p| covers(p, &purpose) || covers(&purpose, p)) {
-            checker.at(path.span(), format!("{:?} does not serve {purpose}", path.get_ref()));
-        }
-        Some(property.id)
-    };
+    let scope = Scope { purpose: &purpose, properties, lifecycle_declared, k };
     let datasets = in_file_order(raw.datasets)
         .into_iter()
-        .map(|(key, raw)| {
-            check_key(checker, &key, "dataset");
-            let epsilon = raw.epsilon.as_ref().map(|e| {
-                if !(e.get_ref().is_finite() && *e.get_ref() > 0.0) {
-                    checker.at(e.span(), "epsilon (the budget per period) must be a positive number");
-                }
-                *e.get_ref()
-            });
-            let period = match &raw.period {
-                Some(text) => text.get_ref().parse::<Retention>().unwrap_or_else(|error| {
-                    checker.at(text.span(), error.to_string());
-                    Retention::days(30)
-                }),
-                None => Retention::days(30),
-            };
-            let rows_per_person = match &raw.rows_per_person {
-                Some(v) if *v.get_ref() == 0 => {
-                    checker.at(v.span(), "rows_per_person must be at least 1");
-                    1
-                }
-                Some(v) => *v.get_ref(),
-                None => 20,
-            };
-            if raw.dimensions.is_empty() {
-                checker.at(key.span(), "a dataset needs the dimensions it may be grouped by");
-            }
-            let dimensions = raw
-                .dimensions
-                .iter()
-                .filter_map(|name| match Dimension::builtin(name.get_ref()) {
-                    Some(Dimension::Lifecycle) if !lifecycle_declared => {
-                        checker.at(
-                            name.span(),
-                            "grouping by lifecycle needs the stages' thresholds: declare \
-                             [personalization.lifecycle] with new_days, at_risk_days and lapsed_days",
-                        );
-                        None
-                    }
-                    Some(builtin) => Some(builtin),
-                    None if name.get_ref().contains('.') => {
-                        usable(checker, name, "dimension").map(Dimension::Property)
-                    }
-                    None => {
-                        checker.at(
-                            name.span(),
-                            format!(
-                                "{:?} is not a dimension: one of {} or a declared property path",
-                                name.get_ref(),
-                                Dimension::BUILTIN.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                })
-                .collect();
-            let measures = in_file_order(raw.measures)
-                .into_iter()
-                .filter_map(|(path, bounds)| {
-                    let [min, max] = *bounds.get_ref();
-                    if !(min.is_finite() && max.is_finite() && min < max) {
-                        checker.at(bounds.span(), "a measure's bounds are [min, max] with min < max");
-                    }
-                    usable(checker, &path, "measure").map(|property| Measure { property, min, max })
-                })
-                .collect();
-            let generalize = in_file_order(raw.generalize)
-                .into_iter()
-                .filter_map(|(path, rule)| {
-                    let parsed = Generalize::parse(rule.get_ref());
-                    if parsed.is_none() {
-                        checker.at(
-                            rule.span(),
-                            format!(
-                                "{:?} is not a generalization: prefix:N, round:N, month or year",
-                                rule.get_ref()
-                            ),
-                        );
-                    }
-                    let property = usable(checker, &path, "generalized property")?;
-                    Some((property, parsed?))
-                })
-                .collect();
-            Dataset {
-                generalize,
-                key: key.into_inner(),
-                description: raw.description,
-                k: raw.k.as_ref().map_or(k, |k| at_least_2(checker, k)),
-                epsilon,
-                period,
-                rows_per_person,
-                dimensions,
-                measures,
-            }
-        })
+        .map(|(key, raw)| dataset(checker, &scope, key, raw))
         .collect();
     Some(Analytics { purpose, k, datasets })
+}
+
+/// What every dataset is checked against: the analytics purpose, the declared properties, whether
+/// lifecycle stages are defined, and the section's default k.
+struct Scope<'a> {
+    purpose: &'a str,
+    properties: &'a [Property],
+    lifecycle_declared: bool,
+    k: u32,
+}
+
+fn at_least_2(checker: &mut Checker<'_>, value: &S<u32>) -> u32 {
+    if *value.get_ref() < 2 {
+        checker.at(value.span(), "k must be at least 2: a group of one is a person");
+    }
+    *value.get_ref()
+}
+
+/// A property may be grouped by or summed only if it serves the analytics purpose and is not
+/// sensitive.
+fn usable(checker: &mut Checker<'_>, scope: &Scope<'_>, path: &S<String>, what: &str) -> Option<PropertyId> {
+    let purpose = scope.purpose;
+    let Some(property) = scope.properties.iter().find(|p| &p.path == path.get_ref()) else {
+        checker.at(path.span(), format!("{what} {:?} is not a declared property", path.get_ref()));
+        return None;
+    };
+    if property.sensitive {
+        checker.at(path.span(), format!("{:?} is sensitive: never in aggregates", path.get_ref()));
+    } else if !property.purposes.iter().any(|p| covers(p, purpose) || covers(purpose, p)) {
+        checker.at(path.span(), format!("{:?} does not serve {purpose}", path.get_ref()));
+    }
+    Some(property.id)
+}
+
+fn dataset(checker: &mut Checker<'_>, scope: &Scope<'_>, key: S<String>, raw: RawDataset) -> Dataset {
+    check_key(checker, &key, "dataset");
+    let epsilon = raw.epsilon.as_ref().map(|e| {
+        if !(e.get_ref().is_finite() && *e.get_ref() > 0.0) {
+            checker.at(e.span(), "epsilon (the budget per period) must be a positive number");
+        }
+        *e.get_ref()
+    });
+    let period = match &raw.period {
+        Some(text) => text.get_ref().parse::<Retention>().unwrap_or_else(|error| {
+            checker.at(text.span(), error.to_string());
+            Retention::days(30)
+        }),
+        None => Retention::days(30),
+    };
+    let rows_per_person = match &raw.rows_per_person {
+        Some(v) if *v.get_ref() == 0 => {
+            checker.at(v.span(), "rows_per_person must be at least 1");
+            1
+        }
+        Some(v) => *v.get_ref(),
+        None => 20,
+    };
+    if raw.dimensions.is_empty() {
+        checker.at(key.span(), "a dataset needs the dimensions it may be grouped by");
+    }
+    let dimensions = raw.dimensions.iter().filter_map(|name| dimension(checker, scope, name)).collect();
+    let measures = in_file_order(raw.measures)
+        .into_iter()
+        .filter_map(|(path, bounds)| {
+            let [min, max] = *bounds.get_ref();
+            if !(min.is_finite() && max.is_finite() && min < max) {
+                checker.at(bounds.span(), "a measure's bounds are [min, max] with min < max");
+            }
+            usable(checker, scope, &path, "measure").map(|property| Measure { property, min, max })
+        })
+        .collect();
+    let generalize = in_file_order(raw.generalize)
+        .into_iter()
+        .filter_map(|(path, rule)| {
+            let parsed = Generalize::parse(rule.get_ref());
+            if parsed.is_none() {
+                checker.at(
+                    rule.span(),
+                    format!("{:?} is not a generalization: prefix:N, round:N, month or year", rule.get_ref()),
+                );
+            }
+            let property = usable(checker, scope, &path, "generalized property")?;
+            Some((property, parsed?))
+        })
+        .collect();
+    Dataset {
+        generalize,
+        key: key.into_inner(),
+        description: raw.description,
+        k: raw.k.as_ref().map_or(scope.k, |k| at_least_2(checker, k)),
+        epsilon,
+        period,
+        rows_per_person,
+        dimensions,
+        measures,
+    }
+}
+
+fn dimension(checker: &mut Checker<'_>, scope: &Scope<'_>, name: &S<String>) -> Option<Dimension> {
+    match Dimension::builtin(name.get_ref()) {
+        Some(Dimension::Lifecycle) if !scope.lifecycle_declared => {
+            checker.at(
+                name.span(),
+                "grouping by lifecycle needs the stages' thresholds: declare \
+                 [personalization.lifecycle] with new_days, at_risk_days and lapsed_days",
+            );
+            None
+        }
+        Some(builtin) => Some(builtin),
+        None if name.get_ref().contains('.') => {
+            usable(checker, scope, name, "dimension").map(Dimension::Property)
+        }
+        None => {
+            checker.at(
+                name.span(),
+                format!(
+                    "{:?} is not a dimension: one of {} or a declared property path",
+                    name.get_ref(),
+                    Dimension::BUILTIN.join(", ")
+                ),
+            );
+            None
+        }
+    }
 }

@@ -8,7 +8,8 @@ use serde_spanned::Spanned;
 
 use super::{Checker, S, check_key, in_file_order};
 use crate::catalog::{
-    Channel, LIFECYCLE_STAGES, Lifecycle, MessageRule, Personalization, Placement, Property, Purpose,
+    Channel, LIFECYCLE_STAGES, Lifecycle, MessageRule, Personalization, Placement, Property, PropertyId,
+    Purpose,
 };
 use crate::taxonomy::covers;
 
@@ -91,46 +92,9 @@ pub(super) fn check(
 ) -> Option<Personalization> {
     let declared = raw.is_some();
     let raw = raw.unwrap_or_default();
-    let purpose = match &raw.purpose {
-        Some(purpose) => {
-            if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
-                checker.at(
-                    purpose.span(),
-                    format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()),
-                );
-            } else if !covers("personalize", purpose.get_ref()) {
-                checker.at(purpose.span(), "recommendations serve a personalize.* purpose");
-            }
-            purpose.get_ref().clone()
-        }
-        // Without the section: the first personalization purpose, or no personalization at all.
-        None => {
-            match purposes.iter().find(|p| covers("personalize", &p.key)) {
-                Some(found) => found.key.clone(),
-                None if declared => {
-                    checker.at(0..0, "[personalization] needs a purpose, and the catalog declares no personalize.* purpose");
-                    String::new()
-                }
-                None => return None,
-            }
-        }
-    };
-    let property = |checker: &mut Checker<'_>, path: &S<String>, what: &str| {
-        let found = properties.iter().find(|p| &p.path == path.get_ref()).map(|p| p.id);
-        if found.is_none() {
-            checker.at(path.span(), format!("{what} {:?} is not a declared property", path.get_ref()));
-        }
-        found
-    };
-    let interests = raw.interests.as_ref().and_then(|path| property(checker, path, "interests property"));
-    let positive = |checker: &mut Checker<'_>, value: &Option<S<u32>>, default: u32, what: &str| match value {
-        Some(v) if *v.get_ref() == 0 => {
-            checker.at(v.span(), format!("{what} must be at least 1"));
-            default
-        }
-        Some(v) => *v.get_ref(),
-        None => default,
-    };
+    let purpose = purpose(checker, raw.purpose.as_ref(), declared, purposes)?;
+    let interests =
+        raw.interests.as_ref().and_then(|path| property(checker, properties, path, "interests property"));
     let min_support = positive(checker, &raw.min_support, 5, "min_support");
     let cap = positive(checker, &raw.cap, 20, "cap");
     if let Some(v) = raw.cap.as_ref().filter(|_| cap > 200) {
@@ -147,18 +111,103 @@ pub(super) fn check(
     if let Some(v) = raw.trending_days.as_ref().filter(|_| trending_days >= popular_days) {
         checker.at(v.span(), "trending_days must be shorter than popular_days (trends compare against it)");
     }
-    let raw_lifecycle = raw.lifecycle.unwrap_or_default();
+    let lifecycle = lifecycle(checker, raw.lifecycle.unwrap_or_default());
+    let placements = placements(checker, raw.placements);
+    let channels = channels(checker, raw.channels, purposes, properties);
+    let messages = messages(checker, raw.messages, &channels);
+
+    Some(Personalization {
+        purpose,
+        interests,
+        sensitive_categories: raw.sensitive_categories,
+        min_support,
+        cap,
+        neighbors: positive(checker, &raw.neighbors, 50, "neighbors"),
+        epsilon,
+        release_minutes: positive(checker, &raw.release_minutes, 60, "release_minutes"),
+        popular_days,
+        trending_days,
+        half_life_days: positive(checker, &raw.half_life_days, 7, "half_life_days"),
+        lifecycle,
+        placements,
+        channels,
+        messages,
+    })
+}
+
+/// The purpose recommendations serve; none when the catalog neither declares the section nor any
+/// personalization purpose (no personalization at all).
+fn purpose(
+    checker: &mut Checker<'_>,
+    purpose: Option<&S<String>>,
+    declared: bool,
+    purposes: &[Purpose],
+) -> Option<String> {
+    match purpose {
+        Some(purpose) => {
+            if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
+                checker.at(
+                    purpose.span(),
+                    format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()),
+                );
+            } else if !covers("personalize", purpose.get_ref()) {
+                checker.at(purpose.span(), "recommendations serve a personalize.* purpose");
+            }
+            Some(purpose.get_ref().clone())
+        }
+        // Without the section: the first personalization purpose, or no personalization at all.
+        None => {
+            match purposes.iter().find(|p| covers("personalize", &p.key)) {
+                Some(found) => Some(found.key.clone()),
+                None if declared => {
+                    checker.at(0..0, "[personalization] needs a purpose, and the catalog declares no personalize.* purpose");
+                    Some(String::new())
+                }
+                None => None,
+            }
+        }
+    }
+}
+
+fn property(
+    checker: &mut Checker<'_>,
+    properties: &[Property],
+    path: &S<String>,
+    what: &str,
+) -> Option<PropertyId> {
+    let found = properties.iter().find(|p| &p.path == path.get_ref()).map(|p| p.id);
+    if found.is_none() {
+        checker.at(path.span(), format!("{what} {:?} is not a declared property", path.get_ref()));
+    }
+    found
+}
+
+fn positive(checker: &mut Checker<'_>, value: &Option<S<u32>>, default: u32, what: &str) -> u32 {
+    match value {
+        Some(v) if *v.get_ref() == 0 => {
+            checker.at(v.span(), format!("{what} must be at least 1"));
+            default
+        }
+        Some(v) => *v.get_ref(),
+        None => default,
+    }
+}
+
+fn lifecycle(checker: &mut Checker<'_>, raw: RawLifecycle) -> Lifecycle {
     let lifecycle = Lifecycle {
-        new_days: raw_lifecycle.new_days.unwrap_or(14),
-        at_risk_days: raw_lifecycle.at_risk_days.unwrap_or(30),
-        lapsed_days: raw_lifecycle.lapsed_days.as_ref().map_or(90, |d| *d.get_ref()),
+        new_days: raw.new_days.unwrap_or(14),
+        at_risk_days: raw.at_risk_days.unwrap_or(30),
+        lapsed_days: raw.lapsed_days.as_ref().map_or(90, |d| *d.get_ref()),
     };
     if lifecycle.lapsed_days <= lifecycle.at_risk_days {
-        let span = raw_lifecycle.lapsed_days.as_ref().map_or(0..0, Spanned::span);
+        let span = raw.lapsed_days.as_ref().map_or(0..0, Spanned::span);
         checker.at(span, "lifecycle.lapsed_days must be more than at_risk_days");
     }
+    lifecycle
+}
 
-    let placements = in_file_order(raw.placements)
+fn placements(checker: &mut Checker<'_>, raw: BTreeMap<S<String>, RawPlacement>) -> Vec<Placement> {
+    in_file_order(raw)
         .into_iter()
         .map(|(key, raw)| {
             check_key(checker, &key, "placement");
@@ -174,9 +223,16 @@ pub(super) fn check(
                 context: raw.context,
             }
         })
-        .collect();
+        .collect()
+}
 
-    let channels: Vec<Channel> = in_file_order(raw.channels)
+fn channels(
+    checker: &mut Checker<'_>,
+    raw: BTreeMap<S<String>, RawChannel>,
+    purposes: &[Purpose],
+    properties: &[Property],
+) -> Vec<Channel> {
+    in_file_order(raw)
         .into_iter()
         .map(|(key, raw)| {
             check_key(checker, &key, "channel");
@@ -186,17 +242,19 @@ pub(super) fn check(
                     format!("purpose {:?} is not declared under [purposes]", raw.purpose.get_ref()),
                 );
             }
-            let address = property(checker, &raw.address, "address");
+            let address = property(checker, properties, &raw.address, "address");
             Channel {
                 key: key.into_inner(),
                 purpose: raw.purpose.into_inner(),
-                address: address.unwrap_or(crate::catalog::PropertyId(0)),
+                address: address.unwrap_or(PropertyId(0)),
             }
         })
-        .collect();
+        .collect()
+}
 
+fn messages(checker: &mut Checker<'_>, raw: Vec<RawMessage>, channels: &[Channel]) -> Vec<MessageRule> {
     let mut messages: Vec<MessageRule> = Vec::new();
-    for raw in raw.messages {
+    for raw in raw {
         let key = checker.non_empty(&raw.key, "message key");
         if messages.iter().any(|m| m.key == key) {
             checker.at(raw.key.span(), format!("another message is already keyed {key:?}"));
@@ -234,22 +292,5 @@ pub(super) fn check(
             body: raw.body,
         });
     }
-
-    Some(Personalization {
-        purpose,
-        interests,
-        sensitive_categories: raw.sensitive_categories,
-        min_support,
-        cap,
-        neighbors: positive(checker, &raw.neighbors, 50, "neighbors"),
-        epsilon,
-        release_minutes: positive(checker, &raw.release_minutes, 60, "release_minutes"),
-        popular_days,
-        trending_days,
-        half_life_days: positive(checker, &raw.half_life_days, 7, "half_life_days"),
-        lifecycle,
-        placements,
-        channels,
-        messages,
-    })
+    messages
 }
