@@ -310,26 +310,6 @@ impl LedgerFormat {
     }
 }
 
-/// The whole consent ledger for the brand's records, one row per change, oldest first; subjects by
-/// id only. For a role that covers consent records (or the operator at the CLI), and audited.
-pub async fn export(
-    app: &App,
-    exporter: &crate::reads::Reader<'_>,
-    format: LedgerFormat,
-) -> Result<String, AppError> {
-    exporter.require_privacy()?;
-    let entries = whole_ledger(app.store.as_ref()).await?;
-    let entry = tactful_domain::audit::AuditEvent::Export {
-        actor: exporter.actor().to_owned(),
-        role: exporter.role().to_owned(),
-        purpose: crate::reads::RIGHTS_PURPOSE.to_owned(),
-        dataset: "consent_ledger".to_owned(),
-        rows: entries.len() as u64,
-    };
-    app.store.audit_append(vec![entry], app.now()).await?;
-    Ok(render(format, &entries))
-}
-
 /// The whole consent ledger, oldest first, read in pages.
 pub async fn whole_ledger(store: &dyn Store) -> Result<Vec<LedgerEntry>, StoreError> {
     let mut entries = Vec::new();

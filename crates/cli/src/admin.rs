@@ -282,7 +282,7 @@ pub fn verify_receipt(file: &Path, public_key: Option<&str>) -> anyhow::Result<E
 pub async fn consents(state: &App, command: ConsentsCommand) -> anyhow::Result<ExitCode> {
     let ConsentsCommand::Export { format, out, .. } = command;
     let format = tactful_app::consents::LedgerFormat::parse(&format)?;
-    let text = tactful_app::consents::export(state, &Reader::Operator, format).await?;
+    let text = tactful_app::reads::records::ledger(state, &Reader::Operator, format).await?;
     match out {
         Some(path) => {
             std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;

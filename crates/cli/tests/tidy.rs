@@ -50,11 +50,11 @@ fn the_domain_crate_does_no_io() {
     }
 }
 
-/// The domain's top-level modules (`src/x.rs` with `src/x/`), each with the other top-level modules
-/// its files name through `crate::x` or `crate::{x, …}`, comments aside. The domain's modules name
-/// each other only by `crate::` paths (never `super::super::`), so this is every import between them.
-fn domain_imports() -> BTreeMap<String, BTreeSet<String>> {
-    let src = workspace().join("crates/domain/src");
+/// A crate's top-level modules (`src/x.rs` with `src/x/`), each with the other top-level modules
+/// its files name through `crate::x` or `crate::{x, …}`, comments aside. Modules name each other
+/// only by `crate::` paths (never `super::super::`), so this is every import between them.
+fn module_imports(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let src = workspace().join("crates").join(krate).join("src");
     let mut code: BTreeMap<String, String> = BTreeMap::new();
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
@@ -168,7 +168,7 @@ fn a_circle_between_modules_is_found() {
 
 #[test]
 fn domain_modules_depend_on_each_other_one_way() {
-    let imports = domain_imports();
+    let imports = module_imports("domain");
     assert!(
         imports.get("policy").is_some_and(|named| named.contains("catalog") && named.contains("consent")),
         "the imports were read: {imports:#?}"
@@ -179,4 +179,109 @@ fn domain_modules_depend_on_each_other_one_way() {
         "domain modules import each other in a circle; move what both need into a module that \
          depends on neither: {circles:#?}"
     );
+}
+
+#[test]
+fn no_crate_has_modules_that_import_each_other_in_a_circle() {
+    let mut found = Vec::new();
+    for krate in ["domain", "vault", "store", "personalize", "insights", "app", "server", "cli"] {
+        let imports = module_imports(krate);
+        assert!(!imports.is_empty(), "read the modules of {krate}");
+        found.extend(circles(&imports).into_iter().map(|circle| format!("{krate}: {circle}")));
+    }
+    assert!(
+        found.is_empty(),
+        "modules import each other in a circle; move what both need into a module that depends on \
+         neither, or let one tell the other through a trait: {found:#?}"
+    );
+}
+
+/// The `[dependencies]` a crate's manifest names (not its dev-dependencies).
+fn dependencies(krate: &str) -> Vec<String> {
+    let manifest =
+        std::fs::read_to_string(workspace().join("crates").join(krate).join("Cargo.toml")).unwrap();
+    let section = manifest.split("\n[dependencies]").nth(1).unwrap_or_default().split("\n[").next().unwrap();
+    section
+        .lines()
+        .filter_map(|line| line.split(['=', '.']).next())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_use_cases_know_no_http_framework() {
+    let below_the_server = ["app", "domain", "vault", "store", "personalize", "insights"];
+    for krate in below_the_server {
+        let named = dependencies(krate);
+        assert!(!named.is_empty() || krate == "domain", "read the dependencies of {krate}");
+        for forbidden in ["axum", "askama", "tower", "tower-http", "tactful-server", "tactful"] {
+            assert!(
+                !named.iter().any(|name| name == forbidden),
+                "{krate} must not depend on {forbidden}: only the server speaks HTTP and renders pages"
+            );
+        }
+    }
+    let app = dependencies("app");
+    assert!(app.iter().any(|name| name == "tactful-store"), "the dependencies were read: {app:?}");
+}
+
+#[test]
+fn the_server_holds_routes_pages_and_their_plumbing_only() {
+    let src = workspace().join("crates/server/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let plumbing = ["lib.rs", "error.rs", "auth.rs", "session.rs", "web.rs", "metrics.rs"];
+    let mut lines = 0;
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(file).unwrap();
+        lines += text.lines().count();
+        let in_routes = relative.starts_with("routes/");
+        assert!(
+            in_routes || plumbing.contains(&relative.as_str()),
+            "crates/server/src/{relative}: a use case belongs in crates/app; the server keeps routes \
+             (mirroring URLs), pages and the HTTP plumbing ({plumbing:?})"
+        );
+        // The store is the application's: a handler calls one `tactful_app` function instead.
+        let code: String = text.lines().map(|line| line.split("//").next().unwrap_or_default()).collect();
+        let store_calls = code.matches(".store.").count();
+        let allowed = usize::from(relative == "routes/ops.rs") * 2;
+        assert!(
+            store_calls <= allowed,
+            "crates/server/src/{relative} calls the store {store_calls} times; call a tactful_app use case"
+        );
+        assert!(
+            relative == "error.rs" || !code.contains("tactful_store::"),
+            "crates/server/src/{relative} uses the store's types; the application's are the server's"
+        );
+    }
+    assert!(lines < 6_000, "the server has grown to {lines} lines: what is not HTTP belongs in crates/app");
+}
+
+#[test]
+fn no_source_file_passes_800_lines() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates"), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let lines = std::fs::read_to_string(file).unwrap().lines().count();
+            (lines > 800)
+                .then(|| format!("{} ({lines} lines)", file.strip_prefix(workspace()).unwrap().display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these by what their parts do: {long:#?}");
+}
+
+#[test]
+fn the_newcomers_pages_stay_short() {
+    let lines = |name: &str| std::fs::read_to_string(workspace().join(name)).unwrap().lines().count();
+    assert!(lines("README.md") <= 250, "README.md is a newcomer's page: at most 250 lines");
+    assert!(
+        lines("ARCHITECTURE.md") <= 130,
+        "ARCHITECTURE.md is the map, at most two pages: {} lines",
+        lines("ARCHITECTURE.md")
+    );
+    assert!(workspace().join("docs/benchmarks.md").exists(), "the figures live in docs/benchmarks.md");
 }

@@ -404,6 +404,33 @@ mod tests {
         Contribution::from_touches(items.iter().map(|&item| Touch { item, weight: 1, at }))
     }
 
+    proptest::proptest! {
+        /// What is served after someone is forgotten is what would be served had they never been
+        /// learned: exact unlearning reaches the release, not only the aggregates.
+        #[test]
+        fn a_release_after_forgetting_someone_is_the_release_that_never_knew_them(
+            people in proptest::collection::vec(
+                proptest::collection::vec((0u32..12, 1u8..=3, 0i64..(40 * DAY_MS)), 0..10),
+                1..12,
+            ),
+            who in 0usize..12,
+            cap in 1usize..6,
+        ) {
+            let config = Config { cap, ..Config::default() };
+            let people: Vec<Contribution> = people
+                .into_iter()
+                .map(|touches| Contribution::from_touches(touches.into_iter().map(|(item, weight, at)| Touch { item, weight, at })))
+                .collect();
+            let who = who % people.len();
+            let mut learned = Aggregates::train(&config, &people);
+            learned.remove(&people[who]);
+            let never = Aggregates::train(&config, people.iter().enumerate().filter(|(i, _)| *i != who).map(|(_, c)| c));
+            let released = Release::full(&learned, &config, 40 * DAY_MS).unwrap();
+            let never_released = Release::full(&never, &config, 40 * DAY_MS).unwrap();
+            proptest::prop_assert_eq!(released, never_released);
+        }
+    }
+
     #[test]
     fn a_pair_supported_by_fewer_than_k_people_never_appears() {
         let config = Config { min_support: 3, ..Config::default() };

@@ -19,7 +19,6 @@ use tactful_store::{EventCursor, FamilyKeys, OpenEvent, StoreError, SubjectData}
 use crate::App;
 use crate::error::{AppError, ErrorCode};
 use crate::reads::{RIGHTS_PURPOSE, Read, Reader};
-use crate::requests::DOWNLOAD_FOR_MS;
 
 /// Events read and written per page.
 const PAGE: u32 = 500;
@@ -65,6 +64,8 @@ impl PackageQuery {
     }
 }
 
+/// How long a finished access or export package can be downloaded.
+pub const DOWNLOAD_FOR_MS: i64 = 7 * 86_400_000;
 /// How long a download may hold off an erasure of the same person.
 const DOWNLOAD_LEASE_MS: i64 = 30 * 60_000;
 

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{RIGHTS_PURPOSE, Read, Reader};
+use crate::consents::LedgerFormat;
 use crate::error::{AppError, ErrorCode};
 use crate::{App, consents, subjects};
 
@@ -99,4 +100,20 @@ pub async fn access_log(
     read.returned(PROCESSING_RECORDS);
     read.commit().await?;
     Ok(json!({"subject": subject, "entries": entries}))
+}
+
+/// The whole consent ledger for the brand's records, one row per change, oldest first; subjects by
+/// id only. For a role that covers consent records (or the operator at the CLI), and audited.
+pub async fn ledger(app: &App, exporter: &Reader<'_>, format: LedgerFormat) -> Result<String, AppError> {
+    exporter.require_privacy()?;
+    let entries = consents::whole_ledger(app.store.as_ref()).await?;
+    let entry = tactful_domain::audit::AuditEvent::Export {
+        actor: exporter.actor().to_owned(),
+        role: exporter.role().to_owned(),
+        purpose: RIGHTS_PURPOSE.to_owned(),
+        dataset: "consent_ledger".to_owned(),
+        rows: entries.len() as u64,
+    };
+    app.store.audit_append(vec![entry], app.now()).await?;
+    Ok(consents::render(format, &entries))
 }

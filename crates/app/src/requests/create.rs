@@ -295,8 +295,9 @@ pub struct Submission {
 }
 
 /// Makes a request the brand states (`source` is `api` or `cli`) and wakes the worker. Returns its
-/// id and whether it is self-service (whose answer must not tell whether the person is known).
-pub async fn submit(app: &App, source: &str, submission: Submission) -> Result<(String, bool), AppError> {
+/// id and how to answer: the request in full, or for a self-service one only what cannot tell
+/// whether the person is known.
+pub async fn submit(app: &App, source: &str, submission: Submission) -> Result<(String, Value), AppError> {
     let kind = RequestKind::parse(&submission.kind).ok_or_else(|| {
         let kinds: Vec<&str> = RequestKind::ALL.iter().map(|kind| kind.as_str()).collect();
         invalid(format!("type {:?} is not one of {}", submission.kind, kinds.join(", ")))
@@ -357,5 +358,16 @@ pub async fn submit(app: &App, source: &str, submission: Submission) -> Result<(
     };
     let id = create(app, input).await?;
     app.wake_requests.notify_one();
-    Ok((id, self_service))
+    let view = app.store.request(&id).await?.ok_or_else(|| AppError::internal("a request vanished"))?;
+    let answer = if self_service {
+        json!({
+            "id": id,
+            "type": view.record.kind.as_str(),
+            "status": view.record.status.as_str(),
+            "received_at": tactful_domain::segment::format_time(view.record.received_at),
+        })
+    } else {
+        super::details(app, &view).await?
+    };
+    Ok((id, answer))
 }

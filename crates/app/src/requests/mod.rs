@@ -39,8 +39,6 @@ pub use view::{details, list, show};
 const LEASE_MS: i64 = 60_000;
 /// Requests advanced per pass.
 const BATCH: u32 = 8;
-/// How long a finished access or export package can be downloaded.
-pub const DOWNLOAD_FOR_MS: i64 = 7 * 86_400_000;
 /// Rows of an erased person deleted right after the erasure (the background purge does the rest).
 const PURGE_AT_ONCE: u32 = 50_000;
 /// Events opened per page while looking for what the law requires to keep.

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use tactful_app::consents::{self, LedgerFormat};
+use tactful_app::consents::LedgerFormat;
 use tactful_app::reads::Reader;
 
 use crate::AppState;
@@ -36,7 +36,7 @@ async fn export(
 ) -> Result<Response, ApiError> {
     caller.require_privacy()?;
     let format = LedgerFormat::parse(&query(params)?.format)?;
-    let body = consents::export(&state, &Reader::Key(&caller), format).await?;
+    let body = tactful_app::reads::records::ledger(&state, &Reader::Key(&caller), format).await?;
     let content_type = match format {
         LedgerFormat::Csv => "text/csv; charset=utf-8",
         LedgerFormat::Json => "application/json",

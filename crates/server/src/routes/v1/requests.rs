@@ -60,21 +60,8 @@ async fn create(
     ApiJson(body): ApiJson<Submission>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_privacy()?;
-    let (id, self_service) = requests::submit(&state, "api", body).await?;
-    let view = state.store.request(&id).await?.ok_or_else(|| ApiError::internal("a request vanished"))?;
-    if self_service {
-        // The same answer whether or not the person is known: nothing here may tell.
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({
-                "id": id,
-                "type": view.record.kind.as_str(),
-                "status": view.record.status.as_str(),
-                "received_at": format_time(view.record.received_at),
-            })),
-        ));
-    }
-    Ok((StatusCode::ACCEPTED, Json(requests::details(&state, &view).await?)))
+    let (_, answer) = requests::submit(&state, "api", body).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
 #[derive(Debug, Deserialize)]
