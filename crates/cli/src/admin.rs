@@ -408,11 +408,19 @@ pub async fn requests(state: std::sync::Arc<App>, command: RequestsCommand) -> a
             let download =
                 tactful_app::exports::package::download_request(&state, &Reader::Operator, &id, form).await?;
             let mut stream = download.body;
-            let mut file =
-                std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
-            while let Some(chunk) = stream.next().await {
-                std::io::Write::write_all(&mut file, &chunk?)?;
+            let written = async {
+                let mut file =
+                    std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+                while let Some(chunk) = stream.next().await {
+                    std::io::Write::write_all(&mut file, &chunk?)?;
+                }
+                anyhow::Ok(())
             }
+            .await;
+            drop(stream);
+            // This process exits next: end the download now, so an erasure waits no longer.
+            tactful_app::exports::package::end_download(&state, &id).await?;
+            written?;
             eprintln!(
                 "Wrote the package of {id} to {}. It holds personal data: hand it to the person, then delete it.",
                 out.display()

@@ -32,3 +32,19 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_command_says_what_went_wrong_and_why() {
+        // The binary prints errors as `{error:#}`: the application's words, then the cause.
+        let failed = tactful_app::AppError::from(tactful_store::StoreError::Internal(
+            "database disk image is malformed".into(),
+        ));
+        let said = format!("{:#}", anyhow::Error::from(failed));
+        assert_eq!(
+            said,
+            "something went wrong on our side; nothing was stored (internal): internal storage error: database disk image is malformed"
+        );
+    }
+}

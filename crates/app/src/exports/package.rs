@@ -168,6 +168,16 @@ async fn held_categories(app: &App, data: &SubjectData) -> Result<BTreeSet<Strin
     Ok(categories)
 }
 
+/// Ends a download of request `id`: an erasure of the same person no longer waits for it. Streams
+/// end it by themselves (when dropped); a process about to exit calls this so the end is not lost.
+pub async fn end_download(app: &App, id: &str) -> Result<(), StoreError> {
+    let release =
+        tactful_store::RequestUpdate { lease_until: Some(None), ..tactful_store::RequestUpdate::default() };
+    app.store.update_request(id, release).await?;
+    app.wake_requests.notify_one();
+    Ok(())
+}
+
 /// Releases a download's lease when the download ends, finished or abandoned.
 struct LeaseGuard {
     app: Arc<App>,
