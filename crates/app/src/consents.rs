@@ -74,6 +74,8 @@ pub async fn withdraw(
         version,
         source: Some(source),
         jurisdiction,
+        // The objection came through a request the brand (or the person's code) verified.
+        verified: true,
     };
     record_for(app, subject, vec![event]).await
 }
@@ -95,6 +97,7 @@ pub async fn record_lapsed(app: &App, now: i64) -> Result<usize, StoreError> {
             version: lapsed.version,
             source: Some("expiry".into()),
             jurisdiction: lapsed.jurisdiction.clone(),
+            verified: lapsed.verified,
         };
         record_for(app, &entry.subject, vec![expired]).await?;
     }
@@ -228,6 +231,8 @@ fn checked(
         version,
         source: Some("api".into()),
         jurisdiction: found.jurisdiction.clone(),
+        // The brand's API key vouches for whom it records consent for.
+        verified: true,
     })
 }
 

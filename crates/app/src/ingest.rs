@@ -7,10 +7,10 @@
 //! 400 otherwise), because SDKs drop a batch that gets a 4xx and retrying it would not help.
 
 use serde_json::{Value, json};
-use tactful_domain::catalog::Catalog;
+use tactful_domain::catalog::{Catalog, Source};
 use tactful_domain::consent::{self, ConsentSignal};
 use tactful_domain::minimize::{self, Verdict};
-use tactful_domain::segment::{self, Endpoint, EventError, Message};
+use tactful_domain::segment::{self, Endpoint, EventError, Message, MessageType};
 use tactful_store::{IngestEvent, IngestOutcome};
 use tactful_vault::Vault;
 
@@ -135,17 +135,57 @@ fn judge(
             return Slot::Dropped { source: source.key.clone() };
         }
     };
+    let verified = match proof(source, &message) {
+        Ok(verified) => verified,
+        Err(error) => return Slot::Rejected(error),
+    };
     let consent = match consent_of(catalog, &message, request.gpc) {
         Ok(consent) => consent,
         Err(error) => return Slot::Rejected(error),
     };
-    let event =
-        IngestEvent::from_message(catalog, vault, source, &message, minimized, consent, request.received_at);
+    let event = IngestEvent::from_message(
+        catalog,
+        vault,
+        source,
+        &message,
+        minimized,
+        consent,
+        tactful_store::Arrival { at: request.received_at, verified },
+    );
     for drop in &event.dropped {
         prepared.drops.push((source.key.clone(), drop.path.clone(), drop.reason.as_str()));
     }
     prepared.events.push(event);
     Slot::Pending { index: prepared.events.len() - 1, source: source.key.clone() }
+}
+
+/// Whether who an event is about is proven: a server source's word, or on a public source (a
+/// browser or an app, whose write key anyone can read) the identity token of its userId in
+/// `context.identityToken`. An unproven event is taken as its device's (its anonymousId) only; one
+/// that names no device, or an alias, which links people, is refused.
+fn proof(source: &Source, message: &Message) -> Result<bool, EventError> {
+    let token = message
+        .object
+        .get("context")
+        .and_then(|context| context.get("identityToken"))
+        .and_then(Value::as_str);
+    let verified = match message.user_id.as_deref() {
+        Some(user) => source.proves(user, token),
+        None => !source.is_public() || source.trust_claims,
+    };
+    if message.kind == MessageType::Alias && source.is_public() && !source.trust_claims {
+        return Err(EventError::new(
+            "unproven_identity",
+            "alias links people: send it from a server source, whose write key is secret",
+        ));
+    }
+    if !verified && message.anonymous_id.is_none() {
+        return Err(EventError::new(
+            "unproven_identity",
+            "an event from a browser or an app names its device (anonymousId), or proves its userId with an identity token (context.identityToken)",
+        ));
+    }
+    Ok(verified)
 }
 
 fn rejected(code: ErrorCode) -> Slot {
@@ -223,6 +263,12 @@ fn answer(prepared: Prepared, outcomes: &[IngestOutcome]) -> Ingested {
                 Some(IngestOutcome::Suppressed) => {
                     dropped += 1;
                     (source.as_str(), "suppressed")
+                }
+                // A claim on a known person's device: answered like a dropped event too, so a
+                // browser cannot tell whose device it holds.
+                Some(IngestOutcome::Unproven) => {
+                    dropped += 1;
+                    (source.as_str(), "unproven")
                 }
                 None => continue,
             },

@@ -50,6 +50,9 @@ async fn shop_with_events(dir: &Path) {
         events.push(json!({"type": "track", "event": "Product Viewed", "userId": user, "messageId": format!("{user}-v"),
             "properties": {"product_id": "sku-1", "category": "shoes", "price": 47.5}, "context": context}));
     }
+    // From the shop's signed-in pages: each event proves its person with the backend's token.
+    let secret = tactful::demo::shop::Channel::Web.identity_secret().unwrap();
+    tactful::client::signed_in(&mut events, secret);
     let body = bytes::Bytes::from(json!({ "batch": events }).to_string());
     let (status, answer) = Client::new(base).post("/v1/batch", "wk_web_fernhill_demo", body).await.unwrap();
     assert!(status.is_success(), "{}", String::from_utf8_lossy(&answer));

@@ -106,6 +106,15 @@ pub struct ConsentEvent {
     /// Where it came from: a source key, `api`, `preference_center`.
     pub source: Option<String>,
     pub jurisdiction: Option<String>,
+    /// Whether who it is about was proven: by the brand's secret key or API key, the person's own
+    /// session, or an identity token. A signal from a public write key without one is a claim: it
+    /// applies to that device only and a grant never counts as explicit.
+    #[serde(default = "proven")]
+    pub verified: bool,
+}
+
+fn proven() -> bool {
+    true
 }
 
 /// The latest event of one purpose.
@@ -116,6 +125,8 @@ pub struct ConsentRecord {
     pub at: i64,
     pub expires_at: Option<i64>,
     pub version: u32,
+    /// Whether who it is about was proven (see [`ConsentEvent::verified`]).
+    pub verified: bool,
     id: String,
 }
 
@@ -164,6 +175,7 @@ impl ConsentStates {
             at: event.at,
             expires_at: event.expires_at,
             version: event.version,
+            verified: event.verified,
             id: event.id.clone(),
         };
         self.put(&event.purpose, record);
@@ -206,7 +218,7 @@ impl ConsentStates {
                     Status::Expired
                 }
                 ConsentKind::Given | ConsentKind::Renewed => Status::Given {
-                    explicit: record.method.is_explicit(),
+                    explicit: record.verified && record.method.is_explicit(),
                     current: record.version >= current_version,
                 },
             },
@@ -229,6 +241,20 @@ impl ConsentStates {
             ConsentKind::Expired => matches!(status, Status::Given { .. }),
         }
     }
+}
+
+/// The signals of an event whose person is not proven (a claim from a public write key) that may
+/// still be recorded for the subject it reached: on an anonymous device, all of them (they stay
+/// that device's, and a grant never counts as explicit); on a known person's family, only what
+/// narrows (withdrawals, GPC) — a claim never grants anything for a known person.
+pub fn claimed(signals: &[ConsentSignal], reached_known_person: bool) -> Vec<ConsentSignal> {
+    signals
+        .iter()
+        .filter(|signal| {
+            !reached_known_person || !matches!(signal.kind, ConsentKind::Given | ConsentKind::Renewed)
+        })
+        .cloned()
+        .collect()
 }
 
 /// A consent change carried by an event or a request, before it becomes a ledger entry.

@@ -164,8 +164,12 @@ impl Walk<'_> {
         if let Some(property) = self.catalog.property_by_path(&self.path) {
             return self.declared(property, value);
         }
-        // Consent signals ride in `context` but are not properties: the consent ledger reads them.
-        if self.path == "context.consent" || self.path == "context.consentManagement" {
+        // Consent signals and the identity token ride in `context` but are not properties: the
+        // consent ledger and the identity check read them; neither is stored.
+        if matches!(
+            self.path.as_str(),
+            "context.consent" | "context.consentManagement" | "context.identityToken"
+        ) {
             return None;
         }
         match value {

@@ -25,6 +25,21 @@ pub struct Notice {
     pub rights: Vec<Right>,
     pub personalization: Option<PersonalizationNotice>,
     pub analytics: Option<AnalyticsNotice>,
+    /// How each source's events are tied to a person: what counts as proof that they are yours.
+    pub identity: Vec<SourceProof>,
+}
+
+/// What proves that the events of one source are a person's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceProof {
+    pub source: String,
+    /// `server`, `browser` or `mobile`.
+    pub kind: &'static str,
+    /// `our_servers` (the brand's own systems say so), `signed_in` (only while you are signed in,
+    /// proven by a token from the brand's servers), or `taken_at_its_word` (the brand trusts what a
+    /// device says).
+    pub proof: &'static str,
+    pub in_words: &'static str,
 }
 
 /// One purpose, with the data it uses.
@@ -358,7 +373,28 @@ pub fn notice(policy: &Policy) -> Notice {
         rights: RIGHTS.to_vec(),
         personalization,
         analytics,
+        identity: catalog.sources().iter().map(source_proof).collect(),
     }
+}
+
+/// What proves a source's events are a person's, in words for them.
+fn source_proof(source: &crate::catalog::Source) -> SourceProof {
+    let (proof, in_words) = if !source.is_public() {
+        ("our_servers", "Our own systems tell us directly, about the account you hold with us.")
+    } else if source.trust_claims {
+        (
+            "taken_at_its_word",
+            "We link what this app or site sends to the account it names, without further proof.",
+        )
+    } else {
+        (
+            "signed_in",
+            "Linked to your account only while you are signed in (our servers prove it is you). Before \
+             that, what a browser or app sends stays with that device, and a choice made there applies \
+             to that device only.",
+        )
+    };
+    SourceProof { source: source.name.clone(), kind: source.kind.as_str(), proof, in_words }
 }
 
 /// What a destination is told, in words.

@@ -36,7 +36,9 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
     let jurisdiction = event.jurisdiction.as_deref().and_then(|key| catalog.jurisdiction(key));
     let purpose_name = purpose.map_or(event.purpose.as_str(), |purpose| purpose.name.as_str());
     let consent_type = match event.kind {
-        ConsentKind::Given | ConsentKind::Renewed if event.method.is_explicit() => "EXPLICIT",
+        ConsentKind::Given | ConsentKind::Renewed if event.verified && event.method.is_explicit() => {
+            "EXPLICIT"
+        }
         ConsentKind::Given | ConsentKind::Renewed => "IMPLICIT",
         ConsentKind::Withdrawn => "WITHDRAWN",
         ConsentKind::Expired => "EXPIRED",
@@ -91,6 +93,8 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
                 "timestamp": format_time(event.at),
                 "method": event.method.as_str(),
                 "source": event.source,
+                // Whether who it is about was proven, or only claimed by a public write key.
+                "identity": if event.verified { "verified" } else { "claimed" },
                 "expires": event.expires_at.map(format_time),
             },
         },
@@ -160,6 +164,7 @@ mod tests {
             version: 1,
             source: Some("preference_center".into()),
             jurisdiction: Some("eu".into()),
+            verified: true,
         };
         let receipt = receipt(&catalog, "sub_abc", &event);
         assert_eq!(receipt["version"], "KI-CR-v1.1.0");

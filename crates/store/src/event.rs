@@ -11,6 +11,15 @@ use tactful_vault::Vault;
 
 use crate::{IdentityClaim, IngestEvent};
 
+/// How an event arrived: when, and whether who it is about is proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// A server source's word, or an identity token on a public one (see [`IngestEvent::verified`]).
+    pub verified: bool,
+}
+
 impl IngestEvent {
     /// The event to store for `message` from `source`, kept as `minimized`, carrying `consent`.
     pub fn from_message(
@@ -20,8 +29,9 @@ impl IngestEvent {
         message: &Message,
         minimized: Minimized,
         consent: Vec<ConsentSignal>,
-        received_at: i64,
+        arrival: Arrival,
     ) -> IngestEvent {
+        let Arrival { at: received_at, verified } = arrival;
         let claim = |kind: IdentifierKind, raw: &str| {
             kind.normalize(raw).ok().map(|value| IdentityClaim {
                 blind: vault.blind(kind.as_str(), &value),
@@ -31,7 +41,11 @@ impl IngestEvent {
             })
         };
         let mut identities: Vec<IdentityClaim> = Vec::with_capacity(2 + minimized.identifiers.len());
-        if let Some(user_id) = message.user_id.as_deref().and_then(|id| claim(IdentifierKind::UserId, id)) {
+        // An unproven event's userId and identifying traits are claims: data of the device, never
+        // identities that could find, merge or bind a person.
+        if let Some(user_id) =
+            message.user_id.as_deref().filter(|_| verified).and_then(|id| claim(IdentifierKind::UserId, id))
+        {
             identities.push(user_id);
         }
         let alias_previous = match (message.kind, message.previous_id.as_deref()) {
@@ -50,7 +64,7 @@ impl IngestEvent {
             {
                 identities.push(anonymous);
             }
-            for (kind, raw, property) in &minimized.identifiers {
+            for (kind, raw, property) in minimized.identifiers.iter().filter(|_| verified) {
                 if let Some(found) = claim(kind.clone(), raw)
                     && !identities.iter().any(|known| known.blind == found.blind)
                 {
@@ -81,6 +95,7 @@ impl IngestEvent {
             jurisdiction,
             minor,
             default_jurisdiction: source.default_jurisdiction.clone(),
+            verified,
         }
     }
 }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use tactful_vault::{MasterKeys, Vault, VaultError};
 
+pub use event::Arrival;
 pub use postgres::PostgresStore;
 pub use read::{FamilyKeys, OpenEvent, OpenIdentity, OpenProfileValue};
 pub use records::{

@@ -55,6 +55,10 @@ pub struct IngestEvent {
     pub minor: Option<bool>,
     /// The jurisdiction of the event's source, for subjects first seen here.
     pub default_jurisdiction: Option<String>,
+    /// Whether who the event is about is proven (a server source, or an identity token on a public
+    /// one). An unproven event keeps only its anonymousId as an identity: its userId and identifying
+    /// traits are claims, kept as the device's data, never linked.
+    pub verified: bool,
 }
 
 /// What became of one event.
@@ -67,6 +71,10 @@ pub enum IngestOutcome {
     Duplicate,
     /// One of its identifiers is suppressed (the person asked for their events to be dropped).
     Suppressed,
+    /// Unproven (a claim from a public write key) on a known person's device, saying who they are
+    /// (an identify, traits): nothing of it is stored for them, and of its consent only what
+    /// narrows (a withdrawal, GPC) counts.
+    Unproven,
 }
 
 /// One subject's stored data, still sealed; open it with the keys of [`SubjectData::keys`].

@@ -14,6 +14,7 @@ use tactful_domain::identity::{self, Binding, Claim, IdentifierKind, Target};
 use tactful_domain::minimize::{self, DropReason};
 use tactful_domain::policy::{Policy, SubjectContext};
 use tactful_domain::receipt;
+use tactful_domain::segment::MessageType;
 use tactful_vault::{Blind, SubjectKey, Vault};
 
 use crate::{IdentityClaim, IngestEvent, IngestOutcome, Result, SubjectState, seal_context};
@@ -174,7 +175,19 @@ pub(crate) fn resolve(
             Some(previous) => (state.alias(event, previous)?, Vec::new()),
             None => state.event(event)?,
         };
-        state.learn(&subject, event)?;
+        let claim_on_a_known_device = !event.verified && state.known.get(&subject).copied().unwrap_or(false);
+        if claim_on_a_known_device && (event.kind == MessageType::Identify || !event.profile.is_empty()) {
+            // What an unproven device says about a known person (traits, who they are) is not
+            // theirs to hear: it may narrow their consent, nothing more.
+            state.consent(&subject, event)?;
+            outcomes.push(IngestOutcome::Unproven);
+            continue;
+        }
+        // What the device did is its person's history; what it claims about them (their country,
+        // their age) is not learnt from an unproven event.
+        if !claim_on_a_known_device {
+            state.learn(&subject, event)?;
+        }
         // Consent arriving with the event counts before the event's own properties are judged.
         state.consent(&subject, event)?;
         let withheld = state.withheld(&subject, event, now)?;
@@ -429,10 +442,16 @@ impl State<'_> {
             return Ok(());
         }
         let catalog = self.catalog.clone();
+        let reached_known_person = self.known.get(subject).copied().unwrap_or(false);
+        let signals = if event.verified {
+            event.consent.clone()
+        } else {
+            tactful_domain::consent::claimed(&event.consent, reached_known_person)
+        };
         let known = self.known_of(subject)?;
         let jurisdiction = known.jurisdiction.clone();
         let mut recorded = Vec::new();
-        for signal in &event.consent {
+        for signal in &signals {
             let Some(purpose) = catalog.purpose(&signal.purpose) else { continue };
             // An older event (an offline queue, a late retry) does not undo a newer choice.
             if known.consents.get(&signal.purpose).is_some_and(|record| record.at > event.timestamp) {
@@ -451,6 +470,7 @@ impl State<'_> {
                 version: purpose.version,
                 source: Some(event.source.clone()),
                 jurisdiction: jurisdiction.clone(),
+                verified: event.verified,
             };
             known.consents.apply(&entry);
             recorded.push(entry);

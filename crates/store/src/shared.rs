@@ -93,9 +93,9 @@ pub(crate) const OPEN_STATUSES: &str = "'received', 'verifying', 'running', 'wai
 /// choice is the family's.
 pub(crate) const LAPSED_CONSENTS_SQL: &str = "WITH family AS (
      SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction,
-            COALESCE(s.merged_into, s.id) AS subject_id
+            c.verified, COALESCE(s.merged_into, s.id) AS subject_id
      FROM consent_events c JOIN subjects s ON s.id = c.subject_id)
- SELECT id, purpose, kind, method, at, expires_at, version, source, jurisdiction, subject_id FROM family c
+ SELECT id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified, subject_id FROM family c
  WHERE c.expires_at IS NOT NULL AND c.expires_at <= ?1 AND c.kind IN ('given', 'renewed')
    AND NOT EXISTS (SELECT 1 FROM family l WHERE l.subject_id = c.subject_id AND l.purpose = c.purpose
                    AND (l.at > c.at OR (l.at = c.at AND l.id > c.id)))

@@ -365,6 +365,7 @@ mod tests {
                 version: 1,
                 source: None,
                 jurisdiction: jurisdiction.map(str::to_owned),
+                verified: true,
             },
         }
     }

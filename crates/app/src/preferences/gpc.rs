@@ -32,6 +32,8 @@ pub async fn apply_gpc(app: &App, found: &SubjectState) -> Result<Gpc, AppError>
                 version: purpose.version,
                 source: Some("preference_center".into()),
                 jurisdiction: found.jurisdiction.clone(),
+                // The person's own session.
+                verified: true,
             });
         } else if matches!(
             folded.status(&purpose.key, purpose.version, now),

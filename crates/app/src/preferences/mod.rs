@@ -196,6 +196,8 @@ pub async fn choose(
             version: purpose.version,
             source: Some("preference_center".into()),
             jurisdiction: found.jurisdiction.clone(),
+            // The person's own session.
+            verified: true,
         });
     }
     if events.is_empty() {

@@ -70,6 +70,7 @@ fn decisions(count: u64) -> anyhow::Result<()> {
                     version: purpose.version,
                     source: None,
                     jurisdiction: None,
+                    verified: true,
                 };
                 subjects.push(SubjectContext {
                     jurisdiction,

@@ -113,7 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  # send an event the way analytics SDKs do (the undeclared `coupon` is dropped and counted)");
     println!(
         "  curl -s {base}/v1/track -u wk_web_fernhill_demo: -H 'content-type: application/json' \\\n    -d '{}'",
-        json!({"userId": "you-1", "event": "Product Viewed", "properties": {"product_id": "sku-0001", "coupon": "SAVE10"}})
+        json!({"anonymousId": "your-browser", "event": "Product Viewed", "properties": {"product_id": "sku-0001", "coupon": "SAVE10"}})
     );
     println!("  # what minimization dropped, per source and path");
     println!("  curl -s {base}/metrics | grep properties_dropped");

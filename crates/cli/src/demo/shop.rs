@@ -183,6 +183,16 @@ impl Channel {
             Channel::Backend => "wk_backend_fernhill_demo",
         }
     }
+
+    /// The secret the shop's backend signs identity tokens with for this source's signed-in people
+    /// (the example catalog's `identity_secret`); none for the order service, whose key is secret.
+    pub fn identity_secret(self) -> Option<&'static str> {
+        match self {
+            Channel::Web => Some("idsec_fernhill_web_demo_replace_me"),
+            Channel::Ios => Some("idsec_fernhill_ios_demo_replace_me"),
+            Channel::Backend => None,
+        }
+    }
 }
 
 /// One generated customer and everything they sent, in time order.
@@ -379,6 +389,15 @@ pub fn customer(products: &[Product], seed: u64, index: u64, now: i64) -> Custom
             events.push((Channel::Backend, with_type(order, "track")));
         }
     }
+    // A signed-in page or app sends what the shop's backend gave it: the identity token of the
+    // person, so their events prove whose they are.
+    for (channel, event) in &mut events {
+        if let (Some(secret), Some(user)) =
+            (channel.identity_secret(), event["userId"].as_str().map(str::to_owned))
+        {
+            event["context"]["identityToken"] = json!(tactful_domain::identity::token(secret, &user));
+        }
+    }
     Customer { email, registered: signed_up, events }
 }
 
@@ -414,6 +433,13 @@ mod tests {
         let again = customer(&products, 7, 3, now);
         assert_eq!(first.events.len(), again.events.len());
         assert_eq!(first.events[0].1, again.events[0].1);
+        // Signed-in events from the site and the app prove whose they are.
+        for (channel, event) in &first.events {
+            if let (Some(secret), Some(user)) = (channel.identity_secret(), event["userId"].as_str()) {
+                let token = event["context"]["identityToken"].as_str().unwrap_or_default();
+                assert!(tactful_domain::identity::token_valid(secret, user, token), "{event}");
+            }
+        }
         let total: usize = (0..200).map(|index| customer(&products, 7, index, now).events.len()).sum();
         assert!(total > 200 * 5, "customers do things: {total}");
         let orders = (0..200)

@@ -21,10 +21,13 @@ async fn audit_verify_names_the_first_entry_edited_removed_reordered_or_truncate
 
     let client = Client::new(server.base.clone());
     for reader in 0..3 {
-        let event = json!({"type": "identify", "userId": format!("reader-{reader}"), "messageId": format!("m-{reader}"),
+        let mut event = [
+            json!({"type": "identify", "userId": format!("reader-{reader}"), "messageId": format!("m-{reader}"),
                            "traits": {"email": format!("reader-{reader}@example.com")},
-                           "context": {"consent": {"categoryPreferences": {"Email": true}}}});
-        let body = Bytes::from(json!({"batch": [event]}).to_string());
+                           "context": {"consent": {"categoryPreferences": {"Email": true}}}}),
+        ];
+        tactful::client::signed_in(&mut event, web_secret());
+        let body = Bytes::from(json!({"batch": event}).to_string());
         let (status, _) = client.post("/v1/batch", "wk_web_fernhill_demo", body).await.unwrap();
         assert!(status.is_success());
         let path =
@@ -141,10 +144,11 @@ async fn keys_receipts_and_the_consent_export_from_the_command_line() {
     );
     assert!(created);
     let key = key.trim().to_owned();
-    let event = json!({"type": "identify", "userId": "reader-1", "messageId": "k-1",
-                       "context": {"consent": {"categoryPreferences": {"Email": true, "Advertising": false}}}});
+    let mut event = [json!({"type": "identify", "userId": "reader-1", "messageId": "k-1",
+                       "context": {"consent": {"categoryPreferences": {"Email": true, "Advertising": false}}}})];
+    tactful::client::signed_in(&mut event, web_secret());
     let (status, _) = client
-        .post("/v1/batch", "wk_web_fernhill_demo", Bytes::from(json!({"batch": [event]}).to_string()))
+        .post("/v1/batch", "wk_web_fernhill_demo", Bytes::from(json!({"batch": event}).to_string()))
         .await
         .unwrap();
     assert!(status.is_success());

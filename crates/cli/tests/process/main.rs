@@ -91,8 +91,13 @@ pub(crate) fn write_catalog(dir: &Path) {
     std::fs::write(dir.join("tactful.toml"), Catalog::example_text()).unwrap();
 }
 
+/// The identity secret of the example shop's web source, which its backend signs tokens with.
+pub(crate) fn web_secret() -> &'static str {
+    tactful::demo::shop::Channel::Web.identity_secret().expect("the web source is public")
+}
+
 pub(crate) fn batch(client: usize, sequence: usize) -> Bytes {
-    let events: Vec<Value> = (0..50)
+    let mut events: Vec<Value> = (0..50)
         .map(|index| {
             json!({
                 "type": if index % 10 == 0 { "identify" } else { "track" },
@@ -105,6 +110,7 @@ pub(crate) fn batch(client: usize, sequence: usize) -> Bytes {
             })
         })
         .collect();
+    tactful::client::signed_in(&mut events, web_secret());
     Bytes::from(json!({"batch": events}).to_string())
 }
 
@@ -197,7 +203,12 @@ pub(crate) async fn until(client: &Client, path: &str, key: &str, done: impl Fn(
     }
 }
 
-pub(crate) async fn send(client: &Client, write_key: &str, events: Vec<Value>) {
+/// Sends events as the shop's pages do: from the web source, signed in (with the identity token of
+/// their userId); from the order service as they are.
+pub(crate) async fn send(client: &Client, write_key: &str, mut events: Vec<Value>) {
+    if write_key == "wk_web_fernhill_demo" {
+        tactful::client::signed_in(&mut events, web_secret());
+    }
     let (status, answer) =
         client.post("/v1/batch", write_key, Bytes::from(json!({"batch": events}).to_string())).await.unwrap();
     assert!(status.is_success(), "{}", String::from_utf8_lossy(&answer));

@@ -243,6 +243,8 @@ async fn two_instances_over_one_postgres_lose_nothing_and_link_rightly() {
                 for person in (0..20).chain(others.iter().copied()) {
                     batch.extend(person_events(instance, person, round));
                 }
+                // From signed-in pages: each event with a userId carries the backend's token.
+                tactful::client::signed_in(&mut batch, web_secret());
                 let body = Bytes::from(json!({"batch": batch}).to_string());
                 let (status, answer) =
                     client.post("/v1/batch", "wk_web_fernhill_demo", body.clone()).await.unwrap();

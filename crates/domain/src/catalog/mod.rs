@@ -120,6 +120,27 @@ pub struct Brand {
     pub policy_url: Option<String>,
 }
 
+/// Where a source's write key lives, which decides what its events can prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The brand's own servers: the write key is secret, so what its events say is the brand's word.
+    Server,
+    /// A web page: the write key ships to every visitor, so anyone can send with it.
+    Browser,
+    /// A mobile app: the write key ships in the app, so anyone can send with it.
+    Mobile,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Server => "server",
+            SourceKind::Browser => "browser",
+            SourceKind::Mobile => "mobile",
+        }
+    }
+}
+
 /// Where events come from: an app or SDK identified by its write key.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -127,6 +148,14 @@ pub struct Source {
     pub key: String,
     pub name: String,
     pub write_key: Secret,
+    pub kind: SourceKind,
+    /// For a public source: the secret the brand's backend signs identity tokens with, so events
+    /// from a signed-in person's device prove whose they are.
+    pub identity_secret: Option<Secret>,
+    /// A public source whose userIds and identifying traits count without a token (the brand's
+    /// choice, which `catalog check` spells out: anyone holding the write key can then act as
+    /// anyone).
+    pub trust_claims: bool,
     /// Reject events carrying undeclared properties instead of dropping those properties.
     pub strict: bool,
     /// Origins allowed to send from browsers (CORS). `*` allows any.
@@ -135,6 +164,26 @@ pub struct Source {
     pub default_jurisdiction: Option<String>,
     /// Whether this source may deliver properties in sensitive categories at all.
     pub allow_sensitive: bool,
+}
+
+impl Source {
+    /// Whether the write key ships to the public (a browser or an app), so that a userId or an
+    /// identifying trait its events carry is only a claim unless an identity token proves it.
+    pub fn is_public(&self) -> bool {
+        self.kind != SourceKind::Server
+    }
+
+    /// Whether an event of this source proves that it belongs to `user_id`: always for a server
+    /// source or one that trusts claims; otherwise only with the identity token of `user_id`.
+    pub fn proves(&self, user_id: &str, token: Option<&str>) -> bool {
+        if !self.is_public() || self.trust_claims {
+            return true;
+        }
+        match (&self.identity_secret, token) {
+            (Some(secret), Some(token)) => crate::identity::token_valid(secret.expose(), user_id, token),
+            _ => false,
+        }
+    }
 }
 
 /// A purpose: a fideslang data use, explained in plain words.

@@ -6,8 +6,8 @@ use super::*;
 const MINIMAL: &str = r#"
 [brand]
 name = "Shop"
-
 [sources.web]
+kind = "server"
 write_key = "wk_test_12345"
 
 [purposes."essential.service"]
@@ -141,15 +141,39 @@ fn paths_are_checked() {
 
 #[test]
 fn write_keys_are_unique_and_long_enough() {
-    let text = format!("{MINIMAL}\n[sources.app]\nwrite_key = \"wk_test_12345\"\n");
-    check(&text, 20, "already used by another source");
+    let text = format!("{MINIMAL}\n[sources.app]\nkind = \"server\"\nwrite_key = \"wk_test_12345\"\n");
+    check(&text, 21, "already used by another source");
     let text = MINIMAL.replace("wk_test_12345", "short");
     check(&text, 6, "at least 8 characters");
 }
 
 #[test]
+fn a_source_says_whether_its_write_key_is_secret_or_public() {
+    let text = MINIMAL.replace("kind = \"server\"\n", "");
+    check(&text, 4, "say where this source's write key lives");
+    let text = MINIMAL.replace("kind = \"server\"", "kind = \"web\"");
+    check(&text, 5, "is not \"server\", \"browser\" or \"mobile\"");
+    let text = MINIMAL.replace("kind = \"server\"", "kind = \"browser\"\nidentity_secret = \"short\"");
+    check(&text, 6, "at least 16 characters");
+    let text = MINIMAL
+        .replace("kind = \"server\"", "kind = \"server\"\nidentity_secret = \"idsec_0123456789abcdef\"");
+    check(&text, 6, "needs no identity_secret");
+    let text = MINIMAL.replace("kind = \"server\"", "kind = \"server\"\ntrust_claims = true");
+    check(&text, 6, "trust_claims is for browser and mobile sources");
+    let text = MINIMAL
+        .replace("kind = \"server\"", "kind = \"browser\"\nidentity_secret = \"idsec_0123456789abcdef\"");
+    let catalog = Catalog::parse(&text).unwrap();
+    let source = &catalog.sources()[0];
+    assert!(source.is_public());
+    let token = crate::identity::token("idsec_0123456789abcdef", "u-1");
+    assert!(source.proves("u-1", Some(&token)), "the backend's token proves the person");
+    assert!(!source.proves("u-2", Some(&token)), "for that person only");
+    assert!(!source.proves("u-1", None), "without a token, a claim");
+}
+
+#[test]
 fn a_catalog_without_sources_is_refused() {
-    let text = MINIMAL.replace("[sources.web]\nwrite_key = \"wk_test_12345\"\n", "");
+    let text = MINIMAL.replace("[sources.web]\nkind = \"server\"\nwrite_key = \"wk_test_12345\"\n", "");
     let found = problems(&text);
     assert!(
         found.iter().any(|(line, _, message)| *line == 0 && message.contains("no [sources.*]")),

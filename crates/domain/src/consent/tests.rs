@@ -16,6 +16,7 @@ fn event(id: &str, purpose: &str, kind: ConsentKind, method: ConsentMethod, at: 
         version: 1,
         source: None,
         jurisdiction: None,
+        verified: true,
     }
 }
 
@@ -53,6 +54,7 @@ fn arbitrary_event() -> impl Strategy<Value = ConsentEvent> {
             version,
             source: None,
             jurisdiction: None,
+            verified: true,
         })
 }
 

@@ -104,6 +104,7 @@ fn the_stated_basis_is_the_one_the_policy_enforces() {
                                 version: stated.version,
                                 source: None,
                                 jurisdiction: None,
+                                verified: true,
                             }]);
                         }
                         let subject = SubjectContext { jurisdiction, consents, ..SubjectContext::default() };

@@ -9,6 +9,7 @@ const CATALOG: &str = r#"
 name = "Test"
 
 [sources.web]
+kind = "server"
 write_key = "wk_test_12345"
 
 [jurisdictions.optin]
@@ -117,6 +118,7 @@ fn consents_in(state: &str, purpose: &str) -> ConsentStates {
         version,
         source: None,
         jurisdiction: None,
+        verified: true,
     }])
 }
 
@@ -283,6 +285,7 @@ fn gpc_withdraws_sale_and_sharing_in_an_opt_out_regime() {
             version: 2,
             source: None,
             jurisdiction: None,
+            verified: true,
         });
     }
     let consents = policy.consents(&subject, 20);

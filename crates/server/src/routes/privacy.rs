@@ -85,6 +85,9 @@ pub fn notice_json(notice: &Notice) -> Value {
         })).collect::<Vec<_>>(),
         "promises": notice.promises.iter().map(|p| json!({"name": p.name, "text": p.text})).collect::<Vec<_>>(),
         "rights": notice.rights.iter().map(|r| json!({"right": r.key, "title": r.title, "how": r.how})).collect::<Vec<_>>(),
+        "identity": notice.identity.iter().map(|s| json!({
+            "source": s.source, "kind": s.kind, "proof": s.proof, "explained": s.in_words,
+        })).collect::<Vec<_>>(),
         "personalization": notice.personalization.as_ref().map(|p| json!({
             "purpose": p.purpose,
             "min_people_per_pair": p.min_people,

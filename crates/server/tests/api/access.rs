@@ -21,10 +21,12 @@ contact = "privacy@lantern.example"
 policy_url = "https://lantern.example/privacy"
 
 [sources.web]
+kind = "server"
 write_key = "wk_web_lantern"
 default_jurisdiction = "eu"
 
 [sources.california]
+kind = "server"
 write_key = "wk_ca_lantern"
 default_jurisdiction = "us-ca"
 

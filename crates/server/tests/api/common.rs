@@ -127,6 +127,12 @@ impl Harness {
     }
 }
 
+/// The identity token the example shop's backend gives a signed-in person's browser (its web
+/// source's identity secret), proving events from that browser are `user`'s.
+pub fn web_token(user: &str) -> String {
+    tactful_domain::identity::token("idsec_fernhill_web_demo_replace_me", user)
+}
+
 /// HTTP Basic with a write key as user name, as SDKs send it.
 pub fn basic(key: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))

@@ -14,6 +14,7 @@ const CATALOG: &str = r#"
 name = "Fernhill Market"
 
 [sources.web]
+kind = "server"
 write_key = "wk_web_fernhill"
 default_jurisdiction = "eu"
 

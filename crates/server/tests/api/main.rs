@@ -5,6 +5,7 @@
 mod access;
 mod common;
 mod console;
+mod identity;
 mod insights;
 mod me;
 mod openapi;

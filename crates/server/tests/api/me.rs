@@ -445,6 +445,8 @@ async fn the_privacy_notice_states_what_the_policy_enforces_for_people_and_machi
         "We never use where you are to target advertising in the EU or the UK.",
         "California (CCPA/CPRA): 45 days",
         "Delete my data",
+        "How we know it is you",
+        "Linked to your account only while you are signed in",
     ] {
         assert!(html.contains(&text.replace('\'', "&#x27;")) || html.contains(text), "{text}");
     }
@@ -464,6 +466,14 @@ async fn the_privacy_notice_states_what_the_policy_enforces_for_people_and_machi
     assert!(never["categories"].as_array().unwrap().contains(&json!("user.location.coarse")));
     let ca = ads["basis"].as_array().unwrap().iter().find(|b| b["jurisdiction"] == "us-ca").unwrap();
     assert_eq!(ca["uses"][0]["basis"], "unless_you_opt_out");
+    // What counts as proof, per source: the shop's servers, or a signed-in page or app.
+    let proofs: Vec<(&str, &str)> = notice["identity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["proof"].as_str().unwrap()))
+        .collect();
+    assert_eq!(proofs, [("browser", "signed_in"), ("server", "our_servers"), ("mobile", "signed_in")]);
 
     // The front door points to the notice, and assets come from the server itself.
     let (status, _, html) = h.page("/", None).await;
@@ -552,10 +562,12 @@ async fn a_browsers_global_privacy_control_switches_off_sale_and_sharing_but_not
     let h = Harness::open(Catalog::parse(Catalog::example_text()).unwrap(), 64, None).await;
     let ads = "marketing.advertising.third_party.targeted";
     let person = |user: &str, advertising: Option<bool>| {
+        // The shop's signed-in page sends the identity token its backend made for this person.
         let mut event = json!({"type": "identify", "userId": user, "messageId": format!("{user}-1"),
-            "traits": {"email": format!("{user}@example.com")}});
+            "traits": {"email": format!("{user}@example.com")},
+            "context": {"identityToken": crate::common::web_token(user)}});
         if let Some(yes) = advertising {
-            event["context"] = json!({"consent": {"categoryPreferences": {"Advertising": yes}}});
+            event["context"]["consent"] = json!({"categoryPreferences": {"Advertising": yes}});
         }
         event
     };

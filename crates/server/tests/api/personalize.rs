@@ -16,10 +16,12 @@ name = "Fernhill Market"
 contact = "privacy@fernhill.example"
 
 [sources.web]
+kind = "server"
 write_key = "wk_web_fernhill"
 default_jurisdiction = "eu"
 
 [sources.app]
+kind = "server"
 write_key = "wk_app_fernhill"
 default_jurisdiction = "eu"
 allow_sensitive = true
@@ -174,7 +176,7 @@ impl Harness {
     }
 
     /// What the serving instance's updater does every second.
-    async fn learn(&self) {
+    pub(crate) async fn learn(&self) {
         let engine = self.state.personalization.clone().expect("personalization is on");
         while tactful_app::personalize::update_dirty(&self.state, &engine).await.unwrap() > 0 {}
         engine.sync(self.state.store.as_ref(), &self.state.vault).await.unwrap();

@@ -18,13 +18,17 @@ use tower::ServiceExt;
 fn test_catalog() -> Catalog {
     let extra = r#"
 [sources.python]
+kind = "server"
 write_key = "wk_python_fixture"
 [sources.node]
+kind = "server"
 write_key = "wk_node_fixture"
 [sources.browser]
+kind = "server"
 write_key = "wk_browser_fixture"
 allowed_origins = ["http://localhost:8080"]
 [sources.java]
+kind = "server"
 write_key = "wk_java_fixture"
 
 [events."Subscription Started"]
@@ -41,8 +45,13 @@ category = "user.behavior.purchase_history"
 purposes = ["essential.legal_obligation"]
 retention = "10y"
 "#;
-    let example =
-        Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
+    // These tests exercise the Segment protocol: the example's web and iOS sources trust what their
+    // events claim here, so a userId links as the protocol expects. What counts as proof on public
+    // sources (identity tokens) is tested in `identity.rs`.
+    let example = Catalog::example_text()
+        .replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"")
+        .replace("kind = \"browser\"", "kind = \"browser\"\ntrust_claims = true")
+        .replace("kind = \"mobile\"", "kind = \"mobile\"\ntrust_claims = true");
     let extra = extra
         .replace(
             "write_key = \"wk_python_fixture\"",

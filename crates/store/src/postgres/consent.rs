@@ -28,6 +28,7 @@ pub(super) fn to_event(row: &PgRow) -> Result<ConsentEvent> {
         version: u32::try_from(row.try_get::<i32, _>("version")?).unwrap_or(0),
         source: row.try_get("source")?,
         jurisdiction: row.try_get("jurisdiction")?,
+        verified: row.try_get("verified")?,
     })
 }
 
@@ -46,11 +47,13 @@ pub(super) async fn write_consents(conn: &mut PgConnection, rows: &[ConsentRow],
         rows.iter().map(|row| i32::try_from(row.event.version).unwrap_or(i32::MAX)).collect();
     let sources: Vec<Option<&str>> = rows.iter().map(|row| row.event.source.as_deref()).collect();
     let jurisdictions: Vec<Option<&str>> = rows.iter().map(|row| row.event.jurisdiction.as_deref()).collect();
+    let verified: Vec<bool> = rows.iter().map(|row| row.event.verified).collect();
     let receipts: Vec<&str> = rows.iter().map(|row| row.receipt.as_str()).collect();
     sqlx::query(
-        "INSERT INTO consent_events (id, subject_id, purpose, kind, method, at, expires_at, version, source, jurisdiction)
+        "INSERT INTO consent_events (id, subject_id, purpose, kind, method, at, expires_at, version, source, jurisdiction,
+                                     verified)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                              $8::int4[], $9::text[], $10::text[])",
+                              $8::int4[], $9::text[], $10::text[], $11::bool[])",
     )
     .bind(&ids)
     .bind(&subjects)
@@ -62,6 +65,7 @@ pub(super) async fn write_consents(conn: &mut PgConnection, rows: &[ConsentRow],
     .bind(&versions)
     .bind(&sources)
     .bind(&jurisdictions)
+    .bind(&verified)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -84,7 +88,7 @@ pub(super) async fn consent_ledger(
 ) -> Result<Vec<LedgerEntry>> {
     let (at, id) = after.unwrap_or((i64::MIN, String::new()));
     let rows = sqlx::query(
-        "SELECT subject_id, id, purpose, kind, method, at, expires_at, version, source, jurisdiction FROM consent_events
+        "SELECT subject_id, id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified FROM consent_events
          WHERE (at, id) > ($1, $2) ORDER BY at, id LIMIT $3",
     )
     .bind(at)

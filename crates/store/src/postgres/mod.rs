@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_analytics.sql"),
     include_str!("migrations/0007_sign_in_codes.sql"),
     include_str!("migrations/0008_window_envelopes.sql"),
+    include_str!("migrations/0009_consent_provenance.sql"),
 ];
 
 pub struct PostgresStore {

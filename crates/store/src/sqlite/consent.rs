@@ -12,7 +12,8 @@ use super::{SqliteStore, deliveries, now_millis};
 use crate::resolve::ConsentRow;
 use crate::{ConsentStore, LedgerEntry, NewDelivery, Result, StoreError, StoredReceipt};
 
-const CONSENT_COLUMNS: &str = "id, purpose, kind, method, at, expires_at, version, source, jurisdiction";
+const CONSENT_COLUMNS: &str =
+    "id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified";
 
 /// A consent ledger row, before its kind and method are parsed.
 pub(super) struct ConsentColumns {
@@ -25,6 +26,7 @@ pub(super) struct ConsentColumns {
     version: u32,
     source: Option<String>,
     jurisdiction: Option<String>,
+    verified: bool,
 }
 
 /// Reads the columns of [`CONSENT_COLUMNS`], starting at the first.
@@ -39,11 +41,13 @@ pub(super) fn consent_event(row: &Row<'_>) -> rusqlite::Result<ConsentColumns> {
         version: row.get(6)?,
         source: row.get(7)?,
         jurisdiction: row.get(8)?,
+        verified: row.get(9)?,
     })
 }
 
 pub(super) fn to_event(columns: ConsentColumns) -> Result<ConsentEvent> {
-    let ConsentColumns { id, purpose, kind, method, at, expires_at, version, source, jurisdiction } = columns;
+    let ConsentColumns { id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified } =
+        columns;
     Ok(ConsentEvent {
         id,
         purpose,
@@ -56,6 +60,7 @@ pub(super) fn to_event(columns: ConsentColumns) -> Result<ConsentEvent> {
         version,
         source,
         jurisdiction,
+        verified,
     })
 }
 
@@ -64,7 +69,7 @@ pub(super) fn write_consents(conn: &Connection, rows: &[ConsentRow], now: i64) -
     for row in rows {
         let event = &row.event;
         conn.prepare_cached(&format!(
-            "INSERT INTO consent_events (subject_id, {CONSENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            "INSERT INTO consent_events (subject_id, {CONSENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ))?
         .execute(params![
             row.subject,
@@ -76,7 +81,8 @@ pub(super) fn write_consents(conn: &Connection, rows: &[ConsentRow], now: i64) -
             event.expires_at,
             event.version,
             event.source,
-            event.jurisdiction
+            event.jurisdiction,
+            event.verified
         ])?;
         conn.prepare_cached(
             "INSERT INTO consent_receipts (id, subject_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
@@ -96,7 +102,7 @@ pub(super) fn consent_ledger(
         "SELECT {CONSENT_COLUMNS}, subject_id FROM consent_events WHERE (at, id) > (?1, ?2) ORDER BY at, id LIMIT ?3"
     ))?;
     let rows = statement
-        .query_map(params![at, id, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(9)?)))?;
+        .query_map(params![at, id, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(10)?)))?;
     rows.map(|row| {
         let (columns, subject) = row?;
         Ok(LedgerEntry { subject, event: to_event(columns)? })
@@ -107,7 +113,7 @@ pub(super) fn consent_ledger(
 pub(super) fn lapsed_consents(conn: &Connection, now: i64, limit: u32) -> Result<Vec<LedgerEntry>> {
     let mut statement = conn.prepare_cached(crate::shared::LAPSED_CONSENTS_SQL)?;
     let rows = statement
-        .query_map(params![now, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(9)?)))?;
+        .query_map(params![now, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(10)?)))?;
     rows.map(|row| {
         let (columns, subject) = row?;
         Ok(LedgerEntry { subject, event: to_event(columns)? })

@@ -206,7 +206,7 @@ async fn a_window_of_events_is_paged_once_each_by_family_without_the_erased(back
     )
     .await;
     let identify = json!({"type": "identify", "userId": "zed", "messageId": "z4", "timestamp": iso(T0 + 5)});
-    ingest(&backend, vec![Event { message: identify, source: "web", gpc: false }]).await;
+    ingest(&backend, vec![Event { message: identify, source: "web", gpc: false, unproven: false }]).await;
     let zed = subject_of(&backend, "user_id", "zed").await.unwrap();
     let ann = subject_of(&backend, "user_id", "ann").await.unwrap();
     let store = backend.store.as_ref();
@@ -326,6 +326,7 @@ async fn subject_states_answer_for_many_families_at_once_like_subject_state(back
         version: 1,
         source: Some("api".into()),
         jurisdiction: None,
+        verified: true,
     };
     let store = &backend.store;
     // Given on the device before it joined Bob: part of Bob's family ledger afterwards.

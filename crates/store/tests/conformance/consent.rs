@@ -74,6 +74,7 @@ async fn consents_recorded_through_the_api_come_with_receipts_and_audit_entries(
         version: 1,
         source: Some("api".into()),
         jurisdiction: None,
+        verified: true,
     };
     let audit = |id: &str| AuditEvent::Consent {
         subject: backend.vault.subject_pseudonym(&ann),
@@ -144,6 +145,7 @@ async fn lapsed_consents_are_found_by_family_until_their_expiry_is_recorded(back
         version: 1,
         source: Some("api".into()),
         jurisdiction: None,
+        verified: true,
     };
     let record = |subject: String, event: ConsentEvent| {
         let store = backend.store.clone();

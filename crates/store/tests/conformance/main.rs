@@ -30,6 +30,7 @@ macro_rules! conformance {
 
 mod access;
 mod analytics;
+mod claims;
 mod consent;
 mod ingest;
 mod model;
@@ -98,7 +99,7 @@ const T0: i64 = 1_700_000_000_000;
 fn conformance_catalog() -> Catalog {
     let text =
         Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
-    let extra = "\n[sources.eu-web]\nwrite_key = \"wk_eu_web_12345\"\ndefault_jurisdiction = \"eu\"\n";
+    let extra = "\n[sources.eu-web]\nkind = \"server\"\nwrite_key = \"wk_eu_web_12345\"\ndefault_jurisdiction = \"eu\"\n";
     Catalog::parse(&format!("{text}{extra}")).expect("conformance catalog")
 }
 
@@ -108,6 +109,8 @@ struct Event {
     message: Value,
     source: &'static str,
     gpc: bool,
+    /// A claim from a public write key without an identity token.
+    unproven: bool,
 }
 
 fn iso(millis: i64) -> String {
@@ -120,6 +123,7 @@ fn event(message_id: &str) -> Event {
                         "properties": {"product_id": "p1"}}),
         source: "web",
         gpc: false,
+        unproven: false,
     }
 }
 
@@ -179,6 +183,11 @@ impl Event {
         self.gpc = true;
         self
     }
+    /// Sent with the public write key and no identity token: who it names is only claimed.
+    fn unproven(mut self) -> Event {
+        self.unproven = true;
+        self
+    }
 
     fn build(self, backend: &Backend) -> IngestEvent {
         let catalog = backend.policy.catalog();
@@ -195,7 +204,15 @@ impl Event {
         if self.gpc {
             consent.extend(gpc_signals(catalog));
         }
-        IngestEvent::from_message(catalog, &backend.vault, source, &message, minimized, consent, T0)
+        IngestEvent::from_message(
+            catalog,
+            &backend.vault,
+            source,
+            &message,
+            minimized,
+            consent,
+            tactful_store::Arrival { at: T0, verified: !self.unproven },
+        )
     }
 }
 

@@ -1,5 +1,7 @@
 //! Reading the `[sources.*]` tables: the apps and SDKs that send events, each with a write key of
-//! its own, the browser origins it may send from and its default jurisdiction.
+//! its own, whether that key is secret (a server) or public (a browser or an app, where what events
+//! claim about who they are needs an identity token), the browser origins it may send from and its
+//! default jurisdiction.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,7 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Checker, Problem, S, check_key, in_file_order};
-use crate::catalog::{Jurisdiction, Source, SourceId};
+use crate::catalog::{Jurisdiction, Source, SourceId, SourceKind};
 use crate::secret::Secret;
 
 #[derive(Deserialize)]
@@ -15,6 +17,10 @@ use crate::secret::Secret;
 pub(super) struct RawSource {
     name: Option<String>,
     write_key: S<String>,
+    kind: Option<S<String>>,
+    identity_secret: Option<S<String>>,
+    #[serde(default)]
+    trust_claims: Option<S<bool>>,
     #[serde(default)]
     strict: bool,
     #[serde(default)]
@@ -62,11 +68,17 @@ pub(super) fn check(
         for origin in &raw.allowed_origins {
             check_origin(checker, origin);
         }
+        let kind = source_kind(checker, &key, &raw);
         sources.push(Source {
             id,
             name: raw.name.unwrap_or_else(|| key.get_ref().clone()),
             key: key.into_inner(),
             write_key: Secret::new(write_key),
+            kind,
+            identity_secret: raw
+                .identity_secret
+                .map(|secret| Secret::new(secret.into_inner().trim().to_owned())),
+            trust_claims: raw.trust_claims.is_some_and(|trust| *trust.get_ref()),
             strict: raw.strict,
             allowed_origins: raw.allowed_origins.into_iter().map(Spanned::into_inner).collect(),
             default_jurisdiction: raw.default_jurisdiction.map(Spanned::into_inner),
@@ -74,6 +86,48 @@ pub(super) fn check(
         });
     }
     (sources, source_by_write_key)
+}
+
+/// Whether the source's key is secret or public, and what proves who its events are about.
+fn source_kind(checker: &mut Checker<'_>, key: &S<String>, raw: &RawSource) -> SourceKind {
+    let kind = match raw.kind.as_ref().map(|kind| (kind, kind.get_ref().as_str())) {
+        Some((_, "server")) => SourceKind::Server,
+        Some((_, "browser")) => SourceKind::Browser,
+        Some((_, "mobile")) => SourceKind::Mobile,
+        Some((kind, other)) => {
+            checker.at(kind.span(), format!("kind {other:?} is not \"server\", \"browser\" or \"mobile\""));
+            SourceKind::Browser
+        }
+        None => {
+            checker.at(
+                key.span(),
+                "say where this source's write key lives: kind = \"server\" (secret, on the brand's servers) \
+                 or \"browser\" / \"mobile\" (public: it ships in every page or app)",
+            );
+            SourceKind::Browser
+        }
+    };
+    if let Some(secret) = &raw.identity_secret {
+        if kind == SourceKind::Server {
+            checker.at(
+                secret.span(),
+                "a server source needs no identity_secret: its write key is secret already",
+            );
+        } else if secret.get_ref().trim().len() < 16 {
+            checker
+                .at(secret.span(), "identity_secret must be at least 16 characters (a long random secret)");
+        }
+    }
+    if let Some(trust) = &raw.trust_claims
+        && *trust.get_ref()
+        && kind == SourceKind::Server
+    {
+        checker.at(
+            trust.span(),
+            "trust_claims is for browser and mobile sources; a server source is trusted already",
+        );
+    }
+    kind
 }
 
 fn check_origin(checker: &mut Checker<'_>, origin: &S<String>) {
