@@ -1,5 +1,6 @@
 //! API keys: who is calling, as a catalog role. Keys are stored hashed; a presented key is checked
-//! (unknown, expired, revoked, or its role gone from the catalog) before any use case runs.
+//! (unknown, expired, revoked, or its role gone from the catalog) before any use case runs, and
+//! [`Caller`] is the one place that says what its role may do beyond reading.
 
 use std::collections::BTreeSet;
 
