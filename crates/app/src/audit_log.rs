@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use tactful_domain::audit::Report;
+use tactful_domain::catalog::Capability;
 use tactful_domain::encoding::hex;
 use tactful_store::audit::KeptCheckpoint;
 
@@ -15,21 +16,22 @@ pub async fn verify(app: &App, kept: Vec<KeptCheckpoint>) -> Result<Report, AppE
     Ok(tactful_store::audit::verify(app.store.as_ref(), &[app.vault.public_key()], kept).await?)
 }
 
-/// The log verified, for a role that covers consent records.
+/// The log verified, for a role that may read the audit log.
 pub async fn verify_for(app: &App, caller: &Caller) -> Result<Value, AppError> {
-    caller.require_privacy()?;
+    caller.require(Capability::ReadAuditLog)?;
     Ok(report_json(&verify(app, Vec::new()).await?))
 }
 
-/// Every signed checkpoint, oldest first.
+/// Every signed checkpoint, oldest first, for a role that may read the audit log.
 pub async fn checkpoints(app: &App, caller: &Caller) -> Result<Value, AppError> {
-    caller.require_privacy()?;
+    caller.require(Capability::ReadAuditLog)?;
     Ok(json!({"checkpoints": app.store.audit_checkpoints().await?}))
 }
 
-/// Signs the log's head now (if it grew) and returns the newest checkpoint.
+/// Signs the log's head now (if it grew) and returns the newest checkpoint, for a role that may
+/// read the audit log (an auditor keeps checkpoints elsewhere to check the log against later).
 pub async fn checkpoint(app: &App, caller: &Caller) -> Result<Value, AppError> {
-    caller.require_privacy()?;
+    caller.require(Capability::ReadAuditLog)?;
     Ok(json!({"checkpoint": app.store.audit_checkpoint(app.now()).await?}))
 }
 

@@ -114,13 +114,14 @@ pub async fn issue_link(app: &App, subject: &str, actor: Option<&str>) -> Result
 }
 
 /// A link to the preference center of the person `reference` names, for a brand system whose role
-/// covers consent records. Returns the person's id, the link and when it expires.
+/// may issue links (the link shows the person everything held about them, so whoever holds it sees
+/// that too). Returns the person's id, the link and when it expires.
 pub async fn link_for(
     app: &App,
     caller: &crate::Caller,
     reference: &str,
 ) -> Result<(String, String, i64), AppError> {
-    caller.require_privacy()?;
+    caller.require(tactful_domain::catalog::Capability::IssueLinks)?;
     let subject = crate::subjects::find(app, reference).await?;
     let (url, expires_at) = issue_link(app, &subject, Some(&caller.key)).await?;
     Ok((subject, url, expires_at))

@@ -370,7 +370,7 @@ pub async fn requests(state: std::sync::Arc<App>, command: RequestsCommand) -> a
                 identifiers,
                 ..Default::default()
             };
-            let (id, _) = tactful_app::requests::submit(&state, "cli", submission).await?;
+            let (id, _) = tactful_app::requests::submit(&state, None, submission).await?;
             println!("{id}");
             eprintln!(
                 "Recorded. A running Tactful carries it out; follow it with: tactful requests show {id}"

@@ -5,83 +5,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{Catalog, DestinationMessage, Jurisdiction, PropertyId};
+pub use crate::catalog::RequestKind;
+use crate::catalog::{Catalog, Jurisdiction, PropertyId};
 use crate::minimize;
 use crate::taxonomy::covers;
-
-/// What a person asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// A copy of everything held about them, for them to read.
-    Access,
-    /// The same, for them to take elsewhere (portability).
-    Export,
-    /// Correct a profile value.
-    Rectify,
-    /// Freeze processing: nothing but what the law requires, until lifted.
-    Restrict,
-    /// Lift a restriction.
-    Unrestrict,
-    /// Object to one purpose (withdraws it through the consent ledger).
-    Object,
-    /// Erase everything, everywhere, except what the law requires to keep.
-    Erase,
-    /// Drop their future events at the door (a keyed hash of their identifiers is kept).
-    Suppress,
-    /// Lift a suppression.
-    Unsuppress,
-}
-
-impl RequestKind {
-    pub const ALL: [RequestKind; 9] = [
-        RequestKind::Access,
-        RequestKind::Export,
-        RequestKind::Rectify,
-        RequestKind::Restrict,
-        RequestKind::Unrestrict,
-        RequestKind::Object,
-        RequestKind::Erase,
-        RequestKind::Suppress,
-        RequestKind::Unsuppress,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestKind::Access => "access",
-            RequestKind::Export => "export",
-            RequestKind::Rectify => "rectify",
-            RequestKind::Restrict => "restrict",
-            RequestKind::Unrestrict => "unrestrict",
-            RequestKind::Object => "object",
-            RequestKind::Erase => "erase",
-            RequestKind::Suppress => "suppress",
-            RequestKind::Unsuppress => "unsuppress",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<RequestKind> {
-        RequestKind::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
-
-    /// What destinations are told when this request is carried out, if anything.
-    pub fn propagates_as(self) -> Option<DestinationMessage> {
-        match self {
-            RequestKind::Access | RequestKind::Export => None,
-            RequestKind::Rectify => Some(DestinationMessage::Rectify),
-            RequestKind::Restrict => Some(DestinationMessage::Restrict),
-            RequestKind::Unrestrict => Some(DestinationMessage::Unrestrict),
-            RequestKind::Object => Some(DestinationMessage::Object),
-            RequestKind::Erase => Some(DestinationMessage::Erase),
-            RequestKind::Suppress => Some(DestinationMessage::Suppress),
-            RequestKind::Unsuppress => Some(DestinationMessage::Unsuppress),
-        }
-    }
-
-    /// Whether the person's data can be read while it runs (erasure makes it unreadable).
-    pub fn reads_data(self) -> bool {
-        matches!(self, RequestKind::Access | RequestKind::Export)
-    }
-}
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

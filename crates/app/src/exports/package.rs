@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value, json};
-use tactful_domain::catalog::Catalog;
+use tactful_domain::catalog::{Capability, Catalog};
 use tactful_domain::minimize;
 use tactful_domain::request::legal_hold_properties;
 use tactful_domain::segment::format_time;
@@ -93,13 +93,16 @@ impl std::fmt::Debug for Download {
 
 /// The package of a finished access or export request, for `reader`: the read is in the person's
 /// access log before the first byte, and an erasure of the same person waits while it streams. The
-/// brand API, the person's own preference center and the CLI all download through here.
+/// brand API, the person's own preference center and the CLI all download through here. A brand key
+/// needs a role that may download packages and covers every category this one holds; a refusal
+/// changes nothing.
 pub async fn download(
     app: &Arc<App>,
     reader: &Reader<'_>,
     record: tactful_store::RequestRecord,
     form: Form,
 ) -> Result<Download, AppError> {
+    may_download(reader)?;
     let id = record.id.clone();
     let now = app.now();
     let Some(subject) = record.subject.clone().filter(|_| downloadable(&record, now)) else {
@@ -108,9 +111,13 @@ pub async fn download(
     let Some(summary) = app.store.subject_summary(&subject).await? else {
         return Err(AppError::new(ErrorCode::PackageUnavailable));
     };
+    let held = held_categories(app, &summary).await?;
+    if let Reader::Key(caller) = reader {
+        caller.require_package(&held)?;
+    }
     let mut read = Read::new(app, reader, RIGHTS_PURPOSE, &subject);
-    for category in held_categories(app, &summary).await? {
-        read.returned(&category);
+    for category in &held {
+        read.returned(category);
     }
     read.commit().await?;
     // While the download runs, an erasure of the same person waits (it checks this lease).
@@ -136,8 +143,18 @@ pub async fn download_request(
     id: &str,
     form: Form,
 ) -> Result<Download, AppError> {
+    may_download(reader)?;
     let view = app.store.request(id).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownRequest))?;
     download(app, reader, view.record, form).await
+}
+
+/// Refuses a brand key whose role may not download packages at all, before anything is looked up.
+/// The person downloading their own package and the operator at the command line are not roles.
+fn may_download(reader: &Reader<'_>) -> Result<(), AppError> {
+    match reader {
+        Reader::Key(caller) => caller.require(Capability::DownloadPackages),
+        Reader::Person | Reader::Operator => Ok(()),
+    }
 }
 
 /// The categories a package of this person holds: their identifiers' and profile's, and, when they

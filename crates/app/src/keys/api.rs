@@ -1,7 +1,10 @@
 //! API keys: who is calling, as a catalog role. Keys are stored hashed; a presented key is checked
-//! (unknown, expired, revoked, or its role gone from the catalog) before any use case runs.
+//! (unknown, expired, revoked, or its role gone from the catalog) before any use case runs, and
+//! [`Caller`] is the one place that says what its role may do beyond reading.
 
-use tactful_domain::catalog::Role;
+use std::collections::BTreeSet;
+
+use tactful_domain::catalog::{Capability, RequestKind, Role};
 
 use crate::App;
 use crate::error::{AppError, ErrorCode};
@@ -20,7 +23,8 @@ impl Caller {
         self.role.categories.iter().any(|allowed| tactful_domain::taxonomy::covers(allowed, category))
     }
 
-    /// Refuses unless the role covers consent records: what consent, receipt and audit use cases need.
+    /// Refuses unless the role covers consent records: what reading or recording consents, and
+    /// reading request records, need.
     pub fn require_privacy(&self) -> Result<(), AppError> {
         if self.covers_category("user.privacy_preferences") {
             Ok(())
@@ -30,6 +34,63 @@ impl Caller {
                 format!(
                     "role {:?} does not cover user.privacy_preferences (consent records)",
                     self.role.name
+                ),
+            ))
+        }
+    }
+
+    /// Refuses unless the role's `may` list grants `capability`: nothing beyond reading is allowed
+    /// unless the catalog says so. The refusal names what to add.
+    pub fn require(&self, capability: Capability) -> Result<(), AppError> {
+        if self.role.may(capability) {
+            Ok(())
+        } else {
+            Err(AppError::with_message(
+                ErrorCode::Forbidden,
+                format!(
+                    "role {:?} may not {}: add {:?} to its \"may\" list",
+                    self.role.name,
+                    capability.in_words(),
+                    capability.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// Refuses unless the role's `requests` list names this kind: to make such a request for a
+    /// person (or start one as self-service), or to extend its deadline.
+    pub fn require_request(&self, kind: RequestKind) -> Result<(), AppError> {
+        if self.role.may_request(kind) {
+            Ok(())
+        } else {
+            Err(AppError::with_message(
+                ErrorCode::Forbidden,
+                format!(
+                    "role {:?} may not handle {} requests: add {:?} to its \"requests\" list",
+                    self.role.name,
+                    kind.as_str(),
+                    kind.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// Refuses a package download unless the role may download packages and covers every category
+    /// the package holds (`held`): a package is everything about a person, so a role that may see
+    /// only part of it may not take all of it.
+    pub fn require_package(&self, held: &BTreeSet<String>) -> Result<(), AppError> {
+        self.require(Capability::DownloadPackages)?;
+        let uncovered: Vec<&str> =
+            held.iter().map(String::as_str).filter(|category| !self.covers_category(category)).collect();
+        if uncovered.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::with_message(
+                ErrorCode::Forbidden,
+                format!(
+                    "role {:?} may not download this package: it holds {}, which the role does not cover",
+                    self.role.name,
+                    uncovered.join(", ")
                 ),
             ))
         }
@@ -120,4 +181,63 @@ pub async fn create_api_key(
     };
     app.store.create_api_key(record.clone(), audit).await?;
     Ok((record, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tactful_domain::catalog::{Capability, Catalog, RequestKind};
+
+    use super::Caller;
+
+    fn caller(role: &str) -> Caller {
+        let catalog = Catalog::parse(Catalog::example_text()).unwrap();
+        Caller { key: "key_test".into(), role: catalog.role(role).unwrap().clone() }
+    }
+
+    /// What the example's roles may do beyond reading: `x` allowed, `.` refused, in the order
+    /// download_packages, issue_links, verify_requests, read_audit_log, then every request type.
+    #[test]
+    fn the_example_roles_may_only_what_they_list() {
+        let table = [
+            ("privacy", "...x", "...xxx..."),
+            ("requests", "xxx.", "xxxxxxxxx"),
+            ("auditor", "...x", "........."),
+            ("marketing", "....", "........."),
+        ];
+        for (role, capabilities, requests) in table {
+            let caller = caller(role);
+            let got: String = Capability::ALL
+                .iter()
+                .map(|&capability| if caller.require(capability).is_ok() { 'x' } else { '.' })
+                .collect();
+            assert_eq!(got, capabilities, "{role}");
+            let got: String = RequestKind::ALL
+                .iter()
+                .map(|&kind| if caller.require_request(kind).is_ok() { 'x' } else { '.' })
+                .collect();
+            assert_eq!(got, requests, "{role}");
+        }
+    }
+
+    #[test]
+    fn a_package_needs_the_capability_and_every_category_it_holds() {
+        let held: BTreeSet<String> =
+            ["user.contact.email", "user.privacy_preferences", "system.operations"].map(String::from).into();
+        assert!(caller("requests").require_package(&held).is_ok());
+        let refused = caller("privacy").require_package(&held).unwrap_err();
+        assert_eq!(
+            refused.message,
+            "role \"privacy\" may not download packages: add \"download_packages\" to its \"may\" list"
+        );
+        let mut partial = caller("requests");
+        partial.role.categories = vec!["user.contact".into(), "user.privacy_preferences".into()];
+        let refused = partial.require_package(&held).unwrap_err();
+        assert_eq!(
+            refused.message,
+            "role \"requests\" may not download this package: it holds system.operations, which the role \
+             does not cover"
+        );
+    }
 }

@@ -164,9 +164,11 @@ async fn send_code(app: &App, id: &str, contact: &Contact, code: &str) -> Result
     app.notifier.send(&notification).await
 }
 
-/// Checks a self-service request's code. A right code starts the request; a wrong one counts, and
-/// the request fails after [`VERIFICATION_ATTEMPTS`] wrong codes or once the code expired.
-pub async fn verify(app: &App, id: &str, code: &str) -> Result<RequestStatus, AppError> {
+/// Checks a self-service request's code, which the person gave a brand user whose role may verify
+/// requests on their behalf. A right code starts the request; a wrong one counts, and the request
+/// fails after [`VERIFICATION_ATTEMPTS`] wrong codes or once the code expired.
+pub async fn verify(app: &App, caller: &Caller, id: &str, code: &str) -> Result<RequestStatus, AppError> {
+    caller.require(Capability::VerifyRequests)?;
     let now = app.now();
     let view = app.store.request(id).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownRequest))?;
     let record = view.record;
@@ -237,10 +239,13 @@ pub async fn verify(app: &App, id: &str, code: &str) -> Result<RequestStatus, Ap
     Ok(RequestStatus::Running)
 }
 
-/// Extends a request's deadline once, within what the person's law allows, saying why.
-pub async fn extend(app: &App, id: &str, days: u32, reason: &str) -> Result<i64, AppError> {
+/// Extends a request's deadline once, within what the person's law allows, saying why; for a role
+/// that reads request records and may handle requests of this kind.
+pub async fn extend(app: &App, caller: &Caller, id: &str, days: u32, reason: &str) -> Result<i64, AppError> {
+    caller.require_privacy()?;
     let view = app.store.request(id).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownRequest))?;
     let record = view.record;
+    caller.require_request(record.kind)?;
     let jurisdiction = match &record.subject {
         Some(subject) => app.store.subject_state(subject).await?.and_then(|found| found.jurisdiction),
         None => None,
@@ -294,14 +299,25 @@ pub struct Submission {
     pub identifiers: Vec<String>,
 }
 
-/// Makes a request the brand states (`source` is `api` or `cli`) and wakes the worker. Returns its
-/// id and how to answer: the request in full, or for a self-service one only what cannot tell
-/// whether the person is known.
-pub async fn submit(app: &App, source: &str, submission: Submission) -> Result<(String, Value), AppError> {
+/// Makes a request the brand states and wakes the worker: `caller` is the brand's key (source
+/// `api`), whose role must list the request's type and read request records, or `None` for the
+/// operator at the command line (source `cli`). Returns its id and how to answer: the request in
+/// full, or for a self-service one only what cannot tell whether the person is known. A refusal
+/// stores nothing.
+pub async fn submit(
+    app: &App,
+    caller: Option<&Caller>,
+    submission: Submission,
+) -> Result<(String, Value), AppError> {
     let kind = RequestKind::parse(&submission.kind).ok_or_else(|| {
         let kinds: Vec<&str> = RequestKind::ALL.iter().map(|kind| kind.as_str()).collect();
         invalid(format!("type {:?} is not one of {}", submission.kind, kinds.join(", ")))
     })?;
+    if let Some(caller) = caller {
+        caller.require_request(kind)?;
+        caller.require_privacy()?;
+    }
+    let source = if caller.is_some() { "api" } else { "cli" };
     if kind == RequestKind::Unsuppress && (submission.subject.is_some() || submission.verify_by.is_some()) {
         return Err(invalid("unsuppress names the identifiers to lift (\"identifiers\"), not a subject"));
     }

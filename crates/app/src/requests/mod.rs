@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use tactful_domain::audit::AuditEvent;
-use tactful_domain::catalog::DestinationMessage;
+use tactful_domain::catalog::{Capability, DestinationMessage};
 use tactful_domain::consent::ConsentMethod;
 use tactful_domain::identity::IdentifierKind;
 use tactful_domain::request::{
@@ -23,7 +23,7 @@ use tactful_vault::Zeroizing;
 use crate::destinations::{current_identifiers, deliveries_for};
 use crate::error::{AppError, ErrorCode};
 use crate::notify::Notification;
-use crate::{App, Change};
+use crate::{App, Caller, Change};
 
 mod create;
 mod erase;

@@ -149,18 +149,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             keys.privacy.as_str()
         );
         println!("  curl -s {base}/v1/audit/verify -H 'authorization: Bearer {}'", keys.privacy.as_str());
-        println!(
-            "  # everything held about this customer: an access request, then its package (HTML for people)"
-        );
-        println!(
-            "  curl -s {base}/v1/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{}'",
-            keys.privacy.as_str(),
-            json!({"type": "access", "subject": format!("email:{example_email}")})
-        );
-        println!(
-            "  curl -s {base}/v1/requests/REQUEST_ID/package?format=html -H 'authorization: Bearer {}' > package.html",
-            keys.privacy.as_str()
-        );
+        if let Some(requests) = &keys.requests {
+            println!(
+                "  # everything held about this customer: an access request, then its package (HTML for people;"
+            );
+            println!("  #  the requests team's key: the privacy team's cannot see all a package holds)");
+            println!(
+                "  curl -s {base}/v1/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{}'",
+                requests.as_str(),
+                json!({"type": "access", "subject": format!("email:{example_email}")})
+            );
+            println!(
+                "  curl -s {base}/v1/requests/REQUEST_ID/package?format=html -H 'authorization: Bearer {}' > package.html",
+                requests.as_str()
+            );
+        }
         if let Some(personalization) = &keys.personalization {
             show_recommendations(&state, &base, personalization.as_str(), &summary).await?;
         }
@@ -233,6 +236,7 @@ async fn show_pages(
 struct DemoKeys {
     privacy: tactful_vault::Zeroizing<String>,
     marketing: tactful_vault::Zeroizing<String>,
+    requests: Option<tactful_vault::Zeroizing<String>>,
     personalization: Option<tactful_vault::Zeroizing<String>>,
     analyst: Option<tactful_vault::Zeroizing<String>>,
 }
@@ -297,15 +301,17 @@ async fn show_recommendations(
 }
 
 /// Fresh API keys for this demo run (the previous run's are revoked: a key is shown only once), if
-/// the catalog declares the example's privacy and marketing roles.
+/// the catalog declares the example's privacy and marketing roles (and a requests team's key when
+/// it declares the example's requests role).
 async fn demo_api_keys(state: &App) -> anyhow::Result<Option<DemoKeys>> {
     const PRIVACY: &str = "demo: privacy team";
     const MARKETING: &str = "demo: email marketing";
+    const REQUESTS: &str = "demo: requests team";
     const PERSONALIZATION: &str = "demo: recommendations";
     const ANALYST: &str = "demo: analyst";
     let now = tactful_app::now_millis();
     for key in state.store.api_keys().await? {
-        if [PRIVACY, MARKETING, PERSONALIZATION, ANALYST].contains(&key.name.as_str())
+        if [PRIVACY, MARKETING, REQUESTS, PERSONALIZATION, ANALYST].contains(&key.name.as_str())
             && key.revoked_at.is_none()
         {
             let audit = tactful_domain::audit::AuditEvent::KeyRevoked { key: key.id.clone() };
@@ -318,6 +324,10 @@ async fn demo_api_keys(state: &App) -> anyhow::Result<Option<DemoKeys>> {
     }
     let privacy = create(PRIVACY, "privacy").await?.1;
     let marketing = create(MARKETING, "marketing").await?.1;
+    let requests = match state.catalog.role("requests") {
+        Some(_) => Some(create(REQUESTS, "requests").await?.1),
+        None => None,
+    };
     let personalization = match state.catalog.role("personalization") {
         Some(_) => Some(create(PERSONALIZATION, "personalization").await?.1),
         None => None,
@@ -326,7 +336,7 @@ async fn demo_api_keys(state: &App) -> anyhow::Result<Option<DemoKeys>> {
         (Some(_), Some(_)) => Some(create(ANALYST, "analyst").await?.1),
         _ => None,
     };
-    Ok(Some(DemoKeys { privacy, marketing, personalization, analyst }))
+    Ok(Some(DemoKeys { privacy, marketing, requests, personalization, analyst }))
 }
 
 /// A database URL fit to print: the password, if any, replaced by `***`.

@@ -11,7 +11,7 @@ async fn a_person_is_exported_then_erased_everywhere_on_a_real_server() {
     let database = dir.path().join("tactful.db");
     let server = Server::start(dir.path());
     let (_, key) =
-        tactful(dir.path(), &database, &["api-keys", "create", "--role", "privacy", "--name", "dpo"]);
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "requests", "--name", "dpo"]);
     let key = key.trim().to_owned();
     let client = Client::new(server.base.clone());
 
@@ -57,6 +57,21 @@ async fn a_person_is_exported_then_erased_everywhere_on_a_real_server() {
     let html = String::from_utf8(html.to_vec()).unwrap();
     assert!(html.contains("Westenra") && html.contains("FH-7"));
     let old = package["subject"].as_str().unwrap().to_owned();
+
+    // The operator asks at the command line, which no role limits; the server carries it out.
+    let (ok, said) = tactful(
+        dir.path(),
+        &database,
+        &["requests", "create", "--type", "export", "--subject", "email:lucy.westenra@example.com"],
+    );
+    assert!(ok, "{said}");
+    let export_id = said.trim().to_owned();
+    assert!(export_id.starts_with("req_"), "{said}");
+    let export =
+        until(&client, &format!("/v1/requests/{export_id}"), &key, |view| view["status"] == "completed")
+            .await;
+    assert_eq!(export["source"], "cli");
+    assert_eq!(export["type"], "export");
 
     // Every download is a read in her access log, with who did it: the key over HTTP, the operator
     // at the command line. An auditor asking what the key saw finds her.
@@ -153,7 +168,7 @@ async fn a_server_killed_mid_delivery_delivers_again_and_is_acknowledged_once() 
     let settings = [("TACTFUL_DELIVERY_TIMEOUT_MS", "1500")];
     let server = Server::start_with(dir.path(), &settings);
     let (_, key) =
-        tactful(dir.path(), &database, &["api-keys", "create", "--role", "privacy", "--name", "dpo"]);
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "requests", "--name", "dpo"]);
     let key = key.trim().to_owned();
     let client = Client::new(server.base.clone());
     send(

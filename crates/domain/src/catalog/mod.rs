@@ -3,11 +3,13 @@
 
 mod parse;
 mod path;
+mod role;
 
 use std::collections::{HashMap, HashSet};
 
 pub use parse::{CatalogErrors, MAX_N, Problem};
 pub use path::looks_like_field_name;
+pub use role::{Capability, RequestKind, Role};
 
 use crate::identity::IdentifierKind;
 use crate::period::Retention;
@@ -514,15 +516,6 @@ impl Guardrail {
             || jurisdiction.is_some_and(|key| self.jurisdictions.iter().any(|listed| listed == key));
         in_jurisdiction && self.minors.is_none_or(|minors| minors == minor)
     }
-}
-
-/// A role API keys can carry: which purposes it may read for and which categories it may see.
-#[derive(Debug, Clone)]
-pub struct Role {
-    pub name: String,
-    pub description: Option<String>,
-    pub purposes: Vec<String>,
-    pub categories: Vec<String>,
 }
 
 impl Catalog {

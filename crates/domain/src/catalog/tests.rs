@@ -236,6 +236,43 @@ fn destinations_are_checked() {
 }
 
 #[test]
+fn roles_list_the_requests_they_may_make_and_what_else_they_may_do() {
+    let good = format!(
+        "{MINIMAL}\n[roles.requests]\npurposes = [\"essential\"]\ncategories = [\"user\"]\n\
+         requests = [\"access\", \"erase\", \"erase\"]\nmay = [\"download_packages\", \"issue_links\"]\n\
+         [roles.support]\npurposes = [\"essential.service\"]\ncategories = [\"user.contact\"]\n"
+    );
+    let catalog = Catalog::parse(&good).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let requests = catalog.role("requests").unwrap();
+    assert_eq!(requests.requests, [RequestKind::Access, RequestKind::Erase], "each once");
+    assert!(requests.may(Capability::DownloadPackages) && requests.may(Capability::IssueLinks));
+    assert!(!requests.may(Capability::ReadAuditLog) && !requests.may_request(RequestKind::Export));
+    let support = catalog.role("support").unwrap();
+    assert!(support.requests.is_empty() && support.may.is_empty(), "nothing unless listed");
+
+    // Each unknown name is reported at its own line and column, with the names it could be.
+    let bad = format!(
+        "{MINIMAL}\n[roles.requests]\npurposes = [\"essential\"]\nrequests = [\"access\", \"forget\"]\n\
+         may = [\"issue_links\", \"read_everything\"]\n"
+    );
+    let base = MINIMAL.lines().count() + 1;
+    let found = problems(&bad);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!((found[0].0, found[0].1), (base + 3, 23));
+    assert_eq!(
+        found[0].2,
+        "\"forget\" is not a request type: one of access, export, rectify, restrict, unrestrict, \
+         object, erase, suppress, unsuppress"
+    );
+    assert_eq!((found[1].0, found[1].1), (base + 4, 23));
+    assert_eq!(
+        found[1].2,
+        "\"read_everything\" is not a capability: one of download_packages, issue_links, \
+         verify_requests, read_audit_log"
+    );
+}
+
+#[test]
 fn jurisdictions_have_request_deadlines_and_extensions_by_regime() {
     let catalog = Catalog::parse(Catalog::example_text()).unwrap();
     let eu = catalog.jurisdiction("eu").unwrap();

@@ -306,6 +306,8 @@ fn roles_read_only_their_purposes_and_categories() {
         description: None,
         purposes: vec!["marketing".into()],
         categories: vec!["user.behavior".into()],
+        requests: Vec::new(),
+        may: Vec::new(),
     };
     let viewed = catalog.property_by_path("properties.viewed").unwrap().id;
     let condition = catalog.property_by_path("traits.condition").unwrap().id;

@@ -103,6 +103,8 @@ categories = ["user"]
 [roles.privacy]
 purposes = ["essential"]
 categories = ["user.privacy_preferences"]
+requests = ["access", "export", "rectify", "restrict", "unrestrict", "object", "erase", "suppress", "unsuppress"]
+may = ["verify_requests", "read_audit_log"]
 "#;
 
 pub(crate) const EMAIL: &str = "mina.harker@example.com";

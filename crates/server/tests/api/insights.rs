@@ -84,6 +84,7 @@ categories = ["user.behavior"]
 [roles.privacy]
 purposes = ["essential"]
 categories = ["user.privacy_preferences"]
+requests = ["restrict"]
 "#;
 
 fn catalog() -> Catalog {

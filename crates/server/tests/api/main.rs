@@ -11,4 +11,5 @@ mod me;
 mod openapi;
 mod personalize;
 mod requests;
+mod roles;
 mod tracking;

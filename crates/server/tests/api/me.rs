@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tactful_app::tokens::{self as session, Kind};
-use tactful_domain::catalog::Catalog;
+use tactful_domain::catalog::{Capability, Catalog};
 
 use crate::common::Harness;
 use crate::personalize::CATALOG;
@@ -65,10 +65,13 @@ impl Harness {
         self.subject_of("user_id", user).await.expect("stored")
     }
 
-    /// The brand's backend asks for a link, as `POST /v1/subjects/{id}/link` does.
+    /// The brand's backend asks for a link, as `POST /v1/subjects/{id}/link` does, with a key whose
+    /// role may issue links.
     async fn link(&self, reference: &str) -> String {
-        let privacy = self.key("privacy").await;
-        let (status, body) = self.post_json(&format!("/v1/subjects/{reference}/link"), &privacy, "").await;
+        let roles = self.state.catalog.roles();
+        let role = roles.iter().find(|role| role.may(Capability::IssueLinks)).expect("a role issues links");
+        let backend = self.key(&role.name).await;
+        let (status, body) = self.post_json(&format!("/v1/subjects/{reference}/link"), &backend, "").await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["url"].as_str().unwrap().to_owned()
     }
@@ -230,7 +233,7 @@ async fn expired_altered_and_foreign_links_are_refused_alike_without_telling_who
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_subject")));
     let marketing = h.key("marketing").await;
     let (status, _) = h.post_json(&format!("/v1/subjects/{subject}/link"), &marketing, "").await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "only a role over consent records issues links");
+    assert_eq!(status, StatusCode::FORBIDDEN, "only a role that may issue links");
 }
 
 #[tokio::test]

@@ -120,6 +120,8 @@ categories = ["user.contact"]
 [roles.privacy]
 purposes = ["essential"]
 categories = ["user.privacy_preferences"]
+requests = ["restrict", "erase"]
+may = ["issue_links"]
 "#;
 
 const PURPOSE: &str = "personalize.content";

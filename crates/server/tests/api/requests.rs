@@ -80,6 +80,11 @@ retention = "10y"
 purposes = ["essential.legal_obligation"]
 categories = ["user.behavior.purchase_history"]
 
+[roles.requests]
+purposes = ["essential.legal_obligation"]
+categories = ["user"]
+may = ["download_packages"]
+
 [destinations.crm]
 url = "{receiver}/crm"
 secret = "{SECRET}"
@@ -293,7 +298,8 @@ async fn an_access_request_gives_everything_held_in_json_and_in_a_page_for_peopl
         harness.request(&privacy, json!({"type": "access", "subject": "user_id:reader-1"})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
-    let (status, early) = harness.get(&format!("/v1/requests/{id}/package"), &privacy).await;
+    let requests = harness.key("requests").await;
+    let (status, early) = harness.get(&format!("/v1/requests/{id}/package"), &requests).await;
     assert_eq!(
         (status, early["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("package_unavailable")),
@@ -304,7 +310,7 @@ async fn an_access_request_gives_everything_held_in_json_and_in_a_page_for_peopl
     assert_eq!(view["status"], "completed");
     assert_eq!(view["package"], format!("/v1/requests/{id}/package"));
 
-    let (status, package) = harness.get(&format!("/v1/requests/{id}/package?format=json"), &privacy).await;
+    let (status, package) = harness.get(&format!("/v1/requests/{id}/package?format=json"), &requests).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(package["format"], "tactful-export/1");
     assert_eq!(package["controller"]["name"], "Lantern Books");
@@ -334,7 +340,7 @@ async fn an_access_request_gives_everything_held_in_json_and_in_a_page_for_peopl
         package["access_log"].as_array().unwrap().iter().filter(|entry| entry["kind"] == "read").collect();
     // The download itself is in the person's access log before its first byte, with who downloaded.
     assert_eq!(reads[0]["purpose"], "essential.legal_obligation");
-    assert_eq!(reads[0]["role"], "privacy");
+    assert_eq!(reads[0]["role"], "requests");
     assert!(reads[0]["actor"].as_str().unwrap().starts_with("key_"));
     assert!(reads[0]["returned"].as_array().unwrap().contains(&json!("user.contact.email")));
     let read = reads.iter().find(|entry| entry["purpose"] == MARKETING).unwrap();
@@ -342,7 +348,7 @@ async fn an_access_request_gives_everything_held_in_json_and_in_a_page_for_peopl
     assert_eq!(package["requests"][0]["id"], id.as_str());
 
     let request = Request::get(format!("/v1/requests/{id}/package?format=html"))
-        .header(header::AUTHORIZATION, format!("Bearer {privacy}"))
+        .header(header::AUTHORIZATION, format!("Bearer {requests}"))
         .body(Body::empty())
         .unwrap();
     let response = tactful_server::router(harness.state.clone()).oneshot(request).await.unwrap();
@@ -471,8 +477,9 @@ async fn an_erasure_waits_for_a_download_of_the_same_person_to_end() {
     let (_, access) =
         harness.request(&privacy, json!({"type": "export", "subject": "user_id:reader-1"})).await;
     harness.settle().await;
+    let requests = harness.key("requests").await;
     let request = Request::get(format!("/v1/requests/{}/package", access["id"].as_str().unwrap()))
-        .header(header::AUTHORIZATION, format!("Bearer {privacy}"))
+        .header(header::AUTHORIZATION, format!("Bearer {requests}"))
         .body(Body::empty())
         .unwrap();
     let download = tactful_server::router(harness.state.clone()).oneshot(request).await.unwrap();
@@ -620,7 +627,7 @@ async fn bad_requests_are_refused_clearly() {
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body}: {answer}");
     }
     let (status, _) = harness.request(&marketing, json!({"type": "access", "subject": subject})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "only a role covering privacy records");
+    assert_eq!(status, StatusCode::FORBIDDEN, "only a role whose requests list names it");
 
     let (_, first) = harness.request(&privacy, json!({"type": "export", "subject": subject})).await;
     let (status, duplicate) = harness.request(&privacy, json!({"type": "export", "subject": subject})).await;

@@ -64,6 +64,8 @@ async fn catalog(State(state): State<AppState>, _caller: Caller) -> Result<Json<
             "description": role.description,
             "purposes": role.purposes,
             "categories": role.categories,
+            "requests": role.requests.iter().map(|kind| kind.as_str()).collect::<Vec<_>>(),
+            "may": role.may.iter().map(|capability| capability.as_str()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "events": catalog.events().iter().map(|event| json!({
             "name": event.name,
