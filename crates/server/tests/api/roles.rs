@@ -26,7 +26,9 @@ async fn harness() -> Harness {
         json!({"type": "track", "event": "Product Viewed", "userId": "lucy-1", "messageId": "r-2",
                "properties": {"product_id": "sku-0042"}}),
     ];
-    for event in events {
+    // From the shop's signed-in page: each event proves its person with the backend's token.
+    for mut event in events {
+        event["context"]["identityToken"] = json!(crate::common::web_token("lucy-1"));
         let (status, body) = harness.track("wk_web_fernhill_demo", event, false).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
