@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+use tactful_app::reads::{RIGHTS_PURPOSE, Read, Reader};
 use tactful_app::{App, Config};
 use tactful_domain::segment::{format_time, parse_time};
 use tactful_domain::taxonomy::Taxonomy;
@@ -56,6 +57,14 @@ pub async fn run(state: &App, args: BreachArgs) -> anyhow::Result<()> {
     }
     // Reads that returned something, by the subject pseudonym they name.
     let mut exposed: HashMap<String, Exposure> = HashMap::new();
+    let every_category: Vec<String> = state
+        .catalog
+        .properties()
+        .iter()
+        .map(|property| property.category.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut after = 0;
     loop {
         let page = state.store.audit_entries(after, 20_000).await?;
@@ -69,7 +78,11 @@ pub async fn run(state: &App, args: BreachArgs) -> anyhow::Result<()> {
                 .flatten()
                 .filter_map(|c| c.as_str().map(str::to_owned))
                 .collect();
-            let matches = read["kind"] == "read"
+            // A link to a person's privacy settings shows them everything held: its issuer could
+            // have opened it, so it counts as a read of every kind of data the catalog holds.
+            let link = read["kind"] == "preference_center" && read["action"] == "link_issued";
+            let returned = if link { every_category.clone() } else { returned };
+            let matches = (read["kind"] == "read" || (link && args.role.is_none()))
                 && !returned.is_empty()
                 && args.key.as_deref().is_none_or(|key| read["actor"] == key)
                 && args.role.as_deref().is_none_or(|role| read["role"] == role)
@@ -166,12 +179,22 @@ pub async fn run(state: &App, args: BreachArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How to reach a person: their email, else their phone.
+/// How to reach a person: their email, else their phone. Opening it is a read like any other: it is
+/// in the person's access log, by the operator, for the legal obligation to notify them.
 async fn contact(state: &App, subject: &str) -> anyhow::Result<Option<(String, String)>> {
     let Some(data) = state.store.subject_summary(subject).await? else { return Ok(None) };
     let identities = data.open_identities(&state.vault)?;
     for kind in ["email", "phone"] {
         if let Some(found) = identities.iter().find(|identity| identity.kind == kind) {
+            let category = state
+                .catalog
+                .properties()
+                .iter()
+                .find(|property| property.identifier.as_ref().is_some_and(|k| k.as_str() == kind))
+                .map_or("user.contact", |property| property.category.as_str());
+            let mut read = Read::new(state, &Reader::Operator, RIGHTS_PURPOSE, subject);
+            read.returned(category);
+            read.commit().await?;
             return Ok(Some((kind.to_owned(), found.value.to_string())));
         }
     }

@@ -198,8 +198,6 @@ async fn keys_receipts_and_the_consent_export_from_the_command_line() {
     assert!(!tactful(dir.path(), &database, &["api-keys", "revoke", &id]).0, "revoking twice is an error");
 }
 
-/// A destination on loopback for process tests: records every request; until `hold_first` is
-/// released it never answers its first request (so a server can be killed mid-call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_report_names_the_people_a_key_read_and_drafts_their_notifications() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,6 +250,43 @@ async fn a_breach_report_names_the_people_a_key_read_and_drafts_their_notificati
     assert!(draft.contains("What happened: on "), "{draft}");
     let (ok, _) = tactful(dir.path(), &database, &["breach", "--out", out.to_str().unwrap()]);
     assert!(!ok, "a breach needs a key, a role or a window");
+
+    // Drafting opened Arthur's email: that is in his access log, by the operator.
+    let server = Server::start(dir.path());
+    let client = Client::new(server.base.clone());
+    let (_, privacy) =
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "privacy", "--name", "dpo"]);
+    let (_, log) =
+        client.get_with_key("/v1/subjects/user_id:arthur/access-log", privacy.trim()).await.unwrap();
+    let log: Value = serde_json::from_slice(&log).unwrap();
+    assert!(
+        log["entries"].as_array().unwrap().iter().any(|entry| entry["actor"] == "cli"
+            && entry["role"] == "operator"
+            && entry["returned"] == json!(["user.contact.email"])),
+        "{log}"
+    );
+    // A key that issued a link to Quincey's settings could have read everything of hers.
+    let (_, linker) =
+        tactful(dir.path(), &database, &["api-keys", "create", "--role", "requests", "--name", "linker"]);
+    let (status, _) =
+        client.post_with_key("/v1/subjects/user_id:quincey/link", linker.trim(), Bytes::new()).await.unwrap();
+    assert!(status.is_success());
+    drop(server);
+    let (_, listed) = tactful(dir.path(), &database, &["api-keys", "list"]);
+    let linker_id = listed
+        .lines()
+        .find(|line| line.contains("linker"))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let out = dir.path().join("breach-links");
+    let (ok, said) =
+        tactful(dir.path(), &database, &["breach", "--key", &linker_id, "--out", out.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert!(said.starts_with("1 people affected"), "{said}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["people"][0]["categories"].as_array().unwrap().len() > 5, "everything held: {report}");
 }
 
 #[tokio::test]

@@ -134,6 +134,8 @@ pub(crate) fn tactful(dir: &Path, database: &Path, args: &[&str]) -> (bool, Stri
     (output.status.success(), stdout)
 }
 
+/// A destination on loopback for process tests: records every request; until `hold_first` is
+/// released it never answers its first request (so a server can be killed mid-call).
 #[derive(Clone, Default)]
 pub(crate) struct Receiver {
     received: Arc<Mutex<Vec<Value>>>,
