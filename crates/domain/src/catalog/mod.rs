@@ -1,11 +1,13 @@
 //! The catalog (data map): what the brand collects, from which sources, for which purposes, for how
 //! long and under which law. Everything the product stores or decides is checked against it.
 
+mod category;
 mod parse;
 mod path;
 
 use std::collections::{HashMap, HashSet};
 
+pub use category::normalize_category;
 pub use parse::{CatalogErrors, MAX_N, Problem};
 pub use path::looks_like_field_name;
 
@@ -36,6 +38,8 @@ pub struct Catalog {
     analytics: Option<Analytics>,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
+    /// What the check changed without refusing anything (a category's spelling normalized).
+    notes: Vec<Problem>,
 }
 
 /// What a destination can be sent.
@@ -515,6 +519,12 @@ impl Catalog {
     /// SHA-256 of the text the catalog was parsed from, in hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Notes from the check: what it read differently from how it is written (a category matched
+    /// in its normalized spelling), worth a look but never a reason to refuse the catalog.
+    pub fn notes(&self) -> &[Problem] {
+        &self.notes
     }
 
     pub fn brand(&self) -> &Brand {
