@@ -361,6 +361,10 @@ fn check_catalog(file: &std::path::Path) -> ExitCode {
     };
     match Catalog::parse(&text) {
         Ok(catalog) => {
+            // What the check read differently from how it is written: said, never refused.
+            for note in catalog.notes() {
+                eprintln!("{}: note: {}", note.position(&file.display().to_string()), note.message);
+            }
             println!(
                 "{}: ok — {} sources, {} purposes, {} properties, {} events, {} jurisdictions, {} roles",
                 file.display(),

@@ -197,16 +197,14 @@ pub fn recommend(
             ranking.offer(item, 1.5 * similarity, Reason::SimilarTo { item: context });
         }
     }
-    // Declared interests: the topic's most popular items first, then the rest of it.
+    // Declared interests: the topic's most popular items that pass (they lead the answer; see
+    // `Ranking::finish`).
     for interest in ask.interests {
         let mut members: Vec<ItemIx> = catalogue.in_category(interest).to_vec();
         members.sort_by_key(|m| (release.popular_rank(*m).unwrap_or(usize::MAX), *m));
-        let len = members.len().max(1) as f32;
         members.retain(|m| ranking.passes(*m));
-        for (rank, item) in members.into_iter().take(wanted * 2).enumerate() {
-            // Enough to lead when little else is known, not enough to drown what the person did.
-            let score = 0.1 + 0.1 * (1.0 - rank as f32 / len);
-            ranking.offer(item, score, Reason::YouToldUs { interest: interest.clone() });
+        for item in members.into_iter().take(wanted * 2) {
+            ranking.offer(item, 1.0, Reason::YouToldUs { interest: interest.clone() });
         }
     }
     // For everyone: what is rising (a real rise leads the page), then what is popular (in the asked
@@ -233,7 +231,7 @@ pub fn recommend(
         window_days: days,
     });
 
-    ranking.finish(ask)
+    ranking.finish(release, ask)
 }
 
 /// Items like `item` ("also viewed / also bought"), then popular items of its category.
@@ -259,7 +257,7 @@ pub fn similar(
             window_days: days,
         });
     }
-    ranking.finish(&ask)
+    ranking.finish(release, &ask)
 }
 
 /// The popular items of a category, most popular first (from the category's members, so the cost
@@ -378,27 +376,35 @@ impl<'a> Ranking<'a> {
         }
     }
 
-    fn finish(mut self, ask: &Ask<'_>) -> Vec<Recommendation> {
-        // A sensitive item is only ever shown because the person asked for its topic; any item in a
-        // declared topic is lifted a little.
-        for (item, candidate) in self.candidates.iter_mut() {
-            let info = self.catalogue.info(*item);
-            if self.interests.iter().any(|i| info.categories.contains(i)) {
-                candidate.score *= 1.2;
-            }
-            if let Some(interest) =
-                self.interests.iter().find(|i| info.sensitive && info.categories.contains(i))
-            {
-                let reason = Reason::YouToldUs { interest: interest.clone() };
-                candidate.kinds = vec![Kind { total: 1.0, best: 1.0, reason }];
+    /// What the person told comes first (P3: what a person tells us beats what we infer): every
+    /// candidate in a declared topic, most popular first, with that topic as its reason (a sensitive
+    /// item is only ever here); then what was inferred, by score. Told items are scored above every
+    /// inferred one, so scores follow the ranking (spreading categories may then move an item up a
+    /// page, as it does among inferred items).
+    fn finish(mut self, release: &Release, ask: &Ask<'_>) -> Vec<Recommendation> {
+        let mut told: Vec<(usize, Recommendation)> = Vec::new();
+        let mut inferred: Vec<Recommendation> = Vec::new();
+        for (item, candidate) in std::mem::take(&mut self.candidates) {
+            match self.declared_topic(item) {
+                Some(interest) => {
+                    let reason = Reason::YouToldUs { interest: interest.clone() };
+                    let rank = release.popular_rank(item).unwrap_or(usize::MAX);
+                    told.push((rank, Recommendation { item, score: 0.0, reason }));
+                }
+                None => {
+                    inferred.push(Recommendation { item, score: candidate.score, reason: candidate.reason() })
+                }
             }
         }
-        let mut ranked: Vec<Recommendation> = self
-            .candidates
+        told.sort_unstable_by_key(|(rank, r)| (*rank, r.item));
+        inferred.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+        let ceiling = inferred.first().map_or(0.0, |r| r.score);
+        let mut ranked: Vec<Recommendation> = told
             .into_iter()
-            .map(|(item, c)| Recommendation { item, score: c.score, reason: c.reason() })
+            .enumerate()
+            .map(|(place, (_, r))| Recommendation { score: ceiling + 1.0 + 1.0 / (1.0 + place as f32), ..r })
             .collect();
-        ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+        ranked.extend(inferred);
         diversify(&mut ranked, self.catalogue, ask.n);
         ranked.into_iter().skip(ask.offset).take(ask.n).collect()
     }
@@ -537,6 +543,50 @@ mod tests {
         let got = recommend(&release, &catalogue, &config, &ask);
         let kit = got.iter().find(|r| r.item == 3).expect("asked for");
         assert_eq!(kit.reason, Reason::YouToldUs { interest: "pregnancy".into() });
+    }
+
+    /// P3: what a person told beats what we infer. Before, a declared topic was a small boost and
+    /// came after everything strong in the person's history; now its items lead, most popular
+    /// first, still within the filters, stock and sensitivity rules, and behaviour follows.
+    #[test]
+    fn declared_interests_lead_what_behaviour_suggests() {
+        let (mut catalogue, config, release) = world();
+        catalogue.upsert(item("cap", "hats", false));
+        catalogue.upsert(ItemInfo { available: false, ..item("beanie", "hats", false) });
+        let purchase = config.weights.purchase;
+        let history =
+            vec![Touch { item: 0, weight: purchase, at: NOW }, Touch { item: 1, weight: purchase, at: NOW }];
+        let interests = vec!["hats".to_owned()];
+        let ask = Ask { history: &history, interests: &interests, n: 4, ..Ask::default() };
+        let got = recommend(&release, &catalogue, &config, &ask);
+        let told = Reason::YouToldUs { interest: "hats".into() };
+        let firsts: Vec<(ItemIx, &Reason)> = got.iter().take(2).map(|r| (r.item, &r.reason)).collect();
+        assert_eq!(firsts, [(5, &told), (6, &told)], "{got:?}");
+        assert!(got.iter().all(|r| r.item != 7), "an item out of stock is not shown for an interest either");
+        assert!(
+            got[2..].iter().any(|r| r.reason == Reason::BecauseYouViewed { item: 1 }),
+            "behaviour follows: {got:?}"
+        );
+        assert!(got.windows(2).all(|w| w[0].score > w[1].score), "scores read in order: {got:?}");
+
+        // Within the declared topics, the most popular first (shoe-a before shoe-b before shoe-c
+        // before the hats nobody had), whatever the person did; only half a page each while other
+        // topics wait.
+        let interests = vec!["hats".to_owned(), "shoes".to_owned()];
+        let history = viewed(4);
+        let ask = Ask { history: &history, interests: &interests, n: 4, ..Ask::default() };
+        let got = recommend(&release, &catalogue, &config, &ask);
+        assert_eq!(got.iter().map(|r| r.item).collect::<Vec<_>>(), [0, 1, 5, 6], "{got:?}");
+        assert!(got.iter().all(|r| matches!(r.reason, Reason::YouToldUs { .. })), "{got:?}");
+        let next = recommend(&release, &catalogue, &config, &Ask { offset: 4, ..ask });
+        assert_eq!(next[0].item, 2, "the rest of the topic opens the next page: {next:?}");
+
+        // A filter still applies: asking for socks leaves the hats out.
+        let filter = Filter { categories: vec!["socks".into()], ..Filter::default() };
+        let interests = vec!["hats".to_owned()];
+        let ask = Ask { interests: &interests, filter, n: 4, ..Ask::default() };
+        let got = recommend(&release, &catalogue, &config, &ask);
+        assert_eq!(got.iter().map(|r| r.item).collect::<Vec<_>>(), [4]);
     }
 
     #[test]

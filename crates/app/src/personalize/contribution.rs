@@ -146,14 +146,14 @@ pub(super) fn open(vault: &Vault, subject: &str, wrapped: &[u8], sealed: &[u8]) 
 }
 
 /// Interests as people declare them: a list of topics, or one comma-separated string.
-fn interest_list(value: &Value) -> Vec<String> {
+pub(super) fn interest_list(value: &Value) -> Vec<String> {
     let mut list: Vec<String> = match value {
         Value::Array(items) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         Value::String(text) => text.split(',').map(str::to_owned).collect(),
         _ => Vec::new(),
     };
     for interest in &mut list {
-        *interest = interest.trim().to_lowercase();
+        *interest = normalize_category(interest);
     }
     list.retain(|i| !i.is_empty() && i.len() <= 64);
     list.sort();

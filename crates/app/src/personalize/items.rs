@@ -58,6 +58,19 @@ fn yes() -> bool {
     true
 }
 
+/// An item's categories in the one spelling they are compared in (the catalog's sensitive
+/// categories and declared interests are normalized alike, so no spelling of a sensitive category
+/// slips past its rule), each once, in the order given.
+pub(super) fn categories(names: &[String]) -> Vec<String> {
+    let mut categories: Vec<String> = Vec::with_capacity(names.len());
+    for category in names.iter().map(|c| normalize_category(c)) {
+        if !category.is_empty() && !categories.contains(&category) {
+            categories.push(category);
+        }
+    }
+    categories
+}
+
 /// Checks an item (`id` from the path, if any) into a record to store; the error says what is wrong.
 pub fn item_record(input: ItemInput, id: Option<String>, now: i64) -> Result<ItemRecord, String> {
     let id = id.or(input.id).map(|i| i.trim().to_owned()).unwrap_or_default();
@@ -67,9 +80,7 @@ pub fn item_record(input: ItemInput, id: Option<String>, now: i64) -> Result<Ite
     if input.price.is_some_and(|p| p < 0) {
         return Err(format!("item {id:?}: price must not be negative (minor units, e.g. cents)"));
     }
-    let mut categories: Vec<String> =
-        input.categories.iter().map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
-    categories.dedup();
+    let categories = categories(&input.categories);
     if categories.len() > 20 || categories.iter().any(|c| c.len() > 64) {
         return Err(format!("item {id:?}: at most 20 categories of at most 64 characters"));
     }

@@ -10,7 +10,9 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tactful_domain::audit::AuditEvent;
-use tactful_domain::catalog::{Catalog, Feedback, Personalization as Settings, PropertyId};
+use tactful_domain::catalog::{
+    Catalog, Feedback, Personalization as Settings, PropertyId, normalize_category,
+};
 use tactful_domain::minimize;
 use tactful_domain::policy::Reason;
 use tactful_personalize::model::{Aggregates, Contribution};
@@ -26,6 +28,8 @@ use crate::{App, Change, Hooks};
 mod contribution;
 mod items;
 mod serve;
+#[cfg(test)]
+mod spelling;
 mod view;
 
 pub use contribution::{run, update_dirty};
@@ -166,15 +170,22 @@ impl Personalization {
         self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether the item is sensitive: flagged, or in a category the catalog calls sensitive.
+    /// Whether the item is sensitive: flagged, or in a category the catalog calls sensitive (both
+    /// compared in their normalized spelling; items stored before categories were normalized whole
+    /// may still have a double space).
     pub fn is_sensitive(&self, item: &ItemRecord) -> bool {
-        item.sensitive || item.categories.iter().any(|c| self.settings.sensitive_categories.contains(c))
+        item.sensitive
+            || item
+                .categories
+                .iter()
+                .any(|c| self.settings.sensitive_categories.contains(&normalize_category(c)))
     }
 
     fn info(&self, item: &ItemRecord) -> ItemInfo {
         ItemInfo {
             id: item.id.clone(),
-            categories: item.categories.clone(),
+            // Normalized when written; again here for items stored before that was done whole.
+            categories: items::categories(&item.categories),
             sensitive: self.is_sensitive(item),
             available: item.available,
             price: item.price,

@@ -16,7 +16,13 @@ pub struct FilterInput {
 impl FilterInput {
     pub(super) fn resolve(self, catalogue: &Catalogue) -> Filter {
         Filter {
-            categories: self.categories,
+            // Compared with items' categories, which are normalized when they are written.
+            categories: self
+                .categories
+                .iter()
+                .map(|c| normalize_category(c))
+                .filter(|c| !c.is_empty())
+                .collect(),
             include_unavailable: self.include_unavailable,
             min_price: self.min_price,
             max_price: self.max_price,

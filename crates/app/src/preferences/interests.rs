@@ -33,14 +33,22 @@ pub async fn interests(app: &App, found: &SubjectState) -> Result<Option<Interes
     };
     let declared = declared_interests(app, &found.subject, &path).await?;
     let mut topics: BTreeMap<String, bool> = engine.topics().into_iter().collect();
-    for interest in &declared {
-        topics.entry(interest.clone()).or_insert(false);
+    // Topics are in their normalized spelling; an interest kept as typed is the same topic.
+    let chosen: Vec<String> = declared.iter().map(|i| normalize_category(i)).collect();
+    for (interest, normal) in declared.iter().zip(&chosen) {
+        if !topics.contains_key(normal) {
+            topics.entry(interest.clone()).or_insert(false);
+        }
     }
     let refusal = engine.refusal(app, found, app.now());
     Ok(Some(Interests {
         topics: topics
             .into_iter()
-            .map(|(name, sensitive)| Topic { chosen: declared.contains(&name), name, sensitive })
+            .map(|(name, sensitive)| Topic {
+                chosen: chosen.contains(&normalize_category(&name)),
+                name,
+                sensitive,
+            })
             .collect(),
         declared,
         used: refusal.is_none(),
@@ -73,23 +81,21 @@ pub async fn set_interests(
     let property = engine.settings.interests.ok_or_else(|| {
         AppError::with_message(ErrorCode::PersonalizationOff, "the catalog declares no interests property")
     })?;
-    // Recommendations match interests to item categories exactly: a topic typed in another case
-    // takes the catalogue's spelling, anything else is kept as typed.
+    // Recommendations match interests to item categories in their normalized spelling: a topic
+    // typed in another spelling takes the catalogue's, anything else is kept as typed.
     let topics = engine.topics();
     let mut cleaned: Vec<String> = interests
         .iter()
         .map(|i| i.trim())
         .filter(|i| !i.is_empty())
         .map(|i| {
-            topics
-                .iter()
-                .find(|(topic, _)| topic.to_lowercase() == i.to_lowercase())
-                .map_or(i, |(t, _)| t.as_str())
+            let normal = normalize_category(i);
+            topics.iter().find(|(topic, _)| *topic == normal).map_or(i, |(t, _)| t.as_str())
         })
         .map(str::to_owned)
         .collect();
-    cleaned.sort();
-    cleaned.dedup_by(|a, b| a.to_lowercase() == b.to_lowercase());
+    cleaned.sort_by_cached_key(|i| (normalize_category(i), i.clone()));
+    cleaned.dedup_by(|a, b| normalize_category(a) == normalize_category(b));
     if cleaned.len() > MAX_INTERESTS
         || cleaned.iter().any(|i| i.chars().count() > MAX_INTEREST_LEN || i.chars().any(char::is_control))
     {

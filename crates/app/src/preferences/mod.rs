@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tactful_domain::audit::AuditEvent;
-use tactful_domain::catalog::{Catalog, Regime};
+use tactful_domain::catalog::{Catalog, Regime, normalize_category};
 use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod, ConsentStates, Status};
 use tactful_domain::minimize;
 use tactful_domain::policy::{Reason, Rule};

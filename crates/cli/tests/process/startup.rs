@@ -83,6 +83,25 @@ fn catalog_check_reports_every_problem_with_its_position() {
     std::fs::write(&good, Catalog::example_text()).unwrap();
     let output = Command::new(BINARY).args(["catalog", "check"]).arg(&good).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("note:"), "nothing to note");
+
+    // A category spelled otherwise than items are stored is still valid, and the check says how it
+    // is matched.
+    let spelled = dir.path().join("spelled.toml");
+    let text = Catalog::example_text().replacen(
+        "sensitive_categories = [\"health\", \"pregnancy\"]",
+        "sensitive_categories = [\"Health\", \"pregnancy\"]",
+        1,
+    );
+    std::fs::write(&spelled, text).unwrap();
+    let output = Command::new(BINARY).args(["catalog", "check"]).arg(&spelled).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.lines().any(|line| line.starts_with(&format!("{}:", spelled.display()))
+            && line.ends_with(": note: sensitive category \"Health\" is matched as \"health\"")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! The catalog (data map): what the brand collects, from which sources, for which purposes, for how
 //! long and under which law. Everything the product stores or decides is checked against it.
 
+mod category;
 mod parse;
 mod path;
 mod role;
 
 use std::collections::{HashMap, HashSet};
 
+pub use category::normalize_category;
 pub use parse::{CatalogErrors, MAX_N, Problem};
 pub use path::looks_like_field_name;
 pub use role::{Capability, RequestKind, Role};
@@ -38,6 +40,8 @@ pub struct Catalog {
     analytics: Option<Analytics>,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
+    /// What the check changed without refusing anything (a category's spelling normalized).
+    notes: Vec<Problem>,
 }
 
 /// What a destination can be sent.
@@ -557,6 +561,12 @@ impl Catalog {
     /// SHA-256 of the text the catalog was parsed from, in hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Notes from the check: what it read differently from how it is written (a category matched
+    /// in its normalized spelling), worth a look but never a reason to refuse the catalog.
+    pub fn notes(&self) -> &[Problem] {
+        &self.notes
     }
 
     pub fn brand(&self) -> &Brand {

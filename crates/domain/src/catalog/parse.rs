@@ -41,15 +41,23 @@ pub struct CatalogErrors {
     pub problems: Vec<Problem>,
 }
 
+impl Problem {
+    /// Where it is, as `file:line:column` (just `file` for the whole file), the way compilers
+    /// print positions.
+    pub fn position(&self, file: &str) -> String {
+        match self.line {
+            0 => file.to_owned(),
+            line => format!("{file}:{line}:{}", self.column),
+        }
+    }
+}
+
 impl CatalogErrors {
     /// One line per problem, prefixed with `file:line:column`, the way compilers print them.
     pub fn render(&self, file: &str) -> String {
         self.problems
             .iter()
-            .map(|problem| match problem.line {
-                0 => format!("{file}: {}", problem.message),
-                line => format!("{file}:{line}:{}: {}", problem.column, problem.message),
-            })
+            .map(|problem| format!("{}: {}", problem.position(file), problem.message))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -101,16 +109,22 @@ struct RawBrand {
     policy_url: Option<String>,
 }
 
-/// Collects problems while the catalog is checked.
+/// Collects problems (which refuse the catalog) and notes (which do not) while it is checked.
 struct Checker<'a> {
     text: &'a str,
     problems: Vec<Problem>,
+    notes: Vec<Problem>,
 }
 
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = line_column(self.text, span.start);
         self.problems.push(Problem { line, column, message: message.into() });
+    }
+
+    fn note(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_column(self.text, span.start);
+        self.notes.push(Problem { line, column, message: message.into() });
     }
 
     fn non_empty(&mut self, value: &S<String>, what: &str) -> String {
@@ -140,11 +154,13 @@ pub(super) fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         let (line, column) = error.span().map_or((0, 0), |span| line_column(text, span.start));
         CatalogErrors { problems: vec![Problem { line, column, message: error.message().trim().to_owned() }] }
     })?;
-    let mut checker = Checker { text, problems: Vec::new() };
+    let mut checker = Checker { text, problems: Vec::new(), notes: Vec::new() };
     let mut catalog = check(raw, &mut checker);
     if checker.problems.is_empty() {
         use sha2::Digest as _;
         catalog.sha256 = crate::encoding::hex(&sha2::Sha256::digest(text.as_bytes()));
+        checker.notes.sort_by_key(|note| (note.line, note.column));
+        catalog.notes = checker.notes;
         Ok(catalog)
     } else {
         checker.problems.sort_by_key(|problem| (problem.line, problem.column));
@@ -194,6 +210,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         personalization,
         analytics,
         sha256: String::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -323,6 +323,47 @@ fn personalization_is_read_with_defaults_and_its_mistakes_are_pointed_at() {
     assert!(found.iter().any(|(_, _, m)| m.contains("\"sleepy\" is not a lifecycle stage")), "{found:?}");
 }
 
+/// A category is compared in one spelling (items and interests are normalized alike): the catalog's
+/// own spelling of it is normalized too, with a note saying so, and the catalog stays valid. Without
+/// this, `"Pregnancy"` never matched the items stored as `pregnancy`, which were then recommended
+/// from behaviour like any other.
+#[test]
+fn category_names_are_matched_in_one_spelling_and_the_check_says_so() {
+    let section = "[purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n\
+                   [personalization]\nsensitive_categories = [\"Pregnancy\", \" sexual   health \", \"pregnancy\"]\n\
+                   [personalization.placements.home]\ncategories = [\"Shoes\"]\n";
+    let text = format!("{MINIMAL}\n{section}");
+    let catalog = Catalog::parse(&text).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let settings = catalog.personalization().expect("declared");
+    assert_eq!(settings.sensitive_categories, ["pregnancy", "sexual health"]);
+    assert_eq!(settings.placement("home").unwrap().categories, ["shoes"]);
+
+    let line_of = |needle: &str| text.lines().position(|line| line.contains(needle)).unwrap() + 1;
+    let notes: Vec<(usize, usize, &str)> =
+        catalog.notes().iter().map(|n| (n.line, n.column, n.message.as_str())).collect();
+    assert_eq!(
+        notes,
+        [
+            (
+                line_of("sensitive_categories"),
+                25,
+                "sensitive category \"Pregnancy\" is matched as \"pregnancy\""
+            ),
+            (
+                line_of("sensitive_categories"),
+                38,
+                "sensitive category \" sexual   health \" is matched as \"sexual health\""
+            ),
+            (line_of("categories = [\"Shoes\"]"), 15, "placement category \"Shoes\" is matched as \"shoes\""),
+        ]
+    );
+    assert_eq!(catalog.notes()[0].position("shop.toml"), format!("shop.toml:{}:25", line_of("sensitive_")));
+    assert!(Catalog::parse(MINIMAL).unwrap().notes().is_empty(), "nothing to say, nothing said");
+
+    // An empty name could match no item: a mistake, pointed at.
+    check(&text.replace("\"pregnancy\"]", "\"  \"]"), line_of("sensitive_categories"), "must not be empty");
+}
+
 #[test]
 fn analytics_datasets_are_read_and_unsafe_ones_refused() {
     let example = Catalog::parse(Catalog::example_text()).expect("valid");

@@ -9,7 +9,7 @@ use serde_spanned::Spanned;
 use super::{Checker, S, check_key, in_file_order};
 use crate::catalog::{
     Channel, LIFECYCLE_STAGES, Lifecycle, MessageRule, Personalization, Placement, Property, PropertyId,
-    Purpose,
+    Purpose, normalize_category,
 };
 use crate::taxonomy::covers;
 
@@ -19,7 +19,7 @@ pub(super) struct RawPersonalization {
     purpose: Option<S<String>>,
     interests: Option<S<String>>,
     #[serde(default)]
-    sensitive_categories: Vec<String>,
+    sensitive_categories: Vec<S<String>>,
     min_support: Option<S<u32>>,
     cap: Option<S<u32>>,
     neighbors: Option<S<u32>>,
@@ -51,7 +51,7 @@ struct RawPlacement {
     description: Option<String>,
     n: Option<S<u32>>,
     #[serde(default)]
-    categories: Vec<String>,
+    categories: Vec<S<String>>,
     #[serde(default)]
     context: bool,
 }
@@ -70,7 +70,7 @@ struct RawMessage {
     channel: S<String>,
     stages: Vec<S<String>>,
     #[serde(default)]
-    interests: Vec<String>,
+    interests: Vec<S<String>>,
     title: S<String>,
     body: String,
 }
@@ -111,6 +111,7 @@ pub(super) fn check(
     if let Some(v) = raw.trending_days.as_ref().filter(|_| trending_days >= popular_days) {
         checker.at(v.span(), "trending_days must be shorter than popular_days (trends compare against it)");
     }
+    let sensitive_categories = categories(checker, raw.sensitive_categories, "sensitive category");
     let lifecycle = lifecycle(checker, raw.lifecycle.unwrap_or_default());
     let placements = placements(checker, raw.placements);
     let channels = channels(checker, raw.channels, purposes, properties);
@@ -119,7 +120,7 @@ pub(super) fn check(
     Some(Personalization {
         purpose,
         interests,
-        sensitive_categories: raw.sensitive_categories,
+        sensitive_categories,
         min_support,
         cap,
         neighbors: positive(checker, &raw.neighbors, 50, "neighbors"),
@@ -182,6 +183,27 @@ fn property(
     found
 }
 
+/// Item categories (topics) in the one spelling every comparison uses (items and declared
+/// interests are normalized alike), with a note for each written otherwise: "Pregnancy" would
+/// otherwise never match the items it is meant to protect.
+fn categories(checker: &mut Checker<'_>, raw: Vec<S<String>>, what: &str) -> Vec<String> {
+    let mut normal: Vec<String> = Vec::with_capacity(raw.len());
+    for name in raw {
+        let normalized = normalize_category(name.get_ref());
+        if normalized.is_empty() {
+            checker.at(name.span(), format!("{what} must not be empty (it would match no item)"));
+            continue;
+        }
+        if &normalized != name.get_ref() {
+            checker.note(name.span(), format!("{what} {:?} is matched as {normalized:?}", name.get_ref()));
+        }
+        if !normal.contains(&normalized) {
+            normal.push(normalized);
+        }
+    }
+    normal
+}
+
 fn positive(checker: &mut Checker<'_>, value: &Option<S<u32>>, default: u32, what: &str) -> u32 {
     match value {
         Some(v) if *v.get_ref() == 0 => {
@@ -219,7 +241,7 @@ fn placements(checker: &mut Checker<'_>, raw: BTreeMap<S<String>, RawPlacement>)
                 key: key.into_inner(),
                 description: raw.description,
                 n,
-                categories: raw.categories,
+                categories: categories(checker, raw.categories, "placement category"),
                 context: raw.context,
             }
         })
@@ -287,7 +309,7 @@ fn messages(checker: &mut Checker<'_>, raw: Vec<RawMessage>, channels: &[Channel
             key,
             channel: raw.channel.into_inner(),
             stages: raw.stages.into_iter().map(Spanned::into_inner).collect(),
-            interests: raw.interests,
+            interests: categories(checker, raw.interests, "message interest"),
             title: checker.non_empty(&raw.title, "message title"),
             body: raw.body,
         });
