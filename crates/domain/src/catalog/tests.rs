@@ -160,6 +160,14 @@ fn a_source_says_whether_its_write_key_is_secret_or_public() {
     check(&text, 6, "needs no identity_secret");
     let text = MINIMAL.replace("kind = \"server\"", "kind = \"server\"\ntrust_claims = true");
     check(&text, 6, "trust_claims is for browser and mobile sources");
+    let text = MINIMAL.replace("kind = \"server\"", "kind = \"mobile\"\ntrust_claims = true");
+    let notes = Catalog::parse(&text).unwrap().notes().to_vec();
+    assert!(
+        notes
+            .iter()
+            .any(|note| note.line == 6 && note.message.contains("anyone holding its public write key")),
+        "catalog check says what trusting claims allows: {notes:?}"
+    );
     let text = MINIMAL
         .replace("kind = \"server\"", "kind = \"browser\"\nidentity_secret = \"idsec_0123456789abcdef\"");
     let catalog = Catalog::parse(&text).unwrap();

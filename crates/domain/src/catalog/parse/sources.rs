@@ -120,12 +120,22 @@ fn source_kind(checker: &mut Checker<'_>, key: &S<String>, raw: &RawSource) -> S
     }
     if let Some(trust) = &raw.trust_claims
         && *trust.get_ref()
-        && kind == SourceKind::Server
     {
-        checker.at(
-            trust.span(),
-            "trust_claims is for browser and mobile sources; a server source is trusted already",
-        );
+        if kind == SourceKind::Server {
+            checker.at(
+                trust.span(),
+                "trust_claims is for browser and mobile sources; a server source is trusted already",
+            );
+        } else {
+            checker.note(
+                trust.span(),
+                format!(
+                    "source {:?} trusts claims: anyone holding its public write key can send a userId or email \
+                     and be linked to that person, see their recommendations and grant consent in their name",
+                    key.get_ref()
+                ),
+            );
+        }
     }
     kind
 }
