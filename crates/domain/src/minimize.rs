@@ -18,6 +18,9 @@ pub enum DropReason {
     UndeclaredEvent,
     /// No purpose of the property is currently permitted for this subject.
     NotPermitted,
+    /// An identifier the catalog's merge rules refused to link (the person would hold more of its
+    /// kind than allowed); counted under `identity.<kind>`.
+    IdentityRefused,
 }
 
 impl DropReason {
@@ -27,6 +30,7 @@ impl DropReason {
             DropReason::SensitiveNotAllowed => "sensitive_not_allowed",
             DropReason::UndeclaredEvent => "undeclared_event",
             DropReason::NotPermitted => "not_permitted",
+            DropReason::IdentityRefused => "identity_refused",
         }
     }
 
@@ -36,6 +40,7 @@ impl DropReason {
             "sensitive_not_allowed" => DropReason::SensitiveNotAllowed,
             "undeclared_event" => DropReason::UndeclaredEvent,
             "not_permitted" => DropReason::NotPermitted,
+            "identity_refused" => DropReason::IdentityRefused,
             _ => return None,
         })
     }

@@ -64,7 +64,13 @@ impl IngestEvent {
             {
                 identities.push(anonymous);
             }
-            for (kind, raw, property) in minimized.identifiers.iter().filter(|_| verified) {
+            // Identifiers the catalog's merge rules do not link (by kind or source) are data only.
+            let linking = catalog.linking();
+            for (kind, raw, property) in minimized
+                .identifiers
+                .iter()
+                .filter(|(kind, _, _)| verified && linking.links(kind, &source.key))
+            {
                 if let Some(found) = claim(kind.clone(), raw)
                     && !identities.iter().any(|known| known.blind == found.blind)
                 {

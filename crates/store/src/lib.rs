@@ -17,6 +17,7 @@ pub mod requests;
 mod resolve;
 pub mod seal_context;
 mod shared;
+mod signed;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
@@ -41,8 +42,8 @@ pub use requests::{
     LegalHold, NewDelivery, NewRequest, PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate,
     RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
 };
-pub use resolve::signed_consent;
 pub use shared::{DELIVERY_TOPIC, new_receipt_id};
+pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, ModelStore,

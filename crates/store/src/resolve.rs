@@ -4,7 +4,7 @@
 //! subject's jurisdiction and consent — and then what of the event the subject's consent permits,
 //! sealed under the right person's key. Backends only look things up and write the rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tactful_domain::audit::AuditEvent;
@@ -13,10 +13,10 @@ use tactful_domain::consent::{ConsentEvent, ConsentStates};
 use tactful_domain::identity::{self, Binding, Claim, IdentifierKind, Target};
 use tactful_domain::minimize::{self, DropReason};
 use tactful_domain::policy::{Policy, SubjectContext};
-use tactful_domain::receipt;
 use tactful_domain::segment::MessageType;
 use tactful_vault::{Blind, SubjectKey, Vault};
 
+use crate::signed::{ConsentRow, consent_row};
 use crate::{IdentityClaim, IngestEvent, IngestOutcome, Result, SubjectState, seal_context};
 
 /// What a backend must answer while a batch is resolved.
@@ -29,6 +29,9 @@ pub(crate) trait Lookup {
     fn state(&mut self, subject: &str) -> Result<SubjectState>;
     /// Whether any of these identifiers is suppressed (its events are dropped at the door).
     fn suppressed(&mut self, blinds: &[Blind]) -> Result<bool>;
+    /// How many identifiers of each kind an existing family holds (asked only when the catalog
+    /// limits them).
+    fn identifier_counts(&mut self, root: &str) -> Result<BTreeMap<String, u32>>;
 }
 
 /// A subject created by the batch.
@@ -87,13 +90,6 @@ pub(crate) struct AttributeRow {
     pub minor: bool,
 }
 
-/// A consent ledger entry to append, with its signed receipt.
-pub(crate) struct ConsentRow {
-    pub subject: String,
-    pub event: ConsentEvent,
-    pub receipt: String,
-}
-
 /// Everything a batch writes. Backends write it in field order: subjects, their merges within the
 /// batch, identities, merges of existing subjects, known flags, attributes, consents, events,
 /// profile values, drops, audit entries.
@@ -147,6 +143,8 @@ pub(crate) fn resolve(
         attributes_changed: HashSet::new(),
         consents: Vec::new(),
         audit: Vec::new(),
+        held: HashMap::new(),
+        refused: Vec::new(),
     };
     let mut outcomes = Vec::with_capacity(events.len());
     let mut seen: HashSet<(&str, [u8; 16])> = HashSet::new();
@@ -195,8 +193,18 @@ pub(crate) fn resolve(
         for index in deferred {
             let claim = &event.identities[index];
             if claim.property.is_none_or(|property| !withheld.contains(&property)) {
-                state.bind(&subject, claim);
+                state.bind_within_limits(&subject, claim)?;
             }
+        }
+        // Links the merge rules refused are counted, never made silently.
+        for kind in state.refused.drain(..) {
+            *drops
+                .entry((
+                    event.source.clone(),
+                    format!("identity.{kind}"),
+                    DropReason::IdentityRefused.as_str(),
+                ))
+                .or_default() += 1;
         }
         for property in &withheld {
             let path = state.catalog.property(*property).path.clone();
@@ -246,6 +254,11 @@ struct State<'a> {
     attributes_changed: HashSet<String>,
     consents: Vec<ConsentRow>,
     audit: Vec<AuditEvent>,
+    /// Identifiers each family root holds per kind, once a limit made them matter.
+    held: HashMap<String, BTreeMap<String, u32>>,
+    /// Links the merge rules refused while resolving the current event: the kinds that would have
+    /// passed their limit.
+    refused: Vec<String>,
 }
 
 impl State<'_> {
@@ -306,6 +319,60 @@ impl State<'_> {
                 id
             }
         }
+    }
+
+    /// Identifiers `root` holds per kind now (the store's count, plus this batch's binds and merges).
+    fn held(&mut self, root: &str) -> Result<&mut BTreeMap<String, u32>> {
+        if !self.held.contains_key(root) {
+            let counts = if self.created_ids.contains(root) {
+                BTreeMap::new()
+            } else {
+                self.lookup.identifier_counts(root)?
+            };
+            self.held.insert(root.to_owned(), counts);
+        }
+        Ok(self.held.get_mut(root).expect("inserted above"))
+    }
+
+    /// Binds a claim to `subject` unless the merge rules refuse it (the family would hold more of
+    /// its kind than a person may); a refusal is counted.
+    fn bind_within_limits(&mut self, subject: &str, claim: &IdentityClaim) -> Result<()> {
+        let linking = self.catalog.linking().clone();
+        if linking.limit(&claim.kind).is_some()
+            && self.bindings.get(&claim.blind).and_then(Clone::clone).is_none()
+        {
+            let more = BTreeMap::from([(claim.kind.as_str().to_owned(), 1)]);
+            let held = self.held(subject)?;
+            if linking.allows(held, &more).is_err() {
+                self.refused.push(claim.kind.as_str().to_owned());
+                return Ok(());
+            }
+            *held.entry(claim.kind.as_str().to_owned()).or_default() += 1;
+        }
+        self.bind(subject, claim);
+        Ok(())
+    }
+
+    /// Merges `from`'s family into `into` unless the merge rules refuse it (together they would
+    /// hold more of a kind than one person may); a refusal is counted and the families stay apart.
+    fn merge_within_limits(&mut self, from: &str, into: &str) -> Result<()> {
+        let linking = self.catalog.linking().clone();
+        if linking.limits_anything() {
+            let from_root = self.root(from);
+            if from_root == into {
+                return Ok(());
+            }
+            let more = self.held(&from_root)?.clone();
+            let held = self.held(into)?;
+            if let Err(kind) = linking.allows(held, &more) {
+                self.refused.push(kind.as_str().to_owned());
+                return Ok(());
+            }
+            for (kind, count) in more {
+                *held.entry(kind).or_default() += count;
+            }
+        }
+        self.merge(from, into)
     }
 
     fn bind(&mut self, subject: &str, claim: &IdentityClaim) {
@@ -376,14 +443,14 @@ impl State<'_> {
         let plan = identity::plan(&claims);
         let target = self.target(plan.target, event);
         for merged in plan.merge {
-            self.merge(&merged, &target)?;
+            self.merge_within_limits(&merged, &target)?;
         }
         let mut deferred = Vec::new();
         for index in plan.bind {
             if event.identities[index].property.is_some() {
                 deferred.push(index);
             } else {
-                self.bind(&target, &event.identities[index]);
+                self.bind_within_limits(&target, &event.identities[index])?;
             }
         }
         Ok((target, deferred))
@@ -399,14 +466,14 @@ impl State<'_> {
         let plan = identity::plan_alias(user_binding, &previous_bindings);
         let target = self.target(plan.target, event);
         for merged in plan.merge {
-            self.merge(&merged, &target)?;
+            self.merge_within_limits(&merged, &target)?;
         }
         if plan.bind_user {
-            self.bind(&target, user);
+            self.bind_within_limits(&target, user)?;
         }
         if plan.bind_previous {
-            self.bind(&target, &previous[0]);
-            self.bind(&target, &previous[1]);
+            self.bind_within_limits(&target, &previous[0])?;
+            self.bind_within_limits(&target, &previous[1])?;
         }
         Ok(target)
     }
@@ -693,40 +760,4 @@ impl State<'_> {
         profile.sort_by(|a, b| (&a.subject, &a.path).cmp(&(&b.subject, &b.path)));
         Ok((rows_events, profile))
     }
-}
-
-/// The ledger row, signed receipt and audit entry of one consent change of `subject`.
-/// A consent event with its signed receipt and its audit entry, as
-/// [`crate::ConsentStore::record_consents`] takes them. Every consent change, whichever door it came
-/// in by, is signed here.
-pub fn signed_consent(
-    vault: &Vault,
-    catalog: &Catalog,
-    subject: &str,
-    event: ConsentEvent,
-) -> ((ConsentEvent, String), AuditEvent) {
-    let (row, audit) = consent_row(vault, catalog, subject, event);
-    ((row.event, row.receipt), audit)
-}
-
-pub(crate) fn consent_row(
-    vault: &Vault,
-    catalog: &Catalog,
-    subject: &str,
-    event: ConsentEvent,
-) -> (ConsentRow, AuditEvent) {
-    let body = receipt::receipt(catalog, subject, &event);
-    let signature = vault.sign(receipt::SIGNING_CONTEXT, &receipt::signing_bytes(&body));
-    let public_key = vault.public_key();
-    let signed = receipt::signed(body, &signature, &public_key.0, &public_key.id());
-    let audit = AuditEvent::Consent {
-        subject: vault.subject_pseudonym(subject),
-        purpose: event.purpose.clone(),
-        change: event.kind,
-        method: event.method,
-        version: event.version,
-        receipt: event.id.clone(),
-        source: event.source.clone(),
-    };
-    (ConsentRow { subject: subject.to_owned(), receipt: signed.to_string(), event }, audit)
 }

@@ -66,6 +66,9 @@ pub fn reason_in_words(reason: DropReason) -> &'static str {
         DropReason::SensitiveNotAllowed => "sensitive, and this source may not send sensitive data",
         DropReason::UndeclaredEvent => "event not in the tracking plan (the whole event was dropped)",
         DropReason::NotPermitted => "none of its purposes was allowed for that person then",
+        DropReason::IdentityRefused => {
+            "not linked: the person would hold more of this kind than the merge rules allow"
+        }
     }
 }
 

@@ -11,6 +11,7 @@ const CATALOG: &str = r#"
 name = "Shop"
 
 [sources.web]
+kind = "server"
 write_key = "wk_test_12345"
 
 [purposes."personalize.content"]

@@ -2,6 +2,7 @@
 //! long and under which law. Everything the product stores or decides is checked against it.
 
 mod category;
+mod linking;
 mod parse;
 mod path;
 mod role;
@@ -9,6 +10,7 @@ mod role;
 use std::collections::{HashMap, HashSet};
 
 pub use category::normalize_category;
+pub use linking::Linking;
 pub use parse::{CatalogErrors, MAX_N, Problem};
 pub use path::looks_like_field_name;
 pub use role::{Capability, RequestKind, Role};
@@ -38,6 +40,7 @@ pub struct Catalog {
     destinations: Vec<Destination>,
     personalization: Option<Personalization>,
     analytics: Option<Analytics>,
+    linking: Linking,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
     /// What the check changed without refusing anything (a category's spelling normalized).
@@ -526,6 +529,11 @@ impl Catalog {
     /// Parses and validates a catalog, reporting every problem found with its position.
     pub fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
         parse::parse(text)
+    }
+
+    /// The merge rules: which identifiers link people, from where, and how many one person holds.
+    pub fn linking(&self) -> &Linking {
+        &self.linking
     }
 
     /// Analytics settings, when the catalog declares `[analytics]`.

@@ -16,6 +16,7 @@ mod analytics;
 mod destinations;
 mod events;
 mod guardrails;
+mod identity;
 mod jurisdictions;
 mod personalization;
 mod properties;
@@ -99,6 +100,7 @@ struct RawCatalog {
     destinations: BTreeMap<S<String>, destinations::RawDestination>,
     personalization: Option<personalization::RawPersonalization>,
     analytics: Option<analytics::RawAnalytics>,
+    identity: Option<identity::RawIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +193,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
     let lifecycle = personalization::declares_lifecycle(raw.personalization.as_ref());
     let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
     let analytics = analytics::check(checker, raw.analytics, &purposes, &properties, lifecycle);
+    let linking = identity::check(checker, raw.identity, &sources, &properties);
 
     Catalog {
         brand,
@@ -209,6 +212,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         destinations,
         personalization,
         analytics,
+        linking,
         sha256: String::new(),
         notes: Vec::new(),
     }

@@ -180,6 +180,22 @@ fn a_source_says_whether_its_write_key_is_secret_or_public() {
 }
 
 #[test]
+fn merge_rules_name_known_kinds_and_sources_and_sane_limits() {
+    let rules = |section: &str| format!("{MINIMAL}\n[identity]\n{section}\n");
+    let catalog = Catalog::parse(&rules(
+        "link_from = { email = [\"web\"] }\nmax_per_person = { email = 2, user_id = 1 }",
+    ))
+    .unwrap();
+    let linking = catalog.linking();
+    assert_eq!(linking.limit(&IdentifierKind::Email), Some(2));
+    assert!(linking.links(&IdentifierKind::Email, "web") && !linking.links(&IdentifierKind::Email, "app"));
+    let line = MINIMAL.lines().count() + 3;
+    check(&rules("link = [\"loyalty\"]"), line, "not an identifier kind of this catalog");
+    check(&rules("link_from = { email = [\"app\"] }"), line, "unknown source \"app\"");
+    check(&rules("max_per_person = { email = 0 }"), line, "at least 1");
+}
+
+#[test]
 fn a_catalog_without_sources_is_refused() {
     let text = MINIMAL.replace("[sources.web]\nkind = \"server\"\nwrite_key = \"wk_test_12345\"\n", "");
     let found = problems(&text);

@@ -10,7 +10,7 @@ use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod};
 use super::audit::append_audit;
 use super::subjects::root;
 use super::{PostgresStore, deliveries};
-use crate::resolve::ConsentRow;
+use crate::signed::ConsentRow;
 use crate::{ConsentStore, LedgerEntry, NewDelivery, Result, StoreError, StoredReceipt};
 
 pub(super) fn to_event(row: &PgRow) -> Result<ConsentEvent> {

@@ -98,6 +98,8 @@ struct Snapshot<'a> {
     states: HashMap<String, SubjectState>,
     /// The batch's identifiers that are suppressed.
     suppressed: HashSet<Blind>,
+    /// Identifiers per kind of each family root met, read when the catalog limits them.
+    held: HashMap<String, std::collections::BTreeMap<String, u32>>,
 }
 
 impl Lookup for Snapshot<'_> {
@@ -126,6 +128,10 @@ impl Lookup for Snapshot<'_> {
 
     fn suppressed(&mut self, blinds: &[Blind]) -> Result<bool> {
         Ok(blinds.iter().any(|blind| self.suppressed.contains(blind)))
+    }
+
+    fn identifier_counts(&mut self, root: &str) -> Result<std::collections::BTreeMap<String, u32>> {
+        Ok(self.held.get(root).cloned().unwrap_or_default())
     }
 }
 
@@ -180,6 +186,7 @@ async fn try_ingest(
         wrapped: HashMap::new(),
         states: HashMap::new(),
         suppressed: HashSet::new(),
+        held: HashMap::new(),
     };
     let mut raw_targets: HashMap<Blind, String> = HashMap::new();
     if !blinds.is_empty() {
@@ -215,6 +222,24 @@ async fn try_ingest(
     let roots: Vec<String> = snapshot.wrapped.keys().cloned().collect();
     for state in super::subjects::states_of_roots(&mut tx, &roots).await? {
         snapshot.states.insert(state.subject.clone(), state);
+    }
+    if policy.catalog().linking().limits_anything() && !roots.is_empty() {
+        for row in sqlx::query(
+            "SELECT COALESCE(s.merged_into, s.id) AS root, i.kind, COUNT(*) AS held
+             FROM identities i JOIN subjects s ON s.id = i.subject_id
+             WHERE s.id = ANY($1) OR s.merged_into = ANY($1) GROUP BY 1, 2",
+        )
+        .bind(&roots)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let held: i64 = row.try_get("held")?;
+            snapshot
+                .held
+                .entry(row.try_get("root")?)
+                .or_default()
+                .insert(row.try_get("kind")?, u32::try_from(held).unwrap_or(u32::MAX));
+        }
     }
     let now = crate::shared::now_millis();
     let rows = resolve::resolve(&store.vault, policy, events, &duplicate, &mut snapshot, now)?;

@@ -9,7 +9,7 @@ use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod};
 use super::audit::append_audit;
 use super::subjects::root;
 use super::{SqliteStore, deliveries, now_millis};
-use crate::resolve::ConsentRow;
+use crate::signed::ConsentRow;
 use crate::{ConsentStore, LedgerEntry, NewDelivery, Result, StoreError, StoredReceipt};
 
 const CONSENT_COLUMNS: &str =

@@ -86,6 +86,16 @@ impl Lookup for Writer {
             .ok_or_else(|| crate::StoreError::Internal("a subject met in a batch does not exist".into()))
     }
 
+    fn identifier_counts(&mut self, root: &str) -> Result<std::collections::BTreeMap<String, u32>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT i.kind, COUNT(*) FROM identities i JOIN subjects s ON s.id = i.subject_id
+             WHERE s.id = ?1 OR s.merged_into = ?1 GROUP BY i.kind",
+        )?;
+        let rows =
+            statement.query_map([root], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn suppressed(&mut self, blinds: &[Blind]) -> Result<bool> {
         let any = match self.any_suppressed {
             Some(any) => any,

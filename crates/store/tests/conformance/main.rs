@@ -33,6 +33,7 @@ mod analytics;
 mod claims;
 mod consent;
 mod ingest;
+mod linking;
 mod model;
 mod operations;
 mod requests;
@@ -97,10 +98,19 @@ const T0: i64 = 1_700_000_000_000;
 /// The example catalog, with its sources in an opt-out jurisdiction so storage tests are not about
 /// consent, plus an EU source for the tests that are.
 fn conformance_catalog() -> Catalog {
-    let text =
-        Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
+    catalog_with("")
+}
+
+/// The conformance catalog with `more` appended (a section of the test's own). The example's merge
+/// rules are left out: the suite checks the domain's linking as such, and the rules' own test
+/// states its rules.
+fn catalog_with(more: &str) -> Catalog {
+    let text = Catalog::example_text()
+        .replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"")
+        .replace("[identity]\nmax_per_person = { user_id = 1, email = 5, phone = 3 }\n", "");
     let extra = "\n[sources.eu-web]\nkind = \"server\"\nwrite_key = \"wk_eu_web_12345\"\ndefault_jurisdiction = \"eu\"\n";
-    Catalog::parse(&format!("{text}{extra}")).expect("conformance catalog")
+    Catalog::parse(&format!("{text}{extra}{more}"))
+        .unwrap_or_else(|errors| panic!("{}", errors.render("test")))
 }
 
 /// A message as an SDK would send it, built up by the test, then taken through the real
