@@ -288,6 +288,7 @@ pub fn ledger_entry(event: &ConsentEvent) -> Value {
         "version": event.version,
         "source": event.source,
         "jurisdiction": event.jurisdiction,
+        "verified": event.verified,
     })
 }
 
