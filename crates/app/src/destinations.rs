@@ -49,8 +49,12 @@ pub fn deliveries_for(
         .collect()
 }
 
+/// Every identifier of a person, by kind: a person may have several emails and devices, and a
+/// destination told of their erasure must be able to find every record it holds of them.
+pub type Identifiers = BTreeMap<String, Vec<String>>;
+
 /// The identifiers a destination may be told.
-fn allowed(destination: &Destination, identifiers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn allowed(destination: &Destination, identifiers: &Identifiers) -> Identifiers {
     identifiers
         .iter()
         .filter(|(kind, _)| destination.identifiers.iter().any(|allowed| allowed.as_str() == kind.as_str()))
@@ -59,7 +63,7 @@ fn allowed(destination: &Destination, identifiers: &BTreeMap<String, String>) ->
 }
 
 /// The body a destination receives.
-pub fn wire_body(payload: &DeliveryPayload, identifiers: &BTreeMap<String, String>) -> Value {
+pub fn wire_body(payload: &DeliveryPayload, identifiers: &Identifiers) -> Value {
     json!({
         "id": payload.request,
         "type": payload.message,
@@ -87,14 +91,21 @@ fn jitter() -> f64 {
     (sample % 2001) as f64 / 1000.0 - 1.0
 }
 
-/// Delivers what is due; returns how many messages were tried.
+/// Delivers what is due, people's rights first (erasure, restriction, … have a lane of their own, so
+/// they never wait behind consent notices); returns how many messages were tried.
 pub async fn deliver_due(app: &App, now: i64) -> Result<usize, StoreError> {
     // The batch is sent at once, so the lease covers one call.
     let per_call = i64::try_from(app.outbound.timeout().as_millis()).unwrap_or(i64::MAX);
-    let messages = app
-        .store
-        .outbox_claim(tactful_store::DELIVERY_TOPIC, BATCH, now, per_call.saturating_add(LEASE_MARGIN_MS))
-        .await?;
+    let mut messages = Vec::new();
+    for topic in tactful_store::DELIVERY_TOPICS {
+        let room = BATCH.saturating_sub(u32::try_from(messages.len()).unwrap_or(u32::MAX));
+        if room == 0 {
+            break;
+        }
+        messages.extend(
+            app.store.outbox_claim(topic, room, now, per_call.saturating_add(LEASE_MARGIN_MS)).await?,
+        );
+    }
     let count = messages.len();
     let sent =
         futures_util::future::join_all(messages.into_iter().map(|message| deliver(app, message, now))).await;
@@ -162,15 +173,17 @@ fn first_line(body: &str) -> String {
     body.lines().next().unwrap_or_default().chars().take(200).collect()
 }
 
-/// A person's identifiers now (kind → value), or `None` if they were erased.
-pub async fn current_identifiers(
-    app: &App,
-    subject: &str,
-) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+/// Every identifier a person has now (kind → values, each once, in order), or `None` if they were
+/// erased.
+pub async fn current_identifiers(app: &App, subject: &str) -> Result<Option<Identifiers>, StoreError> {
     let Some(data) = app.store.subject_summary(subject).await? else { return Ok(None) };
-    let mut identifiers = BTreeMap::new();
+    let mut identifiers = Identifiers::new();
     for identity in data.open_identities(&app.vault)? {
-        identifiers.entry(identity.kind).or_insert_with(|| identity.value.to_string());
+        identifiers.entry(identity.kind).or_default().push(identity.value.to_string());
+    }
+    for values in identifiers.values_mut() {
+        values.sort();
+        values.dedup();
     }
     Ok(Some(identifiers))
 }

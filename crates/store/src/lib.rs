@@ -42,7 +42,7 @@ pub use requests::{
     LegalHold, NewDelivery, NewRequest, PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate,
     RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
 };
-pub use shared::{DELIVERY_TOPIC, new_receipt_id};
+pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, new_receipt_id};
 pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{

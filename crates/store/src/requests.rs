@@ -324,14 +324,38 @@ pub struct DeliveryPayload {
     pub message: String,
     pub subject: String,
     pub issued_at: i64,
-    /// The identifiers the destination may know, captured when the message was written (erasure
-    /// destroys them right after); `None` means "look them up when sending".
-    pub identifiers: Option<BTreeMap<String, String>>,
+    /// The identifiers the destination may know, every one of each kind, captured when the message
+    /// was written (erasure destroys them right after); `None` means "look them up when sending".
+    #[serde(deserialize_with = "every_identifier")]
+    pub identifiers: Option<BTreeMap<String, Vec<String>>>,
     /// What else the message says (the purpose and new status of a consent change, …).
     pub details: Value,
 }
 
 const DELIVERY_SEAL: &str = "delivery";
+
+/// Reads the identifiers of a payload, also as written before a kind could hold several (one value
+/// per kind), so messages queued by an older version are still sent whole.
+fn every_identifier<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let read: Option<BTreeMap<String, OneOrMany>> = Option::deserialize(deserializer)?;
+    Ok(read.map(|identifiers| {
+        identifiers
+            .into_iter()
+            .map(|(kind, values)| match values {
+                OneOrMany::One(value) => (kind, vec![value]),
+                OneOrMany::Many(values) => (kind, values),
+            })
+            .collect()
+    }))
+}
 
 impl DeliveryPayload {
     pub fn seal(&self, vault: &Vault) -> Vec<u8> {

@@ -101,8 +101,20 @@ pub(crate) const LAPSED_CONSENTS_SQL: &str = "WITH family AS (
                    AND (l.at > c.at OR (l.at = c.at AND l.id > c.id)))
  ORDER BY c.expires_at, c.id LIMIT ?2";
 
-/// The outbox topic of deliveries to destinations.
+/// The outbox topic of deliveries to destinations about consent changes (and of every delivery
+/// queued before rights had a lane of their own).
 pub const DELIVERY_TOPIC: &str = "delivery";
+/// The outbox topic of deliveries about people's rights (erasure, restriction, rectification,
+/// objection, suppression): a lane of their own, sent before consent changes, so an erasure never
+/// waits behind a long queue of consent notices.
+pub const RIGHTS_TOPIC: &str = "delivery.rights";
+/// The delivery topics, in the order they are sent.
+pub const DELIVERY_TOPICS: [&str; 2] = [RIGHTS_TOPIC, DELIVERY_TOPIC];
+
+/// The outbox topic a delivery of `message` (`erase`, `consent_changed`, …) goes under.
+pub(crate) fn delivery_topic(message: &str) -> &'static str {
+    if message == "consent_changed" { DELIVERY_TOPIC } else { RIGHTS_TOPIC }
+}
 
 /// A random id for a consent event and its receipt.
 pub fn new_receipt_id() -> String {

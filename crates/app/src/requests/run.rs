@@ -224,7 +224,7 @@ pub(super) fn deliveries(
     record: &RequestRecord,
     subject: &str,
     message: DestinationMessage,
-    identifiers: BTreeMap<String, String>,
+    identifiers: crate::destinations::Identifiers,
     now: i64,
 ) -> Vec<NewDelivery> {
     let template = DeliveryPayload {
@@ -254,7 +254,8 @@ async fn unsuppress(app: &App, record: &mut RequestRecord, now: i64) -> Result<(
             .await?;
     }
     if !record.done("propagated") {
-        let deliveries = deliveries(app, record, "", DestinationMessage::Unsuppress, identifiers, now);
+        let every = identifiers.into_iter().map(|(kind, value)| (kind, vec![value])).collect();
+        let deliveries = deliveries(app, record, "", DestinationMessage::Unsuppress, every, now);
         app.store.enqueue_deliveries(deliveries, now).await?;
         step(app, record, None, Some("propagated"), "destinations told").await?;
     }

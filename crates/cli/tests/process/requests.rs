@@ -123,7 +123,7 @@ async fn a_person_is_exported_then_erased_everywhere_on_a_real_server() {
     assert_eq!(received[0]["body"]["id"], erase_id.as_str());
     assert_eq!(
         received[0]["body"]["identifiers"],
-        json!({"email": "lucy.westenra@example.com", "user_id": "lucy-1"})
+        json!({"email": ["lucy.westenra@example.com"], "user_id": ["lucy-1"]})
     );
 
     // Nothing finds her; the same email later is someone new.

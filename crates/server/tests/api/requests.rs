@@ -89,7 +89,7 @@ may = ["download_packages"]
 url = "{receiver}/crm"
 secret = "{SECRET}"
 receives = ["erase", "restrict", "consent_changed"]
-identifiers = ["email", "user_id"]
+identifiers = ["email", "user_id", "anonymous_id"]
 
 [destinations.flaky]
 url = "{receiver}/flaky"
@@ -185,11 +185,11 @@ async fn an_erasure_reaches_every_destination_and_keeps_only_what_the_law_requir
     let (headers, body) = erase[0];
     verify_signature(headers, body);
     assert_eq!(body["id"], id.as_str());
-    assert_eq!(body["identifiers"], json!({"email": EMAIL, "user_id": "reader-1"}));
+    assert_eq!(body["identifiers"], json!({"email": [EMAIL], "user_id": ["reader-1"]}));
     let flaky = receiver.at("/flaky");
     assert_eq!(flaky.len(), 3);
     assert!(flaky.iter().all(|(headers, body)| body["id"] == id.as_str() && headers["tactful-delivery-id"] == id.as_str()));
-    assert_eq!(flaky[2].1["identifiers"], json!({"user_id": "reader-1"}), "flaky may not know the email");
+    assert_eq!(flaky[2].1["identifiers"], json!({"user_id": ["reader-1"]}), "flaky may not know the email");
 
     // Gone from every read; the invoice stays, readable with the legal-hold key only.
     let (status, body) =
@@ -568,7 +568,8 @@ async fn restriction_objection_and_rectification_change_what_reads_return() {
     assert!(
         changed
             .iter()
-            .any(|body| body["details"]["status"] == "withdrawn" && body["identifiers"]["email"] == EMAIL),
+            .any(|body| body["details"]["status"] == "withdrawn"
+                && body["identifiers"]["email"] == json!([EMAIL])),
         "{changed:?}"
     );
 }
@@ -744,4 +745,59 @@ async fn verification_codes_can_go_through_the_brands_mailer_webhook() {
     assert_eq!(body["reference"], created["id"]);
     assert!(body["body"].as_str().unwrap().contains("expires in 15 minutes"));
     assert!(harness.notifications().is_empty(), "nothing written to files");
+}
+
+#[tokio::test]
+async fn an_erasure_tells_every_identifier_and_goes_ahead_of_a_long_queue_of_consent_changes() {
+    let (receiver, base) = Receiver::start().await;
+    let harness = harness(&base).await;
+    let privacy = harness.key("privacy").await;
+    // Lucy signed in from two devices and gave two email addresses, saying yes to the newsletter.
+    for (message, device, email) in
+        [("l-1", "lucy-phone", "lucy@example.com"), ("l-2", "lucy-laptop", "lucy.w@example.com")]
+    {
+        let event = json!({"type": "identify", "userId": "lucy-2", "anonymousId": device, "messageId": message,
+                           "traits": {"email": email},
+                           "context": {"consent": {"categoryPreferences": {"Email": true}}}});
+        assert_eq!(harness.track("wk_web_lantern", event, false).await.0, StatusCode::OK);
+    }
+    // Ten thousand consent notices about someone else are waiting for the CRM.
+    harness.identify("e-1", "Whitby").await;
+    let reader = harness.subject_of("user_id", "reader-1").await.unwrap();
+    let now = tactful_app::now_millis();
+    let queued: Vec<_> = (0..10_000)
+        .map(|index| {
+            tactful_store::DeliveryPayload {
+                request: format!("cr_queued_{index}"),
+                destination: "crm".into(),
+                message: "consent_changed".into(),
+                subject: reader.clone(),
+                issued_at: now,
+                identifiers: None,
+                details: json!({}),
+            }
+            .into_delivery(&harness.state.vault)
+        })
+        .collect();
+    harness.state.store.enqueue_deliveries(queued, now).await.unwrap();
+
+    let (status, created) =
+        harness.request(&privacy, json!({"type": "erase", "subject": "user_id:lucy-2"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    tactful_app::requests::run_due(&harness.state, now + 1).await.unwrap();
+    // One pass of the delivery worker: the erasure goes first, in its own lane.
+    tactful_app::destinations::deliver_due(&harness.state, now + 2).await.unwrap();
+    let crm = receiver.at("/crm");
+    assert!(crm.len() <= 16, "one pass sends one batch: {}", crm.len());
+    let erase =
+        crm.iter().find(|(_, body)| body["type"] == "erase").expect("the erasure is in the first pass");
+    assert_eq!(erase.1["id"], id.as_str());
+    assert_eq!(
+        erase.1["identifiers"],
+        json!({"anonymous_id": ["lucy-laptop", "lucy-phone"],
+               "email": ["lucy.w@example.com", "lucy@example.com"],
+               "user_id": ["lucy-2"]}),
+        "every identifier of every kind the CRM may know"
+    );
 }

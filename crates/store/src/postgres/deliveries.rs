@@ -14,7 +14,6 @@ use super::PostgresStore;
 use super::audit::append_audit;
 use super::requests::{attempts_param, history, load_request, request_audit, settled};
 use crate::requests::{DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery};
-use crate::shared::DELIVERY_TOPIC;
 use crate::{DeliveryStore, OutboxMessage, Result, StoreError};
 
 /// Writes deliveries and their outbox messages, within the caller's transaction. A delivery that
@@ -57,13 +56,15 @@ pub(super) async fn enqueue(conn: &mut PgConnection, deliveries: &[NewDelivery],
     }
     let ids: Vec<String> = new.iter().map(|_| crate::shared::new_message_id()).collect();
     let payloads: Vec<&[u8]> = new.iter().map(|delivery| delivery.payload.as_slice()).collect();
+    let topics: Vec<&str> =
+        new.iter().map(|delivery| crate::shared::delivery_topic(&delivery.message)).collect();
     sqlx::query(
         "INSERT INTO outbox (id, topic, payload, created_at, not_before)
-         SELECT id, $3, payload, $4, $4 FROM UNNEST($1::text[], $2::bytea[]) AS t(id, payload)",
+         SELECT id, topic, payload, $4, $4 FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS t(id, payload, topic)",
     )
     .bind(&ids)
     .bind(&payloads)
-    .bind(DELIVERY_TOPIC)
+    .bind(&topics)
     .bind(now)
     .execute(&mut *conn)
     .await?;

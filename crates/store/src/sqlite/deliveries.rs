@@ -11,7 +11,6 @@ use super::audit::append_audit;
 use super::requests::{history, load_request, request_audit, settled};
 use super::writer::Writer;
 use crate::requests::{DeliveryAttempt, DeliveryOutcome, DeliveryRecord, DeliveryStatus, NewDelivery};
-use crate::shared::DELIVERY_TOPIC;
 use crate::{DeliveryStore, OutboxMessage, Result, StoreError};
 
 /// Writes deliveries and their outbox messages.
@@ -29,7 +28,7 @@ pub(super) fn enqueue(conn: &Connection, deliveries: &[NewDelivery], now: i64) -
             )?
             .execute(params![
                 crate::shared::new_message_id(),
-                DELIVERY_TOPIC,
+                crate::shared::delivery_topic(&delivery.message),
                 delivery.payload,
                 now
             ])?;

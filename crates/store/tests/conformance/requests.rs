@@ -146,7 +146,7 @@ async fn a_request_settles_once_every_destination_answered(backend: Backend) {
         message: "restrict".into(),
         subject: ann.clone(),
         issued_at: T0,
-        identifiers: Some([("user_id".to_owned(), "ann".to_owned())].into()),
+        identifiers: Some([("user_id".to_owned(), vec!["ann".to_owned()])].into()),
         details: json!({}),
     };
     store.create_request(new_request("req_r", &ann, RequestKind::Restrict), Vec::new()).await.unwrap();
@@ -175,7 +175,7 @@ async fn a_request_settles_once_every_destination_answered(backend: Backend) {
     };
     assert_eq!(
         opened[0].identifiers.as_ref().unwrap()["user_id"],
-        "ann",
+        ["ann"],
         "the payload opens with the outbox key"
     );
 
