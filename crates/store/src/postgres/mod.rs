@@ -54,8 +54,9 @@ pub(crate) fn pg(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(database) => match database.code().as_deref() {
             // serialization_failure, deadlock_detected: another transaction won; retry.
             Some("40001" | "40P01") => StoreError::Conflict(database.message().to_owned()),
-            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, read-only.
-            Some("57P01" | "57P02" | "57P03" | "53300" | "25006") => {
+            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, read-only,
+            // and a database that is not accepting connections (object_not_in_prerequisite_state).
+            Some("57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000") => {
                 StoreError::Unavailable(database.message().to_owned())
             }
             Some(code) if code.starts_with("08") => StoreError::Unavailable(database.message().to_owned()),
@@ -148,11 +149,26 @@ impl PostgresStore {
 /// version in the same transaction as its DDL, and a second instance trying the same version waits
 /// on the first's row, then finds it applied and moves on.
 async fn migrate(pool: &PgPool) -> Result<()> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS tactful_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
+    // Instances starting together on an empty database race to create the ledger of migrations:
+    // PostgreSQL's `IF NOT EXISTS` is not atomic against another session creating the same table
+    // (a unique violation on its catalog, or "already exists"). The loser finds it made and goes
+    // on; every migration after that is claimed by one instance in the transaction that applies it.
+    for attempt in 1.. {
+        let created = sqlx::query(
+            "CREATE TABLE IF NOT EXISTS tactful_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(pool)
+        .await;
+        match created {
+            Ok(_) => break,
+            Err(sqlx::Error::Database(error))
+                if matches!(error.code().as_deref(), Some("23505" | "42P07")) && attempt < 5 =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     let found: Option<i64> =
         sqlx::query_scalar("SELECT max(version) FROM tactful_migrations").fetch_one(pool).await?;

@@ -201,3 +201,70 @@ async fn counters_stay_gapless_when_transactions_roll_back() {
     committed.sort_unstable();
     assert_eq!(committed, (1..=16).collect::<Vec<i64>>());
 }
+
+/// Instances started together on an empty database all come up, and the schema is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_on_an_empty_database_all_come_up() {
+    for _ in 0..3 {
+        let Some(url) = crate::testing::fresh_postgres_database().await else { return };
+        let master = tactful_vault::MasterKey::generate().to_hex().to_string();
+        let starts = (0..4).map(|_| {
+            let (url, master) = (url.clone(), master.clone());
+            tokio::spawn(async move {
+                let key = tactful_vault::MasterKey::from_text(&master).unwrap();
+                PostgresStore::open(&url, key, &Options::default()).await.map(|_| ())
+            })
+        });
+        for started in futures_join(starts).await {
+            started.expect("no panic").expect("every instance starts");
+        }
+        let (store, _) = PostgresStore::open(
+            &url,
+            tactful_vault::MasterKey::from_text(&master).unwrap(),
+            &Options::default(),
+        )
+        .await
+        .unwrap();
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM tactful_migrations ORDER BY version")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(applied, (1..=i64::try_from(super::MIGRATIONS.len()).unwrap()).collect::<Vec<_>>());
+    }
+}
+
+async fn futures_join<T>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut results = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        results.push(handle.await);
+    }
+    results
+}
+
+/// A database that refuses connections is unavailable (503, retry later), not an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_connections_is_unavailable() {
+    let Some(url) = crate::testing::fresh_postgres_database().await else { return };
+    let options = Options { pool_size: 1, connect_for: Duration::from_secs(1) };
+    let (store, _) = PostgresStore::open(&url, tactful_vault::MasterKey::generate(), &options).await.unwrap();
+    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let admin = std::env::var("TACTFUL_TEST_POSTGRES_URL").unwrap();
+    let admin = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let answer = crate::OperationsStore::ping(&store).await;
+    assert!(matches!(answer, Err(crate::StoreError::Unavailable(_))), "{answer:?}");
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
