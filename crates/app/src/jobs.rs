@@ -41,7 +41,7 @@ pub async fn start(app: &Arc<App>, checkpoint_every: Duration) -> Result<(), Sto
     tokio::spawn(work(app.clone()));
     tokio::spawn(purge(app.clone()));
     if let Some(engine) = &app.personalization {
-        engine.sync(app.store.as_ref(), &app.vault).await?;
+        engine.sync_at(app.store.as_ref(), &app.vault, app.now()).await?;
         tokio::spawn(crate::personalize::run(app.clone(), engine.clone()));
     }
     Ok(())

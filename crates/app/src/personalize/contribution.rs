@@ -42,7 +42,7 @@ impl Personalization {
         if !write.is_empty() || !remove.is_empty() {
             app.store.put_contributions(write, remove, now).await?;
         }
-        self.sync(app.store.as_ref(), &app.vault).await?;
+        self.sync_at(app.store.as_ref(), &app.vault, app.now()).await?;
         Ok(())
     }
 
@@ -208,7 +208,7 @@ pub async fn run(app: Arc<App>, engine: Arc<Personalization>) {
                 tracing::warn!(%error, "cannot release the model updater lease");
             }
         }
-        if let Err(error) = engine.sync(app.store.as_ref(), &app.vault).await {
+        if let Err(error) = engine.sync_at(app.store.as_ref(), &app.vault, app.now()).await {
             tracing::warn!(%error, "cannot sync the recommendation model; will retry");
         }
     }

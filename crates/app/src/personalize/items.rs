@@ -31,7 +31,7 @@ impl Personalization {
             // What people did with it must leave the shared aggregates: everyone is recomputed.
             app.store.mark_all_model_dirty(now).await?;
         }
-        engine.sync(app.store.as_ref(), &app.vault).await?;
+        engine.sync_at(app.store.as_ref(), &app.vault, app.now()).await?;
         Ok(count)
     }
 }

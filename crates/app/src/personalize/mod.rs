@@ -47,6 +47,9 @@ const HISTORY_KEPT: usize = 200;
 const PAGE: u32 = 1_000;
 /// Changes applied per store read while syncing.
 const CHANGES_PER_READ: u32 = 2_000;
+/// With differential privacy, how soon after someone leaves the model a noisy release is made
+/// without them (each release spends the catalog's ε and is audited as `model_released`).
+pub const RELEASE_AFTER_LEAVING_MS: i64 = 60_000;
 /// How often an exact release is rebuilt whole (scores of untouched items drift in between).
 const FULL_RELEASE_EVERY_MS: i64 = 10 * 60_000;
 
@@ -78,6 +81,9 @@ struct Model {
     version: i64,
     items_version: i64,
     full_release_at: i64,
+    /// Someone left the model (withdrew, lapsed, was restricted or erased) since the last noisy
+    /// release: the next one comes within [`RELEASE_AFTER_LEAVING_MS`], not at the schedule's end.
+    left_since_release: bool,
 }
 
 /// The personalization engine of one serving instance.
@@ -144,6 +150,7 @@ impl Personalization {
             version: 0,
             items_version: 0,
             full_release_at: 0,
+            left_since_release: false,
         };
         Some(Personalization {
             settings,
@@ -236,6 +243,11 @@ impl Personalization {
     /// Folds the store's item and contribution changes into this instance's model; releases again
     /// what they touched (a noisy model is only released whole, on its schedule).
     pub async fn sync(&self, store: &dyn Store, vault: &Vault) -> Result<usize> {
+        self.sync_at(store, vault, crate::now_millis()).await
+    }
+
+    /// [`Personalization::sync`] at `now` (the application's clock).
+    pub async fn sync_at(&self, store: &dyn Store, vault: &Vault, now: i64) -> Result<usize> {
         let _one = self.syncing.lock().await;
         let mut applied = 0;
         loop {
@@ -283,6 +295,9 @@ impl Personalization {
                     }
                 });
                 let old = model.people.remove(&subject);
+                if old.is_some() && person.is_none() {
+                    model.left_since_release = true;
+                }
                 touched.extend(model.aggregates.replace(
                     old.as_ref().map(|p| &p.contribution),
                     person.as_ref().map(|p| &p.contribution),
@@ -294,14 +309,17 @@ impl Personalization {
             }
             model.version = last;
         }
-        let now = crate::now_millis();
         let full_due = {
             let model = self.read();
             let every = match self.config.epsilon {
                 Some(_) => i64::from(self.settings.release_minutes) * 60_000,
                 None => FULL_RELEASE_EVERY_MS,
             };
-            model.full_release_at == 0 || now - model.full_release_at >= every
+            // A noisy release is only made whole; someone who left is out of it within a minute.
+            let someone_left = self.config.epsilon.is_some()
+                && model.left_since_release
+                && now - model.full_release_at >= RELEASE_AFTER_LEAVING_MS;
+            model.full_release_at == 0 || now - model.full_release_at >= every || someone_left
         };
         if full_due {
             self.release_whole(store, now).await?;
@@ -335,13 +353,14 @@ impl Personalization {
         let mut model = self.write();
         model.release = Arc::new(release);
         model.full_release_at = now;
+        model.left_since_release = false;
         Ok(())
     }
 
     /// Removes a person's contribution from the store and from this instance's model now.
     pub async fn forget_now(&self, app: &App, subject: &str) -> Result<()> {
         app.store.put_contributions(Vec::new(), vec![subject.to_owned()], app.now()).await?;
-        self.sync(app.store.as_ref(), &app.vault).await?;
+        self.sync_at(app.store.as_ref(), &app.vault, app.now()).await?;
         Ok(())
     }
 

@@ -695,3 +695,45 @@ async fn a_consent_that_lapses_takes_the_person_out_of_the_model() {
     assert_eq!(body["personalized"], false);
     assert_eq!(body["not_personalized_because"], "consent_expired");
 }
+
+#[tokio::test]
+async fn with_differential_privacy_someone_who_leaves_is_out_of_what_is_served_within_a_minute() {
+    let clock = std::sync::Arc::new(tactful_app::ManualClock::at(tactful_app::now_millis()));
+    let catalog = CATALOG.replace("min_support = 3", "min_support = 3\nepsilon = 2.0\ncap = 5");
+    let catalog = Catalog::parse(&catalog).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let h = with_items(Harness::clocked(catalog, clock.clone()).await).await;
+    let privacy = h.key("privacy").await;
+    for person in 0..20 {
+        h.views(&format!("p{person}"), &["boot", "sock"], true).await;
+    }
+    h.learn().await;
+    let engine = h.state.personalization.clone().unwrap();
+    // The scheduled noisy release, with everyone in it.
+    engine.release_whole(h.state.store.as_ref(), h.state.now()).await.unwrap();
+    let released = |h: &Harness| {
+        let h = h.state.store.clone();
+        async move {
+            h.audit_entries(0, 10_000)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| e.text.contains("model_released"))
+                .count()
+        }
+    };
+    let (people, releases) = (engine.info_now().people, released(&h).await);
+    assert_eq!(people, 20);
+
+    // A second later p0 withdraws: they leave the aggregates at once, and what is served a minute
+    // later at most.
+    clock.advance(1_000);
+    let changes = json!({"changes": [{"purpose": PURPOSE, "status": "withdrawn"}]});
+    let (status, body) =
+        h.post_json("/v1/subjects/user_id:p0/consents", &privacy, &changes.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(engine.info_now().people >= people - 1, "a noisy release is only ever made whole");
+    clock.advance(tactful_app::personalize::RELEASE_AFTER_LEAVING_MS + 1_000);
+    engine.sync_at(h.state.store.as_ref(), &h.state.vault, h.state.now()).await.unwrap();
+    assert_eq!(engine.info_now().people, people - 1, "served without them within a minute");
+    assert_eq!(released(&h).await, releases + 1, "the release, and the ε it spent, is in the audit log");
+}
