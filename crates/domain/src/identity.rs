@@ -30,6 +30,17 @@ impl IdentifierKind {
 
     /// Normalizes an identifier so that trivially different spellings find the same subject.
     pub fn normalize(&self, raw: &str) -> Result<String, IdentifierError> {
+        use unicode_normalization::UnicodeNormalization as _;
+        // Emails and phone numbers are people's spellings: composed or decomposed accents and
+        // full-width letters or digits are the same address (NFKC). Ids are the brand's, kept exact.
+        let compatible: String;
+        let raw = match self {
+            IdentifierKind::Email | IdentifierKind::Phone => {
+                compatible = raw.nfkc().collect();
+                compatible.as_str()
+            }
+            _ => raw,
+        };
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(IdentifierError::Empty);
@@ -318,6 +329,11 @@ mod tests {
             assert_eq!(kind.normalize(raw).map_err(|_| ()), expected.map(str::to_owned), "{kind} {raw:?}");
         };
         check("email", "  Ada@Example.COM ", Ok("ada@example.com"));
+        // One address, however its accents are encoded or its letters are typed.
+        check("email", "Ren\u{e9}e@example.com", Ok("ren\u{e9}e@example.com"));
+        check("email", "Rene\u{301}e@example.com", Ok("ren\u{e9}e@example.com"));
+        check("email", "\u{ff21}da@example.com", Ok("ada@example.com"));
+        check("phone", "\u{ff0b}1 555 010 9999", Ok("+15550109999"));
         check("email", "not-an-email", Err(()));
         check("email", "@example.com", Err(()));
         check("phone", "+1 (555) 010-9999", Ok("+15550109999"));

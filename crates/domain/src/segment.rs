@@ -368,16 +368,19 @@ fn id_field(object: &Map<String, Value>, key: &str) -> Result<Option<String>, Ev
 
 /// Segment's rule: `timestamp = receivedAt − (sentAt − originalTimestamp)` when the sender said
 /// both when the event happened and when it sent it, so a device clock that is off does not move
-/// events in time. `timestamp` stands in for `originalTimestamp` when only it is given.
+/// events in time. `timestamp` stands in for `originalTimestamp` when only it is given. Nothing
+/// happened after it arrived: a time in the future (a wrong clock, or a client claiming year 9999
+/// so that the event outlives every retention period) is taken as the time it was received.
 fn corrected_timestamp(object: &Map<String, Value>, received_at: i64) -> Result<i64, EventError> {
     let original = time_field(object, "originalTimestamp")?;
     let stated = time_field(object, "timestamp")?;
     let sent_at = time_field(object, "sentAt")?;
-    Ok(match (original.or(stated), sent_at) {
+    let corrected = match (original.or(stated), sent_at) {
         (Some(original), Some(sent_at)) => received_at.saturating_sub(sent_at.saturating_sub(original)),
         (Some(original), None) => original,
         (None, _) => received_at,
-    })
+    };
+    Ok(corrected.min(received_at))
 }
 
 fn time_field(object: &Map<String, Value>, key: &str) -> Result<Option<i64>, EventError> {

@@ -178,3 +178,23 @@ fn an_oversized_single_event_is_refused() {
     .unwrap();
     assert_eq!(parsed.events[0].as_ref().expect_err("too large").code, "event_too_large");
 }
+
+#[test]
+fn an_event_never_happens_after_it_arrived() {
+    let received = 1_700_000_000_000;
+    let at = |body: Value| {
+        let raw = RawEvent {
+            object: body.as_object().unwrap().clone(),
+            write_key: None,
+            implied_type: Some(MessageType::Track),
+        };
+        validate(raw, received).unwrap().timestamp
+    };
+    let far = json!({"event": "E", "anonymousId": "a", "timestamp": "9999-12-31T23:59:59Z"});
+    assert_eq!(at(far), received, "year 9999 would outlive every retention period");
+    let skewed = json!({"event": "E", "anonymousId": "a", "originalTimestamp": "2023-11-14T22:14:00Z",
+                        "sentAt": "2023-11-14T22:13:00Z"});
+    assert_eq!(at(skewed), received, "sent before it happened: taken as received");
+    let past = json!({"event": "E", "anonymousId": "a", "timestamp": "2023-11-01T00:00:00Z"});
+    assert!(at(past) < received, "a past time stays");
+}
