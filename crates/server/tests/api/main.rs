@@ -5,6 +5,7 @@
 mod access;
 mod common;
 mod console;
+mod destinations;
 mod identity;
 mod insights;
 mod me;
