@@ -98,9 +98,7 @@ pub fn token_valid(secret: &str, user_id: &str, token: &str) -> bool {
     if token.len() != 64 || !token.is_ascii() {
         return false;
     }
-    let tag: Option<Vec<u8>> =
-        (0..64).step_by(2).map(|at| u8::from_str_radix(&token[at..at + 2], 16).ok()).collect();
-    let Some(tag) = tag else { return false };
+    let Some(tag) = crate::encoding::unhex(token) else { return false };
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(user_id.as_bytes());

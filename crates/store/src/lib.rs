@@ -8,6 +8,8 @@
 //! transaction that writes them.
 
 pub mod audit;
+pub mod backup;
+pub mod erasures;
 mod event;
 mod model;
 mod postgres;

@@ -9,6 +9,7 @@ mod audit;
 mod consent;
 mod credentials;
 mod deliveries;
+mod erasures;
 mod ingest;
 mod model;
 mod operations;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_sign_in_codes.sql"),
     include_str!("migrations/0008_window_envelopes.sql"),
     include_str!("migrations/0009_consent_provenance.sql"),
+    include_str!("migrations/0012_erasure_journal.sql"),
 ];
 
 pub struct PostgresStore {
@@ -140,6 +142,12 @@ impl PostgresStore {
         migrate(&pool).await?;
         let wrapped_root = index_root(&pool, &master).await?;
         let vault = std::sync::Arc::new(Vault::open(master, &wrapped_root)?);
+        // A database restored from a backup taken before an erasure is erased again, before anything
+        // reads it.
+        let reapplied = erasures::reapply(&pool, &vault, crate::shared::now_millis()).await?;
+        if reapplied > 0 {
+            tracing::warn!(reapplied, "erased again people a restored database still held");
+        }
         tracing::info!(database = %place, pool = options.pool_size, "connected to PostgreSQL");
         Ok((PostgresStore { pool, vault: vault.clone(), keys: ingest::KeyCache::default() }, vault))
     }

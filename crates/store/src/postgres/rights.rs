@@ -161,6 +161,8 @@ async fn try_shred(
     if in_flight > 0 {
         return Ok(ShredOutcome::ExportInFlight);
     }
+    // Journaled in the same commit, in a table backups leave out, so a restore is erased again.
+    super::erasures::journal(conn, &members, plan.suppress, now).await?;
     let mut suppressed = 0;
     if plan.suppress {
         suppressed = sqlx::query(
@@ -174,29 +176,7 @@ async fn try_shred(
         .await?
         .rows_affected();
     }
-    let identifiers = sqlx::query("DELETE FROM identities WHERE subject_id = ANY($1)")
-        .bind(&members)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    for statement in [
-        "DELETE FROM profile_values WHERE subject_id = ANY($1)",
-        "DELETE FROM consent_receipts WHERE subject_id = ANY($1)",
-        "DELETE FROM consent_events WHERE subject_id = ANY($1)",
-        "DELETE FROM sign_in_codes WHERE subject_id = ANY($1)",
-    ] {
-        sqlx::query(statement).bind(&members).execute(&mut *conn).await?;
-    }
-    // The keys go: every value sealed under them is unreadable from this commit on.
-    sqlx::query(
-        "UPDATE subjects SET wrapped_key = ''::bytea, erased_at = $2, known = FALSE WHERE id = ANY($1)",
-    )
-    .bind(&members)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    // What they contributed to the shared model goes too, and readers of the model are told.
-    super::model::forget_subjects(conn, &members, now).await?;
+    let identifiers = super::erasures::destroy_family(conn, &members, now).await?;
     deliveries::enqueue(conn, &plan.deliveries, now).await?;
     let mut audit = plan.audit.clone();
     audit.push(AuditEvent::Erased {

@@ -8,7 +8,7 @@ use tactful_domain::request::{RequestKind, RequestStatus};
 
 use super::requests::SETTLED_AT_ONCE;
 use super::{PostgresStore, next_counter_value};
-use crate::shared::DELIVERY_TOPIC;
+use crate::shared::RIGHTS_TOPIC;
 use crate::{
     DeliveryOutcome, DeliveryStore, NewDelivery, NewRequest, Options, RequestRecord, RequestStore,
     RequestUpdate, ShredOutcome, ShredPlan,
@@ -105,7 +105,7 @@ async fn deliveries_recorded_at_once_settle_their_request_once() {
             })
             .collect();
         store.enqueue_deliveries(deliveries, 1).await.unwrap();
-        let messages = store.outbox_claim(DELIVERY_TOPIC, 10, 1, 60_000).await.unwrap();
+        let messages = store.outbox_claim(RIGHTS_TOPIC, 10, 1, 60_000).await.unwrap();
         assert_eq!(messages.len(), destinations.len());
         let mut tasks = Vec::new();
         for (message, destination) in messages.iter().zip(destinations) {

@@ -203,7 +203,7 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
     migrate(&conn)?;
     let wrapped_root = index_root(&conn, &master)?;
     let vault = Arc::new(Vault::open(master, &wrapped_root)?);
-    Ok(Writer {
+    let mut writer = Writer {
         conn,
         vault,
         keys: HashMap::new(),
@@ -213,7 +213,18 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
         audit_head_dirty: false,
         any_suppressed: None,
         data_version: 0,
-    })
+        journal: crate::erasures::journal_path(path),
+    };
+    // A database restored from a backup taken before an erasure is erased again, before anything
+    // reads it.
+    let journal = crate::erasures::read(&writer.journal)?;
+    if !journal.is_empty() {
+        let reapplied = rights::reapply_erasures(&mut writer, &journal, crate::shared::now_millis())?;
+        if reapplied > 0 {
+            tracing::warn!(reapplied, "erased again people a restored database still held");
+        }
+    }
+    Ok(writer)
 }
 
 /// The database holds only sealed data, but there is no reason for other users to read it.

@@ -98,6 +98,28 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
         return Ok(ShredOutcome::ExportInFlight);
     }
     let family = "SELECT id FROM subjects WHERE id = ?1 OR merged_into = ?1";
+    // Journaled (durably, beside the database) before it commits, so a restore of an older backup
+    // is erased again.
+    let suppressed_blinds: Vec<(String, Vec<u8>)> = if plan.suppress {
+        writer
+            .conn
+            .prepare_cached(&format!("SELECT kind, blind FROM identities WHERE subject_id IN ({family})"))?
+            .query_map([&root], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    crate::erasures::append(
+        &writer.journal,
+        &crate::erasures::Erasure {
+            at: now,
+            members: members.clone(),
+            suppressed: suppressed_blinds
+                .iter()
+                .map(|(kind, blind)| (kind.clone(), tactful_domain::encoding::hex(blind)))
+                .collect(),
+        },
+    )?;
     let mut suppressed = 0;
     if plan.suppress {
         suppressed = writer
@@ -109,26 +131,7 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
             ))?
             .execute(params![root, now])? as u64;
     }
-    let identifiers = writer
-        .conn
-        .prepare_cached(&format!("DELETE FROM identities WHERE subject_id IN ({family})"))?
-        .execute([&root])? as u64;
-    for table in ["profile_values", "consent_receipts", "consent_events", "sign_in_codes"] {
-        writer
-            .conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE subject_id IN ({family})"))?
-            .execute([&root])?;
-    }
-    // The keys go: every value sealed under them is unreadable from this commit on. secure_delete
-    // overwrites the old key bytes in the database file; the WAL is truncated within a bound.
-    writer
-        .conn
-        .prepare_cached(&format!(
-            "UPDATE subjects SET wrapped_key = x'', erased_at = ?2, known = 0 WHERE id IN ({family})"
-        ))?
-        .execute(params![root, now])?;
-    // What they contributed to the shared model goes too, and readers of the model are told.
-    super::model::forget_subjects(&writer.conn, &members, now)?;
+    let identifiers = destroy_family(&writer.conn, &root, &members, now)?;
     deliveries::enqueue(&writer.conn, &plan.deliveries, now)?;
     let mut audit = plan.audit.clone();
     audit.push(AuditEvent::Erased {
@@ -142,6 +145,98 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
     // What the writer remembers of them (keys, bindings) goes too.
     writer.forget_people();
     Ok(ShredOutcome::Shredded { members, identifiers, suppressed })
+}
+
+/// Destroys a family: its identifiers, profile, consent records and sign-in codes deleted, its keys
+/// emptied (every value sealed under them is unreadable from this commit on; secure_delete
+/// overwrites the old key bytes in the file, and the WAL is truncated within a bound), and what it
+/// lent the shared model removed. Returns how many identifiers went.
+fn destroy_family(conn: &Connection, root: &str, members: &[String], now: i64) -> Result<u64> {
+    let family = "SELECT id FROM subjects WHERE id = ?1 OR merged_into = ?1";
+    let identifiers = conn
+        .prepare_cached(&format!("DELETE FROM identities WHERE subject_id IN ({family})"))?
+        .execute([root])? as u64;
+    for table in ["profile_values", "consent_receipts", "consent_events", "sign_in_codes"] {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE subject_id IN ({family})"))?
+            .execute([root])?;
+    }
+    conn.prepare_cached(&format!(
+        "UPDATE subjects SET wrapped_key = x'', erased_at = ?2, known = 0 WHERE id IN ({family})"
+    ))?
+    .execute(params![root, now])?;
+    super::model::forget_subjects(conn, members, now)?;
+    Ok(identifiers)
+}
+
+/// Applies again every journaled erasure that a (restored) database does not reflect: each family
+/// that still holds a journaled member's key is destroyed, and what was suppressed is suppressed
+/// again; each re-applied erasure is audited. Returns how many families were erased again.
+pub(super) fn reapply_erasures(
+    writer: &mut Writer,
+    journal: &[crate::erasures::Erasure],
+    now: i64,
+) -> Result<usize> {
+    writer.conn.execute_batch("BEGIN IMMEDIATE")?;
+    match reapply_in_transaction(writer, journal, now) {
+        Ok(reapplied) => {
+            writer.conn.execute_batch("COMMIT")?;
+            writer.forget_people();
+            Ok(reapplied)
+        }
+        Err(error) => {
+            let _ = writer.conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+fn reapply_in_transaction(
+    writer: &mut Writer,
+    journal: &[crate::erasures::Erasure],
+    now: i64,
+) -> Result<usize> {
+    let mut reapplied = 0;
+    let mut audit = Vec::new();
+    for erasure in journal {
+        for (kind, blind) in &erasure.suppressed {
+            let Some(blind) = tactful_domain::encoding::unhex(blind) else { continue };
+            writer
+                .conn
+                .prepare_cached(
+                    "INSERT INTO suppressions (blind, kind, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (blind) DO NOTHING",
+                )?
+                .execute(params![blind, kind, now])?;
+        }
+        for member in &erasure.members {
+            let Some(root) = root_even_if_erased(&writer.conn, member)? else { continue };
+            let erased: Option<i64> = writer
+                .conn
+                .prepare_cached("SELECT erased_at FROM subjects WHERE id = ?1")?
+                .query_row([&root], |row| row.get(0))?;
+            if erased.is_some() {
+                continue;
+            }
+            let members: Vec<String> = writer
+                .conn
+                .prepare_cached("SELECT id FROM subjects WHERE id = ?1 OR merged_into = ?1 ORDER BY id")?
+                .query_map([&root], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let identifiers = destroy_family(&writer.conn, &root, &members, now)?;
+            audit.push(AuditEvent::Erased {
+                request: "restored-backup".into(),
+                subject: writer.vault.subject_pseudonym(&root),
+                members: members.len(),
+                identifiers,
+                suppressed: 0,
+            });
+            reapplied += 1;
+        }
+    }
+    if !audit.is_empty() {
+        append_audit(writer, &audit, now)?;
+        super::audit::flush_audit_head(writer)?;
+    }
+    Ok(reapplied)
 }
 
 pub(super) fn purge_erased(conn: &Connection, limit: u32, now: i64) -> Result<PurgeReport> {

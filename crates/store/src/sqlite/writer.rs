@@ -37,6 +37,8 @@ pub(crate) struct Writer {
     /// SQLite's `data_version` when the caches were last known good: it changes when another
     /// connection (another process, a second handle) commits, and then the caches are dropped.
     pub(super) data_version: i64,
+    /// The erasure journal beside the database (see [`crate::erasures`]).
+    pub(super) journal: std::path::PathBuf,
 }
 
 /// A unit of work for the writer thread. `run` may be called more than once: when another job of

@@ -30,6 +30,7 @@ macro_rules! conformance {
 
 mod access;
 mod analytics;
+mod backups;
 mod claims;
 mod consent;
 mod ingest;
