@@ -39,6 +39,24 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Copy the SQLite database to a new file while the server runs. The copy holds sealed values
+    /// and wrapped keys, not the erasure journal; PostgreSQL is backed up with pg_dump (see
+    /// docs/deployment.md).
+    Backup {
+        #[command(flatten)]
+        config: Box<Config>,
+        /// The file to write (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup in place of the SQLite database (stop the server first). The replaced database
+    /// is kept beside it; everyone erased since the backup was taken is erased again.
+    Restore {
+        #[command(flatten)]
+        config: Box<Config>,
+        /// The backup file written by `tactful backup`.
+        file: PathBuf,
+    },
     /// Show how much the store holds.
     Stats {
         #[command(flatten)]
@@ -214,6 +232,30 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
                     );
                 }
             }
+        }
+        Command::Backup { config, out } => {
+            let config = with_file(*config)?;
+            let bytes = tactful_store::backup::backup_sqlite(&config.database, &out)?;
+            println!("wrote {} ({bytes} bytes)", out.display());
+            println!(
+                "keep it away from the master key; erasures made after now are applied again on restore \
+                 from the erasure journal beside the database, which the backup does not hold"
+            );
+        }
+        Command::Restore { config, file } => {
+            let config = with_file(*config)?;
+            let restored = tactful_store::backup::restore_sqlite(&config.database, &file)?;
+            if let Some(previous) = &restored.previous {
+                println!("kept the database it replaced as {}", previous.display());
+            }
+            // Opening the restored database erases again, before anything reads it.
+            let app = open_quietly(config, matches.as_ref()).await?;
+            app.store.ping().await?;
+            println!(
+                "restored {}; erased again {} erasure(s) made after the backup was taken",
+                file.display(),
+                restored.erase_again
+            );
         }
         Command::Stats { config } => {
             let state = open_quietly(with_file(config)?, matches.as_ref()).await?;

@@ -2,6 +2,7 @@
 //! SIGKILL during sustained ingestion, and the catalog check and admin commands as a user runs them.
 
 mod admin;
+mod backup;
 mod requests;
 mod startup;
 
