@@ -208,7 +208,14 @@ impl Event {
             write_key: None,
             implied_type: None,
         };
-        let message = tactful_domain::segment::validate(raw, T0).expect("a valid message");
+        // Received when it happened (an event's time is never after it arrived), or at T0.
+        let received = self
+            .message
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(tactful_domain::segment::parse_time)
+            .map_or(T0, |time| time.max(T0));
+        let message = tactful_domain::segment::validate(raw, received).expect("a valid message");
         let Verdict::Keep(minimized) = minimize::minimize(catalog, source, &message) else { panic!("kept") };
         let mut consent =
             signals_from_context(catalog, message.object.get("context")).expect("readable consent");

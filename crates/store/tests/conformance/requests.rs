@@ -166,7 +166,8 @@ async fn a_request_settles_once_every_destination_answered(backend: Backend) {
         RequestStatus::WaitingOnDestinations
     );
 
-    let claimed = store.outbox_claim("delivery", 10, T0, 60_000).await.unwrap();
+    // Rights (here a restriction) go in their own lane, ahead of consent changes.
+    let claimed = store.outbox_claim(tactful_store::RIGHTS_TOPIC, 10, T0, 60_000).await.unwrap();
     assert_eq!(claimed.len(), 2, "enqueued twice, written once");
     let opened: Vec<DeliveryPayload> =
         claimed.iter().map(|m| DeliveryPayload::open(&backend.vault, &m.payload).unwrap()).collect();
@@ -185,10 +186,10 @@ async fn a_request_settles_once_every_destination_answered(backend: Backend) {
         DeliveryOutcome::Failed { status_code: Some(503), error: "busy".into(), retry_at: Some(T0 + 5_000) };
     assert_eq!(store.record_delivery(&by("ads"), "req_r", "ads", failed, T0 + 2).await.unwrap(), None);
     assert!(
-        store.outbox_claim("delivery", 10, T0 + 4_999, 60_000).await.unwrap().is_empty(),
+        store.outbox_claim(tactful_store::RIGHTS_TOPIC, 10, T0 + 4_999, 60_000).await.unwrap().is_empty(),
         "not before its retry time"
     );
-    let again = store.outbox_claim("delivery", 10, T0 + 5_000, 60_000).await.unwrap();
+    let again = store.outbox_claim(tactful_store::RIGHTS_TOPIC, 10, T0 + 5_000, 60_000).await.unwrap();
     assert_eq!(again.len(), 1);
     let gave_up =
         DeliveryOutcome::Failed { status_code: None, error: "connection refused".into(), retry_at: None };
@@ -206,7 +207,7 @@ async fn a_request_settles_once_every_destination_answered(backend: Backend) {
     let attempts = store.delivery_attempts("req_r", "ads").await.unwrap();
     assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), [Some(503), None]);
     assert!(
-        store.outbox_claim("delivery", 10, T0 + 100_000, 60_000).await.unwrap().is_empty(),
+        store.outbox_claim(tactful_store::RIGHTS_TOPIC, 10, T0 + 100_000, 60_000).await.unwrap().is_empty(),
         "nothing left to send"
     );
 
