@@ -119,6 +119,11 @@ pub(super) fn shred(writer: &mut Writer, subject: &str, plan: &ShredPlan, now: i
             .prepare_cached(&format!("DELETE FROM {table} WHERE subject_id IN ({family})"))?
             .execute([&root])?;
     }
+    // Their links and sessions go with them (a link or cookie still held opens nothing).
+    writer
+        .conn
+        .prepare_cached(&format!("DELETE FROM web_sessions WHERE holder IN ({family})"))?
+        .execute([&root])?;
     // The keys go: every value sealed under them is unreadable from this commit on. secure_delete
     // overwrites the old key bytes in the database file; the WAL is truncated within a bound.
     writer
