@@ -189,12 +189,18 @@ pub async fn open_link(app: &App, link: &str) -> Result<Session, AppError> {
     let found = app.store.subject_state(&link.who).await?.ok_or_else(invalid)?;
     let session = claims(&found.subject, now + app.web.session_ttl_ms);
     let entry = crate::preferences::audit(app, &found.subject, "signed_in", None);
-    let opened =
-        app.store.open_web_link(&link.id, record(WebSessionKind::Me, &session, now), vec![entry], now).await?;
+    let opened = app
+        .store
+        .open_web_link(&link.id, record(WebSessionKind::Me, &session, now), vec![entry], now)
+        .await?;
     if !opened {
         return Err(invalid());
     }
-    Ok(Session { token: sign(&app.vault, Kind::Me, &session), subject: session.who, expires_at: session.expires_at })
+    Ok(Session {
+        token: sign(&app.vault, Kind::Me, &session),
+        subject: session.who,
+        expires_at: session.expires_at,
+    })
 }
 
 /// A new preference-center session for a person, recorded.
@@ -241,7 +247,11 @@ pub async fn end(app: &App, kind: Kind, token: &str) -> Result<(), AppError> {
 /// Signs the person `reference` names out everywhere, for a brand system whose role may end
 /// sessions: every preference-center session and every unopened link of their family ends, and
 /// their access log says so. Returns the person's id and how many were ended.
-pub async fn end_sessions(app: &App, caller: &crate::Caller, reference: &str) -> Result<(String, u64), AppError> {
+pub async fn end_sessions(
+    app: &App,
+    caller: &crate::Caller,
+    reference: &str,
+) -> Result<(String, u64), AppError> {
     caller.require(tactful_domain::catalog::Capability::EndSessions)?;
     let subject = crate::subjects::find(app, reference).await?;
     let entry = crate::preferences::audit(app, &subject, "signed_out_everywhere", Some(&caller.key));

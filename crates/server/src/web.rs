@@ -144,11 +144,7 @@ impl MeSession {
         let expired = || ApiError::new(ErrorCode::SessionExpired);
         let token = session::cookie(headers, ME_COOKIE).ok_or_else(expired)?;
         let subject = tokens::holder(state, Kind::Me, token).await?.ok_or_else(expired)?;
-        Ok(MeSession {
-            subject,
-            csrf: tokens::csrf_token(&state.vault, token),
-            token: token.to_owned(),
-        })
+        Ok(MeSession { subject, csrf: tokens::csrf_token(&state.vault, token), token: token.to_owned() })
     }
 }
 

@@ -57,7 +57,8 @@ fn open_link(
 }
 
 fn end_all(writer: &mut Writer, subject: &str, audit: &[AuditEvent], now: i64) -> Result<u64> {
-    let root = super::requests::root_even_if_erased(&writer.conn, subject)?.unwrap_or_else(|| subject.to_owned());
+    let root =
+        super::requests::root_even_if_erased(&writer.conn, subject)?.unwrap_or_else(|| subject.to_owned());
     // Opened links are spent already; what counts is what still let someone in.
     let ended = writer
         .conn
