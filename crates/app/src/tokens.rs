@@ -132,7 +132,7 @@ pub fn verify(vault: &Vault, kind: Kind, token: &str, now: i64) -> Result<Claims
 }
 
 /// The CSRF token of a session: forms carry it, and a post without it (or with another session's)
-/// is refused. Derived from the session token, so it needs no storage either.
+/// is refused. Derived from the session token, so it needs no storage of its own.
 pub fn csrf_token(vault: &Vault, session_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(vault.web_token_mac("tactful/csrf", session_token.as_bytes()))
 }
