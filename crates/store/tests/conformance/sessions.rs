@@ -3,7 +3,7 @@
 //! removes them, and what one instance ends another refuses.
 
 use tactful_domain::audit::AuditEvent;
-use tactful_store::{ShredOutcome, ShredPlan, WebSession, WebSessionKind};
+use tactful_store::{WebSession, WebSessionKind};
 
 use crate::{Backend, T0, event, ingest, subject_of};
 
@@ -152,14 +152,7 @@ async fn erasure_removes_a_persons_sessions(backend: Backend) {
     store.create_web_session(session("eve-session", WebSessionKind::Me, &eve)).await.unwrap();
     store.create_web_session(session("eve-link", WebSessionKind::Link, &eve)).await.unwrap();
     store.create_web_session(session("ann-session", WebSessionKind::Me, &ann)).await.unwrap();
-    let plan = ShredPlan {
-        request: "req_e".into(),
-        held_through: i64::MAX,
-        suppress: false,
-        deliveries: Vec::new(),
-        audit: Vec::new(),
-    };
-    assert!(matches!(store.shred(&eve, plan, T0).await.unwrap(), ShredOutcome::Shredded { .. }));
+    crate::analytics::erase(store.as_ref(), &eve).await;
     assert_eq!(store.web_session_holder("eve-session", WebSessionKind::Me, T0).await.unwrap(), None);
     assert_eq!(store.web_session_holder("eve-link", WebSessionKind::Link, T0).await.unwrap(), None);
     // Gone, not only ended: nothing is left to purge, and nothing of theirs to end.
