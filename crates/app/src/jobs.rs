@@ -2,7 +2,7 @@
 //! it enforces; advancing data-subject requests and delivering to destinations (claimed per item,
 //! so every instance helps); and, on schedules all instances share (whichever finds a run due does
 //! it; no leader), signing audit checkpoints, recording lapsed consents, purging erased people's
-//! rows and deleting what outlived its retention.
+//! rows, forgetting expired links and sessions and deleting what outlived its retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,9 @@ use crate::App;
 const CHECKPOINT_JOB: &str = "audit-checkpoint";
 const EXPIRY_JOB: &str = "consent-expiry";
 const RETENTION_JOB: &str = "retention";
+const SESSIONS_JOB: &str = "expired-sessions";
+/// How often expired links and sessions are forgotten (they are refused from their expiry on).
+const SESSIONS_EVERY_MS: i64 = 600_000;
 /// How often the retention job runs.
 const RETENTION_EVERY_MS: i64 = 3_600_000;
 /// Rows the retention job and the purge handle per pass (they run again until nothing is left).
@@ -101,7 +104,8 @@ async fn purge(app: Arc<App>) {
     }
 }
 
-/// The periodic jobs: audit checkpoints every `every`, lapsed consents every minute.
+/// The periodic jobs: audit checkpoints every `every`, lapsed consents every minute, retention
+/// hourly, expired links and sessions every ten minutes.
 async fn periodic(app: Arc<App>, every: Duration) {
     let owner = tactful_vault::new_subject_id().replacen("sub_", "instance_", 1);
     let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
@@ -131,6 +135,22 @@ async fn periodic(app: Arc<App>, every: Duration) {
                 }
             }
             release(&app, RETENTION_JOB, &owner).await;
+        }
+        if claim(&app, SESSIONS_JOB, &owner, now, SESSIONS_EVERY_MS).await {
+            loop {
+                match app.store.purge_web_sessions(app.now(), ROWS_PER_PASS).await {
+                    Ok(count) if count == u64::from(ROWS_PER_PASS) => continue,
+                    Ok(count) => {
+                        tracing::debug!(count, "forgot expired links and sessions");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot forget expired links and sessions; will retry");
+                        break;
+                    }
+                }
+            }
+            release(&app, SESSIONS_JOB, &owner).await;
         }
         if claim(&app, EXPIRY_JOB, &owner, now, EXPIRY_EVERY_MS).await {
             match crate::consents::record_lapsed(&app, now).await {

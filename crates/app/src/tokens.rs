@@ -1,13 +1,15 @@
-//! The tokens people and brand users hold, authenticated without server-side state (so every
-//! instance accepts them): the preference-center link a brand's backend issues, the session it turns
-//! into, the brand console's session, and the CSRF token bound to each session. Each is a payload
-//! and an HMAC under a key derived from the index root (`Vault::web_token_mac`), with a context per
-//! kind so one can never pass for another, and an expiry. How browsers carry them (cookies) is the
+//! The tokens people and brand users hold: the preference-center link a brand's backend issues, the
+//! session it turns into, the brand console's session, and the CSRF token bound to each session.
+//! Each is a payload and an HMAC under a key derived from the index root (`Vault::web_token_mac`),
+//! with a context per kind so one can never pass for another, and an expiry. Links and sessions
+//! also carry a random id recorded in the store and checked on every request, so signing out ends
+//! a session on every instance and a link opens once. How browsers carry them (cookies) is the
 //! server's business.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use tactful_store::{WebSession, WebSessionKind};
 use tactful_vault::Vault;
 
 use crate::App;
@@ -38,6 +40,17 @@ impl Kind {
             Kind::SignIn => "tactful/sign-in",
         }
     }
+
+    /// How the store records tokens of this kind; `None` for the kinds that need no record (an
+    /// erasure being followed, a sign-in naming its one-time code's own record).
+    fn recorded(self) -> Option<WebSessionKind> {
+        match self {
+            Kind::Link => Some(WebSessionKind::Link),
+            Kind::Me => Some(WebSessionKind::Me),
+            Kind::Console => Some(WebSessionKind::Console),
+            Kind::Erasure | Kind::SignIn => None,
+        }
+    }
 }
 
 /// What a token says: who (a subject id, an API key id, or a request id) and until when.
@@ -49,9 +62,10 @@ pub struct Claims {
     /// Unix milliseconds after which it is refused.
     #[serde(rename = "x")]
     pub expires_at: i64,
-    /// Random, so two tokens for the same person differ.
-    #[serde(rename = "n")]
-    pub nonce: String,
+    /// 128 random bits: two tokens for the same person differ, and the store knows a link or
+    /// session by it. Tokens without one (issued before they were recorded) are refused.
+    #[serde(rename = "i")]
+    pub id: String,
 }
 
 /// Why a token was refused. The reasons are logged, never shown apart: a page says only that the
@@ -63,13 +77,43 @@ pub enum Refused {
     Expired,
 }
 
-/// Issues a token of `kind` for `who`, valid until `expires_at`.
-pub fn issue(vault: &Vault, kind: Kind, who: &str, expires_at: i64) -> String {
-    let nonce: String = tactful_vault::new_subject_id().trim_start_matches("sub_").chars().take(16).collect();
-    let claims = Claims { who: who.to_owned(), expires_at, nonce };
-    let payload = serde_json::to_vec(&claims).unwrap_or_default();
+/// Claims for `who` until `expires_at`, with a new random id (128 bits, base32).
+fn claims(who: &str, expires_at: i64) -> Claims {
+    let id = tactful_vault::new_subject_id().trim_start_matches("sub_").to_owned();
+    Claims { who: who.to_owned(), expires_at, id }
+}
+
+fn sign(vault: &Vault, kind: Kind, claims: &Claims) -> String {
+    let payload = serde_json::to_vec(claims).unwrap_or_default();
     let tag = vault.web_token_mac(kind.context(), &payload);
     format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+}
+
+/// Issues a token of `kind` for `who`, valid until `expires_at`. A link or session issued this way
+/// is not recorded, so [`holder`] refuses it: those are issued with [`issue_recorded`].
+pub fn issue(vault: &Vault, kind: Kind, who: &str, expires_at: i64) -> String {
+    sign(vault, kind, &claims(who, expires_at))
+}
+
+/// What the store records of a link or session.
+fn record(kind: WebSessionKind, claims: &Claims, now: i64) -> WebSession {
+    WebSession {
+        id: claims.id.clone(),
+        kind,
+        holder: claims.who.clone(),
+        created_at: now,
+        expires_at: claims.expires_at,
+    }
+}
+
+/// Issues a token of `kind` for `who`, valid until `expires_at`, recording links and sessions in
+/// the store (so they can be ended).
+pub async fn issue_recorded(app: &App, kind: Kind, who: &str, expires_at: i64) -> Result<String, AppError> {
+    let claims = claims(who, expires_at);
+    if let Some(recorded) = kind.recorded() {
+        app.store.create_web_session(record(recorded, &claims, app.now())).await?;
+    }
+    Ok(sign(&app.vault, kind, &claims))
 }
 
 /// Checks a token of `kind` and returns what it says, if it is authentic and not expired at `now`.
@@ -88,7 +132,7 @@ pub fn verify(vault: &Vault, kind: Kind, token: &str, now: i64) -> Result<Claims
 }
 
 /// The CSRF token of a session: forms carry it, and a post without it (or with another session's)
-/// is refused. Derived from the session token, so it needs no storage either.
+/// is refused. Derived from the session token, so it needs no storage of its own.
 pub fn csrf_token(vault: &Vault, session_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(vault.web_token_mac("tactful/csrf", session_token.as_bytes()))
 }
@@ -107,7 +151,7 @@ pub async fn issue_link(app: &App, subject: &str, actor: Option<&str>) -> Result
         app.store.subject_state(subject).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownSubject))?;
     let now = app.now();
     let expires_at = now + app.web.link_ttl_ms;
-    let token = issue(&app.vault, Kind::Link, &found.subject, expires_at);
+    let token = issue_recorded(app, Kind::Link, &found.subject, expires_at).await?;
     let entry = crate::preferences::audit(app, &found.subject, "link_issued", actor);
     app.store.audit_append(vec![entry], now).await?;
     Ok((format!("{}/me?t={token}", app.web.public_url), expires_at))
@@ -135,32 +179,84 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-/// Exchanges a signed link for a session, recording the sign-in in the person's access log. An
-/// expired, altered or unknown link gets the same answer, whoever it was for.
+/// Exchanges a signed link for a session, recording the sign-in in the person's access log. A link
+/// opens once (on whichever instance is first); an expired, altered, unknown or opened link gets the
+/// same answer, whoever it was for.
 pub async fn open_link(app: &App, link: &str) -> Result<Session, AppError> {
     let now = app.now();
-    let claims =
-        verify(&app.vault, Kind::Link, link, now).map_err(|_| AppError::new(ErrorCode::InvalidLink))?;
-    let found =
-        app.store.subject_state(&claims.who).await?.ok_or_else(|| AppError::new(ErrorCode::InvalidLink))?;
+    let invalid = || AppError::new(ErrorCode::InvalidLink);
+    let link = verify(&app.vault, Kind::Link, link, now).map_err(|_| invalid())?;
+    let found = app.store.subject_state(&link.who).await?.ok_or_else(invalid)?;
+    let session = claims(&found.subject, now + app.web.session_ttl_ms);
     let entry = crate::preferences::audit(app, &found.subject, "signed_in", None);
-    app.store.audit_append(vec![entry], now).await?;
-    Ok(session_for(app, &found.subject))
+    let opened = app
+        .store
+        .open_web_link(&link.id, record(WebSessionKind::Me, &session, now), vec![entry], now)
+        .await?;
+    if !opened {
+        return Err(invalid());
+    }
+    Ok(Session {
+        token: sign(&app.vault, Kind::Me, &session),
+        subject: session.who,
+        expires_at: session.expires_at,
+    })
 }
 
-/// A new preference-center session for a person.
-pub fn session_for(app: &App, subject: &str) -> Session {
+/// A new preference-center session for a person, recorded.
+pub async fn session_for(app: &App, subject: &str) -> Result<Session, AppError> {
     let expires_at = app.now() + app.web.session_ttl_ms;
-    Session {
-        token: issue(&app.vault, Kind::Me, subject, expires_at),
+    Ok(Session {
+        token: issue_recorded(app, Kind::Me, subject, expires_at).await?,
         subject: subject.to_owned(),
         expires_at,
-    }
+    })
 }
 
-/// The person a session or link token of `kind` stands for, if it is authentic and not expired.
-pub fn holder(app: &App, kind: Kind, token: &str) -> Option<String> {
+/// The person (or, for the console, the API key) a token of `kind` stands for, if it is authentic
+/// and not expired and, for links and sessions, recorded and not ended (nor, for a link, opened).
+/// `Err` only when the store cannot answer: that is not a session that ended.
+pub async fn holder(app: &App, kind: Kind, token: &str) -> Result<Option<String>, AppError> {
+    let now = app.now();
+    let Ok(claims) = verify(&app.vault, kind, token, now) else { return Ok(None) };
+    let Some(recorded) = kind.recorded() else { return Ok(Some(claims.who)) };
+    let holder = app.store.web_session_holder(&claims.id, recorded, now).await?;
+    Ok(holder.filter(|holder| *holder == claims.who))
+}
+
+/// What an erasure or sign-in token names (a request id, a sign-in code's id), if it is authentic
+/// and not expired. Those kinds are not recorded; a link or session gets `None` here (see
+/// [`holder`]).
+pub fn named_by(app: &App, kind: Kind, token: &str) -> Option<String> {
+    if kind.recorded().is_some() {
+        return None;
+    }
     verify(&app.vault, kind, token, app.now()).ok().map(|claims| claims.who)
+}
+
+/// Ends the link or session `token` names, on every instance (signing out). An invalid token ends
+/// nothing.
+pub async fn end(app: &App, kind: Kind, token: &str) -> Result<(), AppError> {
+    let now = app.now();
+    if let (Ok(claims), Some(_)) = (verify(&app.vault, kind, token, now), kind.recorded()) {
+        app.store.end_web_session(&claims.id, now).await?;
+    }
+    Ok(())
+}
+
+/// Signs the person `reference` names out everywhere, for a brand system whose role may end
+/// sessions: every preference-center session and every unopened link of their family ends, and
+/// their access log says so. Returns the person's id and how many were ended.
+pub async fn end_sessions(
+    app: &App,
+    caller: &crate::Caller,
+    reference: &str,
+) -> Result<(String, u64), AppError> {
+    caller.require(tactful_domain::catalog::Capability::EndSessions)?;
+    let subject = crate::subjects::find(app, reference).await?;
+    let entry = crate::preferences::audit(app, &subject, "signed_out_everywhere", Some(&caller.key));
+    let ended = app.store.end_web_sessions(&subject, vec![entry], app.now()).await?;
+    Ok((subject, ended))
 }
 
 #[cfg(test)]

@@ -49,7 +49,8 @@ pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, ModelStore,
-    OperationsStore, RequestStore, Store, StoreTesting, SubjectStore,
+    OperationsStore, RequestStore, SessionStore, Store, StoreTesting, SubjectStore, WebSession,
+    WebSessionKind,
 };
 pub use window::{Scan, WindowCursor, WindowEvent, WindowPage};
 

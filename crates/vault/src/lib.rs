@@ -239,7 +239,8 @@ pub struct Vault {
     pseudonym: Hmac<Sha256>,
     verification: Hmac<Sha256>,
     /// Authenticates what the web pages hand to browsers (preference-center links, sessions, CSRF
-    /// tokens), so they need no server-side state and work on every instance.
+    /// tokens), so every instance can tell them from forgeries (links and sessions are also
+    /// recorded in the store, so they can be ended).
     web_token: Hmac<Sha256>,
     signing: ed25519_dalek::SigningKey,
     legal_hold: SubjectKey,

@@ -47,7 +47,7 @@ pub async fn sign_in(app: &App, key: &str) -> Result<(String, i64), AppError> {
     app.store.audit_append(vec![entry], now).await?;
     let expires =
         record.expires_at.map_or(now + app.web.session_ttl_ms, |end| end.min(now + app.web.session_ttl_ms));
-    Ok((tokens::issue(&app.vault, Kind::Console, &caller.key, expires), expires))
+    Ok((tokens::issue_recorded(app, Kind::Console, &caller.key, expires).await?, expires))
 }
 
 /// Everything the dashboard shows, computed now.

@@ -197,14 +197,15 @@ mod tests {
     }
 
     /// What the example's roles may do beyond reading: `x` allowed, `.` refused, in the order
-    /// download_packages, issue_links, verify_requests, read_audit_log, then every request type.
+    /// download_packages, issue_links, verify_requests, read_audit_log, end_sessions, then every
+    /// request type.
     #[test]
     fn the_example_roles_may_only_what_they_list() {
         let table = [
-            ("privacy", "...x", "...xxx..."),
-            ("requests", "xxx.", "xxxxxxxxx"),
-            ("auditor", "...x", "........."),
-            ("marketing", "....", "........."),
+            ("privacy", "...x.", "...xxx..."),
+            ("requests", "xxx.x", "xxxxxxxxx"),
+            ("auditor", "...x.", "........."),
+            ("marketing", ".....", "........."),
         ];
         for (role, capabilities, requests) in table {
             let caller = caller(role);

@@ -111,6 +111,7 @@ pub async fn access_log(app: &App, subject: &str, limit: usize) -> Result<Vec<Ac
                     "signed_in" => ("You", "Opened these settings"),
                     "signed_in_with_code" => ("You", "Opened these settings with a code"),
                     "interests_changed" => ("You", "Told us your interests"),
+                    "signed_out_everywhere" => ("Us", "Signed you out everywhere"),
                     _ => ("You", "Used these settings"),
                 };
                 Access {

@@ -43,14 +43,17 @@ pub enum Capability {
     VerifyRequests,
     /// Verify the audit log and list or sign its checkpoints.
     ReadAuditLog,
+    /// Sign a person out everywhere: end their preference-center sessions and unopened links.
+    EndSessions,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::DownloadPackages,
         Capability::IssueLinks,
         Capability::VerifyRequests,
         Capability::ReadAuditLog,
+        Capability::EndSessions,
     ];
 
     /// The name the catalog's `may` list uses.
@@ -60,6 +63,7 @@ impl Capability {
             Capability::IssueLinks => "issue_links",
             Capability::VerifyRequests => "verify_requests",
             Capability::ReadAuditLog => "read_audit_log",
+            Capability::EndSessions => "end_sessions",
         }
     }
 
@@ -74,6 +78,7 @@ impl Capability {
             Capability::IssueLinks => "issue preference-center links",
             Capability::VerifyRequests => "verify requests on a person's behalf",
             Capability::ReadAuditLog => "read the audit log",
+            Capability::EndSessions => "sign people out everywhere",
         }
     }
 }

@@ -292,7 +292,7 @@ fn roles_list_the_requests_they_may_make_and_what_else_they_may_do() {
     assert_eq!(
         found[1].2,
         "\"read_everything\" is not a capability: one of download_packages, issue_links, \
-         verify_requests, read_audit_log"
+         verify_requests, read_audit_log, end_sessions"
     );
 }
 

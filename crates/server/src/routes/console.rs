@@ -165,13 +165,15 @@ async fn sign_in(
     Ok(web::see_other_with_cookie("/console", cookie))
 }
 
-/// `POST /console/sign-out`: ends the session on this browser.
+/// `POST /console/sign-out`: ends the session, on every instance (a copy of the cookie opens
+/// nothing).
 async fn sign_out(
     State(state): State<AppState>,
     session: ConsoleSession,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     session.check_csrf(&state, fields.get("csrf").map(String::as_str))?;
+    tactful_app::tokens::end(&state, tactful_app::tokens::Kind::Console, &session.token).await?;
     Ok(web::see_other_with_cookie("/console", clear_cookie(&state)))
 }
 

@@ -94,7 +94,7 @@ async fn home(
     if let Some(token) = params.t.as_deref() {
         return sign_in(&state, token).await;
     }
-    let session = MeSession::from_headers(&state, &headers)?;
+    let session = MeSession::from_headers(&state, &headers).await?;
     let mut found = me::person(&state, &session.subject).await?;
     let gpc = if headers.get("sec-gpc").is_some_and(|value| value.as_bytes() == b"1") {
         let gpc = me::apply_gpc(&state, &found).await?;
@@ -314,7 +314,7 @@ struct RequestPage {
 }
 
 fn erasure_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    tokens::holder(state, Kind::Erasure, session::cookie(headers, ERASURE_COOKIE)?)
+    tokens::named_by(state, Kind::Erasure, session::cookie(headers, ERASURE_COOKIE)?)
 }
 
 /// `GET /me/requests/{id}`: one of the person's requests, with its status.
@@ -323,7 +323,7 @@ async fn request(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let session = MeSession::from_headers(&state, &headers).ok();
+    let session = MeSession::from_headers(&state, &headers).await.ok();
     let erasure = erasure_claim(&state, &headers);
     if session.is_none() && erasure.is_none() {
         return Err(ApiError::new(ErrorCode::SessionExpired));
@@ -378,13 +378,14 @@ async fn receipt(
     Ok(response)
 }
 
-/// `POST /me/sign-out`: ends the session on this browser.
+/// `POST /me/sign-out`: ends the session, on every instance (a copy of the cookie opens nothing).
 async fn sign_out(
     State(state): State<AppState>,
     session: MeSession,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     session.check_csrf(&state, fields.get("csrf").map(String::as_str))?;
+    tokens::end(&state, Kind::Me, &session.token).await?;
     Ok(web::see_other_with_cookie(
         "/privacy",
         session::set_cookie(ME_COOKIE, "", 0, state.web.secure_cookies),
@@ -439,7 +440,7 @@ async fn send_code(
 
 /// The sign-in this browser is in the middle of, if any.
 fn pending_sign_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    tokens::holder(state, Kind::SignIn, session::cookie(headers, SIGN_IN_COOKIE)?)
+    tokens::named_by(state, Kind::SignIn, session::cookie(headers, SIGN_IN_COOKIE)?)
 }
 
 /// `GET /me/sign-in/code`: asks for the code.
@@ -469,7 +470,7 @@ async fn check_code(
     let code = field(&fields, "code").unwrap_or_default();
     match me::finish_sign_in(&state, &id, code).await? {
         me::SignedIn::As(subject) => {
-            let session = tokens::session_for(&state, &subject);
+            let session = tokens::session_for(&state, &subject).await?;
             let mut response = web::see_other_with_cookie("/me", session_cookie(&state, &session));
             response.headers_mut().append(
                 axum::http::header::SET_COOKIE,

@@ -13,4 +13,5 @@ mod openapi;
 mod personalize;
 mod requests;
 mod roles;
+mod sessions;
 mod tracking;

@@ -58,6 +58,8 @@ pub(super) async fn destroy_family(conn: &mut PgConnection, members: &[String], 
         "DELETE FROM consent_receipts WHERE subject_id = ANY($1)",
         "DELETE FROM consent_events WHERE subject_id = ANY($1)",
         "DELETE FROM sign_in_codes WHERE subject_id = ANY($1)",
+        // Their links and sessions go with them (a link or cookie still held opens nothing).
+        "DELETE FROM web_sessions WHERE holder = ANY($1)",
     ] {
         sqlx::query(statement).bind(members).execute(&mut *conn).await?;
     }

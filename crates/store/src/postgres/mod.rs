@@ -16,6 +16,7 @@ mod operations;
 mod requests;
 mod retention;
 mod rights;
+mod sessions;
 mod subjects;
 mod testing;
 #[cfg(test)]
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_sign_in_codes.sql"),
     include_str!("migrations/0008_window_envelopes.sql"),
     include_str!("migrations/0009_consent_provenance.sql"),
+    include_str!("migrations/0011_web_sessions.sql"),
     include_str!("migrations/0012_erasure_journal.sql"),
 ];
 

@@ -160,6 +160,8 @@ fn destroy_family(conn: &Connection, root: &str, members: &[String], now: i64) -
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE subject_id IN ({family})"))?
             .execute([root])?;
     }
+    // Their links and sessions go with them (a link or cookie still held opens nothing).
+    conn.prepare_cached(&format!("DELETE FROM web_sessions WHERE holder IN ({family})"))?.execute([root])?;
     conn.prepare_cached(&format!(
         "UPDATE subjects SET wrapped_key = x'', erased_at = ?2, known = 0 WHERE id IN ({family})"
     ))?

@@ -10,6 +10,7 @@ mod ingest;
 mod model;
 mod operations;
 mod requests;
+mod sessions;
 mod subjects;
 mod testing;
 
@@ -24,6 +25,7 @@ pub use ingest::IngestStore;
 pub use model::ModelStore;
 pub use operations::OperationsStore;
 pub use requests::RequestStore;
+pub use sessions::{SessionStore, WebSession, WebSessionKind};
 pub use subjects::SubjectStore;
 pub use testing::StoreTesting;
 
@@ -43,6 +45,7 @@ pub trait Store:
     + ModelStore
     + AnalyticsStore
     + OperationsStore
+    + SessionStore
     + Any
     + Send
     + Sync

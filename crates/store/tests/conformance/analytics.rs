@@ -132,7 +132,7 @@ async fn concurrent_spends_from_two_instances_never_exceed_the_limit(backend: Ba
 }
 
 /// Erases a family (no suppression, no destination to tell).
-async fn erase(store: &dyn Store, subject: &str) {
+pub(crate) async fn erase(store: &dyn Store, subject: &str) {
     let plan = ShredPlan {
         request: "req_e".into(),
         held_through: i64::MAX,

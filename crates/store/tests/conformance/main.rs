@@ -38,6 +38,7 @@ mod linking;
 mod model;
 mod operations;
 mod requests;
+mod sessions;
 
 use std::collections::HashSet;
 use std::sync::Arc;

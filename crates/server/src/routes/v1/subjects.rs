@@ -1,7 +1,8 @@
 //! The brand's view of one customer, always for a stated purpose: `GET /v1/subjects/{id}/profile`
 //! (purpose-gated reads), `GET|POST /v1/subjects/{id}/consents` (the consent ledger and its signed
 //! receipts), `GET /v1/subjects/{id}/access-log` (who read their data, when and why) and
-//! `POST /v1/subjects/{id}/link` (a link to their preference center). `{id}` is a subject id
+//! `POST /v1/subjects/{id}/link` (a link to their preference center) and
+//! `POST /v1/subjects/{id}/sessions/end` (signing them out everywhere). `{id}` is a subject id
 //! (`sub_…`) or an identifier (`email:ada@example.com`, `user_id:u-1`).
 
 use axum::extract::rejection::QueryRejection;
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/subjects/{id}/consents/receipts/{receipt}", get(receipt))
         .route("/v1/subjects/{id}/access-log", get(access_log))
         .route("/v1/subjects/{id}/link", post(link))
+        .route("/v1/subjects/{id}/sessions/end", post(end_sessions))
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,4 +137,15 @@ async fn link(
         StatusCode::CREATED,
         Json(json!({"subject": subject, "url": url, "expires_at": format_time(expires_at)})),
     ))
+}
+
+/// `POST /v1/subjects/{id}/sessions/end`: signs the person out everywhere (every preference-center
+/// session and unopened link of theirs ends). Recorded in their access log.
+async fn end_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (subject, ended) = tactful_app::tokens::end_sessions(&state, &caller, &reference).await?;
+    Ok(Json(json!({"subject": subject, "ended": ended})))
 }
