@@ -151,9 +151,10 @@ pub async fn as_json(response: Response) -> Response {
     }
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 4 * 1024).await.unwrap_or_default();
-    let code = FRAMEWORK_CODES.iter().copied().find(|code| code.status() == status.as_u16()).unwrap_or(
-        if status.is_client_error() { ErrorCode::InvalidRequest } else { ErrorCode::Internal },
-    );
+    let code =
+        FRAMEWORK_CODES.iter().copied().find(|code| code.status() == status.as_u16()).unwrap_or(
+            if status.is_client_error() { ErrorCode::InvalidRequest } else { ErrorCode::Internal },
+        );
     let text = String::from_utf8_lossy(&text);
     let text = text.trim();
     // What the framework says of a client's mistake helps them (which parameter, which type);
@@ -252,7 +253,8 @@ mod tests {
 
     #[tokio::test]
     async fn framework_text_becomes_the_json_shape() {
-        let (status, _, body) = rewritten((StatusCode::BAD_REQUEST, "Invalid URL: bad").into_response()).await;
+        let (status, _, body) =
+            rewritten((StatusCode::BAD_REQUEST, "Invalid URL: bad").into_response()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "invalid_request");
         assert_eq!(body["error"]["message"], "Invalid URL: bad");
@@ -265,7 +267,10 @@ mod tests {
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
 
         let (status, _, body) = rewritten(StatusCode::PAYLOAD_TOO_LARGE.into_response()).await;
-        assert_eq!((status, &body["error"]["code"]), (StatusCode::PAYLOAD_TOO_LARGE, &"request_too_large".into()));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (StatusCode::PAYLOAD_TOO_LARGE, &"request_too_large".into())
+        );
         let (status, _, body) = rewritten(StatusCode::UNPROCESSABLE_ENTITY.into_response()).await;
         assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &"invalid_request".into()));
 
