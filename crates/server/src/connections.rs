@@ -120,3 +120,39 @@ async fn accept_failed(error: std::io::Error) {
     tracing::error!(%error, "cannot accept connections");
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn handlers_learn_the_peer_address() {
+        let router = Router::new().route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limits = Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let local = client.local_addr().unwrap();
+        client.write_all(b"GET /peer HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(&format!("\r\n\r\n{local}")), "{answer}");
+        stop.send(()).unwrap();
+        serving.await.unwrap().unwrap();
+    }
+}
