@@ -181,7 +181,8 @@ pub async fn nosniff(request: Request, next: Next) -> Response {
     response
 }
 
-/// A request body that fails once its deadline has passed (however it trickles in), and says so.
+/// A request body that fails if it is still being waited for once its deadline has passed (however
+/// it trickles in), and says so.
 struct DeadlineBody {
     inner: Body,
     deadline: Pin<Box<Sleep>>,
@@ -208,11 +209,15 @@ impl HttpBody for DeadlineBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        // What has arrived is read however late the handler asks; only waiting is bounded.
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(context) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
         if self.deadline.as_mut().poll(context).is_ready() {
             self.expired.store(true, Ordering::SeqCst);
             return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
         }
-        Pin::new(&mut self.inner).poll_frame(context).map_err(Into::into)
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
