@@ -15,6 +15,10 @@ const DEFAULT_DATABASE: &str = "sqlite:tactful-data/tactful.db";
 const DEFAULT_CATALOG: &str = "tactful.toml";
 const DEFAULT_MASTER_KEY_FILE: &str = "tactful-data/master.key";
 const DEFAULT_MAX_INFLIGHT: usize = 512;
+const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_POOL_SIZE: u32 = 16;
 const DEFAULT_CONNECT_TIMEOUT: u64 = 30;
 const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
@@ -82,6 +86,29 @@ pub struct Config {
     #[arg(long, env = "TACTFUL_MAX_INFLIGHT", default_value_t = DEFAULT_MAX_INFLIGHT)]
     pub max_inflight: usize,
 
+    /// How long a client may take to send a request's head (line and headers), in milliseconds; a
+    /// keep-alive connection idle this long is closed too.
+    #[arg(long, env = "TACTFUL_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
+    /// How long a request's whole body may take to arrive once its head is in, in milliseconds;
+    /// later, the request is answered 408.
+    #[arg(long, env = "TACTFUL_BODY_TIMEOUT_MS", default_value_t = DEFAULT_BODY_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+
+    /// How long a request may take from its head to its answer, in milliseconds; later, it is
+    /// answered 503 with Retry-After while its work still finishes.
+    #[arg(long, env = "TACTFUL_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// On shutdown, how long requests in flight may take to finish, in milliseconds; connections
+    /// still open then are dropped.
+    #[arg(long, env = "TACTFUL_SHUTDOWN_TIMEOUT_MS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_MS)]
+    pub shutdown_timeout_ms: u64,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "TACTFUL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -138,6 +165,10 @@ impl Default for Config {
             previous_master_key_files: Vec::new(),
             previous_master_keys: Vec::new(),
             max_inflight: DEFAULT_MAX_INFLIGHT,
+            header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
+            body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             log_format: "text".to_owned(),
             audit_checkpoint_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
             notifier: DEFAULT_NOTIFIER.to_owned(),
@@ -172,6 +203,10 @@ struct FileConfig {
     catalog: Option<PathBuf>,
     master_key_file: Option<PathBuf>,
     max_inflight: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
     log_format: Option<String>,
     audit_checkpoint_seconds: Option<u64>,
     notifier: Option<String>,
@@ -225,6 +260,22 @@ impl Config {
         }
         if let (Some(max_inflight), true) = (file.max_inflight, defaulted("max_inflight")) {
             self.max_inflight = max_inflight;
+        }
+        let timeouts = [
+            ("header_timeout_ms", file.header_timeout_ms, &mut self.header_timeout_ms),
+            ("body_timeout_ms", file.body_timeout_ms, &mut self.body_timeout_ms),
+            ("request_timeout_ms", file.request_timeout_ms, &mut self.request_timeout_ms),
+        ];
+        for (key, value, setting) in timeouts {
+            if let (Some(ms), true) = (value, defaulted(key)) {
+                if ms == 0 {
+                    return Err(ConfigError::Invalid { path, message: format!("{key} must be at least 1") });
+                }
+                *setting = ms;
+            }
+        }
+        if let (Some(ms), true) = (file.shutdown_timeout_ms, defaulted("shutdown_timeout_ms")) {
+            self.shutdown_timeout_ms = ms;
         }
         if let (Some(format), true) = (file.log_format, defaulted("log_format")) {
             if format != "text" && format != "json" {
@@ -291,6 +342,17 @@ master_key_file = "tactful-data/master.key"
 
 # Requests processed at once; beyond this, ingestion answers 429 with Retry-After.
 max_inflight = 512
+
+# Limits on every connection (milliseconds). A client that has not sent a request's head (line and
+# headers) within header_timeout_ms is disconnected, and so is a keep-alive connection idle that
+# long; a body that has not arrived whole within body_timeout_ms of its head is answered 408; a
+# request not answered within request_timeout_ms is answered 503 with Retry-After (its work still
+# finishes). None may be 0. On shutdown the server stops accepting, lets each connection finish its
+# request, and drops what is still open after shutdown_timeout_ms.
+header_timeout_ms = 10000
+body_timeout_ms = 30000
+request_timeout_ms = 60000
+shutdown_timeout_ms = 30000
 
 # "text" for people, "json" for log collectors.
 log_format = "text"
@@ -374,6 +436,16 @@ mod tests {
     fn the_example_is_a_valid_file() {
         let config = load(&[], Config::example()).unwrap();
         assert!(config.catalog.ends_with("tactful.toml"));
+    }
+
+    #[test]
+    fn timeouts_of_zero_are_refused() {
+        let error = load(&[], "body_timeout_ms = 0\n").unwrap_err();
+        assert!(error.to_string().contains("body_timeout_ms must be at least 1"), "{error}");
+        let config = load(&[], "header_timeout_ms = 250\nshutdown_timeout_ms = 0\n").unwrap();
+        assert_eq!((config.header_timeout_ms, config.shutdown_timeout_ms), (250, 0));
+        let flag = Cli::try_parse_from(["tactful", "--request-timeout-ms", "0"]);
+        assert!(flag.is_err());
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub enum ErrorCode {
     CsrfFailed,
     PackageUnavailable,
     Overloaded,
+    InvalidPath,
+    UriTooLong,
+    HeadersTooLarge,
+    RequestTimeout,
+    DeadlineExceeded,
     NotFound,
     MethodNotAllowed,
     Unavailable,
@@ -72,7 +77,8 @@ impl ErrorCode {
             PersonalizationOff, UnknownDataset, UndeclaredDimension, UndeclaredProperty, BudgetExhausted,
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
-            Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
+            Overloaded, InvalidPath, UriTooLong, HeadersTooLarge, RequestTimeout, DeadlineExceeded,
+            NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
 
@@ -194,6 +200,25 @@ impl ErrorCode {
             Overloaded => {
                 ("overloaded", 429, "the server is busy; retry after the number of seconds in Retry-After")
             }
+            InvalidPath => (
+                "invalid_path",
+                400,
+                "the path holds a percent-escape that is malformed or does not decode to UTF-8",
+            ),
+            UriTooLong => ("uri_too_long", 414, "the path and query may be at most 8 KB"),
+            HeadersTooLarge => {
+                ("headers_too_large", 431, "a request may carry at most 100 headers and 32 KB of them")
+            }
+            RequestTimeout => (
+                "request_timeout",
+                408,
+                "the request body did not arrive in time (or was shorter than its Content-Length); nothing was stored",
+            ),
+            DeadlineExceeded => (
+                "deadline_exceeded",
+                503,
+                "the request took too long to answer; it may still complete, so check before retrying after Retry-After",
+            ),
             NotFound => ("not_found", 404, "there is nothing at this path"),
             MethodNotAllowed => ("method_not_allowed", 405, "this path does not accept this method"),
             Unavailable => {

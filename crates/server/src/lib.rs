@@ -3,7 +3,9 @@
 //! (or its error) as JSON or a page.
 
 pub mod auth;
+pub mod connections;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod session;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Ingestion requests allowed at once; the rest get 429.
     pub inflight: Arc<Semaphore>,
+    /// How long a request's head, body and answer may take, and a shutdown.
+    pub limits: limits::Limits,
 }
 
 impl Deref for AppState {
@@ -44,6 +48,7 @@ impl AppState {
             app,
             metrics: Arc::new(metrics::Metrics::new()),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            limits: limits::Limits::new(config),
         }
     }
 }
@@ -53,13 +58,15 @@ pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Serves until `shutdown` completes, then finishes the requests in flight within the configured
+/// shutdown deadline, under the configured timeouts (see [`connections`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let limits = state.limits;
+    connections::serve(listener, router(state), limits, shutdown).await
 }
 
 /// Binds the configured address with a message that says what to do when it is taken.

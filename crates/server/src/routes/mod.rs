@@ -25,16 +25,19 @@ use crate::error::{ApiError, ErrorCode, InternalDetail};
 use crate::metrics::RequestLabels;
 
 pub fn router(state: AppState) -> Router {
+    // Every route is guarded (limits, deadlines, errors in the JSON shape); for pages inside the
+    // layer that shows errors as pages to browsers.
+    let guard = middleware::from_fn_with_state(state.clone(), crate::limits::guard);
     // The web pages: errors as pages for browsers, and the security headers pages need.
     let pages = Router::new()
         .merge(me::routes())
         .merge(console::routes())
         .merge(privacy::routes())
         .merge(assets::routes())
+        .layer(guard.clone())
         .layer(middleware::from_fn_with_state(state.clone(), crate::web::html_errors))
         .layer(middleware::from_fn(crate::web::security_headers));
-    Router::new()
-        .merge(pages)
+    let api = Router::new()
         .merge(v1::tracking::routes())
         .merge(v1::projects::routes())
         .merge(v1::subjects::routes())
@@ -48,8 +51,13 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+        .layer(guard);
+    Router::new()
+        .merge(pages)
+        .merge(api)
         .layer(middleware::from_fn_with_state(state.clone(), log_requests))
         .layer(cors(&state))
+        .layer(middleware::from_fn(crate::limits::nosniff))
         .with_state(state)
 }
 

@@ -6,6 +6,7 @@ mod access;
 mod common;
 mod console;
 mod destinations;
+mod doors;
 mod identity;
 mod insights;
 mod me;

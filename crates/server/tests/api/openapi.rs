@@ -240,3 +240,27 @@ fn every_operation_is_named_and_described_and_every_reference_resolves() {
         assert!(document.pointer(pointer).is_some(), "{reference} points at nothing");
     }
 }
+
+#[test]
+fn operations_that_take_a_body_document_its_timeout_and_every_503_its_deadline() {
+    let document = document();
+    let mut bodies = 0;
+    for (path, method, operation) in operations(&document) {
+        if path.starts_with("/v1") && operation.get("requestBody").is_some() {
+            let timeout = resolve(&document, &operation["responses"]["408"]);
+            assert!(
+                timeout.pointer("/content/application~1json/examples/request_timeout").is_some(),
+                "{method} {path} takes a body, so it may answer 408 request_timeout"
+            );
+            bodies += 1;
+        }
+        if let Some(unavailable) = operation["responses"].get("503") {
+            let unavailable = resolve(&document, unavailable);
+            assert!(
+                unavailable.pointer("/content/application~1json/examples/deadline_exceeded").is_some(),
+                "{method} {path}: a 503 may also be deadline_exceeded"
+            );
+        }
+    }
+    assert!(bodies > 10, "{bodies}");
+}

@@ -58,13 +58,17 @@ async fn ingest_request(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    check_content_type(headers)?;
+    // The body is read before a slot is taken: a client that sends it slowly (or never) holds a
+    // connection, never a slot, until the body deadline answers it 408.
+    let bytes = read_body(headers, body).await?;
     // Shed load before doing any work, so an overloaded server stays responsive and SDKs back off.
     let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
         return Err(ApiError::new(ErrorCode::Overloaded).retry_after(1));
     };
     state.metrics.inflight.inc();
     let started = Instant::now();
-    let result = ingest_permitted(state, endpoint, headers, body).await;
+    let result = ingest_permitted(state, endpoint, headers, bytes).await;
     state.metrics.inflight.dec();
     state.metrics.ingest_seconds.observe(started.elapsed().as_secs_f64());
     result
@@ -74,10 +78,8 @@ async fn ingest_permitted(
     state: &AppState,
     endpoint: Endpoint,
     headers: &HeaderMap,
-    body: Body,
+    bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    check_content_type(headers)?;
-    let bytes = read_body(headers, body).await?;
     let bytes = decode(headers, bytes)?;
     let received_at = state.now();
     let write_key = header_write_key(headers);
@@ -97,10 +99,25 @@ async fn ingest_permitted(
 }
 
 /// Browsers send `text/plain` to avoid a CORS preflight; SDKs send `application/json`; some send
-/// nothing. Anything else is a client mistake worth naming.
+/// nothing. Anything else is a client mistake worth naming, and so is a type that cannot be read
+/// (bytes beyond visible ASCII) or two of them: taking either for absent would store what the
+/// client did not mean to send.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
-    let media_type = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(value) = values.next() else { return Ok(()) };
+    if values.next().is_some() {
+        return Err(ApiError::with_message(
+            ErrorCode::UnsupportedMediaType,
+            "send one Content-Type: application/json or text/plain",
+        ));
+    }
+    let Ok(value) = value.to_str() else {
+        return Err(ApiError::with_message(
+            ErrorCode::UnsupportedMediaType,
+            "the Content-Type is not readable text; send application/json or text/plain",
+        ));
+    };
+    let media_type = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media_type.as_str() {
         "application/json" | "text/plain" | "" => Ok(()),
         other => Err(ApiError::with_message(
