@@ -7,7 +7,9 @@
 //! of people is already in the thousands for the default bounds (at 0.01, the 95% interval of a
 //! count is about ±600 with 20 rows per person), so an answer would be only noise, and the search
 //! for the release threshold of groups grows without bound as ε approaches 0 (at 1e-300 it never
-//! ends). Nothing useful lies below the floor; everything harmful does.
+//! ends). Nothing useful lies below the floor; everything harmful does. (`tactful-insights` and
+//! `tactful-personalize`, which know no catalog, refuse a noise scale above 1e9 themselves as a
+//! backstop, far beyond what these ranges allow.)
 
 /// The smallest ε an answer (or a budget per period, or a model release) may spend.
 pub const EPSILON_MIN: f64 = 0.01;
@@ -19,9 +21,6 @@ pub const WINDOW_MAX_DAYS: i64 = 366;
 pub const GROUP_BY_MAX: usize = 4;
 /// The most rows one person may lend a noisy dataset (`rows_per_person`).
 pub const ROWS_PER_PERSON_MAX: u32 = 1_000;
-/// The largest Laplace noise scale the libraries search a threshold for or add noise at: beyond it
-/// an answer is noise only, and the threshold search would run for minutes.
-pub const NOISE_SCALE_MAX: f64 = 1e9;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -80,13 +79,6 @@ pub fn rows_per_person(value: u32) -> Option<String> {
         .then(|| format!("rows_per_person must be 1 to {ROWS_PER_PERSON_MAX}, not {value}"))
 }
 
-/// A noise scale the libraries may work with: `None` when fine, else what is wrong.
-pub fn noise_scale(scale: f64) -> Option<String> {
-    (!(scale.is_finite() && scale > 0.0 && scale <= NOISE_SCALE_MAX)).then(|| {
-        format!("the noise scale would be {scale:e}, above the {NOISE_SCALE_MAX:e} an answer can carry")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,13 +104,12 @@ mod tests {
     }
 
     #[test]
-    fn group_by_rows_and_scales_have_their_ranges() {
+    fn group_by_and_rows_per_person_have_their_ranges() {
         assert!(group_by(4).is_ok());
         assert!(group_by(5).unwrap_err().contains("0 to 4"));
         assert!(rows_per_person(1000).is_none() && rows_per_person(0).is_some());
         assert!(rows_per_person(1001).unwrap().contains("1 to 1000"));
         assert!(catalog_epsilon(0.01, "epsilon").is_none());
         assert!(catalog_epsilon(0.009, "epsilon").unwrap().contains("at least 0.01"));
-        assert!(noise_scale(1e9).is_none() && noise_scale(1.1e9).is_some() && noise_scale(f64::NAN).is_some());
     }
 }
