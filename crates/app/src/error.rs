@@ -52,6 +52,7 @@ pub enum ErrorCode {
     CsrfFailed,
     PackageUnavailable,
     Overloaded,
+    TooSlow,
     NotFound,
     MethodNotAllowed,
     Unavailable,
@@ -72,7 +73,7 @@ impl ErrorCode {
             PersonalizationOff, UnknownDataset, UndeclaredDimension, UndeclaredProperty, BudgetExhausted,
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
-            Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
+            Overloaded, TooSlow, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
 
@@ -194,6 +195,11 @@ impl ErrorCode {
             Overloaded => {
                 ("overloaded", 429, "the server is busy; retry after the number of seconds in Retry-After")
             }
+            TooSlow => (
+                "too_slow",
+                503,
+                "this did not finish within its deadline, so it was stopped; nothing was spent",
+            ),
             NotFound => ("not_found", 404, "there is nothing at this path"),
             MethodNotAllowed => ("method_not_allowed", 405, "this path does not accept this method"),
             Unavailable => {
