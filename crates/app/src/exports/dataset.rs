@@ -314,7 +314,10 @@ pub async fn export<W: Write + Send + 'static>(
     let deadline = app.limits.export();
     let sink = match request.format {
         ExportFormat::Csv => {
-            write_row(&mut out, columns.iter().map(|name| Cell::Text(name.clone())).collect::<Vec<_>>().iter())?;
+            write_row(
+                &mut out,
+                columns.iter().map(|name| Cell::Text(name.clone())).collect::<Vec<_>>().iter(),
+            )?;
             Sink::Csv(out)
         }
         ExportFormat::Parquet => Sink::Parquet(Box::new(ParquetSink::new(out, &columns, &request)?)),

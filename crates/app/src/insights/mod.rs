@@ -178,7 +178,11 @@ fn check<'a>(app: &App, analytics: &'a Analytics, query: &Query, now: i64) -> Re
             )));
         }
         (Some(limit), Some(e)) => Some(bounds::epsilon(e, limit).map_err(|message| {
-            invalid(format!("{message}: at most {} per answer, and dataset {}'s budget is {limit} per period", bounds::EPSILON_MAX, dataset.key))
+            invalid(format!(
+                "{message}: at most {} per answer, and dataset {}'s budget is {limit} per period",
+                bounds::EPSILON_MAX,
+                dataset.key
+            ))
         })?),
         (None, None) => None,
     };

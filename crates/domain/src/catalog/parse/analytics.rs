@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{Checker, S, check_key, in_file_order};
-use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, PropertyId, Purpose};
 use crate::bounds;
+use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, PropertyId, Purpose};
 use crate::period::Retention;
 use crate::taxonomy::covers;
 

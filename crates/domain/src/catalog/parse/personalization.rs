@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Checker, S, check_key, in_file_order};
+use crate::bounds;
 use crate::catalog::{
     Channel, LIFECYCLE_STAGES, Lifecycle, MessageRule, Personalization, Placement, Property, PropertyId,
     Purpose, normalize_category,
 };
-use crate::bounds;
 use crate::taxonomy::covers;
 
 #[derive(Deserialize, Default)]
