@@ -85,7 +85,17 @@ async fn spent(h: &Harness) -> Vec<(String, i64, i64)> {
 
 #[tokio::test]
 async fn epsilon_and_windows_out_of_range_are_refused_at_once_and_spend_nothing() {
-    let h = Harness::open(catalog(), 64, None).await;
+    out_of_range(None).await;
+}
+
+#[tokio::test]
+async fn epsilon_and_windows_out_of_range_are_refused_at_once_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    out_of_range(Some(url)).await;
+}
+
+async fn out_of_range(database: Option<String>) {
+    let h = Harness::open(catalog(), 64, database).await;
     let analyst = h.key("analyst").await;
     shop(&h).await;
     // The dataset's budget is 2 per period: ε may be 0.01 to 2.
@@ -209,7 +219,17 @@ async fn answers_being_counted_leave_healthz_and_ingestion_answering_on_two_work
 
 #[tokio::test]
 async fn an_answer_past_its_deadline_is_too_slow_spends_nothing_and_is_on_record() {
-    let h = Harness::configured(catalog(), 64, None, |config| config.work_deadline_ms = 300).await;
+    too_slow(None).await;
+}
+
+#[tokio::test]
+async fn an_answer_past_its_deadline_is_too_slow_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    too_slow(Some(url)).await;
+}
+
+async fn too_slow(database: Option<String>) {
+    let h = Harness::configured(catalog(), 64, database, |config| config.work_deadline_ms = 300).await;
     let analyst = h.key("analyst").await;
     shop(&h).await;
     let mut held = Held::on(&h, "count");
@@ -234,6 +254,52 @@ async fn an_answer_past_its_deadline_is_too_slow_spends_nothing_and_is_on_record
     let (status, body) = h.query(&analyst, private(1.0)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(spent(&h).await[0].2, 1_000_000, "only the answer given was paid for");
+}
+
+#[tokio::test]
+async fn an_answer_whose_budget_another_spent_while_it_computed_is_refused_unpaid() {
+    outspent(None).await;
+}
+
+#[tokio::test]
+async fn an_answer_whose_budget_another_spent_while_it_computed_is_refused_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    outspent(Some(url)).await;
+}
+
+/// Two answers of 1.5 against a budget of 2: both pass the read-only check, both are computed,
+/// and only the first to spend is paid for and answered.
+async fn outspent(database: Option<String>) {
+    let h = Harness::open(catalog(), 64, database).await;
+    let analyst = h.key("analyst").await;
+    shop(&h).await;
+    let mut held = Held::on(&h, "answer");
+    let h = Arc::new(h);
+    let ask = || {
+        let (h, analyst) = (h.clone(), analyst.clone());
+        tokio::spawn(async move { h.query(&analyst, private(1.5)).await })
+    };
+    let (first, second) = (ask(), ask());
+    held.arrival().await;
+    held.arrival().await;
+    assert!(spent(&h).await.is_empty(), "computing spends nothing");
+    held.open();
+    let mut statuses = Vec::new();
+    for answer in [first, second] {
+        let (status, body) = answer.await.unwrap();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"]["code"], "budget_exhausted", "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+    assert_eq!(spent(&h).await[0].2, 1_500_000, "only the answer given was paid for");
+    let entries = h.insights_entries().await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let refused: Vec<&String> = entries.iter().filter(|e| e.contains("refused: budget_exhausted")).collect();
+    assert_eq!(refused.len(), 1, "{entries:?}");
+    assert!(refused[0].contains("\"epsilon\":\"0\""), "{}", refused[0]);
 }
 
 #[tokio::test]
