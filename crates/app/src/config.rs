@@ -27,6 +27,8 @@ const DEFAULT_DELIVERY_RETRY_BASE_MS: u64 = 5_000;
 const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 15_000;
 const DEFAULT_LINK_MINUTES: u64 = 30;
 const DEFAULT_SESSION_MINUTES: u64 = 60;
+const DEFAULT_WORK_DEADLINE_MS: u64 = 10_000;
+const DEFAULT_EXPORT_DEADLINE_MS: u64 = 600_000;
 
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
@@ -148,6 +150,17 @@ pub struct Config {
     /// Minutes a preference-center or console session lasts after signing in.
     #[arg(long, env = "TACTFUL_SESSION_MINUTES", default_value_t = DEFAULT_SESSION_MINUTES)]
     pub session_minutes: u64,
+
+    /// How long a query answer, a whole model release or the console's quality check may compute,
+    /// in milliseconds (at least 1); a query still computing then is answered 503 `too_slow`.
+    #[arg(long, env = "TACTFUL_WORK_DEADLINE_MS", default_value_t = DEFAULT_WORK_DEADLINE_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub work_deadline_ms: u64,
+
+    /// How long a dataset export may take, in milliseconds (at least 1).
+    #[arg(long, env = "TACTFUL_EXPORT_DEADLINE_MS", default_value_t = DEFAULT_EXPORT_DEADLINE_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub export_deadline_ms: u64,
 }
 
 impl Default for Config {
@@ -178,6 +191,8 @@ impl Default for Config {
             public_url: None,
             link_minutes: DEFAULT_LINK_MINUTES,
             session_minutes: DEFAULT_SESSION_MINUTES,
+            work_deadline_ms: DEFAULT_WORK_DEADLINE_MS,
+            export_deadline_ms: DEFAULT_EXPORT_DEADLINE_MS,
         }
     }
 }
@@ -215,6 +230,8 @@ struct FileConfig {
     public_url: Option<String>,
     link_minutes: Option<u64>,
     session_minutes: Option<u64>,
+    work_deadline_ms: Option<u64>,
+    export_deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +329,20 @@ impl Config {
         if let (Some(minutes), true) = (file.session_minutes, defaulted("session_minutes")) {
             self.session_minutes = minutes;
         }
+        for (value, id, field) in [
+            (file.work_deadline_ms, "work_deadline_ms", &mut self.work_deadline_ms),
+            (file.export_deadline_ms, "export_deadline_ms", &mut self.export_deadline_ms),
+        ] {
+            if let (Some(ms), true) = (value, defaulted(id)) {
+                if ms == 0 {
+                    return Err(ConfigError::Invalid {
+                        path,
+                        message: format!("{id} must be at least 1 (milliseconds)"),
+                    });
+                }
+                *field = ms;
+            }
+        }
         Ok(self)
     }
 
@@ -384,6 +415,12 @@ delivery_timeout_ms = 15000
 # preference-center or console session lasts after signing in (minutes).
 link_minutes = 30
 session_minutes = 60
+
+# How long heavy work may compute (ms, at least 1): a query answer, a whole model release or the
+# console's quality check (a query still computing then is answered 503 too_slow and spends
+# nothing; a late release keeps the previous one in service), and a dataset export.
+work_deadline_ms = 10000
+export_deadline_ms = 600000
 "#
     }
 }
@@ -446,6 +483,18 @@ mod tests {
         assert_eq!((config.header_timeout_ms, config.shutdown_timeout_ms), (250, 0));
         let flag = Cli::try_parse_from(["tactful", "--request-timeout-ms", "0"]);
         assert!(flag.is_err());
+    }
+
+    #[test]
+    fn deadlines_are_read_from_flags_and_the_file_and_must_be_at_least_one_millisecond() {
+        let config = load(&["--work-deadline-ms", "300"], "export_deadline_ms = 9000\n").unwrap();
+        assert_eq!((config.work_deadline_ms, config.export_deadline_ms), (300, 9000));
+        let error = load(&[], "work_deadline_ms = 0\n").unwrap_err();
+        assert!(error.to_string().contains("work_deadline_ms must be at least 1"), "{error}");
+        let refused = Cli::try_parse_from(["tactful", "--export-deadline-ms", "0"]);
+        assert!(refused.is_err(), "a zero deadline is refused on the command line too");
+        assert_eq!(Config::default().work_deadline_ms, 10_000);
+        assert_eq!(Config::default().export_deadline_ms, 600_000);
     }
 
     #[test]

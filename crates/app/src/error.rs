@@ -57,6 +57,7 @@ pub enum ErrorCode {
     HeadersTooLarge,
     RequestTimeout,
     DeadlineExceeded,
+    TooSlow,
     NotFound,
     MethodNotAllowed,
     Unavailable,
@@ -78,7 +79,7 @@ impl ErrorCode {
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
             Overloaded, InvalidPath, UriTooLong, HeadersTooLarge, RequestTimeout, DeadlineExceeded,
-            NotFound, MethodNotAllowed, Unavailable, Internal,
+            TooSlow, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
 
@@ -218,6 +219,11 @@ impl ErrorCode {
                 "deadline_exceeded",
                 503,
                 "the request took too long to answer; it may still complete, so check before retrying after Retry-After",
+            ),
+            TooSlow => (
+                "too_slow",
+                503,
+                "this did not finish within its deadline, so it was stopped; nothing was spent",
             ),
             NotFound => ("not_found", 404, "there is nothing at this path"),
             MethodNotAllowed => ("method_not_allowed", 405, "this path does not accept this method"),

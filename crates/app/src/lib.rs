@@ -23,6 +23,7 @@ pub mod reads;
 pub mod requests;
 pub mod subjects;
 pub mod tokens;
+pub mod work;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct App {
     pub personalization: Option<Arc<personalize::Personalization>>,
     /// How the web pages are reached and how long their links and sessions last.
     pub web: WebSettings,
+    /// The deadlines of heavy work (queries, exports, releases, the quality check).
+    pub limits: Arc<work::Limits>,
     clock: Arc<dyn Clock>,
 }
 
@@ -196,7 +199,9 @@ impl App {
                 "the pages are reached over plain HTTP on a non-local address, so their cookies cannot be Secure: serve Tactful behind HTTPS and set --public-url https://…"
             );
         }
-        let personalization = personalize::Personalization::new(&catalog).map(Arc::new);
+        let limits = Arc::new(work::Limits::from_config(config));
+        let personalization = personalize::Personalization::new(&catalog)
+            .map(|engine| Arc::new(engine.with_limits(limits.clone())));
         let mut hooks: Vec<Arc<dyn Hooks>> = Vec::new();
         if let Some(engine) = &personalization {
             hooks.push(engine.clone());
@@ -213,6 +218,7 @@ impl App {
             wake_requests: Arc::new(tokio::sync::Notify::new()),
             personalization,
             web,
+            limits,
             clock: Arc::new(SystemClock),
         })
     }

@@ -63,8 +63,8 @@ pub async fn export_dataset(state: &App, args: ExportDatasetArgs) -> anyhow::Res
     };
     let (purpose, dataset) = (request.purpose.clone(), request.dataset.clone());
     let summary = if args.out.as_os_str() == "-" {
-        let mut out = std::io::BufWriter::new(std::io::stdout());
-        export(state, request, &mut out).await?
+        let out = std::io::BufWriter::new(std::io::stdout());
+        export(state, request, out).await?.0
     } else {
         // Written beside the target and renamed into place, so a failed export leaves no file that
         // looks complete.
@@ -74,8 +74,7 @@ pub async fn export_dataset(state: &App, args: ExportDatasetArgs) -> anyhow::Res
         };
         let partial = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
-        let mut out = std::io::BufWriter::new(partial);
-        let summary = export(state, request, &mut out).await?;
+        let (summary, mut out) = export(state, request, std::io::BufWriter::new(partial)).await?;
         out.flush().with_context(|| format!("writing {}", args.out.display()))?;
         let partial = out.into_inner().map_err(|error| error.into_error())?;
         partial.persist(&args.out).with_context(|| format!("writing {}", args.out.display()))?;

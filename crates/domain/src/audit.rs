@@ -111,8 +111,9 @@ pub enum AuditEvent {
         dimensions: Vec<String>,
         epsilon: String,
         /// Absent when the query was answered (as in entries written before refusals were
-        /// recorded); `refused: …` with the reason when it was refused unread, like a query that
-        /// would overspend the budget (its ε is then 0: nothing was spent).
+        /// recorded); `refused: …` with the reason when it was refused, like a query that would
+        /// overspend the budget or was not computed within its deadline (its ε is then 0: nothing
+        /// was spent).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outcome: Option<String>,
     },

@@ -3,6 +3,7 @@
 //! tested exhaustively and every backend makes the same ones.
 
 pub mod audit;
+pub mod bounds;
 pub mod catalog;
 pub mod consent;
 pub mod encoding;

@@ -21,6 +21,8 @@ pub enum InsightsError {
     Bounds(f64, f64),
     #[error("rows per person must be at least 1")]
     Rows,
+    #[error("the noise scale would be {0:e}, above the {MAX_SCALE:e} an answer can carry: ε is too small")]
+    Scale(f64),
     #[error("differential privacy: {0}")]
     Noise(String),
 }
@@ -93,6 +95,12 @@ type Valued = (f64, (f64, f64));
 
 /// δ aimed at by the noisy threshold on groups.
 pub const DELTA: f64 = 1e-7;
+/// The largest noise scale an answer is computed at: beyond it an answer is noise only, drawing
+/// the noise takes seconds, and the search for the groups' release threshold runs for minutes
+/// (forever as ε approaches 0).
+pub const MAX_SCALE: f64 = 1e9;
+/// Doublings of the threshold tried at most (an `i64` holds no more).
+const MAX_DOUBLINGS: u32 = 64;
 /// Sums and means are computed in hundredths (integers, so the noise is discrete).
 const FIXED: f64 = 100.0;
 
@@ -180,6 +188,10 @@ impl Tally {
             }
             if noise.rows_per_person == 0 {
                 return Err(InsightsError::Rows);
+            }
+            let scale = largest_scale(metric, noise);
+            if !(scale.is_finite() && scale <= MAX_SCALE) {
+                return Err(InsightsError::Scale(scale));
             }
         }
         Ok(Tally { metric, noise, seen: HashMap::new(), groups: Vec::new(), rows_dropped: 0 })
@@ -283,7 +295,7 @@ fn noisy(
     let bound = i64::from(noise.rows_per_person);
     // Keys are released on a noisy count of people (a person is in at most `bound` groups, once
     // each); for a count of people that count is the answer, otherwise half the budget goes to it.
-    let eps_keys = if metric == Metric::People { noise.epsilon } else { noise.epsilon / 2.0 };
+    let eps_keys = keys_epsilon(metric, noise);
     let mut ids: Vec<Vec<String>> = Vec::with_capacity(groups.len());
     let mut people: HashMap<u64, i64> = HashMap::new();
     let mut sums: Vec<Sums> = Vec::with_capacity(groups.len());
@@ -292,7 +304,10 @@ fn noisy(
         ids.push(key);
         sums.push(group);
     }
-    let scale_keys = bound as f64 / eps_keys;
+    let scale_keys = keys_scale(metric, noise);
+    if !(scale_keys.is_finite() && scale_keys <= MAX_SCALE) {
+        return Err(InsightsError::Scale(scale_keys));
+    }
     let distance = (u32::try_from(bound).unwrap_or(u32::MAX), bound, 1i64);
     let make = |threshold: i64| {
         make_laplace_threshold::<_, _, Approximate<MaxDivergence>>(
@@ -306,8 +321,13 @@ fn noisy(
     let delta_at = |threshold: i64| -> Result<f64, InsightsError> { Ok(make(threshold)?.map(&distance)?.1) };
     let floor = i64::from(k.max(1));
     let mut high = floor;
+    let mut doublings = 0;
     while delta_at(high)? > DELTA {
+        if doublings == MAX_DOUBLINGS || high == i64::MAX {
+            return Err(InsightsError::Scale(scale_keys));
+        }
         high = high.saturating_mul(2);
+        doublings += 1;
     }
     let mut low = floor;
     while low < high {
@@ -348,7 +368,7 @@ fn noisy(
             (noisy.into_iter().map(|v| (v as f64, (v as f64 - width, v as f64 + width))).collect(), scale)
         }
         Metric::Sum { min, max } => {
-            let reach = (min.abs().max(max.abs()) * FIXED).ceil() as i64;
+            let reach = reach(min, max);
             let totals: Vec<i64> =
                 order.iter().map(|id| (sums[*id as usize].sum * FIXED).round() as i64).collect();
             let (noisy, spent, scale) = laplace(totals, bound * reach.max(1), eps_value)?;
@@ -366,7 +386,7 @@ fn noisy(
             )
         }
         Metric::Mean { min, max } => {
-            let reach = (min.abs().max(max.abs()) * FIXED).ceil() as i64;
+            let reach = reach(min, max);
             let totals: Vec<i64> =
                 order.iter().map(|id| (sums[*id as usize].sum * FIXED).round() as i64).collect();
             let counts: Vec<i64> = order.iter().map(|id| sums[*id as usize].events).collect();
@@ -410,6 +430,36 @@ fn noisy(
         })
         .collect();
     Ok(Answer { groups, epsilon, delta, scale: Some(scale), threshold: threshold as f64, rows_dropped })
+}
+
+/// The ε spent on releasing groups: all of it for a count of people (that count is the answer),
+/// otherwise half.
+fn keys_epsilon(metric: Metric, noise: Noise) -> f64 {
+    if metric == Metric::People { noise.epsilon } else { noise.epsilon / 2.0 }
+}
+
+/// The noise scale of the people count groups are released on.
+fn keys_scale(metric: Metric, noise: Noise) -> f64 {
+    f64::from(noise.rows_per_person) / keys_epsilon(metric, noise)
+}
+
+/// The largest noise scale the answer would use: on the groups' people counts, or on its values
+/// (sums and means in hundredths, a mean's halves each with half the ε).
+fn largest_scale(metric: Metric, noise: Noise) -> f64 {
+    let rows = f64::from(noise.rows_per_person);
+    let eps_value = noise.epsilon - keys_epsilon(metric, noise);
+    let values = match metric {
+        Metric::People => 0.0,
+        Metric::Events => rows / eps_value,
+        Metric::Sum { min, max } => rows * reach(min, max) as f64 / eps_value,
+        Metric::Mean { min, max } => rows * reach(min, max) as f64 / (eps_value / 2.0),
+    };
+    keys_scale(metric, noise).max(values)
+}
+
+/// What one row may add to a sum, in hundredths.
+fn reach(min: f64, max: f64) -> i64 {
+    ((min.abs().max(max.abs()) * FIXED).ceil() as i64).max(1)
 }
 
 /// Discrete Laplace noise on every value for an L1 sensitivity per person: the noisy values, the ε

@@ -187,3 +187,35 @@ fn people_are_counted_once_however_their_rows_interleave() {
     let events = answer(rows, Metric::Events, 5, None).unwrap();
     assert_eq!(value_of(&events, "all"), Some(Some(15_000.0)));
 }
+
+#[test]
+fn the_threshold_search_ends_fast_for_any_epsilon() {
+    // Tiny ε is refused at once; every ε whose noise is at most the largest scale is answered, and
+    // quickly (the search once ran 45 s at 1e-12 and forever at 1e-300).
+    let rows = group("shoes", 0, 50, 2, 1.0);
+    for epsilon in [1e-300, 1e-100, 1e-12, 1e-10, 2e-9, 1e-9, 1e-6, 1e-3, 0.01, 1.0, 1e3, f64::MAX] {
+        for metric in [Metric::Events, Metric::People, Metric::Mean { min: 0.0, max: 10.0 }] {
+            let started = std::time::Instant::now();
+            let noise = Some(Noise { epsilon, rows_per_person: 1 });
+            let result = answer(rows.clone(), metric, 5, noise);
+            let took = started.elapsed();
+            assert!(took < std::time::Duration::from_millis(500), "ε = {epsilon:e}, {metric:?}: {took:?}");
+            // The largest scale: people counts; event counts (half of ε); a mean's sum in hundredths
+            // (a quarter of ε, 1,000 hundredths at most per row).
+            let scale = match metric {
+                Metric::People => 1.0 / epsilon,
+                Metric::Events => 2.0 / epsilon,
+                _ => 4_000.0 / epsilon,
+            };
+            match result {
+                Ok(found) => assert!(scale <= MAX_SCALE, "ε = {epsilon:e} answered: {found:?}"),
+                Err(InsightsError::Scale(refused)) => {
+                    assert!(scale > MAX_SCALE && refused == scale, "ε = {epsilon:e} refused at {refused:e}")
+                }
+                Err(other) => panic!("ε = {epsilon:e}: {other}"),
+            }
+        }
+    }
+    let refused = Tally::new(Metric::Events, Some(Noise { epsilon: 1e-12, rows_per_person: 20 }));
+    assert!(matches!(refused, Err(InsightsError::Scale(_))), "refused before any row is read");
+}

@@ -21,7 +21,13 @@ pub enum ReleaseError {
     Epsilon(f64),
     #[error("differential privacy: {0}")]
     Noise(String),
+    #[error("the noise scale would be {0:e}, above the {MAX_SCALE:e} a release can carry: ε is too small")]
+    Scale(f64),
 }
+
+/// The largest noise scale a pair threshold is searched for: beyond it the release is noise only,
+/// and the search would run for minutes (forever as ε approaches 0).
+pub const MAX_SCALE: f64 = 1e9;
 
 impl From<opendp::error::Error> for ReleaseError {
     fn from(error: opendp::error::Error) -> Self {
@@ -342,6 +348,9 @@ fn noisy_vector(
         return Ok(values);
     }
     let scale = sensitivity as f64 / epsilon;
+    if !(scale.is_finite() && scale > 0.0 && scale <= MAX_SCALE) {
+        return Err(ReleaseError::Scale(scale));
+    }
     let measurement = make_laplace::<_, _, MaxDivergence>(
         VectorDomain::new(AtomDomain::<i64>::default()),
         L1Distance::<i64>::default(),
@@ -362,6 +371,9 @@ fn noisy_threshold(
     spent: &mut Spent,
 ) -> Result<StdHashMap<u64, i64>, ReleaseError> {
     let scale = keys_per_person as f64 / epsilon;
+    if !(scale.is_finite() && scale > 0.0 && scale <= MAX_SCALE) {
+        return Err(ReleaseError::Scale(scale));
+    }
     let distance = (u32::try_from(keys_per_person).unwrap_or(u32::MAX), keys_per_person, 1i64);
     let make = |threshold: i64| {
         make_laplace_threshold::<_, _, Approximate<MaxDivergence>>(
@@ -375,8 +387,14 @@ fn noisy_threshold(
     // The smallest threshold (at least `min`) whose δ is small enough: δ falls as it grows.
     let delta_at = |threshold: i64| -> Result<f64, ReleaseError> { Ok(make(threshold)?.map(&distance)?.1) };
     let mut high = min.max(1);
+    // An i64 holds at most 64 doublings: past them the search would never end.
+    let mut doublings = 0;
     while delta_at(high)? > PAIR_DELTA {
+        if doublings == 64 || high == i64::MAX {
+            return Err(ReleaseError::Scale(scale));
+        }
         high = high.saturating_mul(2);
+        doublings += 1;
     }
     let mut low = min.max(1);
     while low < high {
@@ -487,5 +505,26 @@ mod tests {
             Release::full(&Aggregates::new(&config), &Config { epsilon: Some(0.0), ..config }, now),
             Err(ReleaseError::Epsilon(0.0))
         );
+    }
+
+    #[test]
+    fn the_pair_threshold_search_ends_fast_for_any_epsilon() {
+        let counts: StdHashMap<u64, i64> = (0..50).map(|key| (key, 40)).collect();
+        for epsilon in [1e-300, 1e-12, 1e-9, 1.99e-5, 2e-5, 0.007, 1.0, f64::MAX] {
+            let started = std::time::Instant::now();
+            let mut spent = Spent { epsilon: 0.0, delta: 0.0 };
+            let result = noisy_threshold(counts.clone(), 20_000, epsilon, 5, &mut spent);
+            let took = started.elapsed();
+            assert!(took < std::time::Duration::from_millis(500), "ε = {epsilon:e}: {took:?}");
+            match result {
+                Ok(_) => assert!(20_000.0 / epsilon <= MAX_SCALE, "ε = {epsilon:e}"),
+                Err(ReleaseError::Scale(scale)) => assert!(scale > MAX_SCALE, "ε = {epsilon:e}"),
+                Err(other) => panic!("ε = {epsilon:e}: {other}"),
+            }
+        }
+        let config = Config { min_support: 5, cap: 3, epsilon: Some(1e-12), ..Config::default() };
+        let people: Vec<Contribution> = (0..40).map(|_| person(&[0, 1], 10 * DAY_MS)).collect();
+        let refused = Release::full(&Aggregates::train(&config, &people), &config, 10 * DAY_MS);
+        assert!(matches!(refused, Err(ReleaseError::Scale(_))), "{refused:?}");
     }
 }

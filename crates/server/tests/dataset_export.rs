@@ -158,9 +158,7 @@ impl Shop {
             actor: "test".into(),
             role: "operator".into(),
         };
-        let mut out = Vec::new();
-        let summary = export(&self.state, request, &mut out).await?;
-        Ok((summary, out))
+        export(&self.state, request, Vec::new()).await
     }
 
     async fn csv(&self, purpose: &str, dataset: Option<&str>) -> (ExportSummary, String) {
@@ -348,12 +346,18 @@ async fn bad_exports_are_refused_before_anything_is_read_or_audited() {
         actor: "test".into(),
         role: "operator".into(),
     };
-    let mut out = Vec::new();
-    let result = export(&shop.state, request.clone(), &mut out).await;
+    let result = export(&shop.state, request.clone(), Vec::new()).await;
     assert!(matches!(result, Err(ExportError::Refused(Refusal::EmptyWindow))), "{result:?}");
     request.to = now + 86_400_000;
-    let result = export(&shop.state, request, &mut out).await;
+    let result = export(&shop.state, request.clone(), Vec::new()).await;
     assert!(matches!(result, Err(ExportError::Refused(Refusal::FutureWindow { .. }))), "{result:?}");
-    assert!(out.is_empty());
+    // A window longer than 366 days is refused before anything is read or audited.
+    (request.from, request.to) = (now - 367 * 86_400_000, now);
+    match export(&shop.state, request, Vec::new()).await {
+        Err(ExportError::Refused(Refusal::LongWindow(message))) => {
+            assert!(message.contains("366 days"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(audited().await, before, "a refused export is not audited");
 }

@@ -178,11 +178,16 @@ pub async fn request_detail(app: &App, id: &str) -> Result<RequestDetail, AppErr
 const QUALITY_USERS: usize = 5_000;
 
 /// The served model's quality on the people it learns from now, beside the popularity baseline
-/// (leave-last-out, HR@10 and NDCG@10), measured off the async workers. `Ok(Err(…))` says why there
-/// is nothing to measure yet.
+/// (leave-last-out, HR@10 and NDCG@10), measured off the async workers within the work deadline
+/// (`too_slow` after it). `Ok(Err(…))` says why there is nothing to measure yet.
 pub async fn quality(
     app: &App,
 ) -> Result<Result<tactful_personalize::eval::Report, tactful_personalize::eval::EvalError>, AppError> {
     let engine = app.personalization.clone().ok_or_else(|| AppError::new(ErrorCode::PersonalizationOff))?;
-    tokio::task::spawn_blocking(move || engine.quality(QUALITY_USERS)).await.map_err(AppError::internal)
+    let limits = app.limits.clone();
+    Ok(crate::work::blocking(app.limits.work(), move || {
+        limits.probe("quality");
+        engine.quality(QUALITY_USERS)
+    })
+    .await?)
 }

@@ -27,11 +27,12 @@ use tactful_domain::catalog::{Catalog, Dataset, Dimension, Generalize, Property,
 use tactful_domain::minimize;
 use tactful_domain::segment::format_time;
 use tactful_domain::taxonomy::covers;
-use tactful_store::{FamilyKeys, Scan, StoreError};
+use tactful_store::{FamilyKeys, Scan, StoreError, WindowPage};
 
 use crate::App;
 use crate::insights::{Pages, People, family_keys};
 use crate::subjects::context as subject_context;
+use crate::work::{Late, Stopped};
 
 /// Events read, opened and written per store call.
 const PAGE: u32 = 2_000;
@@ -133,6 +134,8 @@ pub enum Refusal {
     DatasetPurpose { dataset: String, serves: String, purpose: String },
     #[error("the window is empty: from must be before to")]
     EmptyWindow,
+    #[error("{0}")]
+    LongWindow(String),
     #[error("the window ends in the future ({to}); it may end now at the latest")]
     FutureWindow { to: String },
     #[error("no declared property serves {0}, so nobody's data may be exported for it")]
@@ -151,6 +154,18 @@ pub enum ExportError {
     Write(#[from] std::io::Error),
     #[error("cannot write the Parquet file: {0}")]
     Parquet(#[from] ParquetError),
+    /// Not done within the export deadline; what was written is incomplete.
+    #[error(transparent)]
+    Late(#[from] Late),
+}
+
+impl From<Stopped> for ExportError {
+    fn from(stopped: Stopped) -> ExportError {
+        match stopped {
+            Stopped::Late(late) => ExportError::Late(late),
+            failed @ Stopped::Failed(_) => ExportError::Store(StoreError::Internal(failed.to_string())),
+        }
+    }
 }
 
 /// An exported property column.
@@ -193,6 +208,7 @@ fn plan(catalog: &Catalog, request: &ExportRequest, now: i64) -> Result<Plan, Re
     if request.from >= request.to {
         return Err(Refusal::EmptyWindow);
     }
+    tactful_domain::bounds::window(request.from, request.to).map_err(Refusal::LongWindow)?;
     if request.to > now + SKEW_MS {
         return Err(Refusal::FutureWindow { to: format_time(request.to) });
     }
@@ -271,14 +287,15 @@ struct Person {
 }
 
 /// Writes the export to `out` (a header, then one row per event, page by page) after recording it
-/// in the audit log, and says what it wrote.
-pub async fn export(
+/// in the audit log, within the export deadline, and says what it wrote; `out` is handed back.
+/// Store reads are async; each page is written on the blocking pool.
+pub async fn export<W: Write + Send + 'static>(
     app: &App,
     request: ExportRequest,
-    out: &mut (dyn Write + Send),
-) -> Result<ExportSummary, ExportError> {
+    mut out: W,
+) -> Result<(ExportSummary, W), ExportError> {
     let now = app.now();
-    let plan = plan(&app.catalog, &request, now)?;
+    let plan = Arc::new(plan(&app.catalog, &request, now)?);
     let mut columns: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
     columns.extend(plan.columns.iter().map(|c| c.path.clone()));
     // The entry is written before any row: an export that fails halfway is still on record.
@@ -294,21 +311,52 @@ pub async fn export(
         outcome: None,
     };
     app.store.audit_append(vec![entry], now).await?;
-    let mut sink = match request.format {
+    let deadline = app.limits.export();
+    let sink = match request.format {
         ExportFormat::Csv => {
-            write_row(out, columns.iter().map(|name| Cell::Text(name.clone())).collect::<Vec<_>>().iter())?;
+            write_row(
+                &mut out,
+                columns.iter().map(|name| Cell::Text(name.clone())).collect::<Vec<_>>().iter(),
+            )?;
             Sink::Csv(out)
         }
         ExportFormat::Parquet => Sink::Parquet(Box::new(ParquetSink::new(out, &columns, &request)?)),
     };
-
-    let mut summary =
+    let summary =
         ExportSummary { columns, properties_left_out: plan.left_out.clone(), ..ExportSummary::default() };
-    let mut people: People<Person> = People::default();
-    let mut cells: Vec<Cell> = Vec::with_capacity(summary.columns.len());
+    let cells = Vec::with_capacity(summary.columns.len());
+    let writing = Writing { sink, summary, people: People::default(), cells };
+    let writing = deadline.run(pages(app, &request, plan, writing, deadline, now)).await?;
+    let limits = app.limits.clone();
+    let (summary, out) = crate::work::blocking(deadline, move || {
+        limits.probe("export");
+        writing.sink.finish().map(|out| (writing.summary, out))
+    })
+    .await??;
+    Ok((summary, out))
+}
+
+/// What an export has written so far, moved to the blocking pool for each page and back.
+struct Writing<W: Write + Send> {
+    sink: Sink<W>,
+    summary: ExportSummary,
+    people: People<Person>,
+    cells: Vec<Cell>,
+}
+
+/// Reads the window page by page and writes each on the blocking pool.
+async fn pages<W: Write + Send + 'static>(
+    app: &App,
+    request: &ExportRequest,
+    plan: Arc<Plan>,
+    mut writing: Writing<W>,
+    deadline: crate::work::Deadline,
+    now: i64,
+) -> Result<Writing<W>, ExportError> {
     let mut pages = Pages::new(app, (request.from, request.to), PAGE, Scan::Records);
     while let Some(page) = pages.next().await? {
-        let admitted = people
+        let admitted = writing
+            .people
             .meet(app, &page, |found| {
                 let context = subject_context(app, found);
                 let consents = app.policy.consents(&context, now);
@@ -322,22 +370,39 @@ pub async fn export(
             })
             .await?;
         let numbers: std::collections::HashMap<String, u32> =
-            admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
+            admitted.iter().map(|n| (writing.people.admitted[*n as usize].0.clone(), *n)).collect();
         if !numbers.is_empty() {
             for (root, keys) in family_keys(app, numbers.keys().cloned().collect()).await? {
                 if let Some(number) = numbers.get(&root) {
-                    people.admitted[*number as usize].1.keys = Some(keys);
+                    writing.people.admitted[*number as usize].1.keys = Some(keys);
                 }
             }
         }
-        let persons = people.of_page(&page);
+        let (plan, limits) = (plan.clone(), app.limits.clone());
+        let (written, result) = crate::work::blocking(deadline, move || {
+            limits.probe("export");
+            let result = writing.page(&page, &plan);
+            (writing, result)
+        })
+        .await?;
+        result?;
+        writing = written;
+    }
+    Ok(writing)
+}
+
+impl<W: Write + Send> Writing<W> {
+    /// Writes one page's rows of the people admitted.
+    fn page(&mut self, page: &WindowPage, plan: &Plan) -> Result<(), ExportError> {
+        let (summary, cells) = (&mut self.summary, &mut self.cells);
+        let persons = self.people.of_page(page);
         for event in &page.events {
             // Left out: no permission now, restricted, erased, or no longer a family root.
             let Some(number) = persons.get(event.subject as usize).copied().flatten() else {
                 summary.rows_left_out += 1;
                 continue;
             };
-            let person = &mut people.admitted[number as usize].1;
+            let person = &mut self.people.admitted[number as usize].1;
             let record = match (&event.sealed, person.permitted.iter().any(|p| *p)) {
                 (Some((dedupe, sealed)), true) => {
                     // No keys: the family was erased since it was met.
@@ -360,56 +425,54 @@ pub async fn export(
             for (column, permitted) in plan.columns.iter().zip(&person.permitted) {
                 cells.push(if *permitted { cell(&record, column) } else { Cell::Text(String::new()) });
             }
-            sink.row(&cells)?;
+            self.sink.row(cells)?;
             summary.rows += 1;
             if !person.written {
                 person.written = true;
                 summary.people += 1;
             }
         }
+        Ok(())
     }
-    sink.finish()?;
-    Ok(summary)
 }
 
 /// Where rows go, in the requested format.
-enum Sink<'a> {
-    Csv(&'a mut (dyn Write + Send)),
-    Parquet(Box<ParquetSink<'a>>),
+enum Sink<W: Write + Send> {
+    Csv(W),
+    Parquet(Box<ParquetSink<W>>),
 }
 
-impl Sink<'_> {
+impl<W: Write + Send> Sink<W> {
     fn row(&mut self, cells: &[Cell]) -> Result<(), ExportError> {
         match self {
-            Sink::Csv(out) => write_row(*out, cells.iter())?,
+            Sink::Csv(out) => write_row(out, cells.iter())?,
             Sink::Parquet(sink) => sink.row(cells)?,
         }
         Ok(())
     }
 
-    fn finish(self) -> Result<(), ExportError> {
+    /// Ends the file and hands back where it went.
+    fn finish(self) -> Result<W, ExportError> {
         match self {
-            Sink::Csv(out) => out.flush()?,
-            Sink::Parquet(sink) => sink.finish()?,
+            Sink::Csv(mut out) => {
+                out.flush()?;
+                Ok(out)
+            }
+            Sink::Parquet(sink) => Ok(sink.finish()?),
         }
-        Ok(())
     }
 }
 
 /// A Parquet file being written: every column an optional UTF-8 string (an empty cell is null),
 /// rows buffered by column until a row group is full. The footer names the purpose, dataset and
 /// window, so the file says what it is.
-struct ParquetSink<'a> {
-    writer: SerializedFileWriter<&'a mut (dyn Write + Send)>,
+struct ParquetSink<W: Write + Send> {
+    writer: SerializedFileWriter<W>,
     columns: Vec<Vec<Option<String>>>,
 }
 
-impl<'a> ParquetSink<'a> {
-    fn new(
-        out: &'a mut (dyn Write + Send),
-        columns: &[String],
-        request: &ExportRequest,
-    ) -> Result<ParquetSink<'a>, ParquetError> {
+impl<W: Write + Send> ParquetSink<W> {
+    fn new(out: W, columns: &[String], request: &ExportRequest) -> Result<ParquetSink<W>, ParquetError> {
         let fields = columns
             .iter()
             .map(|name| {
@@ -467,10 +530,9 @@ impl<'a> ParquetSink<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(), ParquetError> {
+    fn finish(mut self) -> Result<W, ParquetError> {
         self.flush()?;
-        self.writer.close()?;
-        Ok(())
+        self.writer.into_inner()
     }
 }
 
@@ -527,7 +589,7 @@ fn cell(record: &Map<String, Value>, column: &Column) -> Cell {
 /// quotes doubled), ended by LF. A text cell a spreadsheet would run as a formula (starting with
 /// `=`, `+`, `-`, `@`, a tab or a CR: OWASP's CSV injection) gets a leading `'`, which spreadsheets
 /// show as text; numbers the export wrote stay numbers, negative ones included.
-fn write_row<'a>(out: &mut (dyn Write + Send), cells: impl Iterator<Item = &'a Cell>) -> std::io::Result<()> {
+fn write_row<'a>(out: &mut impl Write, cells: impl Iterator<Item = &'a Cell>) -> std::io::Result<()> {
     for (index, cell) in cells.enumerate() {
         if index > 0 {
             out.write_all(b",")?;

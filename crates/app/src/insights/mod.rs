@@ -1,7 +1,10 @@
-//! Private analytics in the server: a query is checked against its dataset, spends its ε from the
-//! budget in the store (refused, with what remains, when it would overspend), reads the window's
-//! events of people who permit the analytics purpose now (never restricted or erased people), and
-//! answers through `tactful_insights` with k-suppression and, when the dataset says so, noise.
+//! Private analytics in the server: a query is checked against its dataset and the bounds of
+//! `tactful_domain::bounds` and against what its budget has left (read-only), then reads the
+//! window's events of people who permit the analytics purpose now (never restricted or erased
+//! people) and computes its answer through `tactful_insights` (k-suppression and, when the dataset
+//! says so, noise) off the async workers within the work deadline; only then does it spend its ε,
+//! in one transaction with its audit entry, and answer. A query refused, late or outspent by
+//! another spends nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tactful_domain::audit::AuditEvent;
+use tactful_domain::bounds;
 use tactful_domain::catalog::{Analytics, Dataset, Dimension, PropertyId};
 use tactful_domain::minimize;
 use tactful_domain::segment::{format_time, parse_time};
@@ -20,6 +24,7 @@ use time::OffsetDateTime;
 use crate::App;
 use crate::error::{AppError, ErrorCode};
 use crate::subjects::context as subject_context;
+use crate::work::Deadline;
 
 mod scan;
 
@@ -115,13 +120,11 @@ fn check<'a>(app: &App, analytics: &'a Analytics, query: &Query, now: i64) -> Re
                 )
             })?;
         if dimensions.contains(found) {
-            return Err(invalid(format!("{name} is grouped by twice")));
+            return Err(invalid(format!("{name} is grouped by twice (allowed: each dimension once)")));
         }
         dimensions.push(*found);
     }
-    if dimensions.len() > 4 {
-        return Err(invalid("group by at most 4 dimensions"));
-    }
+    bounds::group_by(dimensions.len()).map_err(invalid)?;
     let (metric, measure) = match (query.metric.as_str(), query.property.as_deref()) {
         ("events", None) => (Metric::Events, None),
         ("people", None) => (Metric::People, None),
@@ -154,9 +157,7 @@ fn check<'a>(app: &App, analytics: &'a Analytics, query: &Query, now: i64) -> Re
         parse_time(text).ok_or_else(|| invalid(format!("{name} is not an RFC 3339 time: {text:?}")))
     };
     let (from, to) = (time(&query.from, "from")?, time(&query.to, "to")?);
-    if from >= to {
-        return Err(invalid("the window is empty: from must be before to"));
-    }
+    bounds::window(from, to).map_err(invalid)?;
     if to > now + SKEW_MS {
         return Err(invalid(format!(
             "the window ends in the future ({}); it may end now at the latest",
@@ -164,9 +165,6 @@ fn check<'a>(app: &App, analytics: &'a Analytics, query: &Query, now: i64) -> Re
         )));
     }
     let epsilon = match (dataset.epsilon, query.epsilon) {
-        (_, Some(e)) if !(e.is_finite() && e > 0.0) => {
-            return Err(invalid(format!("epsilon must be a positive number, not {e}")));
-        }
         (None, Some(_)) => {
             return Err(invalid(format!(
                 "dataset {} answers exactly with k-thresholds; it has no privacy budget to spend",
@@ -179,13 +177,14 @@ fn check<'a>(app: &App, analytics: &'a Analytics, query: &Query, now: i64) -> Re
                 dataset.key
             )));
         }
-        (Some(limit), Some(e)) if e > limit => {
-            return Err(invalid(format!(
-                "epsilon {e} is more than dataset {}'s whole budget per period ({limit})",
+        (Some(limit), Some(e)) => Some(bounds::epsilon(e, limit).map_err(|message| {
+            invalid(format!(
+                "{message}: at most {} per answer, and dataset {}'s budget is {limit} per period",
+                bounds::EPSILON_MAX,
                 dataset.key
-            )));
-        }
-        (_, e) => e,
+            ))
+        })?),
+        (None, None) => None,
     };
     Ok(Checked { dataset, metric, measure, dimensions, from, to, epsilon })
 }
@@ -196,7 +195,8 @@ pub fn period_start(dataset: &Dataset, now: i64) -> i64 {
     now.div_euclid(length) * length
 }
 
-/// Answers a query: checks, spends, reads, aggregates, audits.
+/// Answers a query: checks (the budget too, read-only), reads and computes within the work
+/// deadline, then spends and audits in one transaction, and answers.
 pub async fn run(app: &App, asker: Asker<'_>, query: &Query) -> Result<Value, AppError> {
     let analytics = app.catalog.analytics().ok_or_else(|| AppError::new(ErrorCode::AnalyticsOff))?;
     let now = app.now();
@@ -215,51 +215,70 @@ pub async fn run(app: &App, asker: Asker<'_>, query: &Query) -> Result<Value, Ap
         epsilon: format!("{epsilon}"),
         outcome,
     };
-    // Spend first: a failure after it wastes ε, never lets a query through unpaid.
+    // Refused, unread and unpaid, but on record: who asked what of which dataset, and why not.
+    let refuse = |outcome: String, error: AppError| async {
+        app.store.audit_append(vec![entry(0.0, Some(outcome))], app.now()).await?;
+        Err::<Value, AppError>(error)
+    };
     let budget = match (checked.epsilon, dataset.epsilon) {
         (Some(epsilon), Some(limit)) => {
-            let period = period_start(dataset, now);
-            let micro = (epsilon * MICRO).ceil() as i64;
-            match app
+            let spend = Spend::new(dataset, epsilon, limit, now);
+            // Read-only first: a query the budget cannot pay reads nothing.
+            let spent = app
                 .store
-                .spend_budget(
-                    &dataset.key,
-                    period,
-                    micro,
-                    (limit * MICRO).floor() as i64,
-                    vec![entry(epsilon, None)],
-                )
+                .budgets()
                 .await?
-            {
-                SpendOutcome::Spent(budget) => Some((budget, period)),
-                SpendOutcome::Refused(budget) => {
-                    let until = format_time(period + dataset.period.as_millis());
-                    // Refused, unread and unpaid, but on record: who asked what of which dataset.
-                    let outcome = format!(
-                        "refused: budget_exhausted (asked ε = {epsilon}, {} left until {until})",
-                        budget.remaining_micro() as f64 / MICRO
-                    );
-                    app.store.audit_append(vec![entry(0.0, Some(outcome))], now).await?;
-                    return Err(AppError::with_message(
-                        ErrorCode::BudgetExhausted,
-                        format!(
-                            "this answer would spend ε = {epsilon}, but dataset {} has ε = {} left until {until} (of {limit} per {} days)",
-                            dataset.key,
-                            budget.remaining_micro() as f64 / MICRO,
-                            dataset.period.as_days()
-                        ),
-                    ));
-                }
+                .into_iter()
+                .find(|(key, period, _)| *key == dataset.key && *period == spend.period)
+                .map_or(0, |(_, _, spent)| spent);
+            if spent + spend.micro > spend.limit_micro {
+                let (outcome, error) = spend.refusal(dataset, spend.limit_micro - spent);
+                return refuse(outcome, error).await;
             }
+            Some(spend)
         }
-        _ => {
-            app.store.audit_append(vec![entry(0.0, None)], now).await?;
-            None
-        }
+        _ => None,
     };
 
     let noise = checked.epsilon.map(|epsilon| Noise { epsilon, rows_per_person: dataset.rows_per_person });
-    let answer = tally(app, analytics, &checked, noise).await?;
+    let deadline = app.limits.work();
+    let answer = match deadline.run(tally(app, analytics, &checked, noise, deadline)).await {
+        Ok(answer) => answer,
+        Err(error) if error.code == ErrorCode::TooSlow => {
+            let outcome = format!(
+                "refused: too_slow (not computed within {} ms{})",
+                deadline.ms(),
+                checked.epsilon.map(|e| format!(", asked ε = {e}")).unwrap_or_default()
+            );
+            return refuse(outcome, error).await;
+        }
+        Err(error) => return Err(error),
+    };
+    // Computed: now paid for, in one transaction with the audit entry, before it is answered.
+    let budget = match budget {
+        Some(spend) => match app
+            .store
+            .spend_budget(
+                &dataset.key,
+                spend.period,
+                spend.micro,
+                spend.limit_micro,
+                vec![entry(spend.epsilon, None)],
+            )
+            .await?
+        {
+            SpendOutcome::Spent(budget) => Some((budget, spend.period)),
+            // Another answer spent what was left while this one computed.
+            SpendOutcome::Refused(budget) => {
+                let (outcome, error) = spend.refusal(dataset, budget.remaining_micro());
+                return refuse(outcome, error).await;
+            }
+        },
+        None => {
+            app.store.audit_append(vec![entry(0.0, None)], app.now()).await?;
+            None
+        }
+    };
     let groups: Vec<Value> = answer
         .groups
         .iter()
@@ -311,6 +330,46 @@ pub async fn run(app: &App, asker: Asker<'_>, query: &Query) -> Result<Value, Ap
             },
         },
     }))
+}
+
+/// What a noisy answer spends, of which budget period.
+struct Spend {
+    epsilon: f64,
+    micro: i64,
+    limit: f64,
+    limit_micro: i64,
+    period: i64,
+}
+
+impl Spend {
+    fn new(dataset: &Dataset, epsilon: f64, limit: f64, now: i64) -> Spend {
+        Spend {
+            epsilon,
+            micro: (epsilon * MICRO).ceil() as i64,
+            limit,
+            limit_micro: (limit * MICRO).floor() as i64,
+            period: period_start(dataset, now),
+        }
+    }
+
+    /// The audit outcome and the error of an answer the budget cannot pay, with `remaining` left.
+    fn refusal(&self, dataset: &Dataset, remaining_micro: i64) -> (String, AppError) {
+        let until = format_time(self.period + dataset.period.as_millis());
+        let left = remaining_micro.max(0) as f64 / MICRO;
+        let outcome =
+            format!("refused: budget_exhausted (asked ε = {}, {left} left until {until})", self.epsilon);
+        let error = AppError::with_message(
+            ErrorCode::BudgetExhausted,
+            format!(
+                "this answer would spend ε = {}, but dataset {} has ε = {left} left until {until} (of {} per {} days)",
+                self.epsilon,
+                dataset.key,
+                self.limit,
+                dataset.period.as_days()
+            ),
+        );
+        (outcome, error)
+    }
 }
 
 fn round(value: f64) -> f64 {

@@ -155,13 +155,32 @@ impl Strings {
 /// group at the end, never per event.
 type Parts = [u64; 4];
 
+/// What a query counts as it goes, moved to the blocking pool for each page and back.
+struct Counting {
+    tally: Tally,
+    people: People<Person>,
+    strings: Strings,
+    groups: hashbrown::HashMap<Parts, usize>,
+    keys: Vec<Parts>,
+}
+
+/// What the counting of every page needs to know of the query.
+struct Plan {
+    catalog: Arc<tactful_domain::catalog::Catalog>,
+    dimensions: Vec<Dimension>,
+    measure: Option<PropertyId>,
+}
+
 /// Reads the window's events of people who permit the analytics purpose now and tallies them by
-/// group: envelopes only (one covering index) unless a property is grouped by or measured.
+/// group: envelopes only (one covering index) unless a property is grouped by or measured. Store
+/// reads are async; each page is counted, and the answer computed, on the blocking pool before
+/// `deadline` (`too_slow` after it).
 pub(super) async fn tally(
     app: &App,
     analytics: &Analytics,
     checked: &Checked<'_>,
     noise: Option<Noise>,
+    deadline: Deadline,
 ) -> Result<Answer, AppError> {
     let catalog = &app.catalog;
     let purpose = catalog
@@ -202,14 +221,23 @@ pub(super) async fn tally(
         (Scan::Records, RECORDS_PER_PAGE)
     };
     let now = app.now();
-    let mut tally = Tally::new(checked.metric, noise).map_err(|e| invalid(e.to_string()))?;
-    let mut people: People<Person> = People::default();
-    let mut strings = Strings::default();
-    let mut groups: hashbrown::HashMap<Parts, usize> = Default::default();
-    let mut keys: Vec<Parts> = Vec::new();
+    let plan = Arc::new(Plan {
+        catalog: app.catalog.clone(),
+        dimensions: checked.dimensions.clone(),
+        measure: checked.measure,
+    });
+    let mut counting = Some(Counting {
+        tally: Tally::new(checked.metric, noise).map_err(|e| invalid(e.to_string()))?,
+        people: People::default(),
+        strings: Strings::default(),
+        groups: Default::default(),
+        keys: Vec::new(),
+    });
     let mut pages = Pages::new(app, (checked.from, checked.to), limit, scan);
     while let Some(page) = pages.next().await? {
-        let admitted = people
+        let Some(mut state) = counting.take() else { break };
+        let admitted = state
+            .people
             .meet(app, &page, |found| {
                 let context = subject_context(app, found);
                 let consents = app.policy.consents(&context, now);
@@ -219,11 +247,11 @@ pub(super) async fn tally(
             })
             .await?;
         let numbers: HashMap<String, u32> =
-            admitted.iter().map(|n| (people.admitted[*n as usize].0.clone(), *n)).collect();
+            admitted.iter().map(|n| (state.people.admitted[*n as usize].0.clone(), *n)).collect();
         if scan == Scan::Records && !numbers.is_empty() {
             for (root, keys) in family_keys(app, numbers.keys().cloned().collect()).await? {
                 if let Some(number) = numbers.get(&root) {
-                    people.admitted[*number as usize].1.keys = Some(keys);
+                    state.people.admitted[*number as usize].1.keys = Some(keys);
                 }
             }
         }
@@ -234,19 +262,54 @@ pub(super) async fn tally(
             for activity in app.store.family_activity(roots).await? {
                 if let Some(number) = numbers.get(&activity.root) {
                     let stage = lifecycle::stage(Some(activity.first), Some(activity.last), now, thresholds);
-                    people.admitted[*number as usize].1.stage = stage_number(stage);
+                    state.people.admitted[*number as usize].1.stage = stage_number(stage);
                 }
             }
         }
-        let persons = people.of_page(&page);
-        let names: Vec<u64> = page.names.iter().map(|n| strings.number(n)).collect();
-        let sources: Vec<u64> = page.sources.iter().map(|s| strings.number(s)).collect();
+        let (plan, limits) = (plan.clone(), app.limits.clone());
+        let (state, counted) = crate::work::blocking(deadline, move || {
+            limits.probe("count");
+            let counted = state.count(&page, &plan);
+            (state, counted)
+        })
+        .await?;
+        counted?;
+        counting = Some(state);
+    }
+    let Some(state) = counting else { return Err(AppError::new(ErrorCode::Internal)) };
+    let (plan, limits, k) = (plan.clone(), app.limits.clone(), checked.dataset.k);
+    crate::work::blocking(deadline, move || {
+        limits.probe("answer");
+        let labels: Vec<Vec<String>> = state
+            .keys
+            .iter()
+            .map(|parts| {
+                plan.dimensions
+                    .iter()
+                    .zip(parts)
+                    .map(|(dimension, part)| label(*dimension, *part, &state.strings))
+                    .collect()
+            })
+            .collect();
+        state.tally.answer(labels, k)
+    })
+    .await?
+    .map_err(|e| invalid(e.to_string()))
+}
+
+impl Counting {
+    /// Tallies one page's events of the people admitted.
+    fn count(&mut self, page: &WindowPage, plan: &Plan) -> Result<(), StoreError> {
+        let catalog = &plan.catalog;
+        let persons = self.people.of_page(page);
+        let names: Vec<u64> = page.names.iter().map(|n| self.strings.number(n)).collect();
+        let sources: Vec<u64> = page.sources.iter().map(|s| self.strings.number(s)).collect();
         for event in &page.events {
             let Some(person) = persons.get(event.subject as usize).copied().flatten() else { continue };
             let record = match &event.sealed {
                 Some((dedupe, sealed)) => {
                     // No keys: the family was erased since it was met.
-                    let Some(keys) = &people.admitted[person as usize].1.keys else { continue };
+                    let Some(keys) = &self.people.admitted[person as usize].1.keys else { continue };
                     match keys.open_record(page.subject(event), page.source(event), dedupe, sealed)? {
                         Value::Object(record) => Some(record),
                         _ => None,
@@ -256,16 +319,16 @@ pub(super) async fn tally(
             };
             let mut key: Parts = [0; 4];
             let mut complete = true;
-            for (part, dimension) in key.iter_mut().zip(&checked.dimensions) {
+            for (part, dimension) in key.iter_mut().zip(&plan.dimensions) {
                 *part = match dimension {
                     Dimension::Event => names.get(event.name as usize).copied().unwrap_or_default(),
                     Dimension::Source => sources.get(event.source as usize).copied().unwrap_or_default(),
                     Dimension::Day => day_number(event.timestamp) as u64,
                     Dimension::Week => week_number(event.timestamp) as u64,
-                    Dimension::Lifecycle => people.admitted[person as usize].1.stage,
+                    Dimension::Lifecycle => self.people.admitted[person as usize].1.stage,
                     Dimension::Property(p) => {
                         match record.as_ref().and_then(|r| scalar(r, &catalog.property(*p).path)) {
-                            Some(text) => strings.number(&text),
+                            Some(text) => self.strings.number(&text),
                             None => {
                                 complete = false;
                                 break;
@@ -277,7 +340,7 @@ pub(super) async fn tally(
             if !complete {
                 continue;
             }
-            let value = match checked.measure {
+            let value = match plan.measure {
                 Some(p) => match record.as_ref().and_then(|r| {
                     minimize::values_at(r, &catalog.property(p).path).first().and_then(|v| v.as_f64())
                 }) {
@@ -286,25 +349,15 @@ pub(super) async fn tally(
                 },
                 None => None,
             };
-            let group = *groups.entry(key).or_insert_with(|| {
+            let keys = &mut self.keys;
+            let group = *self.groups.entry(key).or_insert_with(|| {
                 keys.push(key);
                 keys.len() - 1
             });
-            tally.add(u64::from(person), group, value);
+            self.tally.add(u64::from(person), group, value);
         }
+        Ok(())
     }
-    let labels: Vec<Vec<String>> = keys
-        .iter()
-        .map(|parts| {
-            checked
-                .dimensions
-                .iter()
-                .zip(parts)
-                .map(|(dimension, part)| label(*dimension, *part, &strings))
-                .collect()
-        })
-        .collect();
-    tally.answer(labels, checked.dataset.k).map_err(|e| invalid(e.to_string()))
 }
 
 /// A group key part in words: what analysts read.

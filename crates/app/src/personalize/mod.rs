@@ -81,6 +81,9 @@ struct Model {
     version: i64,
     items_version: i64,
     full_release_at: i64,
+    /// When a whole release was last tried and did not finish in time (the previous release stays
+    /// in service; the next try waits for the schedule, as after a release).
+    release_tried_at: i64,
     /// Someone left the model (withdrew, lapsed, was restricted or erased) since the last noisy
     /// release: the next one comes within [`RELEASE_AFTER_LEAVING_MS`], not at the schedule's end.
     left_since_release: bool,
@@ -94,6 +97,8 @@ pub struct Personalization {
     pub purpose: usize,
     model: RwLock<Model>,
     syncing: tokio::sync::Mutex<()>,
+    /// The deadline of a whole release and the quality check.
+    limits: Arc<crate::work::Limits>,
 }
 
 /// The model's state, for answers and the console.
@@ -150,6 +155,7 @@ impl Personalization {
             version: 0,
             items_version: 0,
             full_release_at: 0,
+            release_tried_at: 0,
             left_since_release: false,
         };
         Some(Personalization {
@@ -158,7 +164,14 @@ impl Personalization {
             purpose,
             model: RwLock::new(model),
             syncing: tokio::sync::Mutex::new(()),
+            limits: Arc::new(crate::work::Limits::default()),
         })
+    }
+
+    /// The same engine with these deadlines (the application's).
+    pub fn with_limits(mut self, limits: Arc<crate::work::Limits>) -> Personalization {
+        self.limits = limits;
+        self
     }
 
     fn weight(&self, feedback: Feedback) -> u8 {
@@ -311,6 +324,8 @@ impl Personalization {
         }
         let full_due = {
             let model = self.read();
+            // A release that did not finish in time is tried again on the schedule, not every second.
+            let last = model.full_release_at.max(model.release_tried_at);
             let every = match self.config.epsilon {
                 Some(_) => i64::from(self.settings.release_minutes) * 60_000,
                 None => FULL_RELEASE_EVERY_MS,
@@ -318,11 +333,17 @@ impl Personalization {
             // A noisy release is only made whole; someone who left is out of it within a minute.
             let someone_left = self.config.epsilon.is_some()
                 && model.left_since_release
-                && now - model.full_release_at >= RELEASE_AFTER_LEAVING_MS;
-            model.full_release_at == 0 || now - model.full_release_at >= every || someone_left
+                && now - last >= RELEASE_AFTER_LEAVING_MS;
+            last == 0 || now - last >= every || someone_left
         };
         if full_due {
-            self.release_whole(store, now).await?;
+            if let Err(late) = self.release_within(store, now).await? {
+                tracing::warn!(
+                    deadline_ms = late.deadline_ms,
+                    "a whole model release did not finish in time; the previous release stays in service until the next try"
+                );
+                self.write().release_tried_at = now;
+            }
         } else if self.config.epsilon.is_none() && (!touched.is_empty() || applied > 0) {
             touched.sort_unstable();
             touched.dedup();
@@ -334,12 +355,30 @@ impl Personalization {
         Ok(applied)
     }
 
-    /// Releases the model whole now (with noise when configured, recording the ε spent).
-    pub async fn release_whole(&self, store: &dyn Store, now: i64) -> Result<()> {
-        let release = {
-            let model = self.read();
-            Release::full(&model.aggregates, &self.config, now)
-                .map_err(|e| StoreError::Internal(e.to_string()))?
+    /// Releases the model whole now (with noise when configured, recording the ε spent), within
+    /// the work deadline: a release not made by then is `too_slow`, and the previous one stays.
+    pub async fn release_whole(&self, store: &dyn Store, now: i64) -> Result<(), crate::AppError> {
+        match self.release_within(store, now).await? {
+            Ok(()) => Ok(()),
+            Err(late) => Err(late.into()),
+        }
+    }
+
+    /// [`Personalization::release_whole`], saying whether it was made in time.
+    async fn release_within(&self, store: &dyn Store, now: i64) -> Result<Result<(), crate::work::Late>> {
+        let deadline = self.limits.work();
+        // Computed on the blocking pool from a copy of the aggregates, so the model keeps serving.
+        let (aggregates, config, limits) =
+            (self.read().aggregates.clone(), self.config.clone(), self.limits.clone());
+        let release = match crate::work::blocking(deadline, move || {
+            limits.probe("release");
+            Release::full(&aggregates, &config, now)
+        })
+        .await
+        {
+            Ok(release) => release.map_err(|e| StoreError::Internal(e.to_string()))?,
+            Err(crate::work::Stopped::Late(late)) => return Ok(Err(late)),
+            Err(failed) => return Err(StoreError::Internal(failed.to_string())),
         };
         if let Some(spent) = release.spent {
             let entry = AuditEvent::ModelReleased {
@@ -354,7 +393,7 @@ impl Personalization {
         model.release = Arc::new(release);
         model.full_release_at = now;
         model.left_since_release = false;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Removes a person's contribution from the store and from this instance's model now.

@@ -378,5 +378,5 @@ fn insights_queries_spend_a_budget_that_outlives_the_process() {
     assert!(!ok);
     assert!(err.contains("budget_exhausted") && err.contains("6 left"), "{err}");
     let (ok, _, err) = query("0");
-    assert!(!ok && err.contains("epsilon must be a positive number"), "{err}");
+    assert!(!ok && err.contains("epsilon 0 is out of range (allowed: 0.01 to 10)"), "{err}");
 }

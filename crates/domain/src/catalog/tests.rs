@@ -465,3 +465,39 @@ fn exports_generalize_what_the_dataset_declares() {
     assert_eq!(Generalize::Year.apply(&json!(1984)), None, "no such shape: left out");
     assert!(Generalize::parse("round:0").is_none() && Generalize::parse("blur").is_none());
 }
+
+#[test]
+fn a_budget_below_the_floor_or_too_many_rows_per_person_is_pointed_at() {
+    let base = format!(
+        "{MINIMAL}\n[purposes.\"analytics.reporting\"]\nname = \"A\"\ndescription = \"D\"\nbenefit = \"B\"\n\
+         [purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n"
+    );
+    // MINIMAL and the purposes end on line 26; the value of the line after the section header is on
+    // line 29 (analytics) or 28 (personalization), after `epsilon = ` (column 11).
+    for (value, shown) in [("1e-12", "not 1e-12 "), ("1e-300", "not 1e-300 "), ("0.009", "not 0.009 ")] {
+        let dataset = format!(
+            "{base}[analytics]\npurpose = \"analytics.reporting\"\n[analytics.datasets.d]\nepsilon = {value}\ndimensions = [\"day\"]\n"
+        );
+        let found = problems(&dataset);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (line, column, message) = &found[0];
+        assert_eq!((*line, *column), (30, 11), "{message}");
+        assert!(message.contains("at least 0.01") && message.contains(shown), "{message}");
+
+        let model = format!("{base}[personalization]\nepsilon = {value}\n");
+        let found = problems(&model);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (line, column, message) = &found[0];
+        assert_eq!((*line, *column), (28, 11), "{message}");
+        assert!(message.contains("at least 0.01"), "{message}");
+    }
+    let rows = format!(
+        "{base}[analytics]\npurpose = \"analytics.reporting\"\n[analytics.datasets.d]\nepsilon = 1\nrows_per_person = 1001\ndimensions = [\"day\"]\n"
+    );
+    let found = problems(&rows);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (line, column, message) = &found[0];
+    assert_eq!((*line, *column, message.as_str()), (31, 19, "rows_per_person must be 1 to 1000, not 1001"));
+    let fine = rows.replace("epsilon = 1\nrows_per_person = 1001", "epsilon = 0.01\nrows_per_person = 1000");
+    Catalog::parse(&fine).unwrap_or_else(|e| panic!("{}", e.render("test")));
+}

@@ -87,12 +87,12 @@ categories = ["user.privacy_preferences"]
 requests = ["restrict"]
 "#;
 
-fn catalog() -> Catalog {
+pub(crate) fn catalog() -> Catalog {
     Catalog::parse(CATALOG).unwrap_or_else(|errors| panic!("{}", errors.render("test")))
 }
 
 impl Harness {
-    async fn shop(&self, user: &str, category: &str, revenue: f64, analytics: bool) {
+    pub(crate) async fn shop(&self, user: &str, category: &str, revenue: f64, analytics: bool) {
         let events = vec![
             json!({"type": "track", "event": "Product Viewed", "userId": user, "messageId": format!("{user}-v-{category}"),
                    "properties": {"category": category},
@@ -105,7 +105,7 @@ impl Harness {
     }
 
     /// The text of every `insights` entry of the audit log, in order.
-    async fn insights_entries(&self) -> Vec<String> {
+    pub(crate) async fn insights_entries(&self) -> Vec<String> {
         let entries = self.state.store.audit_entries(0, 10_000).await.unwrap();
         entries.into_iter().map(|e| e.text).filter(|t| t.contains("\"insights\"")).collect()
     }
@@ -120,12 +120,12 @@ impl Harness {
         self.batch("wk_web_fernhill", vec![event]).await;
     }
 
-    async fn query(&self, key: &str, query: Value) -> (StatusCode, Value) {
+    pub(crate) async fn query(&self, key: &str, query: Value) -> (StatusCode, Value) {
         self.post_json("/v1/insights/query", key, &query.to_string()).await
     }
 }
 
-fn window() -> (String, String) {
+pub(crate) fn window() -> (String, String) {
     let now = tactful_app::now_millis();
     (tactful_domain::segment::format_time(now - 86_400_000), tactful_domain::segment::format_time(now))
 }

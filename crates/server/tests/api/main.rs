@@ -3,6 +3,7 @@
 //! describes them.
 
 mod access;
+mod bounds;
 mod common;
 mod console;
 mod destinations;

@@ -135,7 +135,7 @@ async fn on(database: Option<String>) -> Harness {
     with_items(Harness::open(catalog, 64, database).await).await
 }
 
-async fn with_items(harness: Harness) -> Harness {
+pub(crate) async fn with_items(harness: Harness) -> Harness {
     let key = harness.key("personalization").await;
     let items = json!({"items": [
         {"id": "boot", "name": "Hiking Boot", "categories": ["shoes"], "price": 12000},
@@ -153,7 +153,7 @@ async fn with_items(harness: Harness) -> Harness {
 impl Harness {
     /// A customer's events through the tracking API: each a `Product Viewed` of `item`, with the
     /// banner choice for personalization.
-    async fn views(&self, user: &str, items: &[&str], personalize: bool) {
+    pub(crate) async fn views(&self, user: &str, items: &[&str], personalize: bool) {
         let batch: Vec<Value> = items
             .iter()
             .enumerate()

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{Checker, S, check_key, in_file_order};
+use crate::bounds;
 use crate::catalog::{Analytics, Dataset, Dimension, Generalize, Measure, Property, PropertyId, Purpose};
 use crate::period::Retention;
 use crate::taxonomy::covers;
@@ -96,8 +97,8 @@ fn usable(checker: &mut Checker<'_>, scope: &Scope<'_>, path: &S<String>, what: 
 fn dataset(checker: &mut Checker<'_>, scope: &Scope<'_>, key: S<String>, raw: RawDataset) -> Dataset {
     check_key(checker, &key, "dataset");
     let epsilon = raw.epsilon.as_ref().map(|e| {
-        if !(e.get_ref().is_finite() && *e.get_ref() > 0.0) {
-            checker.at(e.span(), "epsilon (the budget per period) must be a positive number");
+        if let Some(problem) = bounds::catalog_epsilon(*e.get_ref(), "epsilon (the budget per period)") {
+            checker.at(e.span(), problem);
         }
         *e.get_ref()
     });
@@ -109,11 +110,13 @@ fn dataset(checker: &mut Checker<'_>, scope: &Scope<'_>, key: S<String>, raw: Ra
         None => Retention::days(30),
     };
     let rows_per_person = match &raw.rows_per_person {
-        Some(v) if *v.get_ref() == 0 => {
-            checker.at(v.span(), "rows_per_person must be at least 1");
-            1
-        }
-        Some(v) => *v.get_ref(),
+        Some(v) => match bounds::rows_per_person(*v.get_ref()) {
+            Some(problem) => {
+                checker.at(v.span(), problem);
+                1
+            }
+            None => *v.get_ref(),
+        },
         None => 20,
     };
     if raw.dimensions.is_empty() {

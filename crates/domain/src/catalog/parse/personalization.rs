@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Checker, S, check_key, in_file_order};
+use crate::bounds;
 use crate::catalog::{
     Channel, LIFECYCLE_STAGES, Lifecycle, MessageRule, Personalization, Placement, Property, PropertyId,
     Purpose, normalize_category,
@@ -101,8 +102,8 @@ pub(super) fn check(
         checker.at(v.span(), "cap must be at most 200 (it bounds what one person lends the model)");
     }
     let epsilon = raw.epsilon.as_ref().map(|e| {
-        if !(e.get_ref().is_finite() && *e.get_ref() > 0.0) {
-            checker.at(e.span(), "epsilon must be a positive number");
+        if let Some(problem) = bounds::catalog_epsilon(*e.get_ref(), "epsilon") {
+            checker.at(e.span(), problem);
         }
         *e.get_ref()
     });
