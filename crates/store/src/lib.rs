@@ -11,6 +11,7 @@ pub mod audit;
 mod event;
 mod model;
 mod postgres;
+mod rate;
 mod read;
 mod records;
 pub mod requests;
@@ -42,11 +43,12 @@ pub use requests::{
     LegalHold, NewDelivery, NewRequest, PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate,
     RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
 };
-pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, new_receipt_id};
+pub use rate::Rate;
+pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, SIGN_IN_TOPIC, new_receipt_id};
 pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, ModelStore,
+    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, LimitStore, ModelStore,
     OperationsStore, RequestStore, Store, StoreTesting, SubjectStore,
 };
 pub use window::{Scan, WindowCursor, WindowEvent, WindowPage};

@@ -33,6 +33,7 @@ mod analytics;
 mod claims;
 mod consent;
 mod ingest;
+mod limits;
 mod linking;
 mod model;
 mod operations;
