@@ -52,6 +52,7 @@ pub enum ErrorCode {
     CsrfFailed,
     PackageUnavailable,
     Overloaded,
+    RateLimited,
     NotFound,
     MethodNotAllowed,
     Unavailable,
@@ -72,7 +73,7 @@ impl ErrorCode {
             PersonalizationOff, UnknownDataset, UndeclaredDimension, UndeclaredProperty, BudgetExhausted,
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
-            Overloaded, NotFound, MethodNotAllowed, Unavailable, Internal,
+            Overloaded, RateLimited, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
 
@@ -194,6 +195,11 @@ impl ErrorCode {
             Overloaded => {
                 ("overloaded", 429, "the server is busy; retry after the number of seconds in Retry-After")
             }
+            RateLimited => (
+                "rate_limited",
+                429,
+                "too many requests of this kind; retry after the number of seconds in Retry-After",
+            ),
             NotFound => ("not_found", 404, "there is nothing at this path"),
             MethodNotAllowed => ("method_not_allowed", 405, "this path does not accept this method"),
             Unavailable => {

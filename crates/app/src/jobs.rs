@@ -2,7 +2,7 @@
 //! it enforces; advancing data-subject requests and delivering to destinations (claimed per item,
 //! so every instance helps); and, on schedules all instances share (whichever finds a run due does
 //! it; no leader), signing audit checkpoints, recording lapsed consents, purging erased people's
-//! rows and deleting what outlived its retention.
+//! rows, deleting what outlived its retention and forgetting expired rate-limit windows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,9 @@ use crate::App;
 const CHECKPOINT_JOB: &str = "audit-checkpoint";
 const EXPIRY_JOB: &str = "consent-expiry";
 const RETENTION_JOB: &str = "retention";
+const RATE_LIMITS_JOB: &str = "rate-limits-expiry";
+/// How often expired rate-limit windows are deleted.
+const RATE_LIMITS_EVERY_MS: i64 = 600_000;
 /// How often the retention job runs.
 const RETENTION_EVERY_MS: i64 = 3_600_000;
 /// Rows the retention job and the purge handle per pass (they run again until nothing is left).
@@ -47,7 +50,7 @@ pub async fn start(app: &Arc<App>, checkpoint_every: Duration) -> Result<(), Sto
     Ok(())
 }
 
-/// Advances requests and delivers to destinations, every second or when woken.
+/// Advances requests, delivers to destinations and sends sign-in codes, every second or when woken.
 async fn work(app: Arc<App>) {
     loop {
         let _ = tokio::time::timeout(WORK_EVERY, app.wake_requests.notified()).await;
@@ -67,7 +70,14 @@ async fn work(app: Arc<App>) {
                     0
                 }
             };
-            if advanced == 0 && delivered == 0 {
+            let codes = match crate::preferences::send_sign_in_codes(&app, app.now()).await {
+                Ok(count) => count,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot send sign-in codes; will retry");
+                    0
+                }
+            };
+            if advanced == 0 && delivered == 0 && codes == 0 {
                 break;
             }
         }
@@ -139,6 +149,14 @@ async fn periodic(app: Arc<App>, every: Duration) {
                 Err(error) => tracing::warn!(%error, "cannot record lapsed consents; will retry"),
             }
             release(&app, EXPIRY_JOB, &owner).await;
+        }
+        if claim(&app, RATE_LIMITS_JOB, &owner, now, RATE_LIMITS_EVERY_MS).await {
+            match app.store.forget_expired(now).await {
+                Ok(0) => {}
+                Ok(count) => tracing::debug!(count, "deleted expired rate-limit windows"),
+                Err(error) => tracing::warn!(%error, "cannot delete expired rate-limit windows; will retry"),
+            }
+            release(&app, RATE_LIMITS_JOB, &owner).await;
         }
     }
 }

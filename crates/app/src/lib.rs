@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod insights;
 pub mod jobs;
 pub mod keys;
+pub mod limits;
 pub mod notify;
 pub mod outbound;
 pub mod personalize;
@@ -59,6 +60,8 @@ pub struct App {
     pub personalization: Option<Arc<personalize::Personalization>>,
     /// How the web pages are reached and how long their links and sessions last.
     pub web: WebSettings,
+    /// Rate limits on sign-in codes, API keys and ingestion.
+    pub limits: limits::Limits,
     clock: Arc<dyn Clock>,
 }
 
@@ -213,6 +216,7 @@ impl App {
             wake_requests: Arc::new(tokio::sync::Notify::new()),
             personalization,
             web,
+            limits: limits::Limits::from_config(config),
             clock: Arc::new(SystemClock),
         })
     }

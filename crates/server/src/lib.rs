@@ -10,6 +10,7 @@ pub mod session;
 pub mod web;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Ingestion requests allowed at once; the rest get 429.
     pub inflight: Arc<Semaphore>,
+    /// The header a trusted proxy names the client in, if configured (see [`auth::ClientAddress`]).
+    pub client_address_header: Option<Arc<str>>,
 }
 
 impl Deref for AppState {
@@ -44,6 +47,12 @@ impl AppState {
             app,
             metrics: Arc::new(metrics::Metrics::new()),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            client_address_header: config
+                .client_address_header
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(Arc::from),
         }
     }
 }
@@ -59,7 +68,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Binds the configured address with a message that says what to do when it is taken.
