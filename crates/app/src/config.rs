@@ -308,14 +308,22 @@ impl Config {
             self.session_minutes = minutes;
         }
         for (value, id, field) in [
-            (file.limit_sign_in_per_address, "limit_sign_in_per_address", &mut self.limit_sign_in_per_address),
+            (
+                file.limit_sign_in_per_address,
+                "limit_sign_in_per_address",
+                &mut self.limit_sign_in_per_address,
+            ),
             (file.limit_sign_in_per_client, "limit_sign_in_per_client", &mut self.limit_sign_in_per_client),
             (
                 file.limit_api_key_failures_per_client,
                 "limit_api_key_failures_per_client",
                 &mut self.limit_api_key_failures_per_client,
             ),
-            (file.limit_ingest_per_write_key, "limit_ingest_per_write_key", &mut self.limit_ingest_per_write_key),
+            (
+                file.limit_ingest_per_write_key,
+                "limit_ingest_per_write_key",
+                &mut self.limit_ingest_per_write_key,
+            ),
         ] {
             if let (Some(value), true) = (value, defaulted(id)) {
                 *field = value;

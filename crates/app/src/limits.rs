@@ -36,11 +36,13 @@ impl FromStr for LimitSetting {
         if text.eq_ignore_ascii_case("off") {
             return Ok(LimitSetting(None));
         }
-        let wrong = || format!("{text:?} is not a limit: write COUNT/WINDOW (5/15m, 20/1h, 100000/1s) or off");
+        let wrong =
+            || format!("{text:?} is not a limit: write COUNT/WINDOW (5/15m, 20/1h, 100000/1s) or off");
         let (count, window) = text.split_once('/').ok_or_else(wrong)?;
         let count: u64 = count.trim().parse().map_err(|_| wrong())?;
         let window = window.trim();
-        let (number, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len()));
+        let (number, unit) =
+            window.split_at(window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len()));
         let number: i64 = if number.is_empty() { 1 } else { number.parse().map_err(|_| wrong())? };
         let unit = UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(wrong)?.1;
         if count == 0 || number == 0 {
@@ -155,7 +157,8 @@ pub fn refused(limit: Limit, retry_after_ms: i64) -> AppError {
 /// Takes `amount` from `key`'s count under `limit`, or refuses.
 async fn take(app: &App, limit: Limit, key: &str, amount: u64) -> Result<(), AppError> {
     let Some(rate) = app.limits.of(limit) else { return Ok(()) };
-    match app.store.rate_take(&bucket(app, limit, key), amount, rate.count, rate.window_ms, app.now()).await? {
+    match app.store.rate_take(&bucket(app, limit, key), amount, rate.count, rate.window_ms, app.now()).await?
+    {
         Rate::Allowed => Ok(()),
         Rate::Refused { retry_after_ms } => Err(refused(limit, retry_after_ms)),
     }
@@ -189,7 +192,10 @@ pub async fn api_key<T>(
     }
     let result = check.await;
     if let Err(error) = &result
-        && matches!(error.code, ErrorCode::InvalidApiKey | ErrorCode::ExpiredApiKey | ErrorCode::RevokedApiKey)
+        && matches!(
+            error.code,
+            ErrorCode::InvalidApiKey | ErrorCode::ExpiredApiKey | ErrorCode::RevokedApiKey
+        )
     {
         // A take refused here changes nothing: the count is at the limit already.
         app.store.rate_take(&bucket, 1, rate.count, rate.window_ms, app.now()).await?;

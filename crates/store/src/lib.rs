@@ -31,6 +31,7 @@ use tactful_vault::{MasterKeys, Vault, VaultError};
 
 pub use event::Arrival;
 pub use postgres::PostgresStore;
+pub use rate::Rate;
 pub use read::{FamilyKeys, OpenEvent, OpenIdentity, OpenProfileValue};
 pub use records::{
     ApiKeyRecord, Budget, CodeOutcome, DropCount, FamilyActivity, IdentityClaim, IngestEvent, IngestOutcome,
@@ -43,13 +44,12 @@ pub use requests::{
     LegalHold, NewDelivery, NewRequest, PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate,
     RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
 };
-pub use rate::Rate;
 pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, SIGN_IN_TOPIC, new_receipt_id};
 pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, LimitStore, ModelStore,
-    OperationsStore, RequestStore, Store, StoreTesting, SubjectStore,
+    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, LimitStore,
+    ModelStore, OperationsStore, RequestStore, Store, StoreTesting, SubjectStore,
 };
 pub use window::{Scan, WindowCursor, WindowEvent, WindowPage};
 

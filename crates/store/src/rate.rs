@@ -25,7 +25,14 @@ pub(crate) fn window_start(now: i64, window_ms: i64) -> i64 {
 /// Whether `amount` more fits under `limit`, given `previous` taken in the window before and
 /// `current` taken in this one, `now` being `elapsed` into this window; if not, how long until it
 /// would.
-pub(crate) fn judge(previous: u64, current: u64, amount: u64, limit: u64, window_ms: i64, elapsed: i64) -> Rate {
+pub(crate) fn judge(
+    previous: u64,
+    current: u64,
+    amount: u64,
+    limit: u64,
+    window_ms: i64,
+    elapsed: i64,
+) -> Rate {
     let window = u128::try_from(window_ms.max(1)).unwrap_or(1);
     let elapsed = u128::try_from(elapsed.clamp(0, window_ms.max(1))).unwrap_or(0);
     let (previous, current, amount, limit) =

@@ -8,6 +8,7 @@ mod console;
 mod destinations;
 mod identity;
 mod insights;
+mod limits;
 mod me;
 mod openapi;
 mod personalize;

@@ -65,8 +65,10 @@ impl LimitStore for SqliteStore {
 
     async fn forget_expired(&self, now: i64) -> Result<u64> {
         self.write(move |writer| {
-            let deleted =
-                writer.conn.prepare_cached("DELETE FROM rate_limits WHERE expires_at <= ?1")?.execute([now])?;
+            let deleted = writer
+                .conn
+                .prepare_cached("DELETE FROM rate_limits WHERE expires_at <= ?1")?
+                .execute([now])?;
             Ok(u64::try_from(deleted).unwrap_or(0))
         })
         .await

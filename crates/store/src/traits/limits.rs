@@ -12,8 +12,14 @@ use crate::{Rate, Result};
 pub trait LimitStore: Send + Sync {
     /// Takes `amount` from `bucket` if all of it fits under the limit at `now` (atomically across
     /// instances); takes nothing otherwise.
-    async fn rate_take(&self, bucket: &str, amount: u64, limit: u64, window_ms: i64, now: i64)
-    -> Result<Rate>;
+    async fn rate_take(
+        &self,
+        bucket: &str,
+        amount: u64,
+        limit: u64,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Rate>;
 
     /// Whether one more would fit now, without taking it.
     async fn rate_check(&self, bucket: &str, limit: u64, window_ms: i64, now: i64) -> Result<Rate>;
