@@ -64,6 +64,19 @@ impl Client {
         Ok((status, body))
     }
 
+    /// POSTs an HTML form (`application/x-www-form-urlencoded`), as a browser does.
+    pub async fn post_form(&self, path: &str, form: String) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .context("building a request")?;
+        let response =
+            self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.context("reading a response")?.to_bytes();
+        Ok((status, body))
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
         self.get_with(path, None).await
     }
