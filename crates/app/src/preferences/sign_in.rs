@@ -48,9 +48,10 @@ pub async fn start_sign_in(app: &App, address: &str, client: Option<IpAddr>) -> 
     })?;
     crate::limits::sign_in(app, &value, client).await?;
     let known = app.store.subject_by_identifier(app.vault.blind(kind.as_str(), &value)).await?;
-    // The same lookup for a stranger (of an id nobody has), so both take the same path.
-    let found = known.as_deref().unwrap_or("sub_nobody");
-    let subject = app.store.subject_state(found).await?.map(|found| found.subject);
+    // The same one-query lookup for a stranger (of an id nobody has), so both take the same path;
+    // an erased or merged-away subject is no one.
+    let found = known.unwrap_or_else(|| "sub_nobody".to_owned());
+    let subject = app.store.subject_states(vec![found]).await?.pop().map(|found| found.subject);
     let now = app.now();
     let id = tactful_vault::new_subject_id().replacen("sub_", "si_", 1);
     let (code, hash) = app.vault.new_verification_code(&id);
