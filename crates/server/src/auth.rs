@@ -33,7 +33,8 @@ pub struct ClientAddress(pub Option<IpAddr>);
 impl ClientAddress {
     pub fn of(parts: &Parts, state: &AppState) -> ClientAddress {
         let forwarded = state.client_address_header.as_deref().and_then(|name| {
-            let last = parts.headers.get_all(name).iter().last()?.to_str().ok()?.rsplit(',').next()?.trim();
+            let last =
+                parts.headers.get_all(name).iter().next_back()?.to_str().ok()?.rsplit(',').next()?.trim();
             // `X-Forwarded-For` holds bare addresses; `Forwarded`-style `for=` and ports are allowed.
             let last = last.strip_prefix("for=").unwrap_or(last).trim_matches('"');
             last.parse::<IpAddr>()

@@ -43,7 +43,7 @@ pub(crate) fn judge(
     }
     // The earliest point (ms into a window) at which `previous` weighs little enough for `room`.
     let when = |previous: u128, room: u128| -> u128 {
-        if previous == 0 { 0 } else { window - (room * window / previous).min(window) }
+        (room * window).checked_div(previous).map_or(0, |fits| window - fits.min(window))
     };
     let wait = if amount > limit {
         2 * window
