@@ -57,11 +57,7 @@ impl Client {
             .header("authorization", authorization)
             .body(Full::new(body))
             .context("building a request")?;
-        let response =
-            self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
-        let status = response.status();
-        let body = response.into_body().collect().await.context("reading a response")?.to_bytes();
-        Ok((status, body))
+        self.send_post(path, request).await
     }
 
     /// POSTs an HTML form (`application/x-www-form-urlencoded`), as a browser does.
@@ -70,6 +66,14 @@ impl Client {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(form)))
             .context("building a request")?;
+        self.send_post(path, request).await
+    }
+
+    async fn send_post(
+        &self,
+        path: &str,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let response =
             self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
         let status = response.status();
