@@ -10,6 +10,8 @@ use clap::{ArgMatches, Args};
 use serde::Deserialize;
 use tactful_domain::secret::Secret;
 
+use crate::limits::LimitSetting;
+
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE: &str = "sqlite:tactful-data/tactful.db";
 const DEFAULT_CATALOG: &str = "tactful.toml";
@@ -29,6 +31,10 @@ const DEFAULT_LINK_MINUTES: u64 = 30;
 const DEFAULT_SESSION_MINUTES: u64 = 60;
 const DEFAULT_WORK_DEADLINE_MS: u64 = 10_000;
 const DEFAULT_EXPORT_DEADLINE_MS: u64 = 600_000;
+const DEFAULT_LIMIT_SIGN_IN_PER_ADDRESS: &str = "5/15m";
+const DEFAULT_LIMIT_SIGN_IN_PER_CLIENT: &str = "20/1h";
+const DEFAULT_LIMIT_API_KEY_FAILURES_PER_CLIENT: &str = "20/10m";
+const DEFAULT_LIMIT_INGEST_PER_WRITE_KEY: &str = "100000/1s";
 
 /// How the server runs. `tactful config example` prints this as an annotated TOML file.
 #[derive(Debug, Clone, Args)]
@@ -161,6 +167,31 @@ pub struct Config {
     #[arg(long, env = "TACTFUL_EXPORT_DEADLINE_MS", default_value_t = DEFAULT_EXPORT_DEADLINE_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub export_deadline_ms: u64,
+    /// Sign-in codes sent to one address, customer or not: `COUNT/WINDOW` (`5/15m`) or `off`.
+    #[arg(long, env = "TACTFUL_LIMIT_SIGN_IN_PER_ADDRESS", default_value = DEFAULT_LIMIT_SIGN_IN_PER_ADDRESS)]
+    pub limit_sign_in_per_address: LimitSetting,
+
+    /// Sign-in codes one client address may ask for: `COUNT/WINDOW` or `off`.
+    #[arg(long, env = "TACTFUL_LIMIT_SIGN_IN_PER_CLIENT", default_value = DEFAULT_LIMIT_SIGN_IN_PER_CLIENT)]
+    pub limit_sign_in_per_client: LimitSetting,
+
+    /// Refused API keys (API or console sign-in) from one client address; past it, that client's
+    /// keys are refused even when right. `COUNT/WINDOW` or `off`.
+    #[arg(
+        long,
+        env = "TACTFUL_LIMIT_API_KEY_FAILURES_PER_CLIENT",
+        default_value = DEFAULT_LIMIT_API_KEY_FAILURES_PER_CLIENT
+    )]
+    pub limit_api_key_failures_per_client: LimitSetting,
+
+    /// Events one write key may send: `COUNT/WINDOW` or `off`.
+    #[arg(long, env = "TACTFUL_LIMIT_INGEST_PER_WRITE_KEY", default_value = DEFAULT_LIMIT_INGEST_PER_WRITE_KEY)]
+    pub limit_ingest_per_write_key: LimitSetting,
+
+    /// Behind a trusted reverse proxy: the header naming the client (`X-Forwarded-For`), whose last
+    /// entry is taken as the client address. Unset, the connection's peer address is the client.
+    #[arg(long, env = "TACTFUL_CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<String>,
 }
 
 impl Default for Config {
@@ -193,8 +224,17 @@ impl Default for Config {
             session_minutes: DEFAULT_SESSION_MINUTES,
             work_deadline_ms: DEFAULT_WORK_DEADLINE_MS,
             export_deadline_ms: DEFAULT_EXPORT_DEADLINE_MS,
+            limit_sign_in_per_address: default_limit(DEFAULT_LIMIT_SIGN_IN_PER_ADDRESS),
+            limit_sign_in_per_client: default_limit(DEFAULT_LIMIT_SIGN_IN_PER_CLIENT),
+            limit_api_key_failures_per_client: default_limit(DEFAULT_LIMIT_API_KEY_FAILURES_PER_CLIENT),
+            limit_ingest_per_write_key: default_limit(DEFAULT_LIMIT_INGEST_PER_WRITE_KEY),
+            client_address_header: None,
         }
     }
+}
+
+fn default_limit(text: &str) -> LimitSetting {
+    text.parse().expect("the default limits parse")
 }
 
 impl Config {
@@ -232,6 +272,11 @@ struct FileConfig {
     session_minutes: Option<u64>,
     work_deadline_ms: Option<u64>,
     export_deadline_ms: Option<u64>,
+    limit_sign_in_per_address: Option<LimitSetting>,
+    limit_sign_in_per_client: Option<LimitSetting>,
+    limit_api_key_failures_per_client: Option<LimitSetting>,
+    limit_ingest_per_write_key: Option<LimitSetting>,
+    client_address_header: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -343,6 +388,31 @@ impl Config {
                 *field = ms;
             }
         }
+        for (value, id, field) in [
+            (
+                file.limit_sign_in_per_address,
+                "limit_sign_in_per_address",
+                &mut self.limit_sign_in_per_address,
+            ),
+            (file.limit_sign_in_per_client, "limit_sign_in_per_client", &mut self.limit_sign_in_per_client),
+            (
+                file.limit_api_key_failures_per_client,
+                "limit_api_key_failures_per_client",
+                &mut self.limit_api_key_failures_per_client,
+            ),
+            (
+                file.limit_ingest_per_write_key,
+                "limit_ingest_per_write_key",
+                &mut self.limit_ingest_per_write_key,
+            ),
+        ] {
+            if let (Some(value), true) = (value, defaulted(id)) {
+                *field = value;
+            }
+        }
+        if let (Some(header), None) = (file.client_address_header, &self.client_address_header) {
+            self.client_address_header = Some(header);
+        }
         Ok(self)
     }
 
@@ -421,6 +491,21 @@ session_minutes = 60
 # nothing; a late release keeps the previous one in service), and a dataset export.
 work_deadline_ms = 10000
 export_deadline_ms = 600000
+# Rate limits, shared by every instance (counted in the database): "COUNT/WINDOW" with a window in
+# s, m, h or d, or "off". Past one, the answer is 429 rate_limited with Retry-After.
+# Sign-in codes sent to one address (customer or not), and asked for by one client address.
+limit_sign_in_per_address = "5/15m"
+limit_sign_in_per_client = "20/1h"
+# Refused API keys (API or console sign-in) from one client address; past it, that client's keys
+# are refused even when right, so guessing learns nothing.
+limit_api_key_failures_per_client = "20/10m"
+# Events one write key may send.
+limit_ingest_per_write_key = "100000/1s"
+
+# Behind a trusted reverse proxy, the header naming the client; its last entry is the client
+# address (IPv6 counted per /64). Unset, the connection's peer is the client. Set it only behind a
+# proxy that sets the header, or clients could name any address they like.
+# client_address_header = "X-Forwarded-For"
 "#
     }
 }

@@ -58,6 +58,7 @@ pub enum ErrorCode {
     RequestTimeout,
     DeadlineExceeded,
     TooSlow,
+    RateLimited,
     NotFound,
     MethodNotAllowed,
     Unavailable,
@@ -79,7 +80,7 @@ impl ErrorCode {
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
             Overloaded, InvalidPath, UriTooLong, HeadersTooLarge, RequestTimeout, DeadlineExceeded,
-            TooSlow, NotFound, MethodNotAllowed, Unavailable, Internal,
+            TooSlow, RateLimited, NotFound, MethodNotAllowed, Unavailable, Internal,
         ]
     };
 
@@ -224,6 +225,11 @@ impl ErrorCode {
                 "too_slow",
                 503,
                 "this did not finish within its deadline, so it was stopped; nothing was spent",
+            ),
+            RateLimited => (
+                "rate_limited",
+                429,
+                "too many requests of this kind; retry after the number of seconds in Retry-After",
             ),
             NotFound => ("not_found", 404, "there is nothing at this path"),
             MethodNotAllowed => ("method_not_allowed", 405, "this path does not accept this method"),

@@ -6,6 +6,8 @@
 //! which no event could be accepted fails as a whole (401 when it is for want of a valid write key,
 //! 400 otherwise), because SDKs drop a batch that gets a 4xx and retrying it would not help.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use tactful_domain::catalog::{Catalog, Source};
 use tactful_domain::consent::{self, ConsentSignal};
@@ -58,6 +60,16 @@ pub async fn ingest(
     request: &RequestSignals<'_>,
 ) -> Result<Ingested, AppError> {
     let mut prepared = prepare(&app.catalog, &app.vault, endpoint, body, request)?;
+    // Each write key's events count against its limit before any is stored.
+    let mut per_source: BTreeMap<&str, u64> = BTreeMap::new();
+    for slot in &prepared.slots {
+        if let Slot::Pending { source, .. } | Slot::Dropped { source } = slot {
+            *per_source.entry(source).or_default() += 1;
+        }
+    }
+    for (source, events) in per_source {
+        crate::limits::ingest(app, source, events).await?;
+    }
     let events = std::mem::take(&mut prepared.events);
     let outcomes =
         if events.is_empty() { Vec::new() } else { app.store.ingest(events, app.policy.clone()).await? };

@@ -2,7 +2,8 @@
 //! it enforces; advancing data-subject requests and delivering to destinations (claimed per item,
 //! so every instance helps); and, on schedules all instances share (whichever finds a run due does
 //! it; no leader), signing audit checkpoints, recording lapsed consents, purging erased people's
-//! rows, forgetting expired links and sessions and deleting what outlived its retention.
+//! rows, forgetting expired links, sessions and rate-limit windows, and deleting what outlived its
+//! retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,9 @@ const RETENTION_JOB: &str = "retention";
 const SESSIONS_JOB: &str = "expired-sessions";
 /// How often expired links and sessions are forgotten (they are refused from their expiry on).
 const SESSIONS_EVERY_MS: i64 = 600_000;
+const RATE_LIMITS_JOB: &str = "rate-limits-expiry";
+/// How often expired rate-limit windows are deleted.
+const RATE_LIMITS_EVERY_MS: i64 = 600_000;
 /// How often the retention job runs.
 const RETENTION_EVERY_MS: i64 = 3_600_000;
 /// Rows the retention job and the purge handle per pass (they run again until nothing is left).
@@ -50,7 +54,7 @@ pub async fn start(app: &Arc<App>, checkpoint_every: Duration) -> Result<(), Sto
     Ok(())
 }
 
-/// Advances requests and delivers to destinations, every second or when woken.
+/// Advances requests, delivers to destinations and sends sign-in codes, every second or when woken.
 async fn work(app: Arc<App>) {
     loop {
         let _ = tokio::time::timeout(WORK_EVERY, app.wake_requests.notified()).await;
@@ -70,7 +74,14 @@ async fn work(app: Arc<App>) {
                     0
                 }
             };
-            if advanced == 0 && delivered == 0 {
+            let codes = match crate::preferences::send_sign_in_codes(&app, app.now()).await {
+                Ok(count) => count,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot send sign-in codes; will retry");
+                    0
+                }
+            };
+            if advanced == 0 && delivered == 0 && codes == 0 {
                 break;
             }
         }
@@ -159,6 +170,14 @@ async fn periodic(app: Arc<App>, every: Duration) {
                 Err(error) => tracing::warn!(%error, "cannot record lapsed consents; will retry"),
             }
             release(&app, EXPIRY_JOB, &owner).await;
+        }
+        if claim(&app, RATE_LIMITS_JOB, &owner, now, RATE_LIMITS_EVERY_MS).await {
+            match app.store.forget_expired(now).await {
+                Ok(0) => {}
+                Ok(count) => tracing::debug!(count, "deleted expired rate-limit windows"),
+                Err(error) => tracing::warn!(%error, "cannot delete expired rate-limit windows; will retry"),
+            }
+            release(&app, RATE_LIMITS_JOB, &owner).await;
         }
     }
 }

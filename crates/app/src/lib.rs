@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod insights;
 pub mod jobs;
 pub mod keys;
+pub mod limits;
 pub mod notify;
 pub mod outbound;
 pub mod personalize;
@@ -62,6 +63,8 @@ pub struct App {
     pub web: WebSettings,
     /// The deadlines of heavy work (queries, exports, releases, the quality check).
     pub limits: Arc<work::Limits>,
+    /// Rate limits on sign-in codes, API keys and ingestion.
+    pub rate_limits: limits::Limits,
     clock: Arc<dyn Clock>,
 }
 
@@ -219,6 +222,7 @@ impl App {
             personalization,
             web,
             limits,
+            rate_limits: limits::Limits::from_config(config),
             clock: Arc::new(SystemClock),
         })
     }

@@ -57,6 +57,23 @@ impl Client {
             .header("authorization", authorization)
             .body(Full::new(body))
             .context("building a request")?;
+        self.send_post(path, request).await
+    }
+
+    /// POSTs an HTML form (`application/x-www-form-urlencoded`), as a browser does.
+    pub async fn post_form(&self, path: &str, form: String) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .context("building a request")?;
+        self.send_post(path, request).await
+    }
+
+    async fn send_post(
+        &self,
+        path: &str,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let response =
             self.inner.request(request).await.with_context(|| format!("POST {}{path}", self.base))?;
         let status = response.status();

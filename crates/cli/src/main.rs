@@ -163,6 +163,8 @@ enum BenchCommand {
     Insights(bench::InsightsArgs),
     /// Item-to-item training on millions of interactions, serving latency in-process, memory.
     Personalize(bench::PersonalizeArgs),
+    /// `POST /me/sign-in` for customers' and strangers' addresses: the two medians side by side.
+    SignIn(bench::SignInArgs),
 }
 
 fn main() -> ExitCode {
@@ -387,6 +389,10 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             bench::serving(args).await?;
         }
         Command::Bench(BenchCommand::Personalize(args)) => bench::personalize(args)?,
+        Command::Bench(BenchCommand::SignIn(args)) => {
+            init_logging_level("warn");
+            bench::sign_in(args).await?;
+        }
         Command::Generate(args) => personalize::generate(args)?,
         Command::Eval(args) => personalize::eval(args)?,
     }

@@ -1,8 +1,12 @@
 //! Who is calling the brand API: a `Bearer` API key resolved by the application to a [`Caller`]
-//! before any handler runs; and request bodies and query strings read into the one error shape.
+//! before any handler runs, and the client address rate limits count; and request bodies and query
+//! strings read into the one error shape.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 pub use tactful_app::Caller;
@@ -15,7 +19,39 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         let token = bearer(parts).ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey))?;
-        Ok(tactful_app::keys::authenticate(state, &token).await?)
+        let ClientAddress(client) = ClientAddress::of(parts, state);
+        Ok(tactful_app::keys::authenticate(state, &token, client).await?)
+    }
+}
+
+/// The address a request came from, as rate limits count it: the last entry of the configured
+/// `client_address_header` (set by a trusted proxy, which appends the address it saw), else the
+/// connection's peer; `None` when neither is known (then limits per client do not apply).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl ClientAddress {
+    pub fn of(parts: &Parts, state: &AppState) -> ClientAddress {
+        let forwarded = state.client_address_header.as_deref().and_then(|name| {
+            let last =
+                parts.headers.get_all(name).iter().next_back()?.to_str().ok()?.rsplit(',').next()?.trim();
+            // `X-Forwarded-For` holds bare addresses; `Forwarded`-style `for=` and ports are allowed.
+            let last = last.strip_prefix("for=").unwrap_or(last).trim_matches('"');
+            last.parse::<IpAddr>()
+                .ok()
+                .or_else(|| last.parse::<SocketAddr>().ok().map(|address| address.ip()))
+                .or_else(|| last.trim_start_matches('[').split(']').next()?.parse().ok())
+        });
+        let peer = || parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+        ClientAddress(forwarded.or_else(peer))
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientAddress, Infallible> {
+        Ok(ClientAddress::of(parts, state))
     }
 }
 

@@ -62,10 +62,17 @@ pub fn status(code: ErrorCode) -> StatusCode {
 #[derive(Debug, Clone)]
 pub struct InternalDetail(pub String);
 
+/// The limit that refused a request, picked up and counted by the request-logging middleware.
+#[derive(Debug, Clone)]
+pub struct RateLimitedBy(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = self.0;
         let detail = error.cause_chain();
+        let limit = (error.code == ErrorCode::RateLimited)
+            .then(|| error.details.as_ref()?.get("limit")?.as_str().map(str::to_owned))
+            .flatten();
         let mut body = json!({"code": error.code.as_str(), "message": error.message});
         if let (Some(Value::Object(extra)), Some(object)) = (error.details, body.as_object_mut()) {
             object.extend(extra);
@@ -76,6 +83,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(detail) = detail {
             response.extensions_mut().insert(InternalDetail(detail));
+        }
+        if let Some(limit) = limit {
+            response.extensions_mut().insert(RateLimitedBy(limit));
         }
         response
     }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub inflight: Arc<Semaphore>,
     /// How long a request's head, body and answer may take, and a shutdown.
     pub limits: limits::Limits,
+    /// The header a trusted proxy names the client in, if configured (see [`auth::ClientAddress`]).
+    pub client_address_header: Option<Arc<str>>,
 }
 
 impl Deref for AppState {
@@ -49,6 +51,12 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
             limits: limits::Limits::new(config),
+            client_address_header: config
+                .client_address_header
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(Arc::from),
         }
     }
 }

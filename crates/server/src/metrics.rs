@@ -29,6 +29,12 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The limit that refused: `sign_in_per_address`, `api_key_failures_per_client`, …
+    pub limit: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub events: Family<EventLabels, Counter>,
@@ -36,6 +42,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub ingest_seconds: Histogram,
     pub inflight: Gauge,
+    pub rate_limited: Family<LimitLabels, Counter>,
     distinct_drop_paths: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
@@ -64,8 +71,11 @@ impl Metrics {
         );
         let inflight = Gauge::default();
         registry.register("ingest_inflight_requests", "Ingestion requests being processed", inflight.clone());
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register("rate_limited", "Requests refused by a rate limit, by limit", rate_limited.clone());
         Metrics {
             registry,
+            rate_limited,
             events,
             dropped_properties,
             requests,

@@ -13,6 +13,7 @@ pub mod erasures;
 mod event;
 mod model;
 mod postgres;
+mod rate;
 mod read;
 mod records;
 pub mod requests;
@@ -32,6 +33,7 @@ use tactful_vault::{MasterKeys, Vault, VaultError};
 
 pub use event::Arrival;
 pub use postgres::PostgresStore;
+pub use rate::Rate;
 pub use read::{FamilyKeys, OpenEvent, OpenIdentity, OpenProfileValue};
 pub use records::{
     ApiKeyRecord, Budget, CodeOutcome, DropCount, FamilyActivity, IdentityClaim, IngestEvent, IngestOutcome,
@@ -44,12 +46,12 @@ pub use requests::{
     LegalHold, NewDelivery, NewRequest, PurgeReport, RequestHistoryEntry, RequestRecord, RequestUpdate,
     RequestView, RetentionReport, ShredOutcome, ShredPlan, Suppression,
 };
-pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, new_receipt_id};
+pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, SIGN_IN_TOPIC, new_receipt_id};
 pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, ModelStore,
-    OperationsStore, RequestStore, SessionStore, Store, StoreTesting, SubjectStore, WebSession,
+    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, LimitStore,
+    ModelStore, OperationsStore, RequestStore, SessionStore, Store, StoreTesting, SubjectStore, WebSession,
     WebSessionKind,
 };
 pub use window::{Scan, WindowCursor, WindowEvent, WindowPage};

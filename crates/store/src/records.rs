@@ -268,6 +268,9 @@ pub struct SignInCode {
     pub hash: [u8; 32],
     pub created_at: i64,
     pub expires_at: i64,
+    /// The message carrying the code, sealed and padded to one length by the caller; written to the
+    /// outbox ([`SIGN_IN_TOPIC`](crate::SIGN_IN_TOPIC)) with the code, known address or not.
+    pub message: Vec<u8>,
 }
 
 /// What trying a sign-in code came to.

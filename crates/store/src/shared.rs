@@ -108,6 +108,9 @@ pub const DELIVERY_TOPIC: &str = "delivery";
 /// objection, suppression): a lane of their own, sent before consent changes, so an erasure never
 /// waits behind a long queue of consent notices.
 pub const RIGHTS_TOPIC: &str = "delivery.rights";
+/// The outbox topic of sign-in codes, written with the code whether or not the address is known
+/// and sent (or, for a stranger, discarded) by the worker after the answer.
+pub const SIGN_IN_TOPIC: &str = "sign_in";
 /// The delivery topics, in the order they are sent.
 pub const DELIVERY_TOPICS: [&str; 2] = [RIGHTS_TOPIC, DELIVERY_TOPIC];
 

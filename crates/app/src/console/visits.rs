@@ -2,6 +2,8 @@
 //! from the store and the catalog, one request in detail, and the recommendation quality measured
 //! on demand. Aggregates, ids and categories only: nothing here opens a person's data.
 
+use std::net::IpAddr;
+
 use tactful_domain::audit::AuditEvent;
 use tactful_domain::segment::format_time;
 
@@ -11,8 +13,13 @@ use crate::tokens::{self, Kind};
 
 /// Signs a brand user in with an API key: only a valid key may learn that its role is not enough;
 /// any other gets the same answer, whether it never existed, was revoked or expired. The sign-in is
-/// audited; the session (its token and end) never outlives the key.
-pub async fn sign_in(app: &App, key: &str) -> Result<(String, i64), AppError> {
+/// audited; the session (its token and end) never outlives the key. A refused key counts against
+/// `client` as on the API, and past the limit every key from it is refused.
+pub async fn sign_in(app: &App, key: &str, client: Option<IpAddr>) -> Result<(String, i64), AppError> {
+    crate::limits::api_key(app, client, check_key(app, key)).await
+}
+
+async fn check_key(app: &App, key: &str) -> Result<(String, i64), AppError> {
     let key = key.trim();
     if key.is_empty() {
         return Err(AppError::with_message(

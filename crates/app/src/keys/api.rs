@@ -3,6 +3,7 @@
 //! [`Caller`] is the one place that says what its role may do beyond reading.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use tactful_domain::catalog::{Capability, RequestKind, Role};
 
@@ -97,8 +98,13 @@ impl Caller {
     }
 }
 
-/// The caller a presented API key (`tk_…`) stands for, if the key is valid now.
-pub async fn authenticate(app: &App, token: &str) -> Result<Caller, AppError> {
+/// The caller a presented API key (`tk_…`) stands for, if the key is valid now and `client` (the
+/// caller's address, when known) is not past its refused keys.
+pub async fn authenticate(app: &App, token: &str, client: Option<IpAddr>) -> Result<Caller, AppError> {
+    crate::limits::api_key(app, client, check(app, token)).await
+}
+
+async fn check(app: &App, token: &str) -> Result<Caller, AppError> {
     let record = app
         .store
         .api_key(tactful_vault::api_key_hash(token))

@@ -39,7 +39,9 @@ pub use interests::{
 };
 pub use known::{Known, KnownItem, known};
 pub use my_requests::{MyRequest, ask, kept_by, kept_if_erased, my_requests, request_of};
-pub use sign_in::{SIGN_IN_ATTEMPTS, SIGN_IN_CODE_TTL_MS, SignedIn, finish_sign_in, start_sign_in};
+pub use sign_in::{
+    SIGN_IN_ATTEMPTS, SIGN_IN_CODE_TTL_MS, SignedIn, finish_sign_in, send_sign_in_codes, start_sign_in,
+};
 
 /// Values shown per kind of data before "and N more".
 const SHOWN_VALUES: usize = 5;

@@ -7,6 +7,7 @@ pub mod insights;
 pub mod personalize;
 pub mod requests;
 pub mod serving;
+pub mod sign_in;
 
 pub use access::{AccessArgs, access};
 pub use ingest::{IngestArgs, ingest};
@@ -14,3 +15,4 @@ pub use insights::{InsightsArgs, insights};
 pub use personalize::{PersonalizeArgs, personalize};
 pub use requests::{RequestsArgs, requests};
 pub use serving::{ServingArgs, serving};
+pub use sign_in::{SignInArgs, sign_in};

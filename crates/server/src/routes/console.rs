@@ -15,6 +15,7 @@ use tactful_app::console::{self, Dashboard, RequestDetail};
 use tactful_domain::segment::format_time;
 
 use crate::AppState;
+use crate::auth::ClientAddress;
 use crate::error::{ApiError, ErrorCode, status};
 use crate::session::{self, CONSOLE_COOKIE};
 use crate::web::{self, ApiForm, ConsoleSession};
@@ -136,6 +137,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 /// answer, whether it never existed, was revoked or expired.
 async fn sign_in(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     ApiForm(fields): ApiForm<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -147,7 +149,7 @@ async fn sign_in(
         return sign_in_page(&state, status(error.code), Some(&error));
     }
     let key = fields.get("key").map(String::as_str).unwrap_or_default();
-    let (token, expires) = match console::sign_in(&state, key).await {
+    let (token, expires) = match console::sign_in(&state, key, client).await {
         Ok(session) => session,
         Err(error)
             if matches!(

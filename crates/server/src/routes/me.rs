@@ -22,7 +22,7 @@ use tactful_app::reads::{self, Reader};
 use tactful_app::tokens::{self, Kind};
 
 use crate::AppState;
-use crate::auth::query;
+use crate::auth::{ClientAddress, query};
 use crate::error::{ApiError, ErrorCode};
 use crate::session::{self, ERASURE_COOKIE, ME_COOKIE, SIGN_IN_COOKIE};
 use crate::web::{self, ApiForm, MeSession};
@@ -417,15 +417,16 @@ async fn sign_in_page(State(state): State<AppState>) -> Result<Response, ApiErro
     sign_in_page_with(&state, false, None, StatusCode::OK)
 }
 
-/// `POST /me/sign-in` (`address`): sends a code if the address is a customer's, and asks for it
-/// either way (the page cannot tell who is a customer).
+/// `POST /me/sign-in` (`address`): has a code sent if the address is a customer's, and asks for it
+/// either way (the page cannot tell who is a customer); past a limit, 429 `rate_limited`.
 async fn send_code(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     ApiForm(fields): ApiForm<Fields>,
 ) -> Result<Response, ApiError> {
     only(&fields, &["address"])?;
     let address = field(&fields, "address").unwrap_or_default();
-    let id = match me::start_sign_in(&state, address).await {
+    let id = match me::start_sign_in(&state, address, client).await {
         Ok(id) => id,
         Err(error) if error.code == ErrorCode::InvalidIdentifier => {
             return sign_in_page_with(&state, false, Some(error.message), StatusCode::BAD_REQUEST);

@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorCode, InternalDetail};
-use crate::metrics::RequestLabels;
+use crate::error::{ApiError, ErrorCode, InternalDetail, RateLimitedBy};
+use crate::metrics::{LimitLabels, RequestLabels};
 
 pub fn router(state: AppState) -> Router {
     // Every route is guarded (limits, deadlines, errors in the JSON shape); for pages inside the
@@ -83,7 +83,8 @@ fn cors(state: &AppState) -> CorsLayer {
 }
 
 /// Logs each request by its route template (never the raw path, which may hold a write key), counts
-/// it, and writes the detail of internal errors, which clients never see.
+/// it (and, when a rate limit refused it, which), and writes the detail of internal errors, which
+/// clients never see.
 async fn log_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -99,6 +100,9 @@ async fn log_requests(State(state): State<AppState>, request: Request, next: Nex
         .requests
         .get_or_create(&RequestLabels { route: route.clone(), status: status.as_u16() })
         .inc();
+    if let Some(RateLimitedBy(limit)) = response.extensions().get::<RateLimitedBy>() {
+        state.metrics.rate_limited.get_or_create(&LimitLabels { limit: limit.clone() }).inc();
+    }
     if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
         tracing::error!(%method, %route, status = status.as_u16(), elapsed_ms, error = %detail, "request failed");
     } else if status.is_client_error() {

@@ -115,6 +115,12 @@ impl Harness {
         files.iter().map(|path| std::fs::read_to_string(path).unwrap()).collect()
     }
 
+    /// Runs the worker's pass that sends sign-in codes waiting in the outbox; returns how many
+    /// messages it took (sent or discarded).
+    pub async fn send_codes(&self) -> usize {
+        tactful_app::preferences::send_sign_in_codes(&self.state, self.state.now()).await.unwrap()
+    }
+
     /// The SQLite database file and its WAL, as bytes.
     pub fn database_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();

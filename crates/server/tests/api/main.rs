@@ -10,6 +10,7 @@ mod destinations;
 mod doors;
 mod identity;
 mod insights;
+mod limits;
 mod me;
 mod openapi;
 mod personalize;

@@ -512,6 +512,8 @@ async fn a_one_time_code_opens_the_settings_once_and_answers_alike_for_strangers
     };
     let (ada_cookie, stranger_cookie) = (cookie(&known), cookie(&stranger));
     assert!(ada_cookie.starts_with("tactful_sign_in=") && stranger_cookie.starts_with("tactful_sign_in="));
+    assert!(h.notifications().is_empty(), "nothing is sent during the answer");
+    assert_eq!(h.send_codes().await, 2, "both messages wait in the outbox");
     let sent = h.notifications();
     assert_eq!(sent.len(), 1, "only the known address gets a message");
     let digits: String =

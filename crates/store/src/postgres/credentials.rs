@@ -99,6 +99,15 @@ pub(super) async fn create_sign_in_code(conn: &mut PgConnection, code: &SignInCo
     .bind(code.expires_at)
     .execute(&mut *conn)
     .await?;
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, payload, created_at, not_before) VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(crate::shared::new_message_id())
+    .bind(crate::SIGN_IN_TOPIC)
+    .bind(&code.message)
+    .bind(code.created_at)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -163,8 +172,10 @@ impl CredentialStore for PostgresStore {
     }
 
     async fn create_sign_in_code(&self, code: SignInCode) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        create_sign_in_code(&mut conn, &code).await
+        let mut tx = self.pool.begin().await?;
+        create_sign_in_code(&mut tx, &code).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn try_sign_in_code(

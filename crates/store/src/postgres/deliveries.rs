@@ -329,4 +329,19 @@ impl DeliveryStore for PostgresStore {
         claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
     }
+
+    async fn outbox_complete(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET not_before = $2, leased_until = NULL, last_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(not_before)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -11,6 +11,7 @@ mod credentials;
 mod deliveries;
 mod erasures;
 mod ingest;
+mod limits;
 mod model;
 mod operations;
 mod requests;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_sign_in_codes.sql"),
     include_str!("migrations/0008_window_envelopes.sql"),
     include_str!("migrations/0009_consent_provenance.sql"),
+    include_str!("migrations/0010_rate_limits.sql"),
     include_str!("migrations/0011_web_sessions.sql"),
     include_str!("migrations/0012_erasure_journal.sql"),
 ];

@@ -86,6 +86,17 @@ pub(super) fn create_sign_in_code(writer: &mut Writer, code: &SignInCode) -> Res
              VALUES (?1, ?2, ?3, 0, ?4, ?5)",
         )?
         .execute(params![code.id, code.subject, code.hash.as_slice(), code.created_at, code.expires_at])?;
+    writer
+        .conn
+        .prepare_cached(
+            "INSERT INTO outbox (id, topic, payload, created_at, not_before) VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?
+        .execute(params![
+            crate::shared::new_message_id(),
+            crate::SIGN_IN_TOPIC,
+            code.message,
+            code.created_at
+        ])?;
     Ok(())
 }
 

@@ -25,29 +25,6 @@ impl StoreTesting for SqliteStore {
         Ok(returned)
     }
 
-    async fn outbox_complete(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.write(move |writer| {
-            writer.conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([&id])?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()> {
-        let (id, error) = (id.to_owned(), error.to_owned());
-        self.write(move |writer| {
-            writer
-                .conn
-                .prepare_cached(
-                    "UPDATE outbox SET not_before = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id, not_before, error])?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn model_version(&self) -> Result<i64> {
         self.read(model::model_version).await
     }

@@ -20,7 +20,8 @@ pub trait CredentialStore: Send + Sync {
     /// Revokes a key; false if there is no such key or it was already revoked.
     async fn revoke_api_key(&self, id: &str, at: i64, audit: AuditEvent) -> Result<bool>;
 
-    /// Keeps a one-time sign-in code (its hash), forgetting codes that expired a day ago or more.
+    /// Keeps a one-time sign-in code (its hash) and, in the same transaction, its sealed message in
+    /// the outbox; forgets codes that expired a day ago or more.
     async fn create_sign_in_code(&self, code: SignInCode) -> Result<()>;
 
     /// Tries code `hash` for sign-in `id` at `now`, atomically across instances: a match of an

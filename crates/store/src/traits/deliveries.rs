@@ -39,4 +39,10 @@ pub trait DeliveryStore: Send + Sync {
         now: i64,
         lease_ms: i64,
     ) -> Result<Vec<OutboxMessage>>;
+
+    /// Removes a message that was sent (or need not be).
+    async fn outbox_complete(&self, id: &str) -> Result<()>;
+
+    /// Releases a message whose sending failed, due again at `not_before`.
+    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()>;
 }

@@ -7,6 +7,7 @@ mod consent;
 mod credentials;
 mod deliveries;
 mod ingest;
+mod limits;
 mod model;
 mod operations;
 mod requests;
@@ -22,6 +23,7 @@ pub use consent::ConsentStore;
 pub use credentials::CredentialStore;
 pub use deliveries::DeliveryStore;
 pub use ingest::IngestStore;
+pub use limits::LimitStore;
 pub use model::ModelStore;
 pub use operations::OperationsStore;
 pub use requests::RequestStore;
@@ -40,6 +42,7 @@ pub trait Store:
     + ConsentStore
     + AuditStore
     + CredentialStore
+    + LimitStore
     + RequestStore
     + DeliveryStore
     + ModelStore

@@ -15,12 +15,6 @@ pub trait StoreTesting: Send + Sync {
     /// Adds a message to the outbox, due at once. Returns its id.
     async fn outbox_enqueue(&self, topic: &str, payload: Vec<u8>, now: i64) -> Result<String>;
 
-    /// Removes a delivered message.
-    async fn outbox_complete(&self, id: &str) -> Result<()>;
-
-    /// Releases a message whose delivery failed, due again at `not_before`.
-    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()>;
-
     /// The latest version assigned by the model counter (0 when none).
     async fn model_version(&self) -> Result<i64>;
 
@@ -50,14 +44,6 @@ fn backend_of(store: &dyn Store) -> Result<&dyn StoreTesting> {
 impl StoreTesting for dyn Store {
     async fn outbox_enqueue(&self, topic: &str, payload: Vec<u8>, now: i64) -> Result<String> {
         backend_of(self)?.outbox_enqueue(topic, payload, now).await
-    }
-
-    async fn outbox_complete(&self, id: &str) -> Result<()> {
-        backend_of(self)?.outbox_complete(id).await
-    }
-
-    async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()> {
-        backend_of(self)?.outbox_retry(id, not_before, error).await
     }
 
     async fn model_version(&self) -> Result<i64> {

@@ -126,6 +126,7 @@ async fn sign_in_codes_work_once_within_their_time_and_tries(backend: Backend) {
         hash: [hash; 32],
         created_at: T0,
         expires_at: T0 + 900_000,
+        message: format!("sealed {id}").into_bytes(),
     };
     store.create_sign_in_code(code("si_right", Some("sub_ada"), 7)).await.unwrap();
     store.create_sign_in_code(code("si_tries", Some("sub_ada"), 7)).await.unwrap();
@@ -190,4 +191,32 @@ async fn sign_in_codes_work_once_within_their_time_and_tries(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(store.try_sign_in_code("si_late", [7; 32], T0, 5).await.unwrap(), CodeOutcome::Refused);
+
+    // Each code's message went to the outbox with it, known address or not; sent, it is gone.
+    let messages =
+        store.outbox_claim(tactful_store::SIGN_IN_TOPIC, 100, T0 + 4 * 86_400_000, 60_000).await.unwrap();
+    let mut payloads: Vec<String> =
+        messages.iter().map(|message| String::from_utf8(message.payload.clone()).unwrap()).collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        [
+            "sealed si_late",
+            "sealed si_new",
+            "sealed si_race",
+            "sealed si_right",
+            "sealed si_tries",
+            "sealed si_unknown"
+        ]
+    );
+    for message in &messages {
+        store.outbox_complete(&message.id).await.unwrap();
+    }
+    assert!(
+        store
+            .outbox_claim(tactful_store::SIGN_IN_TOPIC, 100, T0 + 5 * 86_400_000, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -34,6 +34,7 @@ mod backups;
 mod claims;
 mod consent;
 mod ingest;
+mod limits;
 mod linking;
 mod model;
 mod operations;
