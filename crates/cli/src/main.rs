@@ -246,7 +246,15 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::Restore { config, file } => {
             let config = with_file(*config)?;
-            let restored = tactful_store::backup::restore_sqlite(&config.database, &file)?;
+            if config.master_key.is_none() && !config.master_key_file.exists() {
+                anyhow::bail!(
+                    "no master key at {}: a backup opens only with the key of the database it copied \
+                     (--master-key-file or TACTFUL_MASTER_KEY)",
+                    config.master_key_file.display()
+                );
+            }
+            let (master, _) = tactful_app::keys::master::load_keys(&config)?;
+            let restored = tactful_store::backup::restore_sqlite(&config.database, &file, master)?;
             if let Some(previous) = &restored.previous {
                 println!("kept the database it replaced as {}", previous.display());
             }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+use tactful_vault::{MasterKeys, Vault};
+
 use crate::{Result, StoreError, erasures, sqlite_path};
 
 /// What a restore did.
@@ -63,11 +65,13 @@ pub fn backup_sqlite(url: &str, to: &Path) -> Result<u64> {
 }
 
 /// Puts the backup `from` in place of the SQLite database named by `url` (the server must be
-/// stopped). The database it replaces is kept beside it, renamed; the erasure journal stays, so
-/// the next open erases again everyone erased after the backup was taken.
-pub fn restore_sqlite(url: &str, from: &Path) -> Result<Restored> {
+/// stopped), once it is known to open with `master`. The database it replaces is kept beside it,
+/// renamed; the erasure journal stays, so the next open erases again everyone erased after the
+/// backup was taken.
+pub fn restore_sqlite(url: &str, from: &Path, master: MasterKeys) -> Result<Restored> {
     let database = sqlite_file(url)?;
-    let erase_again = check_backup(from, &erasures::read(&erasures::journal_path(&database))?)?;
+    let journal = erasures::read(&erasures::journal_path(&database))?;
+    let erase_again = check_backup(from, master, &journal)?;
     let previous = if database.exists() {
         let mut kept = database.as_os_str().to_owned();
         kept.push(format!(".before-restore-{}", crate::shared::now_millis()));
@@ -98,9 +102,9 @@ pub fn restore_sqlite(url: &str, from: &Path) -> Result<Restored> {
     Ok(Restored { previous, erase_again })
 }
 
-/// Checks that `from` is a Tactful SQLite database that reads whole, and counts the journaled
-/// erasures it does not reflect.
-fn check_backup(from: &Path, journal: &[erasures::Erasure]) -> Result<usize> {
+/// Checks that `from` is a Tactful SQLite database that reads whole and opens with `master`, and
+/// counts the journaled erasures it does not reflect.
+fn check_backup(from: &Path, master: MasterKeys, journal: &[erasures::Erasure]) -> Result<usize> {
     let conn = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|error| unavailable("cannot open the backup", from, error))?;
     let not_a_backup = |error: rusqlite::Error| unavailable("not a Tactful database backup:", from, error);
@@ -108,10 +112,16 @@ fn check_backup(from: &Path, journal: &[erasures::Erasure]) -> Result<usize> {
     if check != "ok" {
         return Err(unavailable("the backup is damaged:", from, check));
     }
-    conn.query_row("SELECT wrapped FROM keyring WHERE name = 'index_root'", [], |row| {
-        row.get::<_, Vec<u8>>(0)
-    })
-    .map_err(not_a_backup)?;
+    let wrapped: Vec<u8> = conn
+        .query_row("SELECT wrapped FROM keyring WHERE name = 'index_root'", [], |row| row.get(0))
+        .map_err(not_a_backup)?;
+    Vault::open(master, &wrapped).map_err(|error| {
+        unavailable(
+            "the backup does not open with this master key (only with the key of the database it copied):",
+            from,
+            error,
+        )
+    })?;
     let mut live =
         conn.prepare("SELECT 1 FROM subjects WHERE id = ?1 AND erased_at IS NULL").map_err(not_a_backup)?;
     let mut erase_again = 0;

@@ -60,6 +60,26 @@ async fn a_restore_after_an_erasure_leaves_the_person_erased() {
         );
     }
 
+    // Without the master key it was taken under, nothing is touched: with no key, or a new one.
+    let stranger = tempfile::tempdir().unwrap();
+    write_catalog(stranger.path());
+    let (ok, _) = tactful(stranger.path(), &database, &["restore", backup_arg]);
+    assert!(!ok, "no master key, no restore");
+    assert!(!stranger.path().join("master.key").exists(), "no key is made up for it");
+    let generated = std::process::Command::new(BINARY)
+        .args(["keys", "generate", "--out"])
+        .arg(stranger.path().join("master.key"))
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let (ok, _) = tactful(stranger.path(), &database, &["restore", backup_arg]);
+    assert!(!ok, "another key, no restore");
+    let moved_aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().contains("before-restore"))
+        .count();
+    assert_eq!(moved_aside, 0, "the live database was left in place");
+
     // The older copy goes back in place; the database it replaced is kept.
     let (ok, said) = tactful(dir.path(), &database, &["restore", backup_arg]);
     assert!(ok, "{said}");

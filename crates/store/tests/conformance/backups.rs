@@ -28,14 +28,18 @@ fn back_up(url: &str, to: &Path) {
     }
 }
 
-fn restore(url: &str, from: &Path) -> Option<usize> {
+fn restore(url: &str, from: &Path, master_hex: &str) -> Option<usize> {
     if url.starts_with("postgres") {
         run(std::process::Command::new("pg_restore")
             .args(["--clean", "--if-exists", "--no-owner", "--dbname", url])
             .arg(from));
         None
     } else {
-        let restored = tactful_store::backup::restore_sqlite(url, from).unwrap();
+        let master = tactful_vault::MasterKey::from_text(master_hex).unwrap();
+        let wrong = tactful_vault::MasterKey::generate();
+        let refused = tactful_store::backup::restore_sqlite(url, from, wrong.into()).unwrap_err();
+        assert!(refused.to_string().contains("does not open with this master key"), "{refused}");
+        let restored = tactful_store::backup::restore_sqlite(url, from, master.into()).unwrap();
         assert!(restored.previous.is_some(), "the replaced database is kept");
         Some(restored.erase_again)
     }
@@ -80,7 +84,7 @@ async fn a_backup_restored_after_an_erasure_leaves_the_person_erased(backend: Ba
     // The backup still holds Ann: her key, wrapped under the master key, and her identifiers.
     let Backend { store, vault, policy, url, master_hex, _dir } = backend;
     drop((store, vault));
-    let erase_again = restore(&url, &dump);
+    let erase_again = restore(&url, &dump, &master_hex);
     if let Some(erase_again) = erase_again {
         assert_eq!(erase_again, 1, "the restore says one erasure will be applied again");
     }
