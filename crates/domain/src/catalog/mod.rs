@@ -91,6 +91,19 @@ impl DestinationMessage {
     }
 }
 
+/// How a destination is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationKind {
+    /// Signed JSON POSTs to the destination's `url` (HMAC-SHA256, `Tactful-Signature`).
+    Webhook,
+    /// The Segment protocol: `POST {url}/v1/batch` with the endpoint's own write key (Segment,
+    /// RudderStack, PostHog, or another Tactful).
+    Segment { write_key: Secret },
+    /// A PostgreSQL database the brand owns: one table per event kind plus a people table, in
+    /// `schema`, holding the destination's tokens instead of identities.
+    Warehouse { database_url: Secret, schema: String },
+}
+
 /// A downstream system the brand connected: it is told, by signed HTTP requests retried until it
 /// acknowledges, about the requests and consent changes it receives, with the identifiers it may know.
 #[derive(Debug, Clone)]
