@@ -271,8 +271,19 @@ pub fn verify_receipt(file: &Path, public_key: Option<&str>) -> anyhow::Result<E
         println!("INVALID: the signature does not match the receipt; it was altered or forged.");
         return Ok(ExitCode::FAILURE);
     }
+    // The JWS must carry this very receipt, signed by the same key, or it is a second story.
+    if let Some(jws) = &parts.jws {
+        let carries_this_receipt = named
+            .verify_jws(jws)
+            .is_some_and(|(_, payload)| payload == receipt::signing_bytes(&parts.receipt));
+        if !carries_this_receipt {
+            println!("INVALID: the jws does not carry this receipt under this key; it was altered or forged.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let field = |name: &str| parts.receipt.get(name).and_then(Value::as_str).unwrap_or("?").to_owned();
-    println!("Valid receipt {} signed by key {}.", field("consentReceiptID"), named.id());
+    let forms = if parts.jws.is_some() { " (signature and JWS)" } else { "" };
+    println!("Valid receipt {} signed by key {}{forms}.", field("consentReceiptID"), named.id());
     if public_key.is_none() {
         println!("Check that {} is the brand's key: GET /v1/signing-key shows it.", named.to_base64());
     }

@@ -1,6 +1,7 @@
 //! Consent receipts: for every consent change, a record the person can keep, with the fields of
 //! ISO/IEC TS 27560 and, as its compact export form, Kantara Consent Receipt v1.1. The receipt is
-//! signed (Ed25519) over its canonical JSON, so anyone with the brand's public key can check it.
+//! signed (Ed25519) over its canonical JSON, so anyone with the brand's public key can check it, and
+//! handed out as a compact JWS too, so any JOSE library can (docs/sdks-and-receipts.md).
 
 use serde_json::{Value, json};
 
@@ -43,7 +44,17 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
         ConsentKind::Withdrawn => "WITHDRAWN",
         ConsentKind::Expired => "EXPIRED",
     };
-    json!({
+    // Whom the catalog hands this person's data to: each destination is told their identifiers.
+    let recipients: Vec<Value> = catalog
+        .destinations()
+        .iter()
+        .map(|destination| {
+            let told: Vec<&str> = destination.identifiers.iter().map(|kind| kind.as_str()).collect();
+            json!({"name": destination.name, "key": destination.key, "identifiers": told})
+        })
+        .collect();
+    let disclosed = crate::consent::is_sale_or_sharing(&event.purpose);
+    let mut receipt = json!({
         // Kantara Consent Receipt v1.1.
         "version": "KI-CR-v1.1.0",
         "jurisdiction": jurisdiction.map_or("unknown", |jurisdiction| jurisdiction.name.as_str()),
@@ -52,12 +63,7 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
         "consentReceiptID": event.id,
         "language": "en",
         "piiPrincipalId": subject,
-        "piiControllers": [{
-            "piiController": brand.name,
-            "contact": brand.contact,
-            "email": brand.contact,
-            "piiControllerUrl": brand.policy_url,
-        }],
+        "piiControllers": [controller(brand)],
         "policyUrl": brand.policy_url,
         "services": [{
             "service": brand.name,
@@ -71,7 +77,7 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
                     Some(end) => format!("expires {}", format_time(end)),
                     None => "until withdrawn".to_owned(),
                 },
-                "thirdPartyDisclosure": crate::consent::is_sale_or_sharing(&event.purpose),
+                "thirdPartyDisclosure": disclosed,
             }],
         }],
         "sensitive": !sensitive.is_empty(),
@@ -84,7 +90,7 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
             "noticeVersion": event.version,
             "purposes": [{"key": event.purpose, "name": purpose_name, "description": purpose.map(|p| p.description.as_str())}],
             "dataCategories": categories,
-            "recipients": [],
+            "recipients": recipients,
             "retention": retention,
             "jurisdiction": event.jurisdiction,
             "legalBasis": "consent",
@@ -98,7 +104,31 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
                 "expires": event.expires_at.map(format_time),
             },
         },
-    })
+    });
+    // Kantara asks for `thirdPartyName` with every disclosure to third parties: the catalog's
+    // destinations are who receives it.
+    let names: Vec<&str> = catalog.destinations().iter().map(|destination| destination.name.as_str()).collect();
+    if disclosed && !names.is_empty() {
+        receipt["services"][0]["purposes"][0]["thirdPartyName"] = json!(names.join(", "));
+    }
+    receipt
+}
+
+/// The controller as Kantara v1.1 names it; the address and phone only when the catalog gives them.
+fn controller(brand: &crate::catalog::Brand) -> Value {
+    let mut controller = json!({
+        "piiController": brand.name,
+        "contact": brand.contact,
+        "email": brand.contact,
+        "piiControllerUrl": brand.policy_url,
+    });
+    if let Some(address) = &brand.address {
+        controller["address"] = json!({"streetAddress": address});
+    }
+    if let Some(phone) = &brand.phone {
+        controller["phone"] = json!(phone);
+    }
+    controller
 }
 
 /// The bytes a receipt's signature covers: its canonical JSON (object keys sorted, no whitespace),
@@ -107,13 +137,21 @@ pub fn signing_bytes(receipt: &Value) -> Vec<u8> {
     serde_json::to_vec(receipt).unwrap_or_default()
 }
 
-/// A signed receipt as handed out: the receipt, and the signature with the key that made it.
-pub fn signed(receipt: Value, signature: &[u8; 64], public_key: &[u8; 32], key_id: &str) -> Value {
+/// The protected header of a receipt's compact JWS, as the bytes that are base64url-encoded: its
+/// canonical JSON. `typ` is `JWT` because Kantara v1.1 defines a signed receipt as a JWT.
+pub fn jws_header(key_id: &str) -> Vec<u8> {
+    signing_bytes(&json!({"alg": "EdDSA", "kid": key_id, "typ": "JWT"}))
+}
+
+/// A signed receipt as handed out: the receipt, the signature with the key that made it, and the
+/// same receipt as a compact JWS (EdDSA) whose payload is [`signing_bytes`] of the receipt.
+pub fn signed(receipt: Value, signature: &[u8; 64], public_key: &[u8; 32], key_id: &str, jws: &str) -> Value {
     use base64::Engine as _;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     json!({
         "receipt": receipt,
         "signature": {"algorithm": "Ed25519", "keyId": key_id, "publicKey": encode(public_key), "value": encode(signature)},
+        "jws": jws,
     })
 }
 
@@ -123,6 +161,8 @@ pub struct Parts {
     pub receipt: Value,
     pub signature: [u8; 64],
     pub public_key: [u8; 32],
+    /// The compact JWS, on receipts signed since it was added.
+    pub jws: Option<String>,
 }
 
 /// Splits a signed receipt, or says what is wrong with its shape.
@@ -143,7 +183,12 @@ pub fn parts(signed: &Value) -> Result<Parts, String> {
     let signature = decode("value")?.try_into().map_err(|_| "signature.value must be 64 bytes".to_owned())?;
     let public_key =
         decode("publicKey")?.try_into().map_err(|_| "signature.publicKey must be 32 bytes".to_owned())?;
-    Ok(Parts { receipt, signature, public_key })
+    let jws = match signed.get("jws") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(jws)) => Some(jws.clone()),
+        Some(_) => return Err("jws must be a string".into()),
+    };
+    Ok(Parts { receipt, signature, public_key, jws })
 }
 
 #[cfg(test)]
@@ -181,6 +226,13 @@ mod tests {
         );
         assert_eq!(receipt["iso27560"]["event"]["type"], "given");
         assert_eq!(receipt["iso27560"]["noticeVersion"], 1);
+        assert_eq!(receipt["piiControllers"][0]["phone"], "+353 1 555 0100");
+        assert_eq!(
+            receipt["piiControllers"][0]["address"]["streetAddress"],
+            "12 Fernhill Road, Dublin 8, D08 X2Y3, Ireland"
+        );
+        assert!(receipt["services"][0]["purposes"][0].get("thirdPartyName").is_none(), "no disclosure");
+        assert_eq!(receipt["iso27560"]["recipients"], json!([]), "the example declares no destination");
         // Canonical bytes do not depend on formatting.
         let reformatted: Value =
             serde_json::from_str(&serde_json::to_string_pretty(&receipt).unwrap()).unwrap();
@@ -188,12 +240,49 @@ mod tests {
     }
 
     #[test]
+    fn a_disclosure_names_the_catalogs_destinations_as_third_parties() {
+        let text = format!(
+            "{}\n[destinations.crm]\nname = \"Service CRM\"\nurl = \"https://crm.example/hook\"\n\
+             secret = \"whsec_a_long_enough_random_secret_1234\"\nreceives = [\"erase\"]\nidentifiers = [\"email\"]\n\
+             [destinations.ads]\nname = \"Ad Network\"\nurl = \"https://ads.example/hook\"\n\
+             secret = \"whsec_another_long_random_secret_5678\"\nreceives = [\"consent_changed\"]\nidentifiers = [\"user_id\"]\n",
+            Catalog::example_text()
+        );
+        let catalog = Catalog::parse(&text).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+        let event = |purpose: &str| ConsentEvent {
+            id: "cr_2".into(),
+            purpose: purpose.into(),
+            kind: ConsentKind::Given,
+            method: ConsentMethod::PreferenceCenter,
+            at: 1_700_000_000_000,
+            expires_at: None,
+            version: 1,
+            source: None,
+            jurisdiction: None,
+            verified: true,
+        };
+        let sold = receipt(&catalog, "sub_abc", &event("marketing.advertising.third_party.targeted"));
+        let purpose = &sold["services"][0]["purposes"][0];
+        assert_eq!(purpose["thirdPartyDisclosure"], true);
+        assert_eq!(purpose["thirdPartyName"], "Service CRM, Ad Network");
+        assert_eq!(
+            sold["iso27560"]["recipients"],
+            json!([{"name": "Service CRM", "key": "crm", "identifiers": ["email"]},
+                   {"name": "Ad Network", "key": "ads", "identifiers": ["user_id"]}])
+        );
+        let kept = receipt(&catalog, "sub_abc", &event("personalize.content"));
+        assert_eq!(kept["services"][0]["purposes"][0]["thirdPartyDisclosure"], false);
+        assert!(kept["services"][0]["purposes"][0].get("thirdPartyName").is_none());
+    }
+
+    #[test]
     fn signed_receipts_split_back_and_malformed_ones_are_named() {
-        let signed = signed(json!({"a": 1}), &[7u8; 64], &[9u8; 32], "k1");
+        let signed = signed(json!({"a": 1}), &[7u8; 64], &[9u8; 32], "k1", "h.p.s");
         let split = parts(&signed).unwrap();
         assert_eq!(split.signature, [7u8; 64]);
         assert_eq!(split.public_key, [9u8; 32]);
         assert_eq!(split.receipt, json!({"a": 1}));
+        assert_eq!(split.jws.as_deref(), Some("h.p.s"));
         let mut broken = signed.clone();
         broken["signature"]["value"] = json!("not base64!");
         assert!(parts(&broken).unwrap_err().contains("base64"));

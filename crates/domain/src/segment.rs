@@ -298,7 +298,7 @@ pub struct Message {
 
 /// Validates one event, using `received_at` (Unix milliseconds) to correct its clock.
 pub fn validate(raw: RawEvent, received_at: i64) -> Result<Message, EventError> {
-    let RawEvent { object, implied_type, .. } = raw;
+    let RawEvent { mut object, implied_type, .. } = raw;
     let kind = match (implied_type, object.get("type")) {
         (Some(kind), _) => kind,
         (None, Some(Value::String(text))) => MessageType::parse(text).ok_or_else(|| {
@@ -346,7 +346,29 @@ pub fn validate(raw: RawEvent, received_at: i64) -> Result<Message, EventError> 
         Some(_) => return Err(EventError::new("invalid_message_id", "messageId must be a string")),
     };
     let timestamp = corrected_timestamp(&object, received_at)?;
+    if kind == MessageType::Identify {
+        lift_context_traits(&mut object);
+    }
     Ok(Message { kind, message_id, user_id, anonymous_id, previous_id, event, timestamp, object })
+}
+
+/// RudderStack's SDKs send identify traits in `context.traits` (the Python SDK only there), so they
+/// become the call's `traits`, where the catalog, minimization and consent judge them like any
+/// other; a trait present in both places keeps its top-level value.
+fn lift_context_traits(object: &mut Map<String, Value>) {
+    if object.get("traits").is_some_and(|own| !own.is_object()) {
+        return;
+    }
+    let Some(Value::Object(context)) = object.get_mut("context") else { return };
+    if !context.get("traits").is_some_and(Value::is_object) {
+        return;
+    }
+    let Some(Value::Object(lifted)) = context.remove("traits") else { return };
+    if let Value::Object(traits) = object.entry("traits").or_insert_with(|| Value::Object(Map::new())) {
+        for (name, value) in lifted {
+            traits.entry(name).or_insert(value);
+        }
+    }
 }
 
 /// Ids may be strings or numbers (some SDKs send numeric user ids); an empty string counts as absent.

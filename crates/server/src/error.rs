@@ -1,5 +1,6 @@
 //! The one error shape of the HTTP API: an application error ([`AppError`], whose code table lives in
-//! `tactful_app::error`) rendered as `{"error": {"code", "message", …}}` with the table's status.
+//! `tactful_app::error`) rendered as `{"error": {"code", "message", …}, "code", "message"}` with the
+//! table's status.
 //! An internal cause never reaches the client; the logging middleware writes it to the log once.
 
 use axum::Json;
@@ -77,7 +78,10 @@ impl IntoResponse for ApiError {
         if let (Some(Value::Object(extra)), Some(object)) = (error.details, body.as_object_mut()) {
             object.extend(extra);
         }
-        let mut response = (status(error.code), Json(json!({ "error": body }))).into_response();
+        // `code` and `message` again at the top level: the Segment-family SDKs' parsers read them
+        // there (rudder-sdk-python raises `KeyError('code')` without them) to report the failure.
+        let answer = json!({"error": body, "code": error.code.as_str(), "message": body["message"]});
+        let mut response = (status(error.code), Json(answer)).into_response();
         if let Some(seconds) = error.retry_after_seconds {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -38,7 +38,8 @@ pub(crate) fn consent_row(
     let body = receipt::receipt(catalog, subject, &event);
     let signature = vault.sign(receipt::SIGNING_CONTEXT, &receipt::signing_bytes(&body));
     let public_key = vault.public_key();
-    let signed = receipt::signed(body, &signature, &public_key.0, &public_key.id());
+    let jws = vault.sign_jws(&receipt::jws_header(&public_key.id()), &receipt::signing_bytes(&body));
+    let signed = receipt::signed(body, &signature, &public_key.0, &public_key.id(), &jws);
     let audit = AuditEvent::Consent {
         subject: vault.subject_pseudonym(subject),
         purpose: event.purpose.clone(),

@@ -380,6 +380,19 @@ impl Vault {
         self.signing.sign(&signed_bytes(context, message)).to_bytes()
     }
 
+    /// A compact JWS (RFC 7515, `alg` EdDSA: RFC 8037) of `payload` under the JSON `header`, signed
+    /// with the same Ed25519 key, so any JOSE library can check it. What it signs is the JWS signing
+    /// input, base64url text with one dot: it never holds the zero byte that ends the context of
+    /// every [`Vault::sign`] message, so neither kind of signature can pass for the other.
+    pub fn sign_jws(&self, header: &[u8], payload: &[u8]) -> String {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let signing_input = format!("{}.{}", encode(header), encode(payload));
+        let signature = self.signing.sign(signing_input.as_bytes()).to_bytes();
+        format!("{signing_input}.{}", encode(&signature))
+    }
+
     /// The brand's public signing key, to publish so anyone can verify receipts and checkpoints.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.signing.verifying_key().to_bytes())
@@ -486,6 +499,25 @@ impl PublicKey {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
         Some(PublicKey(bytes.try_into().ok()?))
+    }
+
+    /// The key in base64url without padding: the `x` of its JSON Web Key (RFC 8037, `kty` OKP).
+    pub fn to_base64url(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The header and payload of a compact JWS (see [`Vault::sign_jws`]) if this key signed it,
+    /// strictly verified; `None` if it is malformed or signed by another key.
+    pub fn verify_jws(&self, compact: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        use base64::Engine as _;
+        let decode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok();
+        let (signing_input, signature) = compact.rsplit_once('.')?;
+        let (header, payload) = signing_input.split_once('.')?;
+        let signature: [u8; 64] = decode(signature)?.try_into().ok()?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0).ok()?;
+        key.verify_strict(signing_input.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature)).ok()?;
+        Some((decode(header)?, decode(payload)?))
     }
 
     /// Whether `signature` is this key's signature of `message` in `context` (strict verification:
@@ -645,6 +677,29 @@ mod export_token_tests {
         let master = MasterKey::generate();
         let root = master.new_index_root();
         Vault::open(master, &root).unwrap()
+    }
+
+    #[test]
+    fn a_compact_jws_verifies_under_the_key_and_not_once_altered() {
+        let vault = vault();
+        let jws = vault.sign_jws(br#"{"alg":"EdDSA"}"#, br#"{"a":1}"#);
+        assert_eq!(jws.matches('.').count(), 2, "{jws}");
+        let key = vault.public_key();
+        let (header, payload) = key.verify_jws(&jws).expect("verifies");
+        assert_eq!((header.as_slice(), payload.as_slice()), (&br#"{"alg":"EdDSA"}"#[..], &br#"{"a":1}"#[..]));
+        let (input, signature) = jws.rsplit_once('.').unwrap();
+        let altered = format!("{}.{signature}", input.replace("eyJhIjoxfQ", "eyJhIjoyfQ"));
+        assert!(key.verify_jws(&altered).is_none(), "a changed payload fails");
+        assert!(vault().public_key().verify_jws(&jws).is_none(), "another key fails");
+        // A JWS signature never passes as a context signature of the same bytes, nor the reverse.
+        let signature: [u8; 64] = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            signature,
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+        assert!(!key.verify("", input.as_bytes(), &signature));
     }
 
     #[test]

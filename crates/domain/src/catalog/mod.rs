@@ -140,6 +140,10 @@ pub struct Brand {
     pub name: String,
     pub contact: Option<String>,
     pub policy_url: Option<String>,
+    /// The controller's postal address, on one line (consent receipts carry it).
+    pub address: Option<String>,
+    /// The controller's phone number, as people dial it (consent receipts carry it).
+    pub phone: Option<String>,
 }
 
 /// Where a source's write key lives, which decides what its events can prove.

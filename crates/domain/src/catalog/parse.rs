@@ -109,6 +109,8 @@ struct RawBrand {
     name: S<String>,
     contact: Option<String>,
     policy_url: Option<String>,
+    address: Option<S<String>>,
+    phone: Option<S<String>>,
 }
 
 /// Collects problems (which refuse the catalog) and notes (which do not) while it is checked.
@@ -135,6 +137,40 @@ impl Checker<'_> {
         }
         value.get_ref().clone()
     }
+}
+
+/// The controller as consent receipts name it: Kantara v1.1 asks for its postal address and phone,
+/// so an address on several lines and a phone that cannot be dialled are refused.
+fn brand(checker: &mut Checker<'_>, raw: RawBrand) -> Brand {
+    let name = checker.non_empty(&raw.name, "brand.name");
+    let address = raw.address.map(|address| {
+        let text = checker.non_empty(&address, "brand.address");
+        if text.contains(['\n', '\r']) {
+            checker.at(address.span(), "brand.address must be one line (parts separated by commas)");
+        }
+        text.trim().to_owned()
+    });
+    let phone = raw.phone.map(|phone| {
+        let text = phone.get_ref().trim().to_owned();
+        if !is_phone_number(&text) {
+            checker.at(
+                phone.span(),
+                format!("brand.phone {text:?} is not a phone number: digits, spaces, dashes, dots or parentheses, \
+                         with an optional leading +, 6 to 15 digits in all"),
+            );
+        }
+        text
+    });
+    Brand { name, contact: raw.contact, policy_url: raw.policy_url, address, phone }
+}
+
+/// A number as people write it (`+353 1 555 0100`, `(415) 555-0100`): the 6 to 15 digits of E.164
+/// with the usual separators, and `+` only first.
+fn is_phone_number(text: &str) -> bool {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    let body = text.strip_prefix('+').unwrap_or(text);
+    (6..=15).contains(&digits)
+        && body.chars().all(|character| character.is_ascii_digit() || " -.()".contains(character))
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -173,11 +209,7 @@ pub(super) fn parse(text: &str) -> Result<Catalog, CatalogErrors> {
 /// Checks section by section, in an order where each section finds what it refers to already
 /// checked (properties name purposes, guardrails name jurisdictions and properties, …).
 fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
-    let brand = Brand {
-        name: checker.non_empty(&raw.brand.name, "brand.name"),
-        contact: raw.brand.contact,
-        policy_url: raw.brand.policy_url,
-    };
+    let brand = brand(checker, raw.brand);
     let jurisdictions = jurisdictions::check(checker, raw.jurisdictions);
     let (sources, source_by_write_key) = sources::check(checker, raw.sources, &jurisdictions);
     let purposes = purposes::check(checker, raw.purposes);

@@ -66,6 +66,21 @@ fn a_minimal_catalog_is_valid() {
 }
 
 #[test]
+fn the_controllers_address_and_phone_are_checked() {
+    let with = |lines: &str| MINIMAL.replace("name = \"Shop\"", &format!("name = \"Shop\"\n{lines}"));
+    let catalog = Catalog::parse(&with("address = \"1 Main St, Springfield\"\nphone = \"+1 (415) 555-0100\""))
+        .expect("valid");
+    assert_eq!(catalog.brand().address.as_deref(), Some("1 Main St, Springfield"));
+    assert_eq!(catalog.brand().phone.as_deref(), Some("+1 (415) 555-0100"));
+    check(&with("phone = \"call us\""), 4, "brand.phone \"call us\" is not a phone number");
+    check(&with("phone = \"12+34\""), 4, "is not a phone number");
+    check(&with("phone = \"1234\""), 4, "6 to 15 digits");
+    check(&with("address = \"1 Main St\\nSpringfield\""), 4, "brand.address must be one line");
+    check(&with("address = \" \""), 4, "brand.address must not be empty");
+    assert!(Catalog::parse(MINIMAL).unwrap().brand().phone.is_none(), "both stay optional");
+}
+
+#[test]
 fn syntax_errors_have_a_position() {
     let found = problems("[brand]\nname = \"Shop\n");
     assert_eq!(found.len(), 1);

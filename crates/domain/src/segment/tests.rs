@@ -115,6 +115,29 @@ fn batch_envelopes_merge_into_events() {
 }
 
 #[test]
+fn identify_traits_sent_in_context_become_the_calls_traits() {
+    let lifted = single(
+        MessageType::Identify,
+        json!({"userId": "u1", "traits": {"name": "Top"},
+               "context": {"traits": {"name": "Inner", "email": "a@example.com"}, "ip": "192.0.2.1"}}),
+    )
+    .unwrap();
+    assert_eq!(lifted.object["traits"], json!({"name": "Top", "email": "a@example.com"}));
+    assert_eq!(lifted.object["context"], json!({"ip": "192.0.2.1"}));
+    let only_context =
+        single(MessageType::Identify, json!({"userId": "u1", "context": {"traits": {"email": "b@example.com"}}}))
+            .unwrap();
+    assert_eq!(only_context.object["traits"]["email"], "b@example.com");
+    // A track call's context.traits is the SDK's cache of who the person is, not a change to them.
+    let track = single(
+        MessageType::Track,
+        json!({"userId": "u1", "event": "x", "context": {"traits": {"email": "c@example.com"}}}),
+    )
+    .unwrap();
+    assert!(track.object.get("traits").is_none());
+}
+
+#[test]
 fn whole_body_problems_fail_the_request() {
     let check = |endpoint: Endpoint, bytes: &[u8], code: &str| {
         let error = parse_body(endpoint, bytes).expect_err("refused");

@@ -16,5 +16,6 @@ mod openapi;
 mod personalize;
 mod requests;
 mod roles;
+mod sdks;
 mod sessions;
 mod tracking;

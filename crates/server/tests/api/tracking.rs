@@ -16,6 +16,11 @@ use tower::ServiceExt;
 /// placed in an opt-out jurisdiction: these tests are about the protocol, not about consent (which
 /// has tests of its own, with an EU source).
 fn test_catalog() -> Catalog {
+    test_catalog_with("")
+}
+
+/// The same, with `more` catalog text appended (more sources, for other SDKs).
+pub(crate) fn test_catalog_with(more: &str) -> Catalog {
     let extra = r#"
 [sources.python]
 kind = "server"
@@ -69,7 +74,7 @@ retention = "10y"
             "write_key = \"wk_java_fixture\"",
             "write_key = \"wk_java_fixture\"\ndefault_jurisdiction = \"us-ca\"",
         );
-    Catalog::parse(&format!("{example}{extra}")).expect("test catalog")
+    Catalog::parse(&format!("{example}{extra}{more}")).expect("test catalog")
 }
 
 use crate::common::{Harness, basic};
@@ -101,7 +106,7 @@ impl Harness {
 }
 
 /// A recorded SDK request, replayed as sent.
-fn fixture(name: &str) -> Request<Body> {
+pub(crate) fn fixture(name: &str) -> Request<Body> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdk").join(name);
     let recorded: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut request = Request::builder()

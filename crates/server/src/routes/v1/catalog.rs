@@ -81,5 +81,7 @@ async fn signing_key(State(state): State<AppState>) -> Json<Value> {
         "key_id": key.id(),
         "public_key": key.to_base64(),
         "contexts": {"consent_receipt": SIGNING_CONTEXT, "audit_checkpoint": CHECKPOINT_CONTEXT},
+        // The same key for JOSE libraries, which check the `jws` of each receipt with it.
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": key.to_base64url(), "alg": "EdDSA", "use": "sig", "kid": key.id()},
     }))
 }
