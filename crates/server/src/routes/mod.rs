@@ -4,6 +4,7 @@
 mod assets;
 mod console;
 mod me;
+mod next_integrations;
 mod ops;
 mod privacy;
 pub mod v1;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(v1::tracking::routes())
         .merge(v1::projects::routes())
+        .merge(next_integrations::routes())
         .merge(v1::subjects::routes())
         .merge(v1::requests::routes())
         .merge(v1::consents::routes())

@@ -143,3 +143,33 @@ pub fn web_token(user: &str) -> String {
 pub fn basic(key: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
 }
+
+/// The scripts of `tests/js/`, run by Node.js with the third-party libraries its lock file installs
+/// (`scripts/test` runs `npm ci` there).
+pub struct NodeScripts {
+    dir: std::path::PathBuf,
+}
+
+impl NodeScripts {
+    /// `None`, saying the check was skipped, when Node.js or the packages are missing; under CI,
+    /// which must run every check, that fails the test instead.
+    pub fn ready() -> Option<NodeScripts> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+        let node = std::process::Command::new("node").arg("--version").output();
+        if node.is_ok_and(|out| out.status.success()) && dir.join("node_modules/jose").is_dir()
+            && dir.join("node_modules/@segment/analytics-next").is_dir() {
+            return Some(NodeScripts { dir });
+        }
+        assert!(std::env::var_os("CI").is_none(), "CI must run tests/js: run scripts/test");
+        eprintln!("skipped the checks by third-party JavaScript: run scripts/test (npm ci in tests/js)");
+        None
+    }
+
+    /// Runs `script` with `args`: whether it succeeded, and what it printed (stdout, then stderr).
+    pub fn run(&self, script: &str, args: &[&std::path::Path]) -> (bool, String) {
+        let out =
+            std::process::Command::new("node").arg(self.dir.join(script)).args(args).output().expect("node runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}

@@ -14,6 +14,7 @@ mod limits;
 mod me;
 mod openapi;
 mod personalize;
+mod receipts;
 mod requests;
 mod roles;
 mod sdks;

@@ -1,11 +1,13 @@
 //! The RudderStack SDKs as recorded on the wire (`tests/fixtures/sdk/rudder_*.json`), replayed
 //! unchanged: what they send must be stored, and what they are answered must be what they parse.
+//! And analytics.js: what the settings document makes it drop, run through analytics-next's own
+//! code (`tests/js/`, installed by `scripts/test` from its lock file).
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 
-use crate::common::{Harness, basic};
+use crate::common::{Harness, NodeScripts, basic};
 use crate::tracking::{fixture, test_catalog_with};
 
 /// The fixtures' write keys, on server sources in an opt-out jurisdiction (as in `tracking.rs`).
@@ -18,6 +20,8 @@ default_jurisdiction = "us-ca"
 kind = "server"
 write_key = "wk_rudder_python_fixture"
 default_jurisdiction = "us-ca"
+
+[events."Said \"hi\" </script>"]
 "#;
 
 async fn harness() -> Harness {
@@ -106,4 +110,39 @@ async fn error_answers_carry_what_rudderstack_python_parses() {
     assert_eq!(body["message"], body["error"]["message"]);
     let (_, _, body) = harness.send(Request::post("/v1/batch").body(Body::from("{")).unwrap()).await;
     assert_eq!((&body["code"], &body["error"]["code"]), (&Value::from("invalid_json"), &Value::from("invalid_json")));
+}
+
+/// analytics-next applies a settings `plan` to device-mode destinations only and still sends
+/// plan-blocked events to its `Segment.io` destination; the source middleware the settings enable
+/// is what keeps undeclared track events in the browser.
+#[tokio::test]
+async fn analytics_next_drops_undeclared_track_events_before_sending_them() {
+    let harness = harness().await;
+    let (status, _, settings) = harness.send(fixture("extra/browser_settings_get.json")).await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(settings["enabledMiddleware"], serde_json::json!({"tactful-tracking-plan": true}));
+    assert_eq!(settings["plan"]["track"]["__default"]["enabled"], false);
+    let path = "/next-integrations/middleware/tactful-tracking-plan/latest/tactful-tracking-plan.js.gz";
+    let (status, headers, script) = harness.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{script}");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    let script = script.as_str().expect("a script, not JSON");
+
+    let Some(node) = NodeScripts::ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (settings_file, script_file) = (dir.path().join("settings.json"), dir.path().join("plan.js"));
+    std::fs::write(&settings_file, settings.to_string()).unwrap();
+    std::fs::write(&script_file, script).unwrap();
+    let names = ["Signup Clicked", "Said \"hi\" </script>", "Coupon Hunted", "signup clicked"];
+    let mut args: Vec<&std::path::Path> = vec![&settings_file, &script_file];
+    args.extend(names.iter().map(std::path::Path::new));
+    let (ok, out) = node.run("plan_filtering.mjs", &args);
+    assert!(ok, "{out}");
+    let outcome: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}"));
+    let verdict = |name: &str| outcome[name]["middleware"].as_str().unwrap_or("?").to_owned();
+    assert_eq!(verdict("Signup Clicked"), "sent", "{outcome}");
+    assert_eq!(verdict("Said \"hi\" </script>"), "sent", "a declared name however spelled: {outcome}");
+    assert_eq!(verdict("Coupon Hunted"), "dropped", "{outcome}");
+    assert_eq!(verdict("signup clicked"), "dropped", "names are matched exactly, as the server does: {outcome}");
+    assert_eq!(verdict("(identify)"), "sent", "{outcome}");
 }

@@ -1,6 +1,6 @@
 //! `GET /v1/projects/{write_key}/settings`: the settings document analytics.js fetches before it
 //! sends anything, pointing it back at this server. Its tracking plan enables only the events the
-//! catalog declares, so browsers do not even send the others.
+//! catalog declares, and the source middleware it enables drops the others before they are sent.
 
 use axum::Json;
 use axum::Router;
@@ -34,6 +34,7 @@ async fn settings(
     for event in state.catalog.events() {
         planned.insert(event.name.clone(), json!({"enabled": true, "integrations": {}}));
     }
+    let middleware = crate::routes::next_integrations::NAME;
     Ok(Json(json!({
         "integrations": {
             "Segment.io": {
@@ -54,7 +55,9 @@ async fn settings(
         "edgeFunction": {},
         "analyticsNextEnabled": true,
         "middlewareSettings": {},
-        "enabledMiddleware": {},
+        // analytics-next sends plan-blocked events to this server all the same; this middleware
+        // (routes/next_integrations.rs) is what drops them in the browser.
+        "enabledMiddleware": {middleware: true},
         "metrics": {"sampleRate": 0},
         "legacyVideoPluginsEnabled": false,
         "remotePlugins": []
