@@ -277,7 +277,9 @@ pub fn verify_receipt(file: &Path, public_key: Option<&str>) -> anyhow::Result<E
             .verify_jws(jws)
             .is_some_and(|(_, payload)| payload == receipt::signing_bytes(&parts.receipt));
         if !carries_this_receipt {
-            println!("INVALID: the jws does not carry this receipt under this key; it was altered or forged.");
+            println!(
+                "INVALID: the jws does not carry this receipt under this key; it was altered or forged."
+            );
             return Ok(ExitCode::FAILURE);
         }
     }

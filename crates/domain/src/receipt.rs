@@ -107,7 +107,8 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
     });
     // Kantara asks for `thirdPartyName` with every disclosure to third parties: the catalog's
     // destinations are who receives it.
-    let names: Vec<&str> = catalog.destinations().iter().map(|destination| destination.name.as_str()).collect();
+    let names: Vec<&str> =
+        catalog.destinations().iter().map(|destination| destination.name.as_str()).collect();
     if disclosed && !names.is_empty() {
         receipt["services"][0]["purposes"][0]["thirdPartyName"] = json!(names.join(", "));
     }

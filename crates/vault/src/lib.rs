@@ -516,7 +516,8 @@ impl PublicKey {
         let (header, payload) = signing_input.split_once('.')?;
         let signature: [u8; 64] = decode(signature)?.try_into().ok()?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0).ok()?;
-        key.verify_strict(signing_input.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature)).ok()?;
+        key.verify_strict(signing_input.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature))
+            .ok()?;
         Some((decode(header)?, decode(payload)?))
     }
 
@@ -681,10 +682,10 @@ mod export_token_tests {
 
     #[test]
     fn a_compact_jws_verifies_under_the_key_and_not_once_altered() {
-        let vault = vault();
-        let jws = vault.sign_jws(br#"{"alg":"EdDSA"}"#, br#"{"a":1}"#);
+        let signer = vault();
+        let jws = signer.sign_jws(br#"{"alg":"EdDSA"}"#, br#"{"a":1}"#);
         assert_eq!(jws.matches('.').count(), 2, "{jws}");
-        let key = vault.public_key();
+        let key = signer.public_key();
         let (header, payload) = key.verify_jws(&jws).expect("verifies");
         assert_eq!((header.as_slice(), payload.as_slice()), (&br#"{"alg":"EdDSA"}"#[..], &br#"{"a":1}"#[..]));
         let (input, signature) = jws.rsplit_once('.').unwrap();
@@ -692,13 +693,11 @@ mod export_token_tests {
         assert!(key.verify_jws(&altered).is_none(), "a changed payload fails");
         assert!(vault().public_key().verify_jws(&jws).is_none(), "another key fails");
         // A JWS signature never passes as a context signature of the same bytes, nor the reverse.
-        let signature: [u8; 64] = base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            signature,
-        )
-        .unwrap()
-        .try_into()
-        .unwrap();
+        let signature: [u8; 64] =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+                .unwrap()
+                .try_into()
+                .unwrap();
         assert!(!key.verify("", input.as_bytes(), &signature));
     }
 

@@ -171,6 +171,14 @@ async fn keys_receipts_and_the_consent_export_from_the_command_line() {
     let (valid, said) = verify(&[file_arg, "--public-key", public_key]);
     assert!(valid, "{said}");
     assert!(said.starts_with("Valid receipt cr_"), "{said}");
+    assert!(said.contains("(signature and JWS)"), "{said}");
+    // Another genuine JWS of the same key does not vouch for this receipt.
+    let mut swapped = receipts["receipts"][0].clone();
+    swapped["jws"] = receipts["receipts"][1]["jws"].clone();
+    std::fs::write(&file, swapped.to_string()).unwrap();
+    let (valid, said) = verify(&[file_arg]);
+    assert!(!valid && said.contains("INVALID: the jws"), "{said}");
+    std::fs::write(&file, receipts["receipts"][0].to_string()).unwrap();
     let other_key = tactful_vault::PublicKey([7; 32]).to_base64();
     assert!(!verify(&[file_arg, "--public-key", &other_key]).0, "another key's receipt");
     let mut altered = receipts["receipts"][0].clone();

@@ -68,8 +68,9 @@ fn a_minimal_catalog_is_valid() {
 #[test]
 fn the_controllers_address_and_phone_are_checked() {
     let with = |lines: &str| MINIMAL.replace("name = \"Shop\"", &format!("name = \"Shop\"\n{lines}"));
-    let catalog = Catalog::parse(&with("address = \"1 Main St, Springfield\"\nphone = \"+1 (415) 555-0100\""))
-        .expect("valid");
+    let catalog =
+        Catalog::parse(&with("address = \"1 Main St, Springfield\"\nphone = \"+1 (415) 555-0100\""))
+            .expect("valid");
     assert_eq!(catalog.brand().address.as_deref(), Some("1 Main St, Springfield"));
     assert_eq!(catalog.brand().phone.as_deref(), Some("+1 (415) 555-0100"));
     check(&with("phone = \"call us\""), 4, "brand.phone \"call us\" is not a phone number");

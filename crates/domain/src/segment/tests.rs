@@ -124,9 +124,11 @@ fn identify_traits_sent_in_context_become_the_calls_traits() {
     .unwrap();
     assert_eq!(lifted.object["traits"], json!({"name": "Top", "email": "a@example.com"}));
     assert_eq!(lifted.object["context"], json!({"ip": "192.0.2.1"}));
-    let only_context =
-        single(MessageType::Identify, json!({"userId": "u1", "context": {"traits": {"email": "b@example.com"}}}))
-            .unwrap();
+    let only_context = single(
+        MessageType::Identify,
+        json!({"userId": "u1", "context": {"traits": {"email": "b@example.com"}}}),
+    )
+    .unwrap();
     assert_eq!(only_context.object["traits"]["email"], "b@example.com");
     // A track call's context.traits is the SDK's cache of who the person is, not a change to them.
     let track = single(

@@ -156,8 +156,10 @@ impl NodeScripts {
     pub fn ready() -> Option<NodeScripts> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
         let node = std::process::Command::new("node").arg("--version").output();
-        if node.is_ok_and(|out| out.status.success()) && dir.join("node_modules/jose").is_dir()
-            && dir.join("node_modules/@segment/analytics-next").is_dir() {
+        if node.is_ok_and(|out| out.status.success())
+            && dir.join("node_modules/jose").is_dir()
+            && dir.join("node_modules/@segment/analytics-next").is_dir()
+        {
             return Some(NodeScripts { dir });
         }
         assert!(std::env::var_os("CI").is_none(), "CI must run tests/js: run scripts/test");
@@ -167,9 +169,13 @@ impl NodeScripts {
 
     /// Runs `script` with `args`: whether it succeeded, and what it printed (stdout, then stderr).
     pub fn run(&self, script: &str, args: &[&std::path::Path]) -> (bool, String) {
-        let out =
-            std::process::Command::new("node").arg(self.dir.join(script)).args(args).output().expect("node runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("node")
+            .arg(self.dir.join(script))
+            .args(args)
+            .output()
+            .expect("node runs");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)
     }
 }

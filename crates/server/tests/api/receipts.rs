@@ -67,8 +67,12 @@ async fn a_receipt_names_the_controller_and_whoever_receives_the_data() {
     let purpose = &receipt["services"][0]["purposes"][0];
     assert_eq!(purpose["thirdPartyDisclosure"], true, "{purpose}");
     assert_eq!(purpose["thirdPartyName"], "Lantern CRM, Bookish Ads");
-    let names: Vec<&str> =
-        receipt["iso27560"]["recipients"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = receipt["iso27560"]["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Lantern CRM", "Bookish Ads"]);
 }
 

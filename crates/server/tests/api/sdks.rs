@@ -109,7 +109,10 @@ async fn error_answers_carry_what_rudderstack_python_parses() {
     assert!(body["message"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
     assert_eq!(body["message"], body["error"]["message"]);
     let (_, _, body) = harness.send(Request::post("/v1/batch").body(Body::from("{")).unwrap()).await;
-    assert_eq!((&body["code"], &body["error"]["code"]), (&Value::from("invalid_json"), &Value::from("invalid_json")));
+    assert_eq!(
+        (&body["code"], &body["error"]["code"]),
+        (&Value::from("invalid_json"), &Value::from("invalid_json"))
+    );
 }
 
 /// analytics-next applies a settings `plan` to device-mode destinations only and still sends
@@ -143,6 +146,10 @@ async fn analytics_next_drops_undeclared_track_events_before_sending_them() {
     assert_eq!(verdict("Signup Clicked"), "sent", "{outcome}");
     assert_eq!(verdict("Said \"hi\" </script>"), "sent", "a declared name however spelled: {outcome}");
     assert_eq!(verdict("Coupon Hunted"), "dropped", "{outcome}");
-    assert_eq!(verdict("signup clicked"), "dropped", "names are matched exactly, as the server does: {outcome}");
+    assert_eq!(
+        verdict("signup clicked"),
+        "dropped",
+        "names are matched exactly, as the server does: {outcome}"
+    );
     assert_eq!(verdict("(identify)"), "sent", "{outcome}");
 }
