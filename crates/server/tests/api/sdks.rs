@@ -48,25 +48,28 @@ async fn rudderstack_node_gzip_labelled_as_a_form_is_stored() {
 #[tokio::test]
 async fn a_form_label_is_still_refused_on_a_body_that_is_not_gzip() {
     let harness = harness().await;
-    let request = Request::post("/v1/batch")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::AUTHORIZATION, basic("wk_rudder_node_fixture"))
-        .body(Body::from(r#"{"batch":[{"type":"track","userId":"u","event":"Order Completed"}]}"#))
-        .unwrap();
-    let (status, _, body) = harness.send(request).await;
+    let json = br#"{"batch":[{"type":"track","userId":"u","event":"Order Completed"}]}"#;
+    let (status, _, body) = harness.send(post_batch("application/x-www-form-urlencoded", None, json)).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     assert_eq!(body["error"]["code"], "unsupported_media_type");
     // Gzip does not make a real form readable: it is still not JSON.
-    let request = Request::post("/v1/batch")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .header(header::AUTHORIZATION, basic("wk_rudder_node_fixture"))
-        .body(Body::from(gzip(b"userId=u&event=Order+Completed")))
-        .unwrap();
-    let (status, _, body) = harness.send(request).await;
+    let form = gzip(b"userId=u&event=Order+Completed");
+    let (status, _, body) =
+        harness.send(post_batch("application/x-www-form-urlencoded", Some("gzip"), &form)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_json");
     assert_eq!(harness.event_count().await, 0);
+}
+
+/// A `POST /v1/batch` with the RudderStack node fixture's write key.
+fn post_batch(content_type: &str, encoding: Option<&str>, body: &[u8]) -> Request<Body> {
+    let mut request = Request::post("/v1/batch")
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::AUTHORIZATION, basic("wk_rudder_node_fixture"));
+    if let Some(encoding) = encoding {
+        request = request.header(header::CONTENT_ENCODING, encoding);
+    }
+    request.body(Body::from(body.to_vec())).unwrap()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -97,11 +100,8 @@ async fn rudderstack_python_identify_traits_in_context_reach_the_profile() {
 #[tokio::test]
 async fn error_answers_carry_what_rudderstack_python_parses() {
     let harness = harness().await;
-    let request = Request::post("/v1/batch")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, basic("wk_not_a_source"))
-        .body(Body::from(r#"{"batch":[{"type":"track","userId":"u","event":"Order Completed"}]}"#))
-        .unwrap();
+    let mut request = post_batch("application/json", None, br#"{"batch":[{"type":"track","userId":"u"}]}"#);
+    request.headers_mut().insert(header::AUTHORIZATION, basic("wk_not_a_source").parse().unwrap());
     let (status, _, body) = harness.send(request).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["code"], "unknown_write_key", "{body}");
