@@ -206,7 +206,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command, name: &str, matches: Option<clap::ArgMatches>) -> anyhow::Result<ExitCode> {
-    if name != "serve"
+    if !settings::SERVING.contains(&name)
         && let Some(matches) = &matches
     {
         settings::refuse_serve_only(name, matches)?;
@@ -220,11 +220,13 @@ async fn run(command: Command, name: &str, matches: Option<clap::ArgMatches>) ->
     match command {
         Command::Serve { config } => {
             let config = with_file(config)?;
-            init_logging(&config.log_format);
+            init_logging(&config.log_format, "info");
             serve(config).await?;
         }
         Command::Demo(args) => {
-            init_logging("text");
+            // The demo's first screen is the product's: start-up chatter (migrations, retention
+            // passes over the generated history) only with RUST_LOG=info.
+            init_logging("text", "warn");
             demo::run(args).await?;
         }
         Command::Catalog(CatalogCommand::Check { file }) => return Ok(check_catalog(&file)),
@@ -490,9 +492,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
 /// it says so. Only the commands that may start a new store create one (see [`settings`]).
 async fn open_quietly(name: &str, config: Config, matches: Option<&clap::ArgMatches>) -> anyhow::Result<App> {
     use clap::parser::ValueSource;
-    if !settings::MAY_CREATE_STORE.contains(&name) {
-        settings::require_existing_store(name, &config)?;
-    }
     let named = config.config_file.is_some()
         || matches.is_some_and(|matches| {
             matches!(
@@ -517,12 +516,15 @@ async fn open_quietly(name: &str, config: Config, matches: Option<&clap::ArgMatc
         );
         Catalog::parse(Catalog::example_text()).map_err(|errors| anyhow::anyhow!(errors.render("example")))?
     };
+    if !settings::MAY_CREATE_STORE.contains(&name) {
+        settings::require_existing_store(name, &config)?;
+    }
     Ok(App::open(&config, catalog).await?)
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

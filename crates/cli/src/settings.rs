@@ -30,9 +30,12 @@ pub const SERVE_ONLY: &[&str] = &[
 /// every other command refuses a missing one.
 pub const MAY_CREATE_STORE: &[&str] = &["serve", "restore", "api-keys create", "items import"];
 
-/// The command line with the serve-only settings hidden from every command but `serve`.
+/// The commands that run the server, and so use the serve-only settings (`demo` has its own).
+pub const SERVING: &[&str] = &["serve", "demo"];
+
+/// The command line with the serve-only settings hidden from every command but those that serve.
 pub fn shape(command: clap::Command) -> clap::Command {
-    command.mut_subcommands(|sub| if sub.get_name() == "serve" { sub } else { hide_serve_only(sub) })
+    command.mut_subcommands(|sub| if SERVING.contains(&sub.get_name()) { sub } else { hide_serve_only(sub) })
 }
 
 fn hide_serve_only(command: clap::Command) -> clap::Command {

@@ -11,6 +11,7 @@ mod doors;
 mod identity;
 mod insights;
 mod limits;
+mod metrics;
 mod me;
 mod openapi;
 mod personalize;
