@@ -157,7 +157,6 @@ const [download] = await Promise.all([
   page.getByRole('link', { name: 'Download (JSON, for other services)' }).click(),
 ]);
 const file = await download.path();
-const { readFile } = await import('node:fs/promises');
 const pkg = JSON.parse(await readFile(file, 'utf8'));
 assert.equal(pkg.format, 'tactful-export/1');
 assert.ok(JSON.stringify(pkg.identifiers).includes(EMAIL));

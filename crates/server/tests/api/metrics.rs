@@ -56,7 +56,6 @@ async fn an_operator_sees_the_process_each_route_the_build_and_how_far_delivery_
         &format!("tactful_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
         r#"tactful_http_request_duration_seconds_count{method="GET",route="/healthz"} 1"#,
         r#"tactful_outbox_oldest_message_age_seconds{lane="lane_under_test"} 90"#,
-        "# TYPE tactful_rate_limited counter",
     ] {
         assert!(text.contains(expected), "{expected} missing from\n{text}");
     }
