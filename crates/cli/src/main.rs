@@ -1,7 +1,9 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, export_dataset, insights, items, personalize, settings, shutdown_signal};
+use tactful::{
+    admin, bench, breach, demo, export_dataset, insights, items, personalize, settings, shutdown_signal,
+};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -330,7 +332,8 @@ async fn run(command: Command, name: &str, matches: Option<clap::ArgMatches>) ->
             }
             progress.finish_and_clear();
             println!(
-                "Every data key is now wrapped under master key {}. Remove the previous key from every instance.",
+                "Re-wrapped {} keys: every data key is now wrapped under master key {}. Remove the previous key from every instance.",
+                progress.position(),
                 state.vault.master_key_id()
             );
         }

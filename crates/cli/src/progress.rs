@@ -24,7 +24,8 @@ fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
 pub fn bar(len: u64, message: &str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), target());
     bar.set_message(message.to_owned());
-    let template = format!("{{msg:>12}} [{{bar:40}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, {{eta}} left");
+    let template =
+        format!("{{msg:>12}} [{{bar:40}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, {{eta}} left");
     styled(bar, &template)
 }
 

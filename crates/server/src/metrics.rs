@@ -103,7 +103,8 @@ impl Metrics {
         registry.register("ingest_inflight_requests", "Ingestion requests being processed", inflight.clone());
         let rate_limited = Family::<LimitLabels, Counter>::default();
         registry.register("rate_limited", "Requests refused by a rate limit, by limit", rate_limited.clone());
-        let request_seconds = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         registry.register(
             "http_request_duration_seconds",
             "Time from a request's head to its answer, by route template and method",
@@ -224,10 +225,14 @@ mod tests {
 
     #[test]
     fn the_classic_format_only_when_the_scraper_prefers_it() {
-        let check = |accept: Option<&str>, expected: Format| assert_eq!(Format::from_accept(accept), expected, "{accept:?}");
+        let check = |accept: Option<&str>, expected: Format| {
+            assert_eq!(Format::from_accept(accept), expected, "{accept:?}")
+        };
         // What Prometheus 2.x and 3.x send: OpenMetrics first.
         check(
-            Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            ),
             Format::OpenMetrics,
         );
         check(Some("text/plain;version=0.0.4;q=0.3,*/*;q=0.2"), Format::Classic);

@@ -28,8 +28,11 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn each_command_lists_only_the_settings_it_uses() {
     let dir = tempfile::tempdir().unwrap();
-    let serve_only = ["--listen", "--max-inflight", "--header-timeout-ms", "--client-address-header", "--log-format"];
-    for command in [&["api-keys", "create"][..], &["stats"], &["audit", "verify"], &["export-dataset"], &["backup"]] {
+    let serve_only =
+        ["--listen", "--max-inflight", "--header-timeout-ms", "--client-address-header", "--log-format"];
+    for command in
+        [&["api-keys", "create"][..], &["stats"], &["audit", "verify"], &["export-dataset"], &["backup"]]
+    {
         let help = text(&run(dir.path(), &[command, &["--help"]].concat()).stdout);
         assert!(help.contains("--database") && help.contains("--master-key-file"), "{command:?}: {help}");
         for flag in serve_only {
@@ -49,7 +52,8 @@ fn each_command_lists_only_the_settings_it_uses() {
 #[test]
 fn a_command_that_only_reads_refuses_a_missing_store_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tactful.toml"), tactful_domain::catalog::Catalog::example_text()).unwrap();
+    std::fs::write(dir.path().join("tactful.toml"), tactful_domain::catalog::Catalog::example_text())
+        .unwrap();
     let database = "sqlite:missing/x.db";
     let reads: [&[&str]; 8] = [
         &["stats"],
@@ -75,7 +79,10 @@ fn a_command_that_only_reads_refuses_a_missing_store_and_creates_nothing() {
     assert_eq!(left, ["tactful.toml"], "no database, master key or directory was made");
 
     // A database whose master key is missing: refused too, and no key is made up.
-    let made = run(dir.path(), &["api-keys", "create", "--role", "support", "--name", "setup", "--database", "sqlite:t.db"]);
+    let made = run(
+        dir.path(),
+        &["api-keys", "create", "--role", "support", "--name", "setup", "--database", "sqlite:t.db"],
+    );
     assert!(made.status.success(), "{made:?}");
     std::fs::rename(dir.path().join("tactful-data/master.key"), dir.path().join("kept.key")).unwrap();
     let output = run(dir.path(), &["stats", "--database", "sqlite:t.db"]);
@@ -89,7 +96,9 @@ fn a_command_that_only_reads_refuses_a_missing_store_and_creates_nothing() {
 #[test]
 fn completions_for_bash_zsh_and_fish() {
     let dir = tempfile::tempdir().unwrap();
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef tactful"), ("fish", "complete -c tactful")] {
+    for (shell, marker) in
+        [("bash", "complete -F"), ("zsh", "#compdef tactful"), ("fish", "complete -c tactful")]
+    {
         let output = run(dir.path(), &["completions", shell]);
         let script = text(&output.stdout);
         assert!(output.status.success() && script.contains(marker), "{shell}: {script}");
@@ -132,7 +141,8 @@ async fn the_demo_opens_on_its_own_screen_and_keeps_its_files_in_its_directory()
         .spawn()
         .expect("start tactful demo");
     let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let log =
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let (mut base, mut email) = (String::new(), String::new());
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
@@ -151,7 +161,8 @@ async fn the_demo_opens_on_its_own_screen_and_keeps_its_files_in_its_directory()
 
     // A customer asks for a sign-in code: the message is written in the demo's directory.
     let client = tactful::client::Client::new(base);
-    let (status, _) = client.post_form("/me/sign-in", format!("address={}", email.replace('@', "%40"))).await.unwrap();
+    let (status, _) =
+        client.post_form("/me/sign-in", format!("address={}", email.replace('@', "%40"))).await.unwrap();
     assert!(status.is_success() || status.is_redirection(), "{status}");
     let notifications = dir.path().join("tactful-demo/notifications");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -120,7 +120,8 @@ fn sentence_case(name: &str) -> String {
         if index > 0 {
             plain.push(' ');
         }
-        let acronym = word.chars().filter(|c| c.is_alphabetic()).count() > 1 && !word.chars().any(char::is_lowercase);
+        let acronym =
+            word.chars().filter(|c| c.is_alphabetic()).count() > 1 && !word.chars().any(char::is_lowercase);
         if acronym {
             plain.push_str(word);
         } else if index == 0 {
@@ -206,7 +207,8 @@ mod tests {
     #[test]
     fn category_names_for_customers_are_plain_words() {
         let taxonomy = Taxonomy::builtin();
-        let check = |key: &str, expected: &str| assert_eq!(taxonomy.plain_category_name(key), expected, "{key}");
+        let check =
+            |key: &str, expected: &str| assert_eq!(taxonomy.plain_category_name(key), expected, "{key}");
         check("user.behavior.purchase_history", "Purchase history");
         check("user.contact.email", "Contact email");
         check("user.device.ip_address", "IP address");

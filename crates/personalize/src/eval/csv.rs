@@ -245,7 +245,10 @@ mod tests {
                     u2,\"two\nlines\",1700000002\n\
                     u2,\"shirt, blue\",bad\n";
         let error = read_csv(text).unwrap_err();
-        assert_eq!(error.to_string(), "line 6: timestamp `bad` is neither Unix seconds or milliseconds nor RFC 3339");
+        assert_eq!(
+            error.to_string(),
+            "line 6: timestamp `bad` is neither Unix seconds or milliseconds nor RFC 3339"
+        );
         let data = read_csv(text.rsplit_once("u2,\"shirt").unwrap().0).unwrap();
         assert_eq!(data.people, 2);
         assert_eq!(

@@ -33,7 +33,8 @@ impl Reading {
             reading.virtual_memory_bytes = status_kilobytes(&status, "VmSize:").map(|kb| kb * 1024.0);
         }
         reading.open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|entries| entries.count() as f64);
-        reading.max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| max_open_files(&limits));
+        reading.max_fds =
+            std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| max_open_files(&limits));
         Some(reading)
     }
 }
@@ -76,8 +77,16 @@ impl Collector for ProcessCollector {
             cpu.metric_type(),
         )?)?;
         let gauges = [
-            ("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", reading.start_time_seconds),
-            ("process_resident_memory_bytes", "Resident memory size in bytes.", reading.resident_memory_bytes),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                reading.start_time_seconds,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                reading.resident_memory_bytes,
+            ),
             ("process_virtual_memory_bytes", "Virtual memory size in bytes.", reading.virtual_memory_bytes),
             ("process_open_fds", "Number of open file descriptors.", reading.open_fds),
             ("process_max_fds", "Maximum number of open file descriptors.", reading.max_fds),
@@ -108,7 +117,10 @@ mod tests {
 
     #[test]
     fn memory_and_file_limits_are_read_from_their_lines() {
-        assert_eq!(status_kilobytes("Name:\ttactful\nVmSize:\t  2048 kB\nVmRSS:\t    512 kB\n", "VmRSS:"), Some(512.0));
+        assert_eq!(
+            status_kilobytes("Name:\ttactful\nVmSize:\t  2048 kB\nVmRSS:\t    512 kB\n", "VmRSS:"),
+            Some(512.0)
+        );
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
         assert_eq!(max_open_files(limits), Some(1024.0));

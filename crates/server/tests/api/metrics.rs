@@ -23,8 +23,10 @@ async fn scrape(harness: &Harness, accept: Option<&str>) -> (String, String) {
     if let Some(accept) = accept {
         request = request.header(header::ACCEPT, accept);
     }
-    let response =
-        tactful_server::router(harness.state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let response = tactful_server::router(harness.state.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (content_type, String::from_utf8(body.to_vec()).unwrap())
@@ -69,7 +71,8 @@ async fn an_operator_sees_the_process_each_route_the_build_and_how_far_delivery_
     assert!(started <= now + 1.0 && started > now - 3_600.0, "started {started}, now {now}");
 
     // Once delivered, the lane no longer lags.
-    let claimed = harness.state.store.outbox_claim("lane_under_test", 10, clock_now(&clock), 60_000).await.unwrap();
+    let claimed =
+        harness.state.store.outbox_claim("lane_under_test", 10, clock_now(&clock), 60_000).await.unwrap();
     harness.state.store.outbox_complete(&claimed[0].id).await.unwrap();
     let (_, text) = scrape(&harness, None).await;
     assert!(!text.contains("lane_under_test"), "{text}");

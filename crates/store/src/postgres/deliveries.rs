@@ -346,9 +346,10 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn outbox_oldest(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT topic, MIN(created_at) AS oldest FROM outbox GROUP BY topic ORDER BY topic")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT topic, MIN(created_at) AS oldest FROM outbox GROUP BY topic ORDER BY topic")
+                .fetch_all(&self.pool)
+                .await?;
         let oldest = rows
             .into_iter()
             .map(|row| Ok((row.try_get("topic")?, row.try_get("oldest")?)))

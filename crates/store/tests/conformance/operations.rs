@@ -61,7 +61,11 @@ async fn outbox_claims_never_overlap_and_leases_expire(backend: Backend) {
     assert_eq!(retried[0].id, again[1].id);
     assert_eq!(retried[0].payload, again[1].payload);
     store.outbox_complete(&retried[0].id).await.unwrap();
-    assert_eq!(store.outbox_oldest().await.unwrap(), [("consent".to_owned(), T0)], "nothing waits to be erased");
+    assert_eq!(
+        store.outbox_oldest().await.unwrap(),
+        [("consent".to_owned(), T0)],
+        "nothing waits to be erased"
+    );
     // Topics are separate queues.
     assert_eq!(store.outbox_claim("consent", 10, T0, 1_000).await.unwrap().len(), 1);
 }
