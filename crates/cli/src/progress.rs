@@ -12,41 +12,37 @@ fn target() -> ProgressDrawTarget {
     if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() }
 }
 
-fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
+/// A bar with its style and message set before anything is drawn.
+fn made(len: Option<u64>, template: &str, message: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-    bar.set_style(style);
-    bar
+    ProgressBar::with_draw_target(len, target()).with_style(style).with_message(message.to_owned())
 }
 
-/// A bar over `len` things of a kind (`"customers"`, `"people"`), with rate and time left.
+/// A bar over `len` things of a kind (`"customers"`, `"people"`), with the time left.
 pub fn bar(len: u64, message: &str, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), target());
-    bar.set_message(message.to_owned());
-    let template =
-        format!("{{msg:>12}} [{{bar:40}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, {{eta}} left");
-    styled(bar, &template)
+    made(
+        Some(len),
+        &format!("{{msg:>12}} [{{bar:40}}] {{human_pos}}/{{human_len}} {unit}, {{eta}} left"),
+        message,
+    )
 }
 
 /// A bar over `len` bytes (reading a file).
 pub fn bytes(len: u64, message: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), target());
-    bar.set_message(message.to_owned());
-    styled(bar, "{msg:>12} [{bar:40}] {bytes}/{total_bytes}, {bytes_per_sec}, {eta} left")
+    made(Some(len), "{msg:>12} [{bar:40}] {bytes}/{total_bytes}, {bytes_per_sec}, {eta} left", message)
 }
 
 /// A spinner for work of unknown length, with what has been done so far (`{pos}` things of
 /// `unit`, or bytes when `unit` is `"bytes"`) and the time it has taken.
 pub fn spinner(message: &str, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, target());
-    bar.set_message(message.to_owned());
     let template = match unit {
         "" => "{spinner} {msg} ({elapsed})".to_owned(),
         "bytes" => "{spinner} {msg}: {bytes} ({bytes_per_sec}, {elapsed})".to_owned(),
         unit => format!("{{spinner}} {{msg}}: {{human_pos}} {unit} ({{elapsed}})"),
     };
-    let bar = styled(bar, &template);
+    let bar = made(None, &template, message);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
