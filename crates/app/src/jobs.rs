@@ -135,15 +135,20 @@ async fn periodic(app: Arc<App>, every: Duration) {
             release(&app, CHECKPOINT_JOB, &owner).await;
         }
         if claim(&app, RETENTION_JOB, &owner, now, RETENTION_EVERY_MS).await {
+            // One line for the whole pass, however many batches it took.
+            let mut deleted = tactful_store::RetentionReport::default();
             loop {
                 match app.store.apply_retention(&app.catalog, app.now(), ROWS_PER_PASS).await {
                     Ok(report) if report.is_empty() => break,
-                    Ok(report) => tracing::info!(?report, "deleted what outlived its retention"),
+                    Ok(report) => deleted.add(&report),
                     Err(error) => {
                         tracing::warn!(%error, "cannot apply retention; will retry");
                         break;
                     }
                 }
+            }
+            if !deleted.is_empty() {
+                tracing::info!(report = ?deleted, "deleted what outlived its retention");
             }
             release(&app, RETENTION_JOB, &owner).await;
         }
@@ -180,6 +185,14 @@ async fn periodic(app: Arc<App>, every: Duration) {
             release(&app, RATE_LIMITS_JOB, &owner).await;
         }
     }
+}
+
+/// How far delivery lags: for each outbox lane with a message waiting, the age in seconds of the
+/// oldest (all instances; for `/metrics`).
+pub async fn outbox_lag(app: &App) -> Result<Vec<(String, f64)>, StoreError> {
+    let now = app.now();
+    let oldest = app.store.outbox_oldest().await?;
+    Ok(oldest.into_iter().map(|(lane, written)| (lane, (now - written).max(0) as f64 / 1000.0)).collect())
 }
 
 async fn claim(app: &App, job: &str, owner: &str, now: i64, every_ms: i64) -> bool {

@@ -208,13 +208,16 @@ fn notification(state: &App, exposure: &Exposure, contact: Option<&(String, Stri
     let kinds: Vec<String> = exposure
         .categories
         .iter()
-        .map(|category| match taxonomy.category(category) {
-            // fideslang names read "User Contact Email": people read "contact email".
-            Some(entry) => {
-                let name = entry.name.to_lowercase();
-                name.strip_prefix("user ").map_or_else(|| name.clone(), str::to_owned)
+        .map(|category| {
+            // Mid-sentence: "contact email", but "IP address".
+            let name = taxonomy.plain_category_name(category);
+            let mut chars = name.chars();
+            match (chars.next(), chars.next()) {
+                (Some(first), Some(second)) if !second.is_uppercase() => {
+                    first.to_lowercase().chain(name[first.len_utf8()..].chars()).collect()
+                }
+                _ => name,
             }
-            None => category.clone(),
         })
         .collect();
     let to = contact.map_or_else(

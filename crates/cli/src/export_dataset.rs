@@ -10,6 +10,8 @@ use tactful_app::exports::dataset::{ExportFormat, ExportRequest, ExportSummary, 
 use tactful_app::{App, Config};
 use tactful_domain::segment::parse_time;
 
+use crate::progress::Counted;
+
 /// Who the audit log names for exports from the command line.
 const ACTOR: &str = "cli";
 const ROLE: &str = "operator";
@@ -62,9 +64,10 @@ pub async fn export_dataset(state: &App, args: ExportDatasetArgs) -> anyhow::Res
         role: ROLE.into(),
     };
     let (purpose, dataset) = (request.purpose.clone(), request.dataset.clone());
+    let progress = crate::progress::spinner("exporting", "bytes");
     let summary = if args.out.as_os_str() == "-" {
         let out = std::io::BufWriter::new(std::io::stdout());
-        export(state, request, out).await?.0
+        export(state, request, Counted::new(out, progress.clone())).await?.0
     } else {
         // Written beside the target and renamed into place, so a failed export leaves no file that
         // looks complete.
@@ -74,12 +77,15 @@ pub async fn export_dataset(state: &App, args: ExportDatasetArgs) -> anyhow::Res
         };
         let partial = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
-        let (summary, mut out) = export(state, request, std::io::BufWriter::new(partial)).await?;
+        let counted = Counted::new(std::io::BufWriter::new(partial), progress.clone());
+        let (summary, out) = export(state, request, counted).await?;
+        let mut out = out.into_inner();
         out.flush().with_context(|| format!("writing {}", args.out.display()))?;
         let partial = out.into_inner().map_err(|error| error.into_error())?;
         partial.persist(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
         summary
     };
+    progress.finish_and_clear();
     eprintln!("{}", describe(&summary, &purpose, dataset.as_deref(), &args.out));
     Ok(ExitCode::SUCCESS)
 }

@@ -61,9 +61,9 @@ fn engine(state: &App) -> anyhow::Result<&std::sync::Arc<tactful_app::personaliz
 pub async fn items(state: &App, command: ItemsCommand) -> anyhow::Result<ExitCode> {
     let ItemsCommand::Import { file, .. } = command;
     let engine = engine(state)?;
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?,
-    );
+    let opened = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let reading = crate::progress::bytes(opened.metadata().map_or(0, |meta| meta.len()), "checking");
+    let reader = std::io::BufReader::new(reading.wrap_read(opened));
     let now = tactful_app::now_millis();
     let mut records = Vec::new();
     let mut problems = Vec::new();
@@ -80,6 +80,7 @@ pub async fn items(state: &App, command: ItemsCommand) -> anyhow::Result<ExitCod
             Err(problem) => problems.push(format!("{}:{}: {problem}", file.display(), number + 1)),
         }
     }
+    reading.finish_and_clear();
     if !problems.is_empty() {
         for problem in problems.iter().take(20) {
             eprintln!("{problem}");
@@ -91,11 +92,15 @@ pub async fn items(state: &App, command: ItemsCommand) -> anyhow::Result<ExitCod
         return Ok(ExitCode::FAILURE);
     }
     let total = records.len();
+    let progress = crate::progress::bar(total as u64, "importing", "items");
     while !records.is_empty() {
         let rest = records.split_off(records.len().min(CHUNK));
+        let written = records.len() as u64;
         engine.write_items(state, "cli: tactful items import", records).await?;
+        progress.inc(written);
         records = rest;
     }
+    progress.finish_and_clear();
     println!("imported {total} items from {}", file.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -105,17 +110,18 @@ pub async fn model(state: &App, command: ModelCommand) -> anyhow::Result<ExitCod
     match command {
         ModelCommand::Rebuild { .. } => {
             let marked = state.store.mark_all_model_dirty(tactful_app::now_millis()).await?;
-            let mut done = 0;
+            let progress = crate::progress::bar(marked, "recomputing", "people");
             loop {
                 let count = tactful_app::personalize::update_dirty(state, engine).await?;
                 if count == 0 {
                     break;
                 }
-                done += count;
-                eprint!("\rrecomputed {done} of {marked} people");
+                progress.inc(count as u64);
             }
-            eprintln!();
+            progress.finish_and_clear();
+            let progress = crate::progress::spinner("releasing the model", "");
             engine.release_whole(state.store.as_ref(), tactful_app::now_millis()).await?;
+            progress.finish_and_clear();
             let info = engine.info_now();
             println!(
                 "rebuilt: {} people lend the model, {} items, {} pairs released (k = {})",

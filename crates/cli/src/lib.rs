@@ -10,6 +10,8 @@ pub mod export_dataset;
 pub mod insights;
 pub mod items;
 pub mod personalize;
+pub mod progress;
+pub mod settings;
 
 /// Completes on Ctrl-C or SIGTERM, so the server finishes requests in flight before stopping.
 pub async fn shutdown_signal() {

@@ -1,7 +1,9 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, export_dataset, insights, items, personalize, shutdown_signal};
+use tactful::{
+    admin, bench, breach, demo, export_dataset, insights, items, personalize, settings, shutdown_signal,
+};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -111,6 +113,11 @@ enum Command {
     /// Evaluate the recommendation models offline (leave-last-out HR@10 and NDCG@10, the cost of
     /// privacy), on generated data or a CSV.
     Eval(personalize::EvalArgs),
+    /// Print shell completions: `tactful completions bash > /etc/bash_completion.d/tactful`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,18 +175,22 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = settings::shape(Cli::command()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    // The matches of the innermost subcommand, which holds the flattened configuration flags.
-    let mut sub_matches = matches.subcommand().map(|(_, sub)| sub.clone());
-    while let Some(inner) =
-        sub_matches.as_ref().and_then(|sub| sub.subcommand().map(|(_, inner)| inner.clone()))
-    {
-        sub_matches = Some(inner);
+    // The matches of the innermost subcommand, which holds the flattened configuration flags, and
+    // the command's name as typed (`api-keys create`).
+    let mut name = Vec::new();
+    let mut sub_matches = None;
+    let mut next = matches.subcommand();
+    while let Some((sub_name, sub)) = next {
+        name.push(sub_name);
+        sub_matches = Some(sub.clone());
+        next = sub.subcommand();
     }
+    let name = name.join(" ");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -187,7 +198,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, sub_matches)) {
+    match runtime.block_on(run(cli.command, &name, sub_matches)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -196,7 +207,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, name: &str, matches: Option<clap::ArgMatches>) -> anyhow::Result<ExitCode> {
+    if !settings::SERVING.contains(&name)
+        && let Some(matches) = &matches
+    {
+        settings::refuse_serve_only(name, matches)?;
+    }
     let with_file = |config: Config| -> anyhow::Result<Config> {
         match &matches {
             Some(matches) => Ok(config.with_file(matches)?),
@@ -206,18 +222,20 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
     match command {
         Command::Serve { config } => {
             let config = with_file(config)?;
-            init_logging(&config.log_format);
+            init_logging(&config.log_format, "info");
             serve(config).await?;
         }
         Command::Demo(args) => {
-            init_logging("text");
+            // The demo's first screen is the product's: start-up chatter (migrations, retention
+            // passes over the generated history) only with RUST_LOG=info.
+            init_logging("text", "warn");
             demo::run(args).await?;
         }
         Command::Catalog(CatalogCommand::Check { file }) => return Ok(check_catalog(&file)),
         Command::Catalog(CatalogCommand::Example) => print!("{}", Catalog::example_text()),
         Command::Config(ConfigCommand::Example) => print!("{}", Config::example()),
         Command::Dropped { config } => {
-            let state = open_quietly(with_file(config)?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(config)?, matches.as_ref()).await?;
             let counts = state.store.drop_counts().await?;
             if counts.is_empty() {
                 println!("Nothing has been dropped.");
@@ -237,7 +255,11 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::Backup { config, out } => {
             let config = with_file(*config)?;
-            let bytes = tactful_store::backup::backup_sqlite(&config.database, &out)?;
+            settings::require_existing_database(name, &config)?;
+            let progress = tactful::progress::spinner("copying the database", "");
+            let bytes = tactful_store::backup::backup_sqlite(&config.database, &out);
+            progress.finish_and_clear();
+            let bytes = bytes?;
             println!("wrote {} ({bytes} bytes)", out.display());
             println!(
                 "keep it away from the master key; erasures made after now are applied again on restore \
@@ -259,7 +281,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
                 println!("kept the database it replaced as {}", previous.display());
             }
             // Opening the restored database erases again, before anything reads it.
-            let app = open_quietly(config, matches.as_ref()).await?;
+            let app = open_quietly(name, config, matches.as_ref()).await?;
             app.store.ping().await?;
             println!(
                 "restored {}; erased again {} erasure(s) made after the backup was taken",
@@ -268,7 +290,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             );
         }
         Command::Stats { config } => {
-            let state = open_quietly(with_file(config)?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(config)?, matches.as_ref()).await?;
             let stats = state.store.stats().await?;
             println!("backend:        {}", state.store.backend());
             println!("subjects:       {}", stats.subjects);
@@ -298,68 +320,68 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         Command::Keys(KeysCommand::Rotate { config, batch }) => {
             let config = with_file(*config)?;
             init_logging_level("warn");
-            let state = open_quietly(config, matches.as_ref()).await?;
-            let (mut cursor, mut rewrapped) = (None, 0u64);
+            let state = open_quietly(name, config, matches.as_ref()).await?;
+            let (mut cursor, progress) = (None, tactful::progress::spinner("re-wrapping", "keys"));
             loop {
                 let page = state.store.rewrap_keys(cursor, batch.max(1)).await?;
-                rewrapped += page.rewrapped;
+                progress.inc(page.rewrapped);
                 cursor = page.next;
-                eprint!("\rre-wrapped {rewrapped} keys so far");
                 if cursor.is_none() {
                     break;
                 }
             }
-            eprintln!();
+            progress.finish_and_clear();
             println!(
-                "Every data key is now wrapped under master key {}. Remove the previous key from every instance.",
+                "Re-wrapped {} keys: every data key is now wrapped under master key {}. Remove the previous key from every instance.",
+                progress.position(),
                 state.vault.master_key_id()
             );
         }
         Command::ApiKeys(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::api_keys(&state, command).await;
         }
         Command::Audit(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::audit(&state, command).await;
         }
         Command::Consents(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::consents(&state, command).await;
         }
         Command::ExportDataset(args) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(args.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(args.config().clone())?, matches.as_ref()).await?;
             return export_dataset::export_dataset(&state, args).await;
         }
         Command::Insights(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?;
             return insights::insights(&state, command).await;
         }
         Command::Items(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?;
             return items::items(&state, command).await;
         }
         Command::Model(command) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?;
             return items::model(&state, command).await;
         }
         Command::Requests(command) => {
             init_logging_level("warn");
             let state = std::sync::Arc::new(
-                open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?,
+                open_quietly(name, with_file(command.config().clone())?, matches.as_ref()).await?,
             );
             return admin::requests(state, command).await;
         }
         Command::Link { config, subject } => {
             init_logging_level("warn");
-            let state = open_quietly(with_file(*config)?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file(*config)?, matches.as_ref()).await?;
             let found = tactful_app::subjects::find(&state, &subject).await?;
             let (url, expires_at) = tactful_app::tokens::issue_link(&state, &found, Some("cli")).await?;
             println!("{url}");
@@ -370,7 +392,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::Breach(args) => {
             init_logging_level("warn");
-            let state = open_quietly(with_file((*args.config).clone())?, matches.as_ref()).await?;
+            let state = open_quietly(name, with_file((*args.config).clone())?, matches.as_ref()).await?;
             breach::run(&state, args).await?;
         }
         Command::Receipt(admin::ReceiptCommand::Verify { file, public_key }) => {
@@ -403,6 +425,10 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
         }
         Command::Generate(args) => personalize::generate(args)?,
         Command::Eval(args) => personalize::eval(args)?,
+        Command::Completions { shell } => {
+            let mut command = settings::shape(Cli::command());
+            clap_complete::generate(shell, &mut command, "tactful", &mut std::io::stdout());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -466,8 +492,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
 /// be read or is invalid is an error, never replaced: a command answering under another data map
 /// would decide about purposes, roles and consent by rules the brand did not write. Only when no
 /// catalog is named and there is no `tactful.toml` does the command use the example catalog, and
-/// it says so.
-async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> anyhow::Result<App> {
+/// it says so. Only the commands that may start a new store create one (see [`settings`]).
+async fn open_quietly(name: &str, config: Config, matches: Option<&clap::ArgMatches>) -> anyhow::Result<App> {
     use clap::parser::ValueSource;
     let named = config.config_file.is_some()
         || matches.is_some_and(|matches| {
@@ -493,12 +519,15 @@ async fn open_quietly(config: Config, matches: Option<&clap::ArgMatches>) -> any
         );
         Catalog::parse(Catalog::example_text()).map_err(|errors| anyhow::anyhow!(errors.render("example")))?
     };
+    if !settings::MAY_CREATE_STORE.contains(&name) {
+        settings::require_existing_store(name, &config)?;
+    }
     Ok(App::open(&config, catalog).await?)
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

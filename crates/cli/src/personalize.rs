@@ -96,7 +96,9 @@ pub struct EvalArgs {
 pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let spec = args.data.spec()?;
     let started = Instant::now();
+    let progress = crate::progress::spinner("generating", "");
     let dataset = generate::generate(&spec);
+    progress.finish_and_clear();
     let generated = started.elapsed();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let started = Instant::now();
@@ -155,6 +157,7 @@ fn write_interactions(path: &Path, dataset: &Dataset) -> anyhow::Result<()> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(b"user,item,timestamp,event\n")?;
+    let progress = crate::progress::bar(dataset.interactions.len() as u64, "writing", "interactions");
     let weights = Weights::default();
     let width = dataset.people.saturating_sub(1).to_string().len().max(6);
     let mut line = String::with_capacity(96);
@@ -169,7 +172,9 @@ fn write_interactions(path: &Path, dataset: &Dataset) -> anyhow::Result<()> {
         line.push_str(Event::from_weight(interaction.touch.weight, &weights).name());
         line.push('\n');
         out.write_all(line.as_bytes())?;
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     out.flush().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -220,22 +225,17 @@ fn read_items(path: &Path) -> anyhow::Result<Vec<ItemInfo>> {
     Ok(items)
 }
 
-/// Reads a CSV file line by line.
+/// Reads a CSV file record by record.
 fn read_csv(path: &Path, catalogue: Option<&Path>) -> anyhow::Result<Dataset> {
     let mut reader = match catalogue {
         Some(catalogue) => CsvReader::with_items(read_items(catalogue)?),
         None => CsvReader::new(),
     };
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut lines = BufReader::with_capacity(1 << 20, file);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).with_context(|| format!("reading {}", path.display()))? == 0 {
-            break;
-        }
-        reader.line(&line).with_context(|| path.display().to_string())?;
-    }
+    let progress = crate::progress::bytes(file.metadata().map_or(0, |meta| meta.len()), "reading");
+    let read = reader.read(BufReader::with_capacity(1 << 20, progress.wrap_read(file)));
+    progress.finish_and_clear();
+    read.with_context(|| path.display().to_string())?;
     Ok(reader.finish())
 }
 
@@ -249,7 +249,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }
         None => {
             let spec = args.data.spec()?;
+            let progress = crate::progress::spinner("generating", "");
             let dataset = generate::generate(&spec);
+            progress.finish_and_clear();
             let source = format!(
                 "generated: {} taste clusters, {} days, seed {} ({:.1} s; `tactful generate` with the same flags writes it)",
                 spec.clusters,
@@ -263,7 +265,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let options = Options { users: args.users, seed: args.data.seed, ..Options::default() };
     let origin = Instant::now();
     let started = Instant::now();
-    let report = eval::evaluate(&dataset, &options, &|| origin.elapsed())?;
+    let progress = crate::progress::spinner("training and scoring every model", "");
+    let report = eval::evaluate(&dataset, &options, &|| origin.elapsed());
+    progress.finish_and_clear();
+    let report = report?;
     print_report(&dataset, &report, &source, &options);
     println!();
     println!("evaluated in {:.1} s", started.elapsed().as_secs_f64());

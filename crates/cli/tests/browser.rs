@@ -103,13 +103,15 @@ fn the_pages_work_in_a_real_browser_and_ask_no_other_host_for_anything() {
         eprintln!("skipped: no Chromium at /usr/bin/chromium (scripts/test installs it)");
         return;
     };
-    if !suite_dir().join("node_modules/playwright-core").exists() {
+    if !suite_dir().join("node_modules/playwright-core").exists()
+        || !suite_dir().join("node_modules/axe-core").exists()
+    {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI must run the browser suite: run scripts/test, which installs Playwright"
+            "CI must run the browser suite: run scripts/test, which installs Playwright and axe-core"
         );
         eprintln!(
-            "skipped: Playwright is not installed (scripts/test runs npm ci in {})",
+            "skipped: Playwright or axe-core is not installed (scripts/test runs npm ci in {})",
             suite_dir().display()
         );
         return;

@@ -62,7 +62,7 @@ pub struct PurposeNotice {
 pub struct DataNotice {
     /// The fideslang data category.
     pub category: String,
-    /// Its name in the taxonomy ("Email", "Browsing History").
+    /// Its name in plain words ("Contact email", "Browsing history").
     pub category_name: String,
     /// What the catalog says the data is, in the brand's words.
     pub descriptions: Vec<String>,
@@ -256,9 +256,7 @@ pub fn notice(policy: &Policy) -> Notice {
             for property in &serving {
                 let entry = data.entry(property.category.as_str()).or_insert_with(|| DataNotice {
                     category: property.category.clone(),
-                    category_name: taxonomy
-                        .category(&property.category)
-                        .map_or_else(|| property.category.clone(), |entry| entry.name.to_owned()),
+                    category_name: taxonomy.plain_category_name(&property.category),
                     descriptions: Vec::new(),
                     kept_for: String::new(),
                     sensitive: false,

@@ -120,7 +120,7 @@ pub async fn open_with(url: &str, master: impl Into<MasterKeys>, options: &Optio
 }
 
 /// The file path of a SQLite URL: `sqlite:PATH`, `sqlite://PATH`, or a plain path.
-fn sqlite_path(url: &str) -> Option<&str> {
+pub fn sqlite_path(url: &str) -> Option<&str> {
     if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         return (!rest.is_empty()).then_some(rest);
     }

@@ -301,6 +301,14 @@ impl RetentionReport {
     pub fn is_empty(&self) -> bool {
         *self == RetentionReport::default()
     }
+
+    /// Counts another batch's deletions in this report.
+    pub fn add(&mut self, other: &RetentionReport) {
+        self.events_deleted += other.events_deleted;
+        self.events_trimmed += other.events_trimmed;
+        self.profile_values_deleted += other.profile_values_deleted;
+        self.legal_holds_deleted += other.legal_holds_deleted;
+    }
 }
 
 /// A suppressed identifier: its blind index and kind.

@@ -569,6 +569,7 @@ pub fn api_key_id(key: &str) -> Option<String> {
     (!id.is_empty() && !secret.is_empty()).then(|| format!("key_{id}"))
 }
 
+/// Lower-case RFC 4648 base32 without padding: the one spelling of random ids (API keys, subjects).
 fn base32(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut text = String::with_capacity(bytes.len() * 8 / 5 + 1);
@@ -589,16 +590,7 @@ fn base32(bytes: &[u8]) -> String {
 
 /// A random subject id: `sub_` and 26 base32 characters (128 random bits).
 pub fn new_subject_id() -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let bytes: [u8; 16] = random_bytes();
-    let mut bits: u128 = u128::from_be_bytes(bytes);
-    let mut id = String::with_capacity(30);
-    id.push_str("sub_");
-    for _ in 0..26 {
-        id.push(char::from(ALPHABET[(bits & 31) as usize]));
-        bits >>= 5;
-    }
-    id
+    format!("sub_{}", base32(&random_bytes::<16>()))
 }
 
 /// A freshly created subject.

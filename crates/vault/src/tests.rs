@@ -132,6 +132,14 @@ fn subject_ids_are_random_and_well_formed() {
 }
 
 #[test]
+fn ids_are_rfc_4648_base32_in_lower_case() {
+    // RFC 4648's test vectors, without padding.
+    for (bytes, text) in [("", ""), ("f", "my"), ("fo", "mzxq"), ("foo", "mzxw6"), ("foobar", "mzxw6ytboi")] {
+        assert_eq!(base32(bytes.as_bytes()), text);
+    }
+}
+
+#[test]
 fn rotation_rewraps_keys_without_changing_them() {
     let old = MasterKey::from_bytes([3u8; 32]);
     let root = old.new_index_root();

@@ -32,7 +32,7 @@ pub async fn access_log(app: &App, subject: &str, limit: usize) -> Result<Vec<Ac
                 items
                     .iter()
                     .filter_map(|c| c.as_str().or_else(|| c.get("category").and_then(Value::as_str)))
-                    .map(|c| taxonomy.category(c).map_or_else(|| c.to_owned(), |e| e.name.to_owned()))
+                    .map(|c| taxonomy.plain_category_name(c))
                     .collect()
             })
             .unwrap_or_default();

@@ -131,7 +131,7 @@ pub async fn known(app: &App, subject: &str) -> Result<Vec<Known>, AppError> {
             let kept_for =
                 properties.iter().map(|p| p.retention).max().map(|r| r.in_words()).unwrap_or_default();
             Known {
-                name: taxonomy.category(&category).map_or_else(|| category.clone(), |e| e.name.to_owned()),
+                name: taxonomy.plain_category_name(&category),
                 sensitive: properties.iter().any(|p| p.sensitive),
                 more: total.saturating_sub(items.len()),
                 items,

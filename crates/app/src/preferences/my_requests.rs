@@ -103,9 +103,7 @@ pub fn kept_if_erased(catalog: &Catalog) -> Vec<(String, String)> {
     let mut kept: BTreeMap<String, tactful_domain::period::Retention> = BTreeMap::new();
     for id in legal_hold_properties(catalog) {
         let property = catalog.property(id);
-        let name = taxonomy
-            .category(&property.category)
-            .map_or_else(|| property.category.clone(), |e| e.name.to_owned());
+        let name = taxonomy.plain_category_name(&property.category);
         let entry = kept.entry(name).or_insert(property.retention);
         *entry = (*entry).max(property.retention);
     }
@@ -122,7 +120,7 @@ pub async fn kept_by(app: &App, record: &RequestRecord) -> Result<Vec<(String, S
     let mut kept: BTreeMap<String, i64> = BTreeMap::new();
     for hold in app.store.legal_holds(subject).await? {
         for category in &hold.categories {
-            let name = taxonomy.category(category).map_or_else(|| category.clone(), |e| e.name.to_owned());
+            let name = taxonomy.plain_category_name(category);
             let until = kept.entry(name).or_insert(hold.retain_until);
             *until = (*until).max(hold.retain_until);
         }

@@ -49,6 +49,7 @@ pub async fn access(args: AccessArgs) -> anyhow::Result<()> {
 /// Decisions over every (subject kind, property, purpose) of the example catalog, beside a lookup
 /// of the same key in a `HashMap` of precomputed answers.
 fn decisions(count: u64) -> anyhow::Result<()> {
+    let progress = crate::progress::spinner("deciding", "");
     let catalog = Arc::new(
         Catalog::parse(Catalog::example_text())
             .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
@@ -136,6 +137,7 @@ fn decisions(count: u64) -> anyhow::Result<()> {
     }
     let reference_ns = started.elapsed().as_nanos() as f64 / reference_done as f64;
     anyhow::ensure!(permitted == reference_permitted, "the decisions and the reference disagree");
+    progress.finish_and_clear();
     println!(
         "Access decisions ({done} field decisions; {:.0}% permitted)",
         100.0 * permitted as f64 / done as f64
@@ -183,6 +185,7 @@ async fn appends(
     count: u64,
     callers: u64,
 ) -> anyhow::Result<()> {
+    let progress = crate::progress::spinner("appending to the audit log", "");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..callers {
@@ -218,6 +221,7 @@ async fn appends(
     let hashing_us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
 
     let commit_us = durable_commit_micros(&dir.join("reference.db"), 300)?;
+    progress.finish_and_clear();
     println!("Audit log append ({count} entries each way, every one committed before it is answered)");
     println!("  {:<52}{:>10.2} µs", format!("one entry per call, {callers} concurrent callers"), single_us);
     println!("  {:<52}{:>10.2} µs", "batches of 100 entries", batched_us);
@@ -249,6 +253,7 @@ async fn verification(
     vault: &tactful_vault::Vault,
     entries: u64,
 ) -> anyhow::Result<()> {
+    let progress = crate::progress::spinner("filling and verifying the audit log", "");
     // The log's size so far, from a checkpoint of its head.
     let mut index = store.audit_checkpoint(tactful_app::now_millis()).await?.map_or(0, |head| head.size);
     let started = Instant::now();
@@ -276,6 +281,7 @@ async fn verification(
     let report = tactful_store::audit::verify(store.as_ref(), &[vault.public_key()], Vec::new()).await?;
     let verifying = started.elapsed();
     anyhow::ensure!(report.ok() && report.entries == read, "the benchmark log does not verify: {report:?}");
+    progress.finish_and_clear();
     println!(
         "Audit log verification ({read} entries, in batches of 10,000 appended in {:.1} s)",
         filled.as_secs_f64()

@@ -91,6 +91,7 @@ pub struct Figures {
 /// Drives the servers at `bases` (clients spread over them) with `clients` concurrent senders for
 /// `seconds`.
 pub async fn drive(bases: &[String], args: &IngestArgs, run: &str) -> anyhow::Result<Figures> {
+    let progress = crate::progress::spinner(&format!("driving {run}"), "");
     let templates = Arc::new(Templates::new());
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicU64::new(0));
@@ -130,6 +131,7 @@ pub async fn drive(bases: &[String], args: &IngestArgs, run: &str) -> anyhow::Re
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     let acknowledged = acknowledged.load(Ordering::Relaxed);
+    progress.finish_and_clear();
     Ok(Figures {
         events_per_second: acknowledged as f64 / elapsed,
         requests_per_second: latencies.len() as f64 / elapsed,

@@ -89,7 +89,9 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     } else {
         eprintln!("sending {} events of {} people through ingestion…", args.events, args.people);
         let sent_at = Instant::now();
+        let progress = crate::progress::spinner("sending", "");
         send(&client, &args, now - (DAYS as i64) * 86_400_000).await?;
+        progress.finish_and_clear();
         eprintln!("  stored in {:.0} s", sent_at.elapsed().as_secs_f64());
     }
 
@@ -139,11 +141,13 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
         }
         reference.push(started.elapsed().as_secs_f64());
     }
+    let progress = crate::progress::spinner("counting", "");
     let exact = run(query("exact", &["event", "day"], None), args.runs).await?;
     let noisy = run(query("private", &["event", "day"], Some(0.5)), args.runs).await?;
     let stages = run(query("exact", &["lifecycle"], None), args.runs).await?;
     // A property opens every event's sealed record: measured once, it takes a while.
     let category = run(query("exact", &["properties.category"], None), 1).await?;
+    progress.finish_and_clear();
 
     println!();
     println!(

@@ -50,7 +50,9 @@ pub fn personalize(args: PersonalizeArgs) -> anyhow::Result<()> {
         ..Spec::default()
     };
     let started = Instant::now();
+    let progress = crate::progress::spinner("generating", "");
     let dataset = generate::generate(&spec);
+    progress.finish_and_clear();
     let generated = started.elapsed();
     anyhow::ensure!(
         !dataset.interactions.is_empty(),
@@ -69,6 +71,7 @@ pub fn personalize(args: PersonalizeArgs) -> anyhow::Result<()> {
     );
     println!();
 
+    let progress = crate::progress::spinner("training", "");
     // Reference: only putting the same interactions, shuffled, in person and time order.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);
     let mut sorted: Vec<Interaction> = dataset.interactions.clone();
@@ -92,6 +95,7 @@ pub fn personalize(args: PersonalizeArgs) -> anyhow::Result<()> {
     let releasing = started.elapsed();
     let training = folding + summing + releasing;
     let peak_after_training = peak_rss();
+    progress.finish_and_clear();
 
     let row = |name: &str, value: String, note: String| println!("  {name:<56}{value:>12}  {note}");
     let seconds = |d: Duration| format!("{:.2} s", d.as_secs_f64());

@@ -74,6 +74,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
         args.runs,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
+    let progress = crate::progress::bar(args.runs.max(1) as u64, "measuring", "runs");
     let (mut shred_ms, mut commit_ms, mut export_ms, mut html_ms, mut read_ms, mut hold_ms) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..args.runs.max(1) {
@@ -152,7 +153,9 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
             .await?;
         commit_ms.push(started.elapsed().as_secs_f64() * 1e3);
         state.store.purge_erased(u32::MAX).await?;
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     let row = |name: &str, value: f64| println!("  {name:<56}{value:>10.2} ms");
     println!();
     println!("Erasure");

@@ -100,6 +100,7 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
         info.people,
         known.len()
     );
+    let progress = crate::progress::spinner("measuring", "");
     let reference = drive(&client, key.as_str(), &["/healthz".to_owned()], args.rate, args.seconds).await?;
     let http = drive(&client, key.as_str(), &paths, args.rate, args.seconds).await?;
 
@@ -116,6 +117,7 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     }
     in_process.sort_by(f64::total_cmp);
     let in_process = Latencies(in_process);
+    progress.finish_and_clear();
 
     println!();
     println!(

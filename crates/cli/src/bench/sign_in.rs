@@ -77,6 +77,7 @@ pub async fn sign_in(args: SignInArgs) -> anyhow::Result<()> {
         }
     };
     let (mut customer, mut stranger) = (Vec::new(), Vec::new());
+    let progress = crate::progress::bar(args.warmup + args.requests, "asking", "pairs");
     for index in 0..args.warmup + args.requests {
         let known = format!("customer{}%40fernhill.example", index % customers);
         let unknown = format!("nobody{}%40fernhill.example", index % customers);
@@ -92,7 +93,9 @@ pub async fn sign_in(args: SignInArgs) -> anyhow::Result<()> {
             customer.push(known);
             stranger.push(unknown);
         }
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     let (known, unknown) = (median(&mut customer), median(&mut stranger));
     println!(
         "POST /me/sign-in, {} of each alternated after {} of each to warm up, embedded SQLite, {} cores:",

@@ -19,7 +19,7 @@ use crate::client::Client;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Where the demo keeps its database and master key.
+    /// Where the demo keeps everything it writes: its database, master key and notifications.
     #[arg(long, default_value = "tactful-demo")]
     pub data_dir: PathBuf,
     /// Address to listen on.
@@ -58,6 +58,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("tactful.db").display())),
         catalog: args.catalog.clone().unwrap_or_else(|| "examples/tactful.toml".into()),
         master_key_file: args.data_dir.join("master.key"),
+        // Everything the demo writes stays in its data directory.
+        notifier: format!("file:{}", args.data_dir.join("notifications").display()),
         ..Config::default()
     };
     let listener = tactful_server::bind(&config)
@@ -369,15 +371,7 @@ pub async fn generate(client: &Client, customers: u64, seed: u64) -> anyhow::Res
     const BATCH: usize = 100;
     let products = Arc::new(shop::products());
     let now = tactful_app::now_millis();
-    let progress = indicatif::ProgressBar::new(customers);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>12} [{bar:40}] {pos}/{len} customers, {per_sec}, {eta} left",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    progress.set_message("generating");
+    let progress = crate::progress::bar(customers, "generating", "customers");
     let sent = Arc::new(AtomicU64::new(0));
     let stored = Arc::new(AtomicU64::new(0));
     let duplicates = Arc::new(AtomicU64::new(0));

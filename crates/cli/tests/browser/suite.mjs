@@ -4,6 +4,8 @@
 // asserts what a person would notice; screenshots go to TACTFUL_SCREENSHOTS. Exits non-zero on the
 // first failure.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const env = (name) => {
@@ -75,6 +77,27 @@ async function everyControlIsLabelled(page) {
   assert.deepEqual(unlabelled, [], 'every control has a label');
 }
 
+// axe-core's rules (WCAG 2 A and AA, and best practices) on a desktop and a phone: no violation of
+// any impact, and no page that scrolls sideways on the phone.
+const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const checkedPages = [];
+async function accessible(page, name) {
+  const original = page.viewportSize();
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.evaluate(AXE);
+    const violations = await page.evaluate(async () => {
+      const results = await window.axe.run(document, { resultTypes: ['violations'] });
+      return results.violations.map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+    });
+    assert.deepEqual(violations, [], `${name} at ${width} px: axe-core found violations`);
+    const sideways = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(sideways <= 0, `${name} scrolls sideways by ${sideways} px at ${width} px`);
+  }
+  await page.setViewportSize(original);
+  checkedPages.push(name);
+}
+
 const customer = await newContext();
 const page = await customer.newPage();
 
@@ -88,6 +111,7 @@ const cookies = await customer.cookies();
 const session = cookies.find((c) => c.name === 'tactful_me');
 assert.ok(session && session.httpOnly && session.sameSite === 'Lax', JSON.stringify(cookies));
 await everyControlIsLabelled(page);
+await accessible(page, '/me');
 await shot(page, 'preference-center');
 
 step('switching a purpose off reaches the consent ledger, with a signed receipt shown');
@@ -133,7 +157,6 @@ const [download] = await Promise.all([
   page.getByRole('link', { name: 'Download (JSON, for other services)' }).click(),
 ]);
 const file = await download.path();
-const { readFile } = await import('node:fs/promises');
 const pkg = JSON.parse(await readFile(file, 'utf8'));
 assert.equal(pkg.format, 'tactful-export/1');
 assert.ok(JSON.stringify(pkg.identifiers).includes(EMAIL));
@@ -161,7 +184,10 @@ const tampered = LINK.replace(/t=(.)/, (_, c) => `t=${c === 'A' ? 'B' : 'A'}`);
 const refused = await strangerPage.goto(tampered);
 assert.equal(refused.status(), 401);
 await strangerPage.getByText('this link is not valid', { exact: false }).waitFor();
+await accessible(strangerPage, 'an error page');
 await shot(strangerPage, 'invalid-link');
+await strangerPage.goto(`${BASE}/me/sign-in`);
+await accessible(strangerPage, '/me/sign-in');
 const forged = await page.request.post(`${BASE}/me/consents`, { form: { purpose: PURPOSE, choice: 'off' } });
 assert.equal(forged.status(), 403);
 assert.equal((await consentOf(PURPOSE)).status, 'given', 'nothing changed');
@@ -184,6 +210,7 @@ step('the console: sign in with an API key and see the request');
 const team = await newContext();
 const consolePage = await team.newPage();
 await consolePage.goto(`${BASE}/console`);
+await accessible(consolePage, 'the console\'s sign-in');
 await consolePage.getByLabel('API key').fill(CONSOLE_KEY);
 await consolePage.getByRole('button', { name: /sign in/i }).click();
 await consolePage.getByRole('heading', { level: 1 }).waitFor();
@@ -196,19 +223,25 @@ const erasureRow = consolePage.locator(`tr[data-request="${erasureId}"]`);
 assert.equal(await erasureRow.first().getAttribute('data-status'), 'completed');
 await consolePage.locator('#audit-state[data-audit=intact]').waitFor();
 await everyControlIsLabelled(consolePage);
+await accessible(consolePage, '/console');
 await shot(consolePage, 'console');
 await consolePage.getByRole('button', { name: 'Measure quality now' }).click();
 await consolePage.locator('#quality tr[data-model="item-to-item"]').waitFor();
+await accessible(consolePage, 'the console\'s quality check');
 await shot(consolePage, 'console-quality');
 await consolePage.goto(`${BASE}/console`);
 await consolePage.locator(`a[href="/console/requests/${erasureId}"]`).first().click();
 await consolePage.getByText(erasureId).first().waitFor();
+await accessible(consolePage, 'a request in the console');
 await shot(consolePage, 'console-request');
 
 step('the privacy notice, generated from the catalog');
 await consolePage.goto(`${BASE}/privacy`);
 await consolePage.getByRole('heading', { level: 1, name: 'Privacy notice' }).waitFor();
+await accessible(consolePage, '/privacy');
 await shot(consolePage, 'privacy-notice');
+await consolePage.goto(`${BASE}/`);
+await accessible(consolePage, 'the front page');
 
 step('no page asked any other host for anything');
 const elsewhere = requested.filter((url) => !url.startsWith(origin) && !url.startsWith('data:'));
@@ -217,4 +250,4 @@ assert.ok(requested.some((url) => url.endsWith('/assets/tactful.css')), 'the che
 assert.deepEqual(problems, []);
 
 await browser.close();
-console.log(`all browser checks passed (${requested.length} requests, all to ${origin})`);
+console.log(`all browser checks passed (${requested.length} requests, all to ${origin}; axe-core clean at 1280 and 390 px on ${checkedPages.length} pages)`);

@@ -377,6 +377,13 @@ fn insights_queries_spend_a_budget_that_outlives_the_process() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    // The store a server would have made: a query reads one and never makes one up.
+    let (made, _) = crate::tactful(
+        dir.path(),
+        &database,
+        &["api-keys", "create", "--role", "analyst", "--name", "setup"],
+    );
+    assert!(made);
     let (ok, out, err) = query("4");
     assert!(ok, "{err}");
     let answer: Value = serde_json::from_str(&out).unwrap();

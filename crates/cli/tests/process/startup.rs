@@ -188,7 +188,21 @@ fn admin_commands_refuse_a_catalog_they_cannot_use_and_fall_back_only_when_none_
     assert!(stderr.contains("invalid.toml:") && stderr.contains("retention must look like"), "{stderr}");
     assert!(stderr.contains("tactful catalog check"), "says what to do: {stderr}");
 
-    // Nothing named and nothing to read: the example, said out loud.
+    // Nothing named and nothing to read: the example, said out loud (on a store made by a command
+    // that may make one; `stats` only reads).
+    let made = Command::new(BINARY)
+        .current_dir(&empty)
+        .args(["api-keys", "create", "--role", "support", "--name", "setup", "--database"])
+        .arg(format!("sqlite:{}", database.display()))
+        .arg("--master-key-file")
+        .arg(dir.join("master.key"))
+        .env_remove("TACTFUL_CATALOG")
+        .env_remove("TACTFUL_CONFIG")
+        .env_remove("TACTFUL_MASTER_KEY")
+        .env_remove("TACTFUL_DATABASE")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let (ok, stdout, stderr) = stats(&empty, None, &[]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("using the example catalog"), "{stderr}");

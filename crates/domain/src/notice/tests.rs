@@ -42,7 +42,7 @@ fn every_purpose_and_every_kind_of_data_collected_is_in_the_notice() {
     let invoices = notice.purposes.iter().find(|p| p.key == "essential.legal_obligation").unwrap();
     let purchases = invoices.data.iter().find(|d| d.category == "user.behavior.purchase_history").unwrap();
     assert_eq!(purchases.kept_for, "10 years", "the longest retention of the category");
-    assert_eq!(purchases.category_name, "Purchase History");
+    assert_eq!(purchases.category_name, "Purchase history");
     assert!(notice.rights.iter().any(|r| r.key == "erase"));
     assert_eq!(notice.promises.len(), catalog.guardrails().len());
 }

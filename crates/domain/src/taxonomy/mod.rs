@@ -81,6 +81,23 @@ impl Taxonomy {
     }
 
     /// Whether a data category is sensitive (special category data).
+    /// A data category's name in plain words, for the pages customers read: the taxonomy's name
+    /// in sentence case and without fideslang's "User" prefix ("User Contact Email" → "Contact
+    /// email", "Purchase History" → "Purchase history"); a key the taxonomy does not know is named
+    /// by its last segment ("user.custom.shoe_size" → "Shoe size").
+    pub fn plain_category_name(&self, key: &str) -> String {
+        let name = match self.category(key) {
+            Some(entry) => entry.name.to_owned(),
+            None => key.rsplit('.').next().unwrap_or(key).replace('_', " "),
+        };
+        let name = ["User's ", "User "]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))
+            .filter(|rest| !rest.is_empty() && *rest != "Data")
+            .unwrap_or(&name);
+        sentence_case(name)
+    }
+
     pub fn is_sensitive_category(&self, key: &str) -> bool {
         SENSITIVE_CATEGORY_ROOTS.iter().any(|root| covers(root, key))
     }
@@ -94,6 +111,28 @@ impl Taxonomy {
     pub fn suggest_data_use(&self, key: &str) -> Option<&'static str> {
         suggest(key, self.uses.keys().copied())
     }
+}
+
+/// The first word capitalized, the others in lower case, acronyms (`IP`, `ID`, `URL`) kept.
+fn sentence_case(name: &str) -> String {
+    let mut plain = String::with_capacity(name.len());
+    for (index, word) in name.split_whitespace().enumerate() {
+        if index > 0 {
+            plain.push(' ');
+        }
+        let acronym =
+            word.chars().filter(|c| c.is_alphabetic()).count() > 1 && !word.chars().any(char::is_lowercase);
+        if acronym {
+            plain.push_str(word);
+        } else if index == 0 {
+            let mut chars = word.chars();
+            plain.extend(chars.next().into_iter().flat_map(char::to_uppercase));
+            plain.push_str(&chars.as_str().to_lowercase());
+        } else {
+            plain.push_str(&word.to_lowercase());
+        }
+    }
+    plain
 }
 
 fn index(entries: &'static [(&'static str, &'static str, &'static str)]) -> HashMap<&'static str, Entry> {
@@ -163,6 +202,19 @@ mod tests {
         assert!(taxonomy.is_sensitive_category("user.location.precise"));
         assert!(!taxonomy.is_sensitive_category("user.location.imprecise"));
         assert!(!taxonomy.is_sensitive_category("user.contact.email"));
+    }
+
+    #[test]
+    fn category_names_for_customers_are_plain_words() {
+        let taxonomy = Taxonomy::builtin();
+        let check =
+            |key: &str, expected: &str| assert_eq!(taxonomy.plain_category_name(key), expected, "{key}");
+        check("user.behavior.purchase_history", "Purchase history");
+        check("user.contact.email", "Contact email");
+        check("user.device.ip_address", "IP address");
+        check("user.unique_id", "Unique ID");
+        check("user", "User data");
+        check("user.custom.shoe_size", "Shoe size");
     }
 
     #[test]

@@ -42,15 +42,38 @@ impl CsvReader {
         reader
     }
 
-    /// Reads the next line.
-    pub fn line(&mut self, text: &str) -> Result<(), CsvError> {
-        self.line += 1;
-        let text = text.trim_end_matches(['\r', '\n']);
-        if text.trim().is_empty() {
+    /// Reads every record of a CSV text (RFC 4180: a quoted field may hold commas, quotes and line
+    /// breaks), one record at a time, so a large file need not be held whole.
+    pub fn read(&mut self, input: impl std::io::Read) -> Result<(), CsvError> {
+        let mut records = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = self.line + 1;
+            match records.read_record(&mut record) {
+                Ok(false) => return Ok(()),
+                Ok(true) => {
+                    let fields: Vec<&str> = record.iter().collect();
+                    self.line = record.position().map_or(line, |position| position.line() as usize);
+                    self.record(&fields)?;
+                }
+                Err(error) => {
+                    let line = error.position().map_or(line, |position| position.line() as usize);
+                    return Err(CsvError { line, message: error.to_string() });
+                }
+            }
+        }
+    }
+
+    /// Reads the next record, already split into fields.
+    fn record(&mut self, fields: &[&str]) -> Result<(), CsvError> {
+        if fields.iter().all(|field| field.is_empty()) {
             return Ok(());
         }
         let error = |message: String| CsvError { line: self.line, message };
-        let fields: Vec<&str> = text.split(',').map(|f| f.trim().trim_matches('"')).collect();
         if !(3..=4).contains(&fields.len()) {
             return Err(error(format!(
                 "expected user,item,timestamp[,event], found {} fields",
@@ -118,9 +141,7 @@ impl CsvReader {
 /// Reads a whole CSV text.
 pub fn read_csv(text: &str) -> Result<Dataset, CsvError> {
     let mut reader = CsvReader::new();
-    for line in text.lines() {
-        reader.line(line)?;
-    }
+    reader.read(text.as_bytes())?;
     Ok(reader.finish())
 }
 
@@ -136,83 +157,10 @@ fn parse_time(text: &str) -> Option<i64> {
     parse_rfc3339(text)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds.
+/// RFC 3339 (`time`'s parser) as Unix milliseconds.
 fn parse_rfc3339(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = bytes.get(range)?;
-        digits
-            .iter()
-            .all(u8::is_ascii_digit)
-            .then(|| digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if bytes.get(4) != Some(&b'-')
-        || bytes.get(7) != Some(&b'-')
-        || !matches!(bytes.get(10), Some(b'T' | b't' | b' '))
-        || bytes.get(13) != Some(&b':')
-        || bytes.get(16) != Some(&b':')
-        || !(1..=12).contains(&month)
-        || !(1..=days_in_month(year, month)).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &fraction[digits..];
-    }
-    let offset = match rest.as_bytes() {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let hours = number_of(&[*h1, *h2])?;
-            let minutes = number_of(&[*m1, *m2])?;
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let offset = (hours * 60 + minutes) * 60_000;
-            if *sign == b'+' { offset } else { -offset }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second.min(59) * 1000 + millis - offset)
-}
-
-fn number_of(digits: &[u8]) -> Option<i64> {
-    digits
-        .iter()
-        .all(u8::is_ascii_digit)
-        .then(|| digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[cfg(test)]
@@ -290,6 +238,27 @@ mod tests {
     }
 
     #[test]
+    fn quoted_fields_may_hold_commas_quotes_and_line_breaks() {
+        let text = "user,item,timestamp,event\n\
+                    \"u,1\",\"shirt, blue\",1700000000\n\
+                    u2,\"a \"\"quoted\"\" item\",1700000001,\"Order Completed\"\n\
+                    u2,\"two\nlines\",1700000002\n\
+                    u2,\"shirt, blue\",bad\n";
+        let error = read_csv(text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 6: timestamp `bad` is neither Unix seconds or milliseconds nor RFC 3339"
+        );
+        let data = read_csv(text.rsplit_once("u2,\"shirt").unwrap().0).unwrap();
+        assert_eq!(data.people, 2);
+        assert_eq!(
+            data.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["shirt, blue", "a \"quoted\" item", "two\nlines"]
+        );
+        assert_eq!(data.interactions[1].touch.weight, 3);
+    }
+
+    #[test]
     fn a_catalogue_given_keeps_its_indices() {
         let items: Vec<ItemInfo> = (0..3)
             .map(|i| ItemInfo {
@@ -302,8 +271,7 @@ mod tests {
             })
             .collect();
         let mut reader = CsvReader::with_items(items);
-        reader.line("p,item-2,5").unwrap();
-        reader.line("p,new,6").unwrap();
+        reader.read("p,item-2,5\np,new,6\n".as_bytes()).unwrap();
         let data = reader.finish();
         assert_eq!(data.interactions[0].touch.item, 2);
         assert_eq!(data.interactions[1].touch.item, 3);

@@ -23,7 +23,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode, InternalDetail, RateLimitedBy};
-use crate::metrics::{LimitLabels, RequestLabels};
+use crate::metrics::{LimitLabels, RequestLabels, RouteLabels};
 
 pub fn router(state: AppState) -> Router {
     // Every route is guarded (limits, deadlines, errors in the JSON shape); for pages inside the
@@ -102,6 +102,11 @@ async fn log_requests(State(state): State<AppState>, request: Request, next: Nex
         .requests
         .get_or_create(&RequestLabels { route: route.clone(), status: status.as_u16() })
         .inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels { method: method.to_string(), route: route.clone() })
+        .observe(elapsed_ms / 1000.0);
     if let Some(RateLimitedBy(limit)) = response.extensions().get::<RateLimitedBy>() {
         state.metrics.rate_limited.get_or_create(&LimitLabels { limit: limit.clone() }).inc();
     }

@@ -12,6 +12,7 @@ mod identity;
 mod insights;
 mod limits;
 mod me;
+mod metrics;
 mod openapi;
 mod personalize;
 mod receipts;

@@ -344,4 +344,16 @@ impl DeliveryStore for PostgresStore {
             .await?;
         Ok(())
     }
+
+    async fn outbox_oldest(&self) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT topic, MIN(created_at) AS oldest FROM outbox GROUP BY topic ORDER BY topic")
+                .fetch_all(&self.pool)
+                .await?;
+        let oldest = rows
+            .into_iter()
+            .map(|row| Ok((row.try_get("topic")?, row.try_get("oldest")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(oldest)
+    }
 }

@@ -274,4 +274,16 @@ impl DeliveryStore for SqliteStore {
         })
         .await
     }
+
+    async fn outbox_oldest(&self) -> Result<Vec<(String, i64)>> {
+        self.read(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT topic, MIN(created_at) FROM outbox GROUP BY topic ORDER BY topic")?;
+            let oldest = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(oldest)
+        })
+        .await
+    }
 }

@@ -45,4 +45,8 @@ pub trait DeliveryStore: Send + Sync {
 
     /// Releases a message whose sending failed, due again at `not_before`.
     async fn outbox_retry(&self, id: &str, not_before: i64, error: &str) -> Result<()>;
+
+    /// When the oldest message still waiting in each topic's outbox was written (Unix ms), by
+    /// topic: how far delivery lags. Topics with nothing waiting are absent.
+    async fn outbox_oldest(&self) -> Result<Vec<(String, i64)>>;
 }

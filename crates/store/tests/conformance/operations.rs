@@ -21,6 +21,8 @@ async fn outbox_claims_never_overlap_and_leases_expire(backend: Backend) {
         store.outbox_enqueue("erase", format!("message {index}").into_bytes(), T0 + index).await.unwrap();
     }
     store.outbox_enqueue("consent", b"other topic".to_vec(), T0).await.unwrap();
+    // How far each topic lags: the oldest message waiting in it.
+    assert_eq!(store.outbox_oldest().await.unwrap(), [("consent".to_owned(), T0), ("erase".to_owned(), T0)]);
     // Two instances claim at once, repeatedly: every message is claimed exactly once.
     let second = backend.reopen().await.unwrap().store;
     let claimers = [store.clone(), second].map(|claimer| {
@@ -58,6 +60,12 @@ async fn outbox_claims_never_overlap_and_leases_expire(backend: Backend) {
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].id, again[1].id);
     assert_eq!(retried[0].payload, again[1].payload);
+    store.outbox_complete(&retried[0].id).await.unwrap();
+    assert_eq!(
+        store.outbox_oldest().await.unwrap(),
+        [("consent".to_owned(), T0)],
+        "nothing waits to be erased"
+    );
     // Topics are separate queues.
     assert_eq!(store.outbox_claim("consent", 10, T0, 1_000).await.unwrap().len(), 1);
 }
