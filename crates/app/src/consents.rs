@@ -76,6 +76,7 @@ pub async fn withdraw(
         jurisdiction,
         // The objection came through a request the brand (or the person's code) verified.
         verified: true,
+        provenance: None,
     };
     record_for(app, subject, vec![event]).await
 }
@@ -98,6 +99,7 @@ pub async fn record_lapsed(app: &App, now: i64) -> Result<usize, StoreError> {
             source: Some("expiry".into()),
             jurisdiction: lapsed.jurisdiction.clone(),
             verified: lapsed.verified,
+            provenance: None,
         };
         record_for(app, &entry.subject, vec![expired]).await?;
     }
@@ -233,6 +235,7 @@ fn checked(
         jurisdiction: found.jurisdiction.clone(),
         // The brand's API key vouches for whom it records consent for.
         verified: true,
+        provenance: None,
     })
 }
 

@@ -116,7 +116,8 @@ fn gpp_strings_from_the_iab_encoder_decode_section_by_section() {
     let mut seen = 0;
     for case in cases().iter().filter(|case| case["kind"] == "gpp") {
         let string = case["string"].as_str().expect("a string");
-        let decoded = gpp::decode(string).unwrap_or_else(|error| panic!("{}: {error}", case["case"]));
+        let decoded =
+            gpp::decode(string, "gppString").unwrap_or_else(|error| panic!("{}: {error}", case["case"]));
         let expected = &case["expected"];
         assert_eq!(json!(decoded.section_ids), expected["section_ids"], "case {}", case["case"]);
         for section in &decoded.sections {

@@ -17,6 +17,7 @@ fn event(id: &str, purpose: &str, kind: ConsentKind, method: ConsentMethod, at: 
         source: None,
         jurisdiction: None,
         verified: true,
+        provenance: None,
     }
 }
 
@@ -55,6 +56,7 @@ fn arbitrary_event() -> impl Strategy<Value = ConsentEvent> {
             source: None,
             jurisdiction: None,
             verified: true,
+            provenance: None,
         })
 }
 
@@ -113,7 +115,8 @@ fn expiry_and_version_are_judged_at_decision_time() {
 
 #[test]
 fn only_changes_are_worth_recording() {
-    let signal = |kind, method| ConsentSignal { purpose: "p".into(), kind, method };
+    let signal =
+        |kind, method| ConsentSignal { purpose: "p".into(), kind, method, at: None, provenance: None };
     let given = ConsentStates::fold(&[event("a", "p", ConsentKind::Given, ConsentMethod::Explicit, 1)]);
     assert!(
         !given.changes(&signal(ConsentKind::Given, ConsentMethod::Explicit), 1, 5),

@@ -45,10 +45,11 @@ impl GppString {
     }
 }
 
-/// Decodes a GPP string, header and every section it lists.
-pub fn decode(text: &str) -> Result<GppString, StringError> {
+/// Decodes a GPP string, header and every section it lists. `name` says where it came from
+/// (`gppString`, `gpp_string`).
+pub fn decode(text: &str, name: &str) -> Result<GppString, StringError> {
     let mut parts = text.trim().split('~');
-    let place = Place::new("gppString", "header");
+    let place = Place::new(name, "header");
     let mut bits = Bits::decode(parts.next().unwrap_or_default(), place.clone())?;
     let kind = bits.int(6, "Type")?;
     if kind != 3 {
@@ -69,8 +70,8 @@ pub fn decode(text: &str) -> Result<GppString, StringError> {
     let mut sections = Vec::with_capacity(texts.len());
     for (&id, text) in section_ids.iter().zip(texts) {
         let section = if id == TCF_EU_V2 {
-            Section::TcfEuV2(Box::new(tcf::decode(text, "gpp section tcfeuv2")?))
-        } else if let Some(decoded) = us::decode(id, text) {
+            Section::TcfEuV2(Box::new(tcf::decode(text, &format!("{name} section tcfeuv2"))?))
+        } else if let Some(decoded) = us::decode(id, text, name) {
             Section::Us(decoded?)
         } else {
             Section::Other { id, text: text.to_owned() }

@@ -8,7 +8,7 @@ fn tcf_error(text: &str) -> String {
 }
 
 fn gpp_error(text: &str) -> String {
-    gpp::decode(text).expect_err("refused").to_string()
+    gpp::decode(text, "gppString").expect_err("refused").to_string()
 }
 
 #[test]

@@ -173,13 +173,13 @@ pub fn section_name(id: u32) -> Option<&'static str> {
 }
 
 /// Decodes the US section with GPP id `id` (see [`section_name`]).
-pub fn decode(id: u32, text: &str) -> Option<Result<UsSection, StringError>> {
+pub fn decode(id: u32, text: &str, name: &str) -> Option<Result<UsSection, StringError>> {
     let layout = LAYOUTS.iter().find(|layout| layout.id == id)?;
-    Some(decode_layout(layout, text))
+    Some(decode_layout(layout, text, name))
 }
 
-fn decode_layout(layout: &Layout, text: &str) -> Result<UsSection, StringError> {
-    let place = Place::new(format!("gpp section {}", layout.name), "core");
+fn decode_layout(layout: &Layout, text: &str, name: &str) -> Result<UsSection, StringError> {
+    let place = Place::new(format!("{name} section {}", layout.name), "core");
     let mut segments = text.split('.');
     let mut bits = Bits::decode(segments.next().unwrap_or_default(), place.clone())?;
     let version = bits.int(6, "Version")? as u8;

@@ -75,6 +75,7 @@ async fn consents_recorded_through_the_api_come_with_receipts_and_audit_entries(
         source: Some("api".into()),
         jurisdiction: None,
         verified: true,
+        provenance: None,
     };
     let audit = |id: &str| AuditEvent::Consent {
         subject: backend.vault.subject_pseudonym(&ann),
@@ -146,6 +147,7 @@ async fn lapsed_consents_are_found_by_family_until_their_expiry_is_recorded(back
         source: Some("api".into()),
         jurisdiction: None,
         verified: true,
+        provenance: None,
     };
     let record = |subject: String, event: ConsentEvent| {
         let store = backend.store.clone();
