@@ -182,3 +182,6 @@ pub fn denial_wins(signals: Vec<ConsentSignal>) -> Vec<ConsentSignal> {
     }
     by_purpose.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,12 +29,17 @@ const PERSON: &str = "/v1/subjects/user_id:reader-1/consents";
 /// profile) means its ads, purpose 7 (measuring ads) its recommendations here, and GPP's sale
 /// opt-out its ads.
 async fn harness() -> Harness {
+    on(None).await
+}
+
+/// On SQLite, or on PostgreSQL at `database`.
+async fn on(database: Option<String>) -> Harness {
     let text = format!(
         "{CATALOG}\n[iab]\nvendor_id = 755\n\n[iab.tcf_purposes]\n3 = [\"{ADS}\"]\n7 = [\"{RECOMMENDATIONS}\"]\n\n\
          [iab.gpp_opt_outs]\nsale = [\"{ADS}\"]\n"
     );
     let catalog = Catalog::parse(&text).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
-    Harness::open(catalog, 64, None).await
+    Harness::open(catalog, 64, database).await
 }
 
 fn event(consent: Value) -> Value {
@@ -55,7 +60,16 @@ async fn state(harness: &Harness, key: &str, purpose: &str) -> (Value, Value) {
 
 #[tokio::test]
 async fn a_tc_string_on_an_event_grants_and_withdraws_the_mapped_purposes_with_its_provenance() {
-    let harness = harness().await;
+    a_tc_string_on_an_event(harness().await).await;
+}
+
+#[tokio::test]
+async fn a_tc_string_on_an_event_grants_and_withdraws_the_mapped_purposes_with_its_provenance_on_postgres() {
+    let Some(url) = tactful_store::testing::fresh_postgres_database().await else { return };
+    a_tc_string_on_an_event(on(Some(url)).await).await;
+}
+
+async fn a_tc_string_on_an_event(harness: Harness) {
     let privacy = harness.key("privacy").await;
     let (status, body) = harness.track("wk_web_lantern", event(json!({"tcString": TC_STRING})), false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
