@@ -130,6 +130,20 @@ pub(crate) fn new_message_id() -> String {
     tactful_vault::new_subject_id().replacen("sub_", "msg_", 1)
 }
 
+/// A ledger entry's consent-string provenance as stored (JSON text in the `provenance` column).
+pub(crate) fn provenance_text(provenance: Option<&StringProvenance>) -> Option<String> {
+    provenance.and_then(|provenance| serde_json::to_string(provenance).ok())
+}
+
+/// A ledger entry's consent-string provenance, read back.
+pub(crate) fn provenance(text: Option<&str>) -> crate::Result<Option<StringProvenance>> {
+    text.map(|text| {
+        serde_json::from_str(text)
+            .map_err(|error| crate::StoreError::Internal(format!("unreadable consent provenance: {error}")))
+    })
+    .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,18 +157,4 @@ mod tests {
             .collect();
         assert_eq!(OPEN_STATUSES, open.join(", "));
     }
-}
-
-/// A ledger entry's consent-string provenance as stored (JSON text in the `provenance` column).
-pub(crate) fn provenance_text(provenance: Option<&StringProvenance>) -> Option<String> {
-    provenance.and_then(|provenance| serde_json::to_string(provenance).ok())
-}
-
-/// A ledger entry's consent-string provenance, read back.
-pub(crate) fn provenance(text: Option<&str>) -> crate::Result<Option<StringProvenance>> {
-    text.map(|text| {
-        serde_json::from_str(text)
-            .map_err(|error| crate::StoreError::Internal(format!("unreadable consent provenance: {error}")))
-    })
-    .transpose()
 }
