@@ -60,35 +60,27 @@ struct Layout {
     gpc: bool,
 }
 
-const USNAT_V1: &[Field] = &[
-    SharingNotice,
-    SaleOptOutNotice,
-    SharingOptOutNotice,
-    TargetedAdvertisingOptOutNotice,
-    SensitiveDataProcessingOptOutNotice,
-    SensitiveDataLimitUseNotice,
-    SaleOptOut,
-    SharingOptOut,
-    TargetedAdvertisingOptOut,
-    SensitiveDataProcessing(12),
-    KnownChildSensitiveDataConsents(2),
-    PersonalDataConsents,
-];
+/// `usnat`'s fields; version 1 lists 12 sensitive-data categories and 2 known-child consents,
+/// version 2 lists 16 and 3.
+const fn usnat(sensitive: usize, known_child: usize) -> [Field; 12] {
+    [
+        SharingNotice,
+        SaleOptOutNotice,
+        SharingOptOutNotice,
+        TargetedAdvertisingOptOutNotice,
+        SensitiveDataProcessingOptOutNotice,
+        SensitiveDataLimitUseNotice,
+        SaleOptOut,
+        SharingOptOut,
+        TargetedAdvertisingOptOut,
+        SensitiveDataProcessing(sensitive),
+        KnownChildSensitiveDataConsents(known_child),
+        PersonalDataConsents,
+    ]
+}
 
-const USNAT_V2: &[Field] = &[
-    SharingNotice,
-    SaleOptOutNotice,
-    SharingOptOutNotice,
-    TargetedAdvertisingOptOutNotice,
-    SensitiveDataProcessingOptOutNotice,
-    SensitiveDataLimitUseNotice,
-    SaleOptOut,
-    SharingOptOut,
-    TargetedAdvertisingOptOut,
-    SensitiveDataProcessing(16),
-    KnownChildSensitiveDataConsents(3),
-    PersonalDataConsents,
-];
+const USNAT_V1: &[Field] = &usnat(12, 2);
+const USNAT_V2: &[Field] = &usnat(16, 3);
 
 /// The sections read here, by GPP section id. `usnat` has two versions (see [`USNAT_V1`]).
 const LAYOUTS: &[Layout] = &[

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_spanned::Spanned;
-
-use super::{Checker, S, in_file_order};
+use super::purposes::mapped_purposes;
+use super::{Checker, S};
 use crate::catalog::Purpose;
 use crate::catalog::iab::{GppOptOut, IabMapping};
+use serde::Deserialize;
 
 type Mapped = BTreeMap<S<String>, Vec<S<String>>>;
 
@@ -36,7 +35,7 @@ pub(super) fn check(checker: &mut Checker<'_>, raw: Option<RawIab>, purposes: &[
         }
     });
     let numbered = |checker: &mut Checker<'_>, table: Mapped, what: &str, max: u32| {
-        mapped(checker, table, purposes)
+        mapped_purposes(checker, table, purposes, &format!("a {what}"))
             .into_iter()
             .filter_map(|(key, purposes)| match key.get_ref().parse::<u32>() {
                 Ok(id) if (1..=max).contains(&id) => Some((id, purposes)),
@@ -50,7 +49,7 @@ pub(super) fn check(checker: &mut Checker<'_>, raw: Option<RawIab>, purposes: &[
     let tcf_purposes = numbered(checker, raw.tcf_purposes, "TCF purpose", 11);
     let special_features = numbered(checker, raw.special_features, "TCF special feature", 2);
     let publisher_purposes = numbered(checker, raw.publisher_purposes, "publisher custom purpose", 63);
-    let gpp_opt_outs = mapped(checker, raw.gpp_opt_outs, purposes)
+    let gpp_opt_outs = mapped_purposes(checker, raw.gpp_opt_outs, purposes, "a GPP opt-out")
         .into_iter()
         .filter_map(|(key, purposes)| {
             match GppOptOut::ALL.into_iter().find(|kind| kind.key() == key.get_ref()) {
@@ -69,25 +68,4 @@ pub(super) fn check(checker: &mut Checker<'_>, raw: Option<RawIab>, purposes: &[
         })
         .collect();
     IabMapping { vendor_id, tcf_purposes, special_features, publisher_purposes, gpp_opt_outs }
-}
-
-/// Entries in file order, each naming at least one declared purpose.
-fn mapped(checker: &mut Checker<'_>, table: Mapped, purposes: &[Purpose]) -> Vec<(S<String>, Vec<String>)> {
-    in_file_order(table)
-        .into_iter()
-        .map(|(key, mapped)| {
-            if mapped.is_empty() {
-                checker.at(key.span(), "map it to at least one purpose");
-            }
-            for purpose in &mapped {
-                if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
-                    checker.at(
-                        purpose.span(),
-                        format!("purpose {:?} is not declared under [purposes]", purpose.get_ref()),
-                    );
-                }
-            }
-            (key, mapped.into_iter().map(Spanned::into_inner).collect())
-        })
-        .collect()
 }
