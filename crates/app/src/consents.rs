@@ -215,7 +215,8 @@ fn from_strings(
     now: i64,
     events: &mut Vec<ConsentEvent>,
 ) -> Vec<Value> {
-    let mut states = ConsentStates::fold(&found.ledger);
+    // The changes of the same request count as the person's latest word.
+    let mut states = ConsentStates::fold(found.ledger.iter().chain(events.iter()));
     let mut skipped = Vec::new();
     for signal in signals {
         let Some(purpose) = app.catalog.purpose(&signal.purpose) else { continue };
