@@ -8,7 +8,9 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod, ConsentStates, Status};
+use tactful_domain::consent::{
+    self, ConsentEvent, ConsentKind, ConsentMethod, ConsentSignal, ConsentStates, Status,
+};
 use tactful_domain::segment::{format_time, parse_time};
 use tactful_store::{LedgerEntry, Store, StoreError, SubjectState};
 
@@ -76,6 +78,7 @@ pub async fn withdraw(
         jurisdiction,
         // The objection came through a request the brand (or the person's code) verified.
         verified: true,
+        provenance: None,
     };
     record_for(app, subject, vec![event]).await
 }
@@ -98,6 +101,7 @@ pub async fn record_lapsed(app: &App, now: i64) -> Result<usize, StoreError> {
             source: Some("expiry".into()),
             jurisdiction: lapsed.jurisdiction.clone(),
             verified: lapsed.verified,
+            provenance: None,
         };
         record_for(app, &entry.subject, vec![expired]).await?;
     }
@@ -129,17 +133,20 @@ pub async fn record_changes(
     caller: &crate::Caller,
     reference: &str,
     changes: &[ConsentChange],
+    strings: &ConsentStrings,
 ) -> Result<Value, AppError> {
     caller.require_privacy()?;
-    if changes.is_empty() || changes.len() > MAX_CHANGES {
+    let has_strings = strings.tc_string.is_some() || strings.gpp_string.is_some();
+    if (changes.is_empty() && !has_strings) || changes.len() > MAX_CHANGES {
         return Err(AppError::with_message(
             ErrorCode::InvalidRequest,
-            format!("send between 1 and {MAX_CHANGES} changes"),
+            format!("send between 1 and {MAX_CHANGES} changes, or a tc_string or gpp_string"),
         ));
     }
+    let signals = string_signals(app, strings)?;
     let found = crate::subjects::state_of(app, reference).await?;
     let now = app.now();
-    let mut events = Vec::with_capacity(changes.len());
+    let mut events = Vec::with_capacity(changes.len() + signals.len());
     let mut problems = Vec::new();
     for (index, change) in changes.iter().enumerate() {
         match checked(app, &found, change, now) {
@@ -161,13 +168,83 @@ pub async fn record_changes(
         )
         .details(json!({"problems": listed})));
     }
+    let skipped = from_strings(app, &found, signals, now, &mut events);
     let receipts = record(app, &found, events).await?;
     let updated = app.store.subject_state(&found.subject).await?.unwrap_or(found);
     let mut view = view(app, &updated);
     if let Value::Object(object) = &mut view {
         object.insert("receipts".into(), Value::Array(receipts));
+        if has_strings {
+            object.insert("skipped".into(), Value::Array(skipped));
+        }
     }
     Ok(view)
+}
+
+/// IAB consent strings sent with `POST /v1/subjects/{id}/consents`, read through the catalog's
+/// `[iab]` mapping the way the same strings on events are.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentStrings {
+    /// An IAB TCF v2.2 TC string.
+    pub tc_string: Option<String>,
+    /// An IAB GPP string.
+    pub gpp_string: Option<String>,
+    /// The GPP section ids that apply (all in the string if absent).
+    pub gpp_sid: Option<Vec<i64>>,
+}
+
+/// The signals of the strings, or a 400 naming the string, segment and field that is malformed.
+fn string_signals(app: &App, strings: &ConsentStrings) -> Result<Vec<ConsentSignal>, AppError> {
+    let read = consent::strings::Strings {
+        tc: strings.tc_string.as_deref().map(|text| ("tc_string", text)),
+        gpp: strings.gpp_string.as_deref().map(|text| ("gpp_string", text)),
+        gpp_sid: strings.gpp_sid.clone(),
+    };
+    consent::strings::signals(&app.catalog, &read).map_err(|error| {
+        AppError::with_message(ErrorCode::InvalidRequest, format!("{error}; nothing was recorded"))
+            .details(json!({"reason": "malformed_consent_string"}))
+    })
+}
+
+/// Turns the strings' signals into ledger entries, as ingestion does: only what changes the
+/// person's consent, never undoing a word newer than the string. Returns what was left out, why.
+fn from_strings(
+    app: &App,
+    found: &SubjectState,
+    signals: Vec<ConsentSignal>,
+    now: i64,
+    events: &mut Vec<ConsentEvent>,
+) -> Vec<Value> {
+    // The changes of the same request count as the person's latest word.
+    let mut states = ConsentStates::fold(found.ledger.iter().chain(events.iter()));
+    let mut skipped = Vec::new();
+    for signal in signals {
+        let Some(purpose) = app.catalog.purpose(&signal.purpose) else { continue };
+        let Some(at) = states.signal_time(&signal, now) else {
+            skipped.push(json!({"purpose": signal.purpose, "reason": "older_than_latest_choice"}));
+            continue;
+        };
+        if !states.changes(&signal, purpose.version, now) {
+            continue;
+        }
+        let event = ConsentEvent {
+            id: tactful_store::new_receipt_id(),
+            purpose: signal.purpose,
+            kind: signal.kind,
+            method: signal.method,
+            at,
+            expires_at: None,
+            version: purpose.version,
+            source: Some("api".into()),
+            jurisdiction: found.jurisdiction.clone(),
+            // The brand's API key vouches for whom it records consent for.
+            verified: true,
+            provenance: signal.provenance,
+        };
+        states.apply(&event);
+        events.push(event);
+    }
+    skipped
 }
 
 /// Checks one requested change and turns it into a ledger entry.
@@ -233,6 +310,7 @@ fn checked(
         jurisdiction: found.jurisdiction.clone(),
         // The brand's API key vouches for whom it records consent for.
         verified: true,
+        provenance: None,
     })
 }
 
@@ -289,6 +367,7 @@ pub fn ledger_entry(event: &ConsentEvent) -> Value {
         "source": event.source,
         "jurisdiction": event.jurisdiction,
         "verified": event.verified,
+        "consent_string": event.provenance,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The consent ledger as data: append-only consent events per subject and purpose, the current state
 //! derived by folding them, and the consent signals that arrive on events (Segment's
-//! `context.consent`, RudderStack's `context.consentManagement`, the Global Privacy Control).
+//! `context.consent`, RudderStack's `context.consentManagement`, the Global Privacy Control, IAB
+//! TCF and GPP strings).
 
 use std::collections::BTreeMap;
 
@@ -111,6 +112,24 @@ pub struct ConsentEvent {
     /// applies to that device only and a grant never counts as explicit.
     #[serde(default = "proven")]
     pub verified: bool,
+    /// The consent string it was read from (IAB TCF or GPP), if it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<StringProvenance>,
+}
+
+/// Where a ledger entry read from a consent string came from: the string's SHA-256 (never the
+/// string itself), the CMP that wrote it and the times it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StringProvenance {
+    /// `tcf` (a TC string) or `gpp`.
+    pub format: String,
+    /// SHA-256 of the whole string as received, lowercase hex.
+    pub sha256: String,
+    pub cmp_id: Option<u16>,
+    pub cmp_version: Option<u16>,
+    /// The TC string's `Created` and `LastUpdated` (Unix milliseconds); absent for GPP's US sections.
+    pub created: Option<i64>,
+    pub updated: Option<i64>,
 }
 
 fn proven() -> bool {
@@ -225,6 +244,20 @@ impl ConsentStates {
         }
     }
 
+    /// When `signal`, received at `received`, takes effect in the ledger; `None` when it is older
+    /// than the latest word on its purpose (an offline queue, a late retry, a consent string last
+    /// updated before the person's newer choice), which it must not undo. A string's own time is
+    /// its `LastUpdated`, which CMPs round to the day: a string of the same day as the latest word
+    /// comes after it (by a millisecond), so the last string seen on a day is the one that holds.
+    pub fn signal_time(&self, signal: &ConsentSignal, received: i64) -> Option<i64> {
+        let at = signal.at.map_or(received, |at| at.min(received));
+        match self.by_purpose.get(&signal.purpose) {
+            Some(latest) if latest.at > at => None,
+            Some(latest) if latest.at == at && signal.at.is_some() => Some(at + 1),
+            _ => Some(at),
+        }
+    }
+
     /// Whether recording `signal` would change anything: signals repeat on every event a browser
     /// sends, and only changes belong in the ledger. A GPC opt-out does not override consent the
     /// person gave explicitly (that conflict is theirs to resolve, in the preference center).
@@ -263,6 +296,10 @@ pub struct ConsentSignal {
     pub purpose: String,
     pub kind: ConsentKind,
     pub method: ConsentMethod,
+    /// When the person said it, where the signal carries its own time (a TC string's
+    /// `LastUpdated`); otherwise the event's time.
+    pub at: Option<i64>,
+    pub provenance: Option<StringProvenance>,
 }
 
 /// A consent object on an event that cannot be read; the event is refused rather than guessed at,
@@ -272,9 +309,10 @@ pub struct ConsentSignal {
 pub struct MalformedConsent(pub String);
 
 /// The consent signals of an event's `context`: Segment's `consent.categoryPreferences` and
-/// RudderStack's `consentManagement`, through the catalog's consent categories. No object means no
-/// signal; an empty `categoryPreferences` means every category is denied. Where categories
-/// disagree about a purpose, denial wins.
+/// RudderStack's `consentManagement`, through the catalog's consent categories, and the IAB
+/// strings in `consent.tcString` and `consent.gppString` (see [`strings`]). No object means no
+/// signal; an empty `categoryPreferences` means every category is denied. Where categories or
+/// strings disagree about a purpose, denial wins; a malformed string refuses the event.
 pub fn signals_from_context(
     catalog: &Catalog,
     context: Option<&Value>,
@@ -338,14 +376,40 @@ pub fn signals_from_context(
         }
         Some(_) => return Err(MalformedConsent("context.consentManagement must be an object".into())),
     }
-    Ok(decided
+    let mut signals: Vec<ConsentSignal> = decided
         .into_iter()
         .map(|(purpose, granted)| ConsentSignal {
             purpose,
             kind: if granted { ConsentKind::Given } else { ConsentKind::Withdrawn },
             method: ConsentMethod::Explicit,
+            at: None,
+            provenance: None,
         })
-        .collect())
+        .collect();
+    if let Some(Value::Object(consent)) = context.get("consent") {
+        signals.extend(strings::signals(catalog, &strings_of(consent)?)?);
+        signals = strings::denial_wins(signals);
+    }
+    Ok(signals)
+}
+
+/// The IAB consent strings of an event's `context.consent`: `tcString`, `gppString` and
+/// `gppSid`. Absent or null means none; anything but text is refused.
+fn strings_of(consent: &serde_json::Map<String, Value>) -> Result<strings::Strings<'_>, MalformedConsent> {
+    let text = |field: &'static str| match consent.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.as_str())),
+        Some(_) => Err(MalformedConsent(format!("context.consent.{field} must be a string"))),
+    };
+    let gpp_sid = match consent.get("gppSid") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(strings::parse_sid(value, "context.consent.gppSid")?),
+    };
+    Ok(strings::Strings {
+        tc: text("tcString")?.map(|text| ("context.consent.tcString", text)),
+        gpp: text("gppString")?.map(|text| ("context.consent.gppString", text)),
+        gpp_sid,
+    })
 }
 
 /// Purposes that amount to selling or sharing personal data, or targeting ads with it: what the
@@ -367,9 +431,13 @@ pub fn gpc_signals(catalog: &Catalog) -> Vec<ConsentSignal> {
             purpose: purpose.key.clone(),
             kind: ConsentKind::Withdrawn,
             method: ConsentMethod::Gpc,
+            at: None,
+            provenance: None,
         })
         .collect()
 }
+
+pub mod strings;
 
 #[cfg(test)]
 mod tests;

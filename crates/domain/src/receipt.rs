@@ -102,6 +102,8 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
                 // Whether who it is about was proven, or only claimed by a public write key.
                 "identity": if event.verified { "verified" } else { "claimed" },
                 "expires": event.expires_at.map(format_time),
+                // The IAB consent string it was read from (hash, CMP, times), if any.
+                "consentString": event.provenance,
             },
         },
     });
@@ -211,6 +213,7 @@ mod tests {
             source: Some("preference_center".into()),
             jurisdiction: Some("eu".into()),
             verified: true,
+            provenance: None,
         };
         let receipt = receipt(&catalog, "sub_abc", &event);
         assert_eq!(receipt["version"], "KI-CR-v1.1.0");

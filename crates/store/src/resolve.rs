@@ -520,10 +520,9 @@ impl State<'_> {
         let mut recorded = Vec::new();
         for signal in &signals {
             let Some(purpose) = catalog.purpose(&signal.purpose) else { continue };
-            // An older event (an offline queue, a late retry) does not undo a newer choice.
-            if known.consents.get(&signal.purpose).is_some_and(|record| record.at > event.timestamp) {
-                continue;
-            }
+            // An older event (an offline queue, a late retry) or consent string does not undo a
+            // newer choice.
+            let Some(at) = known.consents.signal_time(signal, event.timestamp) else { continue };
             if !known.consents.changes(signal, purpose.version, event.timestamp) {
                 continue;
             }
@@ -532,12 +531,13 @@ impl State<'_> {
                 purpose: signal.purpose.clone(),
                 kind: signal.kind,
                 method: signal.method,
-                at: event.timestamp,
+                at,
                 expires_at: None,
                 version: purpose.version,
                 source: Some(event.source.clone()),
                 jurisdiction: jurisdiction.clone(),
                 verified: event.verified,
+                provenance: signal.provenance.clone(),
             };
             known.consents.apply(&entry);
             recorded.push(entry);

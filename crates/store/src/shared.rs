@@ -1,6 +1,7 @@
 //! What both backends do the same way below the traits: reading back fixed-size columns, the SQL
 //! and rules that must not differ between them, ids, and the clock.
 
+use tactful_domain::consent::StringProvenance;
 use tactful_vault::Blind;
 
 use crate::{CodeOutcome, Result, StoreError, WrappedKeys};
@@ -93,9 +94,9 @@ pub(crate) const OPEN_STATUSES: &str = "'received', 'verifying', 'running', 'wai
 /// choice is the family's.
 pub(crate) const LAPSED_CONSENTS_SQL: &str = "WITH family AS (
      SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction,
-            c.verified, COALESCE(s.merged_into, s.id) AS subject_id
+            c.verified, c.provenance, COALESCE(s.merged_into, s.id) AS subject_id
      FROM consent_events c JOIN subjects s ON s.id = c.subject_id)
- SELECT id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified, subject_id FROM family c
+ SELECT id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified, provenance, subject_id FROM family c
  WHERE c.expires_at IS NOT NULL AND c.expires_at <= ?1 AND c.kind IN ('given', 'renewed')
    AND NOT EXISTS (SELECT 1 FROM family l WHERE l.subject_id = c.subject_id AND l.purpose = c.purpose
                    AND (l.at > c.at OR (l.at = c.at AND l.id > c.id)))
@@ -127,6 +128,20 @@ pub fn new_receipt_id() -> String {
 /// A random id for an outbox message (random, not a sequence: no hot spot on distributed engines).
 pub(crate) fn new_message_id() -> String {
     tactful_vault::new_subject_id().replacen("sub_", "msg_", 1)
+}
+
+/// A ledger entry's consent-string provenance as stored (JSON text in the `provenance` column).
+pub(crate) fn provenance_text(provenance: Option<&StringProvenance>) -> Option<String> {
+    provenance.and_then(|provenance| serde_json::to_string(provenance).ok())
+}
+
+/// A ledger entry's consent-string provenance, read back.
+pub(crate) fn provenance(text: Option<&str>) -> crate::Result<Option<StringProvenance>> {
+    text.map(|text| {
+        serde_json::from_str(text)
+            .map_err(|error| crate::StoreError::Internal(format!("unreadable consent provenance: {error}")))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

@@ -366,6 +366,7 @@ mod tests {
                 source: None,
                 jurisdiction: jurisdiction.map(str::to_owned),
                 verified: true,
+                provenance: None,
             },
         }
     }

@@ -34,6 +34,7 @@ pub async fn apply_gpc(app: &App, found: &SubjectState) -> Result<Gpc, AppError>
                 jurisdiction: found.jurisdiction.clone(),
                 // The person's own session.
                 verified: true,
+                provenance: None,
             });
         } else if matches!(
             folded.status(&purpose.key, purpose.version, now),

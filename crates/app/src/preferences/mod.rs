@@ -200,6 +200,7 @@ pub async fn choose(
             jurisdiction: found.jurisdiction.clone(),
             // The person's own session.
             verified: true,
+            provenance: None,
         });
     }
     if events.is_empty() {

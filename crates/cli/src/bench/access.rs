@@ -72,6 +72,7 @@ fn decisions(count: u64) -> anyhow::Result<()> {
                     source: None,
                     jurisdiction: None,
                     verified: true,
+                    provenance: None,
                 };
                 subjects.push(SubjectContext {
                     jurisdiction,

@@ -2,6 +2,7 @@
 //! long and under which law. Everything the product stores or decides is checked against it.
 
 mod category;
+pub mod iab;
 mod linking;
 mod parse;
 mod path;
@@ -41,6 +42,8 @@ pub struct Catalog {
     personalization: Option<Personalization>,
     analytics: Option<Analytics>,
     linking: Linking,
+    /// How IAB consent strings map onto the purposes (`[iab]`).
+    iab: iab::IabMapping,
     /// SHA-256 of the catalog's text (hex), so the audit log shows which data map was in force.
     sha256: String,
     /// What the check changed without refusing anything (a category's spelling normalized).
@@ -718,6 +721,11 @@ impl Catalog {
     /// The purposes a consent category id stands for.
     pub fn consent_category(&self, id: &str) -> Option<&[String]> {
         self.consent_categories.iter().find(|(known, _)| known == id).map(|(_, purposes)| purposes.as_slice())
+    }
+
+    /// How IAB consent strings (TCF, GPP) map onto the purposes.
+    pub fn iab(&self) -> &iab::IabMapping {
+        &self.iab
     }
 
     pub fn guardrails(&self) -> &[Guardrail] {

@@ -16,6 +16,7 @@ mod analytics;
 mod destinations;
 mod events;
 mod guardrails;
+mod iab;
 mod identity;
 mod jurisdictions;
 mod personalization;
@@ -101,6 +102,7 @@ struct RawCatalog {
     personalization: Option<personalization::RawPersonalization>,
     analytics: Option<analytics::RawAnalytics>,
     identity: Option<identity::RawIdentity>,
+    iab: Option<iab::RawIab>,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +228,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
     let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
     let analytics = analytics::check(checker, raw.analytics, &purposes, &properties, lifecycle);
     let linking = identity::check(checker, raw.identity, &sources, &properties);
+    let iab = iab::check(checker, raw.iab, &purposes);
 
     Catalog {
         brand,
@@ -245,6 +248,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
         personalization,
         analytics,
         linking,
+        iab,
         sha256: String::new(),
         notes: Vec::new(),
     }

@@ -517,3 +517,33 @@ fn a_budget_below_the_floor_or_too_many_rows_per_person_is_pointed_at() {
     let fine = rows.replace("epsilon = 1\nrows_per_person = 1001", "epsilon = 0.01\nrows_per_person = 1000");
     Catalog::parse(&fine).unwrap_or_else(|e| panic!("{}", e.render("test")));
 }
+
+#[test]
+fn the_iab_section_names_known_numbers_and_declared_purposes() {
+    let good = format!(
+        "{MINIMAL}\n[iab]\nvendor_id = 755\n[iab.tcf_purposes]\n1 = [\"essential.service\"]\n\
+         [iab.gpp_opt_outs]\nsale = [\"essential.service\"]\n"
+    );
+    let catalog = Catalog::parse(&good).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    assert_eq!(catalog.iab().vendor_id, Some(755));
+    assert_eq!(catalog.iab().tcf_purposes, vec![(1, vec!["essential.service".to_owned()])]);
+    // The lines of `MINIMAL` and the blank line after it.
+    let lines = MINIMAL.lines().count();
+    let bad = format!(
+        "{MINIMAL}\n[iab]\nvendor_id = 0\n[iab.tcf_purposes]\n12 = [\"essential.service\"]\n\
+         [iab.special_features]\n1 = [\"marketing.nothing\"]\n[iab.gpp_opt_outs]\nsell = [\"essential.service\"]\n"
+    );
+    let found = problems(&bad);
+    let expected = [
+        (lines + 3, 13, "vendor_id must be a Global Vendor List id (1–65535)"),
+        (lines + 5, 1, "\"12\" is not a TCF purpose (1–11)"),
+        (lines + 7, 6, "purpose \"marketing.nothing\" is not declared under [purposes]"),
+        (lines + 9, 1, "\"sell\" is not a GPP opt-out (sale, sharing, targeted_advertising, sensitive_data)"),
+    ];
+    for (line, column, message) in expected {
+        assert!(
+            found.iter().any(|found| *found == (line, column, message.to_owned())),
+            "expected {message:?} at {line}:{column}, got {found:#?}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ fn event(id: &str, purpose: &str, kind: ConsentKind, method: ConsentMethod, at: 
         source: None,
         jurisdiction: None,
         verified: true,
+        provenance: None,
     }
 }
 
@@ -55,6 +56,7 @@ fn arbitrary_event() -> impl Strategy<Value = ConsentEvent> {
             source: None,
             jurisdiction: None,
             verified: true,
+            provenance: None,
         })
 }
 
@@ -113,7 +115,8 @@ fn expiry_and_version_are_judged_at_decision_time() {
 
 #[test]
 fn only_changes_are_worth_recording() {
-    let signal = |kind, method| ConsentSignal { purpose: "p".into(), kind, method };
+    let signal =
+        |kind, method| ConsentSignal { purpose: "p".into(), kind, method, at: None, provenance: None };
     let given = ConsentStates::fold(&[event("a", "p", ConsentKind::Given, ConsentMethod::Explicit, 1)]);
     assert!(
         !given.changes(&signal(ConsentKind::Given, ConsentMethod::Explicit), 1, 5),
@@ -198,4 +201,26 @@ fn gpc_opts_out_of_sale_and_sharing_only() {
     assert_eq!(purposes, ["marketing.advertising.third_party.targeted"]);
     assert!(is_sale_or_sharing("third_party_sharing.legal_obligation"));
     assert!(!is_sale_or_sharing("marketing.communications.email"));
+}
+
+#[test]
+fn a_string_older_than_the_latest_word_does_not_take_effect_and_one_of_the_same_day_comes_after() {
+    let day = 1_795_996_800_000;
+    let string = |at| ConsentSignal {
+        purpose: "p".into(),
+        kind: ConsentKind::Given,
+        method: ConsentMethod::Explicit,
+        at: Some(at),
+        provenance: None,
+    };
+    let states =
+        ConsentStates::fold(&[event("a", "p", ConsentKind::Withdrawn, ConsentMethod::Api, day + 5_000)]);
+    assert_eq!(states.signal_time(&string(day), day + 9_000), None, "older than the withdrawal");
+    assert_eq!(states.signal_time(&string(day + 86_400_000), day + 90_000_000), Some(day + 86_400_000));
+    // A later string of the same day (CMPs round LastUpdated to the day) wins the fold.
+    let states =
+        ConsentStates::fold(&[event("z", "p", ConsentKind::Withdrawn, ConsentMethod::Explicit, day)]);
+    assert_eq!(states.signal_time(&string(day), day + 9_000), Some(day + 1));
+    // A string dated after its arrival is taken at its arrival.
+    assert_eq!(ConsentStates::default().signal_time(&string(day), day - 10), Some(day - 10));
 }

@@ -105,6 +105,7 @@ fn the_stated_basis_is_the_one_the_policy_enforces() {
                                 source: None,
                                 jurisdiction: None,
                                 verified: true,
+                                provenance: None,
                             }]);
                         }
                         let subject = SubjectContext { jurisdiction, consents, ..SubjectContext::default() };

@@ -119,6 +119,7 @@ fn consents_in(state: &str, purpose: &str) -> ConsentStates {
         source: None,
         jurisdiction: None,
         verified: true,
+        provenance: None,
     }])
 }
 
@@ -286,6 +287,7 @@ fn gpc_withdraws_sale_and_sharing_in_an_opt_out_regime() {
             source: None,
             jurisdiction: None,
             verified: true,
+            provenance: None,
         });
     }
     let consents = policy.consents(&subject, 20);

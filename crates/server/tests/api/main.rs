@@ -5,6 +5,7 @@
 mod access;
 mod bounds;
 mod common;
+mod consent_strings;
 mod console;
 mod destinations;
 mod doors;

@@ -29,6 +29,7 @@ pub(super) fn to_event(row: &PgRow) -> Result<ConsentEvent> {
         source: row.try_get("source")?,
         jurisdiction: row.try_get("jurisdiction")?,
         verified: row.try_get("verified")?,
+        provenance: crate::shared::provenance(row.try_get::<Option<String>, _>("provenance")?.as_deref())?,
     })
 }
 
@@ -48,12 +49,14 @@ pub(super) async fn write_consents(conn: &mut PgConnection, rows: &[ConsentRow],
     let sources: Vec<Option<&str>> = rows.iter().map(|row| row.event.source.as_deref()).collect();
     let jurisdictions: Vec<Option<&str>> = rows.iter().map(|row| row.event.jurisdiction.as_deref()).collect();
     let verified: Vec<bool> = rows.iter().map(|row| row.event.verified).collect();
+    let provenances: Vec<Option<String>> =
+        rows.iter().map(|row| crate::shared::provenance_text(row.event.provenance.as_ref())).collect();
     let receipts: Vec<&str> = rows.iter().map(|row| row.receipt.as_str()).collect();
     sqlx::query(
         "INSERT INTO consent_events (id, subject_id, purpose, kind, method, at, expires_at, version, source, jurisdiction,
-                                     verified)
+                                     verified, provenance)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                              $8::int4[], $9::text[], $10::text[], $11::bool[])",
+                              $8::int4[], $9::text[], $10::text[], $11::bool[], $12::text[])",
     )
     .bind(&ids)
     .bind(&subjects)
@@ -66,6 +69,7 @@ pub(super) async fn write_consents(conn: &mut PgConnection, rows: &[ConsentRow],
     .bind(&sources)
     .bind(&jurisdictions)
     .bind(&verified)
+    .bind(&provenances)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -88,7 +92,7 @@ pub(super) async fn consent_ledger(
 ) -> Result<Vec<LedgerEntry>> {
     let (at, id) = after.unwrap_or((i64::MIN, String::new()));
     let rows = sqlx::query(
-        "SELECT subject_id, id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified FROM consent_events
+        "SELECT subject_id, id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified, provenance FROM consent_events
          WHERE (at, id) > ($1, $2) ORDER BY at, id LIMIT $3",
     )
     .bind(at)

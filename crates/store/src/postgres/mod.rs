@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_rate_limits.sql"),
     include_str!("migrations/0011_web_sessions.sql"),
     include_str!("migrations/0012_erasure_journal.sql"),
+    include_str!("migrations/0013_consent_strings.sql"),
 ];
 
 pub struct PostgresStore {

@@ -51,7 +51,7 @@ pub(super) async fn states_of_roots(conn: &mut PgConnection, roots: &[String]) -
             .collect::<Result<_, sqlx::Error>>()?;
     let rows = sqlx::query(
         "SELECT COALESCE(s.merged_into, s.id) AS root, c.id, c.purpose, c.kind, c.method, c.at, c.expires_at,
-                c.version, c.source, c.jurisdiction, c.verified
+                c.version, c.source, c.jurisdiction, c.verified, c.provenance
          FROM consent_events c JOIN subjects s ON s.id = c.subject_id
          WHERE s.id = ANY($1) OR s.merged_into = ANY($1) ORDER BY c.at, c.id",
     )

@@ -13,7 +13,7 @@ use crate::signed::ConsentRow;
 use crate::{ConsentStore, LedgerEntry, NewDelivery, Result, StoreError, StoredReceipt};
 
 const CONSENT_COLUMNS: &str =
-    "id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified";
+    "id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified, provenance";
 
 /// A consent ledger row, before its kind and method are parsed.
 pub(super) struct ConsentColumns {
@@ -27,6 +27,7 @@ pub(super) struct ConsentColumns {
     source: Option<String>,
     jurisdiction: Option<String>,
     verified: bool,
+    provenance: Option<String>,
 }
 
 /// Reads the columns of [`CONSENT_COLUMNS`], starting at the first.
@@ -42,12 +43,24 @@ pub(super) fn consent_event(row: &Row<'_>) -> rusqlite::Result<ConsentColumns> {
         source: row.get(7)?,
         jurisdiction: row.get(8)?,
         verified: row.get(9)?,
+        provenance: row.get(10)?,
     })
 }
 
 pub(super) fn to_event(columns: ConsentColumns) -> Result<ConsentEvent> {
-    let ConsentColumns { id, purpose, kind, method, at, expires_at, version, source, jurisdiction, verified } =
-        columns;
+    let ConsentColumns {
+        id,
+        purpose,
+        kind,
+        method,
+        at,
+        expires_at,
+        version,
+        source,
+        jurisdiction,
+        verified,
+        provenance,
+    } = columns;
     Ok(ConsentEvent {
         id,
         purpose,
@@ -61,6 +74,7 @@ pub(super) fn to_event(columns: ConsentColumns) -> Result<ConsentEvent> {
         source,
         jurisdiction,
         verified,
+        provenance: crate::shared::provenance(provenance.as_deref())?,
     })
 }
 
@@ -69,7 +83,7 @@ pub(super) fn write_consents(conn: &Connection, rows: &[ConsentRow], now: i64) -
     for row in rows {
         let event = &row.event;
         conn.prepare_cached(&format!(
-            "INSERT INTO consent_events (subject_id, {CONSENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO consent_events (subject_id, {CONSENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ))?
         .execute(params![
             row.subject,
@@ -82,7 +96,8 @@ pub(super) fn write_consents(conn: &Connection, rows: &[ConsentRow], now: i64) -
             event.version,
             event.source,
             event.jurisdiction,
-            event.verified
+            event.verified,
+            crate::shared::provenance_text(event.provenance.as_ref())
         ])?;
         conn.prepare_cached(
             "INSERT INTO consent_receipts (id, subject_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
@@ -102,7 +117,7 @@ pub(super) fn consent_ledger(
         "SELECT {CONSENT_COLUMNS}, subject_id FROM consent_events WHERE (at, id) > (?1, ?2) ORDER BY at, id LIMIT ?3"
     ))?;
     let rows = statement
-        .query_map(params![at, id, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(10)?)))?;
+        .query_map(params![at, id, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(11)?)))?;
     rows.map(|row| {
         let (columns, subject) = row?;
         Ok(LedgerEntry { subject, event: to_event(columns)? })
@@ -113,7 +128,7 @@ pub(super) fn consent_ledger(
 pub(super) fn lapsed_consents(conn: &Connection, now: i64, limit: u32) -> Result<Vec<LedgerEntry>> {
     let mut statement = conn.prepare_cached(crate::shared::LAPSED_CONSENTS_SQL)?;
     let rows = statement
-        .query_map(params![now, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(10)?)))?;
+        .query_map(params![now, limit], |row| Ok((consent_event(row)?, row.get::<_, String>(11)?)))?;
     rows.map(|row| {
         let (columns, subject) = row?;
         Ok(LedgerEntry { subject, event: to_event(columns)? })

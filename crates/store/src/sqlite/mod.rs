@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_consent_provenance.sql"),
     include_str!("migrations/0010_rate_limits.sql"),
     include_str!("migrations/0011_web_sessions.sql"),
+    include_str!("migrations/0012_consent_strings.sql"),
 ];
 
 pub struct SqliteStore {

@@ -33,7 +33,8 @@ pub(super) fn subject_state(conn: &Connection, subject: &str) -> Result<Option<S
         .prepare_cached("SELECT jurisdiction, minor, restricted FROM subjects WHERE id = ?1")?
         .query_row([&root], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     let mut statement = conn.prepare_cached(
-        "SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction, c.verified
+        "SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction, c.verified,
+                c.provenance
          FROM consent_events c JOIN subjects s ON s.id = c.subject_id
          WHERE s.id = ?1 OR s.merged_into = ?1 ORDER BY c.at, c.id",
     )?;
@@ -80,12 +81,12 @@ pub(super) fn subject_states(conn: &Connection, mut subjects: Vec<String>) -> Re
         // The families' ledgers, members' entries included, in the order `subject_state` gives.
         let mut ledgers = conn.prepare_cached(
             "SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction, c.verified,
-                    COALESCE(s.merged_into, s.id)
+                    c.provenance, COALESCE(s.merged_into, s.id)
              FROM consent_events c JOIN subjects s ON s.id = c.subject_id
              WHERE s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1))
              ORDER BY c.at, c.id",
         )?;
-        let rows = ledgers.query_map([&ids], |row| Ok((consent_event(row)?, row.get::<_, String>(10)?)))?;
+        let rows = ledgers.query_map([&ids], |row| Ok((consent_event(row)?, row.get::<_, String>(11)?)))?;
         for row in rows {
             let (columns, root) = row?;
             if let Some(&position) = index.get(&root) {

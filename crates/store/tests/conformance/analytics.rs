@@ -327,6 +327,7 @@ async fn subject_states_answer_for_many_families_at_once_like_subject_state(back
         source: Some("api".into()),
         jurisdiction: None,
         verified: true,
+        provenance: None,
     };
     let store = &backend.store;
     // Given on the device before it joined Bob: part of Bob's family ledger afterwards.

@@ -1,9 +1,10 @@
 //! The consent ledger: consent carried by an event counts before its properties are judged, consent
-//! recorded through the API comes with receipts and audit entries, lapsed consents are found.
+//! recorded through the API comes with receipts and audit entries, lapsed consents are found, and
+//! an entry read from a consent string keeps its provenance.
 
 use serde_json::json;
 use tactful_domain::audit::AuditEvent;
-use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod};
+use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod, StringProvenance};
 
 use crate::{Backend, T0, event, ingest, open_subject, subject_of};
 
@@ -11,6 +12,7 @@ conformance!(
     consent_on_an_event_counts_before_its_properties_are_judged,
     consents_recorded_through_the_api_come_with_receipts_and_audit_entries,
     lapsed_consents_are_found_by_family_until_their_expiry_is_recorded,
+    a_consent_strings_provenance_comes_back_on_every_read_of_the_ledger,
 );
 
 /// The event's own consent is applied first; what no permitted purpose covers is never stored, but
@@ -75,6 +77,7 @@ async fn consents_recorded_through_the_api_come_with_receipts_and_audit_entries(
         source: Some("api".into()),
         jurisdiction: None,
         verified: true,
+        provenance: None,
     };
     let audit = |id: &str| AuditEvent::Consent {
         subject: backend.vault.subject_pseudonym(&ann),
@@ -146,6 +149,7 @@ async fn lapsed_consents_are_found_by_family_until_their_expiry_is_recorded(back
         source: Some("api".into()),
         jurisdiction: None,
         verified: true,
+        provenance: None,
     };
     let record = |subject: String, event: ConsentEvent| {
         let store = backend.store.clone();
@@ -168,4 +172,50 @@ async fn lapsed_consents_are_found_by_family_until_their_expiry_is_recorded(back
     assert_eq!((lapsed[0].subject.as_str(), lapsed[0].event.id.as_str()), (cal.as_str(), "cr_cal"));
     record(cal.clone(), consent("cr_cal_expired", ConsentKind::Expired, T0 + 100, None)).await;
     assert!(backend.store.lapsed_consents(T0 + 1_000, 10).await.unwrap().is_empty(), "recorded once");
+}
+
+async fn a_consent_strings_provenance_comes_back_on_every_read_of_the_ledger(backend: Backend) {
+    ingest(&backend, vec![event("1").user("dee")]).await;
+    let dee = subject_of(&backend, "user_id", "dee").await.unwrap();
+    let provenance = StringProvenance {
+        format: "tcf".into(),
+        sha256: "a1c4bc83dc7a615a4e3a90bfce311791244a2f969d8af8ced66a2ef7fb411653".into(),
+        cmp_id: Some(31),
+        cmp_version: Some(640),
+        created: Some(T0 - 86_400_000),
+        updated: Some(T0),
+    };
+    let entry = |id: &str, provenance: Option<StringProvenance>| ConsentEvent {
+        id: id.into(),
+        purpose: "marketing.communications.email".into(),
+        kind: ConsentKind::Given,
+        method: ConsentMethod::Explicit,
+        at: T0,
+        expires_at: Some(T0 + 100),
+        version: 1,
+        source: Some("eu-web".into()),
+        jurisdiction: None,
+        verified: true,
+        provenance,
+    };
+    let rows = vec![
+        (entry("cr_string", Some(provenance.clone())), "{}".into()),
+        (entry("cr_plain", None), "{}".into()),
+    ];
+    backend.store.record_consents(&dee, rows, Vec::new(), Vec::new()).await.unwrap();
+    let of = |ledger: Vec<ConsentEvent>| {
+        let mut found: Vec<_> = ledger.into_iter().map(|event| (event.id, event.provenance)).collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    };
+    let expected = vec![("cr_plain".to_owned(), None), ("cr_string".to_owned(), Some(provenance))];
+    let state = backend.store.subject_state(&dee).await.unwrap().unwrap();
+    assert_eq!(of(state.ledger), expected, "the person's ledger");
+    let states = backend.store.subject_states(vec![dee.clone()]).await.unwrap();
+    assert_eq!(of(states.into_iter().next().unwrap().ledger), expected, "ledgers read in bulk");
+    let exported = backend.store.consent_ledger(None, 10).await.unwrap();
+    assert_eq!(of(exported.into_iter().map(|entry| entry.event).collect()), expected, "the export");
+    let lapsed = backend.store.lapsed_consents(T0 + 100, 10).await.unwrap();
+    // Only the latest word on a purpose lapses: of two at the same time, the greater id.
+    assert_eq!(of(lapsed.into_iter().map(|entry| entry.event).collect()), expected[1..], "lapsed consents");
 }

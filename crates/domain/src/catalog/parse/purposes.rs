@@ -48,11 +48,25 @@ pub(super) fn check_consent_categories(
     raw: BTreeMap<S<String>, Vec<S<String>>>,
     purposes: &[Purpose],
 ) -> Vec<(String, Vec<String>)> {
+    mapped_purposes(checker, raw, purposes, "a consent category")
+        .into_iter()
+        .map(|(id, mapped)| (id.into_inner(), mapped))
+        .collect()
+}
+
+/// Entries of a table that maps something (`what`) onto purposes, in file order; each must name at
+/// least one purpose, and only declared ones.
+pub(super) fn mapped_purposes(
+    checker: &mut Checker<'_>,
+    raw: BTreeMap<S<String>, Vec<S<String>>>,
+    purposes: &[Purpose],
+    what: &str,
+) -> Vec<(S<String>, Vec<String>)> {
     in_file_order(raw)
         .into_iter()
-        .map(|(id, mapped)| {
+        .map(|(key, mapped)| {
             if mapped.is_empty() {
-                checker.at(id.span(), "a consent category must map to at least one purpose");
+                checker.at(key.span(), format!("{what} must map to at least one purpose"));
             }
             for purpose in &mapped {
                 if !purposes.iter().any(|declared| &declared.key == purpose.get_ref()) {
@@ -62,7 +76,7 @@ pub(super) fn check_consent_categories(
                     );
                 }
             }
-            (id.into_inner(), mapped.into_iter().map(Spanned::into_inner).collect())
+            (key, mapped.into_iter().map(Spanned::into_inner).collect())
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tactful_app::consents::{self, ConsentChange};
+use tactful_app::consents::{self, ConsentChange, ConsentStrings};
 use tactful_app::reads::{self, Reader};
 use tactful_domain::segment::format_time;
 
@@ -68,11 +68,17 @@ async fn consents(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConsentChanges {
+    #[serde(default)]
     changes: Vec<ConsentChange>,
+    /// An IAB TCF v2.2 TC string, read through the catalog's `[iab]` section.
+    tc_string: Option<String>,
+    /// An IAB GPP string, with the ids of the sections that apply (`gpp_sid`).
+    gpp_string: Option<String>,
+    gpp_sid: Option<Vec<i64>>,
 }
 
 /// `POST /v1/subjects/{id}/consents` with `{"changes": [{purpose, status, method?, version?, at?,
-/// expires_at?}]}`. Every change is checked before any is recorded: one bad change records
+/// expires_at?}], "tc_string"?, "gpp_string"?, "gpp_sid"?}`. Every change is checked before any is recorded: one bad change records
 /// nothing. Each recorded change gets a signed receipt and an audit entry, in one transaction.
 async fn record_consents(
     State(state): State<AppState>,
@@ -80,7 +86,9 @@ async fn record_consents(
     Path(reference): Path<String>,
     ApiJson(body): ApiJson<ConsentChanges>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let view = consents::record_changes(&state, &caller, &reference, &body.changes).await?;
+    let strings =
+        ConsentStrings { tc_string: body.tc_string, gpp_string: body.gpp_string, gpp_sid: body.gpp_sid };
+    let view = consents::record_changes(&state, &caller, &reference, &body.changes, &strings).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
