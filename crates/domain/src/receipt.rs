@@ -264,6 +264,7 @@ mod tests {
             source: None,
             jurisdiction: None,
             verified: true,
+            provenance: None,
         };
         let sold = receipt(&catalog, "sub_abc", &event("marketing.advertising.third_party.targeted"));
         let purpose = &sold["services"][0]["purposes"][0];
