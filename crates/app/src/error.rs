@@ -63,6 +63,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unavailable,
     Internal,
+    Conflict,
 }
 
 impl ErrorCode {
@@ -80,7 +81,7 @@ impl ErrorCode {
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
             Overloaded, InvalidPath, UriTooLong, HeadersTooLarge, RequestTimeout, DeadlineExceeded,
-            TooSlow, RateLimited, NotFound, MethodNotAllowed, Unavailable, Internal,
+            TooSlow, RateLimited, NotFound, MethodNotAllowed, Unavailable, Internal, Conflict,
         ]
     };
 
@@ -237,6 +238,11 @@ impl ErrorCode {
                 ("unavailable", 503, "the database is unavailable; nothing was stored, retry later")
             }
             Internal => ("internal", 500, "something went wrong on our side; nothing was stored"),
+            Conflict => (
+                "conflict",
+                409,
+                "the request is in a state that does not allow this (finished, already done, or changed meanwhile)",
+            ),
         }
     }
 

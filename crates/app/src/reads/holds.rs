@@ -44,7 +44,7 @@ pub async fn legal_holds(
     let record = view.record;
     let Some(subject) = record.subject.clone().filter(|_| record.kind == RequestKind::Erase) else {
         return Err(AppError::with_message(
-            ErrorCode::InvalidRequest,
+            ErrorCode::Conflict,
             "only an erase request keeps anything",
         ));
     };
