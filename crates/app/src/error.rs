@@ -176,7 +176,7 @@ impl ErrorCode {
             DuplicateRequest => {
                 ("duplicate_request", 409, "this person already has an open request of this kind")
             }
-            WrongCode => ("wrong_code", 400, "that is not the verification code"),
+            WrongCode => ("wrong_code", 403, "that is not the verification code"),
             NotPermitted => {
                 ("not_permitted", 409, "this would keep data for a purpose the person has not allowed")
             }

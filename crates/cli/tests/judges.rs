@@ -168,7 +168,7 @@ fn schemathesis_finds_nothing_wrong_with_the_api_as_documented() {
     let output = run(Command::new(st)
         .arg("run")
         .arg(format!("{base}/openapi.json"))
-        .args(["--checks", "all", "--max-examples", "12", "--seed", "20261203", "--workers", "2"])
+        .args(["--checks", "all", "--max-examples", "12", "--seed", "20261203", "--workers", "1"])
         .args(["--request-timeout", "20", "--no-shrink"])
         .arg("--header")
         .arg(format!("Authorization: Bearer {requests_key}"))

@@ -49,6 +49,8 @@ async fn openapi(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     let schemas = &mut document["components"]["schemas"];
     let purposes: Vec<&str> = catalog.purposes().iter().map(|purpose| purpose.key.as_str()).collect();
     narrow(&mut schemas["PurposeKey"], &purposes);
+    let newest = catalog.purposes().iter().map(|purpose| purpose.version).max().unwrap_or(1);
+    schemas["ConsentChange"]["properties"]["version"]["maximum"] = json!(newest);
     if let Some(personalization) = catalog.personalization() {
         narrow(&mut schemas["RecommendationPurpose"], &[personalization.purpose.as_str()]);
         let channels: Vec<&str> = personalization.channels.iter().map(|channel| channel.key.as_str()).collect();
@@ -57,8 +59,8 @@ async fn openapi(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         narrow(&mut schemas["ChannelPurpose"], &purposes);
     }
     // An extension may be as long as the strictest jurisdiction allows (45 days where none is known).
-    let longest = catalog.jurisdictions().iter().map(|j| j.request_extension_days).fold(45, u32::min);
-    schemas["RequestExtension"]["properties"]["days"]["maximum"] = json!(longest);
+    let allowed = catalog.jurisdictions().iter().map(|j| j.request_extension_days).fold(45, u32::min);
+    schemas["RequestExtension"]["properties"]["days"]["maximum"] = json!(allowed);
     let mut kinds = vec!["user_id".to_owned(), "anonymous_id".to_owned()];
     for property in catalog.properties() {
         match &property.identifier {
@@ -68,15 +70,15 @@ async fn openapi(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     }
     let declares = |kind: &IdentifierKind| catalog.properties().iter().any(|p| p.identifier.as_ref() == Some(kind));
     let escaped: Vec<String> = kinds.iter().map(|kind| regex_escaped(kind)).collect();
-    let mut pattern = format!("^(sub_[a-z0-9]{{1,64}}|({}):[!-~][ -~]{{0,99}}", escaped.join("|"));
+    let mut identifier = format!("({}):[!-~][ -~]{{0,99}}", escaped.join("|"));
     if declares(&IdentifierKind::Email) {
-        pattern.push_str(&format!("|email:{EMAIL}"));
+        identifier.push_str(&format!("|email:{EMAIL}"));
     }
     if declares(&IdentifierKind::Phone) {
-        pattern.push_str(&format!("|phone:{PHONE}"));
+        identifier.push_str(&format!("|phone:{PHONE}"));
     }
-    pattern.push_str(")$");
-    schemas["SubjectReference"]["pattern"] = json!(pattern);
+    schemas["IdentifierReference"]["pattern"] = json!(format!("^({identifier})$"));
+    schemas["SubjectReference"]["pattern"] = json!(format!("^(sub_[a-z0-9]{{1,64}}|{identifier})$"));
     Ok(Json(document))
 }
 

@@ -98,10 +98,12 @@ async fn the_document_is_served() {
     );
     // The catalog's own keys replace the generic patterns; everything else is served as written.
     let mut expected = document();
-    for name in ["PurposeKey", "RecommendationPurpose", "ChannelKey", "ChannelPurpose", "SubjectReference"] {
+    for name in ["PurposeKey", "RecommendationPurpose", "ChannelKey", "ChannelPurpose", "SubjectReference", "IdentifierReference"] {
         expected["components"]["schemas"][name] = body["components"]["schemas"][name].clone();
     }
-    expected["components"]["schemas"]["RequestExtension"] = body["components"]["schemas"]["RequestExtension"].clone();
+    for name in ["RequestExtension", "ConsentChange"] {
+        expected["components"]["schemas"][name] = body["components"]["schemas"][name].clone();
+    }
     assert_eq!(body, expected, "the server serves openapi.json as it is, but for the catalog's keys");
     let schemas = &body["components"]["schemas"];
     assert!(schemas["PurposeKey"]["enum"].as_array().is_some_and(|keys| keys.contains(&json!("analytics.reporting"))));
