@@ -60,7 +60,8 @@ fn fideslang_parses_the_exported_catalog_with_no_error() {
     // Every purpose is a privacy declaration, every property a dataset field.
     assert_eq!(summary["organizations"], 1, "{summary}");
     assert_eq!(summary["systems"], 1, "{summary}");
-    let catalog = tactful_domain::catalog::Catalog::parse(tactful_domain::catalog::Catalog::example_text()).unwrap();
+    let catalog =
+        tactful_domain::catalog::Catalog::parse(tactful_domain::catalog::Catalog::example_text()).unwrap();
     assert_eq!(summary["declarations"], catalog.purposes().len(), "{summary}");
     assert_eq!(summary["fields"], catalog.properties().len(), "{summary}");
 }
@@ -72,7 +73,8 @@ fn a_data_map_written_by_fideslang_becomes_a_skeleton_that_catalog_check_explain
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/judges/fides.py");
     assert!(run(Command::new(judge("python")).arg(&script).arg("sample").arg(&sample)).status.success());
     let skeleton = dir.path().join("acme.toml");
-    let imported = tactful(&["catalog", "import", sample.to_str().unwrap(), "--out", skeleton.to_str().unwrap()]);
+    let imported =
+        tactful(&["catalog", "import", sample.to_str().unwrap(), "--out", skeleton.to_str().unwrap()]);
     assert!(imported.status.success());
     let warnings = String::from_utf8_lossy(&imported.stderr);
     assert!(
@@ -91,7 +93,10 @@ fn a_data_map_written_by_fideslang_becomes_a_skeleton_that_catalog_check_explain
         (line_of("[properties.\"orders.order_id\"]"), "must start with traits., properties. or context."),
         (line_of("retention = \"\""), "retention must look like"),
     ] {
-        assert!(problems.contains(&format!("{shown}:{line}:")) && problems.contains(words), "{line} {words}:\n{problems}");
+        assert!(
+            problems.contains(&format!("{shown}:{line}:")) && problems.contains(words),
+            "{line} {words}:\n{problems}"
+        );
     }
     assert!(problems.contains("no [sources.*] declared"), "{problems}");
 }

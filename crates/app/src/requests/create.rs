@@ -21,7 +21,7 @@ pub async fn create(app: &App, input: NewRequestInput) -> Result<String, AppErro
             });
             if !declared {
                 return Err(invalid(format!(
-                    "{path:?} is not a profile property the catalog declares (traits.…)"
+                    "\"{path}\" is not a profile property the catalog declares (traits.…)"
                 )));
             }
             let Some(value) = &input.value else {
@@ -274,7 +274,10 @@ pub async fn extend(app: &App, caller: &Caller, id: &str, days: u32, reason: &st
         ..RequestUpdate::default()
     };
     if !app.store.update_request(id, update).await? {
-        return Err(AppError::with_message(ErrorCode::Conflict, "the request changed meanwhile; look at it again"));
+        return Err(AppError::with_message(
+            ErrorCode::Conflict,
+            "the request changed meanwhile; look at it again",
+        ));
     }
     Ok(due)
 }

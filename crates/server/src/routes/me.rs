@@ -196,7 +196,9 @@ fn only(fields: &Fields, allowed: &[&str]) -> Result<(), ApiError> {
     match fields.iter().find(|(key, _)| !allowed.contains(&key.as_str())) {
         Some((key, _)) => Err(ApiError::with_message(
             ErrorCode::InvalidRequest,
-            format!("this form does not take the field \"{key}\": your settings only ever change your own data"),
+            format!(
+                "this form does not take the field \"{key}\": your settings only ever change your own data"
+            ),
         )),
         None => Ok(()),
     }
@@ -426,7 +428,9 @@ async fn send_code(
 ) -> Result<Response, ApiError> {
     let fields = match sign_in_form(form, &["address"]) {
         Ok(fields) => fields,
-        Err(Shown::Page(message)) => return sign_in_page_with(&state, false, Some(message), StatusCode::BAD_REQUEST),
+        Err(Shown::Page(message)) => {
+            return sign_in_page_with(&state, false, Some(message), StatusCode::BAD_REQUEST);
+        }
         Err(Shown::Json(error)) => return Err(error),
     };
     let address = field(&fields, "address").unwrap_or_default();
@@ -484,7 +488,9 @@ async fn check_code(
 ) -> Result<Response, ApiError> {
     let fields = match sign_in_form(form, &["code"]) {
         Ok(fields) => fields,
-        Err(Shown::Page(message)) => return sign_in_page_with(&state, true, Some(message), StatusCode::BAD_REQUEST),
+        Err(Shown::Page(message)) => {
+            return sign_in_page_with(&state, true, Some(message), StatusCode::BAD_REQUEST);
+        }
         Err(Shown::Json(error)) => return Err(error),
     };
     let Some(id) = pending_sign_in(&state, &headers) else {

@@ -49,13 +49,33 @@ async fn openapi(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     let schemas = &mut document["components"]["schemas"];
     let purposes: Vec<&str> = catalog.purposes().iter().map(|purpose| purpose.key.as_str()).collect();
     narrow(&mut schemas["PurposeKey"], &purposes);
+    let objectable: Vec<&str> = catalog
+        .purposes()
+        .iter()
+        .filter(|purpose| !purpose.is_essential())
+        .map(|purpose| purpose.key.as_str())
+        .collect();
+    narrow(&mut schemas["ObjectablePurpose"], &objectable);
+    // What `rectify` may correct: the declared traits outside lists.
+    let traits: Vec<&str> = catalog
+        .properties()
+        .iter()
+        .map(|property| property.path.as_str())
+        .filter(|path| path.starts_with("traits.") && !path.contains("[]"))
+        .collect();
+    if !traits.is_empty() {
+        let path = &mut schemas["NewRequest"]["properties"]["path"];
+        narrow(path, &traits);
+    }
     let newest = catalog.purposes().iter().map(|purpose| purpose.version).max().unwrap_or(1);
     schemas["ConsentChange"]["properties"]["version"]["maximum"] = json!(newest);
     if let Some(personalization) = catalog.personalization() {
         narrow(&mut schemas["RecommendationPurpose"], &[personalization.purpose.as_str()]);
-        let channels: Vec<&str> = personalization.channels.iter().map(|channel| channel.key.as_str()).collect();
+        let channels: Vec<&str> =
+            personalization.channels.iter().map(|channel| channel.key.as_str()).collect();
         narrow(&mut schemas["ChannelKey"], &channels);
-        let purposes: Vec<&str> = personalization.channels.iter().map(|channel| channel.purpose.as_str()).collect();
+        let purposes: Vec<&str> =
+            personalization.channels.iter().map(|channel| channel.purpose.as_str()).collect();
         narrow(&mut schemas["ChannelPurpose"], &purposes);
     }
     // An extension may be as long as the strictest jurisdiction allows (45 days where none is known).
@@ -68,7 +88,8 @@ async fn openapi(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             _ => {}
         }
     }
-    let declares = |kind: &IdentifierKind| catalog.properties().iter().any(|p| p.identifier.as_ref() == Some(kind));
+    let declares =
+        |kind: &IdentifierKind| catalog.properties().iter().any(|p| p.identifier.as_ref() == Some(kind));
     let escaped: Vec<String> = kinds.iter().map(|kind| regex_escaped(kind)).collect();
     let mut identifier = format!("({}):[!-~][ -~]{{0,99}}", escaped.join("|"));
     if declares(&IdentifierKind::Email) {

@@ -98,15 +98,27 @@ async fn the_document_is_served() {
     );
     // The catalog's own keys replace the generic patterns; everything else is served as written.
     let mut expected = document();
-    for name in ["PurposeKey", "RecommendationPurpose", "ChannelKey", "ChannelPurpose", "SubjectReference", "IdentifierReference"] {
+    for name in [
+        "PurposeKey",
+        "RecommendationPurpose",
+        "ChannelKey",
+        "ChannelPurpose",
+        "SubjectReference",
+        "IdentifierReference",
+        "ObjectablePurpose",
+    ] {
         expected["components"]["schemas"][name] = body["components"]["schemas"][name].clone();
     }
-    for name in ["RequestExtension", "ConsentChange"] {
+    for name in ["RequestExtension", "ConsentChange", "NewRequest"] {
         expected["components"]["schemas"][name] = body["components"]["schemas"][name].clone();
     }
     assert_eq!(body, expected, "the server serves openapi.json as it is, but for the catalog's keys");
     let schemas = &body["components"]["schemas"];
-    assert!(schemas["PurposeKey"]["enum"].as_array().is_some_and(|keys| keys.contains(&json!("analytics.reporting"))));
+    assert!(
+        schemas["PurposeKey"]["enum"]
+            .as_array()
+            .is_some_and(|keys| keys.contains(&json!("analytics.reporting")))
+    );
     assert_eq!(schemas["RecommendationPurpose"]["enum"], json!(["personalize.content"]));
     let pattern = schemas["SubjectReference"]["pattern"].as_str().unwrap_or_default();
     assert!(pattern.contains("|loyalty_card):") && pattern.contains("|email:"), "{pattern}");

@@ -658,7 +658,11 @@ async fn bad_requests_are_refused_clearly() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, answer) =
         harness.post_json(&format!("/v1/requests/{id}/extend"), &privacy, &extend(10, "more")).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "once only");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "once only"
+    );
     let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
     assert_eq!(view["extension_reason"], "three archives to search");
 

@@ -83,11 +83,7 @@ async fn ingest_permitted(
     let bytes = decode(headers, bytes)?;
     let received_at = state.now();
     let write_key = header_write_key(headers);
-    let signals = ingest::RequestSignals {
-        write_key: write_key.as_deref(),
-        gpc: gpc(headers)?,
-        received_at,
-    };
+    let signals = ingest::RequestSignals { write_key: write_key.as_deref(), gpc: gpc(headers)?, received_at };
     let ingested = ingest::ingest(state, endpoint, &bytes, &signals).await?;
     for (source, outcome) in &ingested.outcomes {
         state.metrics.events.get_or_create(&EventLabels { source: source.clone(), outcome }).inc();
