@@ -170,7 +170,10 @@ fn schemathesis_finds_nothing_wrong_with_the_api_as_documented() {
     let dir = tempfile::tempdir().unwrap();
     let (_demo, base, requests_key) = start_demo(dir.path());
     let report = dir.path().join("report");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/judges/schemathesis.toml");
     let output = run(Command::new(st)
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(format!("{base}/openapi.json"))
         .args(["--checks", "all", "--max-examples", "12", "--seed", "20261203", "--workers", "1"])
