@@ -177,3 +177,30 @@ pub async fn finish_sign_in(app: &App, id: &str, code: &str) -> Result<SignedIn,
         tactful_store::CodeOutcome::Refused => SignedIn::Over,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_address_is_a_plain_email_address_or_a_phone_number() {
+        for good in
+            ["ada@example.com", "a.b+c@mail.example.co.uk", "+44 7700 900123", "(030) 123-45", "12345"]
+        {
+            assert!(super::well_formed(good), "{good}");
+        }
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@exa mple.com",
+            "1234",
+            "+1234567890123456",
+            "12+345",
+            "ädä@example.com",
+        ] {
+            assert!(!super::well_formed(bad), "{bad}");
+        }
+    }
+}
