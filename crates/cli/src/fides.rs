@@ -16,13 +16,7 @@ pub enum ExportFormat {
 /// Writes the catalog in `file` as fideslang YAML to `out` (or standard output).
 pub fn export(file: &Path, format: ExportFormat, out: Option<&Path>) -> ExitCode {
     let shown = file.display().to_string();
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("{shown}: cannot read: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(text) = read(file) else { return ExitCode::FAILURE };
     let catalog = match Catalog::parse(&text) {
         Ok(catalog) => catalog,
         Err(errors) => {
@@ -46,13 +40,7 @@ pub fn export(file: &Path, format: ExportFormat, out: Option<&Path>) -> ExitCode
 /// Reads a fideslang file and writes a catalog skeleton to `out` (or standard output).
 pub fn import(file: &Path, out: Option<&Path>) -> ExitCode {
     let shown = file.display().to_string();
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("{shown}: cannot read: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(text) = read(file) else { return ExitCode::FAILURE };
     let imported = match tactful_domain::fides::import(&text) {
         Ok(imported) => imported,
         Err(error) => {
@@ -69,6 +57,11 @@ pub fn import(file: &Path, out: Option<&Path>) -> ExitCode {
         "next: `tactful catalog check {target}` names what the skeleton still misses, with line and column"
     );
     code
+}
+
+/// The file's text, or `None` once the reason it cannot be read is printed.
+fn read(file: &Path) -> Option<String> {
+    std::fs::read_to_string(file).map_err(|error| eprintln!("{}: cannot read: {error}", file.display())).ok()
 }
 
 fn write_out(text: &str, out: Option<&Path>) -> ExitCode {
