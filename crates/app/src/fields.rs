@@ -13,7 +13,8 @@ where
     let number = serde_json::Number::deserialize(deserializer)?;
     let value = match (number.as_i64(), number.as_f64()) {
         (Some(value), _) => value,
-        (None, Some(float)) if float.fract() == 0.0 && float.abs() < 9.0e15 => float as i64,
+        // Every whole number up to 2^53 is exact as a float; past it, `125.0`-style spelling is not.
+        (None, Some(float)) if float.fract() == 0.0 && float.abs() <= 9_007_199_254_740_991.0 => float as i64,
         _ => return Err(D::Error::custom(format!("expected a whole number, not {number}"))),
     };
     T::try_from(value).map_err(|_| D::Error::custom(format!("{value} is out of range")))
