@@ -117,12 +117,16 @@ pub struct ConsentChange {
     pub status: String,
     /// `api` (the default: the brand records what the person told it), `explicit` (the person
     /// acted on the brand's own consent form) or `imported` (from a previous system).
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub method: Option<String>,
     /// The version of the purpose's wording the person saw; the current one if absent.
+    #[serde(default, deserialize_with = "crate::fields::some_whole")]
     pub version: Option<u32>,
     /// When the person decided (RFC 3339); now if absent. Imports carry their original times.
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub at: Option<String>,
     /// When a given consent lapses (RFC 3339).
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub expires_at: Option<String>,
 }
 

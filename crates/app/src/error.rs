@@ -63,6 +63,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unavailable,
     Internal,
+    Conflict,
 }
 
 impl ErrorCode {
@@ -80,7 +81,7 @@ impl ErrorCode {
             AnalyticsOff, DuplicateRequest, WrongCode, NotPermitted, SessionExpired, InvalidLink, CsrfFailed,
             PackageUnavailable,
             Overloaded, InvalidPath, UriTooLong, HeadersTooLarge, RequestTimeout, DeadlineExceeded,
-            TooSlow, RateLimited, NotFound, MethodNotAllowed, Unavailable, Internal,
+            TooSlow, RateLimited, NotFound, MethodNotAllowed, Unavailable, Internal, Conflict,
         ]
     };
 
@@ -175,7 +176,7 @@ impl ErrorCode {
             DuplicateRequest => {
                 ("duplicate_request", 409, "this person already has an open request of this kind")
             }
-            WrongCode => ("wrong_code", 400, "that is not the verification code"),
+            WrongCode => ("wrong_code", 403, "that is not the verification code"),
             NotPermitted => {
                 ("not_permitted", 409, "this would keep data for a purpose the person has not allowed")
             }
@@ -237,6 +238,11 @@ impl ErrorCode {
                 ("unavailable", 503, "the database is unavailable; nothing was stored, retry later")
             }
             Internal => ("internal", 500, "something went wrong on our side; nothing was stored"),
+            Conflict => (
+                "conflict",
+                409,
+                "the request is in a state that does not allow this (finished, already done, or changed meanwhile)",
+            ),
         }
     }
 

@@ -101,6 +101,7 @@ pub fn prepare(
             segment::BodyError::MissingBatch => ErrorCode::MissingBatch,
             segment::BodyError::EmptyBatch => ErrorCode::EmptyBatch,
             segment::BodyError::TooManyEvents(_) => ErrorCode::BatchTooLarge,
+            segment::BodyError::InvalidEnvelope(_) => ErrorCode::InvalidRequest,
         };
         AppError::with_message(code, error.to_string())
     })?;

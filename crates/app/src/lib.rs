@@ -10,6 +10,7 @@ pub mod console;
 pub mod destinations;
 pub mod error;
 pub mod exports;
+pub mod fields;
 pub mod forward;
 pub mod hooks;
 pub mod ingest;

@@ -69,7 +69,7 @@ pub fn unknown_purpose(app: &App, purpose: &str) -> AppError {
     let declared: Vec<&str> = app.catalog.purposes().iter().map(|purpose| purpose.key.as_str()).collect();
     AppError::with_message(
         ErrorCode::UnknownPurpose,
-        format!("the catalog declares no purpose {purpose:?}; declared: {}", declared.join(", ")),
+        format!("the catalog declares no purpose \"{purpose}\"; declared: {}", declared.join(", ")),
     )
 }
 

@@ -7,6 +7,7 @@ pub mod breach;
 pub mod client;
 pub mod demo;
 pub mod export_dataset;
+pub mod fides;
 pub mod insights;
 pub mod items;
 pub mod personalize;

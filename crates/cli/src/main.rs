@@ -148,6 +148,26 @@ enum CatalogCommand {
     },
     /// Print the annotated example catalog of a web shop.
     Example,
+    /// Write the catalog as a fideslang data map (organization, system, dataset YAML) for Fides.
+    Export {
+        /// The format to write.
+        #[arg(long, value_enum)]
+        format: tactful::fides::ExportFormat,
+        /// The catalog file (default: TACTFUL_CATALOG, else tactful.toml).
+        file: Option<PathBuf>,
+        /// Write to this file (which must not exist) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Turn a fideslang data map (Fides YAML) into a catalog skeleton; `catalog check` then names
+    /// what is missing. Deprecated fideslang keys are replaced, with a warning.
+    Import {
+        /// The fideslang YAML file.
+        file: PathBuf,
+        /// Write to this file (which must not exist) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +253,13 @@ async fn run(command: Command, name: &str, matches: Option<clap::ArgMatches>) ->
         }
         Command::Catalog(CatalogCommand::Check { file }) => return Ok(check_catalog(&file)),
         Command::Catalog(CatalogCommand::Example) => print!("{}", Catalog::example_text()),
+        Command::Catalog(CatalogCommand::Export { format, file, out }) => {
+            let file = file.unwrap_or_else(tactful::fides::default_catalog);
+            return Ok(tactful::fides::export(&file, format, out.as_deref()));
+        }
+        Command::Catalog(CatalogCommand::Import { file, out }) => {
+            return Ok(tactful::fides::import(&file, out.as_deref()));
+        }
         Command::Config(ConfigCommand::Example) => print!("{}", Config::example()),
         Command::Dropped { config } => {
             let state = open_quietly(name, with_file(config)?, matches.as_ref()).await?;

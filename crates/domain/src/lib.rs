@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod catalog;
 pub mod consent;
 pub mod encoding;
+pub mod fides;
 pub mod iab;
 pub mod identity;
 pub mod merkle;

@@ -77,6 +77,9 @@ pub enum BodyError {
     TooManyEvents(usize),
     #[error("a batch must hold at least one event")]
     EmptyBatch,
+    /// A field of the batch envelope that every event would inherit is of the wrong type.
+    #[error("{0}")]
+    InvalidEnvelope(&'static str),
 }
 
 impl BodyError {
@@ -88,6 +91,7 @@ impl BodyError {
             BodyError::MissingBatch => "missing_batch",
             BodyError::TooManyEvents(_) => "batch_too_large",
             BodyError::EmptyBatch => "empty_batch",
+            BodyError::InvalidEnvelope(_) => "invalid_request",
         }
     }
 }
@@ -131,14 +135,19 @@ pub struct RawEvent {
 struct Envelope<'a> {
     #[serde(borrow, default)]
     batch: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keep_null")]
     context: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "keep_null")]
     integrations: Option<Value>,
-    #[serde(default, rename = "sentAt")]
+    #[serde(default, rename = "sentAt", deserialize_with = "keep_null")]
     sent_at: Option<Value>,
-    #[serde(default, rename = "writeKey")]
+    #[serde(default, rename = "writeKey", deserialize_with = "keep_null")]
     write_key: Option<Value>,
+}
+
+/// An envelope field as sent: `null` is kept (and refused), only a field left out is `None`.
+fn keep_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Splits a body into events. Errors that concern the whole body (not JSON, no batch, too many
@@ -151,6 +160,8 @@ pub fn parse_body(endpoint: Endpoint, body: &[u8]) -> Result<Body, BodyError> {
             let write_key = string_field(&object, "writeKey");
             let event = if body.len() > MAX_EVENT_BYTES {
                 Err(too_large(body.len()))
+            } else if object.get("writeKey").is_some_and(|key| !key.is_string()) {
+                Err(EventError::new("invalid_write_key", "an event's writeKey is a string"))
             } else {
                 Ok(RawEvent { object, write_key: write_key.clone(), implied_type: Some(kind) })
             };
@@ -168,6 +179,7 @@ pub fn parse_body(endpoint: Endpoint, body: &[u8]) -> Result<Body, BodyError> {
                 Err(error) if error.is_data() => return Err(shape_error(text)),
                 Err(error) => return Err(BodyError::InvalidJson(error.to_string())),
             };
+            check_envelope(&envelope)?;
             let items = envelope.batch.ok_or(BodyError::MissingBatch)?;
             if items.is_empty() {
                 return Err(BodyError::EmptyBatch);
@@ -195,6 +207,9 @@ pub fn parse_body(endpoint: Endpoint, body: &[u8]) -> Result<Body, BodyError> {
                     {
                         object.insert("sentAt".into(), sent_at.clone());
                     }
+                    if object.get("writeKey").is_some_and(|key| !key.is_string()) {
+                        return Err(EventError::new("invalid_write_key", "an event's writeKey is a string"));
+                    }
                     let write_key = string_field(&object, "writeKey").or_else(|| envelope_key.clone());
                     Ok(RawEvent { object, write_key, implied_type: None })
                 })
@@ -220,6 +235,24 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, BodyError> {
 }
 
 /// Tells apart "not an object" from "`batch` is not an array" for a clear message.
+/// What the envelope gives every event must be what the events themselves would carry, even when
+/// every event has its own: a wrong type says the sender meant something else.
+fn check_envelope(envelope: &Envelope<'_>) -> Result<(), BodyError> {
+    let object_or_absent = |value: &Option<Value>| value.as_ref().is_none_or(Value::is_object);
+    if !object_or_absent(&envelope.context) || !object_or_absent(&envelope.integrations) {
+        return Err(BodyError::InvalidEnvelope("a batch's context and integrations are JSON objects"));
+    }
+    match &envelope.sent_at {
+        None => {}
+        Some(Value::String(text)) if parse_time(text).is_some() => {}
+        Some(_) => return Err(BodyError::InvalidEnvelope("a batch's sentAt is an ISO 8601 date-time")),
+    }
+    if envelope.write_key.as_ref().is_some_and(|key| !key.is_string()) {
+        return Err(BodyError::InvalidEnvelope("a batch's writeKey is a string"));
+    }
+    Ok(())
+}
+
 fn shape_error(text: &str) -> BodyError {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(_)) => BodyError::MissingBatch,

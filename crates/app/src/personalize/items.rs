@@ -49,6 +49,7 @@ pub struct ItemInput {
     #[serde(default = "yes")]
     pub available: bool,
     /// Minor units (cents).
+    #[serde(default, deserialize_with = "crate::fields::whole_or_null")]
     pub price: Option<i64>,
     #[serde(default)]
     pub attributes: Option<Value>,

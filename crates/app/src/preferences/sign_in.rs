@@ -36,8 +36,32 @@ struct CodeMessage {
 /// the address is looked up, a code record and a sealed message of one fixed length are written in
 /// one transaction. Nothing is sent here: the worker sends a customer's code within about a second
 /// and discards a stranger's message. Returns the record's id, for the browser to hold.
+/// An address a code can go to, as the API document's pattern for the sign-in form says: an email
+/// address in plain ASCII (`name@example.com`) or a phone number of 5 to 15 digits, with an optional
+/// leading `+` and spaces, dots, dashes or brackets between them.
+pub fn well_formed(address: &str) -> bool {
+    let label = |text: &str, allowed: &dyn Fn(char) -> bool, longest: usize| {
+        !text.is_empty() && text.len() <= longest && text.chars().all(allowed)
+    };
+    if let Some((local, domain)) = address.split_once('@') {
+        let labels: Vec<&str> = domain.split('.').collect();
+        return label(local, &|c| c.is_ascii_alphanumeric() || "._%+-".contains(c), 64)
+            && (2..=5).contains(&labels.len())
+            && labels.iter().all(|part| label(part, &|c| c.is_ascii_alphanumeric() || c == '-', 63));
+    }
+    let number = address.strip_prefix('+').unwrap_or(address);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    number.chars().all(|c| c.is_ascii_digit() || " ().-".contains(c)) && (5..=15).contains(&digits)
+}
+
 pub async fn start_sign_in(app: &App, address: &str, client: Option<IpAddr>) -> Result<String, AppError> {
-    let address = address.trim();
+    let address = address.trim_ascii();
+    if !well_formed(address) {
+        return Err(AppError::with_message(
+            ErrorCode::InvalidIdentifier,
+            "type the email address or phone number you gave us",
+        ));
+    }
     let reference =
         if address.contains('@') { format!("email:{address}") } else { format!("phone:{address}") };
     let (kind, value) = crate::subjects::identifier(app, &reference).map_err(|_| {
@@ -152,4 +176,31 @@ pub async fn finish_sign_in(app: &App, id: &str, code: &str) -> Result<SignedIn,
         tactful_store::CodeOutcome::Wrong { tries_left } => SignedIn::Wrong(tries_left),
         tactful_store::CodeOutcome::Refused => SignedIn::Over,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_address_is_a_plain_email_address_or_a_phone_number() {
+        for good in
+            ["ada@example.com", "a.b+c@mail.example.co.uk", "+44 7700 900123", "(030) 123-45", "12345"]
+        {
+            assert!(super::well_formed(good), "{good}");
+        }
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@exa mple.com",
+            "1234",
+            "+1234567890123456",
+            "12+345",
+            "ädä@example.com",
+        ] {
+            assert!(!super::well_formed(bad), "{bad}");
+        }
+    }
 }

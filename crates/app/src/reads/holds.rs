@@ -43,10 +43,7 @@ pub async fn legal_holds(
     let view = app.store.request(id).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownRequest))?;
     let record = view.record;
     let Some(subject) = record.subject.clone().filter(|_| record.kind == RequestKind::Erase) else {
-        return Err(AppError::with_message(
-            ErrorCode::InvalidRequest,
-            "only an erase request keeps anything",
-        ));
+        return Err(AppError::with_message(ErrorCode::Conflict, "only an erase request keeps anything"));
     };
     let mut read = Read::new(app, &Reader::Key(caller), purpose_key, &subject);
     let mut kept = Vec::new();

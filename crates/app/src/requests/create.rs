@@ -21,7 +21,7 @@ pub async fn create(app: &App, input: NewRequestInput) -> Result<String, AppErro
             });
             if !declared {
                 return Err(invalid(format!(
-                    "{path:?} is not a profile property the catalog declares (traits.…)"
+                    "\"{path}\" is not a profile property the catalog declares (traits.…)"
                 )));
             }
             let Some(value) = &input.value else {
@@ -174,7 +174,7 @@ pub async fn verify(app: &App, caller: &Caller, id: &str, code: &str) -> Result<
     let record = view.record;
     if record.status != RequestStatus::Verifying {
         return Err(AppError::with_message(
-            ErrorCode::InvalidRequest,
+            ErrorCode::Conflict,
             format!("this request is {}, not waiting for a code", record.status.as_str()),
         ));
     }
@@ -258,7 +258,13 @@ pub async fn extend(app: &App, caller: &Caller, id: &str, days: u32, reason: &st
         days,
         reason,
     )
-    .map_err(|refused| invalid(refused.to_string()))?;
+    .map_err(|refused| match refused {
+        // The request's state, not what was asked, stands in the way.
+        rules::ExtensionRefused::Finished | rules::ExtensionRefused::AlreadyExtended => {
+            AppError::with_message(ErrorCode::Conflict, refused.to_string())
+        }
+        refused => invalid(refused.to_string()),
+    })?;
     let note = format!("deadline extended by {days} days: {}", reason.trim());
     let update = RequestUpdate {
         expect: Some(record.status),
@@ -268,7 +274,10 @@ pub async fn extend(app: &App, caller: &Caller, id: &str, days: u32, reason: &st
         ..RequestUpdate::default()
     };
     if !app.store.update_request(id, update).await? {
-        return Err(invalid("the request changed meanwhile; look at it again"));
+        return Err(AppError::with_message(
+            ErrorCode::Conflict,
+            "the request changed meanwhile; look at it again",
+        ));
     }
     Ok(due)
 }
@@ -282,17 +291,21 @@ pub struct Submission {
     #[serde(rename = "type")]
     pub kind: String,
     /// The person: `sub_…` or `kind:value`. Not for `unsuppress` (give `identifiers`).
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub subject: Option<String>,
     /// Self-service: the person's email or phone (`email:ada@example.com`), where the code goes.
     /// The answer is the same whether or not Tactful knows them.
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub verify_by: Option<String>,
     /// `erase`: keep a keyed hash of their identifiers so their later events are dropped.
     #[serde(default)]
     pub suppress: bool,
     /// `rectify`: the profile path and its corrected value.
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub path: Option<String>,
     pub value: Option<Value>,
     /// `object`: the purpose objected to.
+    #[serde(default, deserialize_with = "crate::fields::present")]
     pub purpose: Option<String>,
     /// `unsuppress`: the identifiers to lift (`["email:ada@example.com"]`).
     #[serde(default)]

@@ -275,6 +275,15 @@ enum TaxonomyKind {
 fn check_taxonomy_key(checker: &mut Checker<'_>, key: &S<String>, kind: TaxonomyKind) {
     let taxonomy = Taxonomy::builtin();
     let text = key.get_ref();
+    if let Some(deprecation) = crate::taxonomy::deprecated(text) {
+        checker.note(
+            key.span(),
+            format!(
+                "{text} is deprecated since fideslang {}: use {} (Fides and other tools may drop it)",
+                deprecation.since, deprecation.replaced_by
+            ),
+        );
+    }
     let known = |candidate: &str| match kind {
         TaxonomyKind::Category => taxonomy.category(candidate).is_some(),
         TaxonomyKind::DataUse => taxonomy.data_use(candidate).is_some(),

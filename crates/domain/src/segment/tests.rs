@@ -223,3 +223,31 @@ fn an_event_never_happens_after_it_arrived() {
     let past = json!({"event": "E", "anonymousId": "a", "timestamp": "2023-11-01T00:00:00Z"});
     assert!(at(past) < received, "a past time stays");
 }
+
+#[test]
+fn a_batch_envelope_or_event_field_of_the_wrong_type_is_refused() {
+    let batch = |envelope: &str| {
+        let body = format!(
+            r#"{{"batch": [{{"type": "track", "userId": "u-1", "event": "E", "sentAt": "2023-11-14T22:13:20Z"}}]{envelope}}}"#
+        );
+        parse_body(Endpoint::Batch, body.as_bytes())
+    };
+    assert!(batch("").is_ok());
+    assert!(batch(r#", "sentAt": "2023-11-14T22:13:20Z", "context": {}"#).is_ok());
+    for wrong in [
+        r#", "sentAt": null"#,
+        r#", "sentAt": 5"#,
+        r#", "sentAt": "yesterday""#,
+        r#", "context": []"#,
+        r#", "integrations": null"#,
+        r#", "writeKey": 7"#,
+    ] {
+        assert!(matches!(batch(wrong), Err(BodyError::InvalidEnvelope(_))), "{wrong}");
+    }
+    let body = parse_body(
+        Endpoint::Batch,
+        br#"{"batch": [{"type": "track", "userId": "u-1", "event": "E", "writeKey": 7}]}"#,
+    )
+    .unwrap();
+    assert!(body.events[0].as_ref().is_err_and(|error| error.code == "invalid_write_key"));
+}

@@ -1,6 +1,7 @@
 //! The built-in fideslang-compatible taxonomy: which data categories and data uses (purposes) exist,
 //! how they nest, and which categories are sensitive, so catalogs can be checked and exchanged.
 
+mod deprecated;
 mod fideslang_data;
 
 use std::collections::HashMap;
@@ -135,6 +136,22 @@ fn sentence_case(name: &str) -> String {
     plain
 }
 
+/// A key fideslang has deprecated, and the key to use instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deprecation {
+    pub replaced_by: &'static str,
+    /// The fideslang version that deprecated it.
+    pub since: &'static str,
+}
+
+/// Whether fideslang deprecated a data category or data use key, and what replaced it.
+pub fn deprecated(key: &str) -> Option<Deprecation> {
+    deprecated::DEPRECATED
+        .iter()
+        .find(|(known, _, _)| *known == key)
+        .map(|&(_, replaced_by, since)| Deprecation { replaced_by, since })
+}
+
 fn index(entries: &'static [(&'static str, &'static str, &'static str)]) -> HashMap<&'static str, Entry> {
     entries.iter().map(|&(key, name, description)| (key, Entry { key, name, description })).collect()
 }
@@ -215,6 +232,24 @@ mod tests {
         check("user.unique_id", "Unique ID");
         check("user", "User data");
         check("user.custom.shoe_size", "Shoe size");
+    }
+
+    #[test]
+    fn deprecated_keys_and_their_replacements_are_in_the_taxonomy() {
+        let taxonomy = Taxonomy::builtin();
+        for &(key, replaced_by, _) in deprecated::DEPRECATED {
+            let known = |key| taxonomy.category(key).is_some() || taxonomy.data_use(key).is_some();
+            assert!(known(key), "{key} is not a fideslang key");
+            assert!(
+                known(replaced_by) && deprecated(replaced_by).is_none(),
+                "{replaced_by} is no replacement"
+            );
+        }
+        assert_eq!(
+            deprecated("personalize.profiling").map(|d| d.replaced_by),
+            Some("personalize.content.profiling")
+        );
+        assert_eq!(deprecated("personalize.content"), None);
     }
 
     #[test]

@@ -196,7 +196,9 @@ fn only(fields: &Fields, allowed: &[&str]) -> Result<(), ApiError> {
     match fields.iter().find(|(key, _)| !allowed.contains(&key.as_str())) {
         Some((key, _)) => Err(ApiError::with_message(
             ErrorCode::InvalidRequest,
-            format!("this form does not take {key:?}: your settings only ever change your own data"),
+            format!(
+                "this form does not take the field \"{key}\": your settings only ever change your own data"
+            ),
         )),
         None => Ok(()),
     }
@@ -422,9 +424,15 @@ async fn sign_in_page(State(state): State<AppState>) -> Result<Response, ApiErro
 async fn send_code(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
-    ApiForm(fields): ApiForm<Fields>,
+    form: Result<ApiForm<Fields>, ApiError>,
 ) -> Result<Response, ApiError> {
-    only(&fields, &["address"])?;
+    let fields = match sign_in_form(form, &["address"]) {
+        Ok(fields) => fields,
+        Err(Shown::Page(message)) => {
+            return sign_in_page_with(&state, false, Some(message), StatusCode::BAD_REQUEST);
+        }
+        Err(Shown::Json(error)) => return Err(error),
+    };
     let address = field(&fields, "address").unwrap_or_default();
     let id = match me::start_sign_in(&state, address, client).await {
         Ok(id) => id,
@@ -437,6 +445,25 @@ async fn send_code(
     let cookie =
         session::set_cookie(SIGN_IN_COOKIE, &token, me::SIGN_IN_CODE_TTL_MS / 1000, state.web.secure_cookies);
     Ok(web::see_other_with_cookie("/me/sign-in/code", cookie))
+}
+
+/// How a problem with a sign-in form is answered.
+enum Shown {
+    /// On the sign-in page (400): the form came from it, so a person reads the answer.
+    Page(String),
+    /// In the JSON shape: a body that is no form at all (415) or too large (413).
+    Json(ApiError),
+}
+
+/// The fields of a sign-in form, which takes only `allowed`.
+fn sign_in_form(form: Result<ApiForm<Fields>, ApiError>, allowed: &[&str]) -> Result<Fields, Shown> {
+    let fields = match form {
+        Ok(ApiForm(fields)) => fields,
+        Err(error) if error.0.code == ErrorCode::InvalidRequest => return Err(Shown::Page(error.0.message)),
+        Err(error) => return Err(Shown::Json(error)),
+    };
+    only(&fields, allowed).map_err(|error| Shown::Page(error.0.message))?;
+    Ok(fields)
 }
 
 /// The sign-in this browser is in the middle of, if any.
@@ -457,9 +484,15 @@ async fn code_page(State(state): State<AppState>, headers: HeaderMap) -> Result<
 async fn check_code(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiForm(fields): ApiForm<Fields>,
+    form: Result<ApiForm<Fields>, ApiError>,
 ) -> Result<Response, ApiError> {
-    only(&fields, &["code"])?;
+    let fields = match sign_in_form(form, &["code"]) {
+        Ok(fields) => fields,
+        Err(Shown::Page(message)) => {
+            return sign_in_page_with(&state, true, Some(message), StatusCode::BAD_REQUEST);
+        }
+        Err(Shown::Json(error)) => return Err(error),
+    };
     let Some(id) = pending_sign_in(&state, &headers) else {
         return sign_in_page_with(
             &state,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tactful_domain::catalog::Catalog;
 use tactful_server::error::ErrorCode;
 
@@ -96,7 +96,32 @@ async fn the_document_is_served() {
         "{}",
         body["openapi"]
     );
-    assert_eq!(body, document(), "the server serves openapi.json as it is");
+    // The catalog's own keys replace the generic patterns; everything else is served as written.
+    let mut expected = document();
+    for name in [
+        "PurposeKey",
+        "RecommendationPurpose",
+        "ChannelKey",
+        "ChannelPurpose",
+        "SubjectReference",
+        "IdentifierReference",
+        "ObjectablePurpose",
+    ] {
+        expected["components"]["schemas"][name] = body["components"]["schemas"][name].clone();
+    }
+    for name in ["RequestExtension", "ConsentChange", "NewRequest"] {
+        expected["components"]["schemas"][name] = body["components"]["schemas"][name].clone();
+    }
+    assert_eq!(body, expected, "the server serves openapi.json as it is, but for the catalog's keys");
+    let schemas = &body["components"]["schemas"];
+    assert!(
+        schemas["PurposeKey"]["enum"]
+            .as_array()
+            .is_some_and(|keys| keys.contains(&json!("analytics.reporting")))
+    );
+    assert_eq!(schemas["RecommendationPurpose"]["enum"], json!(["personalize.content"]));
+    let pattern = schemas["SubjectReference"]["pattern"].as_str().unwrap_or_default();
+    assert!(pattern.contains("|loyalty_card):") && pattern.contains("|email:"), "{pattern}");
 }
 
 #[tokio::test]

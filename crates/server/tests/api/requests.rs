@@ -403,7 +403,7 @@ async fn self_service_requests_wait_for_the_code_sent_to_the_person() {
     let (status, answer) = harness
         .post_json(&format!("/v1/requests/{id}/verify"), &privacy, &json!({"code": wrong}).to_string())
         .await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("wrong_code")));
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_code")));
     assert!(answer["error"]["message"].as_str().unwrap().contains("4 tries left"), "{answer}");
     let (status, answer) = harness
         .post_json(
@@ -464,7 +464,8 @@ async fn self_service_requests_wait_for_the_code_sent_to_the_person() {
         .await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+        (StatusCode::CONFLICT, Some("conflict")),
+        "a failed request waits for no code"
     );
 }
 
@@ -655,9 +656,13 @@ async fn bad_requests_are_refused_clearly() {
         .post_json(&format!("/v1/requests/{id}/extend"), &privacy, &extend(30, "three archives to search"))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, _) =
+    let (status, answer) =
         harness.post_json(&format!("/v1/requests/{id}/extend"), &privacy, &extend(10, "more")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "once only");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "once only"
+    );
     let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
     assert_eq!(view["extension_reason"], "three archives to search");
 

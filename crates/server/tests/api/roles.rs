@@ -196,7 +196,7 @@ async fn links_and_codes_are_for_the_roles_that_may_and_the_audit_log_for_audito
     assert!(body["error"]["message"].as_str().unwrap().contains("\"verify_requests\""), "{body}");
     assert_eq!(h.everything_stored().await, before, "no attempt counted");
     let (status, body) = h.post_json(&verify, &requests, &wrong).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("wrong_code")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_code")));
 
     // The auditor checks the log and reads consent records, and does nothing else.
     let (status, report) = h.get("/v1/audit/verify", &auditor).await;

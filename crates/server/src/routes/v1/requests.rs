@@ -114,6 +114,7 @@ async fn verify(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExtendBody {
+    #[serde(deserialize_with = "tactful_app::fields::whole")]
     days: u32,
     reason: String,
 }

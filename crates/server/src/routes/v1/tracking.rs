@@ -83,11 +83,7 @@ async fn ingest_permitted(
     let bytes = decode(headers, bytes)?;
     let received_at = state.now();
     let write_key = header_write_key(headers);
-    let signals = ingest::RequestSignals {
-        write_key: write_key.as_deref(),
-        gpc: headers.get("sec-gpc").is_some_and(|value| value.as_bytes().trim_ascii() == b"1"),
-        received_at,
-    };
+    let signals = ingest::RequestSignals { write_key: write_key.as_deref(), gpc: gpc(headers)?, received_at };
     let ingested = ingest::ingest(state, endpoint, &bytes, &signals).await?;
     for (source, outcome) in &ingested.outcomes {
         state.metrics.events.get_or_create(&EventLabels { source: source.clone(), outcome }).inc();
@@ -96,6 +92,20 @@ async fn ingest_permitted(
         state.metrics.count_drop(source, path, reason);
     }
     Ok(Json(ingested.answer))
+}
+
+/// `Sec-GPC: 1` is the browser's Global Privacy Control; the header has no other value, so any
+/// other is refused rather than read as a choice the person may not have made.
+fn gpc(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let mut values = headers.get_all("sec-gpc").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(false),
+        (Some(value), None) if value.as_bytes().trim_ascii() == b"1" => Ok(true),
+        _ => Err(ApiError::with_message(
+            ErrorCode::InvalidRequest,
+            "Sec-GPC is 1 (Global Privacy Control) when sent; send it once, or not at all",
+        )),
+    }
 }
 
 /// Browsers send `text/plain` to avoid a CORS preflight; SDKs send `application/json`; some send
