@@ -53,4 +53,7 @@ pub struct ForwardStatus {
 pub struct ForwardProgress {
     pub delivered: u64,
     pub refused: BTreeMap<String, u64>,
+    /// Why the batch was skipped undelivered (the destination refused it for good, or for longer
+    /// than its horizon): counted as a failure, kept as the last error.
+    pub failed: Option<String>,
 }

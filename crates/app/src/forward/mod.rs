@@ -1,8 +1,12 @@
 //! Forwarding events to the brand's own tools (email tool, analytics pipeline, warehouse), each
 //! receiving only what one of its purposes permits for that person when it is sent.
 
+mod deliver;
+mod prepare;
 pub mod sink;
 pub mod webhook;
+
+pub use deliver::{Sinks, forward_due, replay, start};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -122,7 +122,9 @@ impl ForwardStore for PostgresStore {
         let moved = sqlx::query(
             "UPDATE forward_cursors SET position_at = $3, position_source = $4, position_dedupe = $5,
              lease = NULL, lease_until = 0, not_before = 0, attempts = 0, failing_since = NULL,
-             delivered = delivered + $6, updated_at = $7
+             delivered = delivered + $6, updated_at = $7,
+             failures = failures + CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END,
+             last_error = COALESCE($8::text, last_error)
              WHERE destination = $1 AND lease = $2",
         )
         .bind(&claim.destination)
@@ -132,6 +134,7 @@ impl ForwardStore for PostgresStore {
         .bind(&to.dedupe)
         .bind(i64::try_from(progress.delivered).unwrap_or(i64::MAX))
         .bind(now)
+        .bind(&progress.failed)
         .execute(&mut *tx)
         .await?
         .rows_affected();

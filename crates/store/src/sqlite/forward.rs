@@ -85,7 +85,8 @@ fn advance(
     let moved = conn
         .prepare_cached(
             "UPDATE forward_cursors SET position = ?3, lease = NULL, lease_until = 0,
-             not_before = 0, attempts = 0, failing_since = NULL, delivered = delivered + ?4, updated_at = ?5
+             not_before = 0, attempts = 0, failing_since = NULL, delivered = delivered + ?4, updated_at = ?5,
+             failures = failures + (?6 IS NOT NULL), last_error = COALESCE(?6, last_error)
              WHERE destination = ?1 AND lease = ?2",
         )?
         .execute(params![
@@ -93,7 +94,8 @@ fn advance(
             claim.lease,
             to.seq,
             i64::try_from(progress.delivered).unwrap_or(i64::MAX),
-            now
+            now,
+            progress.failed
         ])?;
     if moved != 1 {
         return Ok(false);
