@@ -8,6 +8,7 @@ mod common;
 mod console;
 mod destinations;
 mod doors;
+mod forwarding;
 mod identity;
 mod insights;
 mod limits;
