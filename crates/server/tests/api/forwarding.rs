@@ -196,6 +196,8 @@ impl Shop {
     }
 
     async fn consent(&self, user: &str, purpose: &str, status: &str) {
+        // A later decision: the ledger orders by time.
+        self.clock.advance(1_000);
         let body = json!({"changes": [{"purpose": purpose, "status": status, "method": "explicit"}]});
         let (code, answer) = self
             .harness
@@ -324,6 +326,7 @@ async fn sensitive_data_goes_only_to_a_tool_declared_for_it_and_only_with_explic
     assert!(shop.report("mail").await.refused.contains_key("not_declared"));
 
     // Her consent is now only implied (an import): the condition stays home; replayed too.
+    shop.clock.advance(1_000);
     let body = json!({"changes": [{"purpose": PERSONALIZE, "status": "given", "method": "imported"}]});
     let (code, answer) =
         shop.harness.post_json("/v1/subjects/user_id:ada/consents", &shop.privacy, &body.to_string()).await;
