@@ -363,6 +363,25 @@ async fn a_refused_delivery_is_retried_with_backoff_and_taken_once_per_message_i
     assert_eq!(shop.tools.deliveries("/mail"), 4, "the batch went twice; its messageIds told them apart");
     let report = shop.report("mail").await;
     assert_eq!((report.delivered, report.failures, report.lag_seconds), (2, 1, 0));
+    // Operators see the same figures in /metrics.
+    let (_, _, metrics) = shop.harness.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = metrics.as_str().map(str::to_owned).unwrap_or_else(|| metrics.to_string());
+    for line in [
+        "tactful_forward_failures{destination=\"mail\"} 1",
+        "tactful_forward_delivered_events{destination=\"mail\"} 2",
+        "tactful_forward_lag_seconds{destination=\"mail\"} 0",
+        "tactful_forward_refused{destination=\"ads\",reason=\"not_declared\"} 2",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    // And in the console.
+    let session = shop.harness.console_session(&shop.privacy).await;
+    let page = shop.harness.console_get("/console", Some(&session)).await.body;
+    assert!(
+        page.contains(r#"data-destination="mail" data-delivered="2" data-failures="1" data-lag="0""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<span class="refusal" data-reason="not_declared">not_declared: 2</span>"#));
 }
 
 #[tokio::test]
