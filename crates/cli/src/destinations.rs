@@ -44,7 +44,9 @@ pub fn since(text: &str, now: i64) -> anyhow::Result<i64> {
     }
     match ago.parse::<tactful_domain::period::Retention>() {
         Ok(period) => Ok(now.saturating_sub(period.as_millis())),
-        Err(_) => anyhow::bail!("--since {text:?} is neither an RFC 3339 time nor a period such as 24h or 7d"),
+        Err(_) => {
+            anyhow::bail!("--since {text:?} is neither an RFC 3339 time nor a period such as 24h or 7d")
+        }
     }
 }
 

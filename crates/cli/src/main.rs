@@ -1,7 +1,9 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, destinations, export_dataset, insights, items, personalize, shutdown_signal};
+use tactful::{
+    admin, bench, breach, demo, destinations, export_dataset, insights, items, personalize, shutdown_signal,
+};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
