@@ -14,8 +14,8 @@ use tactful_store::{ForwardPosition, ForwardProgress, StoreError};
 use super::prepare::prepare;
 use super::sink::Sink;
 use crate::App;
-use crate::destinations::retry_delay_ms;
 use crate::error::{AppError, ErrorCode};
+use crate::outbound::{jitter, retry_delay_ms};
 
 /// How long a claimed cursor is held beyond the time a delivery may take, before another instance
 /// (or this one, restarted) may take it over.
@@ -142,13 +142,6 @@ async fn forward_one(
     }
     app.store.forward_advance(&claim, &last, progress, now).await?;
     Ok(events.len())
-}
-
-fn jitter() -> f64 {
-    let id = tactful_vault::new_subject_id();
-    let sample =
-        id.bytes().skip(4).take(8).fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(byte)));
-    (sample % 2001) as f64 / 1000.0 - 1.0
 }
 
 /// Sends `name` again what arrived since `since` (Unix ms) and is permitted now: its cursor moves
