@@ -4,36 +4,36 @@
 //! GitHub), and retried with exponential backoff and jitter until the destination answers 2xx or
 //! its horizon passes. Retries carry the same id, so a destination that saw one already can ignore it.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
-use tactful_domain::catalog::{Catalog, Destination};
+use tactful_domain::catalog::{Catalog, Destination, DestinationMessage};
 use tactful_domain::segment::format_time;
 use tactful_store::{DeliveryOutcome, DeliveryPayload, NewDelivery, OutboxMessage, StoreError};
 use tactful_vault::Vault;
 
 use crate::App;
+use crate::forward::sink::{Forget, Recipient, Removal};
+use crate::outbound::Reply;
+pub use crate::outbound::{jitter, retry_delay_ms};
+pub use crate::subjects::{Identifiers, current_identifiers};
 
 /// Messages claimed per pass.
 const BATCH: u32 = 16;
 /// How long a claimed message is held beyond the time its call may take, before another instance
 /// (or this one, restarted) may try it.
 const LEASE_MARGIN_MS: i64 = 1_000;
-/// The longest wait between two attempts.
-const MAX_BACKOFF_MS: i64 = 3_600_000;
 
 /// The deliveries telling every destination that receives `message` what `template` says (its
 /// `destination` is filled in per destination, and its identifiers reduced to those each may know).
 pub fn deliveries_for(
     vault: &Vault,
     catalog: &Catalog,
-    message: tactful_domain::catalog::DestinationMessage,
+    message: DestinationMessage,
     template: &DeliveryPayload,
 ) -> Vec<NewDelivery> {
     catalog
         .destinations()
         .iter()
-        .filter(|destination| destination.receives.contains(&message))
+        .filter(|destination| destination.receives.contains(&message) || forgets(destination, message))
         .map(|destination| {
             DeliveryPayload {
                 destination: destination.key.clone(),
@@ -49,9 +49,11 @@ pub fn deliveries_for(
         .collect()
 }
 
-/// Every identifier of a person, by kind: a person may have several emails and devices, and a
-/// destination told of their erasure must be able to find every record it holds of them.
-pub type Identifiers = BTreeMap<String, Vec<String>>;
+/// Whether `message` is one a forwarding destination must act on (erase or restrict what it was
+/// sent), whatever it lists in `receives`: it is told through its own sink.
+fn forgets(destination: &Destination, message: DestinationMessage) -> bool {
+    destination.forwards() && matches!(message, DestinationMessage::Erase | DestinationMessage::Restrict)
+}
 
 /// The identifiers a destination may be told.
 fn allowed(destination: &Destination, identifiers: &Identifiers) -> Identifiers {
@@ -71,24 +73,6 @@ pub fn wire_body(payload: &DeliveryPayload, identifiers: &Identifiers) -> Value 
         "identifiers": identifiers,
         "details": payload.details,
     })
-}
-
-/// When to try again after `attempts` failures: exponential from `base_ms`, capped at an hour,
-/// with ±20% jitter so many deliveries failing together do not retry together.
-pub fn retry_delay_ms(base_ms: i64, attempts: u32, jitter: f64) -> i64 {
-    let exponential = base_ms.saturating_mul(1_i64 << attempts.saturating_sub(1).min(30));
-    let capped = exponential.min(MAX_BACKOFF_MS) as f64;
-    (capped * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).round() as i64
-}
-
-fn jitter() -> f64 {
-    let bytes = tactful_vault::new_subject_id();
-    let sample = bytes
-        .bytes()
-        .skip(4)
-        .take(8)
-        .fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(byte)));
-    (sample % 2001) as f64 / 1000.0 - 1.0
 }
 
 /// Delivers what is due, people's rights first (erasure, restriction, … have a lane of their own, so
@@ -136,15 +120,12 @@ async fn deliver(app: &App, message: OutboxMessage, now: i64) -> Result<(), Stor
             }
         },
     };
-    let body = serde_json::to_vec(&wire_body(&payload, &identifiers)).unwrap_or_default();
-    let timestamp = now.div_euclid(1000);
-    let signature = tactful_vault::webhook_signature(destination.secret.expose(), timestamp, &body);
-    let headers = [
-        ("tactful-signature", format!("t={timestamp},v1={signature}")),
-        ("tactful-delivery-id", payload.request.clone()),
-        ("tactful-attempt", message.attempts.to_string()),
-    ];
-    let reply = app.outbound.post_json(&destination.url, &headers, body).await;
+    let removal =
+        DestinationMessage::parse(&payload.message).filter(|message| forgets(destination, *message));
+    let reply = match removal {
+        Some(message) => forget(app, destination, message, &payload, identifiers).await,
+        None => post(app, destination, &payload, &identifiers, message.attempts, now).await,
+    };
     let outcome = match reply {
         Ok(reply) if (200..300).contains(&reply.status) => {
             DeliveryOutcome::Acknowledged { status_code: reply.status }
@@ -169,23 +150,54 @@ async fn deliver(app: &App, message: OutboxMessage, now: i64) -> Result<(), Stor
     Ok(())
 }
 
-fn first_line(body: &str) -> String {
-    body.lines().next().unwrap_or_default().chars().take(200).collect()
+/// A notice POSTed to a destination, signed.
+async fn post(
+    app: &App,
+    destination: &Destination,
+    payload: &DeliveryPayload,
+    identifiers: &Identifiers,
+    attempt: u32,
+    now: i64,
+) -> Result<Reply, String> {
+    let body = serde_json::to_vec(&wire_body(payload, identifiers)).unwrap_or_default();
+    let timestamp = now.div_euclid(1000);
+    let signature = tactful_vault::webhook_signature(destination.secret.expose(), timestamp, &body);
+    let headers = [
+        ("tactful-signature", format!("t={timestamp},v1={signature}")),
+        ("tactful-delivery-id", payload.request.clone()),
+        ("tactful-attempt", attempt.to_string()),
+    ];
+    app.outbound.post_json(&destination.url, &headers, body).await
 }
 
-/// Every identifier a person has now (kind → values, each once, in order), or `None` if they were
-/// erased.
-pub async fn current_identifiers(app: &App, subject: &str) -> Result<Option<Identifiers>, StoreError> {
-    let Some(data) = app.store.subject_summary(subject).await? else { return Ok(None) };
-    let mut identifiers = Identifiers::new();
-    for identity in data.open_identities(&app.vault)? {
-        identifiers.entry(identity.kind).or_default().push(identity.value.to_string());
+/// An erasure or restriction reaching a forwarding destination through its own sink, with every
+/// identifier it may know and the token it was given. A refusal for good is answered as a 4xx
+/// would be (no retry), one worth retrying as no answer.
+async fn forget(
+    app: &App,
+    destination: &Destination,
+    message: DestinationMessage,
+    payload: &DeliveryPayload,
+    identifiers: Identifiers,
+) -> Result<Reply, String> {
+    let removal = if message == DestinationMessage::Erase { Removal::Erase } else { Removal::Restrict };
+    let forget = Forget {
+        request: payload.request.clone(),
+        removal,
+        person: Recipient {
+            token: app.vault.destination_token(&destination.key, &payload.subject),
+            identifiers,
+        },
+    };
+    match app.sinks.of(destination, &app.outbound).forget(&forget).await {
+        Ok(()) => Ok(Reply { status: 200, body: String::new() }),
+        Err(error) if error.retryable => Err(error.message),
+        Err(error) => Ok(Reply { status: 422, body: error.message }),
     }
-    for values in identifiers.values_mut() {
-        values.sort();
-        values.dedup();
-    }
-    Ok(Some(identifiers))
+}
+
+fn first_line(body: &str) -> String {
+    body.lines().next().unwrap_or_default().chars().take(200).collect()
 }
 
 #[cfg(test)]

@@ -44,6 +44,14 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl Into
             state.metrics.set_outbox_lag(&[]);
         }
     }
+    if state.catalog.destinations().iter().any(|destination| destination.forwards()) {
+        match tactful_app::forward::report(&state).await {
+            Ok(reports) => state.metrics.set_forwarding(&reports),
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot read forwarding figures for /metrics")
+            }
+        }
+    }
     let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
     let format = Format::from_accept(accept);
     ([(header::CONTENT_TYPE, format.content_type())], state.metrics.render_as(format))

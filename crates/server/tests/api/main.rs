@@ -9,6 +9,7 @@ mod consent_strings;
 mod console;
 mod destinations;
 mod doors;
+mod forwarding;
 mod identity;
 mod insights;
 mod limits;
