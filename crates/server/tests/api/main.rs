@@ -8,6 +8,8 @@ mod common;
 mod console;
 mod destinations;
 mod doors;
+mod forward_segment;
+mod forward_warehouse;
 mod identity;
 mod insights;
 mod limits;
