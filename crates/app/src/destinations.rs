@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use tactful_domain::catalog::{Catalog, Destination};
+use tactful_domain::catalog::{Catalog, Destination, DestinationMessage};
 use tactful_domain::segment::format_time;
 use tactful_store::{DeliveryOutcome, DeliveryPayload, NewDelivery, OutboxMessage, StoreError};
 use tactful_vault::Vault;
 
 use crate::App;
+use crate::forward::sink::{Forget, Recipient, Removal};
+use crate::outbound::Reply;
 
 /// Messages claimed per pass.
 const BATCH: u32 = 16;
@@ -27,13 +29,13 @@ const MAX_BACKOFF_MS: i64 = 3_600_000;
 pub fn deliveries_for(
     vault: &Vault,
     catalog: &Catalog,
-    message: tactful_domain::catalog::DestinationMessage,
+    message: DestinationMessage,
     template: &DeliveryPayload,
 ) -> Vec<NewDelivery> {
     catalog
         .destinations()
         .iter()
-        .filter(|destination| destination.receives.contains(&message))
+        .filter(|destination| destination.receives.contains(&message) || forgets(destination, message))
         .map(|destination| {
             DeliveryPayload {
                 destination: destination.key.clone(),
@@ -47,6 +49,12 @@ pub fn deliveries_for(
             .into_delivery(vault)
         })
         .collect()
+}
+
+/// Whether `message` is one a forwarding destination must act on (erase or restrict what it was
+/// sent), whatever it lists in `receives`: it is told through its own sink.
+fn forgets(destination: &Destination, message: DestinationMessage) -> bool {
+    destination.forwards() && matches!(message, DestinationMessage::Erase | DestinationMessage::Restrict)
 }
 
 /// Every identifier of a person, by kind: a person may have several emails and devices, and a
@@ -136,15 +144,12 @@ async fn deliver(app: &App, message: OutboxMessage, now: i64) -> Result<(), Stor
             }
         },
     };
-    let body = serde_json::to_vec(&wire_body(&payload, &identifiers)).unwrap_or_default();
-    let timestamp = now.div_euclid(1000);
-    let signature = tactful_vault::webhook_signature(destination.secret.expose(), timestamp, &body);
-    let headers = [
-        ("tactful-signature", format!("t={timestamp},v1={signature}")),
-        ("tactful-delivery-id", payload.request.clone()),
-        ("tactful-attempt", message.attempts.to_string()),
-    ];
-    let reply = app.outbound.post_json(&destination.url, &headers, body).await;
+    let removal =
+        DestinationMessage::parse(&payload.message).filter(|message| forgets(destination, *message));
+    let reply = match removal {
+        Some(message) => forget(app, destination, message, &payload, identifiers).await,
+        None => post(app, destination, &payload, &identifiers, message.attempts, now).await,
+    };
     let outcome = match reply {
         Ok(reply) if (200..300).contains(&reply.status) => {
             DeliveryOutcome::Acknowledged { status_code: reply.status }
@@ -167,6 +172,52 @@ async fn deliver(app: &App, message: OutboxMessage, now: i64) -> Result<(), Stor
     }
     record(outcome).await?;
     Ok(())
+}
+
+/// A notice POSTed to a destination, signed.
+async fn post(
+    app: &App,
+    destination: &Destination,
+    payload: &DeliveryPayload,
+    identifiers: &Identifiers,
+    attempt: u32,
+    now: i64,
+) -> Result<Reply, String> {
+    let body = serde_json::to_vec(&wire_body(payload, identifiers)).unwrap_or_default();
+    let timestamp = now.div_euclid(1000);
+    let signature = tactful_vault::webhook_signature(destination.secret.expose(), timestamp, &body);
+    let headers = [
+        ("tactful-signature", format!("t={timestamp},v1={signature}")),
+        ("tactful-delivery-id", payload.request.clone()),
+        ("tactful-attempt", attempt.to_string()),
+    ];
+    app.outbound.post_json(&destination.url, &headers, body).await
+}
+
+/// An erasure or restriction reaching a forwarding destination through its own sink, with every
+/// identifier it may know and the token it was given. A refusal for good is answered as a 4xx
+/// would be (no retry), one worth retrying as no answer.
+async fn forget(
+    app: &App,
+    destination: &Destination,
+    message: DestinationMessage,
+    payload: &DeliveryPayload,
+    identifiers: Identifiers,
+) -> Result<Reply, String> {
+    let removal = if message == DestinationMessage::Erase { Removal::Erase } else { Removal::Restrict };
+    let forget = Forget {
+        request: payload.request.clone(),
+        removal,
+        person: Recipient {
+            token: app.vault.destination_token(&destination.key, &payload.subject),
+            identifiers,
+        },
+    };
+    match app.sinks.of(destination, &app.outbound).forget(&forget).await {
+        Ok(()) => Ok(Reply { status: 200, body: String::new() }),
+        Err(error) if error.retryable => Err(error.message),
+        Err(error) => Ok(Reply { status: 422, body: error.message }),
+    }
 }
 
 fn first_line(body: &str) -> String {

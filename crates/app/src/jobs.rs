@@ -1,6 +1,6 @@
 //! Work a serving instance does besides answering requests: recording in the audit log which policy
-//! it enforces; advancing data-subject requests and delivering to destinations (claimed per item,
-//! so every instance helps); and, on schedules all instances share (whichever finds a run due does
+//! it enforces; advancing data-subject requests, delivering to destinations and forwarding events
+//! (claimed per item or per destination, so every instance helps); and, on schedules all instances share (whichever finds a run due does
 //! it; no leader), signing audit checkpoints, recording lapsed consents, purging erased people's
 //! rows, forgetting expired links, sessions and rate-limit windows, and deleting what outlived its
 //! retention.
@@ -28,6 +28,9 @@ const RETENTION_EVERY_MS: i64 = 3_600_000;
 const ROWS_PER_PASS: u32 = 10_000;
 /// How often requests and deliveries are looked at when nothing wakes the worker.
 const WORK_EVERY: Duration = Duration::from_secs(1);
+/// How often forwarding looks for new events when every destination is caught up (bounds the lag
+/// an idle destination adds).
+const FORWARD_IDLE: Duration = Duration::from_millis(200);
 /// How often erased people's rows are purged. Bounds how long their (unreadable) ciphertext stays.
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 /// How often lapsed consents are looked for.
@@ -47,6 +50,9 @@ pub async fn start(app: &Arc<App>, checkpoint_every: Duration) -> Result<(), Sto
     tokio::spawn(periodic(app.clone(), checkpoint_every.max(Duration::from_secs(1))));
     tokio::spawn(work(app.clone()));
     tokio::spawn(purge(app.clone()));
+    if app.catalog.destinations().iter().any(|destination| destination.forwards()) {
+        tokio::spawn(forward(app.clone()));
+    }
     if let Some(engine) = &app.personalization {
         engine.sync_at(app.store.as_ref(), &app.vault, app.now()).await?;
         tokio::spawn(crate::personalize::run(app.clone(), engine.clone()));
@@ -83,6 +89,21 @@ async fn work(app: Arc<App>) {
             };
             if advanced == 0 && delivered == 0 && codes == 0 {
                 break;
+            }
+        }
+    }
+}
+
+/// Forwards committed events to the destinations that receive them: batch after batch while there
+/// is work, then a look every [`FORWARD_IDLE`].
+async fn forward(app: Arc<App>) {
+    loop {
+        match crate::forward::forward_due(&app).await {
+            Ok(0) => tokio::time::sleep(FORWARD_IDLE).await,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot forward events; will retry");
+                tokio::time::sleep(WORK_EVERY).await;
             }
         }
     }

@@ -66,6 +66,8 @@ pub struct App {
     pub limits: Arc<work::Limits>,
     /// Rate limits on sign-in codes, API keys and ingestion.
     pub rate_limits: limits::Limits,
+    /// The sinks of forwarding destinations, made on first use.
+    pub sinks: forward::Sinks,
     clock: Arc<dyn Clock>,
 }
 
@@ -210,7 +212,7 @@ impl App {
         if let Some(engine) = &personalization {
             hooks.push(engine.clone());
         }
-        Ok(App {
+        let app = App {
             policy: Arc::new(Policy::new(catalog.clone())),
             catalog,
             store: opened.store,
@@ -224,8 +226,12 @@ impl App {
             web,
             limits,
             rate_limits: limits::Limits::from_config(config),
+            sinks: forward::Sinks::default(),
             clock: Arc::new(SystemClock),
-        })
+        };
+        // Destinations new to the catalog receive events from the moment they were added.
+        forward::start(&app).await?;
+        Ok(app)
     }
 
     /// The same application reading the time from `clock` (tests move time by hand).

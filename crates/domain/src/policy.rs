@@ -89,7 +89,13 @@ pub struct Policy {
     purposes: usize,
     properties: usize,
     legal_obligation: Vec<bool>,
+    /// `behaviour[(jurisdiction * 2 + minor) * purposes + purpose]`: may a person's events (that
+    /// they happened: behaviour, the category [`BEHAVIOUR`]) be used for the purpose at all.
+    behaviour: Vec<Rule>,
 }
+
+/// The data category of the fact that a person did something (an event, whatever it carries).
+pub const BEHAVIOUR: &str = "user.behavior";
 
 impl Policy {
     pub fn new(catalog: Arc<Catalog>) -> Policy {
@@ -117,7 +123,49 @@ impl Policy {
             .iter()
             .map(|purpose| covers("essential.legal_obligation", &purpose.key))
             .collect();
-        Policy { catalog, rules, purposes, properties, legal_obligation }
+        let mut behaviour = Vec::with_capacity(jurisdictions * 2 * purposes);
+        for jurisdiction in 0..jurisdictions {
+            for minor in [false, true] {
+                for purpose in catalog.purposes() {
+                    let event = crate::catalog::Property {
+                        id: crate::catalog::PropertyId(0),
+                        path: String::new(),
+                        category: BEHAVIOUR.to_owned(),
+                        purposes: vec![purpose.key.clone()],
+                        retention: crate::period::Retention::days(1),
+                        sensitive: false,
+                        identifier: None,
+                        description: None,
+                    };
+                    behaviour.push(compile(
+                        &catalog,
+                        catalog.jurisdictions().get(jurisdiction),
+                        minor,
+                        &event,
+                        purpose,
+                    ));
+                }
+            }
+        }
+        Policy { catalog, rules, purposes, properties, legal_obligation, behaviour }
+    }
+
+    /// May this subject's events be used for purpose number `purpose` at all: the decision on the
+    /// fact that they happened (category [`BEHAVIOUR`]), made as for any property (regime, channel
+    /// consent, guardrails, restriction, the person's consent), before what they carry is judged.
+    pub fn decide_behaviour(
+        &self,
+        subject: &SubjectContext,
+        consents: &Consents,
+        purpose: usize,
+    ) -> Result<(), Reason> {
+        if subject.restricted && !self.legal_obligation.get(purpose).copied().unwrap_or(false) {
+            return Err(Reason::Restricted);
+        }
+        let jurisdiction = subject.jurisdiction.unwrap_or(self.catalog.jurisdictions().len());
+        let index = (jurisdiction * 2 + usize::from(subject.minor)) * self.purposes + purpose;
+        let Some(rule) = self.behaviour.get(index) else { return Err(Reason::PurposeNotServed) };
+        apply(*rule, consents.statuses.get(purpose).copied().unwrap_or(Status::NoSignal))
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -152,23 +200,7 @@ impl Policy {
             * self.purposes
             + purpose;
         let Some(rule) = self.rules.get(index) else { return Err(Reason::PurposeNotServed) };
-        let status = consents.statuses.get(purpose).copied().unwrap_or(Status::NoSignal);
-        match *rule {
-            Rule::Allow => Ok(()),
-            Rule::Deny(reason) => Err(reason),
-            Rule::UnlessWithdrawn => match status {
-                Status::Withdrawn => Err(Reason::ConsentWithdrawn),
-                _ => Ok(()),
-            },
-            Rule::NeedsConsent { explicit } => match status {
-                Status::Given { current: false, .. } => Err(Reason::ConsentOutdated),
-                Status::Given { explicit: false, .. } if explicit => Err(Reason::NeedsExplicitConsent),
-                Status::Given { .. } => Ok(()),
-                Status::Withdrawn => Err(Reason::ConsentWithdrawn),
-                Status::Expired => Err(Reason::ConsentExpired),
-                Status::NoSignal => Err(Reason::NoConsent),
-            },
-        }
+        apply(*rule, consents.statuses.get(purpose).copied().unwrap_or(Status::NoSignal))
     }
 
     /// The compiled rule for `property` used for purpose number `purpose`, for a person of
@@ -235,6 +267,26 @@ impl Policy {
             .purposes()
             .get(purpose)
             .is_some_and(|purpose| role.purposes.iter().any(|allowed| covers(allowed, &purpose.key)))
+    }
+}
+
+/// A compiled rule applied to the person's consent to the purpose.
+fn apply(rule: Rule, status: Status) -> Result<(), Reason> {
+    match rule {
+        Rule::Allow => Ok(()),
+        Rule::Deny(reason) => Err(reason),
+        Rule::UnlessWithdrawn => match status {
+            Status::Withdrawn => Err(Reason::ConsentWithdrawn),
+            _ => Ok(()),
+        },
+        Rule::NeedsConsent { explicit } => match status {
+            Status::Given { current: false, .. } => Err(Reason::ConsentOutdated),
+            Status::Given { explicit: false, .. } if explicit => Err(Reason::NeedsExplicitConsent),
+            Status::Given { .. } => Ok(()),
+            Status::Withdrawn => Err(Reason::ConsentWithdrawn),
+            Status::Expired => Err(Reason::ConsentExpired),
+            Status::NoSignal => Err(Reason::NoConsent),
+        },
     }
 }
 

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod backup;
 pub mod erasures;
 mod event;
+mod forward;
 mod model;
 mod postgres;
 mod rate;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use tactful_vault::{MasterKeys, Vault, VaultError};
 
 pub use event::Arrival;
+pub use forward::{ForwardClaim, ForwardEvent, ForwardPosition, ForwardProgress, ForwardStatus};
 pub use postgres::PostgresStore;
 pub use rate::Rate;
 pub use read::{FamilyKeys, OpenEvent, OpenIdentity, OpenProfileValue};
@@ -50,9 +52,9 @@ pub use shared::{DELIVERY_TOPIC, DELIVERY_TOPICS, RIGHTS_TOPIC, SIGN_IN_TOPIC, n
 pub use signed::signed_consent;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, IngestStore, LimitStore,
-    ModelStore, OperationsStore, RequestStore, SessionStore, Store, StoreTesting, SubjectStore, WebSession,
-    WebSessionKind,
+    AnalyticsStore, AuditStore, ConsentStore, CredentialStore, DeliveryStore, ForwardStore, IngestStore,
+    LimitStore, ModelStore, OperationsStore, RequestStore, SessionStore, Store, StoreTesting, SubjectStore,
+    WebSession, WebSessionKind,
 };
 pub use window::{Scan, WindowCursor, WindowEvent, WindowPage};
 

@@ -125,6 +125,11 @@ pub fn new_receipt_id() -> String {
 }
 
 /// A random id for an outbox message (random, not a sequence: no hot spot on distributed engines).
+/// A random id for a claim's lease, so only its holder can move what it claimed.
+pub(crate) fn new_lease_id() -> String {
+    tactful_vault::new_subject_id().replacen("sub_", "lease_", 1)
+}
+
 pub(crate) fn new_message_id() -> String {
     tactful_vault::new_subject_id().replacen("sub_", "msg_", 1)
 }

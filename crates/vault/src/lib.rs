@@ -353,10 +353,22 @@ impl Vault {
     /// together (and stay stable across exports) while exports for different purposes cannot be
     /// joined on it. Unlike [`Vault::subject_pseudonym`], it never appears in the audit log.
     pub fn export_token(&self, purpose: &str, subject_id: &str) -> String {
+        self.keyed_token(b"tactful/v1/export/", purpose, subject_id)
+    }
+
+    /// The token a forwarding destination knows a person by (or, with `input` an event's key, the
+    /// messageId it receives the event under): a keyed hash under a key of that destination alone,
+    /// stable for it, different for every other one, so two destinations cannot join what they hold.
+    pub fn destination_token(&self, destination: &str, input: &str) -> String {
+        self.keyed_token(b"tactful/v1/destination/", destination, input)
+    }
+
+    fn keyed_token(&self, domain: &[u8], scope: &str, input: &str) -> String {
+        let subject_id = input;
         let mut key = Zeroizing::new([0u8; KEY_BYTES]);
-        let mut label = Vec::with_capacity(18 + purpose.len());
-        label.extend_from_slice(b"tactful/v1/export/");
-        label.extend_from_slice(purpose.as_bytes());
+        let mut label = Vec::with_capacity(domain.len() + scope.len());
+        label.extend_from_slice(domain);
+        label.extend_from_slice(scope.as_bytes());
         Hkdf::<Sha256>::new(None, self.export_root.as_slice())
             .expand(&label, key.as_mut_slice())
             .expect("32 bytes is a valid HKDF output length");

@@ -154,6 +154,7 @@ fn may_download(reader: &Reader<'_>) -> Result<(), AppError> {
     match reader {
         Reader::Key(caller) => caller.require(Capability::DownloadPackages),
         Reader::Person | Reader::Operator => Ok(()),
+        Reader::Destination(_) => Err(AppError::new(ErrorCode::Forbidden)),
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Reader<'a> {
     Person,
     /// The operator at the command line, who holds the master key.
     Operator,
+    /// A forwarding destination (by its catalog key), sent what its purposes permit.
+    Destination(&'a str),
 }
 
 impl Reader<'_> {
@@ -39,6 +41,7 @@ impl Reader<'_> {
             Reader::Key(caller) => &caller.key,
             Reader::Person => "subject",
             Reader::Operator => "cli",
+            Reader::Destination(key) => key,
         }
     }
 
@@ -48,6 +51,7 @@ impl Reader<'_> {
             Reader::Key(caller) => &caller.role.name,
             Reader::Person => "self",
             Reader::Operator => "operator",
+            Reader::Destination(_) => "destination",
         }
     }
 
@@ -56,6 +60,7 @@ impl Reader<'_> {
         match self {
             Reader::Key(caller) => caller.require_privacy(),
             Reader::Person | Reader::Operator => Ok(()),
+            Reader::Destination(_) => Err(AppError::new(crate::error::ErrorCode::Forbidden)),
         }
     }
 
@@ -64,6 +69,7 @@ impl Reader<'_> {
         match self {
             Reader::Key(caller) => caller.covers_category(category),
             Reader::Person | Reader::Operator => true,
+            Reader::Destination(_) => false,
         }
     }
 }
@@ -139,18 +145,23 @@ impl<'a> Read<'a> {
     /// Writes the read to the audit log (under the person's pseudonym), durably, before the answer
     /// is sent. Returns the decision recorded.
     pub async fn commit(self) -> Result<ReadDecision, StoreError> {
-        let decision = self.decision();
-        let entry = AuditEvent::Read {
+        let (app, decision) = (self.app, self.decision());
+        app.store.audit_append(vec![self.into_entry()], app.now()).await?;
+        Ok(decision)
+    }
+
+    /// The audit entry of the read, for a caller that commits many reads' entries at once (each
+    /// before its own answer leaves).
+    pub fn into_entry(self) -> AuditEvent {
+        AuditEvent::Read {
             returned: self.returned_categories(),
             withheld: self.withheld_list(),
+            decision: self.decision(),
             actor: self.actor,
             role: self.role,
             purpose: self.purpose,
             subject: self.app.vault.subject_pseudonym(&self.subject),
-            decision,
-        };
-        self.app.store.audit_append(vec![entry], self.app.now()).await?;
-        Ok(decision)
+        }
     }
 
     /// Records the read as refused (nothing returned) and returns `error`, the refusal to answer.

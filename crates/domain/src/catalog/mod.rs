@@ -118,6 +118,44 @@ pub struct Destination {
     pub identifiers: Vec<IdentifierKind>,
     /// Retrying stops after this long; the request is then partially completed.
     pub give_up_after: Retention,
+    /// How it is reached (a webhook unless the catalog says otherwise).
+    pub kind: DestinationKind,
+    /// What it receives of events; `None` for a destination told only of requests and consent.
+    pub forwarding: Option<Forwarding>,
+}
+
+impl Destination {
+    /// Whether events flow on to it (it declares purposes and events).
+    pub fn forwards(&self) -> bool {
+        self.forwarding.is_some()
+    }
+}
+
+/// The events a destination receives, and only for what: the purposes it serves, the events and
+/// properties it is sent (each property serving one of those purposes), the sensitive categories
+/// it is declared for, and how many events go in one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Catalog purposes it serves: an event reaches it only if the person permits one of them.
+    pub purposes: Vec<String>,
+    /// Declared `track` event names, `track` for every one, and call kinds (`identify`, `page`,
+    /// `screen`, `group`).
+    pub events: Vec<String>,
+    /// The properties it receives (each serves one of `purposes`).
+    pub properties: Vec<PropertyId>,
+    /// Sensitive data categories it is declared for (a sensitive property goes nowhere else).
+    pub sensitive: Vec<String>,
+    /// Most events in one delivery.
+    pub batch_size: u32,
+}
+
+impl Forwarding {
+    /// Whether an event of this call kind (and, for `track`, name) goes to the destination.
+    pub fn receives_event(&self, kind: &str, name: Option<&str>) -> bool {
+        self.events
+            .iter()
+            .any(|listed| listed == kind || (kind == "track" && name.is_some_and(|name| listed == name)))
+    }
 }
 
 /// Index of a source in its catalog.

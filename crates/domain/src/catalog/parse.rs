@@ -189,7 +189,7 @@ fn check(raw: RawCatalog, checker: &mut Checker<'_>) -> Catalog {
     let subjects = subjects::check(checker, raw.subjects, &property_by_path);
     let consent_categories = purposes::check_consent_categories(checker, raw.consent_categories, &purposes);
     let guardrails = guardrails::check(checker, raw.guardrails, &jurisdictions, &properties);
-    let destinations = destinations::check(checker, raw.destinations, &properties);
+    let destinations = destinations::check(checker, raw.destinations, &properties, &purposes, &events);
     let lifecycle = personalization::declares_lifecycle(raw.personalization.as_ref());
     let personalization = personalization::check(checker, raw.personalization, &purposes, &properties);
     let analytics = analytics::check(checker, raw.analytics, &purposes, &properties, lifecycle);

@@ -501,3 +501,65 @@ fn a_budget_below_the_floor_or_too_many_rows_per_person_is_pointed_at() {
     let fine = rows.replace("epsilon = 1\nrows_per_person = 1001", "epsilon = 0.01\nrows_per_person = 1000");
     Catalog::parse(&fine).unwrap_or_else(|e| panic!("{}", e.render("test")));
 }
+
+#[test]
+fn destinations_that_receive_events_get_only_properties_serving_their_purposes() {
+    let extra = r#"
+[purposes."marketing.advertising"]
+name = "Ads"
+description = "We show you ads."
+benefit = "Ads you may like."
+
+[properties."properties.total"]
+category = "user.financial"
+purposes = ["essential.service"]
+retention = "1y"
+
+[properties."traits.health"]
+category = "user.health_and_medical"
+purposes = ["marketing.advertising"]
+retention = "1y"
+sensitive = true
+
+[events."Order Completed"]
+"#;
+    let good = format!(
+        "{MINIMAL}{extra}\n[destinations.mail]\nurl = \"https://mail.example/in\"\nsecret = \"whsec_0123456789abcdef\"\n\
+         purposes = [\"essential.service\"]\nevents = [\"Order Completed\", \"identify\"]\n\
+         properties = [\"properties.total\", \"traits.email\"]\nidentifiers = [\"email\"]\nbatch_size = 50\n\
+         [destinations.ads]\nkind = \"segment\"\nurl = \"https://api.segment.example\"\nwrite_key = \"wk_downstream\"\n\
+         purposes = [\"marketing.advertising\"]\nevents = [\"track\"]\nproperties = [\"traits.health\"]\n\
+         sensitive = [\"user.health_and_medical\"]\n\
+         [destinations.crm]\nurl = \"https://crm.example/hooks\"\nsecret = \"whsec_0123456789abcdef\"\nreceives = [\"erase\"]\n"
+    );
+    let catalog = Catalog::parse(&good).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let mail = catalog.destination("mail").unwrap();
+    assert_eq!(mail.kind, DestinationKind::Webhook);
+    let forwarding = mail.forwarding.as_ref().expect("it forwards");
+    assert_eq!(forwarding.batch_size, 50);
+    assert!(forwarding.receives_event("track", Some("Order Completed")));
+    assert!(forwarding.receives_event("identify", None));
+    assert!(!forwarding.receives_event("track", Some("Product Viewed")));
+    assert!(!forwarding.receives_event("page", None));
+    let ads = catalog.destination("ads").unwrap();
+    assert!(
+        matches!(&ads.kind, DestinationKind::Segment { write_key } if write_key.expose() == "wk_downstream")
+    );
+    assert!(ads.forwarding.as_ref().unwrap().receives_event("track", Some("anything")));
+    assert!(!catalog.destination("crm").unwrap().forwards(), "a notice-only destination stays one");
+
+    let bad = format!(
+        "{MINIMAL}{extra}\n[destinations.mail]\nurl = \"https://mail.example/in\"\nsecret = \"whsec_0123456789abcdef\"\n\
+         purposes = [\"marketing.advertising\", \"marketing.unknown\"]\nevents = [\"Order Completed\", \"Cart Viewed\"]\n\
+         properties = [\"properties.total\", \"traits.health\", \"traits.nope\"]\nbatch_size = 0\n\
+         [destinations.dw]\nkind = \"warehouse\"\npurposes = [\"essential.service\"]\nevents = [\"track\"]\n"
+    );
+    let base = MINIMAL.lines().count() + extra.lines().count() + 1;
+    check(&bad, base + 4, "\"marketing.unknown\" is not a purpose of this catalog");
+    check(&bad, base + 5, "\"Cart Viewed\" is neither a declared event");
+    check(&bad, base + 6, "properties.total serves none of this destination's purposes");
+    check(&bad, base + 6, "traits.health is sensitive");
+    check(&bad, base + 6, "\"traits.nope\" is not a property of this catalog");
+    check(&bad, base + 7, "batch_size must be between 1 and");
+    check(&bad, base + 8, "needs database_url");
+}

@@ -10,6 +10,7 @@ mod consent;
 mod credentials;
 mod deliveries;
 mod erasures;
+mod forward;
 mod ingest;
 mod limits;
 mod model;
@@ -46,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_rate_limits.sql"),
     include_str!("migrations/0011_web_sessions.sql"),
     include_str!("migrations/0012_erasure_journal.sql"),
+    include_str!("migrations/0013_forwarding.sql"),
 ];
 
 pub struct PostgresStore {

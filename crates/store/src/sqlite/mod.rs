@@ -8,6 +8,7 @@ mod audit;
 mod consent;
 mod credentials;
 mod deliveries;
+mod forward;
 mod ingest;
 mod limits;
 mod model;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_consent_provenance.sql"),
     include_str!("migrations/0010_rate_limits.sql"),
     include_str!("migrations/0011_web_sessions.sql"),
+    include_str!("migrations/0012_forwarding.sql"),
 ];
 
 pub struct SqliteStore {

@@ -6,6 +6,7 @@ mod audit;
 mod consent;
 mod credentials;
 mod deliveries;
+mod forward;
 mod ingest;
 mod limits;
 mod model;
@@ -22,6 +23,7 @@ pub use audit::AuditStore;
 pub use consent::ConsentStore;
 pub use credentials::CredentialStore;
 pub use deliveries::DeliveryStore;
+pub use forward::ForwardStore;
 pub use ingest::IngestStore;
 pub use limits::LimitStore;
 pub use model::ModelStore;
@@ -45,6 +47,7 @@ pub trait Store:
     + LimitStore
     + RequestStore
     + DeliveryStore
+    + ForwardStore
     + ModelStore
     + AnalyticsStore
     + OperationsStore

@@ -33,6 +33,7 @@ mod analytics;
 mod backups;
 mod claims;
 mod consent;
+mod forwarding;
 mod ingest;
 mod limits;
 mod linking;
