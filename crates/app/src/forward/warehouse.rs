@@ -314,11 +314,13 @@ fn track_table(event: &str) -> String {
     name
 }
 
+/// A person in a batch: the identifiers last given, and the first and last event times.
+type Seen<'a> = (&'a BTreeMap<String, Vec<String>>, OffsetDateTime, OffsetDateTime);
+
 /// One row per person in the batch: the declared identifiers as last given, first and last seen.
 /// A delivery means the person is permitted again, so it lifts a restriction mark.
 async fn upsert_people(conn: &mut PgConnection, batch: &[Forwarded]) -> Result<(), SinkError> {
-    let mut people: BTreeMap<&str, (&BTreeMap<String, Vec<String>>, OffsetDateTime, OffsetDateTime)> =
-        BTreeMap::new();
+    let mut people: BTreeMap<&str, Seen<'_>> = BTreeMap::new();
     for event in batch {
         let entry = people.entry(event.person.token.as_str()).or_insert((
             &event.person.identifiers,
