@@ -4,8 +4,6 @@
 //! GitHub), and retried with exponential backoff and jitter until the destination answers 2xx or
 //! its horizon passes. Retries carry the same id, so a destination that saw one already can ignore it.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 use tactful_domain::catalog::{Catalog, Destination, DestinationMessage};
 use tactful_domain::segment::format_time;
@@ -15,14 +13,14 @@ use tactful_vault::Vault;
 use crate::App;
 use crate::forward::sink::{Forget, Recipient, Removal};
 use crate::outbound::Reply;
+pub use crate::outbound::{jitter, retry_delay_ms};
+pub use crate::subjects::{Identifiers, current_identifiers};
 
 /// Messages claimed per pass.
 const BATCH: u32 = 16;
 /// How long a claimed message is held beyond the time its call may take, before another instance
 /// (or this one, restarted) may try it.
 const LEASE_MARGIN_MS: i64 = 1_000;
-/// The longest wait between two attempts.
-const MAX_BACKOFF_MS: i64 = 3_600_000;
 
 /// The deliveries telling every destination that receives `message` what `template` says (its
 /// `destination` is filled in per destination, and its identifiers reduced to those each may know).
@@ -57,10 +55,6 @@ fn forgets(destination: &Destination, message: DestinationMessage) -> bool {
     destination.forwards() && matches!(message, DestinationMessage::Erase | DestinationMessage::Restrict)
 }
 
-/// Every identifier of a person, by kind: a person may have several emails and devices, and a
-/// destination told of their erasure must be able to find every record it holds of them.
-pub type Identifiers = BTreeMap<String, Vec<String>>;
-
 /// The identifiers a destination may be told.
 fn allowed(destination: &Destination, identifiers: &Identifiers) -> Identifiers {
     identifiers
@@ -79,24 +73,6 @@ pub fn wire_body(payload: &DeliveryPayload, identifiers: &Identifiers) -> Value 
         "identifiers": identifiers,
         "details": payload.details,
     })
-}
-
-/// When to try again after `attempts` failures: exponential from `base_ms`, capped at an hour,
-/// with ±20% jitter so many deliveries failing together do not retry together.
-pub fn retry_delay_ms(base_ms: i64, attempts: u32, jitter: f64) -> i64 {
-    let exponential = base_ms.saturating_mul(1_i64 << attempts.saturating_sub(1).min(30));
-    let capped = exponential.min(MAX_BACKOFF_MS) as f64;
-    (capped * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).round() as i64
-}
-
-fn jitter() -> f64 {
-    let bytes = tactful_vault::new_subject_id();
-    let sample = bytes
-        .bytes()
-        .skip(4)
-        .take(8)
-        .fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(byte)));
-    (sample % 2001) as f64 / 1000.0 - 1.0
 }
 
 /// Delivers what is due, people's rights first (erasure, restriction, … have a lane of their own, so
@@ -222,21 +198,6 @@ async fn forget(
 
 fn first_line(body: &str) -> String {
     body.lines().next().unwrap_or_default().chars().take(200).collect()
-}
-
-/// Every identifier a person has now (kind → values, each once, in order), or `None` if they were
-/// erased.
-pub async fn current_identifiers(app: &App, subject: &str) -> Result<Option<Identifiers>, StoreError> {
-    let Some(data) = app.store.subject_summary(subject).await? else { return Ok(None) };
-    let mut identifiers = Identifiers::new();
-    for identity in data.open_identities(&app.vault)? {
-        identifiers.entry(identity.kind).or_default().push(identity.value.to_string());
-    }
-    for values in identifiers.values_mut() {
-        values.sort();
-        values.dedup();
-    }
-    Ok(Some(identifiers))
 }
 
 #[cfg(test)]

@@ -17,6 +17,28 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most of an answer's body kept (for the attempt log).
 const ANSWER_BYTES: usize = 4096;
 
+/// The longest wait between two attempts.
+const MAX_BACKOFF_MS: i64 = 3_600_000;
+
+/// When to try again after `attempts` failures: exponential from `base_ms`, capped at an hour,
+/// with ±20% jitter so many deliveries failing together do not retry together.
+pub fn retry_delay_ms(base_ms: i64, attempts: u32, jitter: f64) -> i64 {
+    let exponential = base_ms.saturating_mul(1_i64 << attempts.saturating_sub(1).min(30));
+    let capped = exponential.min(MAX_BACKOFF_MS) as f64;
+    (capped * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).round() as i64
+}
+
+/// A random number in [-1, 1], to spread retries.
+pub fn jitter() -> f64 {
+    let bytes = tactful_vault::new_subject_id();
+    let sample = bytes
+        .bytes()
+        .skip(4)
+        .take(8)
+        .fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(byte)));
+    (sample % 2001) as f64 / 1000.0 - 1.0
+}
+
 /// A reply from the other side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

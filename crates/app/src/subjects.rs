@@ -2,9 +2,11 @@
 //! normalized once here, at the edge, before anything is looked up; and what the policy needs to
 //! know of a person's family.
 
+use std::collections::BTreeMap;
+
 use tactful_domain::identity::IdentifierKind;
 use tactful_domain::policy::SubjectContext;
-use tactful_store::SubjectState;
+use tactful_store::{StoreError, SubjectState};
 
 use crate::App;
 use crate::error::{AppError, ErrorCode};
@@ -81,4 +83,23 @@ pub fn purpose<'a>(app: &App, named: Option<&'a str>) -> Result<(&'a str, usize)
         .ok_or_else(|| AppError::new(ErrorCode::PurposeRequired))?;
     let index = app.catalog.purpose_index(key).ok_or_else(|| unknown_purpose(app, key))?;
     Ok((key, index))
+}
+
+/// Every identifier of a person, by kind: a person may have several emails and devices, and a
+/// destination told of their erasure must be able to find every record it holds of them.
+pub type Identifiers = BTreeMap<String, Vec<String>>;
+
+/// Every identifier a person has now (kind → values, each once, in order), or `None` if they were
+/// erased.
+pub async fn current_identifiers(app: &App, subject: &str) -> Result<Option<Identifiers>, StoreError> {
+    let Some(data) = app.store.subject_summary(subject).await? else { return Ok(None) };
+    let mut identifiers = Identifiers::new();
+    for identity in data.open_identities(&app.vault)? {
+        identifiers.entry(identity.kind).or_default().push(identity.value.to_string());
+    }
+    for values in identifiers.values_mut() {
+        values.sort();
+        values.dedup();
+    }
+    Ok(Some(identifiers))
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod breach;
 pub mod client;
 pub mod demo;
+pub mod destinations;
 pub mod export_dataset;
 pub mod insights;
 pub mod items;

@@ -1,7 +1,9 @@
 //! The `tactful` command: run the server or the demo, check a catalog, read operational counters, run
 //! benchmarks. A thin layer over the server and store crates.
 
-use tactful::{admin, bench, breach, demo, export_dataset, insights, items, personalize, shutdown_signal};
+use tactful::{
+    admin, bench, breach, demo, destinations, export_dataset, insights, items, personalize, shutdown_signal,
+};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -106,6 +108,9 @@ enum Command {
     /// After a breach: who was affected through a key, a role or a time window, and drafted
     /// notifications for each person.
     Breach(breach::BreachArgs),
+    /// Destinations that receive events: how each is doing; send one again what is permitted now.
+    #[command(subcommand)]
+    Destinations(destinations::DestinationsCommand),
     /// Generate synthetic shop activity with planted structure (items.jsonl, interactions.csv).
     Generate(personalize::GenerateArgs),
     /// Evaluate the recommendation models offline (leave-last-out HR@10 and NDCG@10, the cost of
@@ -327,6 +332,11 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> anyhow::Res
             init_logging_level("warn");
             let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
             return admin::audit(&state, command).await;
+        }
+        Command::Destinations(command) => {
+            init_logging_level("warn");
+            let state = open_quietly(with_file(command.config().clone())?, matches.as_ref()).await?;
+            return destinations::run(&state, command).await;
         }
         Command::Consents(command) => {
             init_logging_level("warn");

@@ -30,6 +30,17 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub destination: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     /// The limit that refused: `sign_in_per_address`, `api_key_failures_per_client`, …
     pub limit: String,
@@ -43,6 +54,10 @@ pub struct Metrics {
     pub ingest_seconds: Histogram,
     pub inflight: Gauge,
     pub rate_limited: Family<LimitLabels, Counter>,
+    forward_lag: Family<DestinationLabels, Gauge>,
+    forward_delivered: Family<DestinationLabels, Gauge>,
+    forward_failures: Family<DestinationLabels, Gauge>,
+    forward_refused: Family<RefusalLabels, Gauge>,
     distinct_drop_paths: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
@@ -73,9 +88,37 @@ impl Metrics {
         registry.register("ingest_inflight_requests", "Ingestion requests being processed", inflight.clone());
         let rate_limited = Family::<LimitLabels, Counter>::default();
         registry.register("rate_limited", "Requests refused by a rate limit, by limit", rate_limited.clone());
+        let forward_lag = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "forward_lag_seconds",
+            "Seconds since the oldest event not yet forwarded to a destination arrived (all instances)",
+            forward_lag.clone(),
+        );
+        let forward_delivered = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "forward_delivered_events",
+            "Events a destination acknowledged, all instances together (from the database)",
+            forward_delivered.clone(),
+        );
+        let forward_failures = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "forward_failures",
+            "Failed deliveries to a destination, all instances together (from the database)",
+            forward_failures.clone(),
+        );
+        let forward_refused = Family::<RefusalLabels, Gauge>::default();
+        registry.register(
+            "forward_refused",
+            "Events and properties kept from a destination, by reason, all instances together",
+            forward_refused.clone(),
+        );
         Metrics {
             registry,
             rate_limited,
+            forward_lag,
+            forward_delivered,
+            forward_failures,
+            forward_refused,
             events,
             dropped_properties,
             requests,
@@ -97,6 +140,21 @@ impl Metrics {
             }
         };
         self.dropped_properties.get_or_create(&DropLabels { source: source.to_owned(), path, reason }).inc();
+    }
+
+    /// Sets the forwarding gauges from the database's figures (the same for every instance).
+    pub fn set_forwarding(&self, reports: &[tactful_app::forward::DestinationReport]) {
+        let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        for report in reports {
+            let labels = DestinationLabels { destination: report.key.clone() };
+            self.forward_lag.get_or_create(&labels).set(number(report.lag_seconds));
+            self.forward_delivered.get_or_create(&labels).set(number(report.delivered));
+            self.forward_failures.get_or_create(&labels).set(number(report.failures));
+            for (reason, count) in &report.refused {
+                let labels = RefusalLabels { destination: report.key.clone(), reason: reason.clone() };
+                self.forward_refused.get_or_create(&labels).set(number(*count));
+            }
+        }
     }
 
     /// The Prometheus text exposition.

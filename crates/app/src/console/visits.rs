@@ -71,6 +71,9 @@ pub struct Dashboard {
     pub dropped_total: u64,
     pub model: Option<ModelView>,
     pub budgets: Budgets,
+    /// Each destination events flow on to: what it received, was refused (per reason) and failed,
+    /// and how far behind it is.
+    pub forwarding: Vec<crate::forward::DestinationReport>,
 }
 
 /// The dashboard: the data map, consent rates, the queue, the audit log, minimization, the model
@@ -91,6 +94,7 @@ pub async fn dashboard(app: &App) -> Result<Dashboard, AppError> {
         drops,
         model: model(app),
         budgets: budgets(app, now).await?,
+        forwarding: crate::forward::report(app).await?,
     })
 }
 

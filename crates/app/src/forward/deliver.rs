@@ -9,21 +9,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tactful_domain::catalog::{Destination, Forwarding};
-use tactful_store::{ForwardProgress, StoreError};
+use tactful_store::{ForwardPosition, ForwardProgress, StoreError};
 
 use super::prepare::prepare;
 use super::sink::Sink;
 use crate::App;
-use crate::destinations::retry_delay_ms;
 use crate::error::{AppError, ErrorCode};
+use crate::outbound::{jitter, retry_delay_ms};
 
 /// How long a claimed cursor is held beyond the time a delivery may take, before another instance
 /// (or this one, restarted) may take it over.
 const LEASE_MARGIN_MS: i64 = 10_000;
 
-/// The sinks of one process, made once per destination (a warehouse keeps its connections).
+/// How long an instance that found a destination caught up only peeks (a read) before claiming its
+/// cursor again (a write): also how soon a replay made elsewhere is taken up.
+const IDLE_PEEK_MS: i64 = 5_000;
+
+/// The sinks of one process, made once per destination (a warehouse keeps its connections), and
+/// where each destination stood when this process last found it caught up.
 #[derive(Default)]
-pub struct Sinks(Mutex<HashMap<String, Arc<dyn Sink>>>);
+pub struct Sinks {
+    sinks: Mutex<HashMap<String, Arc<dyn Sink>>>,
+    idle: Mutex<HashMap<String, (ForwardPosition, i64)>>,
+}
 
 impl std::fmt::Debug for Sinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,9 +40,24 @@ impl std::fmt::Debug for Sinks {
 }
 
 impl Sinks {
+    fn idle_since(&self, destination: &str, now: i64) -> Option<ForwardPosition> {
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        idle.get(destination)
+            .filter(|(_, since)| now.saturating_sub(*since) < IDLE_PEEK_MS)
+            .map(|(at, _)| at.clone())
+    }
+
+    fn set_idle(&self, destination: &str, at: Option<(ForwardPosition, i64)>) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match at {
+            Some(at) => idle.insert(destination.to_owned(), at),
+            None => idle.remove(destination),
+        };
+    }
+
     /// The sink of `destination`, made on first use.
     pub fn of(&self, destination: &Destination, outbound: &crate::outbound::Outbound) -> Arc<dyn Sink> {
-        let mut sinks = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sinks = self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         sinks.entry(destination.key.clone()).or_insert_with(|| super::sink_for(destination, outbound)).clone()
     }
 }
@@ -76,12 +99,20 @@ async fn forward_one(
     let now = app.now();
     let per_call = i64::try_from(app.outbound.timeout().as_millis()).unwrap_or(i64::MAX / 2);
     let lease_ms = per_call.saturating_add(LEASE_MARGIN_MS);
+    // Caught up a moment ago: a read tells whether anything arrived, without claiming (a write).
+    if let Some(at) = app.sinks.idle_since(&destination.key, now)
+        && app.store.forward_events(&at, now, 1).await?.is_empty()
+    {
+        return Ok(0);
+    }
     let Some(claim) = app.store.forward_claim(&destination.key, now, lease_ms).await? else { return Ok(0) };
     let events = app.store.forward_events(&claim.position, now, forwarding.batch_size).await?;
     let Some(last) = events.last().map(|item| item.position.clone()) else {
         app.store.forward_advance(&claim, &claim.position, ForwardProgress::default(), now).await?;
+        app.sinks.set_idle(&destination.key, Some((claim.position, now)));
         return Ok(0);
     };
+    app.sinks.set_idle(&destination.key, None);
     let prepared = prepare(app, destination, forwarding, &events, now).await?;
     let mut progress =
         ForwardProgress { delivered: 0, refused: prepared.refused, ..ForwardProgress::default() };
@@ -113,13 +144,6 @@ async fn forward_one(
     Ok(events.len())
 }
 
-fn jitter() -> f64 {
-    let id = tactful_vault::new_subject_id();
-    let sample =
-        id.bytes().skip(4).take(8).fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(u64::from(byte)));
-    (sample % 2001) as f64 / 1000.0 - 1.0
-}
-
 /// Sends `name` again what arrived since `since` (Unix ms) and is permitted now: its cursor moves
 /// back (never forward), and the events flow again under their same messageIds.
 pub async fn replay(app: &App, name: &str, since: i64) -> Result<(), AppError> {
@@ -147,5 +171,7 @@ pub async fn replay(app: &App, name: &str, since: i64) -> Result<(), AppError> {
         })?;
     start(app).await?;
     app.store.forward_rewind(&destination.key, since).await?;
+    // This process takes it up at once; others within IDLE_PEEK_MS.
+    app.sinks.set_idle(&destination.key, None);
     Ok(())
 }

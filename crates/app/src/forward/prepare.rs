@@ -16,8 +16,8 @@ use tactful_store::{FamilyKeys, ForwardEvent, StoreError};
 use time::OffsetDateTime;
 
 use super::sink::{Forwarded, Recipient};
-use crate::destinations::{Identifiers, current_identifiers};
 use crate::reads::{Read, Reader};
+use crate::subjects::{Identifiers, current_identifiers};
 use crate::{App, subjects};
 
 /// A page of events made ready for one destination.

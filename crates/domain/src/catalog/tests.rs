@@ -551,7 +551,7 @@ sensitive = true
     let bad = format!(
         "{MINIMAL}{extra}\n[destinations.mail]\nurl = \"https://mail.example/in\"\nsecret = \"whsec_0123456789abcdef\"\n\
          purposes = [\"marketing.advertising\", \"marketing.unknown\"]\nevents = [\"Order Completed\", \"Cart Viewed\"]\n\
-         properties = [\"properties.total\", \"traits.health\", \"traits.nope\"]\nbatch_size = 0\n\
+         properties = [\"properties.total\", \"traits.health\", \"traits.nope\", \"traits.email\"]\nbatch_size = 0\n\
          [destinations.dw]\nkind = \"warehouse\"\npurposes = [\"essential.service\"]\nevents = [\"track\"]\n"
     );
     let base = MINIMAL.lines().count() + extra.lines().count() + 1;
@@ -560,6 +560,11 @@ sensitive = true
     check(&bad, base + 6, "properties.total serves none of this destination's purposes");
     check(&bad, base + 6, "traits.health is sensitive");
     check(&bad, base + 6, "\"traits.nope\" is not a property of this catalog");
+    check(
+        &bad,
+        base + 6,
+        "traits.email identifies people (email): add \"email\" to this destination's identifiers",
+    );
     check(&bad, base + 7, "batch_size must be between 1 and");
     check(&bad, base + 8, "needs database_url");
 }

@@ -319,3 +319,44 @@ fn roles_read_only_their_purposes_and_categories() {
     assert!(policy.role_may_use(&role, email));
     assert!(!policy.role_may_use(&role, personalize));
 }
+
+#[test]
+fn whether_a_persons_events_may_serve_a_purpose_is_decided_as_for_their_behaviour() {
+    let policy = policy();
+    let catalog = policy.catalog().clone();
+    let viewed = catalog.property_by_path("properties.viewed").unwrap().id;
+    let jurisdictions = [None, Some(0), Some(1), Some(2), Some(3)];
+    for (jurisdiction, minor, restricted) in
+        jurisdictions.into_iter().flat_map(|j| [(j, false, false), (j, true, false), (j, false, true)])
+    {
+        for purpose in catalog.purposes() {
+            let index = catalog.purpose_index(&purpose.key).unwrap();
+            for state in STATES {
+                let subject = SubjectContext {
+                    jurisdiction,
+                    minor,
+                    restricted,
+                    consents: consents_in(state, &purpose.key),
+                };
+                let consents = policy.consents(&subject, 100);
+                assert_eq!(
+                    policy.decide_behaviour(&subject, &consents, index),
+                    policy.decide(&subject, &consents, viewed, index),
+                    "{} {state} in {jurisdiction:?}, minor {minor}, restricted {restricted}",
+                    purpose.key
+                );
+            }
+        }
+    }
+    // A sensitive property needs more than the event that carries it.
+    let given = SubjectContext {
+        jurisdiction: Some(1),
+        consents: consents_in("imported", "personalize.content"),
+        ..SubjectContext::default()
+    };
+    let consents = policy.consents(&given, 100);
+    let personalize = catalog.purpose_index("personalize.content").unwrap();
+    let condition = catalog.property_by_path("traits.condition").unwrap().id;
+    assert_eq!(policy.decide_behaviour(&given, &consents, personalize), Ok(()));
+    assert_eq!(policy.decide(&given, &consents, condition, personalize), Err(Reason::NeedsExplicitConsent));
+}

@@ -75,6 +75,7 @@ struct DashboardPage {
     dropped_total: u64,
     model: Option<console::ModelView>,
     budgets: console::Budgets,
+    forwarding: Vec<tactful_app::forward::DestinationReport>,
 }
 
 /// `GET /console`: the dashboard when signed in; otherwise the sign-in page (saying so when a
@@ -104,8 +105,20 @@ async fn home(
             return Ok(response);
         }
     };
-    let Dashboard { now, people, events, catalog, rates, queue, audit, drops, dropped_total, model, budgets } =
-        console::dashboard(&state).await?;
+    let Dashboard {
+        now,
+        people,
+        events,
+        catalog,
+        rates,
+        queue,
+        audit,
+        drops,
+        dropped_total,
+        model,
+        budgets,
+        forwarding,
+    } = console::dashboard(&state).await?;
     let page = DashboardPage {
         brand: state.catalog.brand().name.clone(),
         csrf: session.csrf.clone(),
@@ -122,6 +135,7 @@ async fn home(
         dropped_total,
         model,
         budgets,
+        forwarding,
     };
     web::page(&page)
 }

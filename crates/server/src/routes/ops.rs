@@ -33,6 +33,14 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if state.catalog.destinations().iter().any(|destination| destination.forwards()) {
+        match tactful_app::forward::report(&state).await {
+            Ok(reports) => state.metrics.set_forwarding(&reports),
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot read forwarding figures for /metrics")
+            }
+        }
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(),

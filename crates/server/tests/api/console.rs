@@ -34,10 +34,10 @@ async fn harness() -> Harness {
 }
 
 /// A page's answer: status, headers and the HTML (or the JSON error, as text).
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -66,7 +66,7 @@ impl Answer {
 }
 
 impl Harness {
-    async fn console_page(&self, request: axum::http::request::Builder, body: Body) -> Answer {
+    pub(crate) async fn console_page(&self, request: axum::http::request::Builder, body: Body) -> Answer {
         let request = request.header(header::ACCEPT, "text/html").body(body).unwrap();
         let (status, headers, body) = self.send(request).await;
         let body = match body {
@@ -82,7 +82,7 @@ impl Harness {
         Answer { status, headers, body }
     }
 
-    async fn console_get(&self, path: &str, cookie: Option<&str>) -> Answer {
+    pub(crate) async fn console_get(&self, path: &str, cookie: Option<&str>) -> Answer {
         let mut request = Request::get(path);
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie_pair(cookie));
@@ -90,7 +90,7 @@ impl Harness {
         self.console_page(request, Body::empty()).await
     }
 
-    async fn console_post(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+    pub(crate) async fn console_post(&self, path: &str, cookie: Option<&str>, form: &str) -> Answer {
         let mut request =
             Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(cookie) = cookie {
@@ -99,12 +99,12 @@ impl Harness {
         self.console_page(request, Body::from(form.to_owned())).await
     }
 
-    async fn console_sign_in(&self, key: &str) -> Answer {
+    pub(crate) async fn console_sign_in(&self, key: &str) -> Answer {
         self.console_post("/console/sign-in", None, &format!("key={key}")).await
     }
 
     /// Signs in with `key` and returns the session cookie.
-    async fn console_session(&self, key: &str) -> String {
+    pub(crate) async fn console_session(&self, key: &str) -> String {
         let answer = self.console_sign_in(key).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         answer.cookie().expect("a session cookie")

@@ -10,6 +10,7 @@ mod destinations;
 mod doors;
 mod forward_segment;
 mod forward_warehouse;
+mod forwarding;
 mod identity;
 mod insights;
 mod limits;

@@ -313,6 +313,17 @@ fn forwarding(
                 ),
             );
         }
+        if let Some(kind) = &property.identifier
+            && !raw.identifiers.iter().any(|declared| declared.get_ref().trim() == kind.as_str())
+        {
+            checker.at(
+                path.span(),
+                format!(
+                    "{} identifies people ({kind}): add \"{kind}\" to this destination's identifiers to send it",
+                    property.path
+                ),
+            );
+        }
         properties.push(property.id);
     }
     let batch_size = match &raw.batch_size {
