@@ -5,12 +5,16 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use tactful_app::forward::sink::{Forget, Forwarded, Recipient, Removal, Sink};
 use tactful_app::forward::warehouse::WarehouseSink;
+use tactful_domain::catalog::Catalog;
 use tactful_domain::secret::Secret;
 use time::OffsetDateTime;
+
+use crate::common::Harness;
 
 const ALICE: &str = "tok_wh_alice_7c1e";
 const BORIS: &str = "tok_wh_boris_93d0";
@@ -199,4 +203,51 @@ async fn an_unreachable_warehouse_is_retried_and_a_bad_schema_is_refused() {
     let bad = WarehouseSink::new(&Secret::new(format!("postgres://u:p@127.0.0.1:{port}/db")), "x\"; DROP");
     let error = bad.deliver(&batch()).await.unwrap_err();
     assert!(!error.retryable, "{error:?}");
+}
+
+#[tokio::test]
+async fn an_erasure_request_empties_the_warehouse_of_the_person_before_it_completes() {
+    let Some((url, schema, mut conn)) = fresh_schema().await else { return };
+    let destination = format!(
+        "\n[destinations.warehouse]\nkind = \"warehouse\"\ndatabase_url = \"{url}\"\nschema = \"{schema}\"\n\
+         purposes = [\"personalize.content\"]\nevents = [\"Book Viewed\", \"identify\"]\n\
+         properties = [\"properties.book_id\", \"traits.city\"]\n"
+    );
+    let catalog = Catalog::parse(&format!("{}{destination}", crate::access::CATALOG)).unwrap();
+    let harness = Harness::open(catalog, 64, None).await;
+    let privacy = harness.key("privacy").await;
+    for (user, book) in [("reader-1", "dracula"), ("reader-2", "carmilla")] {
+        for event in [
+            json!({"type": "identify", "userId": user, "traits": {"city": "Whitby"}}),
+            json!({"type": "track", "event": "Book Viewed", "userId": user, "properties": {"book_id": book}}),
+        ] {
+            let (status, body) = harness.track("wk_ca_lantern", event, false).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    while tactful_app::forward::forward_due(&harness.state).await.unwrap() > 0 {}
+    let before = contents(&mut conn, &schema).await;
+    let tokens: Vec<String> =
+        before["people"].iter().map(|row| row["token"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(tokens.len(), 2, "{before:#?}");
+    let dracula =
+        &before["track_book_viewed"].iter().find(|row| row["properties"]["book_id"] == "dracula").unwrap();
+    let erased = dracula["token"].as_str().unwrap().to_owned();
+    let kept = tokens.iter().find(|token| **token != erased).unwrap().clone();
+    assert!(!json!(before).to_string().contains("reader-1"), "tokens, never the user id");
+
+    let (status, created) =
+        harness.request(&privacy, json!({"type": "erase", "subject": "user_id:reader-1"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let now = tactful_app::now_millis();
+    tactful_app::requests::run_due(&harness.state, now).await.unwrap();
+    tactful_app::destinations::deliver_due(&harness.state, now).await.unwrap();
+    let (_, view) = harness.get(&format!("/v1/requests/{id}"), &privacy).await;
+    assert_eq!(view["status"], "completed", "{view:#}");
+
+    let after = contents(&mut conn, &schema).await;
+    assert_eq!(rows_of(&after, &erased), BTreeMap::new(), "gone from every table");
+    assert_eq!(rows_of(&after, &kept), rows_of(&before, &kept), "the other reader untouched");
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE"))).execute(&mut conn).await.unwrap();
 }
