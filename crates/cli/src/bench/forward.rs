@@ -35,6 +35,9 @@ pub struct ForwardArgs {
     /// Alternated rounds of full-speed ingestion with forwarding off and on (0 skips the A/B).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Events per delivery to the analytics pipeline (the destination's `batch_size`, 1 to 1,000).
+    #[arg(long, default_value_t = 1_000)]
+    pub destination_batch: u32,
 }
 
 /// What the Segment-protocol receiver saw: events and, for each, seconds from arrival to receipt.
@@ -79,13 +82,17 @@ async fn receiver() -> anyhow::Result<(String, Arc<Receiver>)> {
 
 /// The example catalog for Californians (opt-out: analytics permitted unless they object), its
 /// destinations pointed at `receivers`, or with no forwarding destinations at all.
-fn catalog(receivers: Option<&str>) -> anyhow::Result<Catalog> {
+fn catalog(receivers: Option<&str>, batch: u32) -> anyhow::Result<Catalog> {
     let text =
         Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
     let text = match receivers {
         Some(base) => text
             .replace("https://email.fernhill.example", base)
-            .replace("https://events.fernhill.example", base),
+            .replace("https://events.fernhill.example", base)
+            .replace(
+                "write_key = \"wk_pipeline_fernhill_demo_replace_me\"\n",
+                &format!("write_key = \"wk_pipeline_fernhill_demo_replace_me\"\nbatch_size = {batch}\n"),
+            ),
         None => text
             .split_once("# Destinations that receive events")
             .map_or(text.clone(), |(before, _)| before.to_owned()),
@@ -216,7 +223,8 @@ pub async fn forward(args: ForwardArgs) -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let (receivers, received) = receiver().await?;
-    let (base, app, running) = server(catalog(Some(&receivers))?, dir.path(), "forward").await?;
+    let (base, app, running) =
+        server(catalog(Some(&receivers), args.destination_batch)?, dir.path(), "forward").await?;
     let started = Instant::now();
     let acknowledged = offer(&base, &args).await?;
     let offered_for = started.elapsed();
@@ -290,7 +298,8 @@ async fn ab(args: &ForwardArgs, dir: &std::path::Path, receivers: &str) -> anyho
     for round in 0..args.rounds {
         for on in [false, true] {
             let name = format!("ab{round}{}", if on { "on" } else { "off" });
-            let (base, _app, running) = server(catalog(on.then_some(receivers))?, dir, &name).await?;
+            let (base, _app, running) =
+                server(catalog(on.then_some(receivers), args.destination_batch)?, dir, &name).await?;
             let figures = ingest::drive(&[base], &ingest_args, &name).await?;
             drop(running);
             println!(
