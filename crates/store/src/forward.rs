@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use crate::StoredEvent;
 
 /// Where a destination's cursor stands in the log of committed events. Opaque outside the store:
-/// each backend orders events its own way (SQLite by commit sequence, PostgreSQL by arrival).
+/// each backend orders events its own way (SQLite by commit sequence, PostgreSQL by arrival, then
+/// by when they happened, so a person's events of one batch keep their order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwardPosition {
     pub(crate) seq: i64,
     pub(crate) at: i64,
+    pub(crate) timestamp: i64,
     pub(crate) source: String,
     pub(crate) dedupe: Vec<u8>,
 }

@@ -65,17 +65,16 @@ impl Sinks {
 /// Gives every forwarding destination that has no cursor yet one at the end of the log: it
 /// receives what arrives from now on (`replay` sends older events).
 pub async fn start(app: &App) -> Result<(), StoreError> {
-    let keys: Vec<String> = app
-        .catalog
-        .destinations()
-        .iter()
-        .filter(|destination| destination.forwards())
-        .map(|destination| destination.key.clone())
-        .collect();
+    let keys: Vec<String> = forwarding(app).map(|destination| destination.key.clone()).collect();
     if keys.is_empty() {
         return Ok(());
     }
     app.store.forward_start(keys, app.now()).await
+}
+
+/// The destinations events flow on to, in catalog order.
+fn forwarding(app: &App) -> impl Iterator<Item = &Destination> {
+    app.catalog.destinations().iter().filter(|destination| destination.forwards())
 }
 
 /// One pass over every forwarding destination that is due and free: sends its next batch. Returns
@@ -154,13 +153,7 @@ pub async fn replay(app: &App, name: &str, since: i64) -> Result<(), AppError> {
         .find(|destination| destination.key == name || destination.name == name)
         .filter(|destination| destination.forwards())
         .ok_or_else(|| {
-            let forwarding: Vec<&str> = app
-                .catalog
-                .destinations()
-                .iter()
-                .filter(|destination| destination.forwards())
-                .map(|destination| destination.key.as_str())
-                .collect();
+            let forwarding: Vec<&str> = forwarding(app).map(|destination| destination.key.as_str()).collect();
             AppError::with_message(
                 ErrorCode::InvalidRequest,
                 format!(

@@ -1,4 +1,4 @@
-//! Forwarding cursors on PostgreSQL: positions are `(received_at, source, dedupe)`, read through
+//! Forwarding cursors on PostgreSQL: positions are `(received_at, timestamp, source, dedupe)`, read through
 //! the `events_arrival` index. Instances commit in any order, so a pass reads only events that
 //! arrived more than [`SETTLE_MS`] ago: a transaction still committing is not passed by. Claims
 //! are one conditional update, so of several instances one holds a destination at a time.
@@ -22,6 +22,7 @@ fn position(row: &sqlx::postgres::PgRow) -> Result<ForwardPosition> {
     Ok(ForwardPosition {
         seq: 0,
         at: row.try_get("position_at")?,
+        timestamp: row.try_get("position_ts")?,
         source: row.try_get("position_source")?,
         dedupe: row.try_get("position_dedupe")?,
     })
@@ -31,8 +32,9 @@ fn position(row: &sqlx::postgres::PgRow) -> Result<ForwardPosition> {
 impl ForwardStore for PostgresStore {
     async fn forward_start(&self, destinations: Vec<String>, now: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO forward_cursors (destination, position_at, position_source, position_dedupe, updated_at)
-             SELECT d, $2, '', ''::bytea, $3 FROM UNNEST($1::text[]) AS d
+            "INSERT INTO forward_cursors
+               (destination, position_at, position_ts, position_source, position_dedupe, updated_at)
+             SELECT d, $2, -9223372036854775807, '', ''::bytea, $3 FROM UNNEST($1::text[]) AS d
              ON CONFLICT (destination) DO NOTHING",
         )
         .bind(&destinations)
@@ -53,7 +55,7 @@ impl ForwardStore for PostgresStore {
         let row = sqlx::query(
             "UPDATE forward_cursors SET lease = $2, lease_until = $3
              WHERE destination = $1 AND lease_until <= $4 AND not_before <= $4
-             RETURNING position_at, position_source, position_dedupe, attempts, failing_since",
+             RETURNING position_at, position_ts, position_source, position_dedupe, attempts, failing_since",
         )
         .bind(destination)
         .bind(&lease)
@@ -81,14 +83,15 @@ impl ForwardStore for PostgresStore {
     ) -> Result<Vec<ForwardEvent>> {
         let rows = sqlx::query(
             "SELECT subject_id, source, dedupe, type, name, timestamp, received_at, sealed FROM events
-             WHERE (received_at, source, dedupe) > ($1, $2, $3) AND received_at < $4
-             ORDER BY received_at, source, dedupe LIMIT $5",
+             WHERE (received_at, timestamp, source, dedupe) > ($1, $6, $2, $3) AND received_at < $4
+             ORDER BY received_at, timestamp, source, dedupe LIMIT $5",
         )
         .bind(after.at)
         .bind(&after.source)
         .bind(&after.dedupe)
         .bind(now.saturating_sub(SETTLE_MS))
         .bind(i64::from(limit))
+        .bind(after.timestamp)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -104,8 +107,13 @@ impl ForwardStore for PostgresStore {
                     received_at: row.try_get("received_at")?,
                     sealed: row.try_get("sealed")?,
                 };
-                let position =
-                    ForwardPosition { seq: 0, at: event.received_at, source: event.source.clone(), dedupe };
+                let position = ForwardPosition {
+                    seq: 0,
+                    at: event.received_at,
+                    timestamp: event.timestamp,
+                    source: event.source.clone(),
+                    dedupe,
+                };
                 Ok(ForwardEvent { position, event })
             })
             .collect()
@@ -120,7 +128,7 @@ impl ForwardStore for PostgresStore {
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
-            "UPDATE forward_cursors SET position_at = $3, position_source = $4, position_dedupe = $5,
+            "UPDATE forward_cursors SET position_at = $3, position_source = $4, position_dedupe = $5, position_ts = $9,
              lease = NULL, lease_until = 0, not_before = 0, attempts = 0, failing_since = NULL,
              delivered = delivered + $6, updated_at = $7,
              failures = failures + CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END,
@@ -135,6 +143,7 @@ impl ForwardStore for PostgresStore {
         .bind(i64::try_from(progress.delivered).unwrap_or(i64::MAX))
         .bind(now)
         .bind(&progress.failed)
+        .bind(to.timestamp)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -181,6 +190,7 @@ impl ForwardStore for PostgresStore {
     async fn forward_rewind(&self, destination: &str, since: i64) -> Result<bool> {
         let rewound = sqlx::query(
             "UPDATE forward_cursors SET
+               position_ts = CASE WHEN position_at >= $2 THEN -9223372036854775807 ELSE position_ts END,
                position_source = CASE WHEN position_at >= $2 THEN '' ELSE position_source END,
                position_dedupe = CASE WHEN position_at >= $2 THEN ''::bytea ELSE position_dedupe END,
                position_at = LEAST(position_at, $2),
@@ -188,7 +198,7 @@ impl ForwardStore for PostgresStore {
              WHERE destination = $1",
         )
         .bind(destination)
-        .bind(since.saturating_sub(1))
+        .bind(since)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -209,8 +219,9 @@ impl ForwardStore for PostgresStore {
         let rows = sqlx::query(
             "SELECT c.destination, c.delivered, c.failures, c.last_error,
                     (SELECT e.received_at FROM events e
-                     WHERE (e.received_at, e.source, e.dedupe) > (c.position_at, c.position_source, c.position_dedupe)
-                     ORDER BY e.received_at, e.source, e.dedupe LIMIT 1) AS pending_since
+                     WHERE (e.received_at, e.timestamp, e.source, e.dedupe)
+                         > (c.position_at, c.position_ts, c.position_source, c.position_dedupe)
+                     ORDER BY e.received_at, e.timestamp, e.source, e.dedupe LIMIT 1) AS pending_since
              FROM forward_cursors c ORDER BY c.destination",
         )
         .fetch_all(&self.pool)

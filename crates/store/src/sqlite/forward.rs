@@ -10,7 +10,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use crate::{
     ForwardClaim, ForwardEvent, ForwardPosition, ForwardProgress, ForwardStatus, ForwardStore, Result,
-    StoredEvent,
 };
 
 fn position(seq: i64) -> ForwardPosition {
@@ -23,36 +22,13 @@ fn events(conn: &Connection, after: i64, limit: u32) -> Result<Vec<ForwardEvent>
          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = statement.query_map(params![after, limit], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, Vec<u8>>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, Option<String>>(5)?,
-            row.get::<_, i64>(6)?,
-            row.get::<_, i64>(7)?,
-            row.get::<_, Vec<u8>>(8)?,
-        ))
+        Ok((row.get::<_, i64>(0)?, super::subjects::event_row(row, 1)?))
     })?;
-    let mut found = Vec::new();
-    for row in rows {
-        let (seq, subject, source, dedupe, kind, name, timestamp, received_at, sealed) = row?;
-        found.push(ForwardEvent {
-            position: position(seq),
-            event: StoredEvent {
-                subject,
-                source,
-                dedupe: crate::shared::dedupe_from(dedupe)?,
-                kind,
-                name,
-                timestamp,
-                received_at,
-                sealed,
-            },
-        });
-    }
-    Ok(found)
+    rows.map(|row| {
+        let (seq, event) = row?;
+        Ok(ForwardEvent { position: position(seq), event: super::subjects::stored_event(event)? })
+    })
+    .collect()
 }
 
 fn claim(conn: &Connection, destination: &str, now: i64, lease_ms: i64) -> Result<Option<ForwardClaim>> {

@@ -180,32 +180,40 @@ pub(super) fn events_page(
            AND (timestamp, source, dedupe) > (?2, ?3, ?4)
          ORDER BY timestamp, source, dedupe LIMIT ?5",
     )?;
-    let rows = statement.query_map(params![root, timestamp, source, dedupe, limit], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, Vec<u8>>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, Option<String>>(4)?,
-            row.get::<_, i64>(5)?,
-            row.get::<_, i64>(6)?,
-            row.get::<_, Vec<u8>>(7)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (subject, source, dedupe, kind, name, timestamp, received_at, sealed) = row?;
-        Ok(StoredEvent {
-            subject,
-            source,
-            dedupe: crate::shared::dedupe_from(dedupe)?,
-            kind,
-            name,
-            timestamp,
-            received_at,
-            sealed,
-        })
+    let rows =
+        statement.query_map(params![root, timestamp, source, dedupe, limit], |row| event_row(row, 0))?;
+    rows.map(|row| stored_event(row?)).collect()
+}
+
+/// The columns of an event (`subject_id, source, dedupe, type, name, timestamp, received_at,
+/// sealed`), read from column `from` on.
+pub(super) type EventRow = (String, String, Vec<u8>, String, Option<String>, i64, i64, Vec<u8>);
+
+pub(super) fn event_row(row: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<EventRow> {
+    Ok((
+        row.get(from)?,
+        row.get(from + 1)?,
+        row.get(from + 2)?,
+        row.get(from + 3)?,
+        row.get(from + 4)?,
+        row.get(from + 5)?,
+        row.get(from + 6)?,
+        row.get(from + 7)?,
+    ))
+}
+
+pub(super) fn stored_event(row: EventRow) -> Result<StoredEvent> {
+    let (subject, source, dedupe, kind, name, timestamp, received_at, sealed) = row;
+    Ok(StoredEvent {
+        subject,
+        source,
+        dedupe: crate::shared::dedupe_from(dedupe)?,
+        kind,
+        name,
+        timestamp,
+        received_at,
+        sealed,
     })
-    .collect()
 }
 
 #[async_trait]

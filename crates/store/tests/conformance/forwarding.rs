@@ -31,7 +31,9 @@ async fn names(store: &dyn Store, destination: &str, limit: u32) -> Vec<String> 
 async fn a_cursor_reads_committed_events_once_in_order_and_counts_what_it_did(backend: Backend) {
     let store = backend.store.as_ref();
     store.forward_start(vec!["mail".into()], T0 - 10_000).await.unwrap();
-    ingest(&backend, vec![event("f-1").user("ann"), event("f-2").user("bob"), event("f-3").user("cy")]).await;
+    // One batch: they arrive together, in the order they happened.
+    let (ann, bob, cy) = (event("f-1").user("ann"), event("f-2").user("bob"), event("f-3").user("cy"));
+    ingest(&backend, vec![ann.at(T0 - 3), bob.at(T0 - 2), cy.at(T0 - 1)]).await;
     let ann = subject_of(&backend, "user_id", "ann").await.unwrap();
     let bob = subject_of(&backend, "user_id", "bob").await.unwrap();
     let cy = subject_of(&backend, "user_id", "cy").await.unwrap();
@@ -42,7 +44,7 @@ async fn a_cursor_reads_committed_events_once_in_order_and_counts_what_it_did(ba
     let claim = store.forward_claim("mail", LATER, LEASE).await.unwrap().unwrap();
     let page = store.forward_events(&claim.position, LATER, 2).await.unwrap();
     let subjects: Vec<&str> = page.iter().map(|item| item.event.subject.as_str()).collect();
-    assert_eq!(subjects, [ann.as_str(), bob.as_str()], "in the order they arrived");
+    assert_eq!(subjects, [ann.as_str(), bob.as_str()], "in the order they happened");
     let progress = ForwardProgress {
         delivered: 1,
         refused: BTreeMap::from([("no_consent".to_owned(), 1)]),
@@ -55,7 +57,7 @@ async fn a_cursor_reads_committed_events_once_in_order_and_counts_what_it_did(ba
     assert_eq!(mail.refused, BTreeMap::from([("no_consent".to_owned(), 1)]));
     assert_eq!(mail.pending_since, Some(T0), "cy's event waits: lag counts from its arrival");
 
-    assert_eq!(names(store, "mail", 10).await, [cy.clone()], "only what is past the cursor");
+    assert_eq!(names(store, "mail", 10).await, [cy.as_str()], "only what is past the cursor");
     let claim = store.forward_claim("mail", LATER, LEASE).await.unwrap().unwrap();
     let rest = store.forward_events(&claim.position, LATER, 10).await.unwrap();
     assert_eq!(rest.len(), 1, "a pass that did not advance leaves the event where it was");
@@ -151,7 +153,9 @@ async fn purging_the_newest_events_never_makes_a_cursor_skip_the_next(backend: B
     let bob = subject_of(&backend, "user_id", "bob").await.unwrap();
     erase(store, &bob).await;
     store.purge_erased(1_000).await.unwrap();
-    ingest(&backend, vec![event("n-3").user("cy")]).await;
+    let mut later = event("n-3").user("cy").build(&backend);
+    later.received_at = T0 + 1_000;
+    store.ingest(vec![later], backend.policy.clone()).await.unwrap();
     let cy = subject_of(&backend, "user_id", "cy").await.unwrap();
     assert_eq!(names(store, "mail", 10).await, [cy], "the next event is not skipped");
 }

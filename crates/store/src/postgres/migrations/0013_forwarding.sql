@@ -1,13 +1,14 @@
 -- Forwarding: one cursor per destination over committed events in arrival order (`received_at`,
--- then the event's key), so ingestion writes no extra row; the index below is what it adds to each
+-- then when each happened, then the event's key), so ingestion writes no extra row; the index below is what it adds to each
 -- insert. Events newer than a few seconds are left for the next pass, so a transaction still
 -- committing is not passed by. A cursor is claimed with a lease (one instance at a time per
 -- destination) and moves only once the destination acknowledged. Counts are numbers only.
-CREATE INDEX IF NOT EXISTS events_arrival ON events (received_at, source, dedupe);
+CREATE INDEX IF NOT EXISTS events_arrival ON events (received_at, timestamp, source, dedupe);
 
 CREATE TABLE forward_cursors (
     destination     TEXT PRIMARY KEY,
     position_at     BIGINT NOT NULL,
+    position_ts     BIGINT NOT NULL,
     position_source TEXT NOT NULL,
     position_dedupe BYTEA NOT NULL,
     lease           TEXT,
