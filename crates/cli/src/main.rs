@@ -196,6 +196,9 @@ enum BenchCommand {
     Personalize(bench::PersonalizeArgs),
     /// `POST /me/sign-in` for customers' and strangers' addresses: the two medians side by side.
     SignIn(bench::SignInArgs),
+    /// Events forwarded per second and their lag to a Segment-protocol receiver; ingestion with
+    /// forwarding on and off.
+    Forward(bench::ForwardArgs),
 }
 
 fn main() -> ExitCode {
@@ -455,6 +458,10 @@ async fn run(command: Command, name: &str, matches: Option<clap::ArgMatches>) ->
             bench::serving(args).await?;
         }
         Command::Bench(BenchCommand::Personalize(args)) => bench::personalize(args)?,
+        Command::Bench(BenchCommand::Forward(args)) => {
+            init_logging_level("warn");
+            bench::forward(args).await?;
+        }
         Command::Bench(BenchCommand::SignIn(args)) => {
             init_logging_level("warn");
             bench::sign_in(args).await?;

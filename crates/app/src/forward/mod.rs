@@ -3,7 +3,9 @@
 
 mod deliver;
 mod prepare;
+pub mod segment;
 pub mod sink;
+pub mod warehouse;
 pub mod webhook;
 
 pub use deliver::{Sinks, forward_due, replay, start};
@@ -11,12 +13,11 @@ pub use deliver::{Sinks, forward_due, replay, start};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tactful_domain::catalog::{Destination, DestinationKind};
 
 use crate::outbound::Outbound;
 use crate::{App, AppError};
-use sink::{Forget, Forwarded, Sink, SinkError};
+use sink::Sink;
 
 /// How one forwarding destination is doing, for the console, the demo and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,29 +79,13 @@ pub async fn report(app: &App) -> Result<Vec<DestinationReport>, AppError> {
 
 /// The sink that carries events to `destination`, by its kind.
 pub fn sink_for(destination: &Destination, outbound: &Outbound) -> Arc<dyn Sink> {
-    // One arm per kind. The Segment and warehouse kinds are built in their own modules
-    // (`segment.rs`, `warehouse.rs`); until they are part of this binary, those arms refuse.
     match &destination.kind {
         DestinationKind::Webhook => Arc::new(webhook::WebhookSink::new(destination, outbound.clone())),
-        DestinationKind::Segment { .. } => Arc::new(NotBuilt),
-        DestinationKind::Warehouse { .. } => Arc::new(NotBuilt),
+        DestinationKind::Segment { write_key } => {
+            Arc::new(segment::SegmentSink::new(&destination.url, write_key, outbound.clone()))
+        }
+        DestinationKind::Warehouse { database_url, schema } => {
+            Arc::new(warehouse::WarehouseSink::new(database_url, schema))
+        }
     }
-}
-
-/// A kind of destination this binary cannot reach: every call fails, for good.
-struct NotBuilt;
-
-#[async_trait]
-impl Sink for NotBuilt {
-    async fn deliver(&self, _: &[Forwarded]) -> Result<(), SinkError> {
-        Err(not_built())
-    }
-
-    async fn forget(&self, _: &Forget) -> Result<(), SinkError> {
-        Err(not_built())
-    }
-}
-
-fn not_built() -> SinkError {
-    SinkError { retryable: false, message: "kind not built in this binary".to_owned() }
 }

@@ -2,6 +2,7 @@
 //! run, so a noisy machine shows in both.
 
 pub mod access;
+pub mod forward;
 pub mod ingest;
 pub mod insights;
 pub mod personalize;
@@ -10,6 +11,7 @@ pub mod serving;
 pub mod sign_in;
 
 pub use access::{AccessArgs, access};
+pub use forward::{ForwardArgs, forward};
 pub use ingest::{IngestArgs, ingest};
 pub use insights::{InsightsArgs, insights};
 pub use personalize::{PersonalizeArgs, personalize};

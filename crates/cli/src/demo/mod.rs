@@ -2,6 +2,7 @@
 //! generated shop sent through the real ingestion path (HTTP, as SDKs send), so a newcomer can look
 //! around at once.
 
+pub mod forwarding;
 pub mod shop;
 
 use std::collections::HashMap;
@@ -37,6 +38,10 @@ pub struct DemoArgs {
     /// A database to use instead of SQLite in the data directory, e.g. postgres://…
     #[arg(long, env = "TACTFUL_DATABASE")]
     pub database: Option<String>,
+    /// A PostgreSQL database for the example's warehouse destination (postgres://…); by default the
+    /// demo's own database when that is PostgreSQL, else no warehouse.
+    #[arg(long)]
+    pub warehouse: Option<String>,
 }
 
 /// RFC 3339 for Unix milliseconds.
@@ -45,10 +50,16 @@ pub fn iso(millis: i64) -> String {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // The example's email tool and analytics pipeline, on loopback; its warehouse when PostgreSQL is at hand.
+    let receivers = forwarding::Receivers::start().await?;
+    let warehouse =
+        args.warehouse.clone().or_else(|| args.database.clone().filter(|url| url.starts_with("postgres")));
     let catalog = match &args.catalog {
         Some(path) => tactful_app::load_catalog(path)?,
-        None => Catalog::parse(Catalog::example_text())
-            .map_err(|errors| anyhow::anyhow!(errors.render("example")))?,
+        None => {
+            Catalog::parse(&forwarding::prepare(Catalog::example_text(), &receivers, warehouse.as_deref()))
+                .map_err(|errors| anyhow::anyhow!(errors.render("example")))?
+        }
     };
     let config = Config {
         listen: args.listen,
@@ -192,6 +203,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     show_pages(&state, &base, &store_flags, keys.as_ref(), &summary).await?;
+    forwarding::show(&state, &receivers.received).await?;
     println!();
     println!("Press Ctrl-C to stop.");
     server.await??;

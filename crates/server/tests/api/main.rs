@@ -9,6 +9,8 @@ mod consent_strings;
 mod console;
 mod destinations;
 mod doors;
+mod forward_segment;
+mod forward_warehouse;
 mod forwarding;
 mod identity;
 mod insights;
