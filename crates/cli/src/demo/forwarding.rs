@@ -62,25 +62,35 @@ fn count(body: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The example catalog's text with its destinations pointed at `receivers`, and its warehouse
-/// enabled at `warehouse` when given.
+/// The example catalog's text with its email tool and pipeline enabled and pointed at `receivers`,
+/// and its warehouse enabled at `warehouse` when given (the example ships them commented out).
 pub fn prepare(text: &str, receivers: &Receivers, warehouse: Option<&str>) -> String {
     let text = text.replace(EMAIL_URL, &receivers.base).replace(ANALYTICS_URL, &receivers.base);
+    let text = enable(&text, "email_tool", |line| line.to_owned());
+    let text = enable(&text, "analytics", |line| line.to_owned());
     let Some(url) = warehouse else { return text };
-    let Some(start) = text.find("# [destinations.warehouse]") else { return text };
+    enable(&text, "warehouse", |line| {
+        if line.starts_with("database_url") {
+            format!("database_url = {}\n", toml_string(url))
+        } else {
+            line.to_owned()
+        }
+    })
+}
+
+/// `text` with the commented-out `[destinations.KEY]` block uncommented, each of its lines passed
+/// through `line` (the block ends at the first line that is not commented).
+fn enable(text: &str, key: &str, line: impl Fn(&str) -> String) -> String {
+    let Some(start) = text.find(&format!("# [destinations.{key}]")) else { return text.to_owned() };
     let (before, block) = text.split_at(start);
     let mut enabled = String::from(before);
     let mut rest = block.split_inclusive('\n');
-    for line in rest.by_ref() {
-        let Some(uncommented) = line.strip_prefix("# ") else {
-            enabled.push_str(line);
+    for next in rest.by_ref() {
+        let Some(uncommented) = next.strip_prefix("# ") else {
+            enabled.push_str(next);
             break;
         };
-        if uncommented.starts_with("database_url") {
-            enabled.push_str(&format!("database_url = {}\n", toml_string(url)));
-        } else {
-            enabled.push_str(uncommented);
-        }
+        enabled.push_str(&line(uncommented));
     }
     enabled.extend(rest);
     enabled
@@ -146,6 +156,12 @@ mod tests {
         assert!(without.contains("url = \"http://127.0.0.1:9/hooks/tactful\""));
         let catalog = tactful_domain::catalog::Catalog::parse(&without).unwrap();
         assert!(catalog.destinations().iter().all(|destination| destination.key != "warehouse"));
+        for key in ["email_tool", "analytics"] {
+            assert!(
+                catalog.destination(key).is_some_and(|destination| destination.forwards()),
+                "{key}: {without}"
+            );
+        }
         let with = prepare(example, &receivers, Some("postgres://u@127.0.0.1/w"));
         let catalog = tactful_domain::catalog::Catalog::parse(&with).unwrap();
         let warehouse = catalog.destinations().iter().find(|destination| destination.key == "warehouse");
