@@ -86,13 +86,10 @@ fn catalog(receivers: Option<&str>, batch: u32) -> anyhow::Result<Catalog> {
     let text =
         Catalog::example_text().replace("default_jurisdiction = \"eu\"", "default_jurisdiction = \"us-ca\"");
     let text = match receivers {
-        Some(base) => text
-            .replace("https://email.fernhill.example", base)
-            .replace("https://events.fernhill.example", base)
-            .replace(
-                "write_key = \"wk_pipeline_fernhill_demo_replace_me\"\n",
-                &format!("write_key = \"wk_pipeline_fernhill_demo_replace_me\"\nbatch_size = {batch}\n"),
-            ),
+        Some(base) => crate::demo::forwarding::with_receivers(&text, base).replace(
+            "write_key = \"wk_pipeline_fernhill_demo_replace_me\"\n",
+            &format!("write_key = \"wk_pipeline_fernhill_demo_replace_me\"\nbatch_size = {batch}\n"),
+        ),
         None => text
             .split_once("# Destinations that receive events")
             .map_or(text.clone(), |(before, _)| before.to_owned()),

@@ -65,9 +65,7 @@ fn count(body: &[u8]) -> u64 {
 /// The example catalog's text with its email tool and pipeline enabled and pointed at `receivers`,
 /// and its warehouse enabled at `warehouse` when given (the example ships them commented out).
 pub fn prepare(text: &str, receivers: &Receivers, warehouse: Option<&str>) -> String {
-    let text = text.replace(EMAIL_URL, &receivers.base).replace(ANALYTICS_URL, &receivers.base);
-    let text = enable(&text, "email_tool", |line| line.to_owned());
-    let text = enable(&text, "analytics", |line| line.to_owned());
+    let text = with_receivers(text, &receivers.base);
     let Some(url) = warehouse else { return text };
     enable(&text, "warehouse", |line| {
         if line.starts_with("database_url") {
@@ -76,6 +74,13 @@ pub fn prepare(text: &str, receivers: &Receivers, warehouse: Option<&str>) -> St
             line.to_owned()
         }
     })
+}
+
+/// The example catalog's text with its email tool and pipeline enabled and pointed at `base`.
+pub fn with_receivers(text: &str, base: &str) -> String {
+    let text = text.replace(EMAIL_URL, base).replace(ANALYTICS_URL, base);
+    let text = enable(&text, "email_tool", |line| line.to_owned());
+    enable(&text, "analytics", |line| line.to_owned())
 }
 
 /// `text` with the commented-out `[destinations.KEY]` block uncommented, each of its lines passed
