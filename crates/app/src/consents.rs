@@ -412,8 +412,11 @@ pub async fn whole_ledger(store: &dyn Store) -> Result<Vec<LedgerEntry>, StoreEr
     Ok(entries)
 }
 
-/// The CSV columns, in order.
-const CSV_HEADER: &str = "subject,receipt,purpose,status,method,at,expires_at,version,source,jurisdiction";
+/// The CSV columns, in order (new ones are only ever appended; docs/export.md lists them). The
+/// `consent_string_*` columns are the IAB consent string a change was read from, empty otherwise.
+const CSV_HEADER: &str = "subject,receipt,purpose,status,method,at,expires_at,version,source,jurisdiction,\
+                          consent_string_sha256,consent_string_format,consent_string_cmp_id,\
+                          consent_string_cmp_version,consent_string_created,consent_string_updated";
 
 /// The export in CSV or JSON.
 pub fn render(format: LedgerFormat, entries: &[LedgerEntry]) -> String {
@@ -441,6 +444,7 @@ pub fn render(format: LedgerFormat, entries: &[LedgerEntry]) -> String {
 /// One CSV line (RFC 4180 quoting).
 fn csv_row(entry: &LedgerEntry) -> String {
     let event = &entry.event;
+    let provenance = event.provenance.as_ref();
     let fields = [
         entry.subject.clone(),
         event.id.clone(),
@@ -452,6 +456,12 @@ fn csv_row(entry: &LedgerEntry) -> String {
         event.version.to_string(),
         event.source.clone().unwrap_or_default(),
         event.jurisdiction.clone().unwrap_or_default(),
+        provenance.map(|p| p.sha256.clone()).unwrap_or_default(),
+        provenance.map(|p| p.format.clone()).unwrap_or_default(),
+        provenance.and_then(|p| p.cmp_id).map(|id| id.to_string()).unwrap_or_default(),
+        provenance.and_then(|p| p.cmp_version).map(|version| version.to_string()).unwrap_or_default(),
+        provenance.and_then(|p| p.created).map(format_time).unwrap_or_default(),
+        provenance.and_then(|p| p.updated).map(format_time).unwrap_or_default(),
     ];
     fields
         .iter()
@@ -464,4 +474,56 @@ fn csv_row(entry: &LedgerEntry) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use tactful_domain::consent::{ConsentEvent, ConsentKind, ConsentMethod, StringProvenance};
+    use tactful_store::LedgerEntry;
+
+    use super::{LedgerFormat, render};
+
+    #[test]
+    fn the_csv_export_carries_the_consent_strings_provenance_in_the_last_columns() {
+        let event = |id: &str, provenance: Option<StringProvenance>| LedgerEntry {
+            subject: "sub_1".into(),
+            event: ConsentEvent {
+                id: id.into(),
+                purpose: "marketing.advertising".into(),
+                kind: ConsentKind::Given,
+                method: ConsentMethod::Explicit,
+                at: 1_700_000_000_000,
+                expires_at: None,
+                version: 1,
+                source: Some("web".into()),
+                jurisdiction: Some("eu".into()),
+                verified: false,
+                provenance,
+            },
+        };
+        let provenance = StringProvenance {
+            format: "tcf".into(),
+            sha256: "ab12".into(),
+            cmp_id: Some(300),
+            cmp_version: Some(2),
+            created: Some(1_699_999_000_000),
+            updated: Some(1_700_000_000_000),
+        };
+        let csv = render(LedgerFormat::Csv, &[event("cr_1", Some(provenance)), event("cr_2", None)]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(
+            lines[0].starts_with(
+                "subject,receipt,purpose,status,method,at,expires_at,version,source,jurisdiction,"
+            ) && lines[0].ends_with(
+                ",consent_string_sha256,consent_string_format,consent_string_cmp_id,\
+                     consent_string_cmp_version,consent_string_created,consent_string_updated"
+            ),
+            "{csv}"
+        );
+        assert!(
+            lines[1].ends_with(",1,web,eu,ab12,tcf,300,2,2023-11-14T21:56:40Z,2023-11-14T22:13:20Z"),
+            "{csv}"
+        );
+        assert!(lines[2].ends_with(",1,web,eu,,,,,,"), "{csv}");
+    }
 }

@@ -44,9 +44,20 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
         ConsentKind::Withdrawn => "WITHDRAWN",
         ConsentKind::Expired => "EXPIRED",
     };
-    // Whom the catalog hands this person's data to: each destination is told their identifiers.
-    let recipients: Vec<Value> = catalog
+    // Whom the catalog hands this person's data to for this purpose: every notice-only destination
+    // (it is told their identifiers with requests and consent changes) and every forwarding
+    // destination that serves the purpose (the others receive nothing for it).
+    let receiving: Vec<&crate::catalog::Destination> = catalog
         .destinations()
+        .iter()
+        .filter(|destination| {
+            destination
+                .forwarding
+                .as_ref()
+                .is_none_or(|forwarding| forwarding.purposes.contains(&event.purpose))
+        })
+        .collect();
+    let recipients: Vec<Value> = receiving
         .iter()
         .map(|destination| {
             let told: Vec<&str> = destination.identifiers.iter().map(|kind| kind.as_str()).collect();
@@ -108,9 +119,8 @@ pub fn receipt(catalog: &Catalog, subject: &str, event: &ConsentEvent) -> Value 
         },
     });
     // Kantara asks for `thirdPartyName` with every disclosure to third parties: the catalog's
-    // destinations are who receives it.
-    let names: Vec<&str> =
-        catalog.destinations().iter().map(|destination| destination.name.as_str()).collect();
+    // destinations that receive it for this purpose are who.
+    let names: Vec<&str> = receiving.iter().map(|destination| destination.name.as_str()).collect();
     if disclosed && !names.is_empty() {
         receipt["services"][0]["purposes"][0]["thirdPartyName"] = json!(names.join(", "));
     }
@@ -236,7 +246,11 @@ mod tests {
             "12 Fernhill Road, Dublin 8, D08 X2Y3, Ireland"
         );
         assert!(receipt["services"][0]["purposes"][0].get("thirdPartyName").is_none(), "no disclosure");
-        assert_eq!(receipt["iso27560"]["recipients"], json!([]), "the example declares no destination");
+        assert_eq!(
+            receipt["iso27560"]["recipients"],
+            json!([]),
+            "no destination of the example serves this purpose"
+        );
         // Canonical bytes do not depend on formatting.
         let reformatted: Value =
             serde_json::from_str(&serde_json::to_string_pretty(&receipt).unwrap()).unwrap();
@@ -278,6 +292,26 @@ mod tests {
         let kept = receipt(&catalog, "sub_abc", &event("personalize.content"));
         assert_eq!(kept["services"][0]["purposes"][0]["thirdPartyDisclosure"], false);
         assert!(kept["services"][0]["purposes"][0].get("thirdPartyName").is_none());
+
+        // Among forwarding destinations, only those serving the purpose receive for it; notice-only
+        // ones are told identifiers with every request, so they stay listed.
+        let keys = |receipt: &Value| -> Vec<String> {
+            receipt["iso27560"]["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|recipient| recipient["key"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            keys(&receipt(&catalog, "sub_abc", &event("marketing.communications.email"))),
+            ["email_tool", "crm", "ads"]
+        );
+        assert_eq!(
+            keys(&receipt(&catalog, "sub_abc", &event("analytics.reporting"))),
+            ["analytics", "crm", "ads"]
+        );
+        assert_eq!(keys(&sold), ["crm", "ads"], "no forwarding destination serves targeted advertising");
     }
 
     #[test]

@@ -81,8 +81,12 @@ pub async fn report(app: &App) -> Result<Vec<DestinationReport>, AppError> {
 pub fn sink_for(destination: &Destination, outbound: &Outbound) -> Arc<dyn Sink> {
     match &destination.kind {
         DestinationKind::Webhook => Arc::new(webhook::WebhookSink::new(destination, outbound.clone())),
-        DestinationKind::Segment { write_key } => {
-            Arc::new(segment::SegmentSink::new(&destination.url, write_key, outbound.clone()))
+        DestinationKind::Segment { write_key, regulations } => {
+            let sink = segment::SegmentSink::new(&destination.url, write_key, outbound.clone());
+            match regulations {
+                Some(regulations) => Arc::new(sink.with_regulations(regulations.clone())),
+                None => Arc::new(sink),
+            }
         }
         DestinationKind::Warehouse { database_url, schema } => {
             Arc::new(warehouse::WarehouseSink::new(database_url, schema))

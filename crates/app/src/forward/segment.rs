@@ -26,24 +26,7 @@ pub const RESTRICTION_EVENT: &str = "Personal Data Processing Restricted";
 /// Room kept in a request for the envelope around the events (`{"batch":[…],"sentAt":"…"}`).
 const ENVELOPE_BYTES: usize = 128;
 
-/// Whose deletion API a Segment-protocol destination's erasures are also sent to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegulationApi {
-    /// Segment's Public API: `POST {url}/regulations` (`https://api.segmentapis.com`), Bearer token.
-    Segment,
-    /// RudderStack's User Suppression API: `POST {url}/v2/regulations` (`https://api.rudderstack.com`),
-    /// Bearer token.
-    RudderStack,
-}
-
-/// A pipeline's deletion API and the token it takes.
-#[derive(Debug, Clone)]
-pub struct Regulations {
-    pub api: RegulationApi,
-    /// The API's base URL, without a trailing slash.
-    pub url: String,
-    pub token: Secret,
-}
+pub use tactful_domain::catalog::{RegulationApi, Regulations};
 
 /// A Segment-compatible endpoint that receives events over the tracking protocol.
 #[derive(Debug, Clone)]

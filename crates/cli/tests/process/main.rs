@@ -3,6 +3,7 @@
 
 mod admin;
 mod backup;
+mod destinations;
 mod operator;
 mod requests;
 mod startup;

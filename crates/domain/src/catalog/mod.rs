@@ -6,6 +6,7 @@ pub mod iab;
 mod linking;
 mod parse;
 mod path;
+mod regulations;
 mod role;
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ pub use category::normalize_category;
 pub use linking::Linking;
 pub use parse::{CatalogErrors, MAX_N, Problem};
 pub use path::looks_like_field_name;
+pub use regulations::{RegulationApi, Regulations};
 pub use role::{Capability, RequestKind, Role};
 
 use crate::identity::IdentifierKind;
@@ -100,8 +102,8 @@ pub enum DestinationKind {
     /// Signed JSON POSTs to the destination's `url` (HMAC-SHA256, `Tactful-Signature`).
     Webhook,
     /// The Segment protocol: `POST {url}/v1/batch` with the endpoint's own write key (Segment,
-    /// RudderStack, PostHog, or another Tactful).
-    Segment { write_key: Secret },
+    /// RudderStack, PostHog, or another Tactful); erasures also go to `regulations` when named.
+    Segment { write_key: Secret, regulations: Option<Regulations> },
     /// A PostgreSQL database the brand owns: one table per event kind plus a people table, in
     /// `schema`, holding the destination's tokens instead of identities.
     Warehouse { database_url: Secret, schema: String },

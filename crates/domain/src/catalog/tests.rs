@@ -589,7 +589,7 @@ sensitive = true
     assert!(!forwarding.receives_event("page", None));
     let ads = catalog.destination("ads").unwrap();
     assert!(
-        matches!(&ads.kind, DestinationKind::Segment { write_key } if write_key.expose() == "wk_downstream")
+        matches!(&ads.kind, DestinationKind::Segment { write_key, regulations: None } if write_key.expose() == "wk_downstream")
     );
     assert!(ads.forwarding.as_ref().unwrap().receives_event("track", Some("anything")));
     assert!(!catalog.destination("crm").unwrap().forwards(), "a notice-only destination stays one");
@@ -613,4 +613,39 @@ sensitive = true
     );
     check(&bad, base + 7, "batch_size must be between 1 and");
     check(&bad, base + 8, "needs database_url");
+}
+
+#[test]
+fn a_segment_destination_may_name_its_pipelines_deletion_api() {
+    let extra = "\n[events.\"Order Completed\"]\n";
+    let segment = "[destinations.ads]\nkind = \"segment\"\nurl = \"https://api.segment.example\"\n\
+                   write_key = \"wk_downstream\"\npurposes = [\"essential.service\"]\nevents = [\"track\"]\n";
+    let good = format!(
+        "{MINIMAL}{extra}{segment}regulations_api = \"rudderstack\"\n\
+         regulations_url = \"https://api.rudderstack.example/\"\nregulations_token = \"rs_token\"\n"
+    );
+    let catalog = Catalog::parse(&good).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let DestinationKind::Segment { regulations: Some(regulations), .. } =
+        &catalog.destination("ads").unwrap().kind
+    else {
+        panic!("the deletion API is carried")
+    };
+    assert_eq!(regulations.api, crate::catalog::RegulationApi::RudderStack);
+    assert_eq!(regulations.url, "https://api.rudderstack.example");
+    assert_eq!(regulations.token.expose(), "rs_token");
+
+    let base = MINIMAL.lines().count() + extra.lines().count() + segment.lines().count() + 1;
+    let partial = format!("{MINIMAL}{extra}{segment}regulations_url = \"https://api.segmentapis.example\"\n");
+    check(&partial, base, "give all three or none");
+    let unknown = format!(
+        "{MINIMAL}{extra}{segment}regulations_api = \"mparticle\"\n\
+         regulations_url = \"http://api.segmentapis.example\"\nregulations_token = \"t\"\n"
+    );
+    check(&unknown, base, "\"mparticle\" is not a deletion API");
+    check(&unknown, base + 1, "use https://");
+    let misplaced = format!(
+        "{MINIMAL}{extra}[destinations.crm]\nurl = \"https://crm.example/hooks\"\n\
+         secret = \"whsec_0123456789abcdef\"\nreceives = [\"erase\"]\nregulations_api = \"segment\"\n"
+    );
+    check(&misplaced, base - segment.lines().count() + 4, "regulations_api belongs to a segment destination");
 }

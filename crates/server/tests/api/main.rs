@@ -9,6 +9,7 @@ mod consent_strings;
 mod console;
 mod destinations;
 mod doors;
+mod forward_regulations;
 mod forward_segment;
 mod forward_warehouse;
 mod forwarding;

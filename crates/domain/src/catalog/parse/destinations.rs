@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{Checker, S, check_key, in_file_order};
-use crate::catalog::{Destination, DestinationKind, DestinationMessage, Forwarding, Property, Purpose};
+use crate::catalog::{
+    Destination, DestinationKind, DestinationMessage, Forwarding, Property, Purpose, RegulationApi,
+    Regulations,
+};
 use crate::identity::IdentifierKind;
 use crate::period::Retention;
 use crate::secret::Secret;
@@ -34,6 +37,9 @@ pub(super) struct RawDestination {
     sensitive: Vec<S<String>>,
     batch_size: Option<S<i64>>,
     write_key: Option<S<String>>,
+    regulations_api: Option<S<String>>,
+    regulations_url: Option<S<String>>,
+    regulations_token: Option<S<String>>,
     database_url: Option<S<String>>,
     schema: Option<S<String>>,
 }
@@ -169,6 +175,9 @@ fn kind(checker: &mut Checker<'_>, key: &S<String>, raw: &mut RawDestination) ->
     match named {
         "webhook" => {
             misplaced(&raw.write_key, "write_key", "segment");
+            misplaced(&raw.regulations_api, "regulations_api", "segment");
+            misplaced(&raw.regulations_url, "regulations_url", "segment");
+            misplaced(&raw.regulations_token, "regulations_token", "segment");
             misplaced(&raw.database_url, "database_url", "warehouse");
             misplaced(&raw.schema, "schema", "warehouse");
             DestinationKind::Webhook
@@ -181,10 +190,14 @@ fn kind(checker: &mut Checker<'_>, key: &S<String>, raw: &mut RawDestination) ->
                 checker
                     .at(key.span(), "a segment destination needs the write_key of the endpoint it sends to");
             }
-            DestinationKind::Segment { write_key: Secret::new(write_key.unwrap_or_default()) }
+            let regulations = regulations(checker, key, raw);
+            DestinationKind::Segment { write_key: Secret::new(write_key.unwrap_or_default()), regulations }
         }
         "warehouse" => {
             misplaced(&raw.write_key, "write_key", "segment");
+            misplaced(&raw.regulations_api, "regulations_api", "segment");
+            misplaced(&raw.regulations_url, "regulations_url", "segment");
+            misplaced(&raw.regulations_token, "regulations_token", "segment");
             if let Some(url) = &raw.url {
                 checker.at(url.span(), "a warehouse destination is reached at its database_url, not a url");
             }
@@ -219,6 +232,39 @@ fn kind(checker: &mut Checker<'_>, key: &S<String>, raw: &mut RawDestination) ->
             DestinationKind::Webhook
         }
     }
+}
+
+/// A segment destination's deletion API: `regulations_api`, `regulations_url` and
+/// `regulations_token` together, or none of them.
+fn regulations(checker: &mut Checker<'_>, key: &S<String>, raw: &mut RawDestination) -> Option<Regulations> {
+    let (api, url, token) =
+        (raw.regulations_api.take(), raw.regulations_url.take(), raw.regulations_token.take());
+    let (api, url, token) = match (api, url, token) {
+        (None, None, None) => return None,
+        (Some(api), Some(url), Some(token)) => (api, url, token),
+        (api, url, token) => {
+            let span =
+                api.as_ref().or(url.as_ref()).or(token.as_ref()).map_or(key.span(), |given| given.span());
+            checker.at(
+                span,
+                "regulations_api, regulations_url and regulations_token go together: give all three or none",
+            );
+            return None;
+        }
+    };
+    let parsed = RegulationApi::parse(api.get_ref().trim());
+    if parsed.is_none() {
+        checker.at(
+            api.span(),
+            format!("{:?} is not a deletion API Tactful speaks: segment or rudderstack", api.get_ref()),
+        );
+    }
+    let url = checked_url(checker, &url);
+    let secret = token.get_ref().trim().to_owned();
+    if secret.is_empty() {
+        checker.at(token.span(), "regulations_token must not be empty");
+    }
+    Some(Regulations { api: parsed?, url: url.trim_end_matches('/').to_owned(), token: Secret::new(secret) })
 }
 
 fn checked_url(checker: &mut Checker<'_>, raw: &S<String>) -> String {
