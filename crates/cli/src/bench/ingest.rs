@@ -123,22 +123,9 @@ pub async fn drive(bases: &[String], args: &IngestArgs, run: &str) -> anyhow::Re
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    let acknowledged = acknowledged.load(Ordering::Relaxed);
+    let figures = figures(started.elapsed().as_secs_f64(), latencies, acknowledged.load(Ordering::Relaxed));
     progress.finish_and_clear();
-    Ok(Figures {
-        events_per_second: acknowledged as f64 / elapsed,
-        requests_per_second: latencies.len() as f64 / elapsed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
-        acknowledged,
-    })
+    Ok(figures)
 }
 
 /// The reference: parse the body as JSON, answer 200. Nothing a server could do is cheaper.
@@ -209,6 +196,89 @@ async fn measure(
     Ok(figures)
 }
 
+/// The store's own ceiling: the same events, already parsed and judged in memory, written straight
+/// through [`tactful_store::IngestStore::ingest`] by `args.clients` concurrent callers of `args.batch`
+/// events each — no HTTP, no JSON, no minimization. What stands between this and the HTTP figure is
+/// the request path; what stands between this and the reference is the store.
+async fn store_ceiling(dir: &std::path::Path, args: &IngestArgs) -> anyhow::Result<Figures> {
+    let database = format!("sqlite:{}", dir.join("ceiling.db").display());
+    let (_, app) = tactful_server(database, dir.join("master.key")).await?;
+    let templates = Templates::new();
+    let signals = tactful_app::ingest::RequestSignals {
+        write_key: None,
+        gpc: false,
+        received_at: tactful_app::now_millis(),
+    };
+    let before = app.store.stats().await?.events;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_index in 0..args.clients {
+        // Ten batches per caller, judged once; each send gives them fresh messageIds.
+        let mut pool = Vec::new();
+        for sequence in 0..10u64 {
+            let start = usize::try_from(sequence).unwrap_or(0) * args.batch + client_index * 7_919;
+            let body = templates.body("pool", sequence, start, args.batch);
+            let prepared = tactful_app::ingest::prepare(
+                &app.catalog,
+                &app.vault,
+                tactful_domain::segment::Endpoint::Batch,
+                &body,
+                &signals,
+            )
+            .map_err(|error| anyhow::anyhow!("{error:?}"))?;
+            pool.push(prepared.events);
+        }
+        let (app, stop, acknowledged) = (app.clone(), stop.clone(), acknowledged.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut sequence = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut events = pool[usize::try_from(sequence % 10).unwrap_or(0)].clone();
+                for (offset, event) in events.iter_mut().enumerate() {
+                    let id = format!("ceiling-{client_index}-{sequence}-{offset}");
+                    event.dedupe = app.vault.dedupe_key(&event.source, &id);
+                }
+                let count = events.len() as u64;
+                let sent = Instant::now();
+                app.store.ingest(events, app.policy.clone()).await?;
+                latencies.push(sent.elapsed());
+                acknowledged.fetch_add(count, Ordering::Relaxed);
+                sequence += 1;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let figures = figures(started.elapsed().as_secs_f64(), latencies, acknowledged.load(Ordering::Relaxed));
+    let stored = app.store.stats().await?.events - before;
+    anyhow::ensure!(stored >= figures.acknowledged, "{} events acknowledged but only {stored} stored", figures.acknowledged);
+    Ok(figures)
+}
+
+/// Throughput and latency percentiles from what the callers saw.
+fn figures(elapsed: f64, mut latencies: Vec<Duration>, acknowledged: u64) -> Figures {
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        events_per_second: acknowledged as f64 / elapsed,
+        requests_per_second: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        acknowledged,
+    }
+}
+
 /// A fresh database on the PostgreSQL server of `url`, dropped when the guard goes.
 struct ScratchDatabase {
     admin: String,
@@ -259,6 +329,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.seconds,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
+    super::print_fsync_probe();
     let reference = if args.skip_reference {
         None
     } else {
@@ -267,6 +338,11 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     };
 
     let dir = tempfile::tempdir()?;
+    let ceiling = if args.skip_reference {
+        None
+    } else {
+        Some(store_ceiling(dir.path(), &args).await.context("writing straight into the store")?)
+    };
     let sqlite_url = format!("sqlite:{}", dir.path().join("bench.db").display());
     let memory_before = resident_megabytes();
     let sqlite =
@@ -295,6 +371,9 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     if let Some(reference) = &reference {
         row("reference (parse JSON, answer 200)", reference);
     }
+    if let Some(ceiling) = &ceiling {
+        row("store alone (judged events, no HTTP)", ceiling);
+    }
     row("tactful, embedded SQLite", &sqlite);
     for (instances, figures) in &postgres {
         let name =
@@ -306,6 +385,13 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             "{:<40}{:>12.2}",
             "ratio tactful (SQLite) / reference",
             sqlite.events_per_second / reference.events_per_second
+        );
+    }
+    if let Some(ceiling) = &ceiling {
+        println!(
+            "{:<40}{:>12.2}",
+            "ratio tactful (SQLite) / store alone",
+            sqlite.events_per_second / ceiling.events_per_second
         );
     }
     println!();
