@@ -7,6 +7,12 @@
 //! to one cluster and spends most of their sessions in it; a session is a burst of views a few
 //! minutes apart, mostly within one category, where some views lead to an add-to-cart and some of
 //! those to a purchase at the end. Nothing here knows about the models.
+//!
+//! Two things can be planted differently: how skewed item popularity is (`item_skew`, the Zipf
+//! exponent), and how much each person does. By default activity is heavy-tailed and sums to
+//! `interactions`; with `items_per_person`, each person instead comes to about that many distinct
+//! items (between 0.6 and 1.4 times it, evenly), which is how a shop with many light customers looks
+//! to a model that caps what each person lends.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -24,6 +30,11 @@ pub struct Spec {
     pub interactions: u64,
     /// Taste clusters (each owns two categories).
     pub clusters: u32,
+    /// Zipf exponent of item popularity within a category (0 is uniform).
+    pub item_skew: f64,
+    /// Distinct items per person, about (then `interactions` is not used), or heavy-tailed
+    /// activity summing to `interactions`.
+    pub items_per_person: Option<u32>,
     /// Share of the items in the sensitive category, and of the sessions spent in it.
     pub sensitive_share: f64,
     /// Days of activity, ending at `end`.
@@ -43,6 +54,8 @@ impl Default for Spec {
             items: 2_000,
             interactions: 2_000_000,
             clusters: 20,
+            item_skew: ITEM_SKEW,
+            items_per_person: None,
             sensitive_share: 0.02,
             days: 90,
             seed: 1,
@@ -121,8 +134,8 @@ pub const SENSITIVE_CATEGORY: &str = "health";
 // The planted structure. These shape the data only; the models never see them.
 /// Share of a person's sessions spent in their own cluster (the rest follow overall popularity).
 const HOME_SHARE: f64 = 0.8;
-/// Zipf exponent of item popularity within a category.
-const ITEM_SKEW: f64 = 1.0;
+/// Zipf exponent of item popularity within a category, unless the spec says otherwise.
+pub const ITEM_SKEW: f64 = 1.0;
 /// Zipf exponent of cluster sizes.
 const CLUSTER_SKEW: f64 = 0.7;
 /// Share of a cluster's sessions that start in its first category.
@@ -194,7 +207,7 @@ pub fn generate(spec: &Spec) -> Dataset {
             let (from, to) = block(regular_items.len(), category_count as usize, c);
             Category {
                 members: regular_items[from..to].to_vec(),
-                popularity: Zipf::new(to - from, ITEM_SKEW),
+                popularity: Zipf::new(to - from, spec.item_skew.max(0.0)),
             }
         })
         .collect();
@@ -240,8 +253,22 @@ pub fn generate(spec: &Spec) -> Dataset {
         (first, (first + 1).min(categories.len() - 1))
     };
 
-    let budgets = budgets(spec.people, spec.interactions, &mut rng);
-    dataset.interactions.reserve(spec.interactions as usize);
+    // With distinct items per person, a budget counts new items, and a person who cannot find
+    // enough (a tiny catalogue) stops after a bounded number of sessions.
+    let budgets = match spec.items_per_person {
+        Some(per) => {
+            let per = f64::from(per.clamp(1, regular.max(1)));
+            let (low, high) = ((0.6 * per).round().max(1.0) as u64, (1.4 * per).round().max(1.0) as u64);
+            (0..spec.people).map(|_| rng.random_range(low..=high)).collect()
+        }
+        None => {
+            dataset.interactions.reserve(spec.interactions as usize);
+            budgets(spec.people, spec.interactions, &mut rng)
+        }
+    };
+    let distinct = spec.items_per_person.is_some();
+    let mut had: Vec<bool> = vec![false; if distinct { spec.items as usize } else { 0 }];
+    let mut had_items: Vec<ItemIx> = Vec::new();
     let window_start = spec.end - i64::from(spec.days.max(1)) * DAY_MS;
     let latest_start = (spec.end - 2 * 3_600_000).max(window_start + 1);
     let mut events: Vec<Touch> = Vec::new();
@@ -252,13 +279,24 @@ pub fn generate(spec: &Spec) -> Dataset {
         events.clear();
         sessions.clear();
         let mut left = budget;
+        for item in had_items.drain(..) {
+            had[item as usize] = false;
+        }
+        let mut sessions_left = if distinct { 20 * budget + 100 } else { u64::MAX };
         // Sessions with times relative to their start, until the person's budget is spent.
-        while left > 0 {
+        while left > 0 && sessions_left > 0 {
+            sessions_left -= 1;
             let mut at = 0i64;
             let mut push = |events: &mut Vec<Touch>, item: ItemIx, event: Event, at: i64| {
                 if left > 0 {
                     events.push(Touch { item, weight: event.weight(&weights), at });
-                    left -= 1;
+                    if !distinct {
+                        left -= 1;
+                    } else if !had[item as usize] {
+                        had[item as usize] = true;
+                        had_items.push(item);
+                        left -= 1;
+                    }
                 }
             };
             basket.clear();
