@@ -271,7 +271,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             let progress = crate::progress::spinner("generating", "");
             let dataset = generate::generate(&spec);
             progress.finish_and_clear();
-            let per_person = spec.items_per_person.map_or_else(String::new, |n| format!(", about {n} items each"));
+            let per_person =
+                spec.items_per_person.map_or_else(String::new, |n| format!(", about {n} items each"));
             let source = format!(
                 "generated: {} taste clusters, Zipf {}{per_person}, {} days, seed {} ({:.1} s; `tactful generate` with the same flags writes it)",
                 spec.clusters,

@@ -85,7 +85,12 @@ pub fn catalog_epsilon(value: f64, what: &str) -> Option<String> {
 /// A catalog's δ (a Gaussian model release's): `None` when fine, else what is wrong.
 pub fn catalog_delta(value: f64) -> Option<String> {
     (!(value.is_finite() && (DELTA_MIN..=DELTA_MAX).contains(&value))).then(|| {
-        format!("delta must be {} to {}, not {} (the chance the guarantee fails outright)", shown(DELTA_MIN), shown(DELTA_MAX), shown(value))
+        format!(
+            "delta must be {} to {}, not {} (the chance the guarantee fails outright)",
+            shown(DELTA_MIN),
+            shown(DELTA_MAX),
+            shown(value)
+        )
     })
 }
 
@@ -127,7 +132,9 @@ mod tests {
         assert!(rows_per_person(1001).unwrap().contains("1 to 1000"));
         assert!(catalog_epsilon(0.01, "epsilon").is_none());
         assert!(catalog_epsilon(0.009, "epsilon").unwrap().contains("at least 0.01"));
-        assert!(catalog_delta(1e-7).is_none() && catalog_delta(1e-5).is_none() && catalog_delta(1e-12).is_none());
+        assert!(
+            catalog_delta(1e-7).is_none() && catalog_delta(1e-5).is_none() && catalog_delta(1e-12).is_none()
+        );
         for wrong in [0.0, 1e-13, 2e-5, 0.5, f64::NAN] {
             assert!(catalog_delta(wrong).unwrap().contains("1e-12 to 1e-5"), "{wrong}");
         }

@@ -14,11 +14,11 @@
 
 use std::time::Duration;
 
-use crate::{ItemIx, Touch};
 use crate::generate::Dataset;
 use crate::model::{Aggregates, Contribution};
 use crate::recommend::Catalogue;
 use crate::release::{Release, ReleaseError, Spent};
+use crate::{ItemIx, Touch};
 
 mod csv;
 mod metrics;
@@ -159,7 +159,8 @@ pub fn evaluate_settings(
     }
     // The public domain a Gaussian release puts noise on: the catalogue's items that may be
     // recommended from behaviour.
-    let domain: Vec<ItemIx> = (0..catalogue.len() as ItemIx).filter(|i| !catalogue.info(*i).sensitive).collect();
+    let domain: Vec<ItemIx> =
+        (0..catalogue.len() as ItemIx).filter(|i| !catalogue.info(*i).sensitive).collect();
     let mut trained: Option<(Aggregates, Duration)> = None;
     let mut contributions: Option<Vec<Contribution>> = None;
     let mut histories: Vec<Vec<Touch>> = Vec::new();

@@ -524,7 +524,8 @@ fn a_gaussian_release_is_chosen_with_a_delta_in_range() {
         "{MINIMAL}\n[purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n[personalization]\nepsilon = 1\n"
     );
     let delta_of = |extra: &str| {
-        let catalog = Catalog::parse(&format!("{base}{extra}")).unwrap_or_else(|e| panic!("{}", e.render("test")));
+        let catalog =
+            Catalog::parse(&format!("{base}{extra}")).unwrap_or_else(|e| panic!("{}", e.render("test")));
         catalog.personalization().unwrap().gaussian_delta
     };
     assert_eq!(delta_of(""), None, "the noisy threshold unless the catalog says otherwise");

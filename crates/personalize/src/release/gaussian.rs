@@ -45,10 +45,16 @@ pub struct Part {
     pub rho: f64,
 }
 
-type Noise = Measurement<VectorDomain<AtomDomain<i64>>, L2Distance<f64>, ZeroConcentratedDivergence, Vec<i64>>;
+type Noise =
+    Measurement<VectorDomain<AtomDomain<i64>>, L2Distance<f64>, ZeroConcentratedDivergence, Vec<i64>>;
 
 fn measurement(sigma: f64) -> Result<Noise, ReleaseError> {
-    Ok(make_gaussian(VectorDomain::new(AtomDomain::<i64>::default()), L2Distance::<f64>::default(), sigma, None)?)
+    Ok(make_gaussian(
+        VectorDomain::new(AtomDomain::<i64>::default()),
+        L2Distance::<f64>::default(),
+        sigma,
+        None,
+    )?)
 }
 
 impl Part {
@@ -108,20 +114,37 @@ impl Plan {
         let before = Part::new(weight * cap.sqrt(), SHARE_BEFORE * budget)?;
         let people = Part::new(1.0, SHARE_PEOPLE * budget)?;
         let rho = [pairs, supports, popular, recent, before, people].iter().map(|p| p.rho).sum::<f64>();
-        Ok(Plan { epsilon: epsilon_of(rho, delta)?, delta, rho, pairs, supports, popular, recent, before, people })
+        Ok(Plan {
+            epsilon: epsilon_of(rho, delta)?,
+            delta,
+            rho,
+            pairs,
+            supports,
+            popular,
+            recent,
+            before,
+            people,
+        })
     }
 }
 
-/// The ε of ρ-zCDP at δ, by OpenDP's conversion (of a probe whose ρ at distance d is d²/2).
-pub fn epsilon_of(rho: f64, delta: f64) -> Result<f64, ReleaseError> {
-    let probe = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+/// A probe whose ρ at distance d is d²/2, for OpenDP's conversion of ρ-zCDP to (ε, δ).
+fn probe() -> Result<
+    Measurement<AtomDomain<f64>, AbsoluteDistance<f64>, opendp::measures::SmoothedMaxDivergence, f64>,
+    ReleaseError,
+> {
+    let gaussian = make_gaussian::<_, _, ZeroConcentratedDivergence>(
         AtomDomain::<f64>::new_non_nan(),
         AbsoluteDistance::<f64>::default(),
         1.0,
         None,
     )?;
-    let fixed = make_fix_delta(&make_zCDP_to_approxDP(probe)?, delta)?;
-    Ok(fixed.map(&(2.0 * rho).sqrt())?.0)
+    Ok(make_zCDP_to_approxDP(gaussian)?)
+}
+
+/// The ε of ρ-zCDP at δ, by OpenDP's conversion.
+pub fn epsilon_of(rho: f64, delta: f64) -> Result<f64, ReleaseError> {
+    Ok(make_fix_delta(&probe()?, delta)?.map(&(2.0 * rho).sqrt())?.0)
 }
 
 /// The ε of ρ-zCDP at δ by the closed form ε = ρ + 2√(ρ ln(1/δ)) (an upper bound on OpenDP's).
@@ -129,22 +152,23 @@ pub fn epsilon_bound(rho: f64, delta: f64) -> f64 {
     rho + 2.0 * (rho * (1.0 / delta).ln()).sqrt()
 }
 
-/// The largest ρ (to a part in a million) whose ε at δ is at most `epsilon`: from the closed
-/// form's ρ = (√(ln(1/δ) + ε) − √(ln(1/δ)))², which is always allowed, up by bisection.
+/// The largest ρ (to a part in a million) whose ε at δ is at most `epsilon` (whose δ at that ε
+/// is at most `delta`, which OpenDP computes directly): from the closed form's
+/// ρ = (√(ln(1/δ) + ε) − √(ln(1/δ)))², which is always allowed, up by bisection.
 fn rho_for(epsilon: f64, delta: f64) -> Result<f64, ReleaseError> {
+    let probe = probe()?;
+    let allowed = |rho: f64| -> Result<bool, ReleaseError> {
+        Ok(probe.map(&(2.0 * rho).sqrt())?.delta(epsilon * (1.0 - 1e-6))? <= delta)
+    };
     let log = (1.0 / delta).ln();
-    let target = epsilon * (1.0 - 1e-6);
-    let mut low = ((log + target).sqrt() - log.sqrt()).powi(2);
-    let mut high = target;
-    for _ in 0..60 {
+    let mut low = ((log + epsilon * (1.0 - 1e-6)).sqrt() - log.sqrt()).powi(2);
+    let mut high = if allowed(2.0 * low)? { epsilon } else { 2.0 * low };
+    while high - low > 1e-6 * high {
         let middle = 0.5 * (low + high);
-        if epsilon_of(middle, delta)? <= target {
+        if allowed(middle)? {
             low = middle;
         } else {
             high = middle;
-        }
-        if high - low <= 1e-9 * high {
-            break;
         }
     }
     Ok(low)
@@ -162,7 +186,8 @@ pub(super) fn release(
     domain.sort_unstable();
     domain.dedup();
     let windows = Windows::new(config, now);
-    let (mut supports, mut popular, mut recent, mut before) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut supports, mut popular, mut recent, mut before) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &a in &domain {
         let item = aggregates.item(a);
         supports.push(item.map_or(0, |i| i64::from(i.support)));
@@ -186,7 +211,8 @@ pub(super) fn release(
 
     let mut release = Release::empty(now);
     release.people = u32::try_from(people.first().copied().unwrap_or(0).max(0)).unwrap_or(u32::MAX);
-    let mut neighbours: Vec<Vec<(ItemIx, f32)>> = vec![Vec::new(); domain.last().map_or(0, |m| *m as usize + 1)];
+    let mut neighbours: Vec<Vec<(ItemIx, f32)>> =
+        vec![Vec::new(); domain.last().map_or(0, |m| *m as usize + 1)];
     for (position, list) in best.into_iter().enumerate() {
         let named = list.into_iter().map(|(other, score)| (domain[other as usize], score)).collect();
         neighbours[domain[position] as usize] = best_first(named, config.neighbors);
@@ -291,3 +317,6 @@ fn keep_best(list: &mut Vec<(u32, f32)>, candidate: (u32, f32), keep: usize) {
         *list = trimmed;
     }
 }
+
+#[cfg(test)]
+mod tests;

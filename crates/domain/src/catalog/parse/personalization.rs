@@ -150,7 +150,10 @@ fn mechanism(checker: &mut Checker<'_>, raw: &RawPersonalization, noisy: bool) -
         Some(m) if m.get_ref() == "gaussian" => true,
         Some(m) if m.get_ref() == "threshold" => false,
         Some(m) => {
-            checker.at(m.span(), format!("mechanism must be \"gaussian\" or \"threshold\", not {:?}", m.get_ref()));
+            checker.at(
+                m.span(),
+                format!("mechanism must be \"gaussian\" or \"threshold\", not {:?}", m.get_ref()),
+            );
             false
         }
     };
@@ -161,7 +164,10 @@ fn mechanism(checker: &mut Checker<'_>, raw: &RawPersonalization, noisy: bool) -
         if let Some(problem) = bounds::catalog_delta(*d.get_ref()) {
             checker.at(d.span(), problem);
         } else if !gaussian {
-            checker.at(d.span(), "delta is the δ of mechanism = \"gaussian\" (the threshold's is fixed at 1e-7)");
+            checker.at(
+                d.span(),
+                "delta is the δ of mechanism = \"gaussian\" (the threshold's is fixed at 1e-7)",
+            );
         }
     }
     gaussian.then(|| raw.delta.as_ref().map_or(bounds::DELTA_DEFAULT, |d| *d.get_ref()))
