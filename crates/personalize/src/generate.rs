@@ -499,11 +499,56 @@ mod tests {
     }
 
     #[test]
+    fn planted_people_come_to_about_the_items_asked_in_the_clusters_asked() {
+        let spec = Spec { people: 1_000, items: 2_000, clusters: 40, items_per_person: Some(25), ..small() };
+        let data = generate(&spec);
+        let mut items_of: HashMap<PersonIx, hashbrown::HashSet<ItemIx>> = HashMap::new();
+        let mut clusters_of: HashMap<PersonIx, HashMap<usize, usize>> = HashMap::new();
+        for i in &data.interactions {
+            items_of.entry(i.person).or_default().insert(i.touch.item);
+            let category = &data.items[i.touch.item as usize].categories[0];
+            if let Some(number) = category.strip_prefix("cat-") {
+                let cluster = number.parse::<usize>().unwrap() / 2;
+                *clusters_of.entry(i.person).or_default().entry(cluster).or_default() += 1;
+            }
+        }
+        assert_eq!(items_of.len(), 1_000, "everyone did something");
+        let mean = items_of.values().map(|s| s.len()).sum::<usize>() as f64 / 1_000.0;
+        assert!((23.0..=27.0).contains(&mean), "about 25 distinct items each: {mean}");
+        assert!(items_of.values().all(|s| (15..=35).contains(&s.len())), "0.6 to 1.4 times 25");
+        let categories: hashbrown::HashSet<&String> =
+            data.items.iter().filter(|i| !i.sensitive).map(|i| &i.categories[0]).collect();
+        assert_eq!(categories.len(), 80, "two categories per cluster");
+        let homes: hashbrown::HashSet<usize> = clusters_of
+            .values()
+            .map(|c| c.iter().max_by_key(|(_, n)| **n).map(|(cluster, _)| *cluster).unwrap())
+            .collect();
+        assert!(homes.len() >= 35, "people live in most of the 40 clusters: {}", homes.len());
+        let home_share = clusters_of.values().map(|c| *c.values().max().unwrap()).sum::<usize>() as f64
+            / clusters_of.values().flat_map(|c| c.values()).sum::<usize>() as f64;
+        assert!(home_share > 0.6, "{home_share}");
+        // A steeper Zipf exponent puts more of the activity on each category's first items.
+        let top_share = |skew: f64| {
+            let data = generate(&Spec { item_skew: skew, ..spec.clone() });
+            let mut counts: HashMap<ItemIx, usize> = HashMap::new();
+            for i in &data.interactions {
+                *counts.entry(i.touch.item).or_default() += 1;
+            }
+            let mut counts: Vec<usize> = counts.into_values().collect();
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            counts[..200].iter().sum::<usize>() as f64 / data.interactions.len() as f64
+        };
+        assert!(top_share(1.5) > top_share(0.0) + 0.2, "{} against {}", top_share(1.5), top_share(0.0));
+    }
+
+    #[test]
     fn tiny_and_empty_specs_do_not_panic() {
         for (people, items, interactions) in [(0, 10, 100), (10, 0, 100), (10, 1, 100), (1, 2, 0), (3, 3, 7)]
         {
             let data = generate(&Spec { people, items, interactions, ..small() });
             assert_eq!(data.items.len(), items as usize);
+            let planted = generate(&Spec { people, items, items_per_person: Some(50), ..small() });
+            assert_eq!(planted.items.len(), items as usize);
             if people > 0 && items > 0 {
                 assert_eq!(data.interactions.len(), interactions as usize);
             }
