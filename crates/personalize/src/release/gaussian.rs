@@ -244,6 +244,9 @@ pub(super) fn release(
     Ok(release)
 }
 
+/// Each domain position's candidate neighbours: (position, score).
+type Candidates = Vec<Vec<(u32, f32)>>;
+
 /// Each domain position's best neighbours (positions, scores) from noise on every pair: row by row,
 /// so at most one row of counts and `keep` candidates per item are held, on a few threads.
 fn noisy_pairs(
@@ -253,7 +256,7 @@ fn noisy_pairs(
     floor: f64,
     norms: &[f64],
     keep: usize,
-) -> Result<Vec<Vec<(u32, f32)>>, ReleaseError> {
+) -> Result<Candidates, ReleaseError> {
     let n = domain.len();
     let mut position = vec![u32::MAX; domain.last().map_or(0, |m| *m as usize + 1)];
     for (p, &item) in domain.iter().enumerate() {
@@ -261,12 +264,12 @@ fn noisy_pairs(
     }
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 4).min(n.max(1));
     let position = &position;
-    let results: Vec<Result<Vec<Vec<(u32, f32)>>, ReleaseError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Candidates, ReleaseError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|first| {
                 scope.spawn(move || {
                     let noise = measurement(sigma)?;
-                    let mut best: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+                    let mut best: Candidates = vec![Vec::new(); n];
                     let mut counts: Vec<i64> = Vec::with_capacity(n);
                     for i in (first..n).step_by(threads) {
                         counts.clear();
@@ -300,7 +303,7 @@ fn noisy_pairs(
             .map(|w| w.join().unwrap_or_else(|_| Err(ReleaseError::Noise("a noise worker stopped".into()))))
             .collect()
     });
-    let mut merged: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+    let mut merged: Candidates = vec![Vec::new(); n];
     for result in results {
         for (slot, list) in merged.iter_mut().zip(result?) {
             slot.extend(list);
