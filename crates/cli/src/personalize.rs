@@ -400,8 +400,10 @@ fn print_report(dataset: &Dataset, report: &Report, source: &str, options: &Opti
             );
         }
     }
-    if let Some(spent) = report.rows.iter().filter(|r| r.setting.gaussian()).find_map(|r| r.spent) {
-        println!("  Gaussian rows: {}", spent.guarantee());
+    for (setting, spent) in report.rows.iter().filter_map(|r| r.spent.map(|s| (&r.setting.setting, s))) {
+        if matches!(spent.mechanism, tactful_personalize::Mechanism::Gaussian { .. }) {
+            println!("  {setting}: {}", spent.guarantee());
+        }
     }
     let baseline = report.best_baseline_hit_rate();
     if let Some(open) = report.row("item-to-item", false, None).filter(|_| baseline > 0.0) {
