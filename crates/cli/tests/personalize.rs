@@ -86,3 +86,40 @@ fn a_bad_csv_is_named_by_file_and_line() {
     let (ok, _, stderr) = run(&["eval", "--csv", dir.path().join("missing.csv").to_str().unwrap()]);
     assert!(!ok && stderr.contains("missing.csv"), "{stderr}");
 }
+
+#[test]
+fn planted_light_customers_are_generated_and_the_gaussian_release_is_reported_beside_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let size = [
+        "--people",
+        "2000",
+        "--items",
+        "100",
+        "--clusters",
+        "3",
+        "--items-per-person",
+        "20",
+        "--zipf",
+        "1.2",
+    ];
+    let (ok, stdout, stderr) = run(&[&["generate", "--out", out][..], &size].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("generated 2,000 people, 100 items (2 sensitive)"), "{stdout}");
+
+    let (ok, table, stderr) = run(&[&["eval", "--users", "500"][..], &size].concat());
+    assert!(ok, "{stderr}");
+    assert!(table.contains("3 taste clusters, Zipf 1.2, about 20 items each"), "{table}");
+    assert!(table.contains("k=5, Gaussian ε=1 δ=1e-7, cap 20"), "{table}");
+    let gaussian = hit_rate(&table, "item-to-item", "Gaussian ε=1 δ=1e-7, cap 20");
+    let threshold = hit_rate(&table, "item-to-item", "DP ε=1, cap 20");
+    assert!(gaussian > threshold, "{table}");
+    assert!(table.contains("ε = 1: the Gaussian release over the catalogue's pairs keeps"), "{table}");
+    assert!(
+        table.contains("(1.000, 1e-7)-differential privacy for one person and all their events"),
+        "{table}"
+    );
+
+    let (ok, _, stderr) = run(&["eval", "--items", "10", "--items-per-person", "11"]);
+    assert!(!ok && stderr.contains("--items-per-person must be between 1 and --items (10)"), "{stderr}");
+}

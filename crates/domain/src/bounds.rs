@@ -22,6 +22,15 @@ pub const GROUP_BY_MAX: usize = 4;
 /// The most rows one person may lend a noisy dataset (`rows_per_person`).
 pub const ROWS_PER_PERSON_MAX: u32 = 1_000;
 
+/// The δ of a Gaussian model release, unless the catalog says otherwise: at most a tenth of
+/// 1/people for every shop up to a million people (where this release is the useful one), and the
+/// δ the noisy-threshold release spends, so choosing the Gaussian one never weakens a guarantee.
+pub const DELTA_DEFAULT: f64 = 1e-7;
+/// The range of that δ: above 1e-5 it is no longer small beside one person in a shop of
+/// ten thousand; below 1e-12 the noise keeps growing (as √ln(1/δ)) for no practical gain.
+pub const DELTA_MIN: f64 = 1e-12;
+pub const DELTA_MAX: f64 = 1e-5;
+
 const DAY_MS: i64 = 86_400_000;
 
 /// A number as a message shows it: tiny ones in exponent form (`1e-300`, not 300 zeros).
@@ -73,6 +82,18 @@ pub fn catalog_epsilon(value: f64, what: &str) -> Option<String> {
     })
 }
 
+/// A catalog's δ (a Gaussian model release's): `None` when fine, else what is wrong.
+pub fn catalog_delta(value: f64) -> Option<String> {
+    (!(value.is_finite() && (DELTA_MIN..=DELTA_MAX).contains(&value))).then(|| {
+        format!(
+            "delta must be {} to {}, not {} (the chance the guarantee fails outright)",
+            shown(DELTA_MIN),
+            shown(DELTA_MAX),
+            shown(value)
+        )
+    })
+}
+
 /// A dataset's `rows_per_person`: `None` when fine, else what is wrong.
 pub fn rows_per_person(value: u32) -> Option<String> {
     (!(1..=ROWS_PER_PERSON_MAX).contains(&value))
@@ -111,5 +132,11 @@ mod tests {
         assert!(rows_per_person(1001).unwrap().contains("1 to 1000"));
         assert!(catalog_epsilon(0.01, "epsilon").is_none());
         assert!(catalog_epsilon(0.009, "epsilon").unwrap().contains("at least 0.01"));
+        assert!(
+            catalog_delta(1e-7).is_none() && catalog_delta(1e-5).is_none() && catalog_delta(1e-12).is_none()
+        );
+        for wrong in [0.0, 1e-13, 2e-5, 0.5, f64::NAN] {
+            assert!(catalog_delta(wrong).unwrap().contains("1e-12 to 1e-5"), "{wrong}");
+        }
     }
 }

@@ -14,11 +14,11 @@
 
 use std::time::Duration;
 
-use crate::Touch;
 use crate::generate::Dataset;
 use crate::model::{Aggregates, Contribution};
 use crate::recommend::Catalogue;
 use crate::release::{Release, ReleaseError, Spent};
+use crate::{ItemIx, Touch};
 
 mod csv;
 mod metrics;
@@ -27,7 +27,7 @@ mod split;
 
 pub use csv::{CsvError, CsvReader, read_csv};
 pub use metrics::{Metrics, score};
-pub use settings::{Ranker, Setting, served_settings, settings};
+pub use settings::{DELTA, Ranker, Setting, served_settings, settings};
 pub use split::{Split, Target};
 
 /// Why an evaluation could not be run.
@@ -98,11 +98,27 @@ impl Report {
         if best > 0.0 { row.metrics.hit_rate / best - 1.0 } else { 0.0 }
     }
 
-    /// A row by model and exact setting.
+    /// A row by model and exact setting (the first, when mechanisms share an ε).
     pub fn row(&self, model: &str, private: bool, epsilon: Option<f64>) -> Option<&Row> {
         self.rows.iter().find(|r| {
             r.setting.model == model && r.setting.private() == private && r.setting.config.epsilon == epsilon
         })
+    }
+
+    /// The noisy item-to-item row at an ε and cap, by mechanism.
+    pub fn noisy_row(&self, gaussian: bool, epsilon: f64, cap: usize) -> Option<&Row> {
+        self.rows.iter().find(|r| {
+            r.setting.ranker == Ranker::Personal
+                && r.setting.gaussian() == gaussian
+                && r.setting.config.epsilon == Some(epsilon)
+                && r.setting.config.cap == cap
+        })
+    }
+
+    /// A row's HR@n as a share of the best row without a privacy protection.
+    pub fn kept(&self, row: &Row) -> f64 {
+        let best = self.best_open_hit_rate();
+        if best > 0.0 { row.metrics.hit_rate / best } else { 0.0 }
     }
 
     /// The best HR of the non-personalized baselines.
@@ -141,6 +157,10 @@ pub fn evaluate_settings(
     for item in &dataset.items {
         catalogue.upsert(item.clone());
     }
+    // The public domain a Gaussian release puts noise on: the catalogue's items that may be
+    // recommended from behaviour.
+    let domain: Vec<ItemIx> =
+        (0..catalogue.len() as ItemIx).filter(|i| !catalogue.info(*i).sensitive).collect();
     let mut trained: Option<(Aggregates, Duration)> = None;
     let mut contributions: Option<Vec<Contribution>> = None;
     let mut histories: Vec<Vec<Touch>> = Vec::new();
@@ -161,7 +181,7 @@ pub fn evaluate_settings(
             histories = targets.iter().map(|t| built[t.person as usize].recent()).collect();
         }
         let started = clock();
-        let release = Release::full(&aggregates, config, split.now)?;
+        let release = Release::full_over(&aggregates, config, &domain, split.now)?;
         let train = aggregation + clock().saturating_sub(started);
         let metrics = score(&release, &catalogue, config, &targets, &histories, setting.ranker, options.n);
         rows.push(Row {

@@ -7,6 +7,12 @@
 //! to one cluster and spends most of their sessions in it; a session is a burst of views a few
 //! minutes apart, mostly within one category, where some views lead to an add-to-cart and some of
 //! those to a purchase at the end. Nothing here knows about the models.
+//!
+//! Two things can be planted differently: how skewed item popularity is (`item_skew`, the Zipf
+//! exponent), and how much each person does. By default activity is heavy-tailed and sums to
+//! `interactions`; with `items_per_person`, each person instead comes to about that many distinct
+//! items (between 0.6 and 1.4 times it, evenly), which is how a shop with many light customers looks
+//! to a model that caps what each person lends.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -24,6 +30,11 @@ pub struct Spec {
     pub interactions: u64,
     /// Taste clusters (each owns two categories).
     pub clusters: u32,
+    /// Zipf exponent of item popularity within a category (0 is uniform).
+    pub item_skew: f64,
+    /// Distinct items per person, about (then `interactions` is not used), or heavy-tailed
+    /// activity summing to `interactions`.
+    pub items_per_person: Option<u32>,
     /// Share of the items in the sensitive category, and of the sessions spent in it.
     pub sensitive_share: f64,
     /// Days of activity, ending at `end`.
@@ -43,6 +54,8 @@ impl Default for Spec {
             items: 2_000,
             interactions: 2_000_000,
             clusters: 20,
+            item_skew: ITEM_SKEW,
+            items_per_person: None,
             sensitive_share: 0.02,
             days: 90,
             seed: 1,
@@ -121,8 +134,8 @@ pub const SENSITIVE_CATEGORY: &str = "health";
 // The planted structure. These shape the data only; the models never see them.
 /// Share of a person's sessions spent in their own cluster (the rest follow overall popularity).
 const HOME_SHARE: f64 = 0.8;
-/// Zipf exponent of item popularity within a category.
-const ITEM_SKEW: f64 = 1.0;
+/// Zipf exponent of item popularity within a category, unless the spec says otherwise.
+pub const ITEM_SKEW: f64 = 1.0;
 /// Zipf exponent of cluster sizes.
 const CLUSTER_SKEW: f64 = 0.7;
 /// Share of a cluster's sessions that start in its first category.
@@ -194,7 +207,7 @@ pub fn generate(spec: &Spec) -> Dataset {
             let (from, to) = block(regular_items.len(), category_count as usize, c);
             Category {
                 members: regular_items[from..to].to_vec(),
-                popularity: Zipf::new(to - from, ITEM_SKEW),
+                popularity: Zipf::new(to - from, spec.item_skew.max(0.0)),
             }
         })
         .collect();
@@ -240,8 +253,22 @@ pub fn generate(spec: &Spec) -> Dataset {
         (first, (first + 1).min(categories.len() - 1))
     };
 
-    let budgets = budgets(spec.people, spec.interactions, &mut rng);
-    dataset.interactions.reserve(spec.interactions as usize);
+    // With distinct items per person, a budget counts new items, and a person who cannot find
+    // enough (a tiny catalogue) stops after a bounded number of sessions.
+    let budgets = match spec.items_per_person {
+        Some(per) => {
+            let per = f64::from(per.clamp(1, regular.max(1)));
+            let (low, high) = ((0.6 * per).round().max(1.0) as u64, (1.4 * per).round().max(1.0) as u64);
+            (0..spec.people).map(|_| rng.random_range(low..=high)).collect()
+        }
+        None => {
+            dataset.interactions.reserve(spec.interactions as usize);
+            budgets(spec.people, spec.interactions, &mut rng)
+        }
+    };
+    let distinct = spec.items_per_person.is_some();
+    let mut had: Vec<bool> = vec![false; if distinct { spec.items as usize } else { 0 }];
+    let mut had_items: Vec<ItemIx> = Vec::new();
     let window_start = spec.end - i64::from(spec.days.max(1)) * DAY_MS;
     let latest_start = (spec.end - 2 * 3_600_000).max(window_start + 1);
     let mut events: Vec<Touch> = Vec::new();
@@ -252,13 +279,24 @@ pub fn generate(spec: &Spec) -> Dataset {
         events.clear();
         sessions.clear();
         let mut left = budget;
+        for item in had_items.drain(..) {
+            had[item as usize] = false;
+        }
+        let mut sessions_left = if distinct { 20 * budget + 100 } else { u64::MAX };
         // Sessions with times relative to their start, until the person's budget is spent.
-        while left > 0 {
+        while left > 0 && sessions_left > 0 {
+            sessions_left -= 1;
             let mut at = 0i64;
             let mut push = |events: &mut Vec<Touch>, item: ItemIx, event: Event, at: i64| {
                 if left > 0 {
                     events.push(Touch { item, weight: event.weight(&weights), at });
-                    left -= 1;
+                    if !distinct {
+                        left -= 1;
+                    } else if !had[item as usize] {
+                        had[item as usize] = true;
+                        had_items.push(item);
+                        left -= 1;
+                    }
                 }
             };
             basket.clear();
@@ -461,11 +499,56 @@ mod tests {
     }
 
     #[test]
+    fn planted_people_come_to_about_the_items_asked_in_the_clusters_asked() {
+        let spec = Spec { people: 1_000, items: 2_000, clusters: 40, items_per_person: Some(25), ..small() };
+        let data = generate(&spec);
+        let mut items_of: HashMap<PersonIx, hashbrown::HashSet<ItemIx>> = HashMap::new();
+        let mut clusters_of: HashMap<PersonIx, HashMap<usize, usize>> = HashMap::new();
+        for i in &data.interactions {
+            items_of.entry(i.person).or_default().insert(i.touch.item);
+            let category = &data.items[i.touch.item as usize].categories[0];
+            if let Some(number) = category.strip_prefix("cat-") {
+                let cluster = number.parse::<usize>().unwrap() / 2;
+                *clusters_of.entry(i.person).or_default().entry(cluster).or_default() += 1;
+            }
+        }
+        assert_eq!(items_of.len(), 1_000, "everyone did something");
+        let mean = items_of.values().map(|s| s.len()).sum::<usize>() as f64 / 1_000.0;
+        assert!((23.0..=27.0).contains(&mean), "about 25 distinct items each: {mean}");
+        assert!(items_of.values().all(|s| (15..=35).contains(&s.len())), "0.6 to 1.4 times 25");
+        let categories: hashbrown::HashSet<&String> =
+            data.items.iter().filter(|i| !i.sensitive).map(|i| &i.categories[0]).collect();
+        assert_eq!(categories.len(), 80, "two categories per cluster");
+        let homes: hashbrown::HashSet<usize> = clusters_of
+            .values()
+            .map(|c| c.iter().max_by_key(|(_, n)| **n).map(|(cluster, _)| *cluster).unwrap())
+            .collect();
+        assert!(homes.len() >= 35, "people live in most of the 40 clusters: {}", homes.len());
+        let home_share = clusters_of.values().map(|c| *c.values().max().unwrap()).sum::<usize>() as f64
+            / clusters_of.values().flat_map(|c| c.values()).sum::<usize>() as f64;
+        assert!(home_share > 0.6, "{home_share}");
+        // A steeper Zipf exponent puts more of the activity on each category's first items.
+        let top_share = |skew: f64| {
+            let data = generate(&Spec { item_skew: skew, ..spec.clone() });
+            let mut counts: HashMap<ItemIx, usize> = HashMap::new();
+            for i in &data.interactions {
+                *counts.entry(i.touch.item).or_default() += 1;
+            }
+            let mut counts: Vec<usize> = counts.into_values().collect();
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            counts[..200].iter().sum::<usize>() as f64 / data.interactions.len() as f64
+        };
+        assert!(top_share(1.5) > top_share(0.0) + 0.2, "{} against {}", top_share(1.5), top_share(0.0));
+    }
+
+    #[test]
     fn tiny_and_empty_specs_do_not_panic() {
         for (people, items, interactions) in [(0, 10, 100), (10, 0, 100), (10, 1, 100), (1, 2, 0), (3, 3, 7)]
         {
             let data = generate(&Spec { people, items, interactions, ..small() });
             assert_eq!(data.items.len(), items as usize);
+            let planted = generate(&Spec { people, items, items_per_person: Some(50), ..small() });
+            assert_eq!(planted.items.len(), items as usize);
             if people > 0 && items > 0 {
                 assert_eq!(data.interactions.len(), interactions as usize);
             }

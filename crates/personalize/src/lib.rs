@@ -59,6 +59,8 @@ pub struct Config {
     pub neighbors: usize,
     /// Differential privacy on released counts: the ε each release spends, or none.
     pub epsilon: Option<f64>,
+    /// How the noise is added when there is an ε.
+    pub mechanism: Mechanism,
     /// Days counted for "popular", and their half-life.
     pub popular_days: u32,
     pub half_life_days: u32,
@@ -74,12 +76,24 @@ impl Default for Config {
             min_support: 5,
             neighbors: 50,
             epsilon: None,
+            mechanism: Mechanism::Threshold,
             popular_days: 30,
             half_life_days: 7,
             trending_days: 7,
             weights: Weights::default(),
         }
     }
+}
+
+/// How a noisy release hides one person (see [`release`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mechanism {
+    /// Laplace noise on the pairs that occur, released only above a noisy threshold that hides
+    /// which pairs exist (pure ε on counts, a small fixed δ on the set of pairs).
+    Threshold,
+    /// Gaussian noise on every pair of a public domain of items (the catalogue), so no threshold
+    /// is needed; zCDP accounting, converted to (ε, δ) at this δ.
+    Gaussian { delta: f64 },
 }
 
 /// Milliseconds in a day, for day buckets.

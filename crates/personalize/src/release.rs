@@ -2,7 +2,8 @@
 //! only with support from at least k distinct people, popular and trending items only with that
 //! support too, and, when the brand asks for it, differential-privacy noise from OpenDP on every
 //! released count (discrete Laplace; pairs through OpenDP's noisy-threshold mechanism so the set of
-//! pairs released is itself private), with the ε and δ spent recorded on the release.
+//! pairs released is itself private), with the ε and δ spent recorded on the release. Or, with
+//! [`Mechanism::Gaussian`], Gaussian noise on every pair of the public catalogue (`gaussian`).
 
 use std::collections::HashMap as StdHashMap;
 
@@ -12,7 +13,11 @@ use opendp::measures::{Approximate, MaxDivergence};
 use opendp::metrics::{AbsoluteDistance, L1Distance, L01InfDistance};
 
 use crate::model::Aggregates;
-use crate::{Config, ItemIx, day_of};
+use crate::{Config, ItemIx, Mechanism, day_of};
+
+mod gaussian;
+
+pub use gaussian::{PAIR_FLOOR_SIGMAS, Part, Plan, epsilon_bound, epsilon_of};
 
 /// Why a release could not be made.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -23,7 +28,13 @@ pub enum ReleaseError {
     Noise(String),
     #[error("the noise scale would be {0:e}, above the {MAX_SCALE:e} a release can carry: ε is too small")]
     Scale(f64),
+    #[error("δ must be above 0 and at most {DELTA_MAX:e}, not {0:e}")]
+    Delta(f64),
 }
+
+/// The largest δ a Gaussian release may be asked for (the catalog's range is checked in
+/// `tactful_domain::bounds`; this is the library's own backstop).
+pub const DELTA_MAX: f64 = 1e-5;
 
 /// The largest noise scale a pair threshold is searched for: beyond it the release is noise only,
 /// and the search would run for minutes (forever as ε approaches 0).
@@ -35,11 +46,35 @@ impl From<opendp::error::Error> for ReleaseError {
     }
 }
 
-/// The privacy a release spent: (ε, δ)-differential privacy for one person's whole contribution.
+/// The privacy a release spent: (ε, δ)-differential privacy for one person's whole contribution
+/// (the unit of privacy is a person and all their events, whatever they did).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spent {
     pub epsilon: f64,
     pub delta: f64,
+    /// The mechanism, and for the Gaussian one its zCDP ρ (of which ε and δ are the conversion).
+    pub mechanism: Mechanism,
+    pub rho: Option<f64>,
+}
+
+impl Spent {
+    fn threshold() -> Spent {
+        Spent { epsilon: 0.0, delta: 0.0, mechanism: Mechanism::Threshold, rho: None }
+    }
+
+    /// The guarantee in words, as the release records it.
+    pub fn guarantee(&self) -> String {
+        let how = match (self.mechanism, self.rho) {
+            (Mechanism::Gaussian { .. }, Some(rho)) => {
+                format!("Gaussian noise on every pair of catalogue items, {rho:.4}-zCDP")
+            }
+            _ => "Laplace noise, pairs above a noisy threshold".to_owned(),
+        };
+        format!(
+            "({:.3}, {:e})-differential privacy for one person and all their events ({how})",
+            self.epsilon, self.delta
+        )
+    }
 }
 
 /// A released model: neighbours per item, popular and trending lists, each best first.
@@ -78,11 +113,29 @@ impl Release {
         }
     }
 
-    /// Releases everything from the aggregates as of `now`.
+    /// Releases everything from the aggregates as of `now`, over the items they hold a slot for.
+    /// A Gaussian release needs a public domain of items: the server releases with
+    /// [`Release::full_over`] and its catalogue, never with this.
     pub fn full(aggregates: &Aggregates, config: &Config, now: i64) -> Result<Release, ReleaseError> {
-        match config.epsilon {
-            None => Ok(Self::exact(aggregates, config, now)),
-            Some(epsilon) => Self::noisy(aggregates, config, epsilon, now),
+        let slots: Vec<ItemIx> = (0..aggregates.len() as ItemIx).collect();
+        Self::full_over(aggregates, config, &slots, now)
+    }
+
+    /// Releases everything from the aggregates as of `now`. `items` is the public domain (the
+    /// catalogue's items that may be recommended): a Gaussian release puts noise on every pair of
+    /// them and never names an item outside it; the other releases do not need it.
+    pub fn full_over(
+        aggregates: &Aggregates,
+        config: &Config,
+        items: &[ItemIx],
+        now: i64,
+    ) -> Result<Release, ReleaseError> {
+        match (config.epsilon, config.mechanism) {
+            (None, _) => Ok(Self::exact(aggregates, config, now)),
+            (Some(epsilon), Mechanism::Threshold) => Self::noisy(aggregates, config, epsilon, now),
+            (Some(epsilon), Mechanism::Gaussian { delta }) => {
+                gaussian::release(aggregates, config, &Plan::new(epsilon, delta, config)?, items, now)
+            }
         }
     }
 
@@ -170,7 +223,7 @@ impl Release {
         // everyone without a history sees), the rest on supports and trends.
         let (eps_pairs, eps_support, eps_popular, eps_recent, eps_before) =
             (0.7 * epsilon, 0.05 * epsilon, 0.15 * epsilon, 0.05 * epsilon, 0.05 * epsilon);
-        let mut spent = Spent { epsilon: 0.0, delta: 0.0 };
+        let mut spent = Spent::threshold();
 
         // Item supports over every slot (the catalogue is public, so no key is revealed).
         let supports: Vec<i64> =
@@ -512,7 +565,7 @@ mod tests {
         let counts: StdHashMap<u64, i64> = (0..50).map(|key| (key, 40)).collect();
         for epsilon in [1e-300, 1e-12, 1e-9, 1.99e-5, 2e-5, 0.007, 1.0, f64::MAX] {
             let started = std::time::Instant::now();
-            let mut spent = Spent { epsilon: 0.0, delta: 0.0 };
+            let mut spent = Spent::threshold();
             let result = noisy_threshold(counts.clone(), 20_000, epsilon, 5, &mut spent);
             let took = started.elapsed();
             assert!(took < std::time::Duration::from_millis(500), "ε = {epsilon:e}: {took:?}");

@@ -18,7 +18,7 @@ use tactful_domain::policy::Reason;
 use tactful_personalize::model::{Aggregates, Contribution};
 use tactful_personalize::recommend::{self, Ask, Catalogue, Filter, ItemInfo, Reason as Why, Recommendation};
 use tactful_personalize::release::Release;
-use tactful_personalize::{Config, ItemIx, Touch, Weights};
+use tactful_personalize::{Config, ItemIx, Mechanism, Touch, Weights};
 use tactful_store::FamilyKeys;
 use tactful_store::{ItemRecord, Result, Store, StoreError, SubjectState, seal_context};
 use tactful_vault::Vault;
@@ -142,6 +142,9 @@ impl Personalization {
             min_support: settings.min_support,
             neighbors: settings.neighbors as usize,
             epsilon: settings.epsilon,
+            mechanism: settings
+                .gaussian_delta
+                .map_or(Mechanism::Threshold, |delta| Mechanism::Gaussian { delta }),
             popular_days: settings.popular_days,
             half_life_days: settings.half_life_days,
             trending_days: settings.trending_days,
@@ -368,11 +371,18 @@ impl Personalization {
     async fn release_within(&self, store: &dyn Store, now: i64) -> Result<Result<(), crate::work::Late>> {
         let deadline = self.limits.work();
         // Computed on the blocking pool from a copy of the aggregates, so the model keeps serving.
-        let (aggregates, config, limits) =
-            (self.read().aggregates.clone(), self.config.clone(), self.limits.clone());
+        // The public domain of a Gaussian release: the catalogue's items that may be recommended.
+        let (aggregates, domain, config, limits) = {
+            let model = self.read();
+            let catalogue = &model.catalogue;
+            let domain: Vec<ItemIx> = (0..catalogue.len() as ItemIx)
+                .filter(|i| catalogue.info(*i).known && !catalogue.info(*i).sensitive)
+                .collect();
+            (model.aggregates.clone(), domain, self.config.clone(), self.limits.clone())
+        };
         let release = match crate::work::blocking(deadline, move || {
             limits.probe("release");
-            Release::full(&aggregates, &config, now)
+            Release::full_over(&aggregates, &config, &domain, now)
         })
         .await
         {

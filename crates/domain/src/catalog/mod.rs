@@ -433,6 +433,8 @@ pub struct Personalization {
     pub neighbors: u32,
     /// Differential privacy on released counts: ε spent per release.
     pub epsilon: Option<f64>,
+    /// With ε, `mechanism = "gaussian"`: its δ (Gaussian noise over every catalogue pair); none: the noisy threshold.
+    pub gaussian_delta: Option<f64>,
     /// How often a noisy release is made (each spends ε).
     pub release_minutes: u32,
     pub popular_days: u32,

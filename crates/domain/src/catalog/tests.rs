@@ -519,6 +519,31 @@ fn a_budget_below_the_floor_or_too_many_rows_per_person_is_pointed_at() {
 }
 
 #[test]
+fn a_gaussian_release_is_chosen_with_a_delta_in_range() {
+    let base = format!(
+        "{MINIMAL}\n[purposes.\"personalize.content\"]\nname = \"R\"\ndescription = \"D\"\nbenefit = \"B\"\n[personalization]\nepsilon = 1\n"
+    );
+    let delta_of = |extra: &str| {
+        let catalog =
+            Catalog::parse(&format!("{base}{extra}")).unwrap_or_else(|e| panic!("{}", e.render("test")));
+        catalog.personalization().unwrap().gaussian_delta
+    };
+    assert_eq!(delta_of(""), None, "the noisy threshold unless the catalog says otherwise");
+    assert_eq!(delta_of("mechanism = \"threshold\"\n"), None);
+    assert_eq!(delta_of("mechanism = \"gaussian\"\n"), Some(1e-7), "δ defaults to 1e-7");
+    assert_eq!(delta_of("mechanism = \"gaussian\"\ndelta = 1e-9\n"), Some(1e-9));
+    // The section starts on line 23, so `mechanism` is on line 25 and `delta` on line 26.
+    let found = problems(&format!("{base}mechanism = \"gaussian\"\ndelta = 0.001\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0, found[0].1), (26, 9), "{found:?}");
+    assert!(found[0].2.contains("delta must be 1e-12 to 1e-5, not 0.001"), "{found:?}");
+    check(&format!("{base}mechanism = \"laplace\"\n"), 25, "\"gaussian\" or \"threshold\"");
+    check(&format!("{base}delta = 1e-8\n"), 25, "delta is the δ of mechanism = \"gaussian\"");
+    let without_epsilon = format!("{base}mechanism = \"gaussian\"\n").replace("epsilon = 1\n", "");
+    check(&without_epsilon, 24, "it needs epsilon");
+}
+
+#[test]
 fn the_iab_section_names_known_numbers_and_declared_purposes() {
     let good = format!(
         "{MINIMAL}\n[iab]\nvendor_id = 755\n[iab.tcf_purposes]\n1 = [\"essential.service\"]\n\

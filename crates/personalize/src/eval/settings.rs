@@ -1,7 +1,10 @@
 //! The models an evaluation compares: the rows of the published table, and the served model beside
 //! its baseline for a brand's console.
 
-use crate::Config;
+use crate::{Config, Mechanism};
+
+/// The δ of the Gaussian rows (the catalog's default).
+pub const DELTA: f64 = 1e-7;
 
 /// How a row ranks the catalogue for a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,11 @@ impl Setting {
     pub fn private(&self) -> bool {
         self.config.min_support > 1 || self.config.epsilon.is_some()
     }
+
+    /// Whether the noise (if any) is Gaussian over the catalogue's pairs.
+    pub fn gaussian(&self) -> bool {
+        self.config.epsilon.is_some() && matches!(self.config.mechanism, Mechanism::Gaussian { .. })
+    }
 }
 
 /// The rows of the evaluation, in order.
@@ -43,6 +51,19 @@ pub fn settings() -> Vec<Setting> {
         model: "item-to-item",
         setting: format!("k={k}, DP ε={epsilon}, cap {cap}"),
         config: Config { epsilon: Some(epsilon), cap, ..defaults.clone() },
+        ranker: Ranker::Personal,
+    };
+    // Over the catalogue's pairs the noise grows with the cap only (the L2 sensitivity is
+    // √C(cap, 2)) while the signal grows with its square, so a larger cap pays.
+    let gaussian = |epsilon: f64, cap: usize| Setting {
+        model: "item-to-item",
+        setting: format!("k={k}, Gaussian ε={epsilon} δ={DELTA:e}, cap {cap}"),
+        config: Config {
+            epsilon: Some(epsilon),
+            mechanism: Mechanism::Gaussian { delta: DELTA },
+            cap,
+            ..defaults.clone()
+        },
         ranker: Ranker::Personal,
     };
     vec![
@@ -74,6 +95,8 @@ pub fn settings() -> Vec<Setting> {
         noisy(1.0, defaults.cap),
         noisy(4.0, 5),
         noisy(1.0, 5),
+        gaussian(4.0, defaults.cap),
+        gaussian(1.0, defaults.cap),
     ]
 }
 

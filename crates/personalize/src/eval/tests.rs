@@ -4,7 +4,7 @@
 use super::*;
 use crate::generate::{Spec, generate};
 use crate::recommend::ItemInfo;
-use crate::{Interaction, ItemIx, PersonIx};
+use crate::{Config, Interaction, ItemIx, PersonIx};
 
 fn stopped() -> Duration {
     Duration::ZERO
@@ -75,8 +75,10 @@ fn sampling_is_seeded_and_bounded() {
 #[test]
 fn item_to_item_beats_popularity_on_planted_clusters() {
     let spec = Spec { people: 3_000, items: 400, interactions: 60_000, clusters: 8, ..Spec::default() };
-    let report =
-        evaluate(&generate(&spec), &Options { users: 1_000, ..Options::default() }, &stopped).unwrap();
+    // The Gaussian rows (noise on every pair of the catalogue) are measured in the next test.
+    let threshold_only = settings().into_iter().filter(|s| !s.gaussian()).collect();
+    let options = Options { users: 1_000, ..Options::default() };
+    let report = evaluate_settings(&generate(&spec), &options, threshold_only, &stopped).unwrap();
     let popularity = report.row("popularity", false, None).unwrap().metrics;
     let most_popular = report.row("most popular", false, None).unwrap().metrics;
     let item_to_item = report.row("item-to-item", false, None).unwrap().metrics;
@@ -112,4 +114,28 @@ fn item_to_item_beats_popularity_on_planted_clusters() {
 fn nobody_to_evaluate_is_an_error() {
     let data = dataset(3, &[(0, touch(0, 1, 1)), (1, touch(1, 1, 1))]);
     assert_eq!(evaluate(&data, &Options::default(), &stopped).unwrap_err(), EvalError::NoOneToEvaluate);
+}
+
+#[test]
+fn over_the_catalogues_pairs_the_gaussian_release_keeps_more_than_the_noisy_threshold() {
+    // Many light customers: 2,000 people, about 25 items each, three taste clusters.
+    let spec = Spec { people: 2_000, items: 120, clusters: 3, items_per_person: Some(25), ..Spec::default() };
+    let keep = |s: &Setting| {
+        s.model == "item-to-item" && (s.config.epsilon == Some(1.0) || s.config.min_support == 1)
+    };
+    let chosen: Vec<Setting> = settings().into_iter().filter(keep).collect();
+    assert_eq!(chosen.iter().filter(|s| s.gaussian()).count(), 1, "{chosen:?}");
+    let options = Options { users: 500, ..Options::default() };
+    let report = evaluate_settings(&generate(&spec), &options, chosen, &stopped).unwrap();
+    let gaussian = report.noisy_row(true, 1.0, Config::default().cap).unwrap();
+    let threshold = report.rows.iter().filter(|r| r.setting.private() && !r.setting.gaussian());
+    let best_threshold = threshold.map(|r| report.kept(r)).fold(0.0, f64::max);
+    assert!(
+        report.kept(gaussian) > best_threshold + 0.1,
+        "Gaussian keeps {:.2} of the open HR, the threshold {best_threshold:.2}",
+        report.kept(gaussian)
+    );
+    assert!(report.kept(gaussian) >= 0.5, "{:?}", gaussian.metrics);
+    let spent = gaussian.spent.unwrap();
+    assert!((spent.epsilon - 1.0).abs() < 1e-5 && spent.delta == DELTA, "{spent:?}");
 }

@@ -652,6 +652,28 @@ async fn a_noisy_release_records_the_privacy_it_spent_in_the_audit_log() {
 }
 
 #[tokio::test]
+async fn a_gaussian_release_puts_noise_on_the_catalogues_pairs_and_names_only_its_items() {
+    let settings = "min_support = 3\nepsilon = 4.0\nmechanism = \"gaussian\"\ncap = 3";
+    let catalog = CATALOG.replace("min_support = 3", settings);
+    let catalog = Catalog::parse(&catalog).unwrap_or_else(|errors| panic!("{}", errors.render("test")));
+    let h = with_items(Harness::open(catalog, 64, None).await).await;
+    // "ghost" is seen in events but is not in the catalogue: it is outside the public domain.
+    for person in 0..40 {
+        h.views(&format!("p{person}"), &["boot", "sock", "ghost"], true).await;
+    }
+    h.learn().await;
+    let engine = h.state.personalization.clone().unwrap();
+    engine.release_whole(h.state.store.as_ref(), tactful_app::now_millis()).await.unwrap();
+    let info = engine.info_now();
+    assert_eq!(info.delta, Some(1e-7), "the catalog's default δ: {info:?}");
+    assert!(info.epsilon.is_some_and(|e| (e - 4.0).abs() < 1e-5), "{info:?}");
+    let key = h.key("personalization").await;
+    let similar = h.similar_ids(&key, "boot").await;
+    assert_eq!(similar.first(), Some(&("sock".to_owned(), "similar_to".to_owned())), "{similar:?}");
+    assert!(similar.iter().all(|(id, _)| id != "ghost"), "{similar:?}");
+}
+
+#[tokio::test]
 async fn a_consent_that_lapses_takes_the_person_out_of_the_model() {
     let clock = std::sync::Arc::new(tactful_app::ManualClock::at(tactful_app::now_millis()));
     let catalog = Catalog::parse(CATALOG).unwrap();

@@ -25,6 +25,8 @@ pub(super) struct RawPersonalization {
     cap: Option<S<u32>>,
     neighbors: Option<S<u32>>,
     epsilon: Option<S<f64>>,
+    mechanism: Option<S<String>>,
+    delta: Option<S<f64>>,
     release_minutes: Option<S<u32>>,
     popular_days: Option<S<u32>>,
     trending_days: Option<S<u32>>,
@@ -107,6 +109,7 @@ pub(super) fn check(
         }
         *e.get_ref()
     });
+    let gaussian_delta = mechanism(checker, &raw, epsilon.is_some());
     let popular_days = positive(checker, &raw.popular_days, 30, "popular_days");
     let trending_days = positive(checker, &raw.trending_days, 7, "trending_days");
     if let Some(v) = raw.trending_days.as_ref().filter(|_| trending_days >= popular_days) {
@@ -126,6 +129,7 @@ pub(super) fn check(
         cap,
         neighbors: positive(checker, &raw.neighbors, 50, "neighbors"),
         epsilon,
+        gaussian_delta,
         release_minutes: positive(checker, &raw.release_minutes, 60, "release_minutes"),
         popular_days,
         trending_days,
@@ -135,6 +139,38 @@ pub(super) fn check(
         channels,
         messages,
     })
+}
+
+/// How a noisy release hides one person: `mechanism = "threshold"` (the default: Laplace noise,
+/// pairs above a noisy threshold) or `"gaussian"` (Gaussian noise over every pair of catalogue
+/// items, at `delta`); the δ of the Gaussian one, if chosen.
+fn mechanism(checker: &mut Checker<'_>, raw: &RawPersonalization, noisy: bool) -> Option<f64> {
+    let gaussian = match &raw.mechanism {
+        None => false,
+        Some(m) if m.get_ref() == "gaussian" => true,
+        Some(m) if m.get_ref() == "threshold" => false,
+        Some(m) => {
+            checker.at(
+                m.span(),
+                format!("mechanism must be \"gaussian\" or \"threshold\", not {:?}", m.get_ref()),
+            );
+            false
+        }
+    };
+    if let Some(m) = raw.mechanism.as_ref().filter(|_| !noisy) {
+        checker.at(m.span(), "mechanism chooses how noise is added: it needs epsilon");
+    }
+    if let Some(d) = &raw.delta {
+        if let Some(problem) = bounds::catalog_delta(*d.get_ref()) {
+            checker.at(d.span(), problem);
+        } else if !gaussian {
+            checker.at(
+                d.span(),
+                "delta is the δ of mechanism = \"gaussian\" (the threshold's is fixed at 1e-7)",
+            );
+        }
+    }
+    gaussian.then(|| raw.delta.as_ref().map_or(bounds::DELTA_DEFAULT, |d| *d.get_ref()))
 }
 
 /// The purpose recommendations serve; none when the catalog neither declares the section nor any
