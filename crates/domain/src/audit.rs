@@ -476,24 +476,23 @@ impl Verifier {
                 })
                 .collect()
         };
-        let checked: Vec<Vec<Checked>> = if page.len() <= chunk {
-            vec![check(page)]
-        } else {
-            std::thread::scope(|scope| {
-                let (first, others) = page.split_at(chunk);
-                let running: Vec<_> =
-                    others.chunks(chunk).map(|entries| scope.spawn(move || check(entries))).collect();
-                let mut checked = vec![check(first)];
-                // A thread only hashes and parses; should one panic, so does the verification
-                // (a report missing entries would be wrong).
-                checked.extend(
-                    running
-                        .into_iter()
-                        .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))),
-                );
-                checked
-            })
-        };
+        let checked: Vec<Vec<Checked>> =
+            if page.len() <= chunk {
+                vec![check(page)]
+            } else {
+                std::thread::scope(|scope| {
+                    let (first, others) = page.split_at(chunk);
+                    let running: Vec<_> =
+                        others.chunks(chunk).map(|entries| scope.spawn(move || check(entries))).collect();
+                    let mut checked = vec![check(first)];
+                    // A thread only hashes and parses; should one panic, so does the verification
+                    // (a report missing entries would be wrong).
+                    checked.extend(running.into_iter().map(|thread| {
+                        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    }));
+                    checked
+                })
+            };
         for (entry, checked) in page.iter().zip(checked.into_iter().flatten()) {
             let (seq, _, _) = parts(entry);
             self.fold(seq, checked);

@@ -157,7 +157,12 @@ fn an_unnumbered_entry_gets_the_text_of_the_entry_at_its_position() {
             withheld: vec![Withheld { category: "user.name".into(), reason: "\"quoted\"".into(), count: 2 }],
             decision: ReadDecision::Partial,
         },
-        AuditEvent::Retention { events_deleted: 1, events_trimmed: 2, profile_values_deleted: 3, legal_holds_deleted: 4 },
+        AuditEvent::Retention {
+            events_deleted: 1,
+            events_trimmed: 2,
+            profile_values_deleted: 3,
+            legal_holds_deleted: 4,
+        },
     ];
     for event in events {
         for seq in [1, 9, 10, 12_345, u64::MAX] {
@@ -169,7 +174,11 @@ fn an_unnumbered_entry_gets_the_text_of_the_entry_at_its_position() {
 }
 
 /// Verifies in chunks of `chunk` entries, each on its own thread.
-fn verify_in_chunks(entries: &[(u64, String, Hash)], checkpoints: &[(u64, Hash, String)], chunk: usize) -> Report {
+fn verify_in_chunks(
+    entries: &[(u64, String, Hash)],
+    checkpoints: &[(u64, Hash, String)],
+    chunk: usize,
+) -> Report {
     let mut verifier = Verifier::new(checkpoints.to_vec());
     verifier.entries_in_chunks(entries, |(seq, text, leaf)| (*seq, text.as_str(), leaf), chunk);
     verifier.finish()
@@ -198,7 +207,10 @@ fn checking_in_parallel_chunks_gives_the_same_root_and_finds_tampering_in_any_ch
         let other = if index == 0 { 1 } else { index - 1 };
         moved[index] = (seq, entries[other].1.clone(), entries[other].2);
         let report = verify_in_chunks(&moved, &checkpoints, 100);
-        assert!(report.problems.contains(&Problem::Moved { seq, records: other as u64 + 1 }), "entry {seq} moved");
+        assert!(
+            report.problems.contains(&Problem::Moved { seq, records: other as u64 + 1 }),
+            "entry {seq} moved"
+        );
         let mut removed = entries.clone();
         removed.remove(index);
         if index < 999 {
