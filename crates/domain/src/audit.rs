@@ -213,6 +213,51 @@ impl AuditEntry {
     }
 }
 
+/// An entry serialized before its position is known, so the costly part of appending (the JSON) can
+/// be done by the caller while the log's single appender only writes the position in front of it.
+/// [`Unnumbered::text`] is byte for byte [`AuditEntry::to_text`] of the same entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unnumbered {
+    at: i64,
+    kind: &'static str,
+    subject: Option<String>,
+    /// The entry's JSON after its `{"seq":N` opening.
+    rest: String,
+}
+
+/// How every entry's JSON opens when its position is zero: `seq` is always its first field.
+const UNNUMBERED_OPENING: &str = "{\"seq\":0";
+
+impl Unnumbered {
+    pub fn new(at: i64, event: AuditEvent) -> Unnumbered {
+        let (kind, subject) = (event.kind(), event.subject().map(str::to_owned));
+        let text = AuditEntry { seq: 0, at, event }.to_text();
+        let rest = text.strip_prefix(UNNUMBERED_OPENING).map(str::to_owned).unwrap_or_default();
+        Unnumbered { at, kind, subject, rest }
+    }
+
+    /// The entry's text at position `seq`, what its leaf hash covers.
+    pub fn text(&self, seq: u64) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(28 + self.rest.len());
+        let _ = write!(text, "{{\"seq\":{seq}");
+        text.push_str(&self.rest);
+        text
+    }
+
+    pub fn at(&self) -> i64 {
+        self.at
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+}
+
 /// What a checkpoint signature covers, kept apart from every other signature of the brand.
 pub const CHECKPOINT_CONTEXT: &str = "tactful-audit-checkpoint-v1";
 
@@ -359,6 +404,29 @@ struct Position {
     seq: u64,
 }
 
+/// An entry's position, text and recorded leaf hash, as [`Verifier::entries`] reads them.
+pub type EntryParts<'a> = (u64, &'a str, &'a Hash);
+
+/// Fewer entries than this are not worth a thread of their own.
+const MIN_CHUNK: usize = 2_048;
+
+/// What can be learned of one entry on its own: its leaf hash, and (if that matches the recorded
+/// one) the position its text records (`Err` if the text is not an entry).
+struct Checked {
+    leaf: Hash,
+    /// `None` when the leaf does not match the recorded hash: the entry was altered.
+    position: Option<Result<u64, ()>>,
+}
+
+impl Checked {
+    fn of(text: &str, recorded_leaf: &Hash) -> Checked {
+        let leaf = AuditEntry::leaf(text);
+        let position = (&leaf == recorded_leaf)
+            .then(|| serde_json::from_str::<Position>(text).map(|position| position.seq).map_err(|_| ()));
+        Checked { leaf, position }
+    }
+}
+
 impl Verifier {
     pub fn new(mut checkpoints: Vec<(u64, Hash, String)>) -> Verifier {
         checkpoints.sort_by_key(|(size, _, _)| *size);
@@ -379,20 +447,69 @@ impl Verifier {
 
     /// The next stored entry: its position, text and recorded leaf hash.
     pub fn entry(&mut self, seq: u64, text: &str, recorded_leaf: &Hash) {
+        let checked = Checked::of(text, recorded_leaf);
+        self.fold(seq, checked);
+    }
+
+    /// The next stored entries, in order: the same as [`Verifier::entry`] on each, but their leaves
+    /// are hashed and their texts read on every core at once (in contiguous chunks), and only the
+    /// Merkle tree and the checkpoints are then followed one entry after another.
+    pub fn entries<'a, T: Sync>(&mut self, page: &'a [T], parts: impl Fn(&'a T) -> EntryParts<'a> + Sync) {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        self.entries_in_chunks(page, parts, page.len().div_ceil(threads).max(MIN_CHUNK));
+    }
+
+    /// [`Verifier::entries`] with `chunk` entries per thread.
+    fn entries_in_chunks<'a, T: Sync>(
+        &mut self,
+        page: &'a [T],
+        parts: impl Fn(&'a T) -> EntryParts<'a> + Sync,
+        chunk: usize,
+    ) {
+        let chunk = chunk.max(1);
+        let check = |entries: &'a [T]| -> Vec<Checked> {
+            entries
+                .iter()
+                .map(|entry| {
+                    let (_, text, leaf) = parts(entry);
+                    Checked::of(text, leaf)
+                })
+                .collect()
+        };
+        let checked: Vec<Vec<Checked>> =
+            if page.len() <= chunk {
+                vec![check(page)]
+            } else {
+                std::thread::scope(|scope| {
+                    let (first, others) = page.split_at(chunk);
+                    let running: Vec<_> =
+                        others.chunks(chunk).map(|entries| scope.spawn(move || check(entries))).collect();
+                    let mut checked = vec![check(first)];
+                    // A thread only hashes and parses; should one panic, so does the verification
+                    // (a report missing entries would be wrong).
+                    checked.extend(running.into_iter().map(|thread| {
+                        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    }));
+                    checked
+                })
+            };
+        for (entry, checked) in page.iter().zip(checked.into_iter().flatten()) {
+            let (seq, _, _) = parts(entry);
+            self.fold(seq, checked);
+        }
+    }
+
+    /// Takes an entry already checked on its own into the tree, in log order.
+    fn fold(&mut self, seq: u64, checked: Checked) {
         if seq > self.next_seq {
             self.problems.push(Problem::Missing { from: self.next_seq, to: seq - 1 });
         }
-        let leaf = AuditEntry::leaf(text);
-        if &leaf != recorded_leaf {
-            self.problems.push(Problem::Altered { seq });
-        } else {
-            match serde_json::from_str::<Position>(text) {
-                Ok(position) if position.seq == seq => {}
-                Ok(position) => self.problems.push(Problem::Moved { seq, records: position.seq }),
-                Err(_) => self.problems.push(Problem::Altered { seq }),
-            }
+        match checked.position {
+            Some(Ok(position)) if position == seq => {}
+            Some(Ok(position)) => self.problems.push(Problem::Moved { seq, records: position }),
+            Some(Err(())) | None => self.problems.push(Problem::Altered { seq }),
         }
-        self.frontier.push(leaf);
+        self.frontier.push(checked.leaf);
         self.next_seq = self.next_seq.max(seq + 1);
         self.compare_checkpoints();
     }

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use tactful_domain::audit::{CHECKPOINT_CONTEXT, Checkpoint, Problem, Report, Verifier};
 use tactful_vault::PublicKey;
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// Entries read per page while verifying.
 const PAGE: u32 = 20_000;
@@ -43,14 +43,17 @@ pub async fn verify(store: &dyn Store, trusted: &[PublicKey], kept: Vec<KeptChec
     for problem in bad {
         verifier.reject(problem);
     }
-    let mut after = 0;
-    loop {
-        let page = store.audit_entries(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for entry in &page {
-            verifier.entry(entry.seq, &entry.text, &entry.leaf);
-        }
+    // Each page is checked on every core while the next one is read.
+    let mut page = store.audit_entries(0, PAGE).await?;
+    while let Some(last) = page.last() {
+        let after = last.seq;
+        let checking = tokio::task::spawn_blocking(move || {
+            verifier.entries(&page, |entry| (entry.seq, entry.text.as_str(), &entry.leaf));
+            verifier
+        });
+        let (next, checked) = tokio::join!(store.audit_entries(after, PAGE), checking);
+        verifier = checked.map_err(|error| StoreError::Internal(format!("verification stopped: {error}")))?;
+        page = next?;
     }
     Ok(verifier.finish())
 }

@@ -8,6 +8,7 @@
 //! transaction that writes them.
 
 pub mod audit;
+mod audit_queue;
 pub mod backup;
 pub mod erasures;
 mod event;

@@ -228,7 +228,12 @@ async fn appends(
     println!("  {:<52}{:>10.2} µs", "batches of 100 entries", batched_us);
     println!("  {:<52}{:>10.2} µs", "reference: serialize and hash the entry only", hashing_us);
     println!("  {:<52}{:>10.2} µs", "reference: one durable SQLite commit, same disk", commit_us);
-    println!("  target: under 10 µs amortized");
+    // Each caller waits for its own entry's commit, so no schedule does better than every commit
+    // shared by all the callers at once.
+    let floor_us = commit_us / callers as f64;
+    println!("  {:<52}{:>10.2} µs", format!("floor: that commit shared by {callers} callers"), floor_us);
+    println!("  {:<52}{:>10.2}", "ratio one entry per call / floor", single_us / floor_us);
+    println!("  target: under 5 µs amortized with 64 callers");
     println!();
     Ok(())
 }
@@ -294,6 +299,6 @@ async fn verification(
     );
     println!("  {:<52}{:>10.2} s", "reference: read the same entries from the store", reading.as_secs_f64());
     println!("  {:<52}{:>10.2}", "ratio verify / reference", verifying.as_secs_f64() / reading.as_secs_f64());
-    println!("  target: under 2 s for 1,000,000 entries");
+    println!("  target: under 1 s for 1,000,000 entries");
     Ok(())
 }

@@ -143,3 +143,79 @@ fn insights_entries_written_before_refusals_were_recorded_read_and_write_back_un
     assert!(text.ends_with(r#""epsilon":"0","outcome":"refused: budget_exhausted"}"#), "{text}");
     assert_eq!(serde_json::from_str::<AuditEntry>(&text).unwrap(), refused);
 }
+
+#[test]
+fn an_unnumbered_entry_gets_the_text_of_the_entry_at_its_position() {
+    let events = [
+        AuditEvent::KeyRevoked { key: "key_1".into() },
+        AuditEvent::Read {
+            actor: "key_a".into(),
+            role: "marketing".into(),
+            purpose: "marketing.email".into(),
+            subject: "p_1".into(),
+            returned: vec!["user.contact.email".into()],
+            withheld: vec![Withheld { category: "user.name".into(), reason: "\"quoted\"".into(), count: 2 }],
+            decision: ReadDecision::Partial,
+        },
+        AuditEvent::Retention {
+            events_deleted: 1,
+            events_trimmed: 2,
+            profile_values_deleted: 3,
+            legal_holds_deleted: 4,
+        },
+    ];
+    for event in events {
+        for seq in [1, 9, 10, 12_345, u64::MAX] {
+            let unnumbered = Unnumbered::new(-7, event.clone());
+            assert_eq!(unnumbered.text(seq), AuditEntry { seq, at: -7, event: event.clone() }.to_text());
+            assert_eq!((unnumbered.kind(), unnumbered.subject()), (event.kind(), event.subject()));
+        }
+    }
+}
+
+/// Verifies in chunks of `chunk` entries, each on its own thread.
+fn verify_in_chunks(
+    entries: &[(u64, String, Hash)],
+    checkpoints: &[(u64, Hash, String)],
+    chunk: usize,
+) -> Report {
+    let mut verifier = Verifier::new(checkpoints.to_vec());
+    verifier.entries_in_chunks(entries, |(seq, text, leaf)| (*seq, text.as_str(), leaf), chunk);
+    verifier.finish()
+}
+
+#[test]
+fn checking_in_parallel_chunks_gives_the_same_root_and_finds_tampering_in_any_chunk() {
+    let (entries, checkpoints) = log(1_000);
+    let whole = verify(&entries, &checkpoints);
+    assert!(whole.ok());
+    for chunk in [1, 7, 100, 333, 1_000, 5_000] {
+        assert_eq!(verify_in_chunks(&entries, &checkpoints, chunk), whole, "chunks of {chunk}");
+    }
+    let mut verifier = Verifier::new(checkpoints.clone());
+    verifier.entries(&entries, |(seq, text, leaf)| (*seq, text.as_str(), leaf));
+    assert_eq!(verifier.finish(), whole);
+    // Chunks of 100: the first, a middle and the last one, at their edges and inside.
+    for index in [0, 99, 100, 455, 899, 900, 999] {
+        let seq = index as u64 + 1;
+        let mut altered = entries.clone();
+        altered[index].1 = altered[index].1.replace(&format!("key_{seq}\""), "key_x\"");
+        let report = verify_in_chunks(&altered, &checkpoints, 100);
+        assert_eq!(report.first_bad_entry(), Some(seq), "entry {seq} altered");
+        assert!(report.problems.contains(&Problem::Altered { seq }), "entry {seq}: {:?}", report.problems);
+        let mut moved = entries.clone();
+        let other = if index == 0 { 1 } else { index - 1 };
+        moved[index] = (seq, entries[other].1.clone(), entries[other].2);
+        let report = verify_in_chunks(&moved, &checkpoints, 100);
+        assert!(
+            report.problems.contains(&Problem::Moved { seq, records: other as u64 + 1 }),
+            "entry {seq} moved"
+        );
+        let mut removed = entries.clone();
+        removed.remove(index);
+        if index < 999 {
+            let report = verify_in_chunks(&removed, &checkpoints, 100);
+            assert_eq!(report.problems[0], Problem::Missing { from: seq, to: seq }, "entry {seq} removed");
+        }
+    }
+}

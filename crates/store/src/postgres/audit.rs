@@ -1,17 +1,20 @@
 //! The audit log on PostgreSQL. Appends from every instance serialize on the `counters` row of the
 //! log, locked until the appending transaction ends, which keeps positions gapless and the Merkle
 //! frontier consistent; every transaction appends to the log last, so that lock is never held while
-//! waiting for another.
+//! waiting for another. Within an instance, concurrent callers' appends share one transaction.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
-use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint};
+use sqlx::{PgConnection, PgPool, Row};
+use tactful_domain::audit::{AuditEntry, AuditEvent, CHECKPOINT_CONTEXT, Checkpoint, Unnumbered};
 use tactful_domain::encoding::hex;
 use tactful_domain::merkle::Frontier;
 use tactful_vault::Vault;
 
 use super::PostgresStore;
+use crate::audit_queue::{AuditQueue, Waiting, answer_all, answered};
 use crate::{AuditStore, Result, StoreError, StoredAuditEntry};
 
 /// The log's head, locked for the rest of the transaction.
@@ -40,31 +43,40 @@ pub(super) async fn append_audit(
     events: &[AuditEvent],
     at: i64,
 ) -> Result<Vec<u64>> {
-    if events.is_empty() {
+    let entries: Vec<Unnumbered> = events.iter().map(|event| Unnumbered::new(at, event.clone())).collect();
+    append_unnumbered(conn, &entries).await
+}
+
+/// Appends entries already serialized (by their callers) within the caller's transaction, in one
+/// statement. Call it last in the transaction.
+async fn append_unnumbered<'a>(
+    conn: &mut PgConnection,
+    entries: impl IntoIterator<Item = &'a Unnumbered> + Clone,
+) -> Result<Vec<u64>> {
+    if entries.clone().into_iter().next().is_none() {
         return Ok(Vec::new());
     }
     let (mut size, mut frontier) = lock_head(conn).await?;
-    let mut seqs = Vec::with_capacity(events.len());
-    let mut texts = Vec::with_capacity(events.len());
-    let mut leaves = Vec::with_capacity(events.len());
-    for event in events {
+    let (mut seqs, mut ats, mut kinds, mut subjects, mut texts, mut leaves) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
         size += 1;
-        let text = AuditEntry { seq: size, at, event: event.clone() }.to_text();
+        let text = entry.text(size);
         let leaf = AuditEntry::leaf(&text);
         frontier.push(leaf);
         seqs.push(i64::try_from(size).unwrap_or(i64::MAX));
+        ats.push(entry.at());
+        kinds.push(entry.kind());
+        subjects.push(entry.subject());
         texts.push(text);
         leaves.push(leaf.to_vec());
     }
-    let kinds: Vec<&str> = events.iter().map(AuditEvent::kind).collect();
-    let subjects: Vec<Option<&str>> = events.iter().map(AuditEvent::subject).collect();
     sqlx::query(
         "INSERT INTO audit_log (seq, at, kind, subject, entry, leaf)
-         SELECT seq, $2, kind, subject, entry, leaf
-         FROM UNNEST($1::int8[], $3::text[], $4::text[], $5::text[], $6::bytea[]) AS t(seq, kind, subject, entry, leaf)",
+         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
     )
     .bind(&seqs)
-    .bind(at)
+    .bind(&ats)
     .bind(&kinds)
     .bind(&subjects)
     .bind(&texts)
@@ -80,6 +92,63 @@ pub(super) async fn append_audit(
         .execute(&mut *conn)
         .await?;
     Ok(seqs.into_iter().map(|seq| u64::try_from(seq).unwrap_or(0)).collect())
+}
+
+/// Commits callers' entries in one transaction. Should appending fail, the transaction is dropped
+/// (rolled back) and each caller's entries are committed on their own, so one caller's failure is
+/// that caller's alone. A failed `COMMIT` is everyone's: whether it took effect is unknown, and a
+/// retry could write entries twice.
+async fn commit_batch(pool: &PgPool, waiting: &[Waiting]) -> Vec<Result<Vec<u64>>> {
+    let everyone = || waiting.iter().flat_map(|caller| &caller.entries);
+    let appended = async {
+        let mut tx = pool.begin().await?;
+        let positions = append_unnumbered(&mut tx, everyone()).await?;
+        Ok::<_, StoreError>((tx, positions))
+    }
+    .await;
+    match appended {
+        Ok((tx, positions)) => match tx.commit().await {
+            Ok(()) => {
+                let mut positions = positions.into_iter();
+                waiting
+                    .iter()
+                    .map(|caller| Ok(positions.by_ref().take(caller.entries.len()).collect()))
+                    .collect()
+            }
+            Err(error) => {
+                let message = error.to_string();
+                waiting.iter().map(|_| Err(StoreError::Unavailable(message.clone()))).collect()
+            }
+        },
+        Err(_) if waiting.len() > 1 => {
+            let mut results = Vec::with_capacity(waiting.len());
+            for caller in waiting {
+                results.push(commit_one(pool, &caller.entries).await);
+            }
+            results
+        }
+        Err(error) => vec![Err(error)],
+    }
+}
+
+async fn commit_one(pool: &PgPool, entries: &[Unnumbered]) -> Result<Vec<u64>> {
+    let mut tx = pool.begin().await?;
+    let positions = append_unnumbered(&mut tx, entries).await?;
+    tx.commit().await?;
+    Ok(positions)
+}
+
+/// Commits whatever callers are queued, round after round, until nobody is waiting. Callers who
+/// arrive during a commit wait for the next round, which takes them all at once.
+async fn drain(pool: PgPool, queue: Arc<AuditQueue>) {
+    loop {
+        let waiting = queue.take_or_disarm();
+        if waiting.is_empty() {
+            return;
+        }
+        let results = commit_batch(&pool, &waiting).await;
+        answer_all(waiting, results);
+    }
 }
 
 fn to_audit(row: &PgRow) -> Result<StoredAuditEntry> {
@@ -186,11 +255,19 @@ pub(super) async fn audit_checkpoint(
 
 #[async_trait]
 impl AuditStore for PostgresStore {
+    /// Queued with every other caller's entries; one task commits them together (see [`drain`]),
+    /// and each caller is answered once that commit is done.
     async fn audit_append(&self, events: Vec<AuditEvent>, at: i64) -> Result<Vec<u64>> {
-        let mut tx = self.pool.begin().await?;
-        let positions = append_audit(&mut tx, &events, at).await?;
-        tx.commit().await?;
-        Ok(positions)
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = events.into_iter().map(|event| Unnumbered::new(at, event)).collect();
+        let (answer, start) = self.audit_queue.push(entries);
+        if start {
+            // A task of its own, so a caller that stops waiting does not stop the commit of others.
+            tokio::spawn(drain(self.pool.clone(), self.audit_queue.clone()));
+        }
+        answered(answer).await
     }
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<StoredAuditEntry>> {

@@ -55,6 +55,8 @@ pub struct PostgresStore {
     pool: PgPool,
     vault: Arc<Vault>,
     keys: ingest::KeyCache,
+    /// Audit appends waiting to be committed together.
+    audit_queue: Arc<crate::audit_queue::AuditQueue>,
 }
 
 /// Classifies a database error: what a retry can fix, what means the database is away, and bugs.
@@ -156,7 +158,15 @@ impl PostgresStore {
             tracing::warn!(reapplied, "erased again people a restored database still held");
         }
         tracing::info!(database = %place, pool = options.pool_size, "connected to PostgreSQL");
-        Ok((PostgresStore { pool, vault: vault.clone(), keys: ingest::KeyCache::default() }, vault))
+        Ok((
+            PostgresStore {
+                pool,
+                vault: vault.clone(),
+                keys: ingest::KeyCache::default(),
+                audit_queue: Arc::default(),
+            },
+            vault,
+        ))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
     /// Dropping this stops the checkpointer.
     _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Audit appends waiting for the writer's next group commit.
+    audit_queue: Arc<crate::audit_queue::AuditQueue>,
 }
 
 impl SqliteStore {
@@ -95,6 +97,7 @@ impl SqliteStore {
             writer: job_tx,
             readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }),
             _checkpointer: stop_tx,
+            audit_queue: Arc::default(),
         };
         Ok((store, vault))
     }

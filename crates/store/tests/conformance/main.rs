@@ -30,6 +30,7 @@ macro_rules! conformance {
 
 mod access;
 mod analytics;
+mod audit;
 mod backups;
 mod claims;
 mod consent;
