@@ -11,6 +11,7 @@ mod credentials;
 mod deliveries;
 mod erasures;
 mod forward;
+mod group;
 mod ingest;
 mod limits;
 mod model;
@@ -49,12 +50,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_erasure_journal.sql"),
     include_str!("migrations/0013_consent_strings.sql"),
     include_str!("migrations/0014_forwarding.sql"),
+    include_str!("migrations/0015_narrow_arrival_index.sql"),
 ];
 
 pub struct PostgresStore {
     pool: PgPool,
     vault: Arc<Vault>,
-    keys: ingest::KeyCache,
+    keys: Arc<ingest::KeyCache>,
+    groups: group::Groups,
 }
 
 /// Classifies a database error: what a retry can fix, what means the database is away, and bugs.
@@ -91,6 +94,11 @@ fn describe(options: &PgConnectOptions) -> String {
 }
 
 impl PostgresStore {
+    /// What writing a batch of events needs.
+    fn writer(&self) -> ingest::Writer {
+        ingest::Writer { pool: self.pool.clone(), vault: self.vault.clone(), keys: self.keys.clone() }
+    }
+
     /// Connects (retrying with backoff while the database is unreachable, up to
     /// `options.connect_for`), migrates, and opens the vault.
     pub async fn open(
@@ -156,7 +164,7 @@ impl PostgresStore {
             tracing::warn!(reapplied, "erased again people a restored database still held");
         }
         tracing::info!(database = %place, pool = options.pool_size, "connected to PostgreSQL");
-        Ok((PostgresStore { pool, vault: vault.clone(), keys: ingest::KeyCache::default() }, vault))
+        Ok((PostgresStore { pool, vault: vault.clone(), keys: Arc::default(), groups: group::Groups::default() }, vault))
     }
 }
 
