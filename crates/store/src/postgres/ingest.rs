@@ -154,11 +154,7 @@ fn conflict_on_missing_subject(error: sqlx::Error) -> StoreError {
     super::pg(error)
 }
 
-async fn try_ingest(
-    store: &Writer,
-    policy: &Policy,
-    events: &[IngestEvent],
-) -> Result<Vec<IngestOutcome>> {
+async fn try_ingest(store: &Writer, policy: &Policy, events: &[IngestEvent]) -> Result<Vec<IngestOutcome>> {
     let mut tx = store.pool.begin().await?;
 
     // One round trip reads which events are already stored, which identifiers are suppressed, and

@@ -164,7 +164,15 @@ impl PostgresStore {
             tracing::warn!(reapplied, "erased again people a restored database still held");
         }
         tracing::info!(database = %place, pool = options.pool_size, "connected to PostgreSQL");
-        Ok((PostgresStore { pool, vault: vault.clone(), keys: Arc::default(), groups: group::Groups::default() }, vault))
+        Ok((
+            PostgresStore {
+                pool,
+                vault: vault.clone(),
+                keys: Arc::default(),
+                groups: group::Groups::default(),
+            },
+            vault,
+        ))
     }
 }
 
