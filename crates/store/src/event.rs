@@ -93,6 +93,7 @@ impl IngestEvent {
             received_at,
             identities,
             alias_previous,
+            encoded: serde_json::to_vec(&minimized.record).unwrap_or_default(),
             record: minimized.record,
             kept: minimized.kept,
             profile: minimized.profile,

@@ -40,6 +40,9 @@ pub struct IngestEvent {
     /// What minimization kept, shaped like the message. The subject's consent may withhold more
     /// of it before it is sealed.
     pub record: serde_json::Map<String, serde_json::Value>,
+    /// `record` as JSON, encoded once where the event is built (the request's thread), so that
+    /// resolving a batch only seals it; re-encoded there only when consent withholds part of it.
+    pub encoded: Vec<u8>,
     /// Declared properties present in `record`.
     pub kept: Vec<PropertyId>,
     /// Profile values to set (identify traits).

@@ -708,18 +708,21 @@ impl State<'_> {
         for Stored { index, subject, withheld } in stored {
             let event = &events[index];
             let key = self.key(&subject)?;
+            let withholding;
             let record = if withheld.is_empty() {
-                serde_json::to_vec(&event.record)
+                event.encoded.as_slice()
             } else {
                 let mut record = event.record.clone();
                 minimize::withhold(&catalog, &mut record, &withheld);
-                serde_json::to_vec(&record)
-            }
-            .map_err(|error| crate::StoreError::Internal(format!("cannot encode a record: {error}")))?;
+                withholding = serde_json::to_vec(&record).map_err(|error| {
+                    crate::StoreError::Internal(format!("cannot encode a record: {error}"))
+                })?;
+                withholding.as_slice()
+            };
             let sealed = key.seal(
                 seal_context::EVENT,
                 &seal_context::event(&subject, &event.source, &event.dedupe),
-                &record,
+                record,
             );
             for (property, value) in &event.profile {
                 if withheld.contains(property) {

@@ -266,6 +266,12 @@ pub async fn forward(args: ForwardArgs) -> anyhow::Result<()> {
             analytics.delivered, analytics.failures
         );
     }
+    super::record(
+        &format!("forwarding at {}/s offered, p99 lag", args.rate),
+        format!("{:.2} s", percentile(&lags, 0.99) / 1000.0),
+        format!("{:.0} events/s taken", acknowledged as f64 / offered_for.as_secs_f64()),
+        "< 2 s",
+    );
     anyhow::ensure!(
         forwarded >= acknowledged,
         "only {forwarded} of {acknowledged} acknowledged events were forwarded"

@@ -258,7 +258,11 @@ async fn store_ceiling(dir: &std::path::Path, args: &IngestArgs) -> anyhow::Resu
     }
     let figures = figures(started.elapsed().as_secs_f64(), latencies, acknowledged.load(Ordering::Relaxed));
     let stored = app.store.stats().await?.events - before;
-    anyhow::ensure!(stored >= figures.acknowledged, "{} events acknowledged but only {stored} stored", figures.acknowledged);
+    anyhow::ensure!(
+        stored >= figures.acknowledged,
+        "{} events acknowledged but only {stored} stored",
+        figures.acknowledged
+    );
     Ok(figures)
 }
 
@@ -403,6 +407,22 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             .map(|(instances, figures)| format!(", {} on PostgreSQL x{instances}", figures.acknowledged))
             .collect::<String>()
     );
+    super::record(
+        "ingestion, SQLite, events/s",
+        format!("{:.0}", sqlite.events_per_second),
+        reference.as_ref().map_or_else(String::new, |reference| {
+            format!("{:.2} of parse-only", sqlite.events_per_second / reference.events_per_second)
+        }),
+        "≥ 100k (≥ 0.25)",
+    );
+    for (instances, figures) in &postgres {
+        super::record(
+            &format!("ingestion, PostgreSQL ×{instances}, events/s"),
+            format!("{:.0}", figures.events_per_second),
+            String::new(),
+            if *instances == 1 { "≥ 50k" } else { "" },
+        );
+    }
     if let (Some(before), Some(after)) = (memory_before, memory_after) {
         println!(
             "Memory (whole process, resident): {before:.0} MB before the SQLite run, {after:.0} MB after."

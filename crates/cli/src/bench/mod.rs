@@ -6,6 +6,7 @@ pub mod forward;
 pub mod ingest;
 pub mod insights;
 pub mod personalize;
+pub mod quick;
 pub mod requests;
 pub mod serving;
 pub mod sign_in;
@@ -15,6 +16,7 @@ pub use forward::{ForwardArgs, forward};
 pub use ingest::{IngestArgs, ingest};
 pub use insights::{InsightsArgs, insights};
 pub use personalize::{PersonalizeArgs, personalize};
+pub use quick::quick;
 pub use requests::{RequestsArgs, requests};
 pub use serving::{ServingArgs, serving};
 pub use sign_in::{SignInArgs, sign_in};
@@ -23,7 +25,9 @@ pub use sign_in::{SignInArgs, sign_in};
 /// the temporary directory): every figure that waits for a commit moves with it.
 pub fn print_fsync_probe() {
     match fsync_probe() {
-        Ok(median) => println!("fsync probe: {:.3} ms per durable 4 KiB write (median of 200)", median * 1000.0),
+        Ok(median) => {
+            println!("fsync probe: {:.3} ms per durable 4 KiB write (median of 200)", median * 1000.0)
+        }
         Err(error) => println!("fsync probe: failed ({error})"),
     }
 }

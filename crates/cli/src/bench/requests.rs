@@ -157,17 +157,31 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     let row = |name: &str, value: f64| println!("  {name:<56}{value:>10.2} ms");
+    let (shred, commit, hold) = (median(shred_ms), median(commit_ms), median(hold_ms));
+    let (export, html, read) = (median(export_ms), median(html_ms), median(read_ms));
     println!();
     println!("Erasure");
-    row("shred: keys destroyed, identifiers and profile gone", median(shred_ms));
-    row("reference: one durable write through the store", median(commit_ms));
-    row("(before it) legal-hold pass over every event", median(hold_ms));
+    row("shred: keys destroyed, identifiers and profile gone", shred);
+    row("reference: one durable write through the store", commit);
+    row("(before it) legal-hold pass over every event", hold);
     println!("  target: unreadable in under 10 ms, whatever the number of events");
     println!();
     println!("Access and export");
-    row("JSON package, streamed to the end", median(export_ms.clone()));
-    row("HTML page, streamed to the end", median(html_ms));
-    row("reference: the same rows read back, not opened", median(read_ms));
+    row("JSON package, streamed to the end", export);
+    row("HTML page, streamed to the end", html);
+    row("reference: the same rows read back, not opened", read);
     println!("  target: under 200 ms for 10,000 events");
+    super::record(
+        "erasure: unreadable",
+        format!("{shred:.2} ms"),
+        format!("{commit:.2} ms one write"),
+        "< 10 ms",
+    );
+    super::record(
+        &format!("access package, {} events", args.events),
+        format!("{export:.1} ms"),
+        format!("{read:.1} ms reading"),
+        "< 200 ms per 10k",
+    );
     Ok(())
 }

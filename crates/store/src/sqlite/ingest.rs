@@ -259,7 +259,13 @@ fn merge(writer: &mut Writer, from: &str, into: &str) -> Result<()> {
 #[async_trait]
 impl IngestStore for SqliteStore {
     async fn ingest(&self, events: Vec<IngestEvent>, policy: Arc<Policy>) -> Result<Vec<IngestOutcome>> {
-        self.write(move |writer| ingest(writer, &policy, &events)).await
+        // The caller holds the last reference, so the events (many small JSON values) are freed on
+        // its thread once answered, not on the writer thread every other write waits for.
+        let events = Arc::new(events);
+        let shared = events.clone();
+        let outcomes = self.write(move |writer| ingest(writer, &policy, &shared)).await;
+        drop(events);
+        outcomes
     }
 
     async fn drop_counts(&self) -> Result<Vec<DropCount>> {

@@ -69,7 +69,12 @@ where
     }
 
     fn finish(self: Box<Self>, committed: Result<()>) {
-        let result = match (self.result, committed) {
+        let WriteJob { work, result, reply } = *self;
+        // What the work captured is released here, before the caller is answered: a caller that
+        // keeps its own reference to large inputs (a batch of events) frees them on its thread,
+        // not on the writer's.
+        drop(work);
+        let result = match (result, committed) {
             (Some(Err(error)), _) => Err(error),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (_, Err(error)) => Err(error),
@@ -77,7 +82,7 @@ where
                 Err(StoreError::Internal("a write failed unexpectedly; see the server log".into()))
             }
         };
-        let _ = self.reply.send(result);
+        let _ = reply.send(result);
     }
 }
 
@@ -147,7 +152,11 @@ impl Writer {
     /// Drops the caches if another connection committed since this writer last looked (the
     /// embedded store is meant for one process, but a second handle must not be misled).
     fn forget_if_changed_elsewhere(&mut self) {
-        let version: i64 = self.conn.query_row("PRAGMA data_version", [], |row| row.get(0)).unwrap_or(-1);
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .unwrap_or(-1);
         if version != self.data_version {
             self.forget();
             self.data_version = version;
