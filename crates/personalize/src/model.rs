@@ -50,7 +50,9 @@ impl Contribution {
             touches[*slot] = interaction.touch;
             *slot += 1;
         }
-        parallel::map(people, |p| Contribution::from_touches(touches[offsets[p]..offsets[p + 1]].iter().copied()))
+        parallel::map(people, |p| {
+            Contribution::from_touches(touches[offsets[p]..offsets[p + 1]].iter().copied())
+        })
     }
 
     /// Every distinct item, strongest first.
@@ -263,25 +265,21 @@ impl Aggregates {
     }
 }
 
-/// People's shared items, packed: person `p`'s are `items[starts[p]..starts[p + 1]]`.
+/// People's shared items with their weights, packed: person `p`'s are
+/// `items[starts[p]..starts[p + 1]]`.
 struct People {
     starts: Vec<usize>,
-    items: Vec<ItemIx>,
-    weights: Vec<u8>,
+    items: Vec<(ItemIx, u8)>,
 }
 
 impl People {
     fn new(shared: &[&[Touch]]) -> People {
         let total = shared.iter().map(|s| s.len()).sum();
-        let mut people = People {
-            starts: Vec::with_capacity(shared.len() + 1),
-            items: Vec::with_capacity(total),
-            weights: Vec::with_capacity(total),
-        };
+        let mut people =
+            People { starts: Vec::with_capacity(shared.len() + 1), items: Vec::with_capacity(total) };
         people.starts.push(0);
         for touches in shared {
-            people.items.extend(touches.iter().map(|t| t.item));
-            people.weights.extend(touches.iter().map(|t| t.weight));
+            people.items.extend(touches.iter().map(|t| (t.item, t.weight)));
             people.starts.push(people.items.len());
         }
         people
@@ -307,7 +305,8 @@ impl Holders {
             starts[a + 1] += starts[a];
         }
         let total = starts[slots];
-        let mut holders = Holders { starts, person: vec![0; total], weight: vec![0; total], day: vec![0; total] };
+        let mut holders =
+            Holders { starts, person: vec![0; total], weight: vec![0; total], day: vec![0; total] };
         let mut next = holders.starts.clone();
         for (p, touches) in shared.iter().enumerate() {
             for touch in *touches {
@@ -322,6 +321,9 @@ impl Holders {
     }
 }
 
+/// Holders whose lists are fetched together.
+const GROUP: usize = 16;
+
 /// One thread's dense counters for an item's row of pair sums, and the items they hold.
 struct Row {
     support: Vec<u32>,
@@ -331,7 +333,12 @@ struct Row {
 
 impl Row {
     /// Item `a`'s sums and its pairs with every item a holder of it also lent.
-    fn gather(&mut self, a: ItemIx, people: &People, holders: &Holders) -> (ItemAgg, HashMap<ItemIx, PairAgg>) {
+    fn gather(
+        &mut self,
+        a: ItemIx,
+        people: &People,
+        holders: &Holders,
+    ) -> (ItemAgg, HashMap<ItemIx, PairAgg>) {
         let range = holders.starts[a as usize]..holders.starts[a as usize + 1];
         let mut item = ItemAgg::default();
         for k in range.clone() {
@@ -343,20 +350,33 @@ impl Row {
                 *by_day = by_day.saturating_add(weight);
             }
         }
-        for k in range {
-            let p = holders.person[k] as usize;
-            let lent = holders.weight[k];
-            let (start, end) = (people.starts[p], people.starts[p + 1]);
-            for (&b, &weight) in people.items[start..end].iter().zip(&people.weights[start..end]) {
-                let support = &mut self.support[b as usize];
-                if *support == 0 {
-                    self.seen.push(b);
+        // Holders are far apart in memory: each group's lists are located, then first touched, all
+        // at once, so their cache misses overlap instead of following one another.
+        let mut warm = 0u32;
+        for (persons, lent) in
+            holders.person[range.clone()].chunks(GROUP).zip(holders.weight[range].chunks(GROUP))
+        {
+            let mut spans = [(0usize, 0usize); GROUP];
+            for (span, &p) in spans.iter_mut().zip(persons) {
+                *span = (people.starts[p as usize], people.starts[p as usize + 1]);
+            }
+            let spans = &spans[..persons.len()];
+            for &(start, _) in spans {
+                warm ^= people.items.get(start).map_or(0, |(b, _)| *b);
+            }
+            for (&(start, end), &lent) in spans.iter().zip(lent) {
+                for &(b, weight) in &people.items[start..end] {
+                    let support = &mut self.support[b as usize];
+                    if *support == 0 {
+                        self.seen.push(b);
+                    }
+                    *support = support.saturating_add(1);
+                    let sum = &mut self.weight[b as usize];
+                    *sum = sum.saturating_add(u32::from(lent.min(weight)));
                 }
-                *support = support.saturating_add(1);
-                let sum = &mut self.weight[b as usize];
-                *sum = sum.saturating_add(u32::from(lent.min(weight)));
             }
         }
+        std::hint::black_box(warm);
         // The item itself was counted with every holder: not a pair.
         let mut pairs = HashMap::with_capacity(self.seen.len().saturating_sub(1));
         for &b in &self.seen {

@@ -44,7 +44,10 @@ pub fn map_with<S, T: Send>(
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
     });
     blocks.sort_unstable_by_key(|(start, _)| *start);
     let mut out = Vec::with_capacity(n);
