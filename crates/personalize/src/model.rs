@@ -323,6 +323,8 @@ impl Holders {
 
 /// Holders whose lists are fetched together.
 const GROUP: usize = 16;
+/// Entries of a person's list in a 64-byte cache line.
+const LINE: usize = 64 / std::mem::size_of::<(ItemIx, u8)>();
 
 /// One thread's dense counters for an item's row of pair sums, and the items they hold.
 struct Row {
@@ -350,8 +352,9 @@ impl Row {
                 *by_day = by_day.saturating_add(weight);
             }
         }
-        // Holders are far apart in memory: each group's lists are located, then first touched, all
-        // at once, so their cache misses overlap instead of following one another.
+        // Holders are far apart in memory: each group's lists are located, then touched line by
+        // line, all at once, so their cache misses overlap instead of following one another.
+        let Row { support, weight: sums, seen } = self;
         let mut warm = 0u32;
         for (persons, lent) in
             holders.person[range.clone()].chunks(GROUP).zip(holders.weight[range].chunks(GROUP))
@@ -361,17 +364,19 @@ impl Row {
                 *span = (people.starts[p as usize], people.starts[p as usize + 1]);
             }
             let spans = &spans[..persons.len()];
-            for &(start, _) in spans {
-                warm ^= people.items.get(start).map_or(0, |(b, _)| *b);
+            for &(start, end) in spans {
+                for line in (start..end).step_by(LINE) {
+                    warm ^= people.items[line].0;
+                }
             }
             for (&(start, end), &lent) in spans.iter().zip(lent) {
                 for &(b, weight) in &people.items[start..end] {
-                    let support = &mut self.support[b as usize];
-                    if *support == 0 {
-                        self.seen.push(b);
+                    let count = &mut support[b as usize];
+                    if *count == 0 {
+                        seen.push(b);
                     }
-                    *support = support.saturating_add(1);
-                    let sum = &mut self.weight[b as usize];
+                    *count = count.saturating_add(1);
+                    let sum = &mut sums[b as usize];
                     *sum = sum.saturating_add(u32::from(lent.min(weight)));
                 }
             }
