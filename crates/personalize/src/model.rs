@@ -129,7 +129,7 @@ impl Aggregates {
             contributions.into_iter().map(|c| c.shared(cap)).filter(|s| !s.is_empty()).collect();
         let slots = shared.iter().flat_map(|s| s.iter()).map(|t| t.item as usize + 1).max().unwrap_or(0);
         let people = People::new(&shared);
-        let holders = Holders::new(&shared, slots);
+        let holders = Holders::new(&shared, &people, slots);
         let rows = parallel::map_with(
             slots,
             || Row { support: vec![0; slots], weight: vec![0; slots], seen: Vec::new() },
@@ -287,16 +287,17 @@ impl People {
 }
 
 /// Who lent each item (the transpose of [`People`]): item `a`'s holders are at
-/// `starts[a]..starts[a + 1]`, each with the weight and the day they lent it.
+/// `starts[a]..starts[a + 1]`, each as where their list is in [`People`] (so reaching it costs no
+/// second lookup), with the weight and the day they lent the item.
 struct Holders {
     starts: Vec<usize>,
-    person: Vec<u32>,
+    list: Vec<(usize, usize)>,
     weight: Vec<u8>,
     day: Vec<u32>,
 }
 
 impl Holders {
-    fn new(shared: &[&[Touch]], slots: usize) -> Holders {
+    fn new(shared: &[&[Touch]], people: &People, slots: usize) -> Holders {
         let mut starts = vec![0usize; slots + 1];
         for touch in shared.iter().flat_map(|s| s.iter()) {
             starts[touch.item as usize + 1] += 1;
@@ -306,12 +307,12 @@ impl Holders {
         }
         let total = starts[slots];
         let mut holders =
-            Holders { starts, person: vec![0; total], weight: vec![0; total], day: vec![0; total] };
+            Holders { starts, list: vec![(0, 0); total], weight: vec![0; total], day: vec![0; total] };
         let mut next = holders.starts.clone();
         for (p, touches) in shared.iter().enumerate() {
             for touch in *touches {
                 let slot = &mut next[touch.item as usize];
-                holders.person[*slot] = p as u32;
+                holders.list[*slot] = (people.starts[p], people.starts[p + 1]);
                 holders.weight[*slot] = touch.weight;
                 holders.day[*slot] = day_of(touch.at);
                 *slot += 1;
@@ -352,18 +353,13 @@ impl Row {
                 *by_day = by_day.saturating_add(weight);
             }
         }
-        // Holders are far apart in memory: each group's lists are located, then touched line by
-        // line, all at once, so their cache misses overlap instead of following one another.
+        // Holders' lists are far apart in memory: each group's are touched line by line, all at
+        // once, so their cache misses overlap instead of following one another.
         let Row { support, weight: sums, seen } = self;
         let mut warm = 0u32;
-        for (persons, lent) in
-            holders.person[range.clone()].chunks(GROUP).zip(holders.weight[range].chunks(GROUP))
+        for (spans, lent) in
+            holders.list[range.clone()].chunks(GROUP).zip(holders.weight[range].chunks(GROUP))
         {
-            let mut spans = [(0usize, 0usize); GROUP];
-            for (span, &p) in spans.iter_mut().zip(persons) {
-                *span = (people.starts[p as usize], people.starts[p as usize + 1]);
-            }
-            let spans = &spans[..persons.len()];
             for &(start, end) in spans {
                 for line in (start..end).step_by(LINE) {
                     warm ^= people.items[line].0;
