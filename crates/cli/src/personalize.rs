@@ -245,7 +245,7 @@ fn read_items(path: &Path) -> anyhow::Result<Vec<ItemInfo>> {
 }
 
 /// Reads a CSV file record by record.
-fn read_csv(path: &Path, catalogue: Option<&Path>) -> anyhow::Result<Dataset> {
+pub(crate) fn read_csv(path: &Path, catalogue: Option<&Path>) -> anyhow::Result<Dataset> {
     let mut reader = match catalogue {
         Some(catalogue) => CsvReader::with_items(read_items(catalogue)?),
         None => CsvReader::new(),

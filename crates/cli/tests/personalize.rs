@@ -1,5 +1,5 @@
-//! `tactful generate` and `tactful eval` as a user runs them: files written, read back, the table
-//! printed, and a bad CSV named by file and line.
+//! `tactful generate`, `tactful eval` and `bench personalize --csv` as a user runs them: files written,
+//! read back, the table printed, a bad CSV named by file and line, and training timed on a CSV.
 
 use std::process::Command;
 
@@ -122,4 +122,48 @@ fn planted_light_customers_are_generated_and_the_gaussian_release_is_reported_be
 
     let (ok, _, stderr) = run(&["eval", "--items", "10", "--items-per-person", "11"]);
     assert!(!ok && stderr.contains("--items-per-person must be between 1 and --items (10)"), "{stderr}");
+}
+
+#[test]
+fn the_benchmark_trains_on_a_csv_and_writes_what_it_learned_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("views.csv");
+    // Three people; the third had item a twice and eleven items in all.
+    let mut text = String::from("user,item,timestamp\nu1,a,1700000000\nu1,b,1700000001\nu2,a,1700000002\n");
+    text.push_str("u2,b,1700000003\nu3,a,1700000004\nu3,a,1700000005\n");
+    for item in 0..10 {
+        text.push_str(&format!("u3,x{item},{}\n", 1_700_000_010 + item));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let matrix = dir.path().join("matrix");
+    let (ok, stdout, stderr) = run(&[
+        "bench",
+        "personalize",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--requests",
+        "20",
+        "--runs",
+        "2",
+        "--matrix",
+        matrix.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("3 people, 12 items, 16 interactions"), "{stdout}");
+    assert!(stdout.contains("fastest of 2 runs"), "{stdout}");
+    let total = stdout.lines().find(|line| line.trim_start().starts_with("total")).expect("a total");
+    assert!(total.contains(" s "), "{total}");
+    let triples = |name: &str| -> Vec<[u32; 3]> {
+        let bytes = std::fs::read(matrix.join(name)).unwrap();
+        let words: Vec<u32> = bytes.chunks(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect();
+        words.chunks(3).map(|t| [t[0], t[1], t[2]]).collect()
+    };
+    // Every distinct pair once (u3's repeat of a folded), weight 1 for a view.
+    let every = triples("all.u32");
+    assert_eq!(every.len(), 15);
+    assert!(every.iter().all(|t| t[2] == 1));
+    // Within the cap (20 by default) everyone lends everything here.
+    assert_eq!(triples("shared.u32").len(), 15);
+    // No pair has k = 5 people: nothing released.
+    assert!(triples("neighbours.u32").is_empty());
 }

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod generate;
 pub mod lifecycle;
 pub mod model;
+mod parallel;
 pub mod recommend;
 pub mod release;
 

@@ -4,7 +4,7 @@
 
 use hashbrown::HashMap;
 
-use crate::{Config, ItemIx, Touch, day_of};
+use crate::{Config, Interaction, ItemIx, Touch, day_of, parallel};
 
 /// A person's distinct items (strongest signal and latest time per item), strongest first, then
 /// most recent: the first `cap` of them are what they lend to shared aggregates.
@@ -16,20 +16,43 @@ pub struct Contribution {
 impl Contribution {
     /// Folds touches (any order, repeats allowed) into one per item.
     pub fn from_touches(touches: impl IntoIterator<Item = Touch>) -> Contribution {
-        let mut by_item: HashMap<ItemIx, Touch> = HashMap::new();
-        for touch in touches {
-            by_item
-                .entry(touch.item)
-                .and_modify(|kept| {
-                    kept.weight = kept.weight.max(touch.weight);
-                    kept.at = kept.at.max(touch.at);
-                })
-                .or_insert(touch);
-        }
-        let mut touches: Vec<Touch> = by_item.into_values().collect();
+        let mut touches: Vec<Touch> = touches.into_iter().collect();
+        // Sorted by item, repeats are neighbours: folded in place, no hashing.
+        touches.sort_unstable_by_key(|t| t.item);
+        touches.dedup_by(|next, kept| {
+            let same = next.item == kept.item;
+            if same {
+                kept.weight = kept.weight.max(next.weight);
+                kept.at = kept.at.max(next.at);
+            }
+            same
+        });
         touches
             .sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
         Contribution { touches }
+    }
+
+    /// Everyone's contribution from interactions in any order (indexed by person; at least `people`
+    /// of them): grouped with a counting sort, then folded on every core.
+    pub fn by_person(interactions: &[Interaction], people: usize) -> Vec<Contribution> {
+        let people = interactions.iter().map(|i| i.person as usize + 1).max().unwrap_or(0).max(people);
+        let mut offsets = vec![0usize; people + 1];
+        for interaction in interactions {
+            offsets[interaction.person as usize + 1] += 1;
+        }
+        for p in 0..people {
+            offsets[p + 1] += offsets[p];
+        }
+        let mut next = offsets.clone();
+        let mut touches = vec![Touch { item: 0, weight: 0, at: 0 }; interactions.len()];
+        for interaction in interactions {
+            let slot = &mut next[interaction.person as usize];
+            touches[*slot] = interaction.touch;
+            *slot += 1;
+        }
+        parallel::map(people, |p| {
+            Contribution::from_touches(touches[offsets[p]..offsets[p + 1]].iter().copied())
+        })
     }
 
     /// Every distinct item, strongest first.
@@ -94,16 +117,27 @@ impl Aggregates {
         Aggregates { items: Vec::new(), pairs: Vec::new(), people: 0, cap: config.cap }
     }
 
-    /// Builds aggregates from everyone's contributions at once.
+    /// Builds aggregates from everyone's contributions at once: equal (`==`) to adding them one by
+    /// one, computed as a sparse product over compact arrays on every core (each item's row of pair
+    /// sums gathered in dense counters, no hashing until the row is stored).
     pub fn train<'a>(
         config: &Config,
         contributions: impl IntoIterator<Item = &'a Contribution>,
     ) -> Aggregates {
-        let mut aggregates = Aggregates::new(config);
-        for contribution in contributions {
-            aggregates.add(contribution);
-        }
-        aggregates
+        let cap = config.cap;
+        let shared: Vec<&[Touch]> =
+            contributions.into_iter().map(|c| c.shared(cap)).filter(|s| !s.is_empty()).collect();
+        let slots = shared.iter().flat_map(|s| s.iter()).map(|t| t.item as usize + 1).max().unwrap_or(0);
+        let people = People::new(&shared);
+        let holders = Holders::new(&shared, &people, slots);
+        let rows = parallel::map_with(
+            slots,
+            || Row { support: vec![0; slots], weight: vec![0; slots], seen: Vec::new() },
+            |row, a| row.gather(a as ItemIx, &people, &holders),
+        );
+        let (items, pairs) = rows.into_iter().unzip();
+        let people = u32::try_from(shared.len()).unwrap_or(u32::MAX);
+        Aggregates { items, pairs, people, cap }
     }
 
     /// Adds a person's contribution (empty ones count nobody).
@@ -231,6 +265,134 @@ impl Aggregates {
     }
 }
 
+/// People's shared items with their weights, packed: person `p`'s are
+/// `items[starts[p]..starts[p + 1]]`.
+struct People {
+    starts: Vec<usize>,
+    items: Vec<(ItemIx, u8)>,
+}
+
+impl People {
+    fn new(shared: &[&[Touch]]) -> People {
+        let total = shared.iter().map(|s| s.len()).sum();
+        let mut people =
+            People { starts: Vec::with_capacity(shared.len() + 1), items: Vec::with_capacity(total) };
+        people.starts.push(0);
+        for touches in shared {
+            people.items.extend(touches.iter().map(|t| (t.item, t.weight)));
+            people.starts.push(people.items.len());
+        }
+        people
+    }
+}
+
+/// Who lent each item (the transpose of [`People`]): item `a`'s holders are at
+/// `starts[a]..starts[a + 1]`, each as where their list is in [`People`] (so reaching it costs no
+/// second lookup), with the weight and the day they lent the item.
+struct Holders {
+    starts: Vec<usize>,
+    list: Vec<(usize, usize)>,
+    weight: Vec<u8>,
+    day: Vec<u32>,
+}
+
+impl Holders {
+    fn new(shared: &[&[Touch]], people: &People, slots: usize) -> Holders {
+        let mut starts = vec![0usize; slots + 1];
+        for touch in shared.iter().flat_map(|s| s.iter()) {
+            starts[touch.item as usize + 1] += 1;
+        }
+        for a in 0..slots {
+            starts[a + 1] += starts[a];
+        }
+        let total = starts[slots];
+        let mut holders =
+            Holders { starts, list: vec![(0, 0); total], weight: vec![0; total], day: vec![0; total] };
+        let mut next = holders.starts.clone();
+        for (p, touches) in shared.iter().enumerate() {
+            for touch in *touches {
+                let slot = &mut next[touch.item as usize];
+                holders.list[*slot] = (people.starts[p], people.starts[p + 1]);
+                holders.weight[*slot] = touch.weight;
+                holders.day[*slot] = day_of(touch.at);
+                *slot += 1;
+            }
+        }
+        holders
+    }
+}
+
+/// Holders whose lists are fetched together.
+const GROUP: usize = 16;
+/// Entries of a person's list in a 64-byte cache line.
+const LINE: usize = 64 / std::mem::size_of::<(ItemIx, u8)>();
+
+/// One thread's dense counters for an item's row of pair sums, and the items they hold.
+struct Row {
+    support: Vec<u32>,
+    weight: Vec<u32>,
+    seen: Vec<ItemIx>,
+}
+
+impl Row {
+    /// Item `a`'s sums and its pairs with every item a holder of it also lent.
+    fn gather(
+        &mut self,
+        a: ItemIx,
+        people: &People,
+        holders: &Holders,
+    ) -> (ItemAgg, HashMap<ItemIx, PairAgg>) {
+        let range = holders.starts[a as usize]..holders.starts[a as usize + 1];
+        let mut item = ItemAgg::default();
+        for k in range.clone() {
+            let weight = u32::from(holders.weight[k]);
+            item.support = item.support.saturating_add(1);
+            item.weight = item.weight.saturating_add(weight);
+            if weight > 0 {
+                let by_day = item.days.entry(holders.day[k]).or_default();
+                *by_day = by_day.saturating_add(weight);
+            }
+        }
+        // Holders' lists are far apart in memory: each group's are touched line by line, all at
+        // once, so their cache misses overlap instead of following one another.
+        let Row { support, weight: sums, seen } = self;
+        let mut warm = 0u32;
+        for (spans, lent) in
+            holders.list[range.clone()].chunks(GROUP).zip(holders.weight[range].chunks(GROUP))
+        {
+            for &(start, end) in spans {
+                for line in (start..end).step_by(LINE) {
+                    warm ^= people.items[line].0;
+                }
+            }
+            for (&(start, end), &lent) in spans.iter().zip(lent) {
+                for &(b, weight) in &people.items[start..end] {
+                    let count = &mut support[b as usize];
+                    if *count == 0 {
+                        seen.push(b);
+                    }
+                    *count = count.saturating_add(1);
+                    let sum = &mut sums[b as usize];
+                    *sum = sum.saturating_add(u32::from(lent.min(weight)));
+                }
+            }
+        }
+        std::hint::black_box(warm);
+        // The item itself was counted with every holder: not a pair.
+        let mut pairs = HashMap::with_capacity(self.seen.len().saturating_sub(1));
+        for &b in &self.seen {
+            let (support, weight) = (self.support[b as usize], self.weight[b as usize]);
+            self.support[b as usize] = 0;
+            self.weight[b as usize] = 0;
+            if b != a {
+                pairs.insert(b, PairAgg { support, weight });
+            }
+        }
+        self.seen.clear();
+        (item, pairs)
+    }
+}
+
 fn step(value: u32, by: u32, sign: Sign) -> u32 {
     match sign {
         Sign::Add => value.saturating_add(by),
@@ -270,6 +432,34 @@ mod tests {
         );
     }
 
+    /// At a shop's scale (rows spread over every core, repeats folded, people over the cap), the
+    /// bulk path still equals adding people one by one.
+    #[test]
+    fn training_a_shop_equals_adding_one_by_one() {
+        // A fixed linear congruential sequence: 3,000 people, 400 items, 30 touches each.
+        let mut state = 7u64;
+        let mut next = |below: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % below
+        };
+        let interactions: Vec<Interaction> = (0..3_000u32)
+            .flat_map(|person| (0..30).map(move |_| person))
+            .map(|person| Interaction {
+                person,
+                touch: touch(next(400) as ItemIx, 1 + next(3) as u8, (next(40) as i64) * crate::DAY_MS),
+            })
+            .collect();
+        let people = Contribution::by_person(&interactions, 3_000);
+        let config = Config::default();
+        let mut one_by_one = Aggregates::new(&config);
+        for person in &people {
+            one_by_one.add(person);
+        }
+        let trained = Aggregates::train(&config, &people);
+        assert!(trained.pair_count() > 10_000, "{} pairs", trained.pair_count());
+        assert_eq!(trained, one_by_one);
+    }
+
     fn contributions() -> impl Strategy<Value = Vec<Contribution>> {
         let touch = (0u32..12, 1u8..=3, 0i64..(40 * crate::DAY_MS)).prop_map(|(i, w, at)| touch(i, w, at));
         prop::collection::vec(prop::collection::vec(touch, 0..10).prop_map(Contribution::from_touches), 1..12)
@@ -286,6 +476,17 @@ mod tests {
             learned.remove(&people[who]);
             let never = Aggregates::train(&config, people.iter().enumerate().filter(|(i, _)| *i != who).map(|(_, c)| c));
             prop_assert_eq!(&learned, &never);
+        }
+
+        /// Training everyone at once gives the aggregates that adding them one by one gives.
+        #[test]
+        fn training_at_once_equals_adding_one_by_one(people in contributions(), cap in 1usize..6) {
+            let config = Config { cap, ..Config::default() };
+            let mut one_by_one = Aggregates::new(&config);
+            for person in &people {
+                one_by_one.add(person);
+            }
+            prop_assert_eq!(Aggregates::train(&config, &people), one_by_one);
         }
 
         /// Replacing a person's contribution equals training with the new one.

@@ -13,7 +13,7 @@ use opendp::measures::{Approximate, MaxDivergence};
 use opendp::metrics::{AbsoluteDistance, L1Distance, L01InfDistance};
 
 use crate::model::Aggregates;
-use crate::{Config, ItemIx, Mechanism, day_of};
+use crate::{Config, ItemIx, Mechanism, day_of, parallel};
 
 mod gaussian;
 
@@ -143,7 +143,7 @@ impl Release {
         let mut release = Release::empty(now);
         release.people = aggregates.people();
         release.neighbours =
-            (0..aggregates.len() as ItemIx).map(|a| exact_neighbours(aggregates, config, a)).collect();
+            parallel::map(aggregates.len(), |a| exact_neighbours(aggregates, config, a as ItemIx));
         release.rank_items(aggregates, config, now);
         release
     }
