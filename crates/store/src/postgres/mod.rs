@@ -11,7 +11,6 @@ mod credentials;
 mod deliveries;
 mod erasures;
 mod forward;
-mod group;
 mod ingest;
 mod limits;
 mod model;
@@ -50,14 +49,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_erasure_journal.sql"),
     include_str!("migrations/0013_consent_strings.sql"),
     include_str!("migrations/0014_forwarding.sql"),
-    include_str!("migrations/0015_narrow_arrival_index.sql"),
 ];
 
 pub struct PostgresStore {
     pool: PgPool,
     vault: Arc<Vault>,
-    keys: Arc<ingest::KeyCache>,
-    groups: group::Groups,
+    keys: ingest::KeyCache,
     /// Audit appends waiting to be committed together.
     audit_queue: Arc<crate::audit_queue::AuditQueue>,
 }
@@ -96,11 +93,6 @@ fn describe(options: &PgConnectOptions) -> String {
 }
 
 impl PostgresStore {
-    /// What writing a batch of events needs.
-    fn writer(&self) -> ingest::Writer {
-        ingest::Writer { pool: self.pool.clone(), vault: self.vault.clone(), keys: self.keys.clone() }
-    }
-
     /// Connects (retrying with backoff while the database is unreachable, up to
     /// `options.connect_for`), migrates, and opens the vault.
     pub async fn open(
@@ -170,8 +162,7 @@ impl PostgresStore {
             PostgresStore {
                 pool,
                 vault: vault.clone(),
-                keys: Arc::default(),
-                groups: group::Groups::default(),
+                keys: ingest::KeyCache::default(),
                 audit_queue: Arc::default(),
             },
             vault,

@@ -18,7 +18,6 @@ conformance!(
     counts_drops_across_batches,
     the_same_person_from_many_writers_is_one_subject,
     reopening_keeps_identifiers_findable_and_refuses_another_master_key,
-    batches_sent_at_once_are_each_answered_for_their_own_events,
 );
 
 async fn stores_sealed_data_and_reads_it_back(backend: Backend) {
@@ -228,40 +227,4 @@ async fn reopening_keeps_identifiers_findable_and_refuses_another_master_key(bac
         Err(other) => panic!("expected a master-key error, got {other}"),
         Ok(_) => panic!("another master key must be refused"),
     }
-}
-
-/// Many batches at once on one store (which may write them in one transaction): each is answered
-/// with the outcomes of its own events, in its own order, and a messageId sent by all is stored once.
-async fn batches_sent_at_once_are_each_answered_for_their_own_events(backend: Backend) {
-    let mut tasks = Vec::new();
-    for writer in 0..24 {
-        let store = backend.store.clone();
-        let user = format!("writer-{writer}");
-        let events = vec![
-            event(&format!("own-{writer}-1")).user(&user).build(&backend),
-            event("sent-by-all").user(&user).build(&backend),
-            event(&format!("own-{writer}-2")).user(&user).build(&backend),
-        ];
-        let policy = backend.policy.clone();
-        tasks.push(tokio::spawn(async move { (user, store.ingest(events, policy).await) }));
-    }
-    let mut shared_stored = 0;
-    for task in tasks {
-        let (user, outcomes) = task.await.unwrap();
-        let outcomes = outcomes.expect("every batch succeeds");
-        assert_eq!(outcomes.len(), 3, "{user}: {outcomes:?}");
-        let subject = subject_of(&backend, "user_id", &user).await.unwrap();
-        for own in [&outcomes[0], &outcomes[2]] {
-            assert_eq!(own, &IngestOutcome::Stored { subject: subject.clone() }, "{user}: {outcomes:?}");
-        }
-        match &outcomes[1] {
-            IngestOutcome::Stored { subject: stored } => {
-                assert_eq!(stored, &subject, "{user}: {outcomes:?}");
-                shared_stored += 1;
-            }
-            other => assert_eq!(other, &IngestOutcome::Duplicate, "{user}"),
-        }
-    }
-    assert_eq!(shared_stored, 1);
-    assert_eq!(backend.store.stats().await.unwrap().events, 24 * 2 + 1);
 }
