@@ -117,13 +117,7 @@ pub async fn drive(bases: &[String], args: &IngestArgs, run: &str) -> anyhow::Re
             anyhow::Ok(latencies)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let figures = figures(started.elapsed().as_secs_f64(), latencies, acknowledged.load(Ordering::Relaxed));
+    let figures = run_for(args.seconds, &stop, tasks, started, &acknowledged).await?;
     progress.finish_and_clear();
     Ok(figures)
 }
@@ -250,13 +244,7 @@ async fn store_ceiling(dir: &std::path::Path, args: &IngestArgs) -> anyhow::Resu
             anyhow::Ok(latencies)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let figures = figures(started.elapsed().as_secs_f64(), latencies, acknowledged.load(Ordering::Relaxed));
+    let figures = run_for(args.seconds, &stop, tasks, started, &acknowledged).await?;
     let stored = app.store.stats().await?.events - before;
     anyhow::ensure!(
         stored >= figures.acknowledged,
@@ -264,6 +252,26 @@ async fn store_ceiling(dir: &std::path::Path, args: &IngestArgs) -> anyhow::Resu
         figures.acknowledged
     );
     Ok(figures)
+}
+
+/// Callers each answering the latencies they saw, until `stop` is set.
+type Callers = Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>;
+
+/// Lets `tasks` run for `seconds`, stops them, and sums up what they saw since `started`.
+async fn run_for(
+    seconds: u64,
+    stop: &AtomicBool,
+    tasks: Callers,
+    started: Instant,
+    acknowledged: &AtomicU64,
+) -> anyhow::Result<Figures> {
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(figures(started.elapsed().as_secs_f64(), latencies, acknowledged.load(Ordering::Relaxed)))
 }
 
 /// Throughput and latency percentiles from what the callers saw.
