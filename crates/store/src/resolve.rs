@@ -555,19 +555,22 @@ impl State<'_> {
         let policy = self.policy;
         let catalog = self.catalog.clone();
         let known = self.known_of(subject)?;
-        let context = SubjectContext {
+        // The consent states are lent to the context and given back, not copied for every event.
+        let mut context = SubjectContext {
             jurisdiction: known.jurisdiction.as_deref().and_then(|key| catalog.jurisdiction_index(key)),
             minor: known.minor,
             restricted: known.restricted,
-            consents: known.consents.clone(),
+            consents: std::mem::take(&mut known.consents),
         };
         let consents = policy.consents(&context, now);
-        Ok(event
+        let withheld = event
             .kept
             .iter()
             .copied()
             .filter(|&property| policy.storable(&context, &consents, property).is_err())
-            .collect())
+            .collect();
+        known.consents = std::mem::take(&mut context.consents);
+        Ok(withheld)
     }
 
     fn key(&mut self, subject: &str) -> Result<Arc<SubjectKey>> {

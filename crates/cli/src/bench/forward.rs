@@ -291,6 +291,7 @@ async fn ab(args: &ForwardArgs, dir: &std::path::Path, receivers: &str) -> anyho
         clients: args.clients,
         batch: args.batch,
         skip_reference: true,
+        backfill: false,
         postgres: None,
     };
     println!();

@@ -31,20 +31,38 @@ pub struct IngestArgs {
     /// Skip the reference run (for profiling Tactful alone).
     #[arg(long)]
     pub skip_reference: bool,
+    /// Send the customers' histories as they were generated, spread over the 90 days before now
+    /// (an import of old events), instead of live traffic timestamped as it is sent.
+    #[arg(long)]
+    pub backfill: bool,
     /// Also measure PostgreSQL, with one and with two server instances, on a fresh database created
     /// (and dropped afterwards) on this server; the role needs CREATEDB.
     #[arg(long, env = "TACTFUL_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
 }
 
-/// Events prepared once as JSON text split around their messageId, so requests are cheap to build
-/// and every event sent is new.
+/// Events prepared once as JSON text split around their messageId (and, for live traffic, their
+/// timestamp), so requests are cheap to build and every event sent is new.
 struct Templates {
-    parts: Vec<(String, String)>,
+    parts: Vec<Template>,
 }
 
+/// One event's text: `before` the messageId, then `after` it; a live event's `after` is split again
+/// around its timestamp (`after`, timestamp, `rest`).
+struct Template {
+    before: String,
+    after: String,
+    rest: Option<String>,
+}
+
+const ID: &str = "@@ID@@";
+const TIMESTAMP: &str = "\"@@TS@@\"";
+
 impl Templates {
-    fn new() -> Templates {
+    /// Live traffic (`backfill` false) is what SDKs send: every event timestamped within a moment
+    /// of being sent, so it lands at the end of the store's time-ordered indexes. A backfill keeps
+    /// the generated histories' timestamps, up to 90 days old, which land anywhere in them.
+    fn new(backfill: bool) -> Templates {
         let products = shop::products();
         let now = tactful_app::now_millis();
         let mut parts = Vec::new();
@@ -52,29 +70,46 @@ impl Templates {
             for (channel, mut event) in shop::customer(&products, 7, index, now).events {
                 event["writeKey"] = json!(channel.write_key());
                 event["messageId"] = json!("@@ID@@");
-                let text = event.to_string();
-                if let Some((before, after)) = text.split_once("@@ID@@") {
-                    parts.push((before.to_owned(), after.to_owned()));
+                if !backfill {
+                    event["timestamp"] = json!("@@TS@@");
                 }
+                let text = event.to_string();
+                let Some((before, after)) = text.split_once(ID) else { continue };
+                let template = match after.split_once(TIMESTAMP) {
+                    Some((after, rest)) => Template {
+                        before: before.to_owned(),
+                        after: after.to_owned(),
+                        rest: Some(rest.to_owned()),
+                    },
+                    None => Template { before: before.to_owned(), after: after.to_owned(), rest: None },
+                };
+                parts.push(template);
             }
         }
         Templates { parts }
     }
 
-    /// A batch body of `size` events starting at template `start`, with fresh messageIds.
+    /// A batch body of `size` events starting at template `start`, with fresh messageIds; live
+    /// events are timestamped now, a millisecond apart.
     fn body(&self, run: &str, sequence: u64, start: usize, size: usize) -> Bytes {
+        let now = tactful_app::now_millis();
         let mut body = String::with_capacity(size * 700);
         body.push_str(r#"{"batch":["#);
         for offset in 0..size {
-            let (before, after) = &self.parts[(start + offset) % self.parts.len()];
+            let template = &self.parts[(start + offset) % self.parts.len()];
             if offset > 0 {
                 body.push(',');
             }
-            body.push_str(before);
+            body.push_str(&template.before);
             body.push_str(&format!("{run}-{sequence}-{offset}"));
-            body.push_str(after);
+            body.push_str(&template.after);
+            if let Some(rest) = &template.rest {
+                let at = now - i64::try_from(size - offset).unwrap_or(0);
+                body.push_str(&format!("\"{}\"", crate::demo::iso(at)));
+                body.push_str(rest);
+            }
         }
-        body.push_str(&format!(r#"],"sentAt":"{}"}}"#, crate::demo::iso(tactful_app::now_millis())));
+        body.push_str(&format!(r#"],"sentAt":"{}"}}"#, crate::demo::iso(now)));
         Bytes::from(body)
     }
 }
@@ -92,7 +127,7 @@ pub struct Figures {
 /// `seconds`.
 pub async fn drive(bases: &[String], args: &IngestArgs, run: &str) -> anyhow::Result<Figures> {
     let progress = crate::progress::spinner(&format!("driving {run}"), "");
-    let templates = Arc::new(Templates::new());
+    let templates = Arc::new(Templates::new(args.backfill));
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -197,7 +232,7 @@ async fn measure(
 async fn store_ceiling(dir: &std::path::Path, args: &IngestArgs) -> anyhow::Result<Figures> {
     let database = format!("sqlite:{}", dir.join("ceiling.db").display());
     let (_, app) = tactful_server(database, dir.join("master.key")).await?;
-    let templates = Templates::new();
+    let templates = Templates::new(args.backfill);
     let signals = tactful_app::ingest::RequestSignals {
         write_key: None,
         gpc: false,
@@ -335,7 +370,12 @@ fn resident_megabytes() -> Option<f64> {
 
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     println!(
-        "Ingestion benchmark: POST /v1/batch, {} events per request, {} concurrent clients, {} s per target, loopback, {} cores",
+        "Ingestion benchmark: POST /v1/batch, {}, {} events per request, {} concurrent clients, {} s per target, loopback, {} cores",
+        if args.backfill {
+            "a backfill (histories up to 90 days old)"
+        } else {
+            "live traffic (timestamped as sent)"
+        },
         args.batch,
         args.clients,
         args.seconds,
@@ -442,4 +482,32 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Templates;
+
+    fn timestamps(body: &[u8]) -> Vec<i64> {
+        let value: serde_json::Value = serde_json::from_slice(body).expect("a body is JSON");
+        value["batch"]
+            .as_array()
+            .expect("a batch")
+            .iter()
+            .map(|event| {
+                let text = event["timestamp"].as_str().expect("every event is timestamped");
+                tactful_domain::segment::parse_time(text).expect("an ISO 8601 time")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_traffic_is_timestamped_as_sent_and_a_backfill_keeps_its_history() {
+        let now = tactful_app::now_millis();
+        let live = timestamps(&Templates::new(false).body("t", 0, 0, 50));
+        assert_eq!(live.len(), 50);
+        assert!(live.iter().all(|&at| (now - 1_000..=now + 60_000).contains(&at)), "{live:?}");
+        let backfill = timestamps(&Templates::new(true).body("t", 0, 0, 50));
+        assert!(backfill.iter().any(|&at| at < now - 86_400_000), "{backfill:?}");
+    }
 }
