@@ -14,6 +14,11 @@ use crate::error::{AppError, ErrorCode};
 /// Finds the subject a reference names: `sub_…`, or `kind:value` (`email:ada@example.com`,
 /// `user_id:u-1`, `anonymous_id:…`, `phone:…`, a custom identity type). Returns its family root.
 pub async fn find(app: &App, reference: &str) -> Result<String, AppError> {
+    Ok(state_of(app, reference).await?.subject)
+}
+
+/// The family state of the subject a reference names (read once: the state names the family root).
+pub async fn state_of(app: &App, reference: &str) -> Result<SubjectState, AppError> {
     let subject = if reference.starts_with("sub_") {
         reference.to_owned()
     } else {
@@ -23,14 +28,6 @@ pub async fn find(app: &App, reference: &str) -> Result<String, AppError> {
             .await?
             .ok_or_else(|| AppError::new(ErrorCode::UnknownSubject))?
     };
-    let found =
-        app.store.subject_state(&subject).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownSubject))?;
-    Ok(found.subject)
-}
-
-/// The family state of the subject a reference names.
-pub async fn state_of(app: &App, reference: &str) -> Result<SubjectState, AppError> {
-    let subject = find(app, reference).await?;
     app.store.subject_state(&subject).await?.ok_or_else(|| AppError::new(ErrorCode::UnknownSubject))
 }
 

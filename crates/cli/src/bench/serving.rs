@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tactful_app::App;
+use tactful_domain::audit::{AuditEvent, ReadDecision};
 
 use crate::client::Client;
 use crate::demo;
@@ -103,6 +104,11 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     let progress = crate::progress::spinner("measuring", "");
     let reference = drive(&client, key.as_str(), &["/healthz".to_owned()], args.rate, args.seconds).await?;
     let http = drive(&client, key.as_str(), &paths, args.rate, args.seconds).await?;
+    // What the personalized answer adds: asked for nobody in particular, a recommendation reads no
+    // person and writes no access-log entry; the access-log entry alone is timed at the same rate.
+    let anonymous = ["/v1/recommendations?purpose=personalize.content&placement=home".to_owned()];
+    let nobody = drive(&client, key.as_str(), &anonymous, args.rate, args.seconds).await?;
+    let commits = drive_appends(&state, args.rate, args.seconds).await?;
 
     // The same asks in-process: the person's entry and the ranking, without HTTP, store or audit.
     let mut in_process = Vec::with_capacity(20_000);
@@ -139,6 +145,16 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
         mark(http.at(0.99), 2.0)
     );
     println!(
+        "| GET /v1/recommendations for nobody in particular (key, model; no person read, no audit entry) | {:.2} ms | {:.2} ms | |",
+        nobody.at(0.5),
+        nobody.at(0.99)
+    );
+    println!(
+        "| the access-log entry alone, committed in-process at the same rate | {:.2} ms | {:.2} ms | |",
+        commits.at(0.5),
+        commits.at(0.99)
+    );
+    println!(
         "| the same ranking in-process | {:.3} ms | {:.3} ms | < 1 ms {} |",
         in_process.at(0.5),
         in_process.at(0.99),
@@ -151,6 +167,39 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
         "< 2 ms",
     );
     Ok(())
+}
+
+/// Appends one access-log entry like a recommendation's at `rate` per second for `seconds` (open
+/// loop), each timed until it is durable.
+async fn drive_appends(state: &Arc<App>, rate: u64, seconds: u64) -> anyhow::Result<Latencies> {
+    let total = rate * seconds;
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tokio::time::sleep_until((start + period.mul_f64(i as f64)).into()).await;
+        let store = state.store.clone();
+        let event = AuditEvent::Read {
+            actor: "key_bench".into(),
+            role: "personalization".into(),
+            purpose: "personalize.content".into(),
+            subject: state.vault.subject_pseudonym(&format!("sub_bench_{i}")),
+            returned: vec!["user.behavior.purchase_history".into()],
+            withheld: Vec::new(),
+            decision: ReadDecision::Permitted,
+        };
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            store.audit_append(vec![event], tactful_app::now_millis()).await?;
+            anyhow::Ok(sent.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        latencies.push(task.await??);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Latencies(latencies))
 }
 
 /// The generated customers the store knows (some never registered).

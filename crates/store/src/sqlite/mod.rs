@@ -157,10 +157,12 @@ impl From<rusqlite::Error> for StoreError {
 fn configure(conn: &Connection) -> Result<()> {
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable (the WAL is
     // fsynced), which is what "acknowledged means committed" needs; secure_delete overwrites deleted
-    // content so erased ciphertext does not linger in free pages. The writer checkpoints every 8000
-    // pages itself: a checkpoint that completes lets the WAL restart from its beginning and reuse its
-    // blocks (a checkpointer on another thread never catches up under sustained writes, and a WAL
-    // that only grows costs more in the kernel than the checkpoints do).
+    // content so erased ciphertext does not linger in free pages. The writer checkpoints the WAL
+    // itself, but after answering the commit's callers rather than inside `COMMIT` (see
+    // [`writer::Checkpoints`]), so SQLite's own automatic checkpoint is off: a checkpoint that
+    // completes lets the WAL restart from its beginning and reuse its blocks (a checkpointer on
+    // another thread never catches up under sustained writes, and a WAL that only grows costs more
+    // in the kernel than the checkpoints do).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -169,7 +171,7 @@ fn configure(conn: &Connection) -> Result<()> {
          PRAGMA busy_timeout = 5000;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -32768;
-         PRAGMA wal_autocheckpoint = 8000;",
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     Ok(())
 }
@@ -206,10 +208,11 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
     // Only the writer thread uses this connection, so SQLite's per-call mutex is not needed.
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
+    let mut conn = Connection::open_with_flags(path, flags)
         .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", path.display())))?;
     restrict_permissions(path);
     configure(&conn)?;
+    let checkpoints = writer::Checkpoints::watch(&mut conn)?;
     migrate(&conn)?;
     let wrapped_root = index_root(&conn, &master)?;
     let vault = Arc::new(Vault::open(master, &wrapped_root)?);
@@ -224,6 +227,7 @@ fn open_writer(path: &Path, master: MasterKeys) -> Result<Writer> {
         any_suppressed: None,
         data_version: 0,
         journal: crate::erasures::journal_path(path),
+        checkpoints,
     };
     // A database restored from a backup taken before an erasure is erased again, before anything
     // reads it.
@@ -469,5 +473,33 @@ mod tests {
             error.to_string().contains("start with the master key this database was created with"),
             "{error}"
         );
+    }
+
+    /// SQLite's own checkpoint is off (it would run inside a commit, before its callers are
+    /// answered); the writer checkpoints between commits instead, so under a stream of appends the
+    /// WAL still restarts from its beginning rather than growing with every commit.
+    #[tokio::test]
+    async fn the_writer_checkpoints_the_wal_between_commits() {
+        use crate::AuditStore;
+        use tactful_domain::audit::{AuditEvent, ReadDecision};
+        let (dir, store) = store().await;
+        // About one page per entry: 250 commits of 40 write some 10,000 frames (40 MiB).
+        let filler = "x".repeat(3_000);
+        for round in 0..250 {
+            let events = (0..40)
+                .map(|index| AuditEvent::Read {
+                    actor: "key_test".into(),
+                    role: "support".into(),
+                    purpose: "support".into(),
+                    subject: format!("{:064x}", round * 40 + index),
+                    returned: vec![filler.clone()],
+                    withheld: Vec::new(),
+                    decision: ReadDecision::Permitted,
+                })
+                .collect();
+            store.audit_append(events, 0).await.unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        assert!(wal < 16 << 20, "the WAL grew to {} MiB", wal >> 20);
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rusqlite::Connection;
 use tactful_vault::{Blind, SubjectKey, Vault};
@@ -39,6 +40,53 @@ pub(crate) struct Writer {
     pub(super) data_version: i64,
     /// The erasure journal beside the database (see [`crate::erasures`]).
     pub(super) journal: std::path::PathBuf,
+    /// How full the WAL is, and so when to checkpoint it.
+    pub(super) checkpoints: Checkpoints,
+}
+
+/// WAL frames past which the writer checkpoints when no write is waiting for it.
+const CHECKPOINT_WHEN_IDLE: u32 = 1_000;
+
+/// WAL frames past which it checkpoints even with writes waiting, so that the WAL restarts from its
+/// beginning under sustained writes too.
+const CHECKPOINT_ANYWAY: u32 = 8_000;
+
+/// When the writer checkpoints the WAL. SQLite's automatic checkpoint runs inside `COMMIT`, so the
+/// callers of the commit that crossed its threshold would wait for the checkpoint (pages copied into
+/// the database and its `fsync`) before their answer; the writer runs it itself once they are
+/// answered: early when no write is waiting, at the latest after [`CHECKPOINT_ANYWAY`] frames.
+pub(crate) struct Checkpoints {
+    /// Frames in the WAL after the last commit, as SQLite's WAL hook reports them.
+    frames: Arc<AtomicU32>,
+}
+
+impl Checkpoints {
+    /// Follows the WAL's size through the connection's WAL hook (which replaces SQLite's automatic
+    /// checkpoint, switched off in `configure`).
+    pub(super) fn watch(conn: &mut Connection) -> Result<Checkpoints> {
+        let frames = Arc::new(AtomicU32::new(0));
+        let seen = frames.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            seen.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        }))?;
+        Ok(Checkpoints { frames })
+    }
+
+    /// Checkpoints the WAL (passively: readers are never waited for) if it is full enough, given
+    /// whether any write is waiting. Called between group commits, outside any transaction.
+    fn after_answering(&self, conn: &Connection, idle: bool) {
+        let frames = self.frames.load(Ordering::Relaxed);
+        if frames < CHECKPOINT_ANYWAY && !(idle && frames >= CHECKPOINT_WHEN_IDLE) {
+            return;
+        }
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; retrying after the next commit");
+        }
+        // The next commit reports the WAL's size again: smaller once it restarted, the same if a
+        // reader kept this checkpoint from completing (and then it is tried again).
+        self.frames.store(0, Ordering::Relaxed);
+    }
 }
 
 /// A unit of work for the writer thread. `run` may be called more than once: when another job of
@@ -145,6 +193,7 @@ pub(super) fn run_writer(mut writer: Writer, mut jobs: mpsc::Receiver<Box<dyn Jo
                 }
             }
         }
+        writer.checkpoints.after_answering(&writer.conn, jobs.is_empty());
     }
 }
 
