@@ -1,9 +1,7 @@
-//! Forwarding cursors on PostgreSQL: positions are `(received_at, timestamp, source, dedupe)`, read
-//! through the `events_arrival` index on `received_at` (the rest of the order is sorted among the
-//! few events sharing an arrival time, so each insert maintains only a narrow index). Instances
-//! commit in any order, so a pass reads only events that arrived more than [`SETTLE_MS`] ago: a
-//! transaction still committing is not passed by. Claims are one conditional update, so of several
-//! instances one holds a destination at a time.
+//! Forwarding cursors on PostgreSQL: positions are `(received_at, timestamp, source, dedupe)`, read through
+//! the `events_arrival` index. Instances commit in any order, so a pass reads only events that
+//! arrived more than [`SETTLE_MS`] ago: a transaction still committing is not passed by. Claims
+//! are one conditional update, so of several instances one holds a destination at a time.
 
 use std::collections::BTreeMap;
 

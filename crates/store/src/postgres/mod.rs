@@ -49,7 +49,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_erasure_journal.sql"),
     include_str!("migrations/0013_consent_strings.sql"),
     include_str!("migrations/0014_forwarding.sql"),
-    include_str!("migrations/0015_arrival_by_received_at.sql"),
 ];
 
 pub struct PostgresStore {
