@@ -153,26 +153,15 @@ async fn try_ingest(
 ) -> Result<Vec<IngestOutcome>> {
     let mut tx = store.pool.begin().await?;
 
-    // Which events are already stored.
+    // One round trip reads which events are already stored, which identifiers are suppressed, and
+    // where the identifiers point (those of a duplicate too: they are not consulted). The family
+    // roots are share-locked until this batch commits: an erasure of one of them (which locks them
+    // for update) waits, and then sees this batch's events. Each identifier finds its subject and
+    // root by index (the lateral lookups), whatever the planner thinks of small tables.
     let sources: Vec<&str> = events.iter().map(|event| event.source.as_str()).collect();
     let dedupes: Vec<&[u8]> = events.iter().map(|event| event.dedupe.as_slice()).collect();
-    let stored: HashSet<(String, Vec<u8>)> = sqlx::query(
-        "SELECT e.source, e.dedupe FROM events e
-         JOIN UNNEST($1::text[], $2::bytea[]) AS k(source, dedupe) ON e.source = k.source AND e.dedupe = k.dedupe",
-    )
-    .bind(&sources)
-    .bind(&dedupes)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|row| Ok((row.try_get("source")?, row.try_get("dedupe")?)))
-    .collect::<Result<_, sqlx::Error>>()?;
-    let duplicate: Vec<bool> =
-        events.iter().map(|event| stored.contains(&(event.source.clone(), event.dedupe.to_vec()))).collect();
-
-    // Every identifier the batch mentions, by family root, with the keys of those subjects.
     let mut blinds: Vec<&[u8]> = Vec::new();
-    for (event, _) in events.iter().zip(&duplicate).filter(|(_, duplicate)| !**duplicate) {
+    for event in events {
         blinds.extend(event.identities.iter().map(|claim| claim.blind.0.as_slice()));
         if let Some(previous) = &event.alias_previous {
             blinds.extend(previous.iter().map(|claim| claim.blind.0.as_slice()));
@@ -189,35 +178,49 @@ async fn try_ingest(
         held: HashMap::new(),
     };
     let mut raw_targets: HashMap<Blind, String> = HashMap::new();
-    if !blinds.is_empty() {
-        for row in sqlx::query("SELECT blind FROM suppressions WHERE blind = ANY($1)")
-            .bind(&blinds)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            snapshot.suppressed.insert(crate::shared::blind_from(row.try_get("blind")?)?);
-        }
-        // The family roots are share-locked until this batch commits: an erasure of one of them
-        // (which locks them for update) waits, and then sees this batch's events.
-        for row in sqlx::query(
-            "SELECT i.blind, i.subject_id, r.id AS root, r.known, r.wrapped_key
+    let mut stored: HashSet<(String, Vec<u8>)> = HashSet::new();
+    for row in sqlx::query(
+        "WITH bound AS (
+             SELECT i.blind, i.subject_id, r.id AS root, r.known, r.wrapped_key
              FROM identities i
-             JOIN subjects s ON s.id = i.subject_id
-             JOIN subjects r ON r.id = COALESCE(s.merged_into, s.id)
-             WHERE i.blind = ANY($1)
-             FOR SHARE OF r",
-        )
-        .bind(&blinds)
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            let blind = crate::shared::blind_from(row.try_get("blind")?)?;
-            let root: String = row.try_get("root")?;
-            raw_targets.insert(blind, row.try_get("subject_id")?);
-            snapshot.wrapped.insert(root.clone(), row.try_get("wrapped_key")?);
-            snapshot.bindings.insert(blind, Binding { subject: root, known: row.try_get("known")? });
+             CROSS JOIN LATERAL (SELECT COALESCE(s.merged_into, s.id) AS root FROM subjects s
+                                 WHERE s.id = i.subject_id OFFSET 0) s
+             JOIN subjects r ON r.id = s.root
+             WHERE i.blind = ANY($3)
+             FOR SHARE OF r)
+         SELECT 0 AS what, e.source, e.dedupe, NULL::bytea AS blind, NULL::text AS subject_id, NULL::text AS root,
+                NULL::bool AS known, NULL::bytea AS wrapped_key
+         FROM events e JOIN UNNEST($1::text[], $2::bytea[]) AS k(source, dedupe)
+             ON e.source = k.source AND e.dedupe = k.dedupe
+         UNION ALL
+         SELECT 1, NULL, NULL, blind, NULL, NULL, NULL, NULL FROM suppressions WHERE blind = ANY($3)
+         UNION ALL
+         SELECT 2, NULL, NULL, blind, subject_id, root, known, wrapped_key FROM bound",
+    )
+    .bind(&sources)
+    .bind(&dedupes)
+    .bind(&blinds)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        match row.try_get::<i32, _>("what")? {
+            0 => {
+                stored.insert((row.try_get("source")?, row.try_get("dedupe")?));
+            }
+            1 => {
+                snapshot.suppressed.insert(crate::shared::blind_from(row.try_get("blind")?)?);
+            }
+            _ => {
+                let blind = crate::shared::blind_from(row.try_get("blind")?)?;
+                let root: String = row.try_get("root")?;
+                raw_targets.insert(blind, row.try_get("subject_id")?);
+                snapshot.wrapped.insert(root.clone(), row.try_get("wrapped_key")?);
+                snapshot.bindings.insert(blind, Binding { subject: root, known: row.try_get("known")? });
+            }
         }
     }
+    let duplicate: Vec<bool> =
+        events.iter().map(|event| stored.contains(&(event.source.clone(), event.dedupe.to_vec()))).collect();
 
     let roots: Vec<String> = snapshot.wrapped.keys().cloned().collect();
     for state in super::subjects::states_of_roots(&mut tx, &roots).await? {
@@ -225,9 +228,11 @@ async fn try_ingest(
     }
     if policy.catalog().linking().limits_anything() && !roots.is_empty() {
         for row in sqlx::query(
-            "SELECT COALESCE(s.merged_into, s.id) AS root, i.kind, COUNT(*) AS held
-             FROM identities i JOIN subjects s ON s.id = i.subject_id
-             WHERE s.id = ANY($1) OR s.merged_into = ANY($1) GROUP BY 1, 2",
+            "SELECT m.root, i.kind, COUNT(*) AS held
+             FROM (SELECT id, id AS root FROM subjects WHERE id = ANY($1)
+                   UNION ALL SELECT id, merged_into FROM subjects WHERE merged_into = ANY($1)) m
+             CROSS JOIN LATERAL (SELECT kind FROM identities i WHERE i.subject_id = m.id OFFSET 0) i
+             GROUP BY 1, 2",
         )
         .bind(&roots)
         .fetch_all(&mut *tx)
@@ -265,8 +270,6 @@ async fn write(
     super::consent::write_consents(tx, &rows.consents, now).await?;
     super::deliveries::enqueue(tx, &rows.deliveries, now).await?;
     write_events(tx, &mut rows, now).await?;
-    write_profile(tx, &rows).await?;
-    count_drops(tx, &rows, now).await?;
     // Last: the audit log's lock is held only from here to the commit.
     super::audit::append_audit(tx, &rows.audit, now).await?;
     Ok(rows.outcomes)
@@ -473,122 +476,105 @@ async fn write_attributes(conn: &mut PgConnection, rows: &Rows) -> Result<()> {
     Ok(())
 }
 
-/// The events, with a dirty mark for each subject that had one stored; an event a racing retry
-/// stored first is answered as a duplicate.
+/// The events, with a dirty mark for each subject that had one stored, the profile values they set
+/// and what minimization dropped, in one round trip; an event a racing retry stored first is
+/// answered as a duplicate.
 async fn write_events(conn: &mut PgConnection, rows: &mut Rows, now: i64) -> Result<()> {
-    if !rows.events.is_empty() {
-        let sources: Vec<&str> = rows.events.iter().map(|event| event.source.as_str()).collect();
-        let dedupes: Vec<&[u8]> = rows.events.iter().map(|event| event.dedupe.as_slice()).collect();
-        let subjects: Vec<&str> = rows.events.iter().map(|event| event.subject.as_str()).collect();
-        let kinds: Vec<&str> = rows.events.iter().map(|event| event.kind).collect();
-        let names: Vec<Option<&str>> = rows.events.iter().map(|event| event.name.as_deref()).collect();
-        let timestamps: Vec<i64> = rows.events.iter().map(|event| event.timestamp).collect();
-        let received: Vec<i64> = rows.events.iter().map(|event| event.received_at).collect();
-        let sealed: Vec<&[u8]> = rows.events.iter().map(|event| event.sealed.as_slice()).collect();
-        let trim_at: Vec<i64> = rows.events.iter().map(|event| event.trim_at).collect();
-        let expires_at: Vec<i64> = rows.events.iter().map(|event| event.expires_at).collect();
-        // A retry racing its original on another instance: the first to commit stores the event;
-        // here it simply does not come back, and is answered as a duplicate.
-        // With them, in the same round trip, each subject that had an event stored is marked: its
-        // contribution to the shared model must be recomputed.
-        let inserted: HashSet<(String, Vec<u8>)> = sqlx::query(concat!(
-            "WITH inserted AS (
-                 INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed, trim_at,
-                                     expires_at)
-                 SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[],
-                                      $7::int8[], $8::bytea[], $9::int8[], $10::int8[])
-                 ON CONFLICT (source, dedupe) DO NOTHING
-                 RETURNING source, dedupe, subject_id),
-             marked AS (
-                 INSERT INTO model_dirty (subject_id, marked_at)
-                 SELECT DISTINCT subject_id, $11::int8 FROM inserted ORDER BY subject_id",
-            super::model::renew_mark!(),
-            ")
-             SELECT source, dedupe FROM inserted"
-        ))
-        .bind(&sources)
-        .bind(&dedupes)
-        .bind(&subjects)
-        .bind(&kinds)
-        .bind(&names)
-        .bind(&timestamps)
-        .bind(&received)
-        .bind(&sealed)
-        .bind(&trim_at)
-        .bind(&expires_at)
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(conflict_on_missing_subject)?
-        .into_iter()
-        .map(|row| Ok((row.try_get("source")?, row.try_get("dedupe")?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-        if inserted.len() != rows.events.len() {
-            let lost: HashSet<[u8; 16]> = rows
-                .events
-                .iter()
-                .filter(|event| !inserted.contains(&(event.source.clone(), event.dedupe.to_vec())))
-                .map(|event| event.dedupe)
-                .collect();
-            let mut stored_events = rows.events.iter();
-            for outcome in &mut rows.outcomes {
-                if matches!(outcome, IngestOutcome::Stored { .. })
-                    && let Some(event) = stored_events.next()
-                    && lost.contains(&event.dedupe)
-                {
-                    *outcome = IngestOutcome::Duplicate;
-                }
-            }
-        }
+    if rows.events.is_empty() && rows.profile.is_empty() && rows.drops.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-async fn write_profile(conn: &mut PgConnection, rows: &Rows) -> Result<()> {
-    if !rows.profile.is_empty() {
-        let subjects: Vec<&str> = rows.profile.iter().map(|value| value.subject.as_str()).collect();
-        let paths: Vec<&str> = rows.profile.iter().map(|value| value.path.as_str()).collect();
-        let sealed: Vec<&[u8]> = rows.profile.iter().map(|value| value.sealed.as_slice()).collect();
-        let updated: Vec<i64> = rows.profile.iter().map(|value| value.updated_at).collect();
-        // An older identify arriving late does not overwrite a newer value.
-        sqlx::query(
-            "INSERT INTO profile_values (subject_id, path, sealed, updated_at)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int8[])
+    let events = &rows.events;
+    let sources: Vec<&str> = events.iter().map(|event| event.source.as_str()).collect();
+    let dedupes: Vec<&[u8]> = events.iter().map(|event| event.dedupe.as_slice()).collect();
+    let subjects: Vec<&str> = events.iter().map(|event| event.subject.as_str()).collect();
+    let kinds: Vec<&str> = events.iter().map(|event| event.kind).collect();
+    let names: Vec<Option<&str>> = events.iter().map(|event| event.name.as_deref()).collect();
+    let timestamps: Vec<i64> = events.iter().map(|event| event.timestamp).collect();
+    let received: Vec<i64> = events.iter().map(|event| event.received_at).collect();
+    let sealed: Vec<&[u8]> = events.iter().map(|event| event.sealed.as_slice()).collect();
+    let trim_at: Vec<i64> = events.iter().map(|event| event.trim_at).collect();
+    let expires_at: Vec<i64> = events.iter().map(|event| event.expires_at).collect();
+    let profile = &rows.profile;
+    let profile_subjects: Vec<&str> = profile.iter().map(|value| value.subject.as_str()).collect();
+    let profile_paths: Vec<&str> = profile.iter().map(|value| value.path.as_str()).collect();
+    let profile_sealed: Vec<&[u8]> = profile.iter().map(|value| value.sealed.as_slice()).collect();
+    let profile_updated: Vec<i64> = profile.iter().map(|value| value.updated_at).collect();
+    let drops = &rows.drops;
+    let drop_sources: Vec<&str> = drops.iter().map(|drop| drop.0.as_str()).collect();
+    let drop_paths: Vec<&str> = drops.iter().map(|drop| drop.1.as_str()).collect();
+    let drop_reasons: Vec<&str> = drops.iter().map(|drop| drop.2).collect();
+    let drop_counts: Vec<i64> = drops.iter().map(|drop| drop.3).collect();
+    // A retry racing its original on another instance: the first to commit stores the event; here
+    // it simply does not come back, and is answered as a duplicate. Each subject that had an event
+    // stored is marked: its contribution to the shared model must be recomputed. An older identify
+    // arriving late does not overwrite a newer profile value.
+    let inserted: HashSet<(String, Vec<u8>)> = sqlx::query(concat!(
+        "WITH inserted AS (
+             INSERT INTO events (source, dedupe, subject_id, type, name, timestamp, received_at, sealed, trim_at,
+                                 expires_at)
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::int8[],
+                                  $7::int8[], $8::bytea[], $9::int8[], $10::int8[])
+             ON CONFLICT (source, dedupe) DO NOTHING
+             RETURNING source, dedupe, subject_id),
+         marked AS (
+             INSERT INTO model_dirty (subject_id, marked_at)
+             SELECT DISTINCT subject_id, $11::int8 FROM inserted ORDER BY subject_id",
+        super::model::renew_mark!(),
+        "),
+         profile AS (
+             INSERT INTO profile_values (subject_id, path, sealed, updated_at)
+             SELECT * FROM UNNEST($12::text[], $13::text[], $14::bytea[], $15::int8[])
              ON CONFLICT (subject_id, path) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at
-             WHERE excluded.updated_at >= profile_values.updated_at",
-        )
-        .bind(&subjects)
-        .bind(&paths)
-        .bind(&sealed)
-        .bind(&updated)
-        .execute(&mut *conn)
-        .await
-        .map_err(conflict_on_missing_subject)?;
-    }
-    Ok(())
-}
-
-/// What minimization dropped, added to the durable counters.
-async fn count_drops(conn: &mut PgConnection, rows: &Rows, now: i64) -> Result<()> {
-    if !rows.drops.is_empty() {
-        let sources: Vec<&str> = rows.drops.iter().map(|drop| drop.0.as_str()).collect();
-        let paths: Vec<&str> = rows.drops.iter().map(|drop| drop.1.as_str()).collect();
-        let reasons: Vec<&str> = rows.drops.iter().map(|drop| drop.2).collect();
-        let counts: Vec<i64> = rows.drops.iter().map(|drop| drop.3).collect();
-        sqlx::query(
-            "INSERT INTO dropped_properties (source, path, reason, count, last_seen)
-             SELECT source, path, reason, count, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])
+             WHERE excluded.updated_at >= profile_values.updated_at),
+         dropped AS (
+             INSERT INTO dropped_properties (source, path, reason, count, last_seen)
+             SELECT source, path, reason, count, $11 FROM UNNEST($16::text[], $17::text[], $18::text[], $19::int8[])
                  AS t(source, path, reason, count)
              ON CONFLICT (source, path, reason)
-             DO UPDATE SET count = dropped_properties.count + excluded.count, last_seen = excluded.last_seen",
-        )
-        .bind(&sources)
-        .bind(&paths)
-        .bind(&reasons)
-        .bind(&counts)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+             DO UPDATE SET count = dropped_properties.count + excluded.count, last_seen = excluded.last_seen)
+         SELECT source, dedupe FROM inserted"
+    ))
+    .bind(&sources)
+    .bind(&dedupes)
+    .bind(&subjects)
+    .bind(&kinds)
+    .bind(&names)
+    .bind(&timestamps)
+    .bind(&received)
+    .bind(&sealed)
+    .bind(&trim_at)
+    .bind(&expires_at)
+    .bind(now)
+    .bind(&profile_subjects)
+    .bind(&profile_paths)
+    .bind(&profile_sealed)
+    .bind(&profile_updated)
+    .bind(&drop_sources)
+    .bind(&drop_paths)
+    .bind(&drop_reasons)
+    .bind(&drop_counts)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(conflict_on_missing_subject)?
+    .into_iter()
+    .map(|row| Ok((row.try_get("source")?, row.try_get("dedupe")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    if inserted.len() != rows.events.len() {
+        let lost: HashSet<[u8; 16]> = rows
+            .events
+            .iter()
+            .filter(|event| !inserted.contains(&(event.source.clone(), event.dedupe.to_vec())))
+            .map(|event| event.dedupe)
+            .collect();
+        let mut stored_events = rows.events.iter();
+        for outcome in &mut rows.outcomes {
+            if matches!(outcome, IngestOutcome::Stored { .. })
+                && let Some(event) = stored_events.next()
+                && lost.contains(&event.dedupe)
+            {
+                *outcome = IngestOutcome::Duplicate;
+            }
+        }
     }
     Ok(())
 }

@@ -33,36 +33,40 @@ pub(super) async fn states_of_roots(conn: &mut PgConnection, roots: &[String]) -
     if roots.is_empty() {
         return Ok(Vec::new());
     }
-    let mut states: Vec<SubjectState> =
-        sqlx::query("SELECT id, jurisdiction, minor, restricted FROM subjects WHERE id = ANY($1)")
-            .bind(roots)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(SubjectState {
-                    subject: row.try_get("id")?,
-                    jurisdiction: row.try_get("jurisdiction")?,
-                    minor: row.try_get("minor")?,
-                    restricted: row.try_get("restricted")?,
-                    ledger: Vec::new(),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+    // One round trip: the roots' attributes first, then their families' ledgers in order, each
+    // member's consent rows found by index (the lateral lookup), whatever the planner thinks of
+    // small tables.
     let rows = sqlx::query(
-        "SELECT COALESCE(s.merged_into, s.id) AS root, c.id, c.purpose, c.kind, c.method, c.at, c.expires_at,
-                c.version, c.source, c.jurisdiction, c.verified, c.provenance
-         FROM consent_events c JOIN subjects s ON s.id = c.subject_id
-         WHERE s.id = ANY($1) OR s.merged_into = ANY($1) ORDER BY c.at, c.id",
+        "SELECT 0 AS what, id AS root, NULL::text AS id, NULL::text AS purpose, NULL::text AS kind,
+                NULL::text AS method, NULL::int8 AS at, NULL::int8 AS expires_at, NULL::int4 AS version,
+                NULL::text AS source, jurisdiction, NULL::bool AS verified, NULL::text AS provenance, minor,
+                restricted
+         FROM subjects WHERE id = ANY($1)
+         UNION ALL
+         SELECT 1, m.root, c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source,
+                c.jurisdiction, c.verified, c.provenance, NULL, NULL
+         FROM (SELECT id, id AS root FROM subjects WHERE id = ANY($1)
+               UNION ALL SELECT id, merged_into FROM subjects WHERE merged_into = ANY($1)) m
+         CROSS JOIN LATERAL (SELECT * FROM consent_events c WHERE c.subject_id = m.id OFFSET 0) c
+         ORDER BY what, at, id",
     )
     .bind(roots)
     .fetch_all(&mut *conn)
     .await?;
-    let index: HashMap<String, usize> =
-        states.iter().enumerate().map(|(position, state)| (state.subject.clone(), position)).collect();
+    let mut states: Vec<SubjectState> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for row in &rows {
         let root: String = row.try_get("root")?;
-        if let Some(&position) = index.get(&root) {
+        if row.try_get::<i32, _>("what")? == 0 {
+            index.insert(root.clone(), states.len());
+            states.push(SubjectState {
+                subject: root,
+                jurisdiction: row.try_get("jurisdiction")?,
+                minor: row.try_get("minor")?,
+                restricted: row.try_get("restricted")?,
+                ledger: Vec::new(),
+            });
+        } else if let Some(&position) = index.get(&root) {
             states[position].ledger.push(to_event(row)?);
         }
     }
