@@ -21,23 +21,13 @@ impl Contribution {
     /// Folds touches (any order, repeats allowed) into one per item.
     pub fn from_touches(touches: impl IntoIterator<Item = Touch>) -> Contribution {
         let mut touches: Vec<Touch> = touches.into_iter().collect();
-        // Sorted by item, repeats are neighbours: folded in place, no hashing.
-        touches.sort_unstable_by_key(|t| t.item);
-        touches.dedup_by(|next, kept| {
-            let same = next.item == kept.item;
-            if same {
-                kept.weight = kept.weight.max(next.weight);
-                kept.at = kept.at.max(next.at);
-            }
-            same
-        });
-        touches
-            .sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
+        fold(&mut touches);
         Contribution { touches }
     }
 
     /// Everyone's contribution from interactions in any order (indexed by person; at least `people`
-    /// of them): grouped with a counting sort, then folded on every core.
+    /// of them): grouped with a counting sort, then folded on every core, each person's in a
+    /// reused buffer so that what is kept is allocated once, at its folded length.
     pub fn by_person(interactions: &[Interaction], people: usize) -> Vec<Contribution> {
         let people = interactions.iter().map(|i| i.person as usize + 1).max().unwrap_or(0).max(people);
         let mut offsets = vec![0usize; people + 1];
@@ -54,8 +44,11 @@ impl Contribution {
             touches[*slot] = interaction.touch;
             *slot += 1;
         }
-        parallel::map(people, |p| {
-            Contribution::from_touches(touches[offsets[p]..offsets[p + 1]].iter().copied())
+        parallel::map_with(people, Vec::new, |folded: &mut Vec<Touch>, p| {
+            folded.clear();
+            folded.extend_from_slice(&touches[offsets[p]..offsets[p + 1]]);
+            fold(folded);
+            Contribution { touches: folded.as_slice().to_vec() }
         })
     }
 
@@ -80,6 +73,22 @@ impl Contribution {
             .sort_unstable_by(|a, b| b.at.cmp(&a.at).then(b.weight.cmp(&a.weight)).then(a.item.cmp(&b.item)));
         recent
     }
+}
+
+/// Folds touches into one per item (the strongest signal, the latest time), strongest first, then
+/// most recent.
+fn fold(touches: &mut Vec<Touch>) {
+    // Sorted by item, repeats are neighbours: folded in place, no hashing.
+    touches.sort_unstable_by_key(|t| t.item);
+    touches.dedup_by(|next, kept| {
+        let same = next.item == kept.item;
+        if same {
+            kept.weight = kept.weight.max(next.weight);
+            kept.at = kept.at.max(next.at);
+        }
+        same
+    });
+    touches.sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
 }
 
 /// The sums over an item pair: how many people had both, and the weight they lent it (each
