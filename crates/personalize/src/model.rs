@@ -6,6 +6,10 @@ use hashbrown::HashMap;
 
 use crate::{Config, Interaction, ItemIx, Touch, day_of, parallel};
 
+mod neighbours;
+
+use neighbours::Neighbours;
+
 /// A person's distinct items (strongest signal and latest time per item), strongest first, then
 /// most recent: the first `cap` of them are what they lend to shared aggregates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,23 +21,13 @@ impl Contribution {
     /// Folds touches (any order, repeats allowed) into one per item.
     pub fn from_touches(touches: impl IntoIterator<Item = Touch>) -> Contribution {
         let mut touches: Vec<Touch> = touches.into_iter().collect();
-        // Sorted by item, repeats are neighbours: folded in place, no hashing.
-        touches.sort_unstable_by_key(|t| t.item);
-        touches.dedup_by(|next, kept| {
-            let same = next.item == kept.item;
-            if same {
-                kept.weight = kept.weight.max(next.weight);
-                kept.at = kept.at.max(next.at);
-            }
-            same
-        });
-        touches
-            .sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
+        fold(&mut touches);
         Contribution { touches }
     }
 
     /// Everyone's contribution from interactions in any order (indexed by person; at least `people`
-    /// of them): grouped with a counting sort, then folded on every core.
+    /// of them): grouped with a counting sort, then folded on every core, each person's in a
+    /// reused buffer so that what is kept is allocated once, at its folded length.
     pub fn by_person(interactions: &[Interaction], people: usize) -> Vec<Contribution> {
         let people = interactions.iter().map(|i| i.person as usize + 1).max().unwrap_or(0).max(people);
         let mut offsets = vec![0usize; people + 1];
@@ -50,8 +44,11 @@ impl Contribution {
             touches[*slot] = interaction.touch;
             *slot += 1;
         }
-        parallel::map(people, |p| {
-            Contribution::from_touches(touches[offsets[p]..offsets[p + 1]].iter().copied())
+        parallel::map_with(people, Vec::new, |folded: &mut Vec<Touch>, p| {
+            folded.clear();
+            folded.extend_from_slice(&touches[offsets[p]..offsets[p + 1]]);
+            fold(folded);
+            Contribution { touches: folded.as_slice().to_vec() }
         })
     }
 
@@ -78,6 +75,22 @@ impl Contribution {
     }
 }
 
+/// Folds touches into one per item (the strongest signal, the latest time), strongest first, then
+/// most recent.
+fn fold(touches: &mut Vec<Touch>) {
+    // Sorted by item, repeats are neighbours: folded in place, no hashing.
+    touches.sort_unstable_by_key(|t| t.item);
+    touches.dedup_by(|next, kept| {
+        let same = next.item == kept.item;
+        if same {
+            kept.weight = kept.weight.max(next.weight);
+            kept.at = kept.at.max(next.at);
+        }
+        same
+    });
+    touches.sort_unstable_by(|a, b| b.weight.cmp(&a.weight).then(b.at.cmp(&a.at)).then(a.item.cmp(&b.item)));
+}
+
 /// The sums over an item pair: how many people had both, and the weight they lent it (each
 /// person lends the weaker of their two signals).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,7 +113,7 @@ pub struct ItemAgg {
 pub struct Aggregates {
     items: Vec<ItemAgg>,
     /// Both directions: `pairs[a][b] == pairs[b][a]`.
-    pairs: Vec<HashMap<ItemIx, PairAgg>>,
+    pairs: Vec<Neighbours>,
     people: u32,
     cap: usize,
 }
@@ -119,7 +132,7 @@ impl Aggregates {
 
     /// Builds aggregates from everyone's contributions at once: equal (`==`) to adding them one by
     /// one, computed as a sparse product over compact arrays on every core (each item's row of pair
-    /// sums gathered in dense counters, no hashing until the row is stored).
+    /// sums gathered in dense counters and stored packed, sorted by item, with no hashing).
     pub fn train<'a>(
         config: &Config,
         contributions: impl IntoIterator<Item = &'a Contribution>,
@@ -132,7 +145,7 @@ impl Aggregates {
         let holders = Holders::new(&shared, &people, slots);
         let rows = parallel::map_with(
             slots,
-            || Row { support: vec![0; slots], weight: vec![0; slots], seen: Vec::new() },
+            || Row { sums: vec![PairAgg::default(); slots], seen: vec![0; slots.div_ceil(64)] },
             |row, a| row.gather(a as ItemIx, &people, &holders),
         );
         let (items, pairs) = rows.into_iter().unzip();
@@ -175,7 +188,7 @@ impl Aggregates {
         let top = shared.iter().map(|t| t.item).max().unwrap_or(0) as usize;
         if self.items.len() <= top {
             self.items.resize_with(top + 1, ItemAgg::default);
-            self.pairs.resize_with(top + 1, HashMap::new);
+            self.pairs.resize_with(top + 1, Neighbours::default);
         }
         self.people = step(self.people, 1, sign);
         for (i, a) in shared.iter().enumerate() {
@@ -191,13 +204,10 @@ impl Aggregates {
             for b in &shared[i + 1..] {
                 let weight = u32::from(a.weight.min(b.weight));
                 for (x, y) in [(a.item, b.item), (b.item, a.item)] {
-                    let neighbours = &mut self.pairs[x as usize];
-                    let pair = neighbours.entry(y).or_default();
-                    pair.support = step(pair.support, 1, sign);
-                    pair.weight = step(pair.weight, weight, sign);
-                    if pair.support == 0 {
-                        neighbours.remove(&y);
-                    }
+                    self.pairs[x as usize].update(y, |pair| {
+                        pair.support = step(pair.support, 1, sign);
+                        pair.weight = step(pair.weight, weight, sign);
+                    });
                 }
             }
         }
@@ -239,28 +249,27 @@ impl Aggregates {
 
     /// Everything paired with `item`.
     pub fn pairs_of(&self, item: ItemIx) -> impl Iterator<Item = (ItemIx, PairAgg)> + '_ {
-        self.pairs.get(item as usize).into_iter().flat_map(|n| n.iter().map(|(b, p)| (*b, *p)))
+        self.pairs.get(item as usize).into_iter().flat_map(Neighbours::iter)
     }
 
     /// Each pair once (`a < b`).
     pub fn pairs(&self) -> impl Iterator<Item = (ItemIx, ItemIx, PairAgg)> + '_ {
         self.pairs.iter().enumerate().flat_map(|(a, n)| {
             let a = a as ItemIx;
-            n.iter().filter(move |(b, _)| **b > a).map(move |(b, p)| (a, *b, *p))
+            n.iter().filter(move |(b, _)| *b > a).map(move |(b, p)| (a, b, p))
         })
     }
 
     /// Distinct pairs held.
     pub fn pair_count(&self) -> usize {
-        self.pairs.iter().map(HashMap::len).sum::<usize>() / 2
+        self.pairs.iter().map(Neighbours::len).sum::<usize>() / 2
     }
 
     /// Approximate bytes held, for the benchmark.
     pub fn approx_bytes(&self) -> usize {
-        let pair_entry = std::mem::size_of::<(ItemIx, PairAgg)>() + 1;
         let day_entry = std::mem::size_of::<(u32, u32)>() + 1;
-        self.items.len() * (std::mem::size_of::<ItemAgg>() + std::mem::size_of::<HashMap<ItemIx, PairAgg>>())
-            + self.pairs.iter().map(|n| n.capacity() * pair_entry).sum::<usize>()
+        self.items.len() * (std::mem::size_of::<ItemAgg>() + std::mem::size_of::<Neighbours>())
+            + self.pairs.iter().map(Neighbours::approx_bytes).sum::<usize>()
             + self.items.iter().map(|i| i.days.capacity() * day_entry).sum::<usize>()
     }
 }
@@ -327,21 +336,16 @@ const GROUP: usize = 16;
 /// Entries of a person's list in a 64-byte cache line.
 const LINE: usize = 64 / std::mem::size_of::<(ItemIx, u8)>();
 
-/// One thread's dense counters for an item's row of pair sums, and the items they hold.
+/// One thread's dense counters for an item's row of pair sums, and which of them are in use (a
+/// bit per item, so the row comes out sorted by item without a sort).
 struct Row {
-    support: Vec<u32>,
-    weight: Vec<u32>,
-    seen: Vec<ItemIx>,
+    sums: Vec<PairAgg>,
+    seen: Vec<u64>,
 }
 
 impl Row {
     /// Item `a`'s sums and its pairs with every item a holder of it also lent.
-    fn gather(
-        &mut self,
-        a: ItemIx,
-        people: &People,
-        holders: &Holders,
-    ) -> (ItemAgg, HashMap<ItemIx, PairAgg>) {
+    fn gather(&mut self, a: ItemIx, people: &People, holders: &Holders) -> (ItemAgg, Neighbours) {
         let range = holders.starts[a as usize]..holders.starts[a as usize + 1];
         let mut item = ItemAgg::default();
         for k in range.clone() {
@@ -355,7 +359,7 @@ impl Row {
         }
         // Holders' lists are far apart in memory: each group's are touched line by line, all at
         // once, so their cache misses overlap instead of following one another.
-        let Row { support, weight: sums, seen } = self;
+        let Row { sums, seen } = self;
         let mut warm = 0u32;
         for (spans, lent) in
             holders.list[range.clone()].chunks(GROUP).zip(holders.weight[range].chunks(GROUP))
@@ -367,29 +371,29 @@ impl Row {
             }
             for (&(start, end), &lent) in spans.iter().zip(lent) {
                 for &(b, weight) in &people.items[start..end] {
-                    let count = &mut support[b as usize];
-                    if *count == 0 {
-                        seen.push(b);
-                    }
-                    *count = count.saturating_add(1);
+                    seen[b as usize / 64] |= 1 << (b % 64);
                     let sum = &mut sums[b as usize];
-                    *sum = sum.saturating_add(u32::from(lent.min(weight)));
+                    sum.support = sum.support.saturating_add(1);
+                    sum.weight = sum.weight.saturating_add(u32::from(lent.min(weight)));
                 }
             }
         }
         std::hint::black_box(warm);
         // The item itself was counted with every holder: not a pair.
-        let mut pairs = HashMap::with_capacity(self.seen.len().saturating_sub(1));
-        for &b in &self.seen {
-            let (support, weight) = (self.support[b as usize], self.weight[b as usize]);
-            self.support[b as usize] = 0;
-            self.weight[b as usize] = 0;
-            if b != a {
-                pairs.insert(b, PairAgg { support, weight });
+        let held = seen.iter().map(|word| word.count_ones() as usize).sum::<usize>();
+        let mut pairs = Vec::with_capacity(held.saturating_sub(1));
+        for (w, word) in seen.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let b = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let sum = std::mem::take(&mut sums[b]);
+                if b != a as usize {
+                    pairs.push((b as ItemIx, sum));
+                }
             }
         }
-        self.seen.clear();
-        (item, pairs)
+        (item, Neighbours::Packed(pairs))
     }
 }
 
