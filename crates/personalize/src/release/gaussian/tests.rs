@@ -70,12 +70,18 @@ fn strong_pairs_survive_and_the_release_records_its_guarantee() {
     let config = gaussian(1.0, 1e-7, 5);
     let now = 10 * DAY_MS;
     let mut people: Vec<Contribution> = (0..2_000).map(|_| person(&[(0, 1), (1, 1)], now)).collect();
-    people.extend((0..3).map(|_| person(&[(2, 1), (3, 1)], now)));
+    // Fifty pairs bought together by three people each: three people's count passes the 3σ floor about
+    // once in 450 draws, so at most a few of them may show, never most.
+    for pair in 0..50 {
+        people.extend((0..3).map(|_| person(&[(2 + 2 * pair, 1), (3 + 2 * pair, 1)], now)));
+    }
     let aggregates = Aggregates::train(&config, &people);
-    let domain: Vec<ItemIx> = (0..40).collect();
+    let domain: Vec<ItemIx> = (0..110).collect();
     let release = Release::full_over(&aggregates, &config, &domain, now).unwrap();
     assert_eq!(release.neighbours(0).first().map(|n| n.0), Some(1), "2,000 people survive the noise");
-    assert!(release.neighbours(2).iter().all(|n| n.0 != 3), "three people do not");
+    let shown =
+        (0..50).filter(|pair| release.neighbours(2 + 2 * pair).iter().any(|n| n.0 == 3 + 2 * pair)).count();
+    assert!(shown <= 3, "three people do not: {shown} of 50 weak pairs shown");
     let spent = release.spent.unwrap();
     assert!((spent.epsilon - 1.0).abs() < 1e-5 && spent.delta == 1e-7, "{spent:?}");
     assert!(spent.rho.is_some_and(|rho| rho > 0.0 && rho < 1.0), "{spent:?}");
@@ -84,7 +90,10 @@ fn strong_pairs_survive_and_the_release_records_its_guarantee() {
         guarantee.contains("(1.000, 1e-7)-differential privacy for one person and all their events"),
         "{guarantee}"
     );
-    assert!((1_900..2_100).contains(&release.people), "the count of people is noisy too: {}", release.people);
+    // The count of people is noisy too (σ ≈ 58 here, its 1% share of the budget): within five σ of
+    // the 2,150 people, which fails about once in two million runs.
+    let sigma = Plan::new(1.0, 1e-7, &config).unwrap().people.sigma;
+    assert!((f64::from(release.people) - 2_150.0).abs() < 5.0 * sigma, "{} (σ {sigma})", release.people);
 }
 
 #[test]
