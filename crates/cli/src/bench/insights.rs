@@ -264,7 +264,12 @@ async fn load(state: &Arc<App>, args: &InsightsArgs, start: i64) -> anyhow::Resu
 }
 
 /// The events of `range`, judged as request bodies of 500 are.
-fn judge(state: &App, range: std::ops::Range<u64>, people: u64, start: i64) -> anyhow::Result<Vec<IngestEvent>> {
+fn judge(
+    state: &App,
+    range: std::ops::Range<u64>,
+    people: u64,
+    start: i64,
+) -> anyhow::Result<Vec<IngestEvent>> {
     let mut judged = Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
     let mut first = range.start;
     while first < range.end {
@@ -276,9 +281,14 @@ fn judge(state: &App, range: std::ops::Range<u64>, people: u64, start: i64) -> a
             gpc: false,
             received_at: tactful_app::now_millis(),
         };
-        let prepared =
-            tactful_app::ingest::prepare(&state.catalog, &state.vault, Endpoint::Batch, body.as_bytes(), &signals)
-                .map_err(|error| anyhow::anyhow!("ingestion refused a batch: {}", error.message))?;
+        let prepared = tactful_app::ingest::prepare(
+            &state.catalog,
+            &state.vault,
+            Endpoint::Batch,
+            body.as_bytes(),
+            &signals,
+        )
+        .map_err(|error| anyhow::anyhow!("ingestion refused a batch: {}", error.message))?;
         anyhow::ensure!(
             prepared.events.len() as u64 == last - first,
             "ingestion accepted {} of {} events",
