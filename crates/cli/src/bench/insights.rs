@@ -244,7 +244,7 @@ async fn load(state: &Arc<App>, args: &InsightsArgs, start: i64) -> anyhow::Resu
                 let judging = state.clone();
                 let judged =
                     tokio::task::spawn_blocking(move || judge(&judging, range, people, start)).await??;
-                let outcomes = state.store.ingest(judged, state.policy.clone()).await?;
+                let outcomes = ingest(&state, judged).await?;
                 let refused = outcomes
                     .iter()
                     .filter(|o| !matches!(o, IngestOutcome::Stored { .. } | IngestOutcome::Duplicate))
@@ -261,6 +261,23 @@ async fn load(state: &Arc<App>, args: &InsightsArgs, start: i64) -> anyhow::Resu
     }
     progress.finish_and_clear();
     Ok(())
+}
+
+/// Stores judged events, trying again (up to 5 times, a second apart) when the database is busy
+/// past its timeout: a call refused that way stored nothing, and what it did store would come back
+/// as duplicates. A busy machine made one such refusal end a 5,000,000-event load.
+async fn ingest(state: &App, judged: Vec<IngestEvent>) -> anyhow::Result<Vec<IngestOutcome>> {
+    let mut tries = 0;
+    loop {
+        match state.store.ingest(judged.clone(), state.policy.clone()).await {
+            Err(tactful_store::StoreError::Unavailable(reason)) if tries < 5 => {
+                tries += 1;
+                eprintln!("  the store is busy ({reason}); trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// The events of `range`, judged as request bodies of 500 are.
