@@ -169,7 +169,7 @@ pub struct Tally {
     metric: Metric,
     noise: Option<Noise>,
     /// Rows kept so far per person, counted only under noise (where each person's rows are bounded).
-    seen: HashMap<u64, u32>,
+    seen: hashbrown::HashMap<u64, u32>,
     groups: Vec<Sums>,
     rows_dropped: u64,
 }
@@ -194,7 +194,7 @@ impl Tally {
                 return Err(InsightsError::Scale(scale));
             }
         }
-        Ok(Tally { metric, noise, seen: HashMap::new(), groups: Vec::new(), rows_dropped: 0 })
+        Ok(Tally { metric, noise, seen: hashbrown::HashMap::new(), groups: Vec::new(), rows_dropped: 0 })
     }
 
     /// One row of `person` in group number `group` (with its value, for sums and means). Under

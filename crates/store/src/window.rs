@@ -2,8 +2,8 @@
 //! and event name written once (millions of rows, a few thousand distinct strings), the sealed
 //! records only when asked for, and a cursor whose content each backend chooses.
 
-// foldhash (hashbrown's default): these maps see every row of a scan, and hold no secret.
-use hashbrown::HashMap;
+// foldhash (hashbrown's default) finds the strings: these tables see every row of a scan, and hold
+// no secret.
 
 /// What a window scan reads of each event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +72,32 @@ impl WindowPage {
 #[derive(Default)]
 pub(crate) struct PageBuilder {
     page: WindowPage,
-    subjects: HashMap<String, u32>,
-    sources: HashMap<String, u32>,
-    names: HashMap<String, u32>,
+    subjects: Positions,
+    sources: Positions,
+    names: Positions,
 }
 
-fn position(list: &mut Vec<String>, index: &mut HashMap<String, u32>, text: &str) -> u32 {
-    if let Some(found) = index.get(text) {
-        return *found;
+/// Where each distinct string of a page's list is: positions in the list, found by the string's
+/// hash, so a string is copied once (into the list) and never as a map key.
+#[derive(Default)]
+struct Positions {
+    table: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+fn position(list: &mut Vec<String>, positions: &mut Positions, text: &str) -> u32 {
+    use std::hash::BuildHasher as _;
+    let hash = positions.hasher.hash_one(text);
+    let found = positions.table.find(hash, |at| list.get(*at as usize).is_some_and(|known| known == text));
+    if let Some(at) = found {
+        return *at;
     }
     let at = u32::try_from(list.len()).unwrap_or(u32::MAX);
     list.push(text.to_owned());
-    index.insert(text.to_owned(), at);
+    let hasher = &positions.hasher;
+    positions
+        .table
+        .insert_unique(hash, at, |at| hasher.hash_one(list.get(*at as usize).map_or("", String::as_str)));
     at
 }
 

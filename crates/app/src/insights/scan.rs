@@ -71,16 +71,23 @@ pub(crate) struct People<P> {
     roots: hashbrown::HashMap<String, Option<u32>>,
     /// The people admitted, with their family roots, by number.
     pub(crate) admitted: Vec<(String, P)>,
+    /// The person of each subject of the page met last (looked up once, as it was met).
+    page: Vec<Option<u32>>,
 }
 
 impl<P> Default for People<P> {
     fn default() -> Self {
-        People { subjects: Default::default(), roots: Default::default(), admitted: Vec::new() }
+        People {
+            subjects: Default::default(),
+            roots: Default::default(),
+            admitted: Vec::new(),
+            page: Vec::new(),
+        }
     }
 }
 
 impl<P> People<P> {
-    /// Meets the page's new subjects; for each family root not met yet, `admit` says whom it counts
+    /// Meets the page's subjects; for each family root not met yet, `admit` says whom it counts
     /// as, if at all. Returns the numbers of the people admitted by this call.
     pub(crate) async fn meet(
         &mut self,
@@ -88,13 +95,16 @@ impl<P> People<P> {
         page: &WindowPage,
         mut admit: impl FnMut(&SubjectState) -> Option<P>,
     ) -> Result<Vec<u32>, StoreError> {
-        let unknown: Vec<String> =
-            page.subjects.iter().filter(|s| !self.subjects.contains_key(*s)).cloned().collect();
+        let unknown = self.look_up(page);
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
-        let roots: HashMap<String, String> =
-            app.store.family_roots(unknown.clone()).await?.into_iter().collect();
+        let roots: HashMap<String, String> = app
+            .store
+            .family_roots(unknown.iter().map(|(_, subject)| subject.clone()).collect())
+            .await?
+            .into_iter()
+            .collect();
         let mut new_roots: Vec<String> =
             roots.values().filter(|r| !self.roots.contains_key(*r)).cloned().collect();
         new_roots.sort_unstable();
@@ -114,16 +124,47 @@ impl<P> People<P> {
                 self.roots.entry(root).or_insert(None);
             }
         }
-        for subject in unknown {
-            let person = roots.get(&subject).and_then(|root| self.roots.get(root).copied().flatten());
-            self.subjects.insert(subject, person);
-        }
+        self.settle(unknown, &roots);
         Ok(admitted)
     }
 
-    /// The number of the person of each of the page's subjects, if they were admitted.
-    pub(crate) fn of_page(&self, page: &WindowPage) -> Vec<Option<u32>> {
-        page.subjects.iter().map(|s| self.subjects.get(s).copied().flatten()).collect()
+    /// Looks each of the page's subjects up once (most were met on earlier pages): their people
+    /// are kept for [`People::of_page`]; returns the subjects not met yet, with their positions.
+    fn look_up(&mut self, page: &WindowPage) -> Vec<(usize, String)> {
+        let mut persons = Vec::with_capacity(page.subjects.len());
+        let mut unknown = Vec::new();
+        for (at, subject) in page.subjects.iter().enumerate() {
+            match self.subjects.get(subject.as_str()) {
+                Some(person) => persons.push(*person),
+                None => {
+                    persons.push(None);
+                    unknown.push((at, subject.clone()));
+                }
+            }
+        }
+        self.page = persons;
+        unknown
+    }
+
+    /// Records whom the subjects met for the first time count as, through their family roots
+    /// (`roots`: subject → root) once the roots are judged.
+    fn settle(&mut self, unknown: Vec<(usize, String)>, roots: &HashMap<String, String>) {
+        for (at, subject) in unknown {
+            let person = roots.get(&subject).and_then(|root| self.roots.get(root).copied().flatten());
+            if let Some(slot) = self.page.get_mut(at) {
+                *slot = person;
+            }
+            self.subjects.insert(subject, person);
+        }
+    }
+
+    /// The number of the person of each of the page's subjects, if they were admitted (`page` is
+    /// the one met last).
+    pub(crate) fn of_page(&mut self, page: &WindowPage) -> Vec<Option<u32>> {
+        if self.page.len() == page.subjects.len() {
+            return std::mem::take(&mut self.page);
+        }
+        page.subjects.iter().map(|s| self.subjects.get(s.as_str()).copied().flatten()).collect()
     }
 }
 
@@ -441,6 +482,31 @@ mod tests {
         }
         assert_eq!(week_label(week_number(parse_time("2021-01-03T10:00:00Z").unwrap())), "2020-W53");
         assert_eq!(week_label(week_number(parse_time("2024-12-30T08:00:00Z").unwrap())), "2025-W01");
+    }
+
+    #[test]
+    fn each_subject_of_a_page_is_its_person_whether_met_on_this_page_or_an_earlier_one() {
+        let page = |subjects: &[&str]| WindowPage {
+            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            ..WindowPage::default()
+        };
+        let mut people = People::<()>::default();
+        // Ann (person 0) and Bob (whose family root Cy is not admitted) on the first page; Dee, a
+        // member of Ann's family, first met on the second.
+        people.roots.insert("ann".into(), Some(0));
+        people.roots.insert("cy".into(), None);
+        let roots: HashMap<String, String> =
+            [("ann", "ann"), ("bob", "cy"), ("dee", "ann")].map(|(s, r)| (s.into(), r.into())).into();
+        let first = page(&["ann", "bob"]);
+        let unknown = people.look_up(&first);
+        assert_eq!(unknown.len(), 2);
+        people.settle(unknown, &roots);
+        assert_eq!(people.of_page(&first), [Some(0), None]);
+        let second = page(&["bob", "eve", "dee", "ann"]);
+        let unknown = people.look_up(&second);
+        assert_eq!(unknown, [(1, "eve".to_owned()), (2, "dee".to_owned())]);
+        people.settle(unknown, &roots);
+        assert_eq!(people.of_page(&second), [None, None, Some(0), Some(0)]);
     }
 
     #[test]

@@ -10,14 +10,15 @@ use serde_json::{Value, json};
 use tactful_app::insights::{Asker, Query};
 use tactful_app::{App, Config};
 use tactful_domain::catalog::Catalog;
-use tactful_domain::segment::format_time;
-use tactful_store::Scan;
+use tactful_domain::segment::{Endpoint, format_time};
+use tactful_store::{IngestEvent, IngestOutcome, Scan};
 
 use crate::client::Client;
 
 #[derive(Debug, clap::Args)]
 pub struct InsightsArgs {
-    /// Events stored before measuring (sent through ingestion, as SDKs send them).
+    /// Events stored before measuring (judged by ingestion as SDKs' events are, then written
+    /// straight into the store; see --http).
     #[arg(long, default_value_t = 5_000_000)]
     pub events: u64,
     /// People they belong to.
@@ -34,11 +35,22 @@ pub struct InsightsArgs {
     /// Measure on this database (postgres://…) instead of SQLite in the directory.
     #[arg(long)]
     pub database: Option<String>,
+    /// Send the events through `POST /v1/batch` (4 senders of 500), as SDKs do, instead of handing
+    /// the same judged events to the store in large batches: slower (13 minutes for 5,000,000),
+    /// the same rows stored.
+    #[arg(long)]
+    pub http: bool,
 }
 
 const CATEGORIES: [&str; 8] = ["kitchen", "garden", "home", "bath", "outdoor", "pantry", "kids", "wellness"];
 const EVENTS: [&str; 3] = ["Product Viewed", "Product Added", "Order Completed"];
 const DAYS: u64 = 20;
+/// The write key the events are sent with (a server source of the example catalog).
+const WRITE_KEY: &str = "wk_backend_fernhill_demo";
+/// Events per request body, as the HTTP senders send them.
+const PER_BODY: u64 = 500;
+/// Events per store call when loading without HTTP: one transaction each.
+const PER_INGEST: u64 = 10_000;
 
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -87,12 +99,31 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     if stored >= args.events {
         eprintln!("reusing the {stored} events stored in {}", dir.display());
     } else {
-        eprintln!("sending {} events of {} people through ingestion…", args.events, args.people);
-        let sent_at = Instant::now();
-        let progress = crate::progress::spinner("sending", "");
-        send(&client, &args, now - (DAYS as i64) * 86_400_000).await?;
-        progress.finish_and_clear();
-        eprintln!("  stored in {:.0} s", sent_at.elapsed().as_secs_f64());
+        let start = now - (DAYS as i64) * 86_400_000;
+        let loaded_at = Instant::now();
+        if args.http {
+            eprintln!("sending {} events of {} people through ingestion…", args.events, args.people);
+            let progress = crate::progress::spinner("sending", "");
+            send(&client, &args, start).await?;
+            progress.finish_and_clear();
+        } else {
+            eprintln!(
+                "loading {} events of {} people: judged by ingestion, {PER_INGEST} per store call…",
+                args.events, args.people
+            );
+            load(&state, &args, start).await?;
+        }
+        eprintln!("  stored in {:.0} s", loaded_at.elapsed().as_secs_f64());
+        if args.database.is_none() {
+            let checkpointed = Instant::now();
+            let wal = checkpoint(&dir.join("tactful.db"))?;
+            eprintln!(
+                "  WAL of {:.0} MB checkpointed in {:.0} s",
+                wal as f64 / 1e6,
+                checkpointed.elapsed().as_secs_f64()
+            );
+        }
+        println!("Loaded {} events in {:.0} s", args.events, loaded_at.elapsed().as_secs_f64());
     }
 
     // A window that holds every event sent, also when they were sent days ago.
@@ -178,6 +209,125 @@ pub async fn insights(args: InsightsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Event number `index` of the bench, as an SDK would send it: person, name, time and category
+/// follow from the number, so every run (and either load path) makes the same events.
+fn event(index: u64, people: u64, start: i64) -> Value {
+    let person = index % people;
+    let at = start + ((index * 7_919) % (DAYS * 86_400_000)) as i64;
+    json!({
+        "type": "track",
+        "event": EVENTS[(index % 3) as usize],
+        "userId": format!("shopper-{person}"),
+        "messageId": format!("bench-{index}"),
+        "timestamp": format_time(at),
+        "properties": {"category": CATEGORIES[(person % 8) as usize]},
+        "context": {"consent": {"categoryPreferences": {"Analytics": true}}}
+    })
+}
+
+/// Loads the events without HTTP: bodies of 500 judged by `tactful_app::ingest::prepare` (what
+/// `POST /v1/batch` runs: validation, minimization, consent signals, blind indexes), handed to the
+/// store's own ingestion 10,000 at a time (identity, consent ledger, sealing, indexes). Three
+/// workers, so one judges while another's batch commits.
+async fn load(state: &Arc<App>, args: &InsightsArgs, start: i64) -> anyhow::Result<()> {
+    let workers = 3u64;
+    let calls = args.events.div_ceil(PER_INGEST);
+    let progress = crate::progress::bar(args.events, "loading", "events");
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (state, progress, events, people) = (state.clone(), progress.clone(), args.events, args.people);
+        tasks.push(tokio::spawn(async move {
+            let mut call = worker;
+            while call < calls {
+                let range = call * PER_INGEST..((call + 1) * PER_INGEST).min(events);
+                let count = range.end - range.start;
+                let judging = state.clone();
+                let judged =
+                    tokio::task::spawn_blocking(move || judge(&judging, range, people, start)).await??;
+                let outcomes = ingest(&state, judged).await?;
+                let refused = outcomes
+                    .iter()
+                    .filter(|o| !matches!(o, IngestOutcome::Stored { .. } | IngestOutcome::Duplicate))
+                    .count();
+                anyhow::ensure!(refused == 0, "the store refused {refused} of the bench's events");
+                progress.inc(count);
+                call += workers;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    progress.finish_and_clear();
+    Ok(())
+}
+
+/// Stores judged events, trying again (up to 5 times, a second apart) when the database is busy
+/// past its timeout: a call refused that way stored nothing, and what it did store would come back
+/// as duplicates. A busy machine made one such refusal end a 5,000,000-event load.
+async fn ingest(state: &App, judged: Vec<IngestEvent>) -> anyhow::Result<Vec<IngestOutcome>> {
+    let mut tries = 0;
+    loop {
+        match state.store.ingest(judged.clone(), state.policy.clone()).await {
+            Err(tactful_store::StoreError::Unavailable(reason)) if tries < 5 => {
+                tries += 1;
+                eprintln!("  the store is busy ({reason}); trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The events of `range`, judged as request bodies of 500 are.
+fn judge(
+    state: &App,
+    range: std::ops::Range<u64>,
+    people: u64,
+    start: i64,
+) -> anyhow::Result<Vec<IngestEvent>> {
+    let mut judged = Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
+    let mut first = range.start;
+    while first < range.end {
+        let last = (first + PER_BODY).min(range.end);
+        let batch: Vec<Value> = (first..last).map(|index| event(index, people, start)).collect();
+        let body = json!({ "batch": batch }).to_string();
+        let signals = tactful_app::ingest::RequestSignals {
+            write_key: Some(WRITE_KEY),
+            gpc: false,
+            received_at: tactful_app::now_millis(),
+        };
+        let prepared = tactful_app::ingest::prepare(
+            &state.catalog,
+            &state.vault,
+            Endpoint::Batch,
+            body.as_bytes(),
+            &signals,
+        )
+        .map_err(|error| anyhow::anyhow!("ingestion refused a batch: {}", error.message))?;
+        anyhow::ensure!(
+            prepared.events.len() as u64 == last - first,
+            "ingestion accepted {} of {} events",
+            prepared.events.len(),
+            last - first
+        );
+        judged.extend(prepared.events);
+        first = last;
+    }
+    Ok(judged)
+}
+
+/// Checkpoints the WAL into the database and truncates it, as the store does every 30 s, so the
+/// queries measured next read the database file alone; returns the WAL's size before.
+fn checkpoint(database: &std::path::Path) -> anyhow::Result<u64> {
+    let wal = std::fs::metadata(format!("{}-wal", database.display())).map_or(0, |m| m.len());
+    let conn = rusqlite::Connection::open(database)?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(wal)
+}
+
 /// Sends the events with four concurrent senders, 500 per batch.
 async fn send(client: &Client, args: &InsightsArgs, start: i64) -> anyhow::Result<()> {
     let senders = 4u64;
@@ -185,21 +335,11 @@ async fn send(client: &Client, args: &InsightsArgs, start: i64) -> anyhow::Resul
     for sender in 0..senders {
         let (client, events, people) = (client.clone(), args.events, args.people);
         tasks.push(tokio::spawn(async move {
-            let mut batch: Vec<Value> = Vec::with_capacity(500);
+            let mut batch: Vec<Value> = Vec::with_capacity(PER_BODY as usize);
             let mut index = sender;
             while index < events {
-                let person = index % people;
-                let at = start + ((index * 7_919) % (DAYS * 86_400_000)) as i64;
-                batch.push(json!({
-                    "type": "track",
-                    "event": EVENTS[(index % 3) as usize],
-                    "userId": format!("shopper-{person}"),
-                    "messageId": format!("bench-{index}"),
-                    "timestamp": format_time(at),
-                    "properties": {"category": CATEGORIES[(person % 8) as usize]},
-                    "context": {"consent": {"categoryPreferences": {"Analytics": true}}}
-                }));
-                if batch.len() == 500 {
+                batch.push(event(index, people, start));
+                if batch.len() as u64 == PER_BODY {
                     post(&client, std::mem::take(&mut batch)).await?;
                 }
                 index += senders;
@@ -218,7 +358,7 @@ async fn send(client: &Client, args: &InsightsArgs, start: i64) -> anyhow::Resul
 
 async fn post(client: &Client, batch: Vec<Value>) -> anyhow::Result<()> {
     let body = Bytes::from(json!({ "batch": batch }).to_string());
-    let (status, answer) = client.post("/v1/batch", "wk_backend_fernhill_demo", body).await?;
+    let (status, answer) = client.post("/v1/batch", WRITE_KEY, body).await?;
     anyhow::ensure!(status.is_success(), "ingestion refused a batch: {}", String::from_utf8_lossy(&answer));
     Ok(())
 }

@@ -54,13 +54,13 @@ pub(super) fn subject_states(conn: &Connection, mut subjects: Vec<String>) -> Re
     for chunk in subjects.chunks(crate::shared::SUBJECTS_PER_QUERY) {
         let ids = serde_json::Value::from(chunk).to_string();
         // `+merged_into`: without it the planner may walk the index of every subject not merged
-        // (most of them) instead of looking up the ids given.
+        // (most of them) instead of looking up the ids given. Sorted here, not by SQLite (a third of
+        // the statement's time).
         let mut roots = conn.prepare_cached(
             "SELECT id, jurisdiction, minor, restricted FROM subjects
-             WHERE id IN (SELECT value FROM json_each(?1)) AND +merged_into IS NULL AND erased_at IS NULL
-             ORDER BY id",
+             WHERE id IN (SELECT value FROM json_each(?1)) AND +merged_into IS NULL AND erased_at IS NULL",
         )?;
-        let found: Vec<SubjectState> = roots
+        let mut found: Vec<SubjectState> = roots
             .query_map([&ids], |row| {
                 Ok(SubjectState {
                     subject: row.get(0)?,
@@ -71,6 +71,7 @@ pub(super) fn subject_states(conn: &Connection, mut subjects: Vec<String>) -> Re
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
+        found.sort_unstable_by(|a, b| a.subject.cmp(&b.subject));
         let first = states.len();
         let index: HashMap<String, usize> = found
             .iter()
@@ -78,12 +79,17 @@ pub(super) fn subject_states(conn: &Connection, mut subjects: Vec<String>) -> Re
             .map(|(position, state)| (state.subject.clone(), first + position))
             .collect();
         states.extend(found);
-        // The families' ledgers, members' entries included, in the order `subject_state` gives.
+        // The families' ledgers, members' entries included, in the order `subject_state` gives: the
+        // roots' own entries, and their members' (the two halves each from an index; one `OR` costs
+        // twice as much).
         let mut ledgers = conn.prepare_cached(
             "SELECT c.id, c.purpose, c.kind, c.method, c.at, c.expires_at, c.version, c.source, c.jurisdiction, c.verified,
-                    c.provenance, COALESCE(s.merged_into, s.id)
-             FROM consent_events c JOIN subjects s ON s.id = c.subject_id
-             WHERE s.id IN (SELECT value FROM json_each(?1)) OR s.merged_into IN (SELECT value FROM json_each(?1))
+                    c.provenance, m.root
+             FROM (SELECT id, id AS root FROM subjects
+                   WHERE id IN (SELECT value FROM json_each(?1)) AND +merged_into IS NULL
+                   UNION ALL
+                   SELECT id, merged_into FROM subjects WHERE merged_into IN (SELECT value FROM json_each(?1))) m
+             JOIN consent_events c ON c.subject_id = m.id
              ORDER BY c.at, c.id",
         )?;
         let rows = ledgers.query_map([&ids], |row| Ok((consent_event(row)?, row.get::<_, String>(11)?)))?;
