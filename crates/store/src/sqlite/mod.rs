@@ -181,7 +181,9 @@ fn configure(conn: &Connection) -> Result<()> {
 pub const WAL_TRUNCATE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Truncates the WAL periodically from its own connection. Stops when the store is dropped (the
-/// channel closes).
+/// channel closes). A truncating checkpoint keeps new writes waiting while it copies the WAL into
+/// the database, so a passive one copies first, beside the writer, and the truncation that follows
+/// has only what came since to copy.
 fn run_checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
     let conn = match Connection::open(&path) {
         Ok(conn) => conn,
@@ -192,6 +194,9 @@ fn run_checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
     };
     let _ = conn.execute_batch("PRAGMA busy_timeout = 5000;");
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_TRUNCATE_EVERY) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; retrying later");
+        }
         if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
             tracing::warn!(%error, "WAL checkpoint failed; retrying later");
         }
