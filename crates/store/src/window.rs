@@ -2,9 +2,6 @@
 //! and event name written once (millions of rows, a few thousand distinct strings), the sealed
 //! records only when asked for, and a cursor whose content each backend chooses.
 
-// foldhash (hashbrown's default) finds the strings: these tables see every row of a scan, and hold
-// no secret.
-
 /// What a window scan reads of each event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
@@ -78,7 +75,8 @@ pub(crate) struct PageBuilder {
 }
 
 /// Where each distinct string of a page's list is: positions in the list, found by the string's
-/// hash, so a string is copied once (into the list) and never as a map key.
+/// hash, so a string is copied once (into the list) and never as a map key. The hash is foldhash
+/// (hashbrown's default): these tables see every row of a scan, and hold no secret.
 #[derive(Default)]
 struct Positions {
     table: hashbrown::HashTable<u32>,
