@@ -105,10 +105,12 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     let reference = drive(&client, key.as_str(), &["/healthz".to_owned()], args.rate, args.seconds).await?;
     let http = drive(&client, key.as_str(), &paths, args.rate, args.seconds).await?;
     // What the personalized answer adds: asked for nobody in particular, a recommendation reads no
-    // person and writes no access-log entry; the access-log entry alone is timed at the same rate.
+    // person and writes no access-log entry; the access-log entry alone and the person's state
+    // alone are timed in-process at the same rate.
     let anonymous = ["/v1/recommendations?purpose=personalize.content&placement=home".to_owned()];
     let nobody = drive(&client, key.as_str(), &anonymous, args.rate, args.seconds).await?;
     let commits = drive_appends(&state, args.rate, args.seconds).await?;
+    let reads = drive_person_reads(&state, &known, args.rate, args.seconds).await?;
 
     // The same asks in-process: the person's entry and the ranking, without HTTP, store or audit.
     let mut in_process = Vec::with_capacity(20_000);
@@ -155,6 +157,11 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
         commits.at(0.99)
     );
     println!(
+        "| the person's state alone (identifier, record, consent ledger), read in-process at the same rate | {:.2} ms | {:.2} ms | |",
+        reads.at(0.5),
+        reads.at(0.99)
+    );
+    println!(
         "| the same ranking in-process | {:.3} ms | {:.3} ms | < 1 ms {} |",
         in_process.at(0.5),
         in_process.at(0.99),
@@ -169,15 +176,38 @@ pub async fn serving(args: ServingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Appends one access-log entry like a recommendation's at `rate` per second for `seconds` (open
-/// loop), each timed until it is durable.
-async fn drive_appends(state: &Arc<App>, rate: u64, seconds: u64) -> anyhow::Result<Latencies> {
+/// Runs `work(i)` in-process at `rate` per second for `seconds` (open loop), each timed until it
+/// is done.
+async fn drive_in_process<F, W>(rate: u64, seconds: u64, work: F) -> anyhow::Result<Latencies>
+where
+    F: Fn(u64) -> W,
+    W: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let total = rate * seconds;
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         tokio::time::sleep_until((start + period.mul_f64(i as f64)).into()).await;
+        let done = work(i);
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            done.await?;
+            anyhow::Ok(sent.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        latencies.push(task.await??);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Latencies(latencies))
+}
+
+/// Appends one access-log entry like a recommendation's at `rate` per second for `seconds`, each
+/// timed until it is durable.
+async fn drive_appends(state: &Arc<App>, rate: u64, seconds: u64) -> anyhow::Result<Latencies> {
+    drive_in_process(rate, seconds, |i| {
         let store = state.store.clone();
         let event = AuditEvent::Read {
             actor: "key_bench".into(),
@@ -188,18 +218,30 @@ async fn drive_appends(state: &Arc<App>, rate: u64, seconds: u64) -> anyhow::Res
             withheld: Vec::new(),
             decision: ReadDecision::Permitted,
         };
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
+        async move {
             store.audit_append(vec![event], tactful_app::now_millis()).await?;
-            anyhow::Ok(sent.elapsed().as_secs_f64() * 1000.0)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        latencies.push(task.await??);
-    }
-    latencies.sort_by(f64::total_cmp);
-    Ok(Latencies(latencies))
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Reads a known person's state (identifier lookup, record and consent ledger) the way a
+/// recommendation does, at `rate` per second for `seconds`.
+async fn drive_person_reads(
+    state: &Arc<App>,
+    known: &[String],
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Latencies> {
+    drive_in_process(rate, seconds, |i| {
+        let (state, reference) = (state.clone(), format!("user_id:{}", known[i as usize % known.len()]));
+        async move {
+            tactful_app::subjects::state_of(&state, &reference).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// The generated customers the store knows (some never registered).
