@@ -204,10 +204,52 @@ fn string_signals(app: &App, strings: &ConsentStrings) -> Result<Vec<ConsentSign
         gpp: strings.gpp_string.as_deref().map(|text| ("gpp_string", text)),
         gpp_sid: strings.gpp_sid.clone(),
     };
-    consent::strings::signals(&app.catalog, &read).map_err(|error| {
+    let signals = consent::strings::signals(&app.catalog, &read).map_err(|error| {
         AppError::with_message(ErrorCode::InvalidRequest, format!("{error}; nothing was recorded"))
             .details(json!({"reason": "malformed_consent_string"}))
-    })
+    })?;
+    if let Some(named) = &strings.gpp_sid {
+        gpp_sections_carried(strings.gpp_string.as_deref(), named)?;
+    }
+    Ok(signals)
+}
+
+/// Refuses a `gpp_sid` naming a section the GPP string does not carry (or sent without a string):
+/// the sections it names are the ones the brand says apply, so one missing would otherwise
+/// record nothing for it without a word.
+fn gpp_sections_carried(gpp_string: Option<&str>, named: &[i64]) -> Result<(), AppError> {
+    let refuse = |message: String, details: Value| {
+        Err(AppError::with_message(ErrorCode::InvalidRequest, format!("{message}; nothing was recorded"))
+            .details(details))
+    };
+    let Some(text) = gpp_string else {
+        return refuse(
+            "gpp_sid names the sections of a gpp_string that apply: send the gpp_string too".into(),
+            json!({"reason": "gpp_sid_without_gpp_string"}),
+        );
+    };
+    // The string was decoded once already; this only reads which sections it carries.
+    let carried = tactful_domain::iab::gpp::decode(text, "gpp_string")
+        .map(|decoded| decoded.section_ids)
+        .unwrap_or_default();
+    let absent: Vec<i64> = named
+        .iter()
+        .copied()
+        .filter(|id| !carried.iter().any(|carried| i64::from(*carried) == *id))
+        .collect();
+    if absent.is_empty() {
+        return Ok(());
+    }
+    let list = |ids: &mut dyn Iterator<Item = String>| ids.collect::<Vec<_>>().join(", ");
+    refuse(
+        format!(
+            "gpp_sid names {} {} that the gpp_string does not carry (it carries {})",
+            if absent.len() == 1 { "section" } else { "sections" },
+            list(&mut absent.iter().map(i64::to_string)),
+            list(&mut carried.iter().map(u32::to_string))
+        ),
+        json!({"reason": "gpp_section_absent", "absent": absent, "carried": carried}),
+    )
 }
 
 /// Turns the strings' signals into ledger entries, as ingestion does: only what changes the

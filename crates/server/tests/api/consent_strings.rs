@@ -151,6 +151,30 @@ async fn a_gpp_string_through_the_api_records_the_sections_that_apply() {
 }
 
 #[tokio::test]
+async fn a_gpp_sid_naming_a_section_the_string_lacks_is_refused_and_records_nothing() {
+    let harness = harness().await;
+    let privacy = harness.key("privacy").await;
+    harness.identify("m-0", "Whitby").await;
+    let (_, before) = harness.get(PERSON, &privacy).await;
+    for (sid, absent) in [(json!([5]), json!([5])), (json!([7, 99999999999_i64]), json!([99999999999_i64]))] {
+        let body = json!({"gpp_string": GPP_STRING, "gpp_sid": sid});
+        let (status, answer) = harness.post_json(PERSON, &privacy, &body.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["code"], "invalid_request");
+        assert_eq!(answer["error"]["absent"], absent, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("that the gpp_string does not carry (it carries "), "{message}");
+        assert!(message.ends_with("nothing was recorded"), "{message}");
+    }
+    let body = json!({"changes": [{"purpose": ADS, "status": "given"}], "gpp_sid": [7]});
+    let (status, answer) = harness.post_json(PERSON, &privacy, &body.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["reason"], "gpp_sid_without_gpp_string", "{answer}");
+    let (_, after) = harness.get(PERSON, &privacy).await;
+    assert_eq!(after["ledger"], before["ledger"], "a refused request recorded something");
+}
+
+#[tokio::test]
 async fn a_malformed_string_is_refused_with_its_segment_and_field_and_records_nothing() {
     let harness = harness().await;
     let privacy = harness.key("privacy").await;
