@@ -214,7 +214,8 @@ fn string_signals(app: &App, strings: &ConsentStrings) -> Result<Vec<ConsentSign
     Ok(signals)
 }
 
-/// Refuses a `gpp_sid` naming a section the GPP string does not carry (or sent without a string):
+/// Refuses a `gpp_sid` naming a section the GPP string does not carry, naming none, or sent without
+/// a string:
 /// the sections it names are the ones the brand says apply, so one missing would otherwise
 /// record nothing for it without a word.
 fn gpp_sections_carried(gpp_string: Option<&str>, named: &[i64]) -> Result<(), AppError> {
@@ -228,6 +229,14 @@ fn gpp_sections_carried(gpp_string: Option<&str>, named: &[i64]) -> Result<(), A
             json!({"reason": "gpp_sid_without_gpp_string"}),
         );
     };
+    if named.is_empty() {
+        return refuse(
+            "gpp_sid names no section, so nothing would apply: name the sections that apply, or leave \
+             gpp_sid out for all of the string's"
+                .into(),
+            json!({"reason": "gpp_sid_empty"}),
+        );
+    }
     // The string was decoded once already; this only reads which sections it carries.
     let carried = tactful_domain::iab::gpp::decode(text, "gpp_string")
         .map(|decoded| decoded.section_ids)

@@ -166,6 +166,10 @@ async fn a_gpp_sid_naming_a_section_the_string_lacks_is_refused_and_records_noth
         assert!(message.contains("that the gpp_string does not carry (it carries "), "{message}");
         assert!(message.ends_with("nothing was recorded"), "{message}");
     }
+    let body = json!({"gpp_string": GPP_STRING, "gpp_sid": []});
+    let (status, answer) = harness.post_json(PERSON, &privacy, &body.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["reason"], "gpp_sid_empty", "{answer}");
     let body = json!({"changes": [{"purpose": ADS, "status": "given"}], "gpp_sid": [7]});
     let (status, answer) = harness.post_json(PERSON, &privacy, &body.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
